@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Run the whole ghimaging test suite, twice: on SQLite, then on a throwaway
+# PostgreSQL cluster. Works on a fresh Debian 12 machine: installs missing
+# system packages, creates .venv, installs the app with its test extra.
+#
+#   bash deploy/test.sh [PYTEST ARGS...]     (arguments go to both pytest runs)
+#
+# Environment: PYTHON (interpreter used to create .venv, default python3).
+set -euo pipefail
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO_ROOT"
+
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+# The first run must be SQLite whatever the caller's environment says.
+unset GHIMAGING_TEST_DATABASE_URL
+
+section() { printf '\n==> %s  [%s]\n' "$*" "$(date +%H:%M:%S)"; }
+warn() { printf 'test.sh: %s\n' "$*" >&2; }
+
+SUDO=()
+if [[ $(id -u) -ne 0 ]]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO=(sudo)
+    fi
+fi
+
+# ---------------------------------------------------------------- apt helpers
+APT_UPDATED=0
+apt_wait_for_lock() {
+    # apt-get's DPkg::Lock::Timeout covers the dpkg lock; also wait for other
+    # apt/dpkg processes (e.g. a background install) before touching the lists.
+    local waited=0
+    command -v pgrep >/dev/null 2>&1 || return 0
+    while pgrep -x 'apt|apt-get|dpkg|unattended-upgr' >/dev/null 2>&1; do
+        if (( waited % 30 == 0 )); then
+            echo "    waiting for another apt/dpkg process to finish..."
+        fi
+        if (( waited >= 900 )); then
+            warn "apt/dpkg still busy after ${waited}s; trying anyway"
+            return 0
+        fi
+        sleep 5; waited=$((waited + 5))
+    done
+}
+
+apt_install() {
+    if [[ $(id -u) -ne 0 && ${#SUDO[@]} -eq 0 ]]; then
+        warn "need root or sudo to install: $*"
+        exit 1
+    fi
+    local apt=("${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive
+               apt-get -q -y -o DPkg::Lock::Timeout=600)
+    apt_wait_for_lock
+    if [[ $APT_UPDATED -eq 0 ]]; then
+        echo "    apt-get update"
+        local try
+        for try in 1 2 3; do
+            if "${apt[@]}" update >/dev/null; then APT_UPDATED=1; break; fi
+            warn "apt-get update failed (attempt $try)"
+            sleep 10; apt_wait_for_lock
+        done
+        [[ $APT_UPDATED -eq 1 ]] || { warn "apt-get update failed"; exit 1; }
+    fi
+    echo "    apt-get install $*"
+    "${apt[@]}" install "$@" >/dev/null
+}
+
+have() { command -v "$1" >/dev/null 2>&1 || [[ -x /usr/sbin/$1 || -x /usr/bin/$1 ]]; }
+
+stop_system_orthanc() {
+    # Debian's orthanc package starts a system service (user "orthanc") on
+    # install; the tests run their own Orthanc instances on free ports.
+    id orthanc >/dev/null 2>&1 || return 0
+    command -v pgrep >/dev/null 2>&1 || return 0
+    if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
+        "${SUDO[@]}" systemctl disable --now orthanc >/dev/null 2>&1 || true
+    fi
+    if pgrep -x -u orthanc Orthanc >/dev/null 2>&1; then
+        echo "    stopping the system Orthanc service"
+        "${SUDO[@]}" service orthanc stop >/dev/null 2>&1 || true
+        sleep 1
+        if pgrep -x -u orthanc Orthanc >/dev/null 2>&1; then
+            "${SUDO[@]}" pkill -x -u orthanc Orthanc || true
+        fi
+    fi
+}
+
+# ------------------------------------------------------------ system packages
+section "System packages"
+missing=()
+have python3 || missing+=(python3)
+have pgrep || missing+=(procps)
+have Orthanc || missing+=(orthanc)
+{ have findscu && have storescu && have dump2dcm; } || missing+=(dcmtk)
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
+bash deploy/pg-cluster.sh bindir >/dev/null 2>&1 || missing+=(postgresql)
+if [[ ${#missing[@]} -gt 0 ]]; then
+    apt_install "${missing[@]}"
+else
+    echo "    all present"
+fi
+stop_system_orthanc
+echo "    PostgreSQL binaries: $(bash deploy/pg-cluster.sh bindir)"
+
+# ----------------------------------------------------------------- virtualenv
+section "Python virtualenv (.venv)"
+PYTHON=${PYTHON:-python3}
+if ! .venv/bin/python -c 'import sys' >/dev/null 2>&1; then
+    rm -rf .venv
+    if ! "$PYTHON" -m venv .venv >/dev/null 2>&1; then
+        rm -rf .venv
+        echo "    venv creation failed; installing python3-venv"
+        apt_install python3-venv
+        "$PYTHON" -m venv .venv
+    fi
+    echo "    created with $(.venv/bin/python --version)"
+else
+    echo "    reusing $(.venv/bin/python --version)"
+fi
+echo "    pip install -e '.[test]'"
+.venv/bin/python -m pip install -q -e '.[test]'
+
+# ------------------------------------------------------------- test: SQLite
+section "pytest on SQLite"
+set +e
+.venv/bin/python -m pytest "$@"
+sqlite_rc=$?
+set -e
+
+# ---------------------------------------------------------- test: PostgreSQL
+section "pytest on PostgreSQL"
+PG_DIR=$(mktemp -d /tmp/ghimaging-pg.XXXXXX)
+cleanup() { bash "$REPO_ROOT/deploy/pg-cluster.sh" stop "$PG_DIR" || true; }
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+pg_rc=0
+if pg_url=$(bash deploy/pg-cluster.sh start "$PG_DIR"); then
+    echo "    cluster: ${pg_url/ghimaging:ghimaging@/ghimaging:***@}"
+    set +e
+    GHIMAGING_TEST_DATABASE_URL=$pg_url .venv/bin/python -m pytest "$@"
+    pg_rc=$?
+    set -e
+else
+    warn "could not start the PostgreSQL cluster"
+    pg_rc=1
+fi
+
+# -------------------------------------------------------------------- summary
+section "Summary"
+status() { if [[ $1 -eq 0 ]]; then echo "PASS"; else echo "FAIL (exit $1)"; fi; }
+echo "SUMMARY: sqlite=$(status "$sqlite_rc")  postgresql=$(status "$pg_rc")"
+if [[ $sqlite_rc -ne 0 || $pg_rc -ne 0 ]]; then
+    exit 1
+fi

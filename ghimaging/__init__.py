@@ -1,0 +1,105 @@
+"""ghimaging: a light radiology front end for small clinics."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from . import config as cfg
+from .extensions import csrf, db, login_manager, migrate
+
+__version__ = "0.1.0"
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+MIGRATIONS_DIR = PACKAGE_DIR / "migrations"
+
+
+def resource_dir(name: str) -> Path:
+    """``templates``, ``static`` and ``worklist_templates`` live at the top of
+    the checkout and inside the package once installed from a wheel."""
+    inside = PACKAGE_DIR / name
+    if inside.is_dir():
+        return inside
+    return PACKAGE_DIR.parent / name
+
+
+def _instance_path() -> str:
+    env = os.environ.get("GHIMAGING_INSTANCE_PATH")
+    if env:
+        if not os.path.isabs(env):
+            raise cfg.ConfigError("GHIMAGING_INSTANCE_PATH must be an absolute path")
+        return env
+    checkout = PACKAGE_DIR.parent
+    if (checkout / "pyproject.toml").exists() and (checkout / "instance").is_dir():
+        return str(checkout / "instance")
+    return str(Path.cwd() / "instance")
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    instance_path = (test_config or {}).get("INSTANCE_PATH") or _instance_path()
+    app = Flask(
+        __name__,
+        instance_path=instance_path,
+        instance_relative_config=True,
+        template_folder=str(resource_dir("templates")),
+        static_folder=str(resource_dir("static")),
+    )
+    app.config.from_mapping(cfg.default_settings())
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.update(cfg.from_environment(os.environ, app.config))
+    if test_config:
+        app.config.update({k: v for k, v in test_config.items() if k != "INSTANCE_PATH"})
+
+    ipath = Path(app.instance_path)
+    ipath.mkdir(parents=True, exist_ok=True)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = cfg.ensure_secret_key(ipath)
+    if not app.config.get("DATABASE_URL"):
+        app.config["DATABASE_URL"] = f"sqlite:///{ipath / 'ghimaging.sqlite'}"
+    app.config["SQLALCHEMY_DATABASE_URI"] = app.config["DATABASE_URL"]
+    engine_options: dict[str, Any] = {"pool_pre_ping": True}
+    if app.config["DATABASE_URL"].startswith("sqlite"):
+        # sqlite3's timeout is SQLite's busy timeout: a second writer waits.
+        engine_options["connect_args"] = {"timeout": app.config["SQLITE_BUSY_TIMEOUT_MS"] / 1000}
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options)
+    if not app.config.get("WORKLIST_DIR"):
+        app.config["WORKLIST_DIR"] = str(ipath / "worklists")
+    app.config["RESULT_IMAGE_DIR"] = str(ipath / "result_images")
+    cfg.validate(app.config)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+
+    from . import auth, catalog, errors, imaging, patients, settings, ui, api, cli
+
+    ui.init_app(app)
+    errors.init_app(app)
+    auth.init_app(app)
+    catalog.init_app(app)
+    patients.init_app(app)
+    imaging.init_app(app)
+    settings.init_app(app)
+    api.init_app(app)
+    cli.init_app(app)
+    return app
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, connection_record) -> None:  # pragma: no cover - trivial
+    """Foreign keys on, and WAL so that readers do not block the writer."""
+    import sqlite3
+
+    if not isinstance(dbapi_connection, sqlite3.Connection):
+        return
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()

@@ -1,0 +1,9 @@
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    from ..extensions import csrf
+    from .routes import bp
+
+    csrf.exempt(bp)  # bearer tokens, no cookies: CSRF does not apply
+    app.register_blueprint(bp)

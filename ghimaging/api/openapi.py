@@ -1,0 +1,131 @@
+"""The OpenAPI 3.1 document of /api/v1, kept next to the routes it describes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import __version__
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {400: "Malformed request", 401: "Missing or invalid token", 403: "Role not allowed",
+            404: "Not found", 409: "Conflict (duplicate or illegal state transition)",
+            422: "Validation failed"}
+    return {str(c): {"description": text[c], **_json(_ref("Error"))} for c in codes}
+
+
+def _op(summary: str, ok: str, schema: dict | None, *errors: int, body: dict | None = None,
+        params: list | None = None, code: str = "200") -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": {code: {"description": ok, **(_json(schema) if schema else {})},
+                                                           **_errors(401, *errors)}}
+    if body:
+        op["requestBody"] = {"required": True, **_json(body)}
+    if params:
+        op["parameters"] = params
+    return op
+
+
+def _q(name: str, typ: str = "string", desc: str = "") -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": {"type": typ}, "description": desc}
+
+
+_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}]
+_PAGE = [_q("page", "integer"), _q("per_page", "integer", "1-200, default 50")]
+
+
+def _list(item: str) -> dict[str, Any]:
+    return {"type": "object", "properties": {"items": {"type": "array", "items": _ref(item)},
+            "page": {"type": "integer"}, "per_page": {"type": "integer"}, "total": {"type": "integer"}}}
+
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["error", "message"],
+              "properties": {"error": {"type": "string"}, "message": {"type": "string"},
+                             "fields": {"type": "object", "additionalProperties": {"type": "string"}}}},
+    "PatientIn": {"type": "object", "required": ["puid", "family_name", "sex"], "properties": {
+        "puid": {"type": "string", "maxLength": 64}, "family_name": {"type": "string", "maxLength": 100},
+        "given_name": {"type": "string", "maxLength": 100},
+        "birth_date": {"type": ["string", "null"], "format": "date"},
+        "sex": {"type": "string", "enum": ["F", "M", "O"]}, "phone": {"type": "string"},
+        "notes": {"type": "string"}}},
+    "Patient": {"allOf": [{"type": "object", "properties": {"id": {"type": "integer"}}}, _ref("PatientIn")]},
+    "TestIn": {"type": "object", "required": ["code", "name", "modality"], "properties": {
+        "code": {"type": "string", "maxLength": 32}, "name": {"type": "string"},
+        "modality": {"type": "string", "description": "DICOM Modality code, e.g. CR"},
+        "ae_title": {"type": "string", "maxLength": 16}, "worklist_template": {"type": "string"},
+        "active": {"type": "boolean"}}},
+    "Test": {"allOf": [{"type": "object", "properties": {"id": {"type": "integer"}}}, _ref("TestIn")]},
+    "RequestIn": {"type": "object", "required": ["patient_id"], "properties": {
+        "patient_id": {"type": "integer"}, "test_code": {"type": "string"},
+        "test_codes": {"type": "array", "items": {"type": "string"},
+                       "description": "Several tests: one request each, one order number"},
+        "urgent": {"type": "boolean"}, "comment": {"type": "string"}, "clinical_context": {"type": "string"},
+        "scheduled_at": {"type": "string", "description": "YYYY-MM-DDTHH:MM, clinic local time"},
+        "physician": {"type": "string", "description": "username of the requesting physician"},
+        "submit": {"type": "boolean", "description": "create as requested instead of draft"}}},
+    "Request": {"type": "object", "properties": {
+        "id": {"type": "integer"}, "order_number": {"type": "string"},
+        "state": {"type": "string", "enum": ["draft", "requested", "done", "cancelled"]},
+        "accession_number": {"type": "string", "maxLength": 16}, "study_instance_uid": {"type": "string"},
+        "patient_id": {"type": "integer"}, "patient_puid": {"type": "string"}, "test_code": {"type": "string"},
+        "test_name": {"type": "string"}, "modality": {"type": "string"}, "urgent": {"type": "boolean"},
+        "clinical_context": {"type": "string"}, "comment": {"type": "string"},
+        "scheduled_at": {"type": ["string", "null"]}, "requesting_physician": {"type": ["string", "null"]},
+        "cancel_reason": {"type": ["string", "null"]}, "created_at": {"type": "string"},
+        "result_id": {"type": ["integer", "null"]}, "events": {"type": "array", "items": {"type": "object"}},
+        "result": {"type": ["object", "null"]}}},
+    "ResultIn": {"type": "object", "properties": {
+        "report": {"type": "string"}, "date": {"type": "string", "format": "date"},
+        "radiologist": {"type": "string"}, "final": {"type": "boolean"},
+        "report_style": {"type": "string", "enum": ["with_images", "without_images", "without_captions"]}}},
+}
+
+
+def document(server_url: str) -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "ghimaging API", "version": __version__,
+                 "description": "Imaging orders and results. Authenticate with 'Authorization: Bearer <token>'; "
+                                "tokens are created with `ghimaging create-token USER` or on the account page."},
+        "servers": [{"url": server_url}],
+        "security": [{"bearer": []}],
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}, "schemas": SCHEMAS},
+        "paths": {
+            "/patients": {
+                "get": _op("List or search patients", "Patients", _list("Patient"), 400,
+                           params=[_q("puid", desc="exact PUID"), _q("q", desc="name or PUID"), *_PAGE]),
+                "post": _op("Register a patient", "Created", _ref("Patient"), 400, 403, 409, 422,
+                            body=_ref("PatientIn"), code="201"),
+            },
+            "/patients/{id}": {"get": _op("One patient", "Patient", _ref("Patient"), 404, params=_ID)},
+            "/tests": {
+                "get": _op("Active imaging tests", "Tests", _list("Test"), params=[_q("all", desc="1: include inactive")]),
+                "post": _op("Add an imaging test (admin)", "Created", _ref("Test"), 400, 403, 409, 422,
+                            body=_ref("TestIn"), code="201"),
+            },
+            "/requests": {
+                "get": _op("List requests, urgent first", "Requests", _list("Request"), 400,
+                           params=[_q("state", desc="draft|requested|done|cancelled|all"),
+                                   _q("patient_id", "integer"), _q("q"), *_PAGE]),
+                "post": _op("Order one or more tests (draft unless submit)", "Created", _ref("Request"),
+                            400, 403, 422, body=_ref("RequestIn"), code="201"),
+            },
+            "/requests/{id}": {"get": _op("One request with events and result", "Request", _ref("Request"), 404, params=_ID)},
+            "/requests/{id}/submit": {"post": _op("draft -> requested", "Request", _ref("Request"), 403, 404, 409, params=_ID)},
+            "/requests/{id}/cancel": {"post": _op("draft|requested -> cancelled", "Request", _ref("Request"),
+                                                  400, 403, 404, 409, 422, params=_ID,
+                                                  body={"type": "object", "required": ["reason"],
+                                                        "properties": {"reason": {"type": "string"}}})},
+            "/requests/{id}/result": {"post": _op("Write the result; requested -> done", "Created", _ref("Request"),
+                                                  400, 403, 404, 409, 422, params=_ID, body=_ref("ResultIn"),
+                                                  code="201")},
+        },
+    }

@@ -1,0 +1,318 @@
+"""JSON API v1: the same services as the pages, bearer-token authentication."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from functools import wraps
+from typing import Any, Callable
+
+from flask import Blueprint, g, jsonify, request, url_for
+from sqlalchemy import select
+
+from ..auth import service as auth
+from ..catalog import service as catalog
+from ..extensions import db
+from ..imaging import queries, workflow
+from ..models import ImagingRequest, Patient, Role, User
+from ..patients import service as patients
+from .errors import ApiError, bad_request, conflict, invalid, not_found
+from .openapi import document
+from .serializers import request_json, test_json
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+MAX_PAGE = 200
+
+
+@bp.errorhandler(ApiError)
+def _api_error(exc: ApiError):
+    return exc.response()
+
+
+@bp.before_request
+def _authenticate():
+    if request.endpoint == "api.openapi":
+        return None
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "unauthorized", "Send 'Authorization: Bearer <token>'.")
+    user = auth.user_for_token(token.strip())
+    if user is None:
+        raise ApiError(401, "unauthorized", "The token is not valid.")
+    g.api_user = user
+    return None
+
+
+@bp.after_request
+def _no_cookies(resp):
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def need(*roles: Role) -> Callable:
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapped(*args, **kwargs):
+            if not g.api_user.has_role(*roles):
+                raise ApiError(403, "forbidden", "Your role does not allow this.")
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def body() -> dict[str, Any]:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise bad_request("Send a JSON object with Content-Type: application/json.")
+    return data
+
+
+def _str(data: dict, key: str, default: str = "") -> str:
+    value = data.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise invalid({key: "Must be a string."})
+    return value
+
+
+def _bool(data: dict, key: str) -> bool:
+    value = data.get(key, False)
+    if not isinstance(value, bool):
+        raise invalid({key: "Must be true or false."})
+    return value
+
+
+def _page() -> tuple[int, int]:
+    try:
+        page = int(request.args.get("page", 1))
+        per_page = int(request.args.get("per_page", 50))
+    except ValueError:
+        raise bad_request("page and per_page must be whole numbers.") from None
+    if page < 1 or not 1 <= per_page <= MAX_PAGE:
+        raise bad_request(f"page must be >= 1 and per_page between 1 and {MAX_PAGE}.")
+    return page, per_page
+
+
+def _paged(stmt, serialize) -> dict[str, Any]:
+    page, per_page = _page()
+    p = db.paginate(stmt, page=page, per_page=per_page, error_out=False, count=True)
+    return {"items": [serialize(x) for x in p.items], "page": page, "per_page": per_page, "total": p.total}
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(document(request.url_root.rstrip("/") + "/api/v1"))
+
+
+@bp.get("/me")
+def me():
+    u = g.api_user
+    return jsonify(id=u.id, username=u.username, roles=sorted(r.value for r in u.roles))
+
+
+# -- patients ---------------------------------------------------------------
+
+@bp.get("/patients")
+def list_patients():
+    puid = request.args.get("puid")
+    if puid is not None:
+        p = patients.by_puid(puid)
+        return jsonify({"items": [patients.to_json(p)] if p else [], "page": 1, "per_page": 1,
+                        "total": 1 if p else 0})
+    return jsonify(_paged(patients.search_query(request.args.get("q", "")), patients.to_json))
+
+
+@bp.get("/patients/<int:patient_id>")
+def get_patient(patient_id: int):
+    p = db.session.get(Patient, patient_id)
+    if p is None:
+        raise not_found("Patient")
+    return jsonify(patients.to_json(p))
+
+
+@bp.post("/patients")
+@need(Role.PHYSICIAN, Role.TECHNOLOGIST)
+def create_patient():
+    data = body()
+    for key in ("puid", "family_name", "given_name", "birth_date", "sex", "phone", "notes"):
+        _str(data, key)
+    try:
+        p = patients.create_patient(data)
+    except patients.PatientError as exc:
+        if set(exc.errors) == {"puid"} and "already" in exc.errors["puid"]:
+            raise conflict(exc.errors["puid"]) from None
+        raise invalid(exc.errors) from None
+    resp = jsonify(patients.to_json(p))
+    resp.status_code = 201
+    resp.headers["Location"] = url_for("api.get_patient", patient_id=p.id)
+    return resp
+
+
+# -- catalogue --------------------------------------------------------------
+
+@bp.get("/tests")
+def list_tests():
+    include_inactive = request.args.get("all") == "1"
+    rows = catalog.active_tests() if not include_inactive else [
+        t for m in catalog.all_modalities() for t in m.tests]
+    return jsonify({"items": [test_json(t) for t in rows]})
+
+
+@bp.post("/tests")
+@need(Role.ADMIN)
+def create_test():
+    data = body()
+    mod_code = _str(data, "modality")
+    modality = catalog.modality_by_code(mod_code) if mod_code else None
+    if modality is None:
+        raise invalid({"modality": f"Unknown modality type {mod_code!r}; known: "
+                       + ", ".join(m.code for m in catalog.all_modalities())})
+    try:
+        t = catalog.save_test(None, code=_str(data, "code"), name=_str(data, "name"), modality=modality,
+                              ae_title=_str(data, "ae_title"),
+                              worklist_template=_str(data, "worklist_template"),
+                              active=data.get("active", True) is not False)
+    except catalog.CatalogError as exc:
+        if "already exists" in str(exc):
+            raise conflict(str(exc)) from None
+        raise invalid({exc.field or "code": str(exc)}) from None
+    return jsonify(test_json(t)), 201
+
+
+# -- requests ---------------------------------------------------------------
+
+def _get_request(request_id: int) -> ImagingRequest:
+    req = db.session.get(ImagingRequest, request_id)
+    if req is None:
+        raise not_found("Request")
+    return req
+
+
+def _user_ref(data: dict, key: str) -> User | None:
+    name = _str(data, key)
+    if not name:
+        return None
+    u = auth.find_user(name)
+    if u is None:
+        raise invalid({key: f"No user {name!r}."})
+    return u
+
+
+@bp.get("/requests")
+def list_requests():
+    state = request.args.get("state", "all") or "all"
+    if state not in queries.TABS:
+        raise bad_request(f"state must be one of {', '.join(queries.TABS)}.")
+    pid = request.args.get("patient_id")
+    try:
+        patient_id = int(pid) if pid else None
+    except ValueError:
+        raise bad_request("patient_id must be a whole number.") from None
+    stmt = queries.request_list(state, request.args.get("q", ""), patient_id)
+    return jsonify(_paged(stmt, request_json))
+
+
+@bp.get("/requests/<int:request_id>")
+def get_request(request_id: int):
+    return jsonify(request_json(_get_request(request_id), detail=True))
+
+
+@bp.post("/requests")
+@need(Role.PHYSICIAN)
+def create_request():
+    data = body()
+    pid = data.get("patient_id")
+    if not isinstance(pid, int) or isinstance(pid, bool):
+        raise invalid({"patient_id": "Must be the id of a patient (a whole number)."})
+    patient = db.session.get(Patient, pid)
+    if patient is None:
+        raise invalid({"patient_id": f"No patient with id {pid}."})
+    codes = data.get("test_codes")
+    if codes is None:
+        codes = [_str(data, "test_code")]
+    if not isinstance(codes, list) or not all(isinstance(c, str) and c for c in codes):
+        raise invalid({"test_code": "Give test_code (a string) or test_codes (a list of strings)."})
+    tests = []
+    for code in codes:
+        t = catalog.test_by_code(code)
+        if t is None:
+            raise invalid({"test_code": f"Unknown test {code!r}."})
+        tests.append(t)
+    scheduled = _str(data, "scheduled_at")
+    try:
+        scheduled_at = datetime.fromisoformat(scheduled) if scheduled else None
+    except ValueError:
+        raise invalid({"scheduled_at": "Use YYYY-MM-DDTHH:MM (clinic local time)."}) from None
+    if scheduled_at and scheduled_at.tzinfo:
+        scheduled_at = scheduled_at.astimezone().replace(tzinfo=None)
+    physician = _user_ref(data, "physician")
+    if physician is None and Role.PHYSICIAN in g.api_user.roles:
+        physician = g.api_user
+    try:
+        created = workflow.create_order(
+            patient, tests, user=g.api_user, physician=physician, urgent=_bool(data, "urgent"),
+            clinical_context=_str(data, "clinical_context"), comment=_str(data, "comment"),
+            scheduled_at=scheduled_at, submit=_bool(data, "submit"))
+    except workflow.ValidationError as exc:
+        raise invalid(exc.errors) from None
+    if len(created) == 1:
+        resp = jsonify(request_json(created[0], detail=True))
+        resp.headers["Location"] = url_for("api.get_request", request_id=created[0].id)
+    else:
+        resp = jsonify({"items": [request_json(r) for r in created], "order_number": created[0].order_number})
+    resp.status_code = 201
+    return resp
+
+
+def _transition(fn: Callable[[], Any], req: ImagingRequest):
+    try:
+        fn()
+    except workflow.TransitionError as exc:
+        raise ApiError(409, "illegal_transition", str(exc), state=req.state) from None
+    except workflow.ValidationError as exc:
+        raise invalid(exc.errors) from None
+    return jsonify(request_json(req, detail=True))
+
+
+@bp.post("/requests/<int:request_id>/submit")
+@need(Role.PHYSICIAN)
+def submit_request(request_id: int):
+    req = _get_request(request_id)
+    return _transition(lambda: workflow.submit(req, g.api_user), req)
+
+
+@bp.post("/requests/<int:request_id>/cancel")
+@need(Role.PHYSICIAN)
+def cancel_request(request_id: int):
+    req = _get_request(request_id)
+    data = body()
+    reason = _str(data, "reason")
+    return _transition(lambda: workflow.cancel(req, g.api_user, reason), req)
+
+
+@bp.post("/requests/<int:request_id>/result")
+@need(Role.RADIOLOGIST)
+def create_result(request_id: int):
+    req = _get_request(request_id)
+    data = body()
+    report = _str(data, "report")
+    day = _str(data, "date")
+    try:
+        result_date = date.fromisoformat(day) if day else date.today()
+    except ValueError:
+        raise invalid({"date": "Use YYYY-MM-DD."}) from None
+    radiologist = _user_ref(data, "radiologist")
+    if radiologist is None and Role.RADIOLOGIST in g.api_user.roles:
+        radiologist = g.api_user
+    style = _str(data, "report_style", "with_images")
+    resp = _transition(lambda: workflow.create_result(
+        req, g.api_user, radiologist=radiologist, result_date=result_date, report=report,
+        report_style=style), req)
+    if _bool(data, "final"):
+        _transition(lambda: workflow.finalise_result(req.result, g.api_user), req)
+        resp = jsonify(request_json(req, detail=True))
+    resp.status_code = 201
+    return resp

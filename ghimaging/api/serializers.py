@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from typing import Any
+
+from ..models import ImagingRequest, ImagingTest, Result
+
+
+def test_json(t: ImagingTest) -> dict[str, Any]:
+    return {"id": t.id, "code": t.code, "name": t.name, "modality": t.modality.code,
+            "ae_title": t.ae_title, "worklist_template": t.worklist_template, "active": t.active}
+
+
+def result_json(r: Result) -> dict[str, Any]:
+    return {
+        "id": r.id, "request_id": r.request_id, "date": r.result_date.isoformat(), "report": r.report,
+        "report_style": r.report_style, "radiologist": r.radiologist.username if r.radiologist else None,
+        "final": r.is_final, "finalised_at": r.finalised_at.isoformat() + "Z" if r.finalised_at else None,
+        "images": [{"id": i.id, "caption": i.caption, "content_type": i.content_type} for i in r.images],
+        "addenda": [{"text": a.text, "at": a.created_at.isoformat() + "Z",
+                     "author": a.author.username if a.author else None} for a in r.addenda],
+    }
+
+
+def request_json(r: ImagingRequest, *, detail: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": r.id, "order_number": r.order_number, "state": r.state,
+        "accession_number": r.accession_number, "study_instance_uid": r.study_instance_uid,
+        "patient_id": r.patient_id, "patient_puid": r.patient.puid, "test_code": r.test.code,
+        "test_name": r.test.name, "modality": r.test.modality.code, "urgent": r.urgent,
+        "clinical_context": r.clinical_context, "comment": r.comment,
+        "scheduled_at": r.scheduled_at.isoformat(timespec="minutes") if r.scheduled_at else None,
+        "requesting_physician": r.requesting_physician.username if r.requesting_physician else None,
+        "cancel_reason": r.cancel_reason or None,
+        "created_at": r.created_at.isoformat() + "Z",
+        "result_id": r.result.id if r.result else None,
+    }
+    if detail:
+        out["events"] = [{"at": e.at.isoformat() + "Z", "action": e.action, "from": e.from_state,
+                          "to": e.to_state, "user": e.user.username if e.user else None, "note": e.note}
+                         for e in r.events]
+        out["result"] = result_json(r.result) if r.result else None
+    return out

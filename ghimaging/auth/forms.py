@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, EmailField, PasswordField, SelectMultipleField, StringField
+from wtforms.validators import DataRequired, EqualTo, Length, Optional, Regexp, ValidationError
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from ..models import Role
+from .service import password_problem
+
+
+class MultiCheckboxField(SelectMultipleField):
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+def _strong(form, field) -> None:
+    problem = password_problem(field.data or "")
+    if problem:
+        raise ValidationError(problem)
+
+
+ROLE_CHOICES = [(r.value, r.label) for r in Role]
+
+
+class LoginForm(FlaskForm):
+    username = StringField("Username", validators=[DataRequired(), Length(max=64)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
+    remember = BooleanField("Keep me signed in on this device")
+
+
+class ChangePasswordForm(FlaskForm):
+    current_password = PasswordField("Current password", validators=[DataRequired()])
+    new_password = PasswordField("New password", validators=[DataRequired(), _strong, Length(max=200)])
+    confirm = PasswordField(
+        "Repeat new password", validators=[DataRequired(), EqualTo("new_password", "Passwords do not match.")]
+    )
+
+
+class UserForm(FlaskForm):
+    username = StringField("Username", validators=[DataRequired(), Length(max=64)])
+    full_name = StringField("Full name", validators=[Optional(), Length(max=200)])
+    email = EmailField("Email", validators=[Optional(), Regexp(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", message="Enter an email address like name@example.org."), Length(max=200)])
+    roles = MultiCheckboxField("Roles", choices=ROLE_CHOICES,
+                               validators=[DataRequired("Choose at least one role.")])
+    active = BooleanField("Active", default=True)
+    password = PasswordField("Password", validators=[DataRequired(), _strong, Length(max=200)])
+
+
+class EditUserForm(UserForm):
+    password = None  # type: ignore[assignment]
+    username = None  # type: ignore[assignment]
+
+
+class ResetPasswordForm(FlaskForm):
+    new_password = PasswordField("New password", validators=[DataRequired(), _strong, Length(max=200)])
+
+
+class TokenForm(FlaskForm):
+    name = StringField("Token name", validators=[Optional(), Length(max=100)],
+                       description="What it is for, e.g. 'HIS interface'.")
+
+
+class EmptyForm(FlaskForm):
+    """A form with only the CSRF token, for buttons that post."""

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, SelectField, StringField
+from wtforms.validators import DataRequired, Length, Optional
+
+
+class ModalityForm(FlaskForm):
+    code = StringField("Code (DICOM Modality)", validators=[DataRequired(), Length(max=16)])
+    name = StringField("Name", validators=[DataRequired(), Length(max=100)])
+
+
+class TestForm(FlaskForm):
+    code = StringField("Code", validators=[DataRequired(), Length(max=32)])
+    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
+    modality = SelectField("Modality type", coerce=int, validators=[DataRequired()])
+    ae_title = StringField("Scheduled station AE title", validators=[Optional(), Length(max=16)],
+                           description="The AE title of the modality that performs this test.")
+    worklist_template = StringField("Worklist template", validators=[Optional(), Length(max=100)],
+                                    description="Empty: the default template.")
+    active = BooleanField("Active (can be ordered)", default=True)

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from ..auth.decorators import admin_required
+from ..extensions import db
+from ..models import ImagingTest, ModalityType
+from . import service
+from .forms import ModalityForm, TestForm
+
+bp = Blueprint("catalog", __name__, url_prefix="/catalog")
+
+
+@bp.route("/")
+@admin_required
+def index():
+    tests = db.session.scalars(select(ImagingTest).join(ImagingTest.modality)
+                               .order_by(ModalityType.code, ImagingTest.name)).all()
+    return render_template("catalog/index.html", tests=tests, modalities=service.all_modalities())
+
+
+@bp.route("/modalities/new", methods=["GET", "POST"], defaults={"modality_id": None})
+@bp.route("/modalities/<int:modality_id>", methods=["GET", "POST"])
+@admin_required
+def modality(modality_id: int | None):
+    mt = db.get_or_404(ModalityType, modality_id) if modality_id else None
+    form = ModalityForm(obj=mt)
+    if form.validate_on_submit():
+        try:
+            service.save_modality(mt, form.code.data, form.name.data)
+        except service.CatalogError as exc:
+            getattr(form, exc.field or "code").errors.append(str(exc))
+        else:
+            flash("Modality type saved.", "success")
+            return redirect(url_for("catalog.index"))
+    status = 400 if request.method == "POST" else 200
+    return render_template("catalog/modality_form.html", form=form, modality=mt), status
+
+
+@bp.route("/tests/new", methods=["GET", "POST"], defaults={"test_id": None})
+@bp.route("/tests/<int:test_id>", methods=["GET", "POST"])
+@admin_required
+def test(test_id: int | None):
+    t = db.get_or_404(ImagingTest, test_id) if test_id else None
+    form = TestForm(obj=t)
+    form.modality.choices = [(m.id, f"{m.code} — {m.name}") for m in service.all_modalities()]
+    if request.method == "GET" and t is not None:
+        form.modality.data = t.modality_id
+    if form.validate_on_submit():
+        mt = db.session.get(ModalityType, form.modality.data)
+        try:
+            service.save_test(t, code=form.code.data, name=form.name.data, modality=mt,
+                              ae_title=form.ae_title.data or "",
+                              worklist_template=form.worklist_template.data or "",
+                              active=form.active.data)
+        except service.CatalogError as exc:
+            getattr(form, exc.field or "code").errors.append(str(exc))
+        else:
+            flash("Imaging test saved.", "success")
+            return redirect(url_for("catalog.index"))
+    status = 400 if request.method == "POST" else 200
+    return render_template("catalog/test_form.html", form=form, test=t), status

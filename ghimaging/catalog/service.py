@@ -1,0 +1,110 @@
+"""The catalogue of modality types and imaging tests."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import func, select
+
+from ..extensions import db
+from ..models import ImagingTest, ModalityType
+
+SEED_MODALITIES = {
+    "CR": "Computed Radiography",
+    "CT": "Computed Tomography",
+    "DX": "Digital Radiography",
+    "MG": "Mammography",
+    "MR": "Magnetic Resonance",
+    "NM": "Nuclear Medicine",
+    "PT": "Positron Emission Tomography",
+    "RF": "Radio Fluoroscopy",
+    "US": "Ultrasound",
+    "XA": "X-Ray Angiography",
+}
+
+# DICOM CS: upper-case letters, digits, space and underscore, 16 characters.
+CODE_RE = re.compile(r"^[A-Z0-9_ ]{1,16}$")
+# DICOM AE: 16 characters, no backslash or control characters; no leading or
+# trailing spaces are significant, so we refuse them to avoid confusion.
+AE_RE = re.compile(r"^[\x21-\x5b\x5d-\x7e]([\x20-\x5b\x5d-\x7e]{0,14}[\x21-\x5b\x5d-\x7e])?$")
+
+
+class CatalogError(ValueError):
+    """A catalogue change that cannot be made; the message is safe to show."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+def seed() -> int:
+    """Add the standard modality types that are missing; returns how many."""
+    have = set(db.session.scalars(select(ModalityType.code)))
+    added = 0
+    for code, name in SEED_MODALITIES.items():
+        if code not in have:
+            db.session.add(ModalityType(code=code, name=name))
+            added += 1
+    db.session.commit()
+    return added
+
+
+def modality_by_code(code: str) -> ModalityType | None:
+    return db.session.scalar(select(ModalityType).where(ModalityType.code == code.strip().upper()))
+
+
+def test_by_code(code: str) -> ImagingTest | None:
+    return db.session.scalar(select(ImagingTest).where(func.lower(ImagingTest.code) == code.strip().lower()))
+
+
+def save_modality(mt: ModalityType | None, code: str, name: str) -> ModalityType:
+    code = code.strip().upper()
+    if not CODE_RE.match(code):
+        raise CatalogError("The code is a DICOM Modality: up to 16 capitals, digits or underscores.", "code")
+    other = modality_by_code(code)
+    if other is not None and other is not mt:
+        raise CatalogError(f"Modality type {code} already exists.", "code")
+    if mt is None:
+        mt = ModalityType(code=code, name=name.strip())
+        db.session.add(mt)
+    else:
+        mt.code, mt.name = code, name.strip()
+    db.session.commit()
+    return mt
+
+
+def save_test(test: ImagingTest | None, *, code: str, name: str, modality: ModalityType,
+              ae_title: str = "", worklist_template: str = "", active: bool = True) -> ImagingTest:
+    code = code.strip()
+    ae_title = ae_title.strip()
+    if not code or len(code) > 32:
+        raise CatalogError("The code must be 1-32 characters.", "code")
+    if not name.strip():
+        raise CatalogError("The name is required.", "name")
+    if ae_title and not AE_RE.match(ae_title):
+        raise CatalogError("An AE title is 1-16 printable ASCII characters without backslash.", "ae_title")
+    other = test_by_code(code)
+    if other is not None and other is not test:
+        raise CatalogError(f"A test with code {code} already exists.", "code")
+    if test is None:
+        test = ImagingTest(code=code)
+        db.session.add(test)
+    test.code = code
+    test.name = name.strip()
+    test.modality = modality
+    test.ae_title = ae_title
+    test.worklist_template = worklist_template.strip()
+    test.active = active
+    db.session.commit()
+    return test
+
+
+def active_tests() -> list[ImagingTest]:
+    return list(db.session.scalars(
+        select(ImagingTest).join(ImagingTest.modality).where(ImagingTest.active.is_(True))
+        .order_by(ModalityType.code, ImagingTest.name)
+    ))
+
+
+def all_modalities() -> list[ModalityType]:
+    return list(db.session.scalars(select(ModalityType).order_by(ModalityType.code)))

@@ -1,0 +1,107 @@
+"""The ``ghimaging`` command. Every command works through the same services
+as the pages and the API; ``flask --app ghimaging`` gives the same commands."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from .models import Role
+
+
+@click.command("init")
+@with_appcontext
+def init_command() -> None:
+    """Create or upgrade the database and seed the catalogue (idempotent)."""
+    from flask_migrate import upgrade
+
+    from . import MIGRATIONS_DIR
+    from .catalog.service import seed
+
+    upgrade(directory=str(MIGRATIONS_DIR))
+    added = seed()
+    url = current_app.config["SQLALCHEMY_DATABASE_URI"]
+    shown = url.split("@")[-1] if "@" in url else url
+    click.echo(f"Database ready ({shown}); {added} modality type(s) added.")
+    click.echo(f"Instance folder: {current_app.instance_path}")
+
+
+@click.command("create-user")
+@click.argument("username")
+@click.option("--role", "roles", multiple=True, required=True,
+              type=click.Choice([r.value for r in Role]), help="Repeat for several roles.")
+@click.option("--full-name", default="")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@with_appcontext
+def create_user_command(username: str, roles: tuple[str, ...], full_name: str, password_stdin: bool) -> None:
+    """Add a user (there is no self-registration)."""
+    from .auth import service
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        user = service.create_user(username, password, [Role(r) for r in roles], full_name=full_name)
+    except service.UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"User {user.username} created with roles: {', '.join(sorted(r.value for r in user.roles))}.")
+
+
+@click.command("create-token")
+@click.argument("username")
+@click.option("--name", default="cli", help="What the token is for.")
+@with_appcontext
+def create_token_command(username: str, name: str) -> None:
+    """Print a new API token for USERNAME (shown once, stored hashed)."""
+    from .auth import service
+
+    user = service.find_user(username)
+    if user is None or not user.active:
+        raise click.ClickException(f"No active user {username!r}.")
+    click.echo(service.create_token(user, name))
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 for the LAN.")
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int)
+@click.option("--timeout", default=120, show_default=True, type=int, help="Worker timeout (large uploads).")
+def serve_command(host: str, port: int, workers: int, timeout: int) -> None:
+    """Run the application under gunicorn."""
+    from gunicorn.app.base import BaseApplication
+
+    class _App(BaseApplication):
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("timeout", timeout)
+            self.cfg.set("accesslog", "-")
+            self.cfg.set("worker_tmp_dir", "/dev/shm" if _shm_ok() else None)
+
+        def load(self):
+            from . import create_app
+
+            return create_app()
+
+    _App().run()
+
+
+def _shm_ok() -> bool:
+    import os
+
+    return os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK)
+
+
+def init_app(app: Flask) -> None:
+    for cmd in (init_command, create_user_command, create_token_command, serve_command):
+        app.cli.add_command(cmd)
+
+
+def main() -> None:
+    from . import create_app
+
+    FlaskGroup(create_app=create_app, help="ghimaging: radiology front end for small clinics.")(prog_name="ghimaging")

@@ -1,0 +1,120 @@
+"""Settings: built-in defaults, then ``instance/config.py``, then ``GHIMAGING_*``
+environment variables, then the test config.
+
+Environment values are parsed strictly against the type of the default so a
+typo such as ``GHIMAGING_ITEMS_PER_PAGE=ten`` stops the start-up with a clear
+message instead of surfacing later as a 500.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Mapping
+
+ENV_PREFIX = "GHIMAGING_"
+
+
+class ConfigError(RuntimeError):
+    """A setting has a value the application cannot use."""
+
+
+class Defaults:
+    SECRET_KEY: str | None = None
+    DATABASE_URL: str | None = None  # None: SQLite file in the instance folder
+    SQLITE_BUSY_TIMEOUT_MS = 10_000
+    # Accession numbers are DICOM SH: at most 16 characters including the prefix.
+    ACCESSION_PREFIX = "GH"
+    ORDER_PREFIX = "ORD"
+    # Empty: StudyInstanceUIDs are 2.25.<uuid as integer>. Otherwise a registered
+    # organisation root such as 1.2.826.0.1.3680043.10.1234.
+    ORG_ROOT = ""
+    ITEMS_PER_PAGE = 25
+    LOGIN_MAX_FAILURES = 5
+    LOGIN_LOCKOUT_SECONDS = 300
+    RESULT_IMAGE_MAX_BYTES = 20 * 1024 * 1024
+    MAX_CONTENT_LENGTH = 64 * 1024 * 1024
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = False
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    PERMANENT_SESSION_LIFETIME = timedelta(hours=12)
+    WTF_CSRF_TIME_LIMIT = 12 * 3600
+    WORKLIST_DIR: str | None = None
+
+
+def _parse(name: str, raw: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        low = raw.strip().lower()
+        if low in {"1", "true", "yes", "on"}:
+            return True
+        if low in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"{ENV_PREFIX}{name} must be true or false, not {raw!r}")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{ENV_PREFIX}{name} must be a whole number, not {raw!r}") from None
+    if isinstance(default, timedelta):
+        try:
+            return timedelta(seconds=int(raw))
+        except ValueError:
+            raise ConfigError(f"{ENV_PREFIX}{name} must be a number of seconds, not {raw!r}") from None
+    return raw
+
+
+def from_environment(environ: Mapping[str, str], known: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings named ``GHIMAGING_<NAME>`` for every known NAME.
+
+    Unknown ``GHIMAGING_*`` names are refused: a misspelt variable that is
+    silently ignored is worse than a start-up error.
+    """
+    out: dict[str, Any] = {}
+    allowed = set(known) | {"INSTANCE_PATH"}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX):]
+        if name.startswith("TEST_"):
+            continue  # belongs to the test suite, not the application
+        if name not in allowed:
+            raise ConfigError(f"unknown setting {key}; known: {', '.join(sorted(allowed))}")
+        if name == "INSTANCE_PATH":
+            continue
+        out[name] = _parse(name, raw, known.get(name))
+    return out
+
+
+def default_settings() -> dict[str, Any]:
+    return {k: getattr(Defaults, k) for k in dir(Defaults) if k.isupper()}
+
+
+def ensure_secret_key(instance_path: Path) -> str:
+    """Read the instance's secret key, creating it on first run (mode 0600)."""
+    path = instance_path / "secret_key"
+    if path.exists():
+        key = path.read_text().strip()
+        if key:
+            return key
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    return key
+
+
+def validate(config: Mapping[str, Any]) -> None:
+    prefix = config["ACCESSION_PREFIX"]
+    if not (0 <= len(prefix) <= 8) or not all(c.isalnum() or c in "-_" for c in prefix):
+        raise ConfigError("ACCESSION_PREFIX must be 0-8 letters, digits, '-' or '_'")
+    root = config["ORG_ROOT"]
+    if root:
+        parts = root.split(".")
+        if len(root) > 40 or not all(p.isdigit() and (p == "0" or not p.startswith("0")) for p in parts):
+            raise ConfigError("ORG_ROOT must be a DICOM UID root (digits and dots, at most 40 characters)")
+    if config["ITEMS_PER_PAGE"] < 1:
+        raise ConfigError("ITEMS_PER_PAGE must be at least 1")

@@ -1,0 +1,52 @@
+"""Error pages for people and JSON errors for the API: never a bare 500
+page for bad input, never a stack trace to the browser."""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError):
+        message = "The form expired or was sent from another page. Go back, reload and try again."
+        if _wants_json():
+            return jsonify(error="csrf", message=message), 400
+        return render_template("error.html", code=400, title="Form expired", message=message), 400
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(exc):
+        limit = app.config.get("MAX_CONTENT_LENGTH") or 0
+        message = f"The upload is too large; the limit is {limit // (1024 * 1024)} MB."
+        if _wants_json():
+            return jsonify(error="too_large", message=message), 413
+        return render_template("error.html", code=413, title="Too large", message=message), 413
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if _wants_json():
+            return jsonify(error=exc.name.lower().replace(" ", "_"), message=exc.description), exc.code
+        titles = {403: "Not allowed", 404: "Not found", 405: "Not allowed here"}
+        messages = {
+            403: "Your role does not allow this. Ask an administrator if you need it.",
+            404: "There is nothing here. It may have been removed, or the address is mistyped.",
+        }
+        return render_template("error.html", code=exc.code, title=titles.get(exc.code, exc.name),
+                               message=messages.get(exc.code, exc.description)), exc.code
+
+    @app.errorhandler(Exception)
+    def server_error(exc: Exception):
+        app.logger.exception("unhandled error on %s %s", request.method, request.path)
+        from .extensions import db
+
+        db.session.rollback()
+        if _wants_json():
+            return jsonify(error="internal", message="An internal error occurred; it has been logged."), 500
+        return render_template("error.html", code=500, title="Something went wrong",
+                               message="An internal error occurred; it has been logged."), 500

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
+from wtforms import (BooleanField, DateField, FieldList, Form, FormField, SelectField,
+                     SelectMultipleField, StringField, TextAreaField, TimeField)
+from wtforms.validators import DataRequired, Length, Optional
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from ..models import ReportStyle
+
+
+class MultiCheckboxField(SelectMultipleField):
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+class OrderForm(FlaskForm):
+    patient = StringField("Patient", validators=[DataRequired("Choose a patient."), Length(max=64)],
+                          description="Type a name or PUID and pick from the list.")
+    tests = MultiCheckboxField("Tests", coerce=int, validators=[DataRequired("Choose at least one test.")])
+    urgent = BooleanField("Urgent")
+    physician = SelectField("Requesting physician", coerce=int)
+    scheduled_date = DateField("Scheduled date", validators=[Optional()])
+    scheduled_time = TimeField("Scheduled time", validators=[Optional()])
+    clinical_context = TextAreaField("Clinical context", validators=[Optional(), Length(max=4000)],
+                                     description="Symptoms, question to answer, relevant history.")
+    comment = TextAreaField("Comment", validators=[Optional(), Length(max=4000)])
+
+
+class EditRequestForm(FlaskForm):
+    urgent = BooleanField("Urgent")
+    physician = SelectField("Requesting physician", coerce=int)
+    scheduled_date = DateField("Scheduled date", validators=[Optional()])
+    scheduled_time = TimeField("Scheduled time", validators=[Optional()])
+    clinical_context = TextAreaField("Clinical context", validators=[Optional(), Length(max=4000)])
+    comment = TextAreaField("Comment", validators=[Optional(), Length(max=4000)])
+
+
+class CancelForm(FlaskForm):
+    reason = TextAreaField("Reason", validators=[DataRequired("Give a reason for cancelling."), Length(max=2000)])
+
+
+class ImageSlot(Form):
+    file = FileField("Image (PNG or JPEG)")
+    caption = StringField("Caption", validators=[Optional(), Length(max=500)])
+
+
+class ResultForm(FlaskForm):
+    radiologist = SelectField("Evaluating radiologist", coerce=int)
+    result_date = DateField("Date", validators=[DataRequired("Give the date of the result.")])
+    report_style = SelectField("Report style", choices=[(s.value, s.label) for s in ReportStyle])
+    report = TextAreaField("Report", validators=[Optional(), Length(max=100_000)])
+    images = FieldList(FormField(ImageSlot), min_entries=3, max_entries=12)
+
+
+class AddendumForm(FlaskForm):
+    text = TextAreaField("Addendum", validators=[DataRequired("The addendum is empty."), Length(max=20_000)])

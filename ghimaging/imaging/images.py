@@ -1,0 +1,81 @@
+"""Report images: validated with Pillow, stored under the instance folder."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from flask import current_app
+from PIL import Image, UnidentifiedImageError
+
+ALLOWED = {"PNG": ("image/png", ".png"), "JPEG": ("image/jpeg", ".jpg")}
+MAX_PIXELS = 80_000_000
+THUMB_SIZE = (360, 360)
+
+
+class ImageError(ValueError):
+    pass
+
+
+@dataclass
+class StoredImage:
+    stored_name: str
+    content_type: str
+    width: int
+    height: int
+
+
+def image_dir() -> Path:
+    path = Path(current_app.config["RESULT_IMAGE_DIR"])
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def store(stream: BinaryIO, filename: str) -> StoredImage:
+    """Check that ``stream`` is a PNG or JPEG of sane size, then save it with
+    a random name and a JPEG thumbnail beside it."""
+    limit = current_app.config["RESULT_IMAGE_MAX_BYTES"]
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise ImageError(f"{filename}: larger than {limit // (1024 * 1024)} MB.")
+    if not data:
+        raise ImageError(f"{filename}: the file is empty.")
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            fmt = probe.format
+            width, height = probe.size
+            if fmt not in ALLOWED:
+                raise ImageError(f"{filename}: only PNG and JPEG images can be attached.")
+            if width * height > MAX_PIXELS:
+                raise ImageError(f"{filename}: the image is too large ({width}×{height}).")
+            probe.verify()
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            thumb = img.convert("RGB") if img.mode not in ("RGB", "L") else img.copy()
+            thumb.thumbnail(THUMB_SIZE)
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise ImageError(f"{filename}: not a readable PNG or JPEG image.") from None
+    content_type, ext = ALLOWED[fmt]
+    name = uuid.uuid4().hex + ext
+    folder = image_dir()
+    (folder / name).write_bytes(data)
+    thumb.save(folder / thumb_name(name), "JPEG", quality=85)
+    return StoredImage(name, content_type, width, height)
+
+
+def thumb_name(stored_name: str) -> str:
+    return stored_name.rsplit(".", 1)[0] + ".thumb.jpg"
+
+
+def remove(stored_name: str) -> None:
+    folder = image_dir()
+    for n in (stored_name, thumb_name(stored_name)):
+        try:
+            (folder / n).unlink()
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,55 @@
+"""Accession numbers, order numbers and StudyInstanceUIDs."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import current_app
+from sqlalchemy import select, update
+
+from ..extensions import db
+from ..models import Counter
+
+ACCESSION_MAX = 16  # DICOM SH
+UID_MAX = 64  # DICOM UI
+
+
+def next_value(name: str) -> int:
+    """The next value of a named counter, inside the caller's transaction.
+
+    The UPDATE takes a row lock on PostgreSQL and the write lock on SQLite, so
+    two requests created at once can never get the same number; a rollback
+    gives the number back.
+    """
+    res = db.session.execute(update(Counter).where(Counter.name == name).values(value=Counter.value + 1))
+    if res.rowcount == 0:
+        db.session.add(Counter(name=name, value=1))
+        db.session.flush()
+        return 1
+    return db.session.scalar(select(Counter.value).where(Counter.name == name))
+
+
+def new_accession_number() -> str:
+    prefix = current_app.config["ACCESSION_PREFIX"]
+    n = next_value("accession")
+    width = max(1, min(8, ACCESSION_MAX - len(prefix)))
+    text = f"{prefix}{n:0{width}d}"
+    if len(text) > ACCESSION_MAX:
+        raise RuntimeError("accession numbers exhausted for this prefix; choose a shorter prefix")
+    return text
+
+
+def new_order_number() -> str:
+    return f"{current_app.config['ORDER_PREFIX']}{next_value('order'):06d}"
+
+
+def new_study_uid() -> str:
+    """``2.25.<uuid as integer>`` (ISO/IEC 9834-8), or a UUID-derived suffix
+    under the configured organisation root, cut to the 64-character limit."""
+    root = current_app.config["ORG_ROOT"]
+    value = uuid.uuid4().int
+    if not root:
+        return f"2.25.{value}"
+    room = UID_MAX - len(root) - 1
+    suffix = str(value % (10 ** room))
+    return f"{root}.{suffix}"

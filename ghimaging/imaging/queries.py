@@ -1,0 +1,39 @@
+"""Read-side queries for request lists: indexed, no N+1 (patient and test are
+joined in the same SELECT)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Select, func, or_, select
+
+from ..models import ImagingRequest, ImagingTest, Patient, RequestState
+
+TABS = ["draft", "requested", "done", "cancelled", "all"]
+
+
+def request_list(state: str = "all", q: str = "", patient_id: int | None = None) -> Select:
+    stmt = select(ImagingRequest)
+    if state in {s.value for s in RequestState}:
+        stmt = stmt.where(ImagingRequest.state == state)
+    if patient_id is not None:
+        stmt = stmt.where(ImagingRequest.patient_id == patient_id)
+    q = (q or "").strip()
+    if q:
+        like = f"%{q.lower()}%"
+        stmt = stmt.where(or_(
+            ImagingRequest.accession_number == q.upper(),
+            ImagingRequest.order_number == q.upper(),
+            ImagingRequest.patient_id.in_(select(Patient.id).where(or_(
+                func.lower(Patient.puid) == q.lower(),
+                func.lower(Patient.family_name).like(like),
+                func.lower(Patient.given_name).like(like),
+            ))),
+            ImagingRequest.test_id.in_(select(ImagingTest.id).where(or_(
+                func.lower(ImagingTest.code) == q.lower(),
+                func.lower(ImagingTest.name).like(like),
+            ))),
+        ))
+    return stmt.order_by(ImagingRequest.urgent.desc(), ImagingRequest.id.desc())
+
+
+def state_counts() -> Select:
+    return select(ImagingRequest.state, func.count()).group_by(ImagingRequest.state)

@@ -1,0 +1,316 @@
+"""The life of an imaging request and its result.
+
+Every state change goes through this module, whether it comes from a page,
+the JSON API, the CLI or a background job, so the rules live in one place:
+draft -> requested -> done, and cancelled from draft or requested.
+Each function commits once and records who did what in the request's events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import BinaryIO, Iterable
+
+from flask.signals import Namespace
+
+from ..extensions import db
+from ..models import (
+    ImagingRequest,
+    ImagingTest,
+    Patient,
+    ReportStyle,
+    RequestEvent,
+    RequestState,
+    Result,
+    ResultAddendum,
+    ResultImage,
+    Role,
+    User,
+)
+from ..models._time import utcnow
+from . import images, numbers
+
+S = RequestState
+
+# action -> (states it may start from, state it leads to)
+TRANSITIONS: dict[str, tuple[frozenset[RequestState], RequestState]] = {
+    "submit": (frozenset({S.DRAFT}), S.REQUESTED),
+    "cancel": (frozenset({S.DRAFT, S.REQUESTED}), S.CANCELLED),
+    "complete": (frozenset({S.REQUESTED}), S.DONE),
+}
+EDITABLE = frozenset({S.DRAFT, S.REQUESTED})
+
+_signals = Namespace()
+#: Sent after a request is committed in a new state or edited; receivers
+#: (worklist files, GNU Health outbox) get ``request=`` and ``action=``.
+request_changed = _signals.signal("request-changed")
+
+
+class WorkflowError(Exception):
+    """A change the rules do not allow; the message is safe to show."""
+
+
+class TransitionError(WorkflowError):
+    """The request is not in a state that allows this action (HTTP 409)."""
+
+
+class ValidationError(WorkflowError):
+    """Bad input for a change (HTTP 400/422); ``errors`` maps fields to messages."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(errors.values()))
+        self.errors = errors
+
+
+@dataclass
+class NewImage:
+    stream: BinaryIO
+    filename: str
+    caption: str = ""
+
+
+def can(action: str, req: ImagingRequest) -> bool:
+    return req.state_enum in TRANSITIONS[action][0]
+
+
+def _transition(req: ImagingRequest, action: str, user: User | None, note: str = "") -> None:
+    allowed, target = TRANSITIONS[action]
+    current = req.state_enum
+    if current not in allowed:
+        raise TransitionError(
+            f"Request {req.accession_number} is {current.value}; it cannot be "
+            f"{ {'submit': 'submitted', 'cancel': 'cancelled', 'complete': 'completed'}[action] } "
+            f"(allowed from {', '.join(sorted(s.value for s in allowed))})."
+        )
+    req.state = target.value
+    req.events.append(RequestEvent(user_id=user.id if user else None, action=action,
+                                   from_state=current.value, to_state=target.value, note=note))
+
+
+def _check_text(errors: dict[str, str], field: str, value: str, limit: int) -> str:
+    value = (value or "").strip()
+    if len(value) > limit:
+        errors[field] = f"At most {limit} characters."
+    return value
+
+
+def _check_physician(errors: dict[str, str], physician: User | None) -> None:
+    if physician is not None and (not physician.active or not physician.has_role(Role.PHYSICIAN)):
+        errors["physician"] = "The requesting physician must be an active user with the physician role."
+
+
+def create_order(patient: Patient, tests: Iterable[ImagingTest], *, user: User | None,
+                 physician: User | None = None, urgent: bool = False, clinical_context: str = "",
+                 comment: str = "", scheduled_at: datetime | None = None,
+                 submit: bool = False) -> list[ImagingRequest]:
+    """One request per test, sharing one order number; drafts unless ``submit``."""
+    tests = list(tests)
+    errors: dict[str, str] = {}
+    if not tests:
+        errors["tests"] = "Choose at least one test."
+    if len({t.id for t in tests}) != len(tests):
+        errors["tests"] = "A test is chosen twice."
+    inactive = [t.code for t in tests if not t.active]
+    if inactive:
+        errors["tests"] = f"Test(s) no longer offered: {', '.join(inactive)}."
+    clinical_context = _check_text(errors, "clinical_context", clinical_context, 4000)
+    comment = _check_text(errors, "comment", comment, 4000)
+    _check_physician(errors, physician)
+    if errors:
+        raise ValidationError(errors)
+    order_number = numbers.new_order_number()
+    created: list[ImagingRequest] = []
+    for test in tests:
+        req = ImagingRequest(
+            order_number=order_number, patient=patient, test=test, requesting_physician=physician,
+            urgent=bool(urgent), clinical_context=clinical_context, comment=comment,
+            scheduled_at=scheduled_at, state=S.DRAFT.value,
+            accession_number=numbers.new_accession_number(), study_instance_uid=numbers.new_study_uid(),
+            created_by_id=user.id if user else None,
+        )
+        req.events.append(RequestEvent(user_id=user.id if user else None, action="create",
+                                       to_state=S.DRAFT.value, note=f"order {order_number}"))
+        if submit:
+            _transition(req, "submit", user)
+        db.session.add(req)
+        created.append(req)
+    db.session.commit()
+    for req in created:
+        request_changed.send(req, request=req, action="submit" if submit else "create")
+    return created
+
+
+def update_request(req: ImagingRequest, *, user: User | None, physician: User | None,
+                   urgent: bool, clinical_context: str, comment: str,
+                   scheduled_at: datetime | None) -> ImagingRequest:
+    if req.state_enum not in EDITABLE:
+        raise TransitionError(f"Request {req.accession_number} is {req.state}; it can no longer be edited.")
+    errors: dict[str, str] = {}
+    clinical_context = _check_text(errors, "clinical_context", clinical_context, 4000)
+    comment = _check_text(errors, "comment", comment, 4000)
+    _check_physician(errors, physician)
+    if errors:
+        raise ValidationError(errors)
+    req.requesting_physician = physician
+    req.urgent = bool(urgent)
+    req.clinical_context = clinical_context
+    req.comment = comment
+    req.scheduled_at = scheduled_at
+    req.events.append(RequestEvent(user_id=user.id if user else None, action="edit",
+                                   from_state=req.state, to_state=req.state))
+    db.session.commit()
+    request_changed.send(req, request=req, action="edit")
+    return req
+
+
+def submit(req: ImagingRequest, user: User | None) -> ImagingRequest:
+    _transition(req, "submit", user)
+    db.session.commit()
+    request_changed.send(req, request=req, action="submit")
+    return req
+
+
+def cancel(req: ImagingRequest, user: User | None, reason: str) -> ImagingRequest:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": "Give a reason for cancelling."})
+    if len(reason) > 2000:
+        raise ValidationError({"reason": "At most 2000 characters."})
+    _transition(req, "cancel", user, note=reason)
+    req.cancel_reason = reason
+    db.session.commit()
+    request_changed.send(req, request=req, action="cancel")
+    return req
+
+
+def _check_result_fields(radiologist: User | None, report: str, report_style: str) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    if radiologist is not None and (not radiologist.active or not radiologist.has_role(Role.RADIOLOGIST)):
+        errors["radiologist"] = "The evaluating radiologist must be an active user with the radiologist role."
+    if len(report or "") > 100_000:
+        errors["report"] = "The report is too long (100,000 characters at most)."
+    if report_style not in {s.value for s in ReportStyle}:
+        errors["report_style"] = "Unknown report style."
+    return errors
+
+
+def _attach(result: Result, new_images: Iterable[NewImage], stored: list[str]) -> None:
+    position = max((i.position for i in result.images), default=0)
+    for img in new_images:
+        if len(img.caption or "") > 500:
+            raise images.ImageError(f"{img.filename}: the caption is longer than 500 characters.")
+        saved = images.store(img.stream, img.filename)
+        stored.append(saved.stored_name)
+        position += 1
+        result.images.append(ResultImage(
+            stored_name=saved.stored_name, original_name=(img.filename or "")[:255],
+            content_type=saved.content_type, caption=(img.caption or "").strip(),
+            width=saved.width, height=saved.height, position=position,
+        ))
+
+
+def _commit_with_files(stored: list[str]) -> None:
+    """Commit; if the database refuses, remove the files we just wrote so that
+    no orphan image stays on disk."""
+    try:
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        for name in stored:
+            images.remove(name)
+        raise
+
+
+def create_result(req: ImagingRequest, user: User, *, radiologist: User | None, result_date: date,
+                  report: str, report_style: str = ReportStyle.WITH_IMAGES.value,
+                  new_images: Iterable[NewImage] = ()) -> Result:
+    """Write the result of a requested request and close the request."""
+    if req.result is not None:
+        raise TransitionError(f"Request {req.accession_number} already has a result.")
+    errors = _check_result_fields(radiologist, report, report_style)
+    if errors:
+        raise ValidationError(errors)
+    if not can("complete", req):
+        _transition(req, "complete", user)  # raises with the standard message
+    result = Result(request=req, radiologist=radiologist, result_date=result_date,
+                    report=(report or "").strip(), report_style=report_style, created_by_id=user.id)
+    db.session.add(result)
+    stored: list[str] = []
+    try:
+        _attach(result, new_images, stored)
+    except images.ImageError as exc:
+        db.session.rollback()
+        for name in stored:
+            images.remove(name)
+        raise ValidationError({"images": str(exc)}) from None
+    _transition(req, "complete", user)
+    _commit_with_files(stored)
+    request_changed.send(req, request=req, action="complete")
+    return result
+
+
+def update_result(result: Result, user: User, *, radiologist: User | None, result_date: date,
+                  report: str, report_style: str, new_images: Iterable[NewImage] = (),
+                  captions: dict[int, str] | None = None, remove_images: Iterable[int] = ()) -> Result:
+    if result.is_final:
+        raise TransitionError("This result is final; add an addendum instead.")
+    errors = _check_result_fields(radiologist, report, report_style)
+    if errors:
+        raise ValidationError(errors)
+    result.radiologist = radiologist
+    result.result_date = result_date
+    result.report = (report or "").strip()
+    result.report_style = report_style
+    for img in result.images:
+        if captions and img.id in captions:
+            img.caption = captions[img.id].strip()[:500]
+    doomed = [img for img in result.images if img.id in set(remove_images)]
+    for img in doomed:
+        result.images.remove(img)
+    stored: list[str] = []
+    try:
+        _attach(result, new_images, stored)
+    except images.ImageError as exc:
+        db.session.rollback()
+        for name in stored:
+            images.remove(name)
+        raise ValidationError({"images": str(exc)}) from None
+    result.request.events.append(RequestEvent(user_id=user.id, action="result edited",
+                                              from_state=result.request.state, to_state=result.request.state))
+    _commit_with_files(stored)
+    for img in doomed:
+        images.remove(img.stored_name)
+    return result
+
+
+def finalise_result(result: Result, user: User) -> Result:
+    if result.is_final:
+        raise TransitionError("This result is already final.")
+    if not result.report.strip():
+        raise ValidationError({"report": "Write the report before finalising it."})
+    result.finalised_at = utcnow()
+    result.finalised_by_id = user.id
+    if result.radiologist is None and user.has_role(Role.RADIOLOGIST):
+        result.radiologist = user
+    result.request.events.append(RequestEvent(user_id=user.id, action="result finalised",
+                                              from_state=result.request.state, to_state=result.request.state))
+    db.session.commit()
+    request_changed.send(result.request, request=result.request, action="finalise")
+    return result
+
+
+def add_addendum(result: Result, user: User, text: str) -> ResultAddendum:
+    text = (text or "").strip()
+    if not text:
+        raise ValidationError({"text": "The addendum is empty."})
+    if len(text) > 20_000:
+        raise ValidationError({"text": "At most 20,000 characters."})
+    if not result.is_final:
+        raise TransitionError("Addenda are for final results; edit the report instead.")
+    add = ResultAddendum(result=result, text=text, author_id=user.id)
+    db.session.add(add)
+    result.request.events.append(RequestEvent(user_id=user.id, action="addendum",
+                                              from_state=result.request.state, to_state=result.request.state))
+    db.session.commit()
+    return add

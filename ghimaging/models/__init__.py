@@ -1,0 +1,23 @@
+"""Typed SQLAlchemy 2.0 models, one module per area."""
+
+from .users import ApiToken, LoginThrottle, Role, User, UserRole
+from .catalog import ImagingTest, ModalityType
+from .patients import Patient, Sex
+from .imaging import (
+    Counter,
+    ImagingRequest,
+    RequestEvent,
+    RequestState,
+    ReportStyle,
+    Result,
+    ResultAddendum,
+    ResultImage,
+)
+from .settings import Setting
+
+__all__ = [
+    "ApiToken", "LoginThrottle", "Role", "User", "UserRole",
+    "ImagingTest", "ModalityType", "Patient", "Sex",
+    "Counter", "ImagingRequest", "RequestEvent", "RequestState", "ReportStyle",
+    "Result", "ResultAddendum", "ResultImage", "Setting",
+]

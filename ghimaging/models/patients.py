@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+
+from sqlalchemy import Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..extensions import db
+from ._time import utcnow
+
+
+class Sex(str, enum.Enum):
+    F = "F"
+    M = "M"
+    O = "O"  # noqa: E741 - DICOM's own code
+
+    @property
+    def label(self) -> str:
+        return {"F": "Female", "M": "Male", "O": "Other"}[self.value]
+
+
+class Patient(db.Model):
+    __tablename__ = "patients"
+    __table_args__ = (Index("ix_patients_names", "family_name", "given_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The DICOM PatientID (LO, 64 characters) and GNU Health's PUID.
+    puid: Mapped[str] = mapped_column(String(64), unique=True)
+    family_name: Mapped[str] = mapped_column(String(100))
+    given_name: Mapped[str] = mapped_column(String(100), default="")
+    birth_date: Mapped[date | None]
+    sex: Mapped[str] = mapped_column(String(1), default="O")
+    phone: Mapped[str] = mapped_column(String(50), default="")
+    notes: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.family_name}, {self.given_name}" if self.given_name else self.family_name
+
+    @property
+    def sex_label(self) -> str:
+        return Sex(self.sex).label
+
+    def age_on(self, day: date) -> int | None:
+        if not self.birth_date:
+            return None
+        b = self.birth_date
+        return day.year - b.year - ((day.month, day.day) < (b.month, b.day))

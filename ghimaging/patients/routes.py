@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
+from flask_login import login_required
+from sqlalchemy import select
+
+from ..auth.decorators import roles_required
+from ..extensions import db
+from ..models import ImagingRequest, Patient, Role
+from ..ui import paginate
+from . import service
+from .forms import PatientForm
+
+bp = Blueprint("patients", __name__, url_prefix="/patients")
+EDITORS = (Role.PHYSICIAN, Role.TECHNOLOGIST)
+
+
+@bp.route("/")
+@login_required
+def index():
+    q = request.args.get("q", "")
+    page = paginate(service.search_query(q))
+    return render_template("patients/index.html", page=page, q=q)
+
+
+@bp.route("/lookup")
+@login_required
+def lookup():
+    """Suggestions for the patient picker on the order form."""
+    q = request.args.get("q", "").strip()
+    if len(q) < 1:
+        return jsonify([])
+    rows = db.session.scalars(service.search_query(q).limit(15)).all()
+    return jsonify([{"id": p.id, "puid": p.puid, "name": p.full_name,
+                     "birth_date": p.birth_date.isoformat() if p.birth_date else "",
+                     "sex": p.sex} for p in rows])
+
+
+def _save(form: PatientForm, patient: Patient | None):
+    data = {k: getattr(form, k).data for k in ("puid", "family_name", "given_name", "birth_date",
+                                                 "sex", "phone", "notes")}
+    try:
+        if patient is None:
+            return service.create_patient(data)
+        return service.update_patient(patient, data)
+    except service.PatientError as exc:
+        for field, message in exc.errors.items():
+            getattr(form, field).errors.append(message)
+        return None
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@roles_required(*EDITORS)
+def new():
+    form = PatientForm()
+    if form.validate_on_submit():
+        patient = _save(form, None)
+        if patient:
+            flash(f"Patient {patient.full_name} registered.", "success")
+            return redirect(url_for("patients.view", patient_id=patient.id))
+    status = 400 if request.method == "POST" else 200
+    return render_template("patients/form.html", form=form, patient=None), status
+
+
+@bp.route("/<int:patient_id>/edit", methods=["GET", "POST"])
+@roles_required(*EDITORS)
+def edit(patient_id: int):
+    patient = db.get_or_404(Patient, patient_id)
+    form = PatientForm(obj=patient)
+    if form.validate_on_submit():
+        if _save(form, patient):
+            flash("Patient saved.", "success")
+            return redirect(url_for("patients.view", patient_id=patient.id))
+    status = 400 if request.method == "POST" else 200
+    return render_template("patients/form.html", form=form, patient=patient), status
+
+
+@bp.route("/<int:patient_id>")
+@login_required
+def view(patient_id: int):
+    patient = db.get_or_404(Patient, patient_id)
+    reqs = db.session.scalars(select(ImagingRequest).where(ImagingRequest.patient_id == patient.id)
+                              .order_by(ImagingRequest.id.desc())).all()
+    return render_template("patients/view.html", patient=patient, requests=reqs)

@@ -1,0 +1,112 @@
+"""The local patient registry, shared by the pages and the API."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Select, func, or_, select
+
+from ..extensions import db
+from ..models import Patient, Sex
+
+# DICOM LO allows 64 characters, no backslash or control characters.
+_BAD_CHARS = set("\\") | {chr(i) for i in range(32)}
+
+
+class PatientError(ValueError):
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+def validate(data: dict[str, Any], patient: Patient | None = None) -> dict[str, Any]:
+    """Clean ``data`` (puid, family_name, given_name, birth_date, sex, phone,
+    notes) or raise :class:`PatientError` with a message per field."""
+    errors: dict[str, str] = {}
+    out: dict[str, Any] = {}
+    puid = str(data.get("puid") or "").strip()
+    if not puid:
+        errors["puid"] = "PUID is required."
+    elif len(puid) > 64 or set(puid) & _BAD_CHARS:
+        errors["puid"] = "PUID is at most 64 characters, without backslash or control characters."
+    else:
+        other = db.session.scalar(select(Patient).where(Patient.puid == puid))
+        if other is not None and other is not patient:
+            errors["puid"] = f"Another patient already has PUID {puid}."
+    out["puid"] = puid
+    for field, label, required in (("family_name", "Family name", True), ("given_name", "Given name(s)", False)):
+        value = str(data.get(field) or "").strip()
+        if required and not value:
+            errors[field] = f"{label} is required."
+        elif len(value) > 100 or set(value) & (_BAD_CHARS | {"^", "="}):
+            errors[field] = f"{label} is at most 100 characters, without ^ = \\ or control characters."
+        out[field] = value
+    bd = data.get("birth_date")
+    if bd in (None, ""):
+        out["birth_date"] = None
+    elif isinstance(bd, date):
+        out["birth_date"] = bd
+    else:
+        try:
+            out["birth_date"] = date.fromisoformat(str(bd))
+        except ValueError:
+            errors["birth_date"] = "Birth date must be a date as YYYY-MM-DD."
+    if out.get("birth_date") and out["birth_date"] > date.today():
+        errors["birth_date"] = "Birth date is in the future."
+    if out.get("birth_date") and out["birth_date"].year < 1880:
+        errors["birth_date"] = "Birth date is before 1880."
+    sex = str(data.get("sex") or "").strip().upper()
+    if sex not in {s.value for s in Sex}:
+        errors["sex"] = "Sex must be F, M or O."
+    out["sex"] = sex
+    for field, limit in (("phone", 50), ("notes", 5000)):
+        value = str(data.get(field) or "").strip()
+        if len(value) > limit:
+            errors[field] = f"At most {limit} characters."
+        out[field] = value
+    if errors:
+        raise PatientError(errors)
+    return out
+
+
+def create_patient(data: dict[str, Any]) -> Patient:
+    clean = validate(data)
+    patient = Patient(**clean)
+    db.session.add(patient)
+    db.session.commit()
+    return patient
+
+
+def update_patient(patient: Patient, data: dict[str, Any]) -> Patient:
+    clean = validate(data, patient)
+    for k, v in clean.items():
+        setattr(patient, k, v)
+    db.session.commit()
+    return patient
+
+
+def search_query(q: str = "") -> Select:
+    stmt = select(Patient)
+    q = q.strip()
+    if q:
+        like = f"%{q.lower()}%"
+        terms = [func.lower(Patient.puid) == q.lower(), func.lower(Patient.family_name).like(like),
+                 func.lower(Patient.given_name).like(like), func.lower(Patient.puid).like(like)]
+        if "," in q:
+            fam, giv = (p.strip().lower() for p in q.split(",", 1))
+            terms.append(func.lower(Patient.family_name).like(f"{fam}%") & func.lower(Patient.given_name).like(f"{giv}%"))
+        stmt = stmt.where(or_(*terms))
+    return stmt.order_by(Patient.family_name, Patient.given_name, Patient.id)
+
+
+def by_puid(puid: str) -> Patient | None:
+    return db.session.scalar(select(Patient).where(Patient.puid == puid.strip()))
+
+
+def to_json(p: Patient) -> dict[str, Any]:
+    return {
+        "id": p.id, "puid": p.puid, "family_name": p.family_name, "given_name": p.given_name,
+        "birth_date": p.birth_date.isoformat() if p.birth_date else None, "sex": p.sex,
+        "phone": p.phone, "notes": p.notes,
+    }

@@ -1,0 +1,59 @@
+"""Page helpers shared by the blueprints: pagination, filters, headers."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from flask import Flask, current_app, request
+from flask_login import current_user
+from sqlalchemy import Select
+
+from .extensions import db
+from .models import RequestState, Role
+
+
+def paginate(stmt: Select):
+    per_page = current_app.config["ITEMS_PER_PAGE"]
+    page = request.args.get("page", 1, type=int) or 1
+    return db.paginate(stmt, page=max(1, page), per_page=per_page, error_out=False)
+
+
+def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """Stored instants are naive UTC; show them in the server's local zone."""
+    if value is None:
+        return ""
+    return value.replace(tzinfo=UTC).astimezone().strftime(fmt)
+
+
+def wall_time(value: datetime | date | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime(fmt)
+    return value.strftime("%Y-%m-%d")
+
+
+def init_app(app: Flask) -> None:
+    app.jinja_env.filters["localtime"] = local_time
+    app.jinja_env.filters["walltime"] = wall_time
+    app.jinja_env.globals["Role"] = Role
+    app.jinja_env.globals["RequestState"] = RequestState
+    app.jinja_env.globals["today"] = date.today
+
+    @app.context_processor
+    def _globals():
+        return {"current_user": current_user}
+
+    @app.after_request
+    def _security_headers(resp):
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+        resp.headers.setdefault("Referrer-Policy", "same-origin")
+        resp.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            "frame-ancestors 'self'; form-action 'self'",
+        )
+        if request.endpoint and request.endpoint != "static" and "Cache-Control" not in resp.headers:
+            resp.headers["Cache-Control"] = "no-store"
+        return resp

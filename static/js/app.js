@@ -1,0 +1,48 @@
+// Small progressive enhancements; every page works without them.
+(function () {
+  "use strict";
+  document.addEventListener("submit", function (ev) {
+    var msg = ev.target.getAttribute && ev.target.getAttribute("data-confirm");
+    if (msg && !window.confirm(msg)) ev.preventDefault();
+  });
+  document.addEventListener("click", function (ev) {
+    var t = ev.target;
+    if (t.matches && t.matches("[data-print]")) window.print();
+    if (t.matches && t.matches("[data-toggle-nav]")) {
+      var nav = document.getElementById(t.getAttribute("aria-controls"));
+      var open = nav.classList.toggle("open");
+      t.setAttribute("aria-expanded", open ? "true" : "false");
+    }
+  });
+
+  // Patient picker: suggestions as you type, the PUID goes into the field.
+  var input = document.querySelector("input[data-lookup]");
+  if (!input) return;
+  var list = document.getElementById(input.getAttribute("list"));
+  var picked = document.getElementById("patient-picked");
+  var timer = null, last = "", byPuid = {};
+  function show(p) { if (picked && p) picked.textContent = p.name + " · born " + (p.birth_date || "—") + " · " + p.sex; }
+  input.addEventListener("input", function () {
+    var q = input.value.trim();
+    if (byPuid[q]) { show(byPuid[q]); return; }
+    clearTimeout(timer);
+    if (!q || q === last) return;
+    timer = setTimeout(function () {
+      last = q;
+      fetch(input.getAttribute("data-lookup") + "?q=" + encodeURIComponent(q), { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.json() : []; })
+        .then(function (rows) {
+          list.innerHTML = "";
+          rows.forEach(function (p) {
+            byPuid[p.puid] = p;
+            var o = document.createElement("option");
+            o.value = p.puid;
+            o.label = p.name + " · " + (p.birth_date || "—");
+            o.textContent = p.name + " · " + (p.birth_date || "—");
+            list.appendChild(o);
+          });
+          if (rows.length === 1 && rows[0].puid === q) show(rows[0]);
+        });
+    }, 180);
+  });
+})();
