@@ -13,20 +13,53 @@ from .models import Role
 
 
 @click.command("init")
+@click.option("--create-admin", is_flag=True,
+              help="If there are no users yet, create 'admin' with a random password and print it once.")
 @with_appcontext
-def init_command() -> None:
+def init_command(create_admin: bool) -> None:
     """Create or upgrade the database and seed the catalogue (idempotent)."""
+    import logging
+
     from flask_migrate import upgrade
 
     from . import MIGRATIONS_DIR
     from .catalog.service import seed
 
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     upgrade(directory=str(MIGRATIONS_DIR))
     added = seed()
     url = current_app.config["SQLALCHEMY_DATABASE_URI"]
     shown = url.split("@")[-1] if "@" in url else url
     click.echo(f"Database ready ({shown}); {added} modality type(s) added.")
     click.echo(f"Instance folder: {current_app.instance_path}")
+    if create_admin:
+        _first_admin()
+
+
+def _first_admin() -> None:
+    """A first administrator for a fresh install, so that the one-command
+    start gives a usable application without an interactive prompt."""
+    import os
+    import secrets
+
+    from sqlalchemy import func, select
+
+    from .auth import service
+    from .extensions import db
+    from .models import User
+
+    if db.session.scalar(select(func.count()).select_from(User)):
+        return
+    password = secrets.token_urlsafe(12)
+    service.create_user("admin", password, [Role.ADMIN], full_name="Administrator")
+    path = os.path.join(current_app.instance_path, "initial-admin-password")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(password + "\n")
+    click.echo("")
+    click.echo("  First administrator created:  username admin   password " + password)
+    click.echo(f"  (also saved in {path}; change it after signing in, then delete that file)")
+    click.echo("")
 
 
 @click.command("create-user")

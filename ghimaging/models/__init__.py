@@ -14,10 +14,12 @@ from .imaging import (
     ResultImage,
 )
 from .settings import Setting
+from .orthanc import OrthancPatient, OrthancSeries, OrthancServer, OrthancStudy
 
 __all__ = [
     "ApiToken", "LoginThrottle", "Role", "User", "UserRole",
     "ImagingTest", "ModalityType", "Patient", "Sex",
     "Counter", "ImagingRequest", "RequestEvent", "RequestState", "ReportStyle",
     "Result", "ResultAddendum", "ResultImage", "Setting",
+    "OrthancPatient", "OrthancSeries", "OrthancServer", "OrthancStudy",
 ]

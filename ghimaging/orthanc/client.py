@@ -1,0 +1,215 @@
+"""The only code that speaks HTTP to Orthanc.
+
+One ``requests.Session`` per server (connection reuse matters on a Pi),
+connect and read timeouts on every call, retries with backoff for idempotent
+reads only, and four exceptions that the rest of the code handles.
+"""
+
+from __future__ import annotations
+
+from typing import Any, BinaryIO, Iterator
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+DEFAULT_TIMEOUT = (3.05, 30.0)  # connect, read
+
+
+class OrthancError(Exception):
+    """Base class; ``str()`` is a message fit for a person."""
+
+
+class Unreachable(OrthancError):
+    """Connection refused, DNS failure, TLS failure or timeout."""
+
+
+class Unauthorized(OrthancError):
+    """401/403: wrong username or password."""
+
+
+class NotFound(OrthancError):
+    """404: the resource is not (or no longer) in Orthanc."""
+
+
+class BadAnswer(OrthancError):
+    """An answer that is not what Orthanc gives: not JSON, 5xx, wrong shape."""
+
+
+def check_url(url: str) -> str:
+    """A normalised base URL, or ValueError with a message for a person."""
+    url = (url or "").strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("Give the full address, like http://127.0.0.1:8042")
+    if parts.query or parts.fragment:
+        raise ValueError("The address must not contain ? or #.")
+    if parts.username or parts.password:
+        raise ValueError("Put the username and password in their own fields, not in the address.")
+    return url.rstrip("/")
+
+
+class OrthancClient:
+    def __init__(self, url: str, username: str = "", password: str = "",
+                 timeout: tuple[float, float] = DEFAULT_TIMEOUT, retries: int = 2):
+        self.url = check_url(url)
+        self.timeout = timeout
+        self.request_count = 0  # for sync summaries and benches
+        self.session = requests.Session()
+        if username or password:
+            self.session.auth = (username, password)
+        retry = Retry(total=retries, connect=retries, read=retries, status=retries, backoff_factor=0.3,
+                      allowed_methods=frozenset({"GET", "HEAD"}), status_forcelist=(502, 503, 504),
+                      raise_on_status=False)
+        adapter = HTTPAdapter(max_retries=retry, pool_maxsize=4)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> OrthancClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- transport ----------------------------------------------------------
+
+    def _request(self, method: str, path: str, *, stream: bool = False, **kw) -> requests.Response:
+        self.request_count += 1
+        try:
+            resp = self.session.request(method, self.url + path, timeout=kw.pop("timeout", self.timeout),
+                                        stream=stream, **kw)
+        except requests.Timeout:
+            raise Unreachable(f"Orthanc at {self.url} did not answer in time.") from None
+        except requests.exceptions.SSLError as exc:
+            raise Unreachable(f"TLS error talking to {self.url}: {exc.__class__.__name__}.") from None
+        except requests.ConnectionError as exc:
+            reason = "connection refused" if "refused" in str(exc).lower() else "cannot connect"
+            raise Unreachable(f"Orthanc at {self.url}: {reason}.") from None
+        except requests.RequestException as exc:
+            raise Unreachable(f"Orthanc at {self.url}: {exc.__class__.__name__}.") from None
+        if resp.status_code in (401, 403):
+            resp.close()
+            raise Unauthorized("Orthanc refused the username or password.")
+        if resp.status_code == 404:
+            resp.close()
+            raise NotFound(f"{path} not found in Orthanc.")
+        if resp.status_code >= 400:
+            detail = ""
+            if not stream:
+                try:
+                    body = resp.json()
+                    detail = body.get("Details") or body.get("Message") or ""
+                except ValueError:
+                    detail = resp.text[:200]
+            resp.close()
+            raise BadAnswer(f"Orthanc answered {resp.status_code} to {method} {path}"
+                            + (f": {detail}" if detail else "."))
+        return resp
+
+    def get_json(self, path: str, **params: Any) -> Any:
+        resp = self._request("GET", path, params=params or None)
+        try:
+            return resp.json()
+        except ValueError:
+            raise BadAnswer(f"{self.url}{path} did not answer JSON; is this an Orthanc server?") from None
+
+    def post_json(self, path: str, body: Any) -> Any:
+        resp = self._request("POST", path, json=body)
+        try:
+            return resp.json()
+        except ValueError:
+            raise BadAnswer(f"{self.url}{path} did not answer JSON.") from None
+
+    def delete(self, path: str) -> None:
+        self._request("DELETE", path)
+
+    # -- Orthanc resources ---------------------------------------------------
+
+    def system(self) -> dict[str, Any]:
+        data = self.get_json("/system")
+        if not isinstance(data, dict) or "Version" not in data or "ApiVersion" not in data:
+            raise BadAnswer(f"{self.url} answers, but it is not an Orthanc server (no Version in /system).")
+        return data
+
+    def last_change(self) -> int:
+        data = self.get_json("/changes", last="")
+        return self._changes_shape(data)["Last"]
+
+    def changes(self, since: int, limit: int = 100) -> dict[str, Any]:
+        return self._changes_shape(self.get_json("/changes", since=since, limit=limit))
+
+    @staticmethod
+    def _changes_shape(data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict) or not {"Changes", "Done", "Last"} <= set(data):
+            raise BadAnswer("Orthanc's /changes answer has an unexpected shape.")
+        return data
+
+    def plugins(self) -> list[str]:
+        data = self.get_json("/plugins")
+        if not isinstance(data, list):
+            raise BadAnswer("Orthanc's /plugins answer has an unexpected shape.")
+        return [str(p) for p in data]
+
+    def page(self, level: str, since: int, limit: int, expand: bool = True) -> list[Any]:
+        """One page of ``/patients``, ``/studies`` or ``/series`` (expanded)."""
+        params: dict[str, Any] = {"since": since, "limit": limit}
+        if expand:
+            params["expand"] = ""
+        data = self.get_json(f"/{level}", **params)
+        if not isinstance(data, list):
+            raise BadAnswer(f"Orthanc's /{level} answer has an unexpected shape.")
+        return data
+
+    def iter_pages(self, level: str, limit: int = 500, expand: bool = True) -> Iterator[list[Any]]:
+        since = 0
+        while True:
+            items = self.page(level, since, limit, expand)
+            if not items:
+                return
+            yield items
+            if len(items) < limit:
+                return
+            since += len(items)
+
+    def study(self, orthanc_id: str) -> dict[str, Any]:
+        return self.get_json(f"/studies/{orthanc_id}")
+
+    def study_series(self, orthanc_id: str) -> list[dict[str, Any]]:
+        return self.get_json(f"/studies/{orthanc_id}/series")
+
+    def series(self, orthanc_id: str) -> dict[str, Any]:
+        return self.get_json(f"/series/{orthanc_id}")
+
+    def patient(self, orthanc_id: str) -> dict[str, Any]:
+        return self.get_json(f"/patients/{orthanc_id}")
+
+    def instance(self, orthanc_id: str) -> dict[str, Any]:
+        return self.get_json(f"/instances/{orthanc_id}")
+
+    def series_instances(self, orthanc_id: str) -> list[dict[str, Any]]:
+        return self.get_json(f"/series/{orthanc_id}/instances")
+
+    def find_studies(self, query: dict[str, str]) -> list[dict[str, Any]]:
+        return self.post_json("/tools/find", {"Level": "Study", "Query": query, "Expand": True})
+
+    def preview(self, instance_id: str) -> tuple[bytes, str]:
+        resp = self._request("GET", f"/instances/{instance_id}/preview", headers={"Accept": "image/png"})
+        return resp.content, resp.headers.get("Content-Type", "image/png")
+
+    def rendered(self, instance_id: str) -> tuple[bytes, str]:
+        resp = self._request("GET", f"/instances/{instance_id}/rendered", headers={"Accept": "image/png"})
+        return resp.content, resp.headers.get("Content-Type", "image/png")
+
+    def upload(self, data: bytes | BinaryIO, gzip: bool = False) -> dict[str, Any]:
+        headers = {"Content-Type": "application/dicom"}
+        if gzip:
+            headers["Content-Encoding"] = "gzip"
+        resp = self._request("POST", "/instances", data=data, headers=headers, timeout=(self.timeout[0], 300))
+        try:
+            return resp.json()
+        except ValueError:
+            raise BadAnswer("Orthanc's answer to an upload is not JSON.") from None

@@ -1,0 +1,197 @@
+"""Orthanc server configuration: add, edit, check. Shared by the pages, the
+API and the CLI."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from flask import Flask, current_app
+from sqlalchemy import func, select
+
+from .. import crypto
+from ..extensions import db
+from ..models import OrthancServer, OrthancStudy
+from ..models._time import utcnow
+from .client import OrthancClient, OrthancError, Unauthorized, check_url
+
+VIEWER_PLUGINS = {
+    "stone-webviewer": "Stone Web Viewer",
+    "ohif": "OHIF",
+    "web-viewer": "Orthanc Web Viewer",
+    "orthanc-explorer-2": "Orthanc Explorer 2",
+}
+
+
+class ServerError(ValueError):
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass
+class CheckResult:
+    version: str
+    name: str
+    aet: str
+    plugins: list[str] = field(default_factory=list)
+    last_change: int = 0
+
+
+def client_for(server: OrthancServer, **kw) -> OrthancClient:
+    return OrthancClient(server.url, server.username, crypto.decrypt(server.password_enc), **kw)
+
+
+def check(client: OrthancClient) -> CheckResult:
+    """Talk to Orthanc for real: ``/system``, ``/changes?last``, ``/plugins``."""
+    info = client.system()
+    last = client.last_change()
+    try:
+        plugins = client.plugins()
+    except OrthancError:
+        plugins = []
+    return CheckResult(version=str(info.get("Version", "")), name=str(info.get("Name", "")),
+                       aet=str(info.get("DicomAet", "")), plugins=plugins, last_change=last)
+
+
+def _apply(server: OrthancServer, result: CheckResult) -> None:
+    server.validated = True
+    server.checked_at = utcnow()
+    server.version = result.version[:32]
+    server.orthanc_name = result.name[:200]
+    server.dicom_aet = result.aet[:64]
+    server.plugins = ",".join(sorted(result.plugins))
+    server.orthanc_last = result.last_change
+
+
+def _clean(label: str, url: str, browser_url: str, username: str) -> tuple[str, str, str, str]:
+    label = (label or "").strip()
+    if not label or len(label) > 64:
+        raise ServerError("The label is required (at most 64 characters).", "label")
+    try:
+        url = check_url(url)
+    except ValueError as exc:
+        raise ServerError(str(exc), "url") from None
+    if browser_url and browser_url.strip():
+        try:
+            browser_url = check_url(browser_url)
+        except ValueError as exc:
+            raise ServerError(str(exc), "browser_url") from None
+    else:
+        browser_url = ""
+    return label, url, browser_url, (username or "").strip()
+
+
+def _label_taken(label: str, server: OrthancServer | None) -> bool:
+    other = db.session.scalar(select(OrthancServer).where(func.lower(OrthancServer.label) == label.lower()))
+    return other is not None and other is not server
+
+
+def add_server(*, label: str, url: str, username: str = "", password: str = "", browser_url: str = "",
+               timeout: tuple[float, float] | None = None) -> OrthancServer:
+    """Check the server for real, then save it; a server that fails the check
+    is not saved, and the error says what is wrong."""
+    label, url, browser_url, username = _clean(label, url, browser_url, username)
+    if _label_taken(label, None):
+        raise ServerError(f"A server labelled {label!r} already exists.", "label")
+    kw = {"timeout": timeout} if timeout else {}
+    with OrthancClient(url, username, password, retries=0, **kw) as client:
+        try:
+            result = check(client)
+        except Unauthorized as exc:
+            raise ServerError(str(exc), "password") from None
+        except OrthancError as exc:
+            raise ServerError(str(exc), "url") from None
+    server = OrthancServer(label=label, url=url, browser_url=browser_url, username=username,
+                           password_enc=crypto.encrypt(password), needs_full_sync=True)
+    _apply(server, result)
+    db.session.add(server)
+    db.session.commit()
+    return server
+
+
+def update_server(server: OrthancServer, *, label: str, url: str, username: str, browser_url: str,
+                  password: str | None = None) -> bool:
+    """Save; returns True when the connection details changed, in which case
+    the caller re-checks (in the background on the pages)."""
+    label, url, browser_url, username = _clean(label, url, browser_url, username)
+    if _label_taken(label, server):
+        raise ServerError(f"A server labelled {label!r} already exists.", "label")
+    changed = url != server.url or username != server.username or bool(password)
+    server.label, server.url, server.browser_url, server.username = label, url, browser_url, username
+    if password:
+        server.password_enc = crypto.encrypt(password)
+    if changed:
+        server.validated = False
+        server.last_error = "Connection details changed; checking again."
+    db.session.commit()
+    return changed
+
+
+def recheck(server: OrthancServer) -> bool:
+    """Check a saved server and record the outcome on it."""
+    try:
+        with client_for(server, retries=0) as client:
+            result = check(client)
+    except (OrthancError, crypto.CredentialError) as exc:
+        server.validated = False
+        server.checked_at = utcnow()
+        server.last_error = str(exc)
+        server.last_error_at = utcnow()
+        db.session.commit()
+        return False
+    _apply(server, result)
+    if server.last_error.startswith("Connection details changed"):
+        server.last_error = ""
+    db.session.commit()
+    return True
+
+
+def recheck_in_background(app: Flask, server_id: int) -> threading.Thread:
+    def run() -> None:
+        with app.app_context():
+            server = db.session.get(OrthancServer, server_id)
+            if server is not None:
+                recheck(server)
+            db.session.remove()
+
+    t = threading.Thread(target=run, name=f"orthanc-recheck-{server_id}", daemon=True)
+    t.start()
+    return t
+
+
+def delete_server(server: OrthancServer) -> None:
+    db.session.delete(server)
+    db.session.commit()
+
+
+def study_count(server: OrthancServer) -> int:
+    return db.session.scalar(select(func.count()).select_from(OrthancStudy)
+                             .where(OrthancStudy.server_id == server.id)) or 0
+
+
+def viewer_links(server: OrthancServer, study: "OrthancStudy") -> list[tuple[str, str]]:
+    """Viewer URLs on the browser URL (what a user's browser can reach)."""
+    base = (server.browser_url or server.url).rstrip("/")
+    plugins = server.plugin_set
+    links = [("Orthanc Explorer", f"{base}/app/explorer.html#study?uuid={study.orthanc_id}")]
+    if "stone-webviewer" in plugins:
+        links.append(("Stone Web Viewer", f"{base}/stone-webviewer/index.html?study={study.study_uid}"))
+    if "ohif" in plugins:
+        links.append(("OHIF", f"{base}/ohif/viewer?StudyInstanceUIDs={study.study_uid}"))
+    if "web-viewer" in plugins and study.series:
+        links.append(("Web Viewer", f"{base}/web-viewer/app/viewer.html?series={study.series[0].orthanc_id}"))
+    if "orthanc-explorer-2" in plugins:
+        links.append(("Orthanc Explorer 2", f"{base}/ui/app/#/filtered-studies?StudyInstanceUID={study.study_uid}"))
+    return links
+
+
+def server_json(server: OrthancServer) -> dict:
+    return {
+        "id": server.id, "label": server.label, "url": server.url, "browser_url": server.browser_url,
+        "username": server.username, "validated": server.validated, "version": server.version,
+        "name": server.orthanc_name, "plugins": sorted(server.plugin_set),
+        "last_sync_at": server.last_sync_at.isoformat() + "Z" if server.last_sync_at else None,
+        "last_change": server.last_change, "lag": server.lag, "last_error": server.last_error or None,
+        "study_count": study_count(server),
+    }

@@ -1,0 +1,531 @@
+"""Mirror an Orthanc into our tables, one step at a time.
+
+Each public function is one step that a test, the CLI, the API or the
+worker thread can call alone:
+
+- :func:`incremental` follows ``/changes`` page by page; the processed index
+  is committed in the same transaction as the rows of its page, so a crash
+  or an outage resumes exactly where it stopped;
+- :func:`full` pages ``/studies?expand`` and ``/series?expand`` (never one
+  request per study) and then removes what Orthanc no longer has;
+- :func:`reconcile` finds deletions, which Orthanc 1.10.1 does not log;
+- :func:`run` wraps them with the lease and the error bookkeeping.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from typing import Any, Callable, Iterable
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import selectinload
+
+from ..extensions import db
+from ..models import OrthancPatient, OrthancSeries, OrthancServer, OrthancStudy, Patient
+from ..models._time import utcnow
+from .client import NotFound, OrthancClient, OrthancError
+from .servers import client_for
+
+log = logging.getLogger(__name__)
+
+STUDY_CHANGES = {"NewStudy", "StableStudy", "ModifiedStudy", "UpdatedMetadata", "UpdatedAttachment"}
+SERIES_CHANGES = {"NewSeries", "StableSeries", "ModifiedSeries"}
+CHANGES_PAGE = 100
+LEASE_SECONDS = 120
+MAX_BACKOFF = 600
+
+# Receivers (request matching, worklist cleanup) are told about studies that
+# were created or changed: ``study_synced.send(study, study=..., created=...)``.
+from flask.signals import Namespace
+
+study_synced = Namespace().signal("study-synced")
+
+
+@dataclass
+class Summary:
+    server: str
+    mode: str
+    requests: int = 0
+    changes: int = 0
+    pages: int = 0
+    studies_updated: int = 0
+    studies_deleted: int = 0
+    patients_linked: int = 0
+    last_change: int = 0
+    reset_detected: bool = False
+    skipped: str = ""
+    error: str = ""
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def line(self) -> str:
+        if self.skipped:
+            return f"{self.server}: skipped ({self.skipped})"
+        if self.error:
+            return f"{self.server}: {self.mode} sync failed: {self.error}"
+        return (f"{self.server}: {self.mode} sync: {self.studies_updated} studies updated, "
+                f"{self.studies_deleted} removed, {self.changes} changes, {self.requests} requests, "
+                f"index {self.last_change}, {self.seconds:.2f}s"
+                + (" (Orthanc database reset detected)" if self.reset_detected else ""))
+
+
+# -- rows ---------------------------------------------------------------------
+
+def _tags(data: dict[str, Any], key: str = "MainDicomTags") -> dict[str, str]:
+    tags = data.get(key) or {}
+    return {k: str(v) if v is not None else "" for k, v in tags.items()} if isinstance(tags, dict) else {}
+
+
+def _cut(value: str, limit: int) -> str:
+    return (value or "")[:limit]
+
+
+class _Cache:
+    """Rows a page of studies needs, loaded with three queries instead of
+    three per study (the full sync of a large archive depends on it)."""
+
+    def __init__(self, server_id: int, items: list[dict[str, Any]]):
+        self.server_id = server_id
+        uids = [_cut(_tags(d).get("StudyInstanceUID", ""), 64) or d["ID"] for d in items]
+        pids = list({_cut(_tags(d, "PatientMainDicomTags").get("PatientID", ""), 64) for d in items})
+        self.studies = {st.study_uid: st for st in db.session.scalars(
+            select(OrthancStudy).where(OrthancStudy.server_id == server_id, OrthancStudy.study_uid.in_(uids)))}
+        self.patients = {p.patient_id: p for p in db.session.scalars(
+            select(OrthancPatient).where(OrthancPatient.server_id == server_id, OrthancPatient.patient_id.in_(pids)))}
+        self.locals = {p.puid: p for p in db.session.scalars(select(Patient).where(Patient.puid.in_(pids)))}
+
+
+def _patient_row(cache: _Cache, orthanc_id: str, ptags: dict[str, str], generation: int) -> OrthancPatient:
+    pid = _cut(ptags.get("PatientID", ""), 64)
+    row = cache.patients.get(pid)
+    if row is None:
+        row = OrthancPatient(server_id=cache.server_id, patient_id=pid, orthanc_id=orthanc_id)
+        db.session.add(row)
+        cache.patients[pid] = row
+    row.orthanc_id = orthanc_id
+    row.name = _cut(ptags.get("PatientName", ""), 200)
+    row.birth_date = _cut(ptags.get("PatientBirthDate", ""), 16)
+    row.sex = _cut(ptags.get("PatientSex", ""), 16)
+    row.seen_generation = generation
+    auto_link(row, cache.locals.get(pid, False))
+    return row
+
+
+def auto_link(row: OrthancPatient, local: Patient | None | bool = False) -> bool:
+    """Link to the local patient whose PUID equals the PatientID, unless staff
+    linked or unlinked this patient by hand. ``local`` False means look it up."""
+    if row.link_mode in ("manual", "unlinked") or not row.patient_id:
+        return False
+    if local is False:
+        local = db.session.scalar(select(Patient).where(Patient.puid == row.patient_id))
+    if local is None:
+        if row.link_mode == "auto":
+            row.local_patient = None
+            row.local_patient_id = None
+            row.link_mode = ""
+        return False
+    if row.local_patient_id != local.id:
+        row.local_patient = local
+        row.link_mode = "auto"
+        return True
+    return False
+
+
+def upsert_study(server_id: int, data: dict[str, Any], series: list[dict[str, Any]] | None,
+                 generation: int, cache: _Cache | None = None) -> tuple[OrthancStudy, bool]:
+    """Create or update the row of one study from Orthanc's expanded JSON.
+
+    ``series`` is the expanded series list; None keeps the series rows as they
+    are (the full sync fills them from its own pages).
+    """
+    cache = cache or _Cache(server_id, [data])
+    tags = _tags(data)
+    ptags = _tags(data, "PatientMainDicomTags")
+    uid = _cut(tags.get("StudyInstanceUID", ""), 64) or data["ID"]
+    study = cache.studies.get(uid)
+    created = study is None
+    if created:
+        study = OrthancStudy(server_id=server_id, study_uid=uid, orthanc_id=data["ID"])
+        db.session.add(study)
+        cache.studies[uid] = study
+    patient = _patient_row(cache, str(data.get("ParentPatient", "")), ptags, generation)
+    study.orthanc_id = data["ID"]
+    study.patient_row = patient
+    study.patient_id = patient.patient_id
+    study.patient_name = patient.name
+    study.accession_number = _cut(tags.get("AccessionNumber", ""), 64)
+    study.study_date = _cut(tags.get("StudyDate", ""), 8)
+    study.study_time = _cut(tags.get("StudyTime", ""), 16)
+    study.description = _cut(tags.get("StudyDescription", ""), 200)
+    study.institution = _cut(tags.get("InstitutionName", ""), 200)
+    study.referring_physician = _cut(tags.get("ReferringPhysicianName", ""), 200)
+    study.stable = bool(data.get("IsStable", False))
+    study.orthanc_last_update = _cut(str(data.get("LastUpdate", "")), 32)
+    study.seen_generation = generation
+    if created:
+        study.series_count = len(data.get("Series") or [])
+    if series is not None:
+        _replace_series(study, series)
+    return study, created
+
+
+def _series_values(s: dict[str, Any]) -> dict[str, Any]:
+    tags = _tags(s)
+    try:
+        number = int(tags.get("SeriesNumber", "").strip() or "x")
+    except ValueError:
+        number = None
+    instances = s.get("Instances") or []
+    return {
+        "series_uid": _cut(tags.get("SeriesInstanceUID", ""), 64) or s["ID"], "orthanc_id": s["ID"],
+        "number": number, "description": _cut(tags.get("SeriesDescription", ""), 200),
+        "modality": _cut(tags.get("Modality", ""), 16), "instance_count": len(instances),
+        "first_instance": instances[0] if instances else "",
+    }
+
+
+def _replace_series(study: OrthancStudy, series: list[dict[str, Any]]) -> None:
+    existing = {s.series_uid: s for s in study.series}
+    keep = set()
+    for s in series:
+        values = _series_values(s)
+        row = existing.get(values["series_uid"])
+        if row is None:
+            row = OrthancSeries(**values)
+            study.series.append(row)
+        else:
+            for k, v in values.items():
+                setattr(row, k, v)
+        keep.add(values["series_uid"])
+    for uid, row in existing.items():
+        if uid not in keep:
+            study.series.remove(row)
+    _summarise(study)
+
+
+def _summarise(study: OrthancStudy) -> None:
+    study.series_count = len(study.series)
+    study.instance_count = sum(s.instance_count for s in study.series)
+    mods = []
+    for s in study.series:
+        if s.modality and s.modality not in mods:
+            mods.append(s.modality)
+    study.modalities = _cut("\\".join(mods), 100)
+
+
+def _delete_studies(server: OrthancServer, where) -> int:
+    ids = list(db.session.scalars(select(OrthancStudy.id).where(OrthancStudy.server_id == server.id, where)))
+    if not ids:
+        return 0
+    for chunk in _chunks(ids, 500):
+        db.session.execute(delete(OrthancSeries).where(OrthancSeries.study_id.in_(chunk)))
+        db.session.execute(delete(OrthancStudy).where(OrthancStudy.id.in_(chunk)))
+    _drop_orphan_patients(server)
+    return len(ids)
+
+
+def _drop_orphan_patients(server: OrthancServer) -> None:
+    """Orthanc patients without studies go; manual links go with them, since
+    the patient no longer exists in Orthanc."""
+    has_study = select(OrthancStudy.id).where(OrthancStudy.patient_row_id == OrthancPatient.id).exists()
+    db.session.execute(delete(OrthancPatient).where(OrthancPatient.server_id == server.id, ~has_study)
+                       .execution_options(synchronize_session=False))
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+# -- steps --------------------------------------------------------------------
+
+def _fetch_study(client: OrthancClient, orthanc_id: str) -> tuple[dict, list[dict]] | None:
+    try:
+        data = client.study(orthanc_id)
+        series = client.study_series(orthanc_id)
+    except NotFound:
+        return None
+    return data, series
+
+
+def incremental(server: OrthancServer, client: OrthancClient, *, page_size: int = CHANGES_PAGE,
+                renew: Callable[[], None] | None = None, max_pages: int | None = None) -> Summary:
+    """Follow ``/changes`` from ``server.last_change`` until ``Done``.
+
+    With nothing new this is one request. A ``Last`` below our index means
+    Orthanc's database was replaced: the caller then runs :func:`full`.
+    """
+    summary = Summary(server.label, "incremental")
+    start = client.request_count
+    since = server.last_change
+    generation = server.sync_generation
+    while True:
+        page = client.changes(since, page_size)
+        last = int(page["Last"])
+        changes = page["Changes"] or []
+        if last < since or (not changes and since > 0 and last < since):
+            summary.reset_detected = True
+            break
+        study_ids: list[str] = []
+        series_ids: list[str] = []
+        for ch in changes:
+            kind, level, rid = ch.get("ChangeType"), ch.get("ResourceType"), ch.get("ID")
+            if level == "Study" and kind in STUDY_CHANGES and rid not in study_ids:
+                study_ids.append(rid)
+            elif level == "Series" and kind in SERIES_CHANGES and rid not in series_ids:
+                series_ids.append(rid)
+        for sid in series_ids:  # a series added to a study we already have
+            try:
+                parent = client.series(sid).get("ParentStudy")
+            except NotFound:
+                continue
+            if parent and parent not in study_ids:
+                study_ids.append(parent)
+        for oid in study_ids:
+            fetched = _fetch_study(client, oid)
+            if fetched is None:
+                summary.studies_deleted += _delete_studies(server, OrthancStudy.orthanc_id == oid)
+                continue
+            study, created = upsert_study(server.id, fetched[0], fetched[1], generation)
+            db.session.flush()
+            study_synced.send(study, study=study, created=created)
+            summary.studies_updated += 1
+        summary.changes += len(changes)
+        summary.pages += 1
+        if changes:
+            since = max(since, last)
+        server.last_change = since
+        server.orthanc_last = max(last, since)
+        db.session.commit()  # rows and index of this page, together
+        if renew:
+            renew()
+        if page.get("Done", True) or not changes or (max_pages and summary.pages >= max_pages):
+            break
+    summary.last_change = server.last_change
+    summary.requests = client.request_count - start
+    return summary
+
+
+def full(server: OrthancServer, client: OrthancClient, *, page_size: int = 500,
+         renew: Callable[[], None] | None = None) -> Summary:
+    """Read every study and series in pages and remove what is gone.
+
+    The change index is read first, so changes made during the full sync are
+    replayed by the next incremental sync (replaying is harmless). Each page is
+    committed and then dropped from the session, so memory does not grow with
+    the archive.
+    """
+    summary = Summary(server.label, "full")
+    server_id = server.id
+    start = client.request_count
+    last = client.last_change()
+    generation = server.sync_generation + 1
+    server.sync_generation = generation
+    db.session.commit()
+    for items in client.iter_pages("studies", page_size):
+        cache = _Cache(server_id, items)
+        for data in items:
+            upsert_study(server_id, data, None, generation, cache)
+            summary.studies_updated += 1
+        db.session.commit()
+        db.session.expunge_all()
+        if renew:
+            renew()
+    for items in client.iter_pages("series", page_size):
+        parents = list({s.get("ParentStudy") for s in items})
+        studies = {st.orthanc_id: st for st in db.session.scalars(
+            select(OrthancStudy).options(selectinload(OrthancStudy.series))
+            .where(OrthancStudy.server_id == server_id, OrthancStudy.orthanc_id.in_(parents)))}
+        by_study: dict[str, list[dict]] = {}
+        for s in items:
+            by_study.setdefault(s.get("ParentStudy"), []).append(s)
+        for oid, series in by_study.items():
+            study = studies.get(oid)
+            if study is not None:  # else it arrived after the study pages: the next incremental has it
+                _merge_series(study, series)
+        db.session.commit()
+        db.session.expunge_all()
+        if renew:
+            renew()
+    server = db.session.get(OrthancServer, server_id)
+    summary.studies_deleted = _delete_studies(server, OrthancStudy.seen_generation != generation)
+    server.last_change = last
+    server.orthanc_last = last
+    server.needs_full_sync = False
+    server.last_full_sync_at = utcnow()
+    server.last_reconcile_at = utcnow()
+    db.session.commit()
+    _announce(server_id, generation)
+    summary.last_change = last
+    summary.requests = client.request_count - start
+    return summary
+
+
+def _announce(server_id: int, generation: int, chunk: int = 500) -> None:
+    """Tell receivers (request matching) about every study of a full sync,
+    a chunk at a time, after the rows and their series are complete."""
+    if not study_synced.receivers:
+        return
+    last_id = 0
+    while True:
+        rows = list(db.session.scalars(select(OrthancStudy).where(
+            OrthancStudy.server_id == server_id, OrthancStudy.seen_generation == generation,
+            OrthancStudy.id > last_id).order_by(OrthancStudy.id).limit(chunk)))
+        if not rows:
+            return
+        for study in rows:
+            study_synced.send(study, study=study, created=False)
+        db.session.commit()
+        last_id = rows[-1].id
+        db.session.expunge_all()
+
+
+def _merge_series(study: OrthancStudy, series: list[dict[str, Any]]) -> None:
+    """Series arrive in pages that may split a study: add or update, never
+    remove here (removal is the generation sweep's job)."""
+    existing = {s.series_uid: s for s in study.series}
+    for s in series:
+        values = _series_values(s)
+        row = existing.get(values["series_uid"])
+        if row is None:
+            study.series.append(OrthancSeries(**values))
+        else:
+            for k, v in values.items():
+                setattr(row, k, v)
+    _summarise(study)
+
+
+def reconcile(server: OrthancServer, client: OrthancClient, *, page_size: int = 1000) -> Summary:
+    """Remove studies Orthanc no longer has (1.10.1 logs no deletions):
+    page through ``GET /studies`` (ids only) and sweep what was not seen."""
+    summary = Summary(server.label, "reconcile")
+    start = client.request_count
+    generation = server.sync_generation + 1
+    missing: list[str] = []
+    for ids in client.iter_pages("studies", page_size, expand=False):
+        for chunk in _chunks(ids, 500):
+            res = db.session.execute(update(OrthancStudy)
+                                     .where(OrthancStudy.server_id == server.id, OrthancStudy.orthanc_id.in_(chunk))
+                                     .values(seen_generation=generation)
+                                     .execution_options(synchronize_session=False))
+            if res.rowcount < len(chunk):
+                missing.append(chunk[0])  # Orthanc has studies we lack: the incremental sync will add them
+    server.sync_generation = generation
+    summary.studies_deleted = _delete_studies(server, OrthancStudy.seen_generation != generation)
+    server.last_reconcile_at = utcnow()
+    db.session.commit()
+    if missing:
+        summary.notes.append("Orthanc has studies that are not mirrored yet")
+    summary.requests = client.request_count - start
+    return summary
+
+
+# -- lease --------------------------------------------------------------------
+
+def new_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}:{uuid.uuid4().hex[:8]}"
+
+
+def acquire_lease(server_id: int, owner: str, seconds: int = LEASE_SECONDS) -> bool:
+    """Take the server's lease if it is free, expired or already ours.
+
+    One conditional UPDATE: atomic on PostgreSQL (row lock) and on SQLite
+    (database write lock), so two runners can never both win.
+    """
+    now = utcnow()
+    res = db.session.execute(
+        update(OrthancServer)
+        .where(OrthancServer.id == server_id,
+               or_(OrthancServer.lease_owner.is_(None), OrthancServer.lease_until < now,
+                   OrthancServer.lease_owner == owner))
+        .values(lease_owner=owner, lease_until=now + timedelta(seconds=seconds))
+        .execution_options(synchronize_session=False))
+    db.session.commit()
+    return res.rowcount == 1
+
+
+def release_lease(server_id: int, owner: str) -> None:
+    db.session.execute(update(OrthancServer)
+                       .where(OrthancServer.id == server_id, OrthancServer.lease_owner == owner)
+                       .values(lease_owner=None, lease_until=None)
+                       .execution_options(synchronize_session=False))
+    db.session.commit()
+
+
+# -- the whole thing, with bookkeeping -----------------------------------------
+
+def backoff_seconds(failures: int) -> int:
+    return min(MAX_BACKOFF, 5 * 2 ** max(0, failures - 1))
+
+
+def run(server_id: int, *, mode: str = "auto", owner: str | None = None,
+        client_factory: Callable[[OrthancServer], OrthancClient] | None = None) -> Summary:
+    """Sync one server under its lease. ``mode``: ``auto`` (incremental, or
+    full when needed or when Orthanc's database was reset), ``full`` or
+    ``reconcile``. Errors are recorded on the server, never raised, and the
+    server is never disabled: the next attempt waits with a growing backoff.
+    """
+    owner = owner or new_owner()
+    server = db.session.get(OrthancServer, server_id)
+    if server is None:
+        raise LookupError(f"no Orthanc server {server_id}")
+    label = server.label
+    if not acquire_lease(server_id, owner):
+        return Summary(label, mode, skipped="another sync of this server is running")
+    t0 = time.perf_counter()
+    summary = Summary(label, mode)
+    try:
+        server = db.session.get(OrthancServer, server_id)
+        renew = lambda: acquire_lease(server_id, owner)  # noqa: E731
+        with (client_factory or client_for)(server) as client:
+            if mode == "reconcile":
+                summary = reconcile(server, client)
+            elif mode == "full" or server.needs_full_sync:
+                summary = full(server, client, renew=renew)
+            else:
+                summary = incremental(server, client, renew=renew)
+                if summary.reset_detected:
+                    server = db.session.get(OrthancServer, server_id)
+                    requests_so_far = summary.requests
+                    summary = full(server, client, renew=renew)
+                    summary.reset_detected = True
+                    summary.requests += requests_so_far
+                    summary.mode = "full (after reset)"
+        server = db.session.get(OrthancServer, server_id)
+        server.last_sync_at = utcnow()
+        server.failures = 0
+        server.last_error = ""
+        server.next_attempt_at = None
+        db.session.commit()
+    except Exception as exc:  # recorded, never raised: one server must not stop the others
+        db.session.rollback()
+        message = str(exc) if isinstance(exc, OrthancError) else f"{exc.__class__.__name__}: {exc}"
+        if not isinstance(exc, OrthancError):
+            log.exception("sync of Orthanc %s failed", label)
+        else:
+            log.warning("sync of Orthanc %s failed: %s", label, message)
+        server = db.session.get(OrthancServer, server_id)
+        if server is not None:
+            server.failures += 1
+            server.last_error = message[:2000]
+            server.last_error_at = utcnow()
+            server.next_attempt_at = utcnow() + timedelta(seconds=backoff_seconds(server.failures))
+            db.session.commit()
+        summary.error = message
+    finally:
+        try:
+            release_lease(server_id, owner)
+        except Exception:  # the lease expires on its own
+            db.session.rollback()
+    summary.seconds = time.perf_counter() - t0
+    return summary
