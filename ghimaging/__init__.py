@@ -77,7 +77,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     login_manager.init_app(app)
 
-    from . import auth, catalog, errors, imaging, patients, settings, ui, api, cli
+    from . import auth, catalog, errors, imaging, orthanc, patients, settings, ui, api, cli
 
     ui.init_app(app)
     errors.init_app(app)
@@ -86,6 +86,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     patients.init_app(app)
     imaging.init_app(app)
     settings.init_app(app)
+    orthanc.init_app(app)
     api.init_app(app)
     cli.init_app(app)
     return app

@@ -117,8 +117,11 @@ def serve_command(host: str, port: int, workers: int, timeout: int) -> None:
 
         def load(self):
             from . import create_app
+            from .orthanc import worker
 
-            return create_app()
+            app = create_app()
+            worker.start(app)  # one per worker process; the lease keeps syncs single
+            return app
 
     _App().run()
 
@@ -129,8 +132,38 @@ def _shm_ok() -> bool:
     return os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK)
 
 
+@click.command("sync")
+@click.option("--server", "label", help="Only the server with this label.")
+@click.option("--full", is_flag=True, help="Read everything again instead of following /changes.")
+@click.option("--reconcile", is_flag=True, help="Only look for studies deleted in Orthanc.")
+@with_appcontext
+def sync_command(label: str | None, full: bool, reconcile: bool) -> None:
+    """Sync Orthanc servers now and print a summary per server."""
+    from sqlalchemy import func, select
+
+    from .extensions import db
+    from .models import OrthancServer
+    from .orthanc import sync
+
+    stmt = select(OrthancServer).order_by(OrthancServer.label)
+    if label:
+        stmt = stmt.where(func.lower(OrthancServer.label) == label.lower())
+    targets = [(s.id, s.label) for s in db.session.scalars(stmt)]
+    if not targets:
+        raise click.ClickException(f"No Orthanc server labelled {label!r}." if label else "No Orthanc server configured.")
+    mode = "reconcile" if reconcile else ("full" if full else "auto")
+    failed = 0
+    for server_id, name in targets:
+        click.echo(f"{name}: {mode} sync ...")
+        summary = sync.run(server_id, mode=mode)
+        click.echo("  " + summary.line())
+        failed += bool(summary.error)
+    if failed:
+        raise click.ClickException(f"{failed} server(s) failed.")
+
+
 def init_app(app: Flask) -> None:
-    for cmd in (init_command, create_user_command, create_token_command, serve_command):
+    for cmd in (init_command, create_user_command, create_token_command, serve_command, sync_command):
         app.cli.add_command(cmd)
 
 

@@ -44,6 +44,11 @@ class Defaults:
     PERMANENT_SESSION_LIFETIME = timedelta(hours=12)
     WTF_CSRF_TIME_LIMIT = 12 * 3600
     WORKLIST_DIR: str | None = None
+    # Seconds between incremental Orthanc syncs and between deletion
+    # reconciliations; 0 disables.
+    ORTHANC_SYNC_INTERVAL = 60
+    ORTHANC_RECONCILE_INTERVAL = 900
+    ORTHANC_TIMEOUT = 30
 
 
 def _parse(name: str, raw: str, default: Any) -> Any:
@@ -116,5 +121,8 @@ def validate(config: Mapping[str, Any]) -> None:
         parts = root.split(".")
         if len(root) > 40 or not all(p.isdigit() and (p == "0" or not p.startswith("0")) for p in parts):
             raise ConfigError("ORG_ROOT must be a DICOM UID root (digits and dots, at most 40 characters)")
+    for key in ("ORTHANC_SYNC_INTERVAL", "ORTHANC_RECONCILE_INTERVAL"):
+        if config[key] < 0:
+            raise ConfigError(f"{key} must be 0 (off) or a number of seconds")
     if config["ITEMS_PER_PAGE"] < 1:
         raise ConfigError("ITEMS_PER_PAGE must be at least 1")

@@ -33,7 +33,26 @@ def wall_time(value: datetime | date | None, fmt: str = "%Y-%m-%d %H:%M") -> str
     return value.strftime("%Y-%m-%d")
 
 
+def dicom_date(value: str | None) -> str:
+    """DICOM DA (YYYYMMDD) as YYYY-MM-DD; anything else as it is."""
+    if value and len(value) == 8 and value.isdigit():
+        return f"{value[:4]}-{value[4:6]}-{value[6:]}"
+    return value or ""
+
+
+def dicom_name(value: str | None) -> str:
+    """DICOM PN ``Family^Given^Middle^Prefix^Suffix`` as ``Family, Given Middle``."""
+    if not value:
+        return ""
+    parts = value.split("=")[0].split("^")
+    family = parts[0].strip()
+    rest = " ".join(p.strip() for p in parts[1:3] if p.strip())
+    return f"{family}, {rest}" if rest else family
+
+
 def init_app(app: Flask) -> None:
+    app.jinja_env.filters["dicomdate"] = dicom_date
+    app.jinja_env.filters["dicomname"] = dicom_name
     app.jinja_env.filters["localtime"] = local_time
     app.jinja_env.filters["walltime"] = wall_time
     app.jinja_env.globals["Role"] = Role

@@ -82,6 +82,28 @@ SCHEMAS: dict[str, Any] = {
         "cancel_reason": {"type": ["string", "null"]}, "created_at": {"type": "string"},
         "result_id": {"type": ["integer", "null"]}, "events": {"type": "array", "items": {"type": "object"}},
         "result": {"type": ["object", "null"]}}},
+    "ServerIn": {"type": "object", "required": ["label", "url"], "properties": {
+        "label": {"type": "string"}, "url": {"type": "string"}, "browser_url": {"type": "string"},
+        "username": {"type": "string"}, "password": {"type": "string", "writeOnly": True}}},
+    "Server": {"type": "object", "properties": {
+        "id": {"type": "integer"}, "label": {"type": "string"}, "url": {"type": "string"},
+        "browser_url": {"type": "string"}, "username": {"type": "string"}, "validated": {"type": "boolean"},
+        "version": {"type": "string"}, "name": {"type": "string"}, "plugins": {"type": "array", "items": {"type": "string"}},
+        "last_sync_at": {"type": ["string", "null"]}, "last_change": {"type": "integer"}, "lag": {"type": "integer"},
+        "last_error": {"type": ["string", "null"]}, "study_count": {"type": "integer"}}},
+    "SyncSummary": {"type": "object", "properties": {
+        "server": {"type": "string"}, "mode": {"type": "string"}, "requests": {"type": "integer"},
+        "changes": {"type": "integer"}, "studies_updated": {"type": "integer"}, "studies_deleted": {"type": "integer"},
+        "last_change": {"type": "integer"}, "reset_detected": {"type": "boolean"}, "skipped": {"type": "string"},
+        "error": {"type": "string"}, "seconds": {"type": "number"}}},
+    "Study": {"type": "object", "properties": {
+        "id": {"type": "integer"}, "server": {"type": "string"}, "server_id": {"type": "integer"},
+        "orthanc_id": {"type": "string"}, "study_instance_uid": {"type": "string"},
+        "accession_number": {"type": "string"}, "patient_id": {"type": "string"}, "patient_name": {"type": "string"},
+        "study_date": {"type": "string"}, "study_time": {"type": "string"}, "description": {"type": "string"},
+        "modalities": {"type": "array", "items": {"type": "string"}}, "series_count": {"type": "integer"},
+        "instance_count": {"type": "integer"}, "stable": {"type": "boolean"},
+        "local_patient_id": {"type": ["integer", "null"]}, "series": {"type": "array", "items": {"type": "object"}}}},
     "ResultIn": {"type": "object", "properties": {
         "report": {"type": "string"}, "date": {"type": "string", "format": "date"},
         "radiologist": {"type": "string"}, "final": {"type": "boolean"},
@@ -124,6 +146,18 @@ def document(server_url: str) -> dict[str, Any]:
                                                   400, 403, 404, 409, 422, params=_ID,
                                                   body={"type": "object", "required": ["reason"],
                                                         "properties": {"reason": {"type": "string"}}})},
+            "/orthanc/servers": {
+                "get": _op("Configured Orthanc servers (admin)", "Servers", _list("Server"), 403),
+                "post": _op("Add a server; it is checked for real first (admin)", "Created", _ref("Server"),
+                            400, 403, 409, 422, body=_ref("ServerIn"), code="201"),
+            },
+            "/orthanc/servers/{id}/sync": {"post": _op(
+                "Sync now (incremental, or full with ?full=1)", "Summary", _ref("SyncSummary"), 403, 404, 409,
+                params=[*_ID, _q("full", desc="1: full sync")])},
+            "/studies": {"get": _op("Mirrored studies", "Studies", _list("Study"), 400, params=[
+                _q("study_instance_uid"), _q("accession_number"), _q("patient_id", desc="DICOM PatientID"),
+                _q("server_id", "integer"), *_PAGE])},
+            "/studies/{id}": {"get": _op("One mirrored study with its series", "Study", _ref("Study"), 404, params=_ID)},
             "/requests/{id}/result": {"post": _op("Write the result; requested -> done", "Created", _ref("Request"),
                                                   400, 403, 404, 409, 422, params=_ID, body=_ref("ResultIn"),
                                                   code="201")},

@@ -87,7 +87,10 @@ class OrthancClient:
         except requests.exceptions.SSLError as exc:
             raise Unreachable(f"TLS error talking to {self.url}: {exc.__class__.__name__}.") from None
         except requests.ConnectionError as exc:
-            reason = "connection refused" if "refused" in str(exc).lower() else "cannot connect"
+            text = str(exc).lower()
+            if "timed out" in text or "timeout" in text:  # a read timeout after the retries
+                raise Unreachable(f"Orthanc at {self.url} did not answer in time.") from None
+            reason = "connection refused" if "refused" in text else "cannot connect"
             raise Unreachable(f"Orthanc at {self.url}: {reason}.") from None
         except requests.RequestException as exc:
             raise Unreachable(f"Orthanc at {self.url}: {exc.__class__.__name__}.") from None

@@ -13,7 +13,7 @@ from .. import crypto
 from ..extensions import db
 from ..models import OrthancServer, OrthancStudy
 from ..models._time import utcnow
-from .client import OrthancClient, OrthancError, Unauthorized, check_url
+from .client import BadAnswer, NotFound, OrthancClient, OrthancError, Unauthorized, check_url
 
 VIEWER_PLUGINS = {
     "stone-webviewer": "Stone Web Viewer",
@@ -39,13 +39,17 @@ class CheckResult:
 
 
 def client_for(server: OrthancServer, **kw) -> OrthancClient:
+    kw.setdefault("timeout", (3.05, float(current_app.config["ORTHANC_TIMEOUT"])))
     return OrthancClient(server.url, server.username, crypto.decrypt(server.password_enc), **kw)
 
 
 def check(client: OrthancClient) -> CheckResult:
     """Talk to Orthanc for real: ``/system``, ``/changes?last``, ``/plugins``."""
-    info = client.system()
-    last = client.last_change()
+    try:
+        info = client.system()
+        last = client.last_change()
+    except NotFound:
+        raise BadAnswer(f"{client.url} answers, but it is not an Orthanc server (no /system).") from None
     try:
         plugins = client.plugins()
     except OrthancError:
@@ -94,8 +98,8 @@ def add_server(*, label: str, url: str, username: str = "", password: str = "", 
     label, url, browser_url, username = _clean(label, url, browser_url, username)
     if _label_taken(label, None):
         raise ServerError(f"A server labelled {label!r} already exists.", "label")
-    kw = {"timeout": timeout} if timeout else {}
-    with OrthancClient(url, username, password, retries=0, **kw) as client:
+    timeout = timeout or (3.05, float(current_app.config["ORTHANC_TIMEOUT"]))
+    with OrthancClient(url, username, password, retries=0, timeout=timeout) as client:
         try:
             result = check(client)
         except Unauthorized as exc:

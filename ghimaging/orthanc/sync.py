@@ -242,6 +242,14 @@ def _drop_orphan_patients(server: OrthancServer) -> None:
                        .execution_options(synchronize_session=False))
 
 
+def _forget(objects: Iterable[Any]) -> None:
+    """Drop mirror rows of a committed page from the session, so a large
+    archive does not pile up in memory (the caller's own objects stay)."""
+    for obj in objects:
+        if obj in db.session:
+            db.session.expunge(obj)
+
+
 def _chunks(items: list, size: int) -> Iterable[list]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
@@ -338,7 +346,7 @@ def full(server: OrthancServer, client: OrthancClient, *, page_size: int = 500,
             upsert_study(server_id, data, None, generation, cache)
             summary.studies_updated += 1
         db.session.commit()
-        db.session.expunge_all()
+        _forget([*cache.studies.values(), *cache.patients.values()])
         if renew:
             renew()
     for items in client.iter_pages("series", page_size):
@@ -354,7 +362,7 @@ def full(server: OrthancServer, client: OrthancClient, *, page_size: int = 500,
             if study is not None:  # else it arrived after the study pages: the next incremental has it
                 _merge_series(study, series)
         db.session.commit()
-        db.session.expunge_all()
+        _forget([*studies.values(), *(se for st in studies.values() for se in st.series)])
         if renew:
             renew()
     server = db.session.get(OrthancServer, server_id)
@@ -387,7 +395,7 @@ def _announce(server_id: int, generation: int, chunk: int = 500) -> None:
             study_synced.send(study, study=study, created=False)
         db.session.commit()
         last_id = rows[-1].id
-        db.session.expunge_all()
+        _forget(rows)
 
 
 def _merge_series(study: OrthancStudy, series: list[dict[str, Any]]) -> None:
@@ -425,7 +433,12 @@ def reconcile(server: OrthancServer, client: OrthancClient, *, page_size: int = 
     server.last_reconcile_at = utcnow()
     db.session.commit()
     if missing:
-        summary.notes.append("Orthanc has studies that are not mirrored yet")
+        # Orthanc holds studies we never saw: their changes were missed (a
+        # database replaced and refilled past our index, or a cleared change
+        # log). Read everything again on the next run.
+        server.needs_full_sync = True
+        db.session.commit()
+        summary.notes.append("Orthanc has studies that are not mirrored yet; a full sync is scheduled")
     summary.requests = client.request_count - start
     return summary
 
@@ -469,7 +482,8 @@ def backoff_seconds(failures: int) -> int:
 
 
 def run(server_id: int, *, mode: str = "auto", owner: str | None = None,
-        client_factory: Callable[[OrthancServer], OrthancClient] | None = None) -> Summary:
+        client_factory: Callable[[OrthancServer], OrthancClient] | None = None,
+        page_size: int = CHANGES_PAGE) -> Summary:
     """Sync one server under its lease. ``mode``: ``auto`` (incremental, or
     full when needed or when Orthanc's database was reset), ``full`` or
     ``reconcile``. Errors are recorded on the server, never raised, and the
@@ -493,7 +507,7 @@ def run(server_id: int, *, mode: str = "auto", owner: str | None = None,
             elif mode == "full" or server.needs_full_sync:
                 summary = full(server, client, renew=renew)
             else:
-                summary = incremental(server, client, renew=renew)
+                summary = incremental(server, client, renew=renew, page_size=page_size)
                 if summary.reset_detected:
                     server = db.session.get(OrthancServer, server_id)
                     requests_so_far = summary.requests

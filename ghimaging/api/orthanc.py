@@ -1,0 +1,79 @@
+"""/api/v1 endpoints for Orthanc servers and mirrored studies."""
+
+from __future__ import annotations
+
+from flask import g, jsonify, request
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import OrthancServer, OrthancStudy, Role
+from ..orthanc import queries, servers, sync
+from .errors import ApiError, invalid, not_found
+from .routes import _paged, _str, body, bp, need
+
+
+@bp.get("/orthanc/servers")
+@need(Role.ADMIN)
+def list_servers():
+    rows = db.session.scalars(select(OrthancServer).order_by(OrthancServer.label)).all()
+    return jsonify({"items": [servers.server_json(s) for s in rows]})
+
+
+@bp.post("/orthanc/servers")
+@need(Role.ADMIN)
+def add_server():
+    data = body()
+    try:
+        server = servers.add_server(label=_str(data, "label"), url=_str(data, "url"),
+                                    username=_str(data, "username"), password=_str(data, "password"),
+                                    browser_url=_str(data, "browser_url"))
+    except servers.ServerError as exc:
+        if exc.field == "label" and "already exists" in str(exc):
+            raise ApiError(409, "conflict", str(exc)) from None
+        if exc.field in ("label",) or str(exc).startswith("Give the full address") or "must not contain" in str(exc):
+            raise invalid({exc.field or "url": str(exc)}) from None
+        raise ApiError(422, "check_failed", str(exc), field=exc.field) from None
+    return jsonify(servers.server_json(server)), 201
+
+
+@bp.post("/orthanc/servers/<int:server_id>/sync")
+@need(Role.TECHNOLOGIST)
+def sync_server(server_id: int):
+    if db.session.get(OrthancServer, server_id) is None:
+        raise not_found("Orthanc server")
+    full = request.args.get("full") in ("1", "true", "yes")
+    summary = sync.run(server_id, mode="full" if full else "auto")
+    status = 200 if not summary.error else 502
+    if summary.skipped:
+        status = 409
+    return jsonify(summary.as_dict()), status
+
+
+@bp.get("/studies")
+def list_studies():
+    stmt = select(OrthancStudy)
+    for arg, col in (("study_instance_uid", OrthancStudy.study_uid),
+                     ("accession_number", OrthancStudy.accession_number),
+                     ("patient_id", OrthancStudy.patient_id)):
+        value = request.args.get(arg)
+        if value:
+            stmt = stmt.where(col == value)
+    server = request.args.get("server_id")
+    if server:
+        if not server.isdigit():
+            raise ApiError(400, "bad_request", "server_id must be a whole number.")
+        stmt = stmt.where(OrthancStudy.server_id == int(server))
+    return jsonify(_paged(stmt.order_by(OrthancStudy.study_date.desc(), OrthancStudy.id.desc()),
+                          queries.study_json))
+
+
+@bp.get("/studies/<int:study_id>")
+def get_study(study_id: int):
+    study = db.session.get(OrthancStudy, study_id)
+    if study is None:
+        raise not_found("Study")
+    out = queries.study_json(study)
+    out["series"] = [{"series_instance_uid": s.series_uid, "orthanc_id": s.orthanc_id, "number": s.number,
+                      "description": s.description, "modality": s.modality, "instance_count": s.instance_count}
+                     for s in study.series]
+    return jsonify(out)

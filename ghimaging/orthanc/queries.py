@@ -1,0 +1,52 @@
+"""Read-side queries for the Orthanc mirror pages and the API."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import Select, func, or_, select
+
+from ..models import OrthancPatient, OrthancStudy
+
+
+def study_list(*, q: str = "", server_id: int | None = None, modality: str = "",
+               date_from: date | None = None, date_to: date | None = None) -> Select:
+    stmt = select(OrthancStudy)
+    if server_id:
+        stmt = stmt.where(OrthancStudy.server_id == server_id)
+    q = (q or "").strip()
+    if q:
+        like = f"%{q.lower()}%"
+        stmt = stmt.where(or_(OrthancStudy.patient_id == q, OrthancStudy.accession_number == q,
+                              OrthancStudy.study_uid == q, func.lower(OrthancStudy.patient_name).like(like),
+                              func.lower(OrthancStudy.description).like(like)))
+    if modality:
+        stmt = stmt.where(OrthancStudy.modalities.like(f"%{modality.upper()}%"))
+    if date_from:
+        stmt = stmt.where(OrthancStudy.study_date >= date_from.strftime("%Y%m%d"))
+    if date_to:
+        stmt = stmt.where(OrthancStudy.study_date <= date_to.strftime("%Y%m%d"), OrthancStudy.study_date != "")
+    return stmt.order_by(OrthancStudy.study_date.desc(), OrthancStudy.id.desc())
+
+
+def patient_list(*, q: str = "", server_id: int | None = None) -> Select:
+    stmt = select(OrthancPatient)
+    if server_id:
+        stmt = stmt.where(OrthancPatient.server_id == server_id)
+    q = (q or "").strip()
+    if q:
+        stmt = stmt.where(or_(OrthancPatient.patient_id == q,
+                              func.lower(OrthancPatient.name).like(f"%{q.lower()}%")))
+    return stmt.order_by(OrthancPatient.name, OrthancPatient.id)
+
+
+def study_json(s: OrthancStudy) -> dict:
+    return {
+        "id": s.id, "server": s.server.label, "server_id": s.server_id, "orthanc_id": s.orthanc_id,
+        "study_instance_uid": s.study_uid, "accession_number": s.accession_number,
+        "patient_id": s.patient_id, "patient_name": s.patient_name, "study_date": s.study_date,
+        "study_time": s.study_time, "description": s.description, "modalities": s.modality_list,
+        "institution": s.institution, "referring_physician": s.referring_physician,
+        "series_count": s.series_count, "instance_count": s.instance_count, "stable": s.stable,
+        "local_patient_id": s.patient_row.local_patient_id if s.patient_row else None,
+    }

@@ -1,0 +1,193 @@
+from __future__ import annotations
+
+from datetime import date
+
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from sqlalchemy import select
+
+from ..auth.decorators import admin_required, roles_required
+from ..auth.forms import EmptyForm
+from ..extensions import db
+from ..models import OrthancPatient, OrthancServer, OrthancStudy, Role
+from ..patients import service as patients
+from ..ui import paginate
+from . import links, queries, servers, sync
+from .client import NotFound, OrthancError
+from .forms import LinkForm, ServerForm
+
+bp = Blueprint("orthanc", __name__, url_prefix="/orthanc")
+
+
+# -- servers ------------------------------------------------------------------
+
+@bp.route("/servers")
+@admin_required
+def server_list():
+    rows = db.session.scalars(select(OrthancServer).order_by(OrthancServer.label)).all()
+    counts = {s.id: servers.study_count(s) for s in rows}
+    return render_template("orthanc/servers.html", servers=rows, counts=counts)
+
+
+@bp.route("/servers/new", methods=["GET", "POST"])
+@admin_required
+def new_server():
+    form = ServerForm()
+    if form.validate_on_submit():
+        try:
+            server = servers.add_server(label=form.label.data, url=form.url.data, username=form.username.data or "",
+                                        password=form.password.data or "", browser_url=form.browser_url.data or "")
+        except servers.ServerError as exc:
+            getattr(form, exc.field or "url").errors.append(str(exc))
+        else:
+            flash(f"Orthanc {server.label} added (Orthanc {server.version}). The first sync starts shortly.", "success")
+            return redirect(url_for("orthanc.view_server", server_id=server.id))
+    status = 400 if request.method == "POST" else 200
+    return render_template("orthanc/server_form.html", form=form, server=None), status
+
+
+@bp.route("/servers/<int:server_id>", methods=["GET", "POST"])
+@admin_required
+def view_server(server_id: int):
+    server = db.get_or_404(OrthancServer, server_id)
+    form = ServerForm(obj=server) if request.method == "GET" else ServerForm()
+    if request.method == "GET":
+        form.password.data = ""
+    if form.validate_on_submit():
+        try:
+            changed = servers.update_server(server, label=form.label.data, url=form.url.data,
+                                            username=form.username.data or "", browser_url=form.browser_url.data or "",
+                                            password=form.password.data or None)
+        except servers.ServerError as exc:
+            getattr(form, exc.field or "url").errors.append(str(exc))
+        else:
+            if changed:
+                servers.recheck_in_background(current_app._get_current_object(), server.id)
+                flash("Saved; checking the new connection details in the background.", "info")
+            else:
+                flash("Saved.", "success")
+            return redirect(url_for("orthanc.view_server", server_id=server.id))
+    status = 400 if request.method == "POST" else 200
+    return render_template("orthanc/server.html", server=server, form=form, action_form=EmptyForm(),
+                           count=servers.study_count(server)), status
+
+
+@bp.route("/servers/<int:server_id>/sync", methods=["POST"])
+@roles_required(Role.TECHNOLOGIST)
+def sync_now(server_id: int):
+    server = db.get_or_404(OrthancServer, server_id)
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    summary = sync.run(server.id, mode="full" if request.form.get("full") else "auto")
+    flash(summary.line(), "error" if summary.error else ("info" if summary.skipped else "success"))
+    return redirect(request.form.get("back") if request.form.get("back", "").startswith("/orthanc/")
+                    else url_for("orthanc.view_server", server_id=server.id))
+
+
+@bp.route("/servers/<int:server_id>/delete", methods=["POST"])
+@admin_required
+def delete_server(server_id: int):
+    server = db.get_or_404(OrthancServer, server_id)
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    label = server.label
+    servers.delete_server(server)
+    flash(f"Orthanc {label} removed from ghimaging (nothing was deleted in Orthanc).", "success")
+    return redirect(url_for("orthanc.server_list"))
+
+
+# -- studies and patients ---------------------------------------------------------
+
+def _date_arg(name: str) -> date | None:
+    raw = request.args.get(name, "")
+    try:
+        return date.fromisoformat(raw) if raw else None
+    except ValueError:
+        flash(f"Ignored the {name.replace('_', ' ')}: use YYYY-MM-DD.", "error")
+        return None
+
+
+@bp.route("/studies")
+@login_required
+def study_list():
+    f = {"q": request.args.get("q", ""), "server_id": request.args.get("server", type=int),
+         "modality": request.args.get("modality", "")[:16], "date_from": _date_arg("date_from"),
+         "date_to": _date_arg("date_to")}
+    page = paginate(queries.study_list(**f))
+    all_servers = db.session.scalars(select(OrthancServer).order_by(OrthancServer.label)).all()
+    return render_template("orthanc/studies.html", page=page, f=f, servers=all_servers)
+
+
+@bp.route("/studies/<int:study_id>")
+@login_required
+def view_study(study_id: int):
+    study = db.get_or_404(OrthancStudy, study_id)
+    return render_template("orthanc/study.html", study=study,
+                           viewers=servers.viewer_links(study.server, study), action_form=EmptyForm())
+
+
+@bp.route("/patients")
+@login_required
+def patient_list():
+    q = request.args.get("q", "")
+    page = paginate(queries.patient_list(q=q, server_id=request.args.get("server", type=int)))
+    return render_template("orthanc/patients.html", page=page, q=q)
+
+
+@bp.route("/patients/<int:row_id>", methods=["GET", "POST"])
+@login_required
+def view_patient(row_id: int):
+    row = db.get_or_404(OrthancPatient, row_id)
+    form = LinkForm()
+    if request.method == "POST":
+        if not current_user.has_role(Role.PHYSICIAN, Role.TECHNOLOGIST):
+            abort(403)
+        if form.validate_on_submit():
+            local = patients.by_puid(form.puid.data)
+            if local is None:
+                form.puid.errors.append("No local patient with this PUID.")
+            else:
+                links.link_patient(row, local, current_user)
+                flash(f"Linked to {local.full_name}.", "success")
+                return redirect(url_for("orthanc.view_patient", row_id=row.id))
+    studies = db.session.scalars(select(OrthancStudy).where(OrthancStudy.patient_row_id == row.id)
+                                 .order_by(OrthancStudy.study_date.desc())).all()
+    status = 400 if request.method == "POST" else 200
+    return render_template("orthanc/patient.html", row=row, form=form, studies=studies,
+                           action_form=EmptyForm()), status
+
+
+@bp.route("/patients/<int:row_id>/unlink", methods=["POST"])
+@roles_required(Role.PHYSICIAN, Role.TECHNOLOGIST)
+def unlink_patient(row_id: int):
+    row = db.get_or_404(OrthancPatient, row_id)
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    links.unlink_patient(row, current_user)
+    flash("Unlinked; this Orthanc patient will not be linked automatically again.", "success")
+    return redirect(url_for("orthanc.view_patient", row_id=row.id))
+
+
+# -- images -----------------------------------------------------------------------
+
+@bp.route("/servers/<int:server_id>/instances/<orthanc_id>/preview")
+@login_required
+def preview(server_id: int, orthanc_id: str):
+    """Fetch the preview from Orthanc and pass it on, so no Orthanc
+    credentials ever reach the browser. Orthanc ids never change content."""
+    if not all(c in "0123456789abcdef-" for c in orthanc_id) or len(orthanc_id) > 64:
+        abort(404)
+    server = db.get_or_404(OrthancServer, server_id)
+    try:
+        with servers.client_for(server, timeout=(3.05, 20)) as client:
+            data, ctype = client.preview(orthanc_id)
+    except NotFound:
+        abort(404)
+    except OrthancError as exc:
+        current_app.logger.warning("preview %s from %s failed: %s", orthanc_id, server.label, exc)
+        return Response(status=502)
+    if not ctype.startswith("image/"):
+        return Response(status=502)
+    resp = Response(data, mimetype=ctype)
+    resp.headers["Cache-Control"] = "private, max-age=86400, immutable"
+    return resp

@@ -1,0 +1,118 @@
+"""The background sync thread.
+
+It carries the real application object and pushes its own app context. Each
+tick asks every server whether a step is due and runs it under the server's
+lease; the loop itself is trivial so that the steps can be tested alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timedelta
+
+from flask import Flask
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import OrthancServer
+from ..models._time import utcnow
+from . import sync
+
+log = logging.getLogger(__name__)
+
+
+def due_mode(server: OrthancServer, now: datetime, sync_every: int, reconcile_every: int) -> str | None:
+    """What this server needs now: 'auto', 'reconcile' or nothing."""
+    if server.next_attempt_at and server.next_attempt_at > now:
+        return None  # backing off after a failure
+    if server.needs_full_sync:
+        return "auto"
+    if reconcile_every and (server.last_reconcile_at is None
+                            or server.last_reconcile_at + timedelta(seconds=reconcile_every) <= now):
+        return "reconcile"
+    if sync_every and (server.last_sync_at is None or server.last_sync_at + timedelta(seconds=sync_every) <= now):
+        return "auto"
+    if server.failures and sync_every:
+        return "auto"  # backoff over: retry now
+    return None
+
+
+def tick(owner: str, sync_every: int, reconcile_every: int) -> list[sync.Summary]:
+    """One pass over all servers; returns what ran. One failing server does
+    not stop the others (``sync.run`` records errors instead of raising)."""
+    now = utcnow()
+    ran = []
+    servers = list(db.session.scalars(select(OrthancServer).order_by(OrthancServer.id)))
+    plan = [(s.id, due_mode(s, now, sync_every, reconcile_every)) for s in servers]
+    db.session.commit()
+    for server_id, mode in plan:
+        if mode is None:
+            continue
+        summary = sync.run(server_id, mode=mode, owner=owner)
+        if mode == "reconcile" and not summary.error and not summary.skipped:
+            ran.append(summary)
+            summary = sync.run(server_id, mode="auto", owner=owner)
+        ran.append(summary)
+        if summary.error:
+            log.warning("%s", summary.line())
+        elif not summary.skipped and (summary.studies_updated or summary.studies_deleted):
+            log.info("%s", summary.line())
+    return ran
+
+
+class SyncWorker(threading.Thread):
+    def __init__(self, app: Flask, *, interval: float = 5.0):
+        super().__init__(name="ghimaging-orthanc-sync", daemon=True)
+        self.app = app
+        self.interval = interval
+        self.stopping = threading.Event()
+        self.owner = sync.new_owner()
+        self.ticks = 0
+
+    def run(self) -> None:
+        sync_every = int(self.app.config["ORTHANC_SYNC_INTERVAL"])
+        reconcile_every = int(self.app.config["ORTHANC_RECONCILE_INTERVAL"])
+        if not sync_every and not reconcile_every:
+            return
+        while not self.stopping.is_set():
+            try:
+                with self.app.app_context():
+                    tick(self.owner, sync_every, reconcile_every)
+                    db.session.remove()
+            except Exception:  # never take the web process down
+                log.exception("Orthanc sync tick failed; retrying")
+            self.ticks += 1
+            self.stopping.wait(self.interval)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stopping.set()
+        self.join(timeout)
+
+
+_worker: SyncWorker | None = None
+_lock = threading.Lock()
+
+
+def start(app: Flask) -> SyncWorker | None:
+    """Start the process's sync thread once (``ghimaging serve`` and
+    ``wsgi.py`` call this; ``create_app`` never does)."""
+    global _worker
+    if not app.config["ORTHANC_SYNC_INTERVAL"] and not app.config["ORTHANC_RECONCILE_INTERVAL"]:
+        return None
+    with _lock:
+        if _worker is None or not _worker.is_alive():
+            _worker = SyncWorker(app)
+            _worker.start()
+            import atexit
+
+            atexit.register(_worker.stop, 5.0)
+        return _worker
+
+
+def stop() -> None:
+    global _worker
+    with _lock:
+        if _worker is not None:
+            _worker.stop()
+            _worker = None

@@ -1,0 +1,238 @@
+"""Fixtures shared by the whole suite.
+
+The schema is built once per session by the real Alembic migrations, on
+SQLite by default or on PostgreSQL when ``GHIMAGING_TEST_DATABASE_URL`` is
+set (the test command starts a throwaway cluster and runs the suite twice).
+Each test gets its own instance folder and an emptied database.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from datetime import date
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from sqlalchemy import text
+
+from ghimaging import create_app
+from ghimaging.extensions import db
+
+PASSWORD = "s3cret-Passw0rd"
+DB_URL = os.environ.get("GHIMAGING_TEST_DATABASE_URL")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def pytest_report_header(config):
+    return f"ghimaging database: {'PostgreSQL ' + DB_URL.split('@')[-1] if DB_URL else 'SQLite'}"
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> str:
+    """Create the schema once with the migrations, as ``ghimaging init`` does."""
+    from flask_migrate import downgrade, upgrade
+
+    from ghimaging import MIGRATIONS_DIR
+
+    url = DB_URL or f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite'}"
+    app = create_app({"INSTANCE_PATH": str(tmp_path_factory.mktemp("schema")), "DATABASE_URL": url,
+                      "TESTING": True})
+    with app.app_context():
+        if DB_URL:
+            with db.engine.begin() as conn:  # start from nothing on a reused database
+                conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+        upgrade(directory=str(MIGRATIONS_DIR))
+        db.engine.dispose()
+    return url
+
+
+def _empty_tables() -> None:
+    if db.engine.dialect.name == "postgresql":
+        names = ", ".join(t.name for t in db.metadata.sorted_tables)
+        db.session.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    else:
+        for table in reversed(db.metadata.sorted_tables):
+            db.session.execute(table.delete())
+    db.session.commit()
+
+
+@pytest.fixture
+def app_config() -> dict[str, Any]:
+    """Override in a test module to change settings for its app."""
+    return {}
+
+
+@pytest.fixture
+def app(database_url, tmp_path, app_config):
+    config = {"INSTANCE_PATH": str(tmp_path / "instance"), "DATABASE_URL": database_url,
+              "TESTING": True, "LOGIN_MAX_FAILURES": 5, **app_config}
+    app = create_app(config)
+    with app.app_context():
+        _empty_tables()
+        yield app
+        db.session.remove()
+        _empty_tables()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+class CsrfClient:
+    """A test client that sends the CSRF token of the page it last loaded,
+    the way a browser would, so CSRF stays on in the functional tests."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def token(self, path: str = "/account") -> str:
+        import re
+
+        html = self.client.get(path).get_data(as_text=True)
+        m = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or \
+            re.search(r'name="csrf_token" value="([^"]+)"', html)
+        assert m, f"no CSRF token on {path}"
+        return m.group(1)
+
+    def post(self, path: str, data: dict | None = None, *, token_from: str = "/account", **kw):
+        data = dict(data or {})
+        data.setdefault("csrf_token", self.token(token_from))
+        return self.client.post(path, data=data, **kw)
+
+    def get(self, *a, **kw):
+        return self.client.get(*a, **kw)
+
+
+@pytest.fixture
+def make_user(app) -> Callable:
+    from ghimaging.auth.service import create_user
+    from ghimaging.models import Role
+
+    def make(username: str, *roles: str, password: str = PASSWORD, full_name: str = ""):
+        return create_user(username, password, [Role(r) for r in roles], full_name=full_name or username.title())
+
+    return make
+
+
+@pytest.fixture
+def login(app) -> Callable:
+    """``login(username)`` gives a :class:`CsrfClient` signed in as that user."""
+
+    def do(username: str, password: str = PASSWORD) -> CsrfClient:
+        c = CsrfClient(app.test_client())
+        token = c.token("/login")
+        r = c.client.post("/login", data={"username": username, "password": password, "csrf_token": token})
+        assert r.status_code == 302, r.get_data(as_text=True)[:500]
+        return c
+
+    return do
+
+
+@pytest.fixture
+def catalog(app):
+    """The seeded modality types and two tests."""
+    from ghimaging.catalog.service import modality_by_code, save_test, seed
+
+    seed()
+    chest = save_test(None, code="XR-CHEST", name="Chest X-ray PA", modality=modality_by_code("CR"), ae_title="XRAY1")
+    abd = save_test(None, code="US-ABD", name="Abdominal ultrasound", modality=modality_by_code("US"), ae_title="US1")
+    return {"chest": chest, "abd": abd}
+
+
+@pytest.fixture
+def create_patient(app) -> Callable:
+    from ghimaging.patients.service import create_patient as create
+
+    counter = iter(range(1, 10_000))
+
+    def make(**kw):
+        n = next(counter)
+        data = {"puid": f"PUID{n:04d}", "family_name": f"Family{n}", "given_name": "Given",
+                "birth_date": date(1980, 1, n % 28 + 1), "sex": "F"}
+        data.update(kw)
+        return create(data)
+
+    return make
+
+
+@pytest.fixture
+def create_request(app, catalog, create_patient) -> Callable:
+    from ghimaging.imaging import workflow
+
+    def make(patient=None, test=None, *, submit: bool = False, user=None, **kw):
+        patient = patient or create_patient()
+        return workflow.create_order(patient, [test or catalog["chest"]], user=user, submit=submit, **kw)[0]
+
+    return make
+
+
+@pytest.fixture
+def api(app, make_user) -> Callable:
+    """``api(*roles)`` gives a JSON client with a bearer token for a new user."""
+    from ghimaging.auth.service import create_token
+
+    counter = iter(range(1, 1000))
+
+    class Api:
+        def __init__(self, token: str, user):
+            self.client = app.test_client()
+            self.headers = {"Authorization": f"Bearer {token}"}
+            self.user = user
+
+        def get(self, path, **kw):
+            return self.client.get(path, headers=self.headers, **kw)
+
+        def post(self, path, json=None, **kw):
+            return self.client.post(path, json=json, headers=self.headers, **kw)
+
+    def make(*roles: str) -> Api:
+        user = make_user(f"api{next(counter)}", *roles)
+        return Api(create_token(user, "test"), user)
+
+    return make
+
+
+def png_bytes(size=(64, 48), color=(200, 30, 30), fmt="PNG") -> io.BytesIO:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, fmt)
+    buf.seek(0)
+    return buf
+
+
+# -- Orthanc ----------------------------------------------------------------
+
+@pytest.fixture
+def orthanc(tmp_path):
+    """A real Orthanc (Debian's package) on free loopback ports, auth on."""
+    from tests.support.orthanc import OrthancServer
+
+    server = OrthancServer(tmp_path / "orthanc")
+    server.start()
+    yield server
+    server.kill()  # a graceful stop takes seconds; the data is thrown away anyway
+
+
+@pytest.fixture
+def orthanc_row(app, orthanc):
+    """The Orthanc above, added to ghimaging through the service (checked for real)."""
+    from ghimaging.orthanc import servers
+
+    return servers.add_server(label="Main", url=orthanc.url, username=orthanc.username,
+                              password=orthanc.password)
+
+
+@pytest.fixture
+def upload(orthanc):
+    """``upload(datasets)``: store pydicom datasets in the Orthanc above."""
+    from tests.support import dicomgen
+
+    def do(datasets):
+        return [orthanc.upload(dicomgen.to_bytes(ds)) for ds in datasets]
+
+    return do
