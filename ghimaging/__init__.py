@@ -51,7 +51,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     app.config.from_mapping(cfg.default_settings())
     app.config.from_pyfile("config.py", silent=True)
-    app.config.update(cfg.from_environment(os.environ, app.config))
+    # Only ghimaging's own settings come from the environment: a Flask setting
+    # of another type (a list of fallback keys, say) must not arrive as a string.
+    app.config.update(cfg.from_environment(os.environ, cfg.default_settings()))
     if test_config:
         app.config.update({k: v for k, v in test_config.items() if k != "INSTANCE_PATH"})
 
@@ -77,7 +79,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     login_manager.init_app(app)
 
-    from . import auth, catalog, errors, imaging, orthanc, patients, settings, ui, api, cli
+    from . import auth, catalog, errors, imaging, orthanc, patients, settings, ui, worklists, api, cli
 
     ui.init_app(app)
     errors.init_app(app)
@@ -87,6 +89,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     imaging.init_app(app)
     settings.init_app(app)
     orthanc.init_app(app)
+    worklists.init_app(app)
     api.init_app(app)
     cli.init_app(app)
     return app

@@ -28,9 +28,13 @@ def init_command(create_admin: bool) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     upgrade(directory=str(MIGRATIONS_DIR))
     added = seed()
+    from .worklists.templates import load_shipped
+
+    refreshed = load_shipped()
     url = current_app.config["SQLALCHEMY_DATABASE_URI"]
     shown = url.split("@")[-1] if "@" in url else url
-    click.echo(f"Database ready ({shown}); {added} modality type(s) added.")
+    click.echo(f"Database ready ({shown}); {added} modality type(s) added, "
+               f"{refreshed} worklist template(s) loaded or refreshed.")
     click.echo(f"Instance folder: {current_app.instance_path}")
     if create_admin:
         _first_admin()
@@ -162,12 +166,48 @@ def sync_command(label: str | None, full: bool, reconcile: bool) -> None:
         raise click.ClickException(f"{failed} server(s) failed.")
 
 
+@click.group("worklists")
+def worklists_group() -> None:
+    """Modality worklist files."""
+
+
+@worklists_group.command("write")
+@with_appcontext
+def worklists_write_command() -> None:
+    """Make the worklist folder match the database (idempotent)."""
+    from .worklists import writer
+
+    report = writer.rebuild()
+    click.echo(f"Worklist folder {writer.folder()}:")
+    click.echo(f"  {len(report.written)} written, {report.unchanged} unchanged, {len(report.removed)} removed, "
+               f"{len(report.foreign)} not ours (left alone)")
+    for name in report.written:
+        click.echo(f"  + {name}")
+    for name in report.removed:
+        click.echo(f"  - {name}")
+    for err in report.errors:
+        click.echo(f"  ! {err}", err=True)
+    if report.errors:
+        raise click.ClickException(f"{len(report.errors)} worklist file(s) could not be written.")
+
+
 def init_app(app: Flask) -> None:
+    app.cli.add_command(worklists_group)
     for cmd in (init_command, create_user_command, create_token_command, serve_command, sync_command):
         app.cli.add_command(cmd)
 
 
-def main() -> None:
+def _create_app():
+    """``create_app`` for the console script: a bad setting is a one-line
+    error, not a traceback."""
     from . import create_app
+    from .config import ConfigError
 
-    FlaskGroup(create_app=create_app, help="ghimaging: radiology front end for small clinics.")(prog_name="ghimaging")
+    try:
+        return create_app()
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration: {exc}") from None
+
+
+def main() -> None:
+    FlaskGroup(create_app=_create_app, help="ghimaging: radiology front end for small clinics.")(prog_name="ghimaging")

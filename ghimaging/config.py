@@ -9,6 +9,7 @@ message instead of surfacing later as a 500.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -114,12 +115,11 @@ def ensure_secret_key(instance_path: Path) -> str:
 
 def validate(config: Mapping[str, Any]) -> None:
     prefix = config["ACCESSION_PREFIX"]
-    if not (0 <= len(prefix) <= 8) or not all(c.isalnum() or c in "-_" for c in prefix):
+    if not re.fullmatch(r"[A-Za-z0-9_-]{0,8}", prefix):
         raise ConfigError("ACCESSION_PREFIX must be 0-8 letters, digits, '-' or '_'")
     root = config["ORG_ROOT"]
     if root:
-        parts = root.split(".")
-        if len(root) > 40 or not all(p.isdigit() and (p == "0" or not p.startswith("0")) for p in parts):
+        if len(root) > 40 or not re.fullmatch(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*", root):
             raise ConfigError("ORG_ROOT must be a DICOM UID root (digits and dots, at most 40 characters)")
     for key in ("ORTHANC_SYNC_INTERVAL", "ORTHANC_RECONCILE_INTERVAL"):
         if config[key] < 0:

@@ -158,6 +158,11 @@ def document(server_url: str) -> dict[str, Any]:
                 _q("study_instance_uid"), _q("accession_number"), _q("patient_id", desc="DICOM PatientID"),
                 _q("server_id", "integer"), *_PAGE])},
             "/studies/{id}": {"get": _op("One mirrored study with its series", "Study", _ref("Study"), 404, params=_ID)},
+            "/requests/{id}/worklist": {"get": _op(
+                "The request's rendered worklist (dump2dcm text)", "Worklist",
+                {"type": "object", "properties": {"request_id": {"type": "integer"}, "filename": {"type": "string"},
+                 "live": {"type": "boolean"}, "template": {"type": "string"}, "charset": {"type": "string"},
+                 "text": {"type": "string"}}}, 404, 422, params=_ID)},
             "/requests/{id}/result": {"post": _op("Write the result; requested -> done", "Created", _ref("Request"),
                                                   400, 403, 404, 409, 422, params=_ID, body=_ref("ResultIn"),
                                                   code="201")},

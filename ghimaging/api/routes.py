@@ -316,3 +316,19 @@ def create_result(request_id: int):
         resp = jsonify(request_json(req, detail=True))
     resp.status_code = 201
     return resp
+
+
+@bp.get("/requests/<int:request_id>/worklist")
+def request_worklist(request_id: int):
+    """The rendered worklist text of a request, and whether its file is live."""
+    from ..worklists import build_file, writer
+    from ..worklists.dicomfile import DumpError
+    from ..worklists.render import RenderError
+
+    req = _get_request(request_id)
+    try:
+        data = build_file(req)
+    except (RenderError, DumpError, ValueError) as exc:
+        raise ApiError(422, "worklist_error", str(exc)) from None
+    return jsonify({"request_id": req.id, "filename": writer.filename(req), "live": writer.is_live(req),
+                    "template": data.template.name, "charset": data.template.charset, "text": data.text})

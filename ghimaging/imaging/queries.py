@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import Select, func, or_, select
 
 from ..models import ImagingRequest, ImagingTest, Patient, RequestState
+from ..models.patients import fold
 
 TABS = ["draft", "requested", "done", "cancelled", "all"]
 
@@ -23,9 +24,7 @@ def request_list(state: str = "all", q: str = "", patient_id: int | None = None)
             ImagingRequest.accession_number == q.upper(),
             ImagingRequest.order_number == q.upper(),
             ImagingRequest.patient_id.in_(select(Patient.id).where(or_(
-                func.lower(Patient.puid) == q.lower(),
-                func.lower(Patient.family_name).like(like),
-                func.lower(Patient.given_name).like(like),
+                Patient.puid == q, Patient.search_key.like(f"%{fold(q)}%"),
             ))),
             ImagingRequest.test_id.in_(select(ImagingTest.id).where(or_(
                 func.lower(ImagingTest.code) == q.lower(),

@@ -121,7 +121,13 @@ def view_request(request_id: int):
     siblings = db.session.scalars(select(ImagingRequest).where(
         ImagingRequest.order_number == req.order_number, ImagingRequest.id != req.id)).all()
     return render_template("imaging/request.html", req=req, siblings=siblings, cancel_form=CancelForm(),
-                           action_form=EmptyForm(), can=workflow.can)
+                           action_form=EmptyForm(), can=workflow.can, worklist=_worklist(req))
+
+
+def _worklist(req):
+    from ..worklists import preview
+
+    return preview(req)
 
 
 @bp.route("/requests/<int:request_id>/edit", methods=["GET", "POST"])
@@ -190,7 +196,7 @@ def cancel_request(request_id: int):
     siblings = db.session.scalars(select(ImagingRequest).where(
         ImagingRequest.order_number == req.order_number, ImagingRequest.id != req.id)).all()
     return render_template("imaging/request.html", req=req, siblings=siblings, cancel_form=form,
-                           action_form=EmptyForm(), can=workflow.can), 400
+                           action_form=EmptyForm(), can=workflow.can, worklist=_worklist(req)), 400
 
 
 # -- results ----------------------------------------------------------------

@@ -15,11 +15,12 @@ from .imaging import (
 )
 from .settings import Setting
 from .orthanc import OrthancPatient, OrthancSeries, OrthancServer, OrthancStudy
+from .worklists import WorklistFile, WorklistTemplate
 
 __all__ = [
     "ApiToken", "LoginThrottle", "Role", "User", "UserRole",
     "ImagingTest", "ModalityType", "Patient", "Sex",
     "Counter", "ImagingRequest", "RequestEvent", "RequestState", "ReportStyle",
     "Result", "ResultAddendum", "ResultImage", "Setting",
-    "OrthancPatient", "OrthancSeries", "OrthancServer", "OrthancStudy",
+    "OrthancPatient", "OrthancSeries", "OrthancServer", "OrthancStudy", "WorklistFile", "WorklistTemplate",
 ]

@@ -29,6 +29,7 @@ class OrthancServer(db.Model):
     checked_at: Mapped[datetime | None]
     version: Mapped[str] = mapped_column(String(32), default="")
     dicom_aet: Mapped[str] = mapped_column(String(64), default="")
+    dicom_port: Mapped[int] = mapped_column(default=0, server_default="0")
     orthanc_name: Mapped[str] = mapped_column(String(200), default="")
     plugins: Mapped[str] = mapped_column(Text, default="")  # comma-separated ids from GET /plugins
 

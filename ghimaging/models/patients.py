@@ -10,6 +10,14 @@ from ..extensions import db
 from ._time import utcnow
 
 
+def fold(text: str) -> str:
+    """Case- and accent-insensitive form used for searching."""
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFKD", text or "")
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
 class Sex(str, enum.Enum):
     F = "F"
     M = "M"
@@ -33,8 +41,14 @@ class Patient(db.Model):
     sex: Mapped[str] = mapped_column(String(1), default="O")
     phone: Mapped[str] = mapped_column(String(50), default="")
     notes: Mapped[str] = mapped_column(Text, default="")
+    # PUID and names case-folded by Python: SQLite's lower() and PostgreSQL's
+    # under the C locale fold only ASCII, and "Élodie" must be found as "élodie".
+    search_key: Mapped[str] = mapped_column(String(300), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    def refresh_search_key(self) -> None:
+        self.search_key = fold(f"{self.puid} {self.family_name}, {self.given_name}")
 
     @property
     def full_name(self) -> str:

@@ -34,6 +34,7 @@ class CheckResult:
     version: str
     name: str
     aet: str
+    dicom_port: int = 0
     plugins: list[str] = field(default_factory=list)
     last_change: int = 0
 
@@ -55,7 +56,8 @@ def check(client: OrthancClient) -> CheckResult:
     except OrthancError:
         plugins = []
     return CheckResult(version=str(info.get("Version", "")), name=str(info.get("Name", "")),
-                       aet=str(info.get("DicomAet", "")), plugins=plugins, last_change=last)
+                       aet=str(info.get("DicomAet", "")), dicom_port=int(info.get("DicomPort") or 0),
+                       plugins=plugins, last_change=last)
 
 
 def _apply(server: OrthancServer, result: CheckResult) -> None:
@@ -64,6 +66,7 @@ def _apply(server: OrthancServer, result: CheckResult) -> None:
     server.version = result.version[:32]
     server.orthanc_name = result.name[:200]
     server.dicom_aet = result.aet[:64]
+    server.dicom_port = result.dicom_port
     server.plugins = ",".join(sorted(result.plugins))
     server.orthanc_last = result.last_change
 

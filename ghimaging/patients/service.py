@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, and_, or_, select
 
 from ..extensions import db
 from ..models import Patient, Sex
+from ..models.patients import fold
 
 # DICOM LO allows 64 characters, no backslash or control characters.
 _BAD_CHARS = set("\\") | {chr(i) for i in range(32)}
@@ -73,6 +74,7 @@ def validate(data: dict[str, Any], patient: Patient | None = None) -> dict[str, 
 def create_patient(data: dict[str, Any]) -> Patient:
     clean = validate(data)
     patient = Patient(**clean)
+    patient.refresh_search_key()
     db.session.add(patient)
     db.session.commit()
     return patient
@@ -82,21 +84,19 @@ def update_patient(patient: Patient, data: dict[str, Any]) -> Patient:
     clean = validate(data, patient)
     for k, v in clean.items():
         setattr(patient, k, v)
+    patient.refresh_search_key()
     db.session.commit()
     return patient
 
 
 def search_query(q: str = "") -> Select:
+    """PUID exactly, or every word of ``q`` somewhere in the PUID or names,
+    ignoring case and accents ("mul jur" finds "Müller, Jürgen")."""
     stmt = select(Patient)
     q = q.strip()
     if q:
-        like = f"%{q.lower()}%"
-        terms = [func.lower(Patient.puid) == q.lower(), func.lower(Patient.family_name).like(like),
-                 func.lower(Patient.given_name).like(like), func.lower(Patient.puid).like(like)]
-        if "," in q:
-            fam, giv = (p.strip().lower() for p in q.split(",", 1))
-            terms.append(func.lower(Patient.family_name).like(f"{fam}%") & func.lower(Patient.given_name).like(f"{giv}%"))
-        stmt = stmt.where(or_(*terms))
+        words = [w for w in fold(q.replace(",", " ")).split() if w]
+        stmt = stmt.where(or_(Patient.puid == q, and_(*[Patient.search_key.like(f"%{w}%") for w in words])))
     return stmt.order_by(Patient.family_name, Patient.given_name, Patient.id)
 
 

@@ -1,0 +1,169 @@
+"""dump2dcm text -> a DICOM worklist file, with pydicom (no dcmtk at run time).
+
+The accepted syntax is what dcmtk's ``dump2dcm`` reads and ``dcmdump``
+writes: one ``(gggg,eeee) VR value`` per line, the value in ``[...]`` or
+bare, ``#`` comments, and sequences opened by an ``SQ`` line with items
+between ``(fffe,e000)`` and ``(fffe,e00d)``, closed by ``(fffe,e0dd)``.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+MWL_FIND = "1.2.840.10008.5.1.4.31"  # Modality Worklist Information Model - FIND
+ITEM, ITEM_END, SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_LINE = re.compile(r"^\s*\(([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})\)(?:\s+([A-Za-z]{2}|-))?(?:\s+(.*))?$")
+_NUMERIC = {"US": int, "SS": int, "UL": int, "SL": int, "SV": int, "UV": int, "FL": float, "FD": float}
+_BYTES = {"OB", "OW", "OF", "OD", "OL", "OV", "UN"}
+
+
+class DumpError(ValueError):
+    def __init__(self, message: str, line: int):
+        super().__init__(f"line {line}: {message}")
+        self.line = line
+        self.message = message
+
+
+@dataclass
+class Parsed:
+    dataset: Dataset
+    meta: FileMetaDataset
+
+
+def _value(rest: str, vr: str, lineno: int):
+    rest = (rest or "").strip()
+    if rest.startswith("["):
+        end = rest.find("]")
+        if end < 0:
+            raise DumpError("a value opened with [ is not closed with ]", lineno)
+        text = rest[1:end]
+    elif rest.startswith("(no value") or rest.startswith("#") or not rest:
+        text = ""
+    elif rest.startswith("=") or rest.startswith("("):
+        text = ""  # dcmdump annotations such as (Sequence with ...)
+    else:
+        text = rest.split("#", 1)[0].strip().split()[0] if rest.split("#", 1)[0].strip() else ""
+    if vr in _NUMERIC:
+        if text == "":
+            return None
+        try:
+            nums = [_NUMERIC[vr](x) for x in text.split("\\")]
+        except ValueError:
+            raise DumpError(f"{vr} needs numbers, not {text!r}", lineno) from None
+        return nums[0] if len(nums) == 1 else nums
+    if vr in _BYTES:
+        if text == "":
+            return b""
+        try:
+            return bytes(int(x, 16) for x in text.split("\\"))
+        except ValueError:
+            raise DumpError(f"{vr} needs hex bytes like 00\\01, not {text!r}", lineno) from None
+    if "\\" in text:
+        return text.split("\\")
+    return text
+
+
+def parse(text: str) -> Parsed:
+    """Parse dump text into a dataset and file meta elements (group 0002)."""
+    root = Dataset()
+    meta = FileMetaDataset()
+    stack: list[tuple[str, object]] = [("ds", root)]  # ("ds", Dataset) or ("seq", Sequence)
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = _LINE.match(line)
+        if not m:
+            raise DumpError(f"expected '(gggg,eeee) VR [value]', got {line[:60]!r}", lineno)
+        group, elem, vr, rest = int(m[1], 16), int(m[2], 16), (m[3] or "").upper(), m[4]
+        tag = (group << 16) | elem
+        if not vr or vr == "-":
+            if group != 0xFFFE:
+                raise DumpError("a VR (two letters such as LO) is required after the tag", lineno)
+        kind, top = stack[-1]
+        if tag == ITEM:
+            if kind != "seq":
+                raise DumpError("an item (fffe,e000) outside a sequence", lineno)
+            item = Dataset()
+            top.append(item)  # type: ignore[union-attr]
+            stack.append(("ds", item))
+            continue
+        if tag == ITEM_END:
+            if kind != "ds" or len(stack) < 2:
+                raise DumpError("(fffe,e00d) without an open item", lineno)
+            stack.pop()
+            continue
+        if tag == SEQ_END:
+            if kind != "seq":
+                raise DumpError("(fffe,e0dd) without an open sequence", lineno)
+            stack.pop()
+            continue
+        if kind != "ds":
+            raise DumpError("an element directly inside a sequence; open an item with (fffe,e000) first", lineno)
+        if group == 0x0002:
+            if elem != 0x0000:
+                meta.add(DataElement(tag, vr, _value(rest, vr, lineno)))
+            continue
+        if elem == 0x0000:
+            continue  # group lengths are computed on writing, as dump2dcm does by default
+        if vr == "SQ":
+            seq = Sequence()
+            top.add(DataElement(tag, "SQ", seq))  # type: ignore[union-attr]
+            stack.append(("seq", top[tag].value))  # type: ignore[index]
+            continue
+        top.add(DataElement(tag, vr, _value(rest, vr, lineno)))  # type: ignore[union-attr]
+    while len(stack) > 1:  # dump2dcm closes what is left open at the end
+        stack.pop()
+    return Parsed(root, meta)
+
+
+def to_bytes(text: str) -> bytes:
+    """The worklist file: preamble, file meta (MWL FIND SOP class, explicit
+    VR little endian) and the dataset, text encoded by SpecificCharacterSet."""
+    parsed = parse(text)
+    ds = parsed.dataset
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = parsed.meta.get("MediaStorageSOPClassUID", MWL_FIND)
+    meta.MediaStorageSOPInstanceUID = parsed.meta.get("MediaStorageSOPInstanceUID") or generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta = meta
+    ds.preamble = b"\0" * 128
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True, little_endian=True, implicit_vr=False)
+    return buf.getvalue()
+
+
+def describe(data: bytes) -> list[tuple[int, str, str, str, str]]:
+    """(depth, tag, keyword, VR, value) rows of a worklist file, decoded
+    with its character set, for the request page."""
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(data), force=True)
+    rows: list[tuple[int, str, str, str, str]] = []
+
+    def walk(d: Dataset, depth: int) -> None:
+        for el in d:
+            tag = f"({el.tag.group:04X},{el.tag.element:04X})"
+            if el.VR == "SQ":
+                rows.append((depth, tag, el.keyword or "", "SQ", f"{len(el.value)} item(s)"))
+                for item in el.value:
+                    walk(item, depth + 1)
+            else:
+                value = el.value
+                if isinstance(value, bytes):
+                    shown = value.hex(" ")
+                elif isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+                    shown = "\\".join(str(x) for x in value)
+                else:
+                    shown = str(value) if value is not None else ""
+                rows.append((depth, tag, el.keyword or "", el.VR, shown))
+
+    walk(ds, 0)
+    return rows

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, Optional
+
+from .charsets import choices
+
+
+class TemplateForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=100)])
+    charset = SelectField("Character set (SpecificCharacterSet)")
+    encoding = StringField("Python encoding", validators=[DataRequired(), Length(max=32)],
+                           description="Must match the character set: utf-8 for ISO_IR 192, latin-1 for ISO_IR 100, gb18030 for GB18030.")
+    body = TextAreaField("Template", validators=[DataRequired()])
+    comment = TextAreaField("Comment", validators=[Optional(), Length(max=2000)])
+    is_default = BooleanField("Default template (used by tests without one)")
+    preview_request = SelectField("Preview with request", coerce=int, validate_choice=False)
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.charset.choices = choices()

@@ -1,0 +1,79 @@
+"""Genshi text templates (GNU Health's worklist format) rendered to text.
+
+GNU Health 4.x templates use the old syntax (``$Variable``, ``#if``); 5.0
+templates use the new one (``${Variable}``, ``{% if %}``). Both work: the
+syntax is detected from the body. Genshi evaluates Python expressions, so
+only administrators may edit templates.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from genshi.template import NewTextTemplate, OldTextTemplate
+from genshi.template.base import TemplateSyntaxError
+from genshi.template.eval import UndefinedError
+
+_NEW_SYNTAX = re.compile(r"\{%|\{#")
+_OLD_DIRECTIVE = re.compile(r"^[ \t]*#(if|for|choose|when|otherwise|def|with|end|python)\b", re.M)
+
+
+class RenderError(ValueError):
+    """A template that does not compile or render; ``line`` when known."""
+
+    def __init__(self, message: str, line: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}" if self.line else self.message
+
+
+def syntax_of(body: str) -> str:
+    if _NEW_SYNTAX.search(body):
+        return "new"
+    if _OLD_DIRECTIVE.search(body):
+        return "old"
+    return "new"
+
+
+def compile_template(body: str):
+    cls = NewTextTemplate if syntax_of(body) == "new" else OldTextTemplate
+    try:
+        return cls(body, lookup="strict")
+    except TemplateSyntaxError as exc:
+        msg = getattr(exc, "msg", str(exc))
+        raise RenderError(msg, _locate(body, msg, getattr(exc, "lineno", None))) from None
+    except Exception as exc:  # Genshi raises several kinds for bad input
+        raise RenderError(f"{exc.__class__.__name__}: {exc}") from None
+
+
+def _locate(body: str, message: str, fallback: int | None) -> int | None:
+    """Genshi's line numbers for text templates are unreliable; find the line
+    of the undefined name or faulty expression that the message quotes."""
+    m = re.search(r'"([^"]+)" not defined', message) or re.search(r'expression "([^"]+)', message)
+    if m:
+        needle = m.group(1).strip()
+        for number, line in enumerate(body.splitlines(), start=1):
+            if needle and needle in line:
+                return number
+    if "unexpected EOF" in message or "invalid syntax" in message:
+        for number, line in enumerate(body.splitlines(), start=1):
+            if line.count("${") > line.count("}"):
+                return number
+    return fallback
+
+
+def render(body: str, variables: dict[str, Any]) -> str:
+    template = compile_template(body)
+    try:
+        return template.generate(**variables).render(encoding=None)
+    except UndefinedError as exc:
+        raise RenderError(str(exc), _locate(body, str(exc), None)) from None
+    except TemplateSyntaxError as exc:
+        msg = getattr(exc, "msg", str(exc))
+        raise RenderError(msg, _locate(body, msg, getattr(exc, "lineno", None))) from None
+    except Exception as exc:
+        raise RenderError(f"{exc.__class__.__name__}: {exc}") from None

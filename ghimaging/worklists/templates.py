@@ -1,0 +1,120 @@
+"""Worklist templates: the shipped ones in ``worklist_templates/`` and the
+ones admins write in the browser."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sqlalchemy import select
+
+from .. import resource_dir
+from ..extensions import db
+from ..models import ImagingTest, WorklistTemplate
+from . import charsets
+from .render import RenderError, compile_template
+
+DEFAULT_NAME = "general"
+
+
+class TemplateError(ValueError):
+    def __init__(self, message: str, field: str = "body", line: int | None = None):
+        super().__init__(message)
+        self.field, self.line = field, line
+
+
+def shipped() -> list[dict]:
+    folder = resource_dir("worklist_templates")
+    index = json.loads((folder / "index.json").read_text(encoding="utf-8"))
+    out = []
+    for entry in index["templates"]:
+        entry = dict(entry)
+        entry["body"] = (folder / entry.pop("file")).read_text(encoding="utf-8")
+        out.append(entry)
+    return out
+
+
+def load_shipped() -> int:
+    """Add the shipped templates that are missing, refresh shipped ones that
+    nobody edited; returns how many changed. Called by ``ghimaging init``."""
+    changed = 0
+    have = {t.name: t for t in db.session.scalars(select(WorklistTemplate))}
+    any_default = any(t.is_default for t in have.values())
+    for entry in shipped():
+        row = have.get(entry["name"])
+        if row is None:
+            row = WorklistTemplate(name=entry["name"], origin="shipped")
+            db.session.add(row)
+        elif row.origin != "shipped":
+            continue
+        encoding = charsets.check_pair(entry["charset"], entry["encoding"])
+        if (row.body, row.charset, row.encoding, row.comment) != (
+                entry["body"], entry["charset"], encoding, entry.get("comment", "")):
+            row.body, row.charset = entry["body"], entry["charset"]
+            row.encoding, row.comment = encoding, entry.get("comment", "")
+            changed += 1
+        if entry.get("default") and not any_default:
+            row.is_default = True
+            any_default = True
+    db.session.commit()
+    return changed
+
+
+def validate(name: str, body: str, charset: str, encoding: str) -> tuple[str, str]:
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        raise TemplateError("A name of 1-100 characters is required.", "name")
+    try:
+        encoding = charsets.check_pair(charset, encoding)
+    except ValueError as exc:
+        raise TemplateError(str(exc), "encoding") from None
+    try:
+        compile_template(body or "")
+    except RenderError as exc:
+        raise TemplateError(str(exc), "body", exc.line) from None
+    return name, encoding
+
+
+def save(template: WorklistTemplate | None, *, name: str, body: str, charset: str, encoding: str,
+         comment: str = "", is_default: bool = False) -> WorklistTemplate:
+    name, encoding = validate(name, body, charset, encoding)
+    other = db.session.scalar(select(WorklistTemplate).where(WorklistTemplate.name == name))
+    if other is not None and other is not template:
+        raise TemplateError(f"A template named {name!r} exists.", "name")
+    if template is None:
+        template = WorklistTemplate(name=name)
+        db.session.add(template)
+    template.name, template.body, template.charset, template.encoding = name, body, charset, encoding
+    template.comment = (comment or "").strip()
+    template.origin = "custom"
+    if is_default:
+        for t in db.session.scalars(select(WorklistTemplate).where(WorklistTemplate.is_default.is_(True))):
+            t.is_default = False
+        template.is_default = True
+    db.session.commit()
+    return template
+
+
+def for_test(test: ImagingTest) -> WorklistTemplate:
+    """The test's template, else the default one, else the shipped general."""
+    if test.worklist_template:
+        t = db.session.scalar(select(WorklistTemplate).where(WorklistTemplate.name == test.worklist_template))
+        if t is not None:
+            return t
+    t = db.session.scalar(select(WorklistTemplate).where(WorklistTemplate.is_default.is_(True)))
+    if t is not None:
+        return t
+    t = db.session.scalar(select(WorklistTemplate).where(WorklistTemplate.name == DEFAULT_NAME))
+    if t is not None:
+        return t
+    entry = next(e for e in shipped() if e["name"] == DEFAULT_NAME)
+    return WorklistTemplate(name=entry["name"], body=entry["body"], charset=entry["charset"],
+                            encoding=entry["encoding"])
+
+
+def all_templates() -> list[WorklistTemplate]:
+    return list(db.session.scalars(select(WorklistTemplate).order_by(WorklistTemplate.name)))
+
+
+def for_test_default_body() -> str:
+    return next(e["body"] for e in shipped() if e["name"] == DEFAULT_NAME)
