@@ -9,13 +9,14 @@ from flask_login import current_user
 from sqlalchemy import Select
 
 from .extensions import db
+from .querytools import page_number
 from .models import RequestState, Role
 
 
 def paginate(stmt: Select):
     per_page = current_app.config["ITEMS_PER_PAGE"]
-    page = request.args.get("page", 1, type=int) or 1
-    return db.paginate(stmt, page=max(1, page), per_page=per_page, error_out=False)
+    page = page_number(request.args.get("page", 1))
+    return db.paginate(stmt, page=page, per_page=per_page, error_out=False)
 
 
 def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:

@@ -8,6 +8,7 @@ Each test gets its own instance folder and an emptied database.
 
 from __future__ import annotations
 
+import contextvars
 import io
 import os
 from datetime import date
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from flask.testing import FlaskClient
+from jinja2 import BytecodeCache
 from sqlalchemy import text
 
 from ghimaging import create_app
@@ -58,6 +61,41 @@ def _empty_tables() -> None:
     db.session.commit()
 
 
+class IsolatedClient(FlaskClient):
+    """Runs each request in a fresh context (its own ``g``, current_user and
+    database session), as a real server does. The ``app`` fixture keeps an
+    app context open for the whole test and Flask would reuse it for the test
+    client's requests, so the user loaded by one client's request would stay
+    signed in for the next client's."""
+
+    def open(self, *args, **kwargs):
+        return contextvars.Context().run(super().open, *args, **kwargs)
+
+
+class SharedTemplateCache(BytecodeCache):
+    """Compiled templates shared by the per-test apps (checked by checksum)."""
+
+    store: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket):
+        if bucket.key in self.store:
+            bucket.bytecode_from_string(self.store[bucket.key])
+
+    def dump_bytecode(self, bucket):
+        self.store[bucket.key] = bucket.bytecode_to_string()
+
+
+# A full-cost scrypt hash takes ~0.13 s and the suite hashes hundreds of
+# times; tests that check the real hash use the ``full_cost_hashes`` fixture.
+FAST_HASH = "pbkdf2:sha256:1000"
+
+
+@pytest.fixture
+def full_cost_hashes(app):
+    """Use the application's default password hash in this test."""
+    app.config.pop("PASSWORD_HASH_METHOD", None)
+
+
 @pytest.fixture
 def app_config() -> dict[str, Any]:
     """Override in a test module to change settings for its app."""
@@ -67,8 +105,10 @@ def app_config() -> dict[str, Any]:
 @pytest.fixture
 def app(database_url, tmp_path, app_config):
     config = {"INSTANCE_PATH": str(tmp_path / "instance"), "DATABASE_URL": database_url,
-              "TESTING": True, "LOGIN_MAX_FAILURES": 5, **app_config}
+              "TESTING": True, "LOGIN_MAX_FAILURES": 5, "PASSWORD_HASH_METHOD": FAST_HASH, **app_config}
     app = create_app(config)
+    app.test_client_class = IsolatedClient
+    app.jinja_env.bytecode_cache = SharedTemplateCache()
     with app.app_context():
         _empty_tables()
         yield app

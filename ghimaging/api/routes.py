@@ -91,8 +91,8 @@ def _page() -> tuple[int, int]:
         per_page = int(request.args.get("per_page", 50))
     except ValueError:
         raise bad_request("page and per_page must be whole numbers.") from None
-    if page < 1 or not 1 <= per_page <= MAX_PAGE:
-        raise bad_request(f"page must be >= 1 and per_page between 1 and {MAX_PAGE}.")
+    if not 1 <= page <= 1_000_000 or not 1 <= per_page <= MAX_PAGE:
+        raise bad_request(f"page must be between 1 and 1000000 and per_page between 1 and {MAX_PAGE}.")
     return page, per_page
 
 
@@ -137,8 +137,11 @@ def get_patient(patient_id: int):
 @need(Role.PHYSICIAN, Role.TECHNOLOGIST)
 def create_patient():
     data = body()
-    for key in ("puid", "family_name", "given_name", "birth_date", "sex", "phone", "notes"):
-        _str(data, key)
+    wrong = {key: "Must be a string." for key in ("puid", "family_name", "given_name", "birth_date", "sex",
+                                                  "phone", "notes")
+             if data.get(key) is not None and not isinstance(data.get(key), str)}
+    if wrong:
+        raise invalid(wrong)
     try:
         p = patients.create_patient(data)
     except patients.PatientError as exc:

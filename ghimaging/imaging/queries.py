@@ -7,6 +7,7 @@ from sqlalchemy import Select, func, or_, select
 
 from ..models import ImagingRequest, ImagingTest, Patient, RequestState
 from ..models.patients import fold
+from ..querytools import contains
 
 TABS = ["draft", "requested", "done", "cancelled", "all"]
 
@@ -19,16 +20,15 @@ def request_list(state: str = "all", q: str = "", patient_id: int | None = None)
         stmt = stmt.where(ImagingRequest.patient_id == patient_id)
     q = (q or "").strip()
     if q:
-        like = f"%{q.lower()}%"
         stmt = stmt.where(or_(
             ImagingRequest.accession_number == q.upper(),
             ImagingRequest.order_number == q.upper(),
             ImagingRequest.patient_id.in_(select(Patient.id).where(or_(
-                Patient.puid == q, Patient.search_key.like(f"%{fold(q)}%"),
+                Patient.puid == q, contains(Patient.search_key, fold(q)),
             ))),
             ImagingRequest.test_id.in_(select(ImagingTest.id).where(or_(
                 func.lower(ImagingTest.code) == q.lower(),
-                func.lower(ImagingTest.name).like(like),
+                contains(func.lower(ImagingTest.name), q.lower()),
             ))),
         ))
     return stmt.order_by(ImagingRequest.urgent.desc(), ImagingRequest.id.desc())

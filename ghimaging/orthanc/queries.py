@@ -7,6 +7,7 @@ from datetime import date
 from sqlalchemy import Select, func, or_, select
 
 from ..models import OrthancPatient, OrthancStudy
+from ..querytools import contains
 
 
 def study_list(*, q: str = "", server_id: int | None = None, modality: str = "",
@@ -16,12 +17,11 @@ def study_list(*, q: str = "", server_id: int | None = None, modality: str = "",
         stmt = stmt.where(OrthancStudy.server_id == server_id)
     q = (q or "").strip()
     if q:
-        like = f"%{q.lower()}%"
         stmt = stmt.where(or_(OrthancStudy.patient_id == q, OrthancStudy.accession_number == q,
-                              OrthancStudy.study_uid == q, func.lower(OrthancStudy.patient_name).like(like),
-                              func.lower(OrthancStudy.description).like(like)))
+                              OrthancStudy.study_uid == q, contains(func.lower(OrthancStudy.patient_name), q.lower()),
+                              contains(func.lower(OrthancStudy.description), q.lower())))
     if modality:
-        stmt = stmt.where(OrthancStudy.modalities.like(f"%{modality.upper()}%"))
+        stmt = stmt.where(contains(OrthancStudy.modalities, modality.upper()))
     if date_from:
         stmt = stmt.where(OrthancStudy.study_date >= date_from.strftime("%Y%m%d"))
     if date_to:
@@ -36,7 +36,7 @@ def patient_list(*, q: str = "", server_id: int | None = None) -> Select:
     q = (q or "").strip()
     if q:
         stmt = stmt.where(or_(OrthancPatient.patient_id == q,
-                              func.lower(OrthancPatient.name).like(f"%{q.lower()}%")))
+                              contains(func.lower(OrthancPatient.name), q.lower())))
     return stmt.order_by(OrthancPatient.name, OrthancPatient.id)
 
 

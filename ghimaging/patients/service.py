@@ -10,6 +10,7 @@ from sqlalchemy import Select, and_, or_, select
 from ..extensions import db
 from ..models import Patient, Sex
 from ..models.patients import fold
+from ..querytools import contains
 
 # DICOM LO allows 64 characters, no backslash or control characters.
 _BAD_CHARS = set("\\") | {chr(i) for i in range(32)}
@@ -96,7 +97,7 @@ def search_query(q: str = "") -> Select:
     q = q.strip()
     if q:
         words = [w for w in fold(q.replace(",", " ")).split() if w]
-        stmt = stmt.where(or_(Patient.puid == q, and_(*[Patient.search_key.like(f"%{w}%") for w in words])))
+        stmt = stmt.where(or_(Patient.puid == q, and_(*[contains(Patient.search_key, w) for w in words])))
     return stmt.order_by(Patient.family_name, Patient.given_name, Patient.id)
 
 

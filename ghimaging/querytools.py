@@ -1,0 +1,24 @@
+"""Small helpers for the list queries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MAX_PAGE = 1_000_000
+
+
+def contains(column: Any, text: str):
+    """``column LIKE %text%`` with ``%``, ``_`` and ``\\`` taken literally:
+    a search for "50%" must not list everything."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.like(f"%{escaped}%", escape="\\")
+
+
+def page_number(raw: Any) -> int:
+    """A page number from a query string, clamped: absurd numbers give an
+    empty page, never an integer overflow in the database."""
+    try:
+        page = int(raw)
+    except (TypeError, ValueError):
+        return 1
+    return min(max(1, page), MAX_PAGE)
