@@ -22,8 +22,10 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc):
+        from .imaging.images import human_size
+
         limit = app.config.get("MAX_CONTENT_LENGTH") or 0
-        message = f"The upload is too large; the limit is {limit // (1024 * 1024)} MB."
+        message = f"The upload is too large; the limit is {human_size(limit)}."
         if _wants_json():
             return jsonify(error="too_large", message=message), 413
         return render_template("error.html", code=413, title="Too large", message=message), 413

@@ -52,6 +52,9 @@ def dicom_name(value: str | None) -> str:
 
 
 def init_app(app: Flask) -> None:
+    from .imaging.images import human_size
+
+    app.jinja_env.filters["filesize"] = human_size
     app.jinja_env.filters["dicomdate"] = dicom_date
     app.jinja_env.filters["dicomname"] = dicom_name
     app.jinja_env.filters["localtime"] = local_time

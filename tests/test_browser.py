@@ -142,9 +142,9 @@ def test_order_submit_report_and_print_with_an_image(browser, server, shots, mak
         page.get_by_role("link", name="Generate result").click()
         page.select_option("#report_style", "with_images")
         page.fill("#report", "Patchy consolidation in the right lower lobe.\nNo pleural effusion.")
-        page.set_input_files("#images-0-file", files=[
+        page.set_input_files("#new_images-0-file", files=[
             {"name": "chest.png", "mimeType": "image/png", "buffer": png_bytes(size=(64, 48)).getvalue()}])
-        page.fill("#images-0-caption", CAPTION)
+        page.fill("#new_images-0-caption", CAPTION)
         shoot(page, shots, "08-result-form")
         page.get_by_role("button", name="Save result and close request").click()
         expect(page.locator(".flash-success")).to_contain_text("is done")

@@ -121,6 +121,9 @@ def document(server_url: str) -> dict[str, Any]:
         "security": [{"bearer": []}],
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}, "schemas": SCHEMAS},
         "paths": {
+            "/me": {"get": _op("The token's user and roles", "User", {"type": "object", "properties": {
+                "id": {"type": "integer"}, "username": {"type": "string"},
+                "roles": {"type": "array", "items": {"type": "string"}}}})},
             "/patients": {
                 "get": _op("List or search patients", "Patients", _list("Patient"), 400,
                            params=[_q("puid", desc="exact PUID"), _q("q", desc="name or PUID"), *_PAGE]),

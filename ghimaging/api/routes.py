@@ -173,11 +173,13 @@ def create_test():
     if modality is None:
         raise invalid({"modality": f"Unknown modality type {mod_code!r}; known: "
                        + ", ".join(m.code for m in catalog.all_modalities())})
+    active = data.get("active", True)
+    if not isinstance(active, bool):
+        raise invalid({"active": "Must be true or false."})
     try:
         t = catalog.save_test(None, code=_str(data, "code"), name=_str(data, "name"), modality=modality,
                               ae_title=_str(data, "ae_title"),
-                              worklist_template=_str(data, "worklist_template"),
-                              active=data.get("active", True) is not False)
+                              worklist_template=_str(data, "worklist_template"), active=active)
     except catalog.CatalogError as exc:
         if "already exists" in str(exc):
             raise conflict(str(exc)) from None
@@ -311,10 +313,11 @@ def create_result(request_id: int):
     if radiologist is None and Role.RADIOLOGIST in g.api_user.roles:
         radiologist = g.api_user
     style = _str(data, "report_style", "with_images")
+    final = _bool(data, "final")  # checked before anything is written
     resp = _transition(lambda: workflow.create_result(
         req, g.api_user, radiologist=radiologist, result_date=result_date, report=report,
         report_style=style), req)
-    if _bool(data, "final"):
+    if final:
         _transition(lambda: workflow.finalise_result(req.result, g.api_user), req)
         resp = jsonify(request_json(req, detail=True))
     resp.status_code = 201

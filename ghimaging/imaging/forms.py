@@ -51,7 +51,9 @@ class ResultForm(FlaskForm):
     result_date = DateField("Date", validators=[DataRequired("Give the date of the result.")])
     report_style = SelectField("Report style", choices=[(s.value, s.label) for s in ReportStyle])
     report = TextAreaField("Report", validators=[Optional(), Length(max=100_000)])
-    images = FieldList(FormField(ImageSlot), min_entries=3, max_entries=12)
+    # Not "images": ResultForm(obj=result) would fill the upload slots from
+    # the result's stored images.
+    new_images = FieldList(FormField(ImageSlot), min_entries=3, max_entries=12)
 
 
 class AddendumForm(FlaskForm):

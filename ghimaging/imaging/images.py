@@ -28,6 +28,14 @@ class StoredImage:
     height: int
 
 
+def human_size(n: int) -> str:
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.0f} MB" if n % (1024 * 1024) == 0 else f"{n / (1024 * 1024):.1f} MB"
+    if n >= 1024:
+        return f"{n // 1024} KB"
+    return f"{n} bytes"
+
+
 def image_dir() -> Path:
     path = Path(current_app.config["RESULT_IMAGE_DIR"])
     path.mkdir(parents=True, exist_ok=True)
@@ -40,7 +48,7 @@ def store(stream: BinaryIO, filename: str) -> StoredImage:
     limit = current_app.config["RESULT_IMAGE_MAX_BYTES"]
     data = stream.read(limit + 1)
     if len(data) > limit:
-        raise ImageError(f"{filename}: larger than {limit // (1024 * 1024)} MB.")
+        raise ImageError(f"{filename}: larger than {human_size(limit)}.")
     if not data:
         raise ImageError(f"{filename}: the file is empty.")
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 from flask import current_app
-from sqlalchemy import select, update
 
 from ..extensions import db
 from ..models import Counter
@@ -17,16 +16,19 @@ UID_MAX = 64  # DICOM UI
 def next_value(name: str) -> int:
     """The next value of a named counter, inside the caller's transaction.
 
-    The UPDATE takes a row lock on PostgreSQL and the write lock on SQLite, so
-    two requests created at once can never get the same number; a rollback
+    One INSERT ... ON CONFLICT DO UPDATE ... RETURNING: it takes the row lock
+    on PostgreSQL and the write lock on SQLite, so two requests created at
+    once (even the very first two) never get the same number; a rollback
     gives the number back.
     """
-    res = db.session.execute(update(Counter).where(Counter.name == name).values(value=Counter.value + 1))
-    if res.rowcount == 0:
-        db.session.add(Counter(name=name, value=1))
-        db.session.flush()
-        return 1
-    return db.session.scalar(select(Counter.value).where(Counter.name == name))
+    dialect = db.session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(Counter).values(name=name, value=1)
+    stmt = stmt.on_conflict_do_update(index_elements=[Counter.name], set_={"value": Counter.value + 1})
+    return db.session.execute(stmt.returning(Counter.value)).scalar_one()
 
 
 def new_accession_number() -> str:

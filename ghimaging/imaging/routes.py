@@ -41,6 +41,7 @@ def _scheduled(form) -> datetime | None:
 
 def _field_errors(form, exc: workflow.ValidationError, default: str) -> None:
     for field, message in exc.errors.items():
+        field = "new_images" if field == "images" else field
         target = getattr(form, field, None) or getattr(form, default)
         if hasattr(target, "errors") and isinstance(target.errors, list):
             target.errors.append(message)
@@ -171,7 +172,7 @@ def submit_request(request_id: int):
         workflow.submit(req, current_user)
     except workflow.TransitionError as exc:
         flash(str(exc), "error")
-        return redirect(url_for("imaging.view_request", request_id=req.id)), 409
+        return redirect(url_for("imaging.view_request", request_id=req.id))
     flash(f"Request {req.accession_number} submitted.", "success")
     return redirect(url_for("imaging.view_request", request_id=req.id))
 
@@ -203,7 +204,7 @@ def cancel_request(request_id: int):
 
 def _new_images(form: ResultForm) -> list[workflow.NewImage]:
     out = []
-    for slot in form.images:
+    for slot in form.new_images:
         f = slot.form.file.data
         if f and getattr(f, "filename", ""):
             out.append(workflow.NewImage(f.stream, f.filename, slot.form.caption.data or ""))
