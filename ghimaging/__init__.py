@@ -74,6 +74,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config["RESULT_IMAGE_DIR"] = str(ipath / "result_images")
     cfg.validate(app.config)
 
+    _bounded_int_urls(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
     csrf.init_app(app)
@@ -93,6 +94,19 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     api.init_app(app)
     cli.init_app(app)
     return app
+
+
+def _bounded_int_urls(app: Flask) -> None:
+    """``<int:id>`` in URLs stops at 2**31-1: a 30-digit id is a 404, not an
+    integer overflow in the database."""
+    from werkzeug.routing import IntegerConverter
+
+    class BoundedInt(IntegerConverter):
+        def __init__(self, url_map, *args, **kwargs):
+            kwargs.setdefault("max", 2**31 - 1)
+            super().__init__(url_map, *args, **kwargs)
+
+    app.url_map.converters["int"] = BoundedInt
 
 
 @event.listens_for(Engine, "connect")

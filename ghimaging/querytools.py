@@ -22,3 +22,13 @@ def page_number(raw: Any) -> int:
     except (TypeError, ValueError):
         return 1
     return min(max(1, page), MAX_PAGE)
+
+
+def bounded_int(raw: Any) -> int | None:
+    """An id from a query string, or None when it is not one (a 30-digit
+    number would overflow the database's integer)."""
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        return None
+    return value if 0 < value <= 2**31 - 1 else None

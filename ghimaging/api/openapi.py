@@ -17,8 +17,8 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "Malformed request", 401: "Missing or invalid token", 403: "Role not allowed",
-            404: "Not found", 409: "Conflict (duplicate or illegal state transition)",
-            422: "Validation failed"}
+            404: "Not found", 409: "Conflict (duplicate, illegal state transition, or a sync already running)",
+            422: "Validation failed", 502: "Orthanc failed; the reason is in the message"}
     return {str(c): {"description": text[c], **_json(_ref("Error"))} for c in codes}
 
 
@@ -155,7 +155,7 @@ def document(server_url: str) -> dict[str, Any]:
                             400, 403, 409, 422, body=_ref("ServerIn"), code="201"),
             },
             "/orthanc/servers/{id}/sync": {"post": _op(
-                "Sync now (incremental, or full with ?full=1)", "Summary", _ref("SyncSummary"), 403, 404, 409,
+                "Sync now (incremental, or full with ?full=1)", "Summary", _ref("SyncSummary"), 403, 404, 409, 502,
                 params=[*_ID, _q("full", desc="1: full sync")])},
             "/studies": {"get": _op("Mirrored studies", "Studies", _list("Study"), 400, params=[
                 _q("study_instance_uid"), _q("accession_number"), _q("patient_id", desc="DICOM PatientID"),

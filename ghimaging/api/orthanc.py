@@ -8,6 +8,7 @@ from sqlalchemy import select
 from ..extensions import db
 from ..models import OrthancServer, OrthancStudy, Role
 from ..orthanc import queries, servers, sync
+from ..querytools import bounded_int
 from .errors import ApiError, invalid, not_found
 from .routes import _paged, _str, body, bp, need
 
@@ -60,9 +61,10 @@ def list_studies():
             stmt = stmt.where(col == value)
     server = request.args.get("server_id")
     if server:
-        if not server.isdigit():
+        server_id = bounded_int(server)
+        if server_id is None:
             raise ApiError(400, "bad_request", "server_id must be a whole number.")
-        stmt = stmt.where(OrthancStudy.server_id == int(server))
+        stmt = stmt.where(OrthancStudy.server_id == server_id)
     return jsonify(_paged(stmt.order_by(OrthancStudy.study_date.desc(), OrthancStudy.id.desc()),
                           queries.study_json))
 

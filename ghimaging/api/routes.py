@@ -16,6 +16,7 @@ from ..imaging import queries, workflow
 from ..models import ImagingRequest, Patient, Role, User
 from ..patients import service as patients
 from .errors import ApiError, bad_request, conflict, invalid, not_found
+from ..querytools import bounded_int
 from .openapi import document
 from .serializers import request_json, test_json
 
@@ -66,7 +67,19 @@ def body() -> dict[str, Any]:
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
         raise bad_request("Send a JSON object with Content-Type: application/json.")
+    if "\\u0000" in (request.get_data(as_text=True) or "") or _has_nul(data):
+        raise bad_request("Text must not contain NUL characters.")
     return data
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _str(data: dict, key: str, default: str = "") -> str:
@@ -212,10 +225,9 @@ def list_requests():
     if state not in queries.TABS:
         raise bad_request(f"state must be one of {', '.join(queries.TABS)}.")
     pid = request.args.get("patient_id")
-    try:
-        patient_id = int(pid) if pid else None
-    except ValueError:
-        raise bad_request("patient_id must be a whole number.") from None
+    patient_id = bounded_int(pid) if pid else None
+    if pid and patient_id is None:
+        raise bad_request("patient_id must be a whole number.")
     stmt = queries.request_list(state, request.args.get("q", ""), patient_id)
     return jsonify(_paged(stmt, request_json))
 

@@ -12,7 +12,7 @@ from ..extensions import db
 from ..models import ImagingRequest, ImagingTest, Patient, RequestState, Result, Role, User, UserRole
 from ..patients import service as patients
 from ..catalog import service as catalog
-from ..ui import paginate
+from ..ui import paginate, paginate_by_id
 from . import images, queries, workflow
 from .forms import AddendumForm, CancelForm, EditRequestForm, OrderForm, ResultForm
 
@@ -65,7 +65,7 @@ def request_list():
     if state not in queries.TABS:
         state = "all"
     q = request.args.get("q", "")
-    page = paginate(queries.request_list(state, q))
+    page = paginate_by_id(queries.request_list(state, q), ImagingRequest.id)
     return render_template("imaging/requests.html", page=page, state=state, q=q, tabs=queries.TABS)
 
 

@@ -47,6 +47,12 @@ def check_url(url: str) -> str:
         raise ValueError("The address must not contain ? or #.")
     if parts.username or parts.password:
         raise ValueError("Put the username and password in their own fields, not in the address.")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("The port must be a number from 1 to 65535.") from None
+    if port == 0:
+        raise ValueError("The port must be a number from 1 to 65535.")
     return url.rstrip("/")
 
 

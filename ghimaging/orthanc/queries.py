@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 
 from ..models import OrthancPatient, OrthancStudy
 from ..querytools import contains
@@ -17,16 +17,33 @@ def study_list(*, q: str = "", server_id: int | None = None, modality: str = "",
         stmt = stmt.where(OrthancStudy.server_id == server_id)
     q = (q or "").strip()
     if q:
+        words = _name_words(q)
         stmt = stmt.where(or_(OrthancStudy.patient_id == q, OrthancStudy.accession_number == q,
-                              OrthancStudy.study_uid == q, contains(func.lower(OrthancStudy.patient_name), q.lower()),
+                              OrthancStudy.study_uid == q,
+                              and_(*[contains(func.lower(OrthancStudy.patient_name), w) for w in words]),
                               contains(func.lower(OrthancStudy.description), q.lower())))
     if modality:
-        stmt = stmt.where(contains(OrthancStudy.modalities, modality.upper()))
+        # Whole codes in the backslash-separated list: "R" must not match CR or MR.
+        m = modality.strip().upper()
+        stmt = stmt.where(or_(OrthancStudy.modalities == m, OrthancStudy.modalities.startswith(m + "\\", autoescape=True),
+                              OrthancStudy.modalities.endswith("\\" + m, autoescape=True),
+                              OrthancStudy.modalities.contains("\\" + m + "\\", autoescape=True)))
     if date_from:
-        stmt = stmt.where(OrthancStudy.study_date >= date_from.strftime("%Y%m%d"))
+        stmt = stmt.where(OrthancStudy.study_date >= _da(date_from))
     if date_to:
-        stmt = stmt.where(OrthancStudy.study_date <= date_to.strftime("%Y%m%d"), OrthancStudy.study_date != "")
+        stmt = stmt.where(OrthancStudy.study_date <= _da(date_to), OrthancStudy.study_date != "")
     return stmt.order_by(OrthancStudy.study_date.desc(), OrthancStudy.id.desc())
+
+
+def _da(d: date) -> str:
+    """DICOM DA; strftime gives '999' for the year 999 on some platforms."""
+    return f"{d.year:04d}{d.month:02d}{d.day:02d}"
+
+
+def _name_words(q: str) -> list[str]:
+    """Words of a name as people type it ("Mueller, Anna", "anna mueller")
+    to find the DICOM form MUELLER^ANNA."""
+    return [w for w in q.lower().replace(",", " ").replace("^", " ").split() if w] or [q.lower()]
 
 
 def patient_list(*, q: str = "", server_id: int | None = None) -> Select:
@@ -36,7 +53,7 @@ def patient_list(*, q: str = "", server_id: int | None = None) -> Select:
     q = (q or "").strip()
     if q:
         stmt = stmt.where(or_(OrthancPatient.patient_id == q,
-                              contains(func.lower(OrthancPatient.name), q.lower())))
+                              and_(*[contains(func.lower(OrthancPatient.name), w) for w in _name_words(q)])))
     return stmt.order_by(OrthancPatient.name, OrthancPatient.id)
 
 

@@ -11,6 +11,7 @@ from ..auth.forms import EmptyForm
 from ..extensions import db
 from ..models import OrthancPatient, OrthancServer, OrthancStudy, Role
 from ..patients import service as patients
+from ..querytools import bounded_int
 from ..ui import paginate
 from . import links, queries, servers, sync
 from .client import NotFound, OrthancError
@@ -80,8 +81,9 @@ def sync_now(server_id: int):
         abort(400)
     summary = sync.run(server.id, mode="full" if request.form.get("full") else "auto")
     flash(summary.line(), "error" if summary.error else ("info" if summary.skipped else "success"))
-    return redirect(request.form.get("back") if request.form.get("back", "").startswith("/orthanc/")
-                    else url_for("orthanc.view_server", server_id=server.id))
+    if current_user.has_role(Role.ADMIN):
+        return redirect(url_for("orthanc.view_server", server_id=server.id))
+    return redirect(url_for("orthanc.study_list", server=server.id))
 
 
 @bp.route("/servers/<int:server_id>/delete", methods=["POST"])
@@ -110,12 +112,12 @@ def _date_arg(name: str) -> date | None:
 @bp.route("/studies")
 @login_required
 def study_list():
-    f = {"q": request.args.get("q", ""), "server_id": request.args.get("server", type=int),
+    f = {"q": request.args.get("q", ""), "server_id": bounded_int(request.args.get("server")),
          "modality": request.args.get("modality", "")[:16], "date_from": _date_arg("date_from"),
          "date_to": _date_arg("date_to")}
     page = paginate(queries.study_list(**f))
     all_servers = db.session.scalars(select(OrthancServer).order_by(OrthancServer.label)).all()
-    return render_template("orthanc/studies.html", page=page, f=f, servers=all_servers)
+    return render_template("orthanc/studies.html", page=page, f=f, servers=all_servers, action_form=EmptyForm())
 
 
 @bp.route("/studies/<int:study_id>")
@@ -130,7 +132,7 @@ def view_study(study_id: int):
 @login_required
 def patient_list():
     q = request.args.get("q", "")
-    page = paginate(queries.patient_list(q=q, server_id=request.args.get("server", type=int)))
+    page = paginate(queries.patient_list(q=q, server_id=bounded_int(request.args.get("server"))))
     return render_template("orthanc/patients.html", page=page, q=q)
 
 

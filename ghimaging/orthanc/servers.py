@@ -52,7 +52,8 @@ def check(client: OrthancClient) -> CheckResult:
     except NotFound:
         raise BadAnswer(f"{client.url} answers, but it is not an Orthanc server (no /system).") from None
     try:
-        plugins = client.plugins()
+        # Orthanc lists its explorer extension script among the plugins.
+        plugins = [p for p in client.plugins() if p != "explorer.js"]
     except OrthancError:
         plugins = []
     return CheckResult(version=str(info.get("Version", "")), name=str(info.get("Name", "")),
