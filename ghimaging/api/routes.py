@@ -7,7 +7,6 @@ from functools import wraps
 from typing import Any, Callable
 
 from flask import Blueprint, g, jsonify, request, url_for
-from sqlalchemy import select
 
 from ..auth import service as auth
 from ..catalog import service as catalog

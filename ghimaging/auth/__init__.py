@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from flask import Flask
-from sqlalchemy import select
 
 from ..extensions import db, login_manager
 from ..models import User

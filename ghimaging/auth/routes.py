@@ -7,7 +7,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import ApiToken, Role, User
+from ..models import Role, User
 from . import service
 from .decorators import admin_required
 from .forms import ChangePasswordForm, EditUserForm, EmptyForm, LoginForm, ResetPasswordForm, TokenForm, UserForm

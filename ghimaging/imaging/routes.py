@@ -9,10 +9,10 @@ from sqlalchemy import select
 from ..auth.decorators import roles_required
 from ..auth.forms import EmptyForm
 from ..extensions import db
-from ..models import ImagingRequest, ImagingTest, Patient, RequestState, Result, Role, User, UserRole
+from ..models import ImagingRequest, Patient, Result, Role, User, UserRole
 from ..patients import service as patients
 from ..catalog import service as catalog
-from ..ui import paginate, paginate_by_id
+from ..ui import paginate_by_id
 from . import images, queries, workflow
 from .forms import AddendumForm, CancelForm, EditRequestForm, OrderForm, ResultForm
 

@@ -135,5 +135,6 @@ class OrthancSeries(db.Model):
     instance_count: Mapped[int] = mapped_column(default=0)
     # First instance's Orthanc id, for a preview without another request.
     first_instance: Mapped[str] = mapped_column(String(64), default="")
+    seen_generation: Mapped[int] = mapped_column(default=0)
 
     study: Mapped[OrthancStudy] = relationship(back_populates="series")

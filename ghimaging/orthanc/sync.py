@@ -24,8 +24,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any, Callable, Iterable
 
-from sqlalchemy import delete, or_, select, update
-from sqlalchemy.orm import selectinload
+from sqlalchemy import bindparam, delete, or_, select, update
 
 from ..extensions import db
 from ..models import OrthancPatient, OrthancSeries, OrthancServer, OrthancStudy, Patient
@@ -117,7 +116,7 @@ def _patient_row(cache: _Cache, orthanc_id: str, ptags: dict[str, str], generati
     row.birth_date = _cut(ptags.get("PatientBirthDate", ""), 16)
     row.sex = _cut(ptags.get("PatientSex", ""), 16)
     row.seen_generation = generation
-    auto_link(row, cache.locals.get(pid, False))
+    auto_link(row, cache.locals.get(pid))  # the cache holds every local patient of the page
     return row
 
 
@@ -329,9 +328,9 @@ def full(server: OrthancServer, client: OrthancClient, *, page_size: int = 500,
     """Read every study and series in pages and remove what is gone.
 
     The change index is read first, so changes made during the full sync are
-    replayed by the next incremental sync (replaying is harmless). Each page is
-    committed and then dropped from the session, so memory does not grow with
-    the archive.
+    replayed by the next incremental sync (replaying is harmless). Each page
+    is written with a few set-based statements (upserts keyed on the DICOM
+    UIDs) and committed, so time and memory do not grow per study.
     """
     summary = Summary(server.label, "full")
     server_id = server.id
@@ -341,30 +340,20 @@ def full(server: OrthancServer, client: OrthancClient, *, page_size: int = 500,
     server.sync_generation = generation
     db.session.commit()
     for items in client.iter_pages("studies", page_size):
-        cache = _Cache(server_id, items)
-        for data in items:
-            upsert_study(server_id, data, None, generation, cache)
-            summary.studies_updated += 1
+        summary.studies_updated += _write_study_page(server_id, items, generation)
         db.session.commit()
-        _forget([*cache.studies.values(), *cache.patients.values()])
         if renew:
             renew()
     for items in client.iter_pages("series", page_size):
-        parents = list({s.get("ParentStudy") for s in items})
-        studies = {st.orthanc_id: st for st in db.session.scalars(
-            select(OrthancStudy).options(selectinload(OrthancStudy.series))
-            .where(OrthancStudy.server_id == server_id, OrthancStudy.orthanc_id.in_(parents)))}
-        by_study: dict[str, list[dict]] = {}
-        for s in items:
-            by_study.setdefault(s.get("ParentStudy"), []).append(s)
-        for oid, series in by_study.items():
-            study = studies.get(oid)
-            if study is not None:  # else it arrived after the study pages: the next incremental has it
-                _merge_series(study, series)
+        _write_series_page(server_id, items, generation)
         db.session.commit()
-        _forget([*studies.values(), *(se for st in studies.values() for se in st.series)])
         if renew:
             renew()
+    _summarise_studies(server_id, generation)
+    db.session.execute(delete(OrthancSeries).where(
+        OrthancSeries.seen_generation != generation,
+        OrthancSeries.study_id.in_(select(OrthancStudy.id).where(OrthancStudy.server_id == server_id,
+                                                                 OrthancStudy.seen_generation == generation))))
     server = db.session.get(OrthancServer, server_id)
     summary.studies_deleted = _delete_studies(server, OrthancStudy.seen_generation != generation)
     server.last_change = last
@@ -377,6 +366,117 @@ def full(server: OrthancServer, client: OrthancClient, *, page_size: int = 500,
     summary.last_change = last
     summary.requests = client.request_count - start
     return summary
+
+
+def _upsert(model, rows: list[dict[str, Any]], keys: list[str], update: list[str]) -> None:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE for a batch, on SQLite and
+    PostgreSQL alike."""
+    if not rows:
+        return
+    if db.session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(model)
+    stmt = stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in update})
+    db.session.execute(stmt, rows)
+
+
+def _write_study_page(server_id: int, items: list[dict[str, Any]], generation: int) -> int:
+    patients: dict[str, dict[str, Any]] = {}
+    for data in items:
+        ptags = _tags(data, "PatientMainDicomTags")
+        pid = _cut(ptags.get("PatientID", ""), 64)
+        patients[pid] = {"server_id": server_id, "patient_id": pid, "orthanc_id": str(data.get("ParentPatient", "")),
+                         "name": _cut(ptags.get("PatientName", ""), 200),
+                         "birth_date": _cut(ptags.get("PatientBirthDate", ""), 16),
+                         "sex": _cut(ptags.get("PatientSex", ""), 16), "seen_generation": generation,
+                         "local_patient_id": None, "link_mode": "", "updated_at": utcnow()}
+    _upsert(OrthancPatient, list(patients.values()), ["server_id", "patient_id"],
+            ["orthanc_id", "name", "birth_date", "sex", "seen_generation", "updated_at"])
+    rows = db.session.execute(select(OrthancPatient.id, OrthancPatient.patient_id, OrthancPatient.local_patient_id,
+                                     OrthancPatient.link_mode)
+                              .where(OrthancPatient.server_id == server_id,
+                                     OrthancPatient.patient_id.in_(list(patients)))).all()
+    locals_ = dict(db.session.execute(select(Patient.puid, Patient.id).where(Patient.puid.in_(list(patients)))).all())
+    row_ids = {}
+    relink = []
+    for row_id, pid, local_id, mode in rows:
+        row_ids[pid] = row_id
+        if mode in ("manual", "unlinked") or not pid:
+            continue
+        want = locals_.get(pid)
+        if want != local_id:
+            relink.append({"b_id": row_id, "b_local": want, "b_mode": "auto" if want else ""})
+    if relink:
+        db.session.execute(update(OrthancPatient.__table__).where(OrthancPatient.__table__.c.id == bindparam("b_id"))
+                           .values(local_patient_id=bindparam("b_local"), link_mode=bindparam("b_mode")), relink)
+    studies = []
+    for data in items:
+        tags = _tags(data)
+        ptags = _tags(data, "PatientMainDicomTags")
+        pid = _cut(ptags.get("PatientID", ""), 64)
+        studies.append({
+            "server_id": server_id, "study_uid": _cut(tags.get("StudyInstanceUID", ""), 64) or data["ID"],
+            "orthanc_id": data["ID"], "patient_row_id": row_ids.get(pid), "patient_id": pid,
+            "patient_name": patients[pid]["name"], "accession_number": _cut(tags.get("AccessionNumber", ""), 64),
+            "study_date": _cut(tags.get("StudyDate", ""), 8), "study_time": _cut(tags.get("StudyTime", ""), 16),
+            "description": _cut(tags.get("StudyDescription", ""), 200),
+            "institution": _cut(tags.get("InstitutionName", ""), 200),
+            "referring_physician": _cut(tags.get("ReferringPhysicianName", ""), 200),
+            "series_count": len(data.get("Series") or []), "instance_count": 0, "modalities": "",
+            "stable": bool(data.get("IsStable", False)), "orthanc_last_update": _cut(str(data.get("LastUpdate", "")), 32),
+            "seen_generation": generation, "synced_at": utcnow(),
+        })
+    _upsert(OrthancStudy, studies, ["server_id", "study_uid"],
+            ["orthanc_id", "patient_row_id", "patient_id", "patient_name", "accession_number", "study_date",
+             "study_time", "description", "institution", "referring_physician", "stable", "orthanc_last_update",
+             "seen_generation", "synced_at"])
+    return len(studies)
+
+
+def _write_series_page(server_id: int, items: list[dict[str, Any]], generation: int) -> None:
+    parents = list({s.get("ParentStudy") for s in items})
+    study_ids = dict(db.session.execute(select(OrthancStudy.orthanc_id, OrthancStudy.id).where(
+        OrthancStudy.server_id == server_id, OrthancStudy.orthanc_id.in_(parents))).all())
+    rows = []
+    for s in items:
+        study_id = study_ids.get(s.get("ParentStudy"))
+        if study_id is None:
+            continue  # arrived after the study pages: the next incremental sync has it
+        rows.append({"study_id": study_id, "seen_generation": generation, **_series_values(s)})
+    _upsert(OrthancSeries, rows, ["study_id", "series_uid"],
+            ["orthanc_id", "number", "description", "modality", "instance_count", "first_instance", "seen_generation"])
+
+
+def _summarise_studies(server_id: int, generation: int, chunk: int = 1000) -> None:
+    """Series and instance counts and the modality list of every study of the
+    sync, from its series rows, a chunk of studies at a time."""
+    last_id = 0
+    while True:
+        ids = list(db.session.scalars(select(OrthancStudy.id).where(
+            OrthancStudy.server_id == server_id, OrthancStudy.seen_generation == generation,
+            OrthancStudy.id > last_id).order_by(OrthancStudy.id).limit(chunk)))
+        if not ids:
+            return
+        agg: dict[int, list] = {i: [0, 0, []] for i in ids}
+        for study_id, modality, count in db.session.execute(
+                select(OrthancSeries.study_id, OrthancSeries.modality, OrthancSeries.instance_count)
+                .where(OrthancSeries.study_id.in_(ids)).order_by(OrthancSeries.study_id, OrthancSeries.number,
+                                                                  OrthancSeries.id)):
+            a = agg[study_id]
+            a[0] += 1
+            a[1] += count
+            if modality and modality not in a[2]:
+                a[2].append(modality)
+        t = OrthancStudy.__table__
+        db.session.execute(update(t).where(t.c.id == bindparam("b_id")).values(
+            series_count=bindparam("b_series"), instance_count=bindparam("b_instances"),
+            modalities=bindparam("b_mods")),
+            [{"b_id": i, "b_series": a[0], "b_instances": a[1], "b_mods": _cut("\\".join(a[2]), 100)}
+             for i, a in agg.items()])
+        db.session.commit()
+        last_id = ids[-1]
 
 
 def _announce(server_id: int, generation: int, chunk: int = 500) -> None:
@@ -396,21 +496,6 @@ def _announce(server_id: int, generation: int, chunk: int = 500) -> None:
         db.session.commit()
         last_id = rows[-1].id
         _forget(rows)
-
-
-def _merge_series(study: OrthancStudy, series: list[dict[str, Any]]) -> None:
-    """Series arrive in pages that may split a study: add or update, never
-    remove here (removal is the generation sweep's job)."""
-    existing = {s.series_uid: s for s in study.series}
-    for s in series:
-        values = _series_values(s)
-        row = existing.get(values["series_uid"])
-        if row is None:
-            study.series.append(OrthancSeries(**values))
-        else:
-            for k, v in values.items():
-                setattr(row, k, v)
-    _summarise(study)
 
 
 def reconcile(server: OrthancServer, client: OrthancClient, *, page_size: int = 1000) -> Summary:

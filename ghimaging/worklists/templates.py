@@ -4,7 +4,6 @@ ones admins write in the browser."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from sqlalchemy import select
 

@@ -20,18 +20,21 @@
   if (!input) return;
   var list = document.getElementById(input.getAttribute("list"));
   var picked = document.getElementById("patient-picked");
-  var timer = null, last = "", byPuid = {};
+  var timer = null, last = "", byPuid = {}, seq = 0;
   function show(p) { if (picked && p) picked.textContent = p.name + " · born " + (p.birth_date || "—") + " · " + p.sex; }
   input.addEventListener("input", function () {
     var q = input.value.trim();
     if (byPuid[q]) { show(byPuid[q]); return; }
     clearTimeout(timer);
     if (!q || q === last) return;
+    list.innerHTML = "";  // no stale suggestions while the new ones load
     timer = setTimeout(function () {
       last = q;
+      var mine = ++seq;
       fetch(input.getAttribute("data-lookup") + "?q=" + encodeURIComponent(q), { credentials: "same-origin" })
         .then(function (r) { return r.ok ? r.json() : []; })
         .then(function (rows) {
+          if (mine !== seq) return;  // an older answer arriving late
           list.innerHTML = "";
           rows.forEach(function (p) {
             byPuid[p.puid] = p;

@@ -114,6 +114,7 @@ def upgrade():
     sa.Column('modality', sa.String(length=16), nullable=False),
     sa.Column('instance_count', sa.Integer(), nullable=False),
     sa.Column('first_instance', sa.String(length=64), nullable=False),
+    sa.Column('seen_generation', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['study_id'], ['orthanc_studies.id'], name=op.f('fk_orthanc_series_study_id_orthanc_studies'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_orthanc_series')),
     sa.UniqueConstraint('study_id', 'series_uid', name=op.f('uq_orthanc_series_study_id'))
