@@ -159,7 +159,7 @@ def sync_command(label: str | None, full: bool, reconcile: bool) -> None:
     failed = 0
     for server_id, name in targets:
         click.echo(f"{name}: {mode} sync ...")
-        summary = sync.run(server_id, mode=mode)
+        summary = sync.run(server_id, mode=mode, progress=lambda msg: click.echo(f"  {msg}"))
         click.echo("  " + summary.line())
         failed += bool(summary.error)
     if failed:

@@ -135,14 +135,25 @@ def test_a_modality_type_needs_a_name(app, as_admin):
 # -- imaging tests --------------------------------------------------------------
 
 def test_admin_adds_an_imaging_test(app, as_admin):
+    from ghimaging.worklists.templates import load_shipped
+
     service.seed()
-    r = as_admin.post("/catalog/tests/new", imaging_test_form(worklist_template="ct-default"))
+    load_shipped()
+    r = as_admin.post("/catalog/tests/new", imaging_test_form(worklist_template="ct-mr"))
     assert r.status_code == 302
     t = catalogue_tests()["CT-HEAD"]
     assert (t.name, t.modality.code, t.ae_title, t.worklist_template, t.active) == \
-        ("CT head without contrast", "CT", "CT_SCANNER1", "ct-default", True)
+        ("CT head without contrast", "CT", "CT_SCANNER1", "ct-mr", True)
     page = as_admin.get("/catalog/").get_data(as_text=True)
     assert "CT head without contrast" in page and "CT_SCANNER1" in page
+
+
+def test_a_test_cannot_name_a_worklist_template_that_does_not_exist(app, as_admin):
+    service.seed()
+    r = as_admin.post("/catalog/tests/new", imaging_test_form(worklist_template="no-such-template"))
+    assert r.status_code == 400
+    assert field_errors(r, "worklist_template")
+    assert "CT-HEAD" not in catalogue_tests()
 
 
 def test_admin_edits_an_imaging_test(app, as_admin, catalog):
@@ -158,12 +169,15 @@ def test_admin_edits_an_imaging_test(app, as_admin, catalog):
 
 def test_a_bad_ae_title_is_a_field_error_and_saves_nothing(app, as_admin):
     service.seed()
-    titles = ["A" * 17, "AE\\1", "AE\t1", "ÄE1", "AE\x001"]
+    titles = ["A" * 17, "AE\\1", "AE\t1", "ÄE1"]
     got = {}
     for ae in titles:
         r = as_admin.post("/catalog/tests/new", imaging_test_form(ae_title=ae))
         got[ae] = (r.status_code, bool(field_errors(r, "ae_title")))
     assert got == {ae: (400, True) for ae in titles}
+    # A NUL is refused for the whole form, before any field is read.
+    r = as_admin.post("/catalog/tests/new", imaging_test_form(ae_title="AE\x001"))
+    assert r.status_code == 400 and "NUL" in r.get_data(as_text=True)
     assert catalogue_tests() == {}
 
 

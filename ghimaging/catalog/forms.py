@@ -16,6 +16,6 @@ class TestForm(FlaskForm):
     modality = SelectField("Modality type", coerce=int, validators=[DataRequired()])
     ae_title = StringField("Scheduled station AE title", validators=[Optional(), Length(max=16)],
                            description="The AE title of the modality that performs this test.")
-    worklist_template = StringField("Worklist template", validators=[Optional(), Length(max=100)],
-                                    description="Empty: the default template.")
+    worklist_template = SelectField("Worklist template", validators=[Optional()], validate_choice=True,
+                                    description="The template that writes this test's worklist items.")
     active = BooleanField("Active (can be ordered)", default=True)

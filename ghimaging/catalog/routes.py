@@ -45,6 +45,12 @@ def test(test_id: int | None):
     t = db.get_or_404(ImagingTest, test_id) if test_id else None
     form = TestForm(obj=t)
     form.modality.choices = [(m.id, f"{m.code} — {m.name}") for m in service.all_modalities()]
+    from ..worklists.templates import all_templates
+
+    names = [t.name for t in all_templates()]
+    form.worklist_template.choices = [("", "Default template")] + [(n, n) for n in names] + (
+        [(t.worklist_template, f"{t.worklist_template} (missing)")]
+        if t is not None and t.worklist_template and t.worklist_template not in names else [])
     if request.method == "GET" and t is not None:
         form.modality.data = t.modality_id
     if form.validate_on_submit():

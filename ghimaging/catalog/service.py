@@ -86,6 +86,12 @@ def save_test(test: ImagingTest | None, *, code: str, name: str, modality: Modal
     other = test_by_code(code)
     if other is not None and other is not test:
         raise CatalogError(f"A test with code {code} already exists.", "code")
+    worklist_template = (worklist_template or "").strip()
+    if worklist_template and (test is None or worklist_template != test.worklist_template):
+        from ..models import WorklistTemplate
+
+        if db.session.scalar(select(WorklistTemplate.id).where(WorklistTemplate.name == worklist_template)) is None:
+            raise CatalogError(f"There is no worklist template named {worklist_template!r}.", "worklist_template")
     if test is None:
         test = ImagingTest(code=code)
         db.session.add(test)

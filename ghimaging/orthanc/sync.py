@@ -568,7 +568,7 @@ def backoff_seconds(failures: int) -> int:
 
 def run(server_id: int, *, mode: str = "auto", owner: str | None = None,
         client_factory: Callable[[OrthancServer], OrthancClient] | None = None,
-        page_size: int = CHANGES_PAGE) -> Summary:
+        page_size: int = CHANGES_PAGE, progress: Callable[[str], None] | None = None) -> Summary:
     """Sync one server under its lease. ``mode``: ``auto`` (incremental, or
     full when needed or when Orthanc's database was reset), ``full`` or
     ``reconcile``. Errors are recorded on the server, never raised, and the
@@ -585,7 +585,13 @@ def run(server_id: int, *, mode: str = "auto", owner: str | None = None,
     summary = Summary(label, mode)
     try:
         server = db.session.get(OrthancServer, server_id)
-        renew = lambda: acquire_lease(server_id, owner)  # noqa: E731
+        pages = [0]
+
+        def renew() -> None:
+            acquire_lease(server_id, owner)
+            pages[0] += 1
+            if progress:
+                progress(f"page {pages[0]} written")
         with (client_factory or client_for)(server) as client:
             if mode == "reconcile":
                 summary = reconcile(server, client)
