@@ -81,6 +81,8 @@ def save_test(test: ImagingTest | None, *, code: str, name: str, modality: Modal
         raise CatalogError("The code must be 1-32 characters.", "code")
     if not name.strip():
         raise CatalogError("The name is required.", "name")
+    if any(ord(c) < 32 and c not in "\t" for c in name):
+        raise CatalogError("The name must not contain line breaks or control characters.", "name")
     if ae_title and not AE_RE.match(ae_title):
         raise CatalogError("An AE title is 1-16 printable ASCII characters without backslash.", "ae_title")
     other = test_by_code(code)

@@ -377,9 +377,9 @@ def _upsert(model, rows: list[dict[str, Any]], keys: list[str], update: list[str
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(model)
+    stmt = insert(model.__table__)  # Core, not the ORM's bulk path: a page is one executemany
     stmt = stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in update})
-    db.session.execute(stmt, rows)
+    db.session.connection().execute(stmt, rows)
 
 
 def _write_study_page(server_id: int, items: list[dict[str, Any]], generation: int) -> int:

@@ -37,10 +37,22 @@ class Parsed:
     meta: FileMetaDataset
 
 
+_RANGES = {"US": (0, 2**16 - 1), "SS": (-2**15, 2**15 - 1), "UL": (0, 2**32 - 1), "SL": (-2**31, 2**31 - 1),
+           "UV": (0, 2**64 - 1), "SV": (-2**63, 2**63 - 1)}
+
+
+def _known_vrs() -> set[str]:
+    from pydicom.valuerep import VR
+
+    return {v.value for v in VR} - {"SQ"}
+
+
 def _value(rest: str, vr: str, lineno: int):
+    """The value as dump2dcm reads it: inside [...] up to the last ] on the
+    line, or else the rest of the line up to a # comment."""
     rest = (rest or "").strip()
     if rest.startswith("["):
-        end = rest.find("]")
+        end = rest.rfind("]")
         if end < 0:
             raise DumpError("a value opened with [ is not closed with ]", lineno)
         text = rest[1:end]
@@ -49,7 +61,7 @@ def _value(rest: str, vr: str, lineno: int):
     elif rest.startswith("=") or rest.startswith("("):
         text = ""  # dcmdump annotations such as (Sequence with ...)
     else:
-        text = rest.split("#", 1)[0].strip().split()[0] if rest.split("#", 1)[0].strip() else ""
+        text = rest.split("#", 1)[0].strip()
     if vr in _NUMERIC:
         if text == "":
             return None
@@ -57,6 +69,9 @@ def _value(rest: str, vr: str, lineno: int):
             nums = [_NUMERIC[vr](x) for x in text.split("\\")]
         except ValueError:
             raise DumpError(f"{vr} needs numbers, not {text!r}", lineno) from None
+        low_high = _RANGES.get(vr)
+        if low_high and any(not low_high[0] <= n <= low_high[1] for n in nums):
+            raise DumpError(f"{text} is out of range for {vr} ({low_high[0]} to {low_high[1]})", lineno)
         return nums[0] if len(nums) == 1 else nums
     if vr in _BYTES:
         if text == "":
@@ -113,6 +128,8 @@ def parse(text: str) -> Parsed:
             continue
         if elem == 0x0000:
             continue  # group lengths are computed on writing, as dump2dcm does by default
+        if vr not in _known_vrs() and vr != "SQ":
+            raise DumpError(f"{vr} is not a DICOM VR", lineno)
         if vr == "SQ":
             seq = Sequence()
             top.add(DataElement(tag, "SQ", seq))  # type: ignore[union-attr]
@@ -131,12 +148,18 @@ def to_bytes(text: str) -> bytes:
     ds = parsed.dataset
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = parsed.meta.get("MediaStorageSOPClassUID", MWL_FIND)
-    meta.MediaStorageSOPInstanceUID = parsed.meta.get("MediaStorageSOPInstanceUID") or generate_uid()
+    # Derived from the text, so the same worklist item gives the same bytes
+    # and `worklists write` can tell a file that needs no rewrite.
+    meta.MediaStorageSOPInstanceUID = (parsed.meta.get("MediaStorageSOPInstanceUID")
+                                       or generate_uid(entropy_srcs=["ghimaging-worklist", text]))
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta = meta
     ds.preamble = b"\0" * 128
     buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True, little_endian=True, implicit_vr=False)
+    try:
+        ds.save_as(buf, enforce_file_format=True, little_endian=True, implicit_vr=False)
+    except (ValueError, TypeError, OverflowError, NotImplementedError, OSError, LookupError) as exc:
+        raise DumpError(f"the values cannot be written as DICOM: {exc}", 0) from None
     return buf.getvalue()
 
 

@@ -52,18 +52,41 @@ def compile_template(body: str):
 
 def _locate(body: str, message: str, fallback: int | None) -> int | None:
     """Genshi's line numbers for text templates are unreliable; find the line
-    of the undefined name or faulty expression that the message quotes."""
-    m = re.search(r'"([^"]+)" not defined', message) or re.search(r'expression "([^"]+)', message)
+    of the undefined name, attribute, directive or expression that the
+    message quotes."""
+    lines = body.splitlines()
+    patterns = []
+    m = re.search(r'"([^"]+)" not defined', message)
     if m:
-        needle = m.group(1).strip()
-        for number, line in enumerate(body.splitlines(), start=1):
-            if needle and needle in line:
+        patterns.append(r"(?<![\w.])" + re.escape(m.group(1)) + r"(?!\w)")
+    m = re.search(r"has no (?:attribute|member)(?: named)? ['\"]?(\w+)", message)
+    if m:
+        patterns.append(r"\." + re.escape(m.group(1)) + r"(?!\w)")
+    m = re.search(r'expression "([^"]+)', message)
+    if m:
+        patterns.append(re.escape(m.group(1).strip()))
+    m = re.search(r'(?:[Uu]nknown|bad) directive(?: name)? [\'"]?(\w+)', message)
+    if m:
+        patterns.append(r"\{%\s*" + re.escape(m.group(1)) + r"\b")
+    for pattern in patterns:
+        for number, line in enumerate(lines, start=1):
+            if re.search(pattern, line):
                 return number
     if "unexpected EOF" in message or "invalid syntax" in message:
-        for number, line in enumerate(body.splitlines(), start=1):
-            if line.count("${") > line.count("}"):
+        for number, line in enumerate(lines, start=1):
+            if line.count("${") > line.count("}") or _bad_expression(line):
                 return number
-    return fallback
+    return fallback if fallback and fallback > 0 else None
+
+
+def _bad_expression(line: str) -> bool:
+    """True if a ${...} on this line is not a valid Python expression."""
+    for m in re.finditer(r"\$\{([^}]*)\}", line):
+        try:
+            compile(m.group(1), "<template>", "eval")
+        except SyntaxError:
+            return True
+    return False
 
 
 def render(body: str, variables: dict[str, Any]) -> str:

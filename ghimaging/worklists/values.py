@@ -99,7 +99,10 @@ class SafeProxy:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        value = getattr(self._obj, name)
+        try:
+            value = getattr(self._obj, name)
+        except AttributeError:
+            raise AttributeError(f"the request has no attribute '{name}'") from None
         if isinstance(value, str):
             return clean(value, "LO")
         if value is None or isinstance(value, (int, float, bool, date, datetime)):
@@ -107,7 +110,7 @@ class SafeProxy:
         if isinstance(value, (list, tuple)):
             return [SafeProxy(v) if not isinstance(v, (str, int, float)) else v for v in value]
         if callable(value):
-            raise AttributeError(f"{name} is a method")
+            raise AttributeError(f"the request has no attribute '{name}' (it is a method)")
         return SafeProxy(value)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -115,3 +118,6 @@ class SafeProxy:
 
     def __str__(self) -> str:
         return clean(str(self._obj), "LO")
+
+    def __repr__(self) -> str:  # shown in template error messages
+        return f"my ({type(self._obj).__name__})"
