@@ -35,7 +35,7 @@ def pytest_report_header(config):
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory) -> str:
     """Create the schema once with the migrations, as ``ghimaging init`` does."""
-    from flask_migrate import downgrade, upgrade
+    from flask_migrate import upgrade
 
     from ghimaging import MIGRATIONS_DIR
 
