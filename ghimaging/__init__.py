@@ -80,7 +80,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     login_manager.init_app(app)
 
-    from . import auth, catalog, errors, imaging, orthanc, patients, settings, ui, worklists, api, cli
+    from . import auth, catalog, errors, imaging, orthanc, patients, settings, ui, uploads, worklists, api, cli
 
     ui.init_app(app)
     errors.init_app(app)
@@ -91,6 +91,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     settings.init_app(app)
     orthanc.init_app(app)
     worklists.init_app(app)
+    uploads.init_app(app)
     api.init_app(app)
     cli.init_app(app)
     return app

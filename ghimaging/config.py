@@ -50,6 +50,15 @@ class Defaults:
     ORTHANC_SYNC_INTERVAL = 60
     ORTHANC_RECONCILE_INTERVAL = 900
     ORTHANC_TIMEOUT = 30
+    # GNU Health's merge-id rule for matching studies to requests (off: only
+    # StudyInstanceUID and AccessionNumber link automatically).
+    MATCH_MERGE_ID = False
+    # DICOM upload bounds: one request, the files an archive may expand to,
+    # their total size, and one file.
+    UPLOAD_MAX_BYTES = 2 * 1024**3
+    UPLOAD_MAX_FILES = 20_000
+    UPLOAD_MAX_EXPANDED_BYTES = 4 * 1024**3
+    UPLOAD_MAX_FILE_BYTES = 1024**3
 
 
 def _parse(name: str, raw: str, default: Any) -> Any:

@@ -24,7 +24,7 @@ def init_app(app: Flask) -> None:
     def too_large(exc):
         from .imaging.images import human_size
 
-        limit = app.config.get("MAX_CONTENT_LENGTH") or 0
+        limit = request.max_content_length or app.config.get("MAX_CONTENT_LENGTH") or 0
         message = f"The upload is too large; the limit is {human_size(limit)}."
         if _wants_json():
             return jsonify(error="too_large", message=message), 413

@@ -80,7 +80,11 @@ SCHEMAS: dict[str, Any] = {
         "clinical_context": {"type": "string"}, "comment": {"type": "string"},
         "scheduled_at": {"type": ["string", "null"]}, "requesting_physician": {"type": ["string", "null"]},
         "cancel_reason": {"type": ["string", "null"]}, "created_at": {"type": "string"},
-        "result_id": {"type": ["integer", "null"]}, "events": {"type": "array", "items": {"type": "object"}},
+        "result_id": {"type": ["integer", "null"]}, "images_available": {"type": "boolean"},
+        "studies": {"type": "array", "items": {"type": "object", "properties": {
+            "id": {"type": "integer"}, "study_instance_uid": {"type": "string"}, "orthanc_id": {"type": "string"},
+            "server": {"type": "string"}, "method": {"type": "string"}}}},
+        "events": {"type": "array", "items": {"type": "object"}},
         "result": {"type": ["object", "null"]}}},
     "ServerIn": {"type": "object", "required": ["label", "url"], "properties": {
         "label": {"type": "string"}, "url": {"type": "string"}, "browser_url": {"type": "string"},
@@ -160,6 +164,16 @@ def document(server_url: str) -> dict[str, Any]:
             "/studies": {"get": _op("Mirrored studies", "Studies", _list("Study"), 400, params=[
                 _q("study_instance_uid"), _q("accession_number"), _q("patient_id", desc="DICOM PatientID"),
                 _q("server_id", "integer"), *_PAGE])},
+            "/studies/unmatched": {"get": _op("Studies linked to no request, with likely requests", "Studies",
+                                              _list("Study"), 400, params=_PAGE)},
+            "/studies/{id}/link": {"post": _op("Link a study to a request by hand", "Linked", _ref("Study"),
+                                               400, 403, 404, 409, 422, params=_ID, code="201",
+                                               body={"type": "object", "required": ["request_id"],
+                                                     "properties": {"request_id": {"type": "integer"}}})},
+            "/studies/{id}/unlink": {"post": _op("Unlink a study from a request", "Unlinked", _ref("Study"),
+                                                 400, 403, 404, 409, 422, params=_ID,
+                                                 body={"type": "object", "required": ["request_id"],
+                                                       "properties": {"request_id": {"type": "integer"}}})},
             "/studies/{id}": {"get": _op("One mirrored study with its series", "Study", _ref("Study"), 404, params=_ID)},
             "/requests/{id}/worklist": {"get": _op(
                 "The request's rendered worklist (dump2dcm text)", "Worklist",

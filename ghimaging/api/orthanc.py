@@ -79,3 +79,63 @@ def get_study(study_id: int):
                       "description": s.description, "modality": s.modality, "instance_count": s.instance_count}
                      for s in study.series]
     return jsonify(out)
+
+
+@bp.get("/studies/unmatched")
+def unmatched_studies():
+    from ..orthanc import matching
+
+    def with_suggestions(study):
+        out = queries.study_json(study)
+        out["suggestions"] = [{"request_id": sug.request.id, "accession_number": sug.request.accession_number,
+                               "reasons": sug.reasons} for sug in matching.suggestions(study, limit=3)]
+        return out
+
+    return jsonify(_paged(matching.unmatched(), with_suggestions))
+
+
+def _study_and_request(study_id: int):
+    from ..models import ImagingRequest
+
+    study = db.session.get(OrthancStudy, study_id)
+    if study is None:
+        raise not_found("Study")
+    data = body()
+    rid = data.get("request_id")
+    if not isinstance(rid, int) or isinstance(rid, bool):
+        raise invalid({"request_id": "Must be the id of a request (a whole number)."})
+    req = db.session.get(ImagingRequest, rid) if 0 < rid <= 2**31 - 1 else None
+    if req is None:
+        raise invalid({"request_id": f"No request with id {rid}."})
+    return study, req
+
+
+@bp.post("/studies/<int:study_id>/link")
+@need(Role.PHYSICIAN, Role.TECHNOLOGIST, Role.RADIOLOGIST)
+def link_study(study_id: int):
+    from ..orthanc import matching
+
+    study, req = _study_and_request(study_id)
+    try:
+        matching.link(study, req, g.api_user)
+    except matching.LinkError as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    out = queries.study_json(study)
+    out["requests"] = [l.request_id for l in matching.requests_of(study)]
+    out["warning"] = matching.patient_conflict(study) or None
+    return jsonify(out), 201
+
+
+@bp.post("/studies/<int:study_id>/unlink")
+@need(Role.PHYSICIAN, Role.TECHNOLOGIST, Role.RADIOLOGIST)
+def unlink_study(study_id: int):
+    from ..orthanc import matching
+
+    study, req = _study_and_request(study_id)
+    try:
+        matching.unlink(study, req, g.api_user)
+    except matching.LinkError as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    out = queries.study_json(study)
+    out["requests"] = [l.request_id for l in matching.requests_of(study)]
+    return jsonify(out)

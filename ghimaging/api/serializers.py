@@ -34,7 +34,12 @@ def request_json(r: ImagingRequest, *, detail: bool = False) -> dict[str, Any]:
         "created_at": r.created_at.isoformat() + "Z",
         "result_id": r.result.id if r.result else None,
     }
+    out["images_available"] = r.images_available
     if detail:
+        from ..orthanc.matching import studies_of
+
+        out["studies"] = [{"id": l.study_id, "study_instance_uid": l.study.study_uid, "orthanc_id": l.study.orthanc_id,
+                           "server": l.study.server.label, "method": l.method} for l in studies_of(r)]
         out["events"] = [{"at": e.at.isoformat() + "Z", "action": e.action, "from": e.from_state,
                           "to": e.to_state, "user": e.user.username if e.user else None, "note": e.note}
                          for e in r.events]

@@ -122,7 +122,14 @@ def view_request(request_id: int):
     siblings = db.session.scalars(select(ImagingRequest).where(
         ImagingRequest.order_number == req.order_number, ImagingRequest.id != req.id)).all()
     return render_template("imaging/request.html", req=req, siblings=siblings, cancel_form=CancelForm(),
-                           action_form=EmptyForm(), can=workflow.can, worklist=_worklist(req))
+                           action_form=EmptyForm(), can=workflow.can, worklist=_worklist(req),
+                           studies=_studies(req))
+
+
+def _studies(req):
+    from ..orthanc import matching, servers
+
+    return [(link, servers.viewer_links(link.study.server, link.study)) for link in matching.studies_of(req)]
 
 
 def _worklist(req):
@@ -197,7 +204,8 @@ def cancel_request(request_id: int):
     siblings = db.session.scalars(select(ImagingRequest).where(
         ImagingRequest.order_number == req.order_number, ImagingRequest.id != req.id)).all()
     return render_template("imaging/request.html", req=req, siblings=siblings, cancel_form=form,
-                           action_form=EmptyForm(), can=workflow.can, worklist=_worklist(req)), 400
+                           action_form=EmptyForm(), can=workflow.can, worklist=_worklist(req),
+                           studies=_studies(req)), 400
 
 
 # -- results ----------------------------------------------------------------
@@ -248,7 +256,43 @@ def new_result(request_id: int):
 def view_result(result_id: int):
     result = db.get_or_404(Result, result_id)
     return render_template("imaging/result.html", result=result, req=result.request,
-                           addendum_form=AddendumForm(), action_form=EmptyForm())
+                           addendum_form=AddendumForm(), action_form=EmptyForm(),
+                           studies=_result_studies(result))
+
+
+def _result_studies(result):
+    """Linked studies with their series and, for each series, the instances
+    fetched from Orthanc now (instances are not mirrored)."""
+    from ..orthanc import instances
+
+    out = []
+    for link, viewers in _studies(result.request):
+        series = [(se, instances.of_series(link.study.server, se)) for se in link.study.series]
+        out.append((link, viewers, series))
+    return out
+
+
+@bp.route("/results/<int:result_id>/key-images", methods=["POST"])
+@roles_required(*REPORTERS)
+def add_key_image(result_id: int):
+    """Copy an instance's rendered image from Orthanc into the result."""
+    from ..models import OrthancServer
+    from ..orthanc import instances
+
+    result = db.get_or_404(Result, result_id)
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    server = db.session.get(OrthancServer, request.form.get("server_id", type=int) or 0)
+    instance_id = request.form.get("instance_id", "")
+    if server is None or not instances.valid_id(instance_id):
+        abort(404)
+    try:
+        workflow.add_key_image(result, current_user, server, instance_id, request.form.get("caption", ""))
+    except workflow.WorkflowError as exc:
+        flash(str(exc), "error")
+    else:
+        flash("Key image added to the report.", "success")
+    return redirect(url_for("imaging.view_result", result_id=result.id) + "#images")
 
 
 @bp.route("/results/<int:result_id>/edit", methods=["GET", "POST"])

@@ -314,3 +314,31 @@ def add_addendum(result: Result, user: User, text: str) -> ResultAddendum:
                                               from_state=result.request.state, to_state=result.request.state))
     db.session.commit()
     return add
+
+
+def add_key_image(result: Result, user: User, server, instance_id: str, caption: str = "") -> ResultImage:
+    """The instance as Orthanc renders it (PNG), stored with the report."""
+    import io
+
+    from ..orthanc.client import OrthancError
+    from ..orthanc.servers import client_for
+
+    if result.is_final:
+        raise TransitionError("This result is final; key images can no longer be added.")
+    if len(caption or "") > 500:
+        raise ValidationError({"caption": "At most 500 characters."})
+    try:
+        with client_for(server) as client:
+            data, _ = client.rendered(instance_id)
+    except OrthancError as exc:
+        raise ValidationError({"images": f"Orthanc could not render the image: {exc}"}) from None
+    stored: list[str] = []
+    try:
+        _attach(result, [NewImage(io.BytesIO(data), f"{instance_id}.png", caption or "")], stored)
+    except images.ImageError as exc:
+        db.session.rollback()
+        raise ValidationError({"images": str(exc)}) from None
+    result.request.events.append(RequestEvent(user_id=user.id, action="key image", from_state=result.request.state,
+                                              to_state=result.request.state, note=f"instance {instance_id}"))
+    _commit_with_files(stored)
+    return result.images[-1]

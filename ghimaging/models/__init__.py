@@ -16,11 +16,12 @@ from .imaging import (
 from .settings import Setting
 from .orthanc import OrthancPatient, OrthancSeries, OrthancServer, OrthancStudy
 from .worklists import WorklistFile, WorklistTemplate
+from .links import LinkEvent, StudyLink
 
 __all__ = [
     "ApiToken", "LoginThrottle", "Role", "User", "UserRole",
     "ImagingTest", "ModalityType", "Patient", "Sex",
     "Counter", "ImagingRequest", "RequestEvent", "RequestState", "ReportStyle",
     "Result", "ResultAddendum", "ResultImage", "Setting",
-    "OrthancPatient", "OrthancSeries", "OrthancServer", "OrthancStudy", "WorklistFile", "WorklistTemplate",
+    "OrthancPatient", "OrthancSeries", "OrthancServer", "OrthancStudy", "WorklistFile", "WorklistTemplate", "LinkEvent", "StudyLink",
 ]

@@ -74,6 +74,8 @@ class ImagingRequest(db.Model):
     accession_number: Mapped[str] = mapped_column(String(16), unique=True)
     study_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
     cancel_reason: Mapped[str] = mapped_column(Text, default="")
+    # Set when a study is linked (kept in the row so lists need no join).
+    images_available: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -92,6 +94,10 @@ class ImagingRequest(db.Model):
     @property
     def state_enum(self) -> RequestState:
         return RequestState(self.state)
+
+    @property
+    def has_images(self) -> bool:
+        return self.images_available
 
 
 class RequestEvent(db.Model):

@@ -213,6 +213,10 @@ class OrthancClient:
         resp = self._request("GET", f"/instances/{instance_id}/rendered", headers={"Accept": "image/png"})
         return resp.content, resp.headers.get("Content-Type", "image/png")
 
+    def archive(self, orthanc_id: str, level: str = "studies") -> requests.Response:
+        """A streamed ZIP of a study; the caller iterates and closes it."""
+        return self._request("GET", f"/{level}/{orthanc_id}/archive", stream=True, timeout=(self.timeout[0], 300))
+
     def upload(self, data: bytes | BinaryIO, gzip: bool = False) -> dict[str, Any]:
         headers = {"Content-Type": "application/dicom"}
         if gzip:

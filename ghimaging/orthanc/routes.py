@@ -13,7 +13,7 @@ from ..models import OrthancPatient, OrthancServer, OrthancStudy, Role
 from ..patients import service as patients
 from ..querytools import bounded_int
 from ..ui import paginate
-from . import links, queries, servers, sync
+from . import links, matching, queries, servers, sync
 from .client import NotFound, OrthancError
 from .forms import LinkForm, ServerForm
 
@@ -125,7 +125,147 @@ def study_list():
 def view_study(study_id: int):
     study = db.get_or_404(OrthancStudy, study_id)
     return render_template("orthanc/study.html", study=study,
-                           viewers=servers.viewer_links(study.server, study), action_form=EmptyForm())
+                           viewers=servers.viewer_links(study.server, study), action_form=EmptyForm(),
+                           links=matching.requests_of(study), warning=matching.patient_conflict(study),
+                           suggestions=matching.suggestions(study), history=matching.history(study.study_uid))
+
+
+@bp.route("/unmatched")
+@login_required
+def unmatched():
+    page = paginate(matching.unmatched())
+    suggestions = {s.id: matching.suggestions(s, limit=3) for s in page.items}
+    return render_template("orthanc/unmatched.html", page=page, suggestions=suggestions, action_form=EmptyForm())
+
+
+def _back(default: str) -> str:
+    target = request.form.get("back", "")
+    return target if target.startswith("/") and not target.startswith("//") else default
+
+
+@bp.route("/studies/<int:study_id>/link", methods=["POST"])
+@roles_required(Role.PHYSICIAN, Role.TECHNOLOGIST, Role.RADIOLOGIST)
+def link_study(study_id: int):
+    study = db.get_or_404(OrthancStudy, study_id)
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    req = _request_from_form()
+    if req is None:
+        flash("No request with this id or accession number.", "error")
+    else:
+        try:
+            matching.link(study, req, current_user)
+        except matching.LinkError as exc:
+            flash(str(exc), "error")
+        else:
+            warning = matching.patient_conflict(study)
+            flash(f"Study linked to request {req.accession_number}." + (f" {warning}" if warning else ""),
+                  "error" if warning else "success")
+    return redirect(_back(url_for("orthanc.view_study", study_id=study.id)))
+
+
+def _request_from_form():
+    from ..models import ImagingRequest
+
+    rid = bounded_int(request.form.get("request_id"))
+    if rid:
+        return db.session.get(ImagingRequest, rid)
+    acc = (request.form.get("accession") or "").strip().upper()
+    if acc:
+        return db.session.scalar(select(ImagingRequest).where(ImagingRequest.accession_number == acc))
+    return None
+
+
+@bp.route("/studies/<int:study_id>/unlink", methods=["POST"])
+@roles_required(Role.PHYSICIAN, Role.TECHNOLOGIST, Role.RADIOLOGIST)
+def unlink_study(study_id: int):
+    study = db.get_or_404(OrthancStudy, study_id)
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    req = _request_from_form()
+    if req is None:
+        abort(404)
+    try:
+        matching.unlink(study, req, current_user)
+    except matching.LinkError as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"Study unlinked from request {req.accession_number}; it will not be linked again automatically.",
+              "success")
+    return redirect(_back(url_for("orthanc.view_study", study_id=study.id)))
+
+
+@bp.route("/studies/<int:study_id>/archive")
+@login_required
+def study_archive(study_id: int):
+    """The study as a ZIP, streamed through the application in chunks."""
+    from flask import stream_with_context
+
+    study = db.get_or_404(OrthancStudy, study_id)
+    client = servers.client_for(study.server, timeout=(3.05, 60))
+    try:
+        upstream = client.archive(study.orthanc_id)
+    except NotFound:
+        client.close()
+        abort(404)
+    except OrthancError as exc:
+        client.close()
+        flash(f"The study could not be downloaded: {exc}", "error")
+        return redirect(url_for("orthanc.view_study", study_id=study.id))
+
+    def chunks():
+        try:
+            yield from upstream.iter_content(256 * 1024)
+        finally:
+            upstream.close()
+            client.close()
+
+    name = "".join(c if c.isalnum() or c in "-_" else "_" for c in (study.accession_number or study.patient_id
+                                                                    or str(study.id)))
+    resp = Response(stream_with_context(chunks()), mimetype="application/zip")
+    resp.headers["Content-Disposition"] = f'attachment; filename="study-{name}.zip"'
+    if upstream.headers.get("Content-Length"):
+        resp.headers["Content-Length"] = upstream.headers["Content-Length"]
+    resp.headers["Cache-Control"] = "private, no-store"
+    return resp
+
+
+@bp.route("/studies/<int:study_id>/delete", methods=["POST"])
+@admin_required
+def delete_study(study_id: int):
+    study = db.get_or_404(OrthancStudy, study_id)
+    if not EmptyForm().validate_on_submit() or request.form.get("confirm") != study.study_uid:
+        flash("Deleting needs the confirmation that names the study.", "error")
+        return redirect(url_for("orthanc.view_study", study_id=study.id))
+    from . import deletion
+
+    try:
+        message = deletion.delete_study(study, current_user)
+    except deletion.DeleteError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("orthanc.view_study", study_id=study.id))
+    flash(message, "success")
+    return redirect(url_for("orthanc.study_list"))
+
+
+@bp.route("/series/<int:series_id>/delete", methods=["POST"])
+@admin_required
+def delete_series(series_id: int):
+    from ..models import OrthancSeries
+    from . import deletion
+
+    series = db.get_or_404(OrthancSeries, series_id)
+    study_id = series.study_id
+    if not EmptyForm().validate_on_submit() or request.form.get("confirm") != series.series_uid:
+        flash("Deleting needs the confirmation that names the series.", "error")
+        return redirect(url_for("orthanc.view_study", study_id=study_id))
+    try:
+        message = deletion.delete_series(series, current_user)
+    except deletion.DeleteError as exc:
+        flash(str(exc), "error")
+    else:
+        flash(message, "success")
+    return redirect(url_for("orthanc.view_study", study_id=study_id))
 
 
 @bp.route("/patients")

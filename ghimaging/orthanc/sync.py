@@ -226,6 +226,9 @@ def _delete_studies(server: OrthancServer, where) -> int:
     ids = list(db.session.scalars(select(OrthancStudy.id).where(OrthancStudy.server_id == server.id, where)))
     if not ids:
         return 0
+    from .matching import forget_studies
+
+    forget_studies(ids)  # their requests lose the link, with a record of why
     for chunk in _chunks(ids, 500):
         db.session.execute(delete(OrthancSeries).where(OrthancSeries.study_id.in_(chunk)))
         db.session.execute(delete(OrthancStudy).where(OrthancStudy.id.in_(chunk)))
@@ -298,6 +301,7 @@ def incremental(server: OrthancServer, client: OrthancClient, *, page_size: int 
                 continue
             if parent and parent not in study_ids:
                 study_ids.append(parent)
+        touched: list[tuple[OrthancStudy, bool]] = []
         for oid in study_ids:
             fetched = _fetch_study(client, oid)
             if fetched is None:
@@ -305,7 +309,7 @@ def incremental(server: OrthancServer, client: OrthancClient, *, page_size: int 
                 continue
             study, created = upsert_study(server.id, fetched[0], fetched[1], generation)
             db.session.flush()
-            study_synced.send(study, study=study, created=created)
+            touched.append((study, created))
             summary.studies_updated += 1
         summary.changes += len(changes)
         summary.pages += 1
@@ -314,6 +318,8 @@ def incremental(server: OrthancServer, client: OrthancClient, *, page_size: int 
         server.last_change = since
         server.orthanc_last = max(last, since)
         db.session.commit()  # rows and index of this page, together
+        for study, created in touched:  # matching runs on committed rows
+            study_synced.send(study, study=study, created=created)
         if renew:
             renew()
         if page.get("Done", True) or not changes or (max_pages and summary.pages >= max_pages):

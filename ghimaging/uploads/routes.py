@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from flask import Blueprint, current_app, flash, jsonify, render_template, request
+from flask_login import current_user
+from sqlalchemy import select
+
+from ..auth.decorators import roles_required
+from ..auth.forms import EmptyForm
+from ..extensions import db
+from ..models import ImagingRequest, OrthancServer, RequestState, Role
+from ..querytools import bounded_int
+from . import service
+
+bp = Blueprint("uploads", __name__, url_prefix="/upload")
+UPLOADERS = (Role.TECHNOLOGIST,)
+
+
+def _servers():
+    return db.session.scalars(select(OrthancServer).order_by(OrthancServer.label)).all()
+
+
+def _open_requests():
+    return db.session.scalars(select(ImagingRequest).where(ImagingRequest.state.in_(
+        (RequestState.REQUESTED.value, RequestState.DONE.value))).order_by(ImagingRequest.id.desc()).limit(200)).all()
+
+
+@bp.route("/", methods=["GET"])
+@roles_required(*UPLOADERS)
+def page():
+    return render_template("uploads/upload.html", servers=_servers(), requests=_open_requests(), form=EmptyForm(),
+                           report=None, preselect=request.args.get("request_id", type=int))
+
+
+@bp.route("/", methods=["POST"])
+@roles_required(*UPLOADERS)
+def upload():
+    """Files arrive as multipart; Werkzeug spools each to a temporary file,
+    so nothing whole is held in memory. JSON for the page's script, HTML
+    for a browser without it."""
+    request.max_content_length = current_app.config["UPLOAD_MAX_BYTES"]
+    wants_json = request.accept_mimetypes.best == "application/json" or request.args.get("format") == "json"
+    form = EmptyForm()
+    if not form.validate_on_submit():
+        return _answer(wants_json, 400, "The form expired; reload the page and try again.")
+    server = db.session.get(OrthancServer, bounded_int(request.form.get("server_id")) or 0)
+    if server is None:
+        return _answer(wants_json, 400, "Choose the Orthanc server to send the files to.")
+    files = [(f.filename or "(no name)", f.stream) for f in request.files.getlist("files") if f]
+    if not files:
+        return _answer(wants_json, 400, "Choose files or a folder to upload.")
+    request_id = bounded_int(request.form.get("request_id")) if request.form.get("request_id") else None
+    report = service.process(server, files)
+    studies = service.sync_and_link(server, report, request_id, current_user)
+    current_app.logger.info("upload by %s to %s: %s", current_user.username, server.label, report.as_dict()["counts"])
+    if wants_json:
+        out = report.as_dict()
+        out["study_links"] = [{"id": s.id, "url": f"/orthanc/studies/{s.id}",
+                               "label": f"{s.patient_name or s.patient_id} · {s.description or s.study_uid}"}
+                              for s in studies]
+        return jsonify(out)
+    return render_template("uploads/upload.html", servers=_servers(), requests=_open_requests(), form=EmptyForm(),
+                           report=report, studies=studies, preselect=request_id)
+
+
+def _answer(wants_json: bool, status: int, message: str):
+    if wants_json:
+        return jsonify(error="bad_request", message=message), status
+    flash(message, "error")
+    return render_template("uploads/upload.html", servers=_servers(), requests=_open_requests(), form=EmptyForm(),
+                           report=None, preselect=None), status
