@@ -343,8 +343,7 @@ def full(server: OrthancServer, client: OrthancClient, *, page_size: int = 500,
     start = client.request_count
     last = client.last_change()
     generation = server.sync_generation + 1
-    server.sync_generation = generation
-    db.session.commit()
+    server.sync_generation = generation  # committed with the first page
     for items in client.iter_pages("studies", page_size):
         summary.studies_updated += _write_study_page(server_id, items, generation)
         db.session.commit()
@@ -592,10 +591,14 @@ def run(server_id: int, *, mode: str = "auto", owner: str | None = None,
     try:
         server = db.session.get(OrthancServer, server_id)
         pages = [0]
+        renewed = [time.monotonic()]
 
         def renew() -> None:
-            acquire_lease(server_id, owner)
+            # Renewing costs a commit: do it when a third of the lease is gone.
             pages[0] += 1
+            if time.monotonic() - renewed[0] > LEASE_SECONDS / 3:
+                acquire_lease(server_id, owner)
+                renewed[0] = time.monotonic()
             if progress:
                 progress(f"page {pages[0]} written")
         with (client_factory or client_for)(server) as client:
