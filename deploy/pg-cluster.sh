@@ -134,6 +134,8 @@ cmd_stop() {
     local dir=${1:-} bindir
     [[ -n $dir ]] || die "usage: $0 stop DIR"
     [[ -d $dir ]] || return 0
+    # Only ever remove a folder this script made.
+    [[ -f $dir/owner && -f $dir/bindir ]] || die "$dir is not a cluster folder made by '$0 start'; not removing it"
     if [[ -f $dir/owner && -f $dir/bindir && -d $dir/data ]]; then
         OWNER=$(cat "$dir/owner")
         bindir=$(cat "$dir/bindir")

@@ -30,7 +30,11 @@ if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import sys' >/dev/null 
 fi
 echo "==> installing ghimaging into .venv"
 .venv/bin/pip install -q --upgrade pip >/dev/null
-.venv/bin/pip install -q -e .
+if [[ ${GHIMAGING_DATABASE_URL:-} == postgresql* ]]; then
+    .venv/bin/pip install -q -e '.[postgresql]'
+else
+    .venv/bin/pip install -q -e .
+fi
 
 echo "==> preparing the database"
 .venv/bin/ghimaging init --create-admin

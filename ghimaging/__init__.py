@@ -75,6 +75,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     cfg.validate(app.config)
 
     _bounded_int_urls(app)
+    if app.config["PROXY_COUNT"]:
+        # Behind a proxy, the client address (login throttling) and the
+        # scheme come from X-Forwarded-* of the trusted hops only.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = app.config["PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
     csrf.init_app(app)

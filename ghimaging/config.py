@@ -42,6 +42,10 @@ class Defaults:
     SESSION_COOKIE_SECURE = False
     REMEMBER_COOKIE_HTTPONLY = True
     REMEMBER_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_DURATION = timedelta(days=7)
+    # Number of reverse proxies in front (X-Forwarded-For/Proto trusted from
+    # that many hops); 0 when clients connect directly.
+    PROXY_COUNT = 0
     PERMANENT_SESSION_LIFETIME = timedelta(hours=12)
     WTF_CSRF_TIME_LIMIT = 12 * 3600
     WORKLIST_DIR: str | None = None
@@ -111,15 +115,28 @@ def default_settings() -> dict[str, Any]:
 def ensure_secret_key(instance_path: Path) -> str:
     """Read the instance's secret key, creating it on first run (mode 0600)."""
     path = instance_path / "secret_key"
-    if path.exists():
-        key = path.read_text().strip()
-        if key:
-            return key
-    key = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key + "\n")
-    return key
+    for attempt in range(12):
+        if path.exists():
+            key = path.read_text().strip()
+            if key:
+                return key
+            if attempt < 10:
+                import time
+
+                time.sleep(0.1)  # another worker may be writing it right now
+                continue
+            path.unlink(missing_ok=True)  # empty for a second: a broken file, replace it
+        key = secrets.token_urlsafe(48)
+        try:
+            # O_EXCL: when several workers start at once, one writes the key
+            # and the others read it, so all sign with the same key.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key + "\n")
+        return key
+    raise ConfigError(f"cannot create the secret key file {path}")
 
 
 def validate(config: Mapping[str, Any]) -> None:
@@ -130,6 +147,12 @@ def validate(config: Mapping[str, Any]) -> None:
     if root:
         if len(root) > 40 or not re.fullmatch(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*", root):
             raise ConfigError("ORG_ROOT must be a DICOM UID root (digits and dots, at most 40 characters)")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{0,16}", config["ORDER_PREFIX"]):
+        raise ConfigError("ORDER_PREFIX must be 0-16 letters, digits, '-' or '_'")
+    if config["ORTHANC_TIMEOUT"] <= 0:
+        raise ConfigError("ORTHANC_TIMEOUT must be a positive number of seconds")
+    if config["PROXY_COUNT"] < 0:
+        raise ConfigError("PROXY_COUNT must be 0 or more")
     for key in ("ORTHANC_SYNC_INTERVAL", "ORTHANC_RECONCILE_INTERVAL"):
         if config[key] < 0:
             raise ConfigError(f"{key} must be 0 (off) or a number of seconds")

@@ -106,9 +106,14 @@ def init_app(app: Flask) -> None:
         it up front with a clear 400 rather than failing deep in a query."""
         from flask import abort
 
-        values = list(request.args.values())
-        if request.mimetype == "application/x-www-form-urlencoded":
-            values += list(request.form.values())
+        from itertools import chain
+
+        values = list(chain.from_iterable(request.args.listvalues()))
+        # The upload route sets its own size limit before the body is read.
+        if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data") \
+                and request.endpoint != "uploads.upload":
+            values += list(chain.from_iterable(request.form.listvalues()))
+            values += [f.filename or "" for f in request.files.values()]
         if any("\x00" in v for v in values):
             abort(400, "Text must not contain NUL characters.")
 

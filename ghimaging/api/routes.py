@@ -243,7 +243,7 @@ def create_request():
     pid = data.get("patient_id")
     if not isinstance(pid, int) or isinstance(pid, bool):
         raise invalid({"patient_id": "Must be the id of a patient (a whole number)."})
-    patient = db.session.get(Patient, pid)
+    patient = db.session.get(Patient, pid) if bounded_int(pid) else None
     if patient is None:
         raise invalid({"patient_id": f"No patient with id {pid}."})
     codes = data.get("test_codes")
@@ -325,6 +325,8 @@ def create_result(request_id: int):
         radiologist = g.api_user
     style = _str(data, "report_style", "with_images")
     final = _bool(data, "final")  # checked before anything is written
+    if final and not report.strip():
+        raise invalid({"report": "Write the report before finalising it."})
     resp = _transition(lambda: workflow.create_result(
         req, g.api_user, radiologist=radiologist, result_date=result_date, report=report,
         report_style=style), req)

@@ -42,6 +42,9 @@ def login():
         else:
             user = service.authenticate(form.username.data, form.password.data, request.remote_addr)
             if user:
+                from flask import session
+
+                session.permanent = True  # PERMANENT_SESSION_LIFETIME applies
                 login_user(user, remember=form.remember.data)
                 return redirect(_safe_next(request.args.get("next")))
             flash(LOGIN_FAILED, "error")
@@ -69,7 +72,7 @@ def account():
             form.current_password.errors.append("This is not your current password.")
         else:
             service.set_password(current_user, form.new_password.data)
-            login_user(current_user)  # keep this session; others end
+            login_user(current_user._get_current_object())  # keep this session; others end
             flash("Your password is changed.", "success")
             return redirect(url_for("auth.account"))
     status = 400 if request.method == "POST" and form.errors else 200
@@ -116,13 +119,10 @@ def new_user():
         try:
             user = service.create_user(form.username.data, form.password.data,
                                        [Role(r) for r in form.roles.data],
-                                       form.full_name.data or "", form.email.data or "")
+                                       form.full_name.data or "", form.email.data or "", active=form.active.data)
         except service.UserError as exc:
             form.username.errors.append(str(exc))
         else:
-            if not form.active.data:
-                user.active = False
-                db.session.commit()
             flash(f"User {user.username} created.", "success")
             return redirect(url_for("auth.users"))
     status = 400 if request.method == "POST" else 200

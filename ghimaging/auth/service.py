@@ -8,7 +8,7 @@ import secrets
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, or_, select
 
 from ..extensions import db
 from ..models import ApiToken, LoginThrottle, Role, User
@@ -38,7 +38,7 @@ def find_user(username: str) -> User | None:
 
 
 def create_user(username: str, password: str, roles: list[Role], full_name: str = "",
-                email: str = "") -> User:
+                email: str = "", active: bool = True) -> User:
     username = username.strip()
     if not username or len(username) > 64 or any(c.isspace() for c in username):
         raise UserError("Username must be 1-64 characters without spaces.")
@@ -49,7 +49,7 @@ def create_user(username: str, password: str, roles: list[Role], full_name: str 
         raise UserError(problem)
     if not roles:
         raise UserError("Give the user at least one role.")
-    user = User(username=username, full_name=full_name.strip(), email=email.strip())
+    user = User(username=username, full_name=full_name.strip(), email=email.strip(), active=active)
     user.set_password(password)
     user.set_roles(roles)
     db.session.add(user)
@@ -139,6 +139,16 @@ def authenticate(username: str, password: str, remote_addr: str | None) -> User 
 
 
 def _record_failure(username: str, remote_addr: str | None) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        _count_failure(username, remote_addr)
+    except IntegrityError:  # two failures for a new key at the same moment
+        db.session.rollback()
+        _count_failure(username, remote_addr)
+
+
+def _count_failure(username: str, remote_addr: str | None) -> None:
     conf = current_app.config
     now = utcnow()
     window = timedelta(seconds=conf["LOGIN_LOCKOUT_SECONDS"])
@@ -153,6 +163,10 @@ def _record_failure(username: str, remote_addr: str | None) -> None:
         row.failures += 1
         if row.failures >= limit:
             row.locked_until = now + window
+    # Forget old entries (invented usernames would otherwise pile up).
+    db.session.execute(delete(LoginThrottle).where(LoginThrottle.first_failure_at < now - 2 * window,
+                                                   or_(LoginThrottle.locked_until.is_(None),
+                                                       LoginThrottle.locked_until < now)))
     db.session.commit()
 
 

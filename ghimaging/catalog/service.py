@@ -79,8 +79,8 @@ def save_test(test: ImagingTest | None, *, code: str, name: str, modality: Modal
     ae_title = ae_title.strip()
     if not code or len(code) > 32:
         raise CatalogError("The code must be 1-32 characters.", "code")
-    if not name.strip():
-        raise CatalogError("The name is required.", "name")
+    if not name.strip() or len(name.strip()) > 200:
+        raise CatalogError("The name is required (at most 200 characters).", "name")
     if any(ord(c) < 32 and c not in "\t" for c in name):
         raise CatalogError("The name must not contain line breaks or control characters.", "name")
     if ae_title and not AE_RE.match(ae_title):

@@ -19,13 +19,13 @@ def request_list(state: str = "all", q: str = "", patient_id: int | None = None)
         stmt = stmt.where(ImagingRequest.state == state)
     if patient_id is not None:
         stmt = stmt.where(ImagingRequest.patient_id == patient_id)
-    q = (q or "").strip()
+    q = (q or "").strip()[:200]
     if q:
         # A UNION of indexed lookups instead of an OR tested on every row of
         # the state's range: the matching ids drive the query.
         matches = union(
-            select(ImagingRequest.id).where(ImagingRequest.accession_number == q.upper()),
-            select(ImagingRequest.id).where(ImagingRequest.order_number == q.upper()),
+            select(ImagingRequest.id).where(ImagingRequest.accession_number.in_({q, q.upper()})),
+            select(ImagingRequest.id).where(ImagingRequest.order_number.in_({q, q.upper()})),
             select(ImagingRequest.id).where(ImagingRequest.patient_id.in_(select(Patient.id).where(or_(
                 Patient.puid == q, contains(Patient.search_key, fold(q)))))),
             select(ImagingRequest.id).where(ImagingRequest.test_id.in_(select(ImagingTest.id).where(or_(

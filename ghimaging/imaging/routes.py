@@ -12,6 +12,7 @@ from ..extensions import db
 from ..models import ImagingRequest, Patient, Result, Role, User, UserRole
 from ..patients import service as patients
 from ..catalog import service as catalog
+from ..querytools import bounded_int
 from ..ui import paginate_by_id
 from . import images, queries, workflow
 from .forms import AddendumForm, CancelForm, EditRequestForm, OrderForm, ResultForm
@@ -78,7 +79,7 @@ def new_order():
     form.physician.choices = _user_choices(Role.PHYSICIAN)
     patient = None
     if request.method == "GET":
-        pid = request.args.get("patient_id", type=int)
+        pid = bounded_int(request.args.get("patient_id"))
         patient = db.session.get(Patient, pid) if pid else None
         if patient:
             form.patient.data = patient.puid

@@ -13,6 +13,8 @@ from datetime import date, datetime
 from typing import BinaryIO, Iterable
 
 from flask.signals import Namespace
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import (
@@ -83,6 +85,18 @@ def _transition(req: ImagingRequest, action: str, user: User | None, note: str =
             f"{ {'submit': 'submitted', 'cancel': 'cancelled', 'complete': 'completed'}[action] } "
             f"(allowed from {', '.join(sorted(s.value for s in allowed))})."
         )
+    if req.id is not None:
+        # A conditional UPDATE, so two people acting at once cannot both pass
+        # the check (cancel in one tab, submit in another).
+        res = db.session.execute(
+            update(ImagingRequest).where(ImagingRequest.id == req.id,
+                                         ImagingRequest.state.in_([s.value for s in allowed]))
+            .values(state=target.value).execution_options(synchronize_session=False))
+        if res.rowcount != 1:
+            db.session.rollback()
+            db.session.refresh(req)
+            raise TransitionError(f"Request {req.accession_number} was just changed by someone else; "
+                                  f"it is now {req.state}.")
     req.state = target.value
     req.events.append(RequestEvent(user_id=user.id if user else None, action=action,
                                    from_state=current.value, to_state=target.value, note=note))
@@ -245,7 +259,10 @@ def create_result(req: ImagingRequest, user: User, *, radiologist: User | None, 
             images.remove(name)
         raise ValidationError({"images": str(exc)}) from None
     _transition(req, "complete", user)
-    _commit_with_files(stored)
+    try:
+        _commit_with_files(stored)
+    except IntegrityError:  # another result was saved at the same moment
+        raise TransitionError(f"Request {req.accession_number} already has a result.") from None
     request_changed.send(req, request=req, action="complete")
     return result
 

@@ -43,7 +43,7 @@ class Patient(db.Model):
     notes: Mapped[str] = mapped_column(Text, default="")
     # PUID and names case-folded by Python: SQLite's lower() and PostgreSQL's
     # under the C locale fold only ASCII, and "Élodie" must be found as "élodie".
-    search_key: Mapped[str] = mapped_column(String(300), default="")
+    search_key: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

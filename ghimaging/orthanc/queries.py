@@ -15,7 +15,7 @@ def study_list(*, q: str = "", server_id: int | None = None, modality: str = "",
     stmt = select(OrthancStudy)
     if server_id:
         stmt = stmt.where(OrthancStudy.server_id == server_id)
-    q = (q or "").strip()
+    q = (q or "").strip()[:200]
     if q:
         words = _name_words(q)
         stmt = stmt.where(or_(OrthancStudy.patient_id == q, OrthancStudy.accession_number == q,
@@ -43,7 +43,7 @@ def _da(d: date) -> str:
 def _name_words(q: str) -> list[str]:
     """Words of a name as people type it ("Mueller, Anna", "anna mueller")
     to find the DICOM form MUELLER^ANNA."""
-    return [w for w in q.lower().replace(",", " ").replace("^", " ").split() if w] or [q.lower()]
+    return ([w for w in q.lower().replace(",", " ").replace("^", " ").split() if w] or [q.lower()])[:10]
 
 
 def patient_list(*, q: str = "", server_id: int | None = None) -> Select:

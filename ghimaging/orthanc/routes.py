@@ -6,6 +6,7 @@ from flask import Blueprint, Response, abort, current_app, flash, redirect, rend
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
+from .. import crypto
 from ..auth.decorators import admin_required, roles_required
 from ..auth.forms import EmptyForm
 from ..extensions import db
@@ -325,10 +326,11 @@ def preview(server_id: int, orthanc_id: str):
             data, ctype = client.preview(orthanc_id)
     except NotFound:
         abort(404)
-    except OrthancError as exc:
+    except (OrthancError, crypto.CredentialError) as exc:
         current_app.logger.warning("preview %s from %s failed: %s", orthanc_id, server.label, exc)
         return Response(status=502)
-    if not ctype.startswith("image/"):
+    ctype = ctype.split(";")[0].strip().lower()
+    if ctype not in ("image/png", "image/jpeg"):  # never pass on SVG or HTML
         return Response(status=502)
     resp = Response(data, mimetype=ctype)
     resp.headers["Cache-Control"] = "private, max-age=86400, immutable"

@@ -76,6 +76,10 @@ def _clean(label: str, url: str, browser_url: str, username: str) -> tuple[str, 
     label = (label or "").strip()
     if not label or len(label) > 64:
         raise ServerError("The label is required (at most 64 characters).", "label")
+    if len(url or "") > 500 or len(browser_url or "") > 500:
+        raise ServerError("An address is at most 500 characters.", "url")
+    if len(username or "") > 200:
+        raise ServerError("The username is at most 200 characters.", "username")
     try:
         url = check_url(url)
     except ValueError as exc:
@@ -132,6 +136,7 @@ def update_server(server: OrthancServer, *, label: str, url: str, username: str,
     if changed:
         server.validated = False
         server.last_error = "Connection details changed; checking again."
+        server.last_error_at = utcnow()
     db.session.commit()
     return changed
 

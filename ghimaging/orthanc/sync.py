@@ -47,6 +47,10 @@ from flask.signals import Namespace
 study_synced = Namespace().signal("study-synced")
 
 
+class LeaseLost(RuntimeError):
+    """Our lease expired and another runner holds it: stop writing."""
+
+
 @dataclass
 class Summary:
     server: str
@@ -311,6 +315,8 @@ def incremental(server: OrthancServer, client: OrthancClient, *, page_size: int 
             db.session.flush()
             touched.append((study, created))
             summary.studies_updated += 1
+            if renew and summary.studies_updated % 20 == 0:
+                renew()  # a page of slow fetches must not outlive the lease
         summary.changes += len(changes)
         summary.pages += 1
         if changes:
@@ -503,7 +509,8 @@ def _announce(server_id: int, generation: int, chunk: int = 500) -> None:
         _forget(rows)
 
 
-def reconcile(server: OrthancServer, client: OrthancClient, *, page_size: int = 1000) -> Summary:
+def reconcile(server: OrthancServer, client: OrthancClient, *, page_size: int = 1000,
+              renew: Callable[[], None] | None = None) -> Summary:
     """Remove studies Orthanc no longer has (1.10.1 logs no deletions):
     page through ``GET /studies`` (ids only) and sweep what was not seen."""
     summary = Summary(server.label, "reconcile")
@@ -518,6 +525,8 @@ def reconcile(server: OrthancServer, client: OrthancClient, *, page_size: int = 
                                      .execution_options(synchronize_session=False))
             if res.rowcount < len(chunk):
                 missing.append(chunk[0])  # Orthanc has studies we lack: the incremental sync will add them
+        if renew:
+            renew()
     server.sync_generation = generation
     summary.studies_deleted = _delete_studies(server, OrthancStudy.seen_generation != generation)
     server.last_reconcile_at = utcnow()
@@ -597,13 +606,14 @@ def run(server_id: int, *, mode: str = "auto", owner: str | None = None,
             # Renewing costs a commit: do it when a third of the lease is gone.
             pages[0] += 1
             if time.monotonic() - renewed[0] > LEASE_SECONDS / 3:
-                acquire_lease(server_id, owner)
+                if not acquire_lease(server_id, owner):
+                    raise LeaseLost("another runner took over this server's sync (our lease expired)")
                 renewed[0] = time.monotonic()
             if progress:
                 progress(f"page {pages[0]} written")
         with (client_factory or client_for)(server) as client:
             if mode == "reconcile":
-                summary = reconcile(server, client)
+                summary = reconcile(server, client, renew=renew)
             elif mode == "full" or server.needs_full_sync:
                 summary = full(server, client, renew=renew)
             else:

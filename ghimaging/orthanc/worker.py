@@ -50,7 +50,7 @@ def tick(owner: str, sync_every: int, reconcile_every: int) -> list[sync.Summary
         if mode is None:
             continue
         summary = sync.run(server_id, mode=mode, owner=owner)
-        if mode == "reconcile" and not summary.error and not summary.skipped:
+        if mode == "reconcile" and sync_every and not summary.error and not summary.skipped:
             ran.append(summary)
             summary = sync.run(server_id, mode="auto", owner=owner)
         ran.append(summary)

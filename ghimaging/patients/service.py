@@ -94,9 +94,9 @@ def search_query(q: str = "") -> Select:
     """PUID exactly, or every word of ``q`` somewhere in the PUID or names,
     ignoring case and accents ("mul jur" finds "Müller, Jürgen")."""
     stmt = select(Patient)
-    q = q.strip()
+    q = q.strip()[:200]
     if q:
-        words = [w for w in fold(q.replace(",", " ")).split() if w]
+        words = [w for w in fold(q.replace(",", " ")).split() if w][:10]
         stmt = stmt.where(or_(Patient.puid == q, and_(*[contains(Patient.search_key, w) for w in words])))
     return stmt.order_by(Patient.family_name, Patient.given_name, Patient.id)
 

@@ -31,13 +31,17 @@ def render_text(req: ImagingRequest, template: WorklistTemplate | None = None) -
 
 def build_file(req: ImagingRequest, template: WorklistTemplate | None = None) -> WorklistFileData:
     from . import dicomfile
-    from .charsets import codec_for
+    from .charsets import codec_for, known_terms
 
     template, text = render_text(req, template)
-    # Refuse characters the declared character set cannot carry, rather than
-    # letting pydicom replace them silently.
+    # Refuse characters the character set cannot carry, rather than letting
+    # pydicom replace them silently; the body's own (0008,0005) is what
+    # pydicom encodes with.
+    declared = dicomfile.parse(text).dataset.get("SpecificCharacterSet") or template.charset
+    if not isinstance(declared, str):
+        declared = declared[0] if len(declared) == 1 else "ISO_IR 192"
     try:
-        text.encode(codec_for(template.charset) if "\\" not in template.charset else "utf-8")
+        text.encode(codec_for(declared) if declared in known_terms() else "utf-8")
     except UnicodeEncodeError as exc:
         bad = text[exc.start:exc.end]
         raise ValueError(f"{bad!r} cannot be written in {template.charset}; "

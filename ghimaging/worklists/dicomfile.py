@@ -135,7 +135,12 @@ def parse(text: str) -> Parsed:
             top.add(DataElement(tag, "SQ", seq))  # type: ignore[union-attr]
             stack.append(("seq", top[tag].value))  # type: ignore[index]
             continue
-        top.add(DataElement(tag, vr, _value(rest, vr, lineno)))  # type: ignore[union-attr]
+        try:
+            top.add(DataElement(tag, vr, _value(rest, vr, lineno)))  # type: ignore[union-attr]
+        except DumpError:
+            raise
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise DumpError(f"({m[1]},{m[2]}) {vr}: {exc}", lineno) from None
     while len(stack) > 1:  # dump2dcm closes what is left open at the end
         stack.pop()
     return Parsed(root, meta)

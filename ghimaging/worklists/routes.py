@@ -10,6 +10,7 @@ from ..models import ImagingRequest, OrthancServer, WorklistTemplate
 from . import build_file, dicomfile, selftest, templates, writer
 from .forms import TemplateForm
 from .render import RenderError
+from ..querytools import bounded_int
 from .variables import VARIABLES
 
 bp = Blueprint("worklists", __name__, url_prefix="/admin/worklists")
@@ -34,7 +35,7 @@ def index():
 def self_test():
     if not EmptyForm().validate_on_submit():
         abort(400)
-    server = db.get_or_404(OrthancServer, request.form.get("server_id", type=int) or 0)
+    server = db.get_or_404(OrthancServer, bounded_int(request.form.get("server_id")) or 0)
     result = selftest.self_test(server, current_app.config["WORKLIST_DIR"])
     folder = writer.folder()
     from ..models import WorklistFile
@@ -94,7 +95,8 @@ def edit_template(template_id: int | None):
     status = 200
     if form.validate_on_submit():
         if request.form.get("action") == "preview":
-            req = db.session.get(ImagingRequest, form.preview_request.data) if form.preview_request.data else (reqs[0] if reqs else None)
+            rid = bounded_int(form.preview_request.data)
+            req = db.session.get(ImagingRequest, rid) if rid else (reqs[0] if reqs else None)
             if req is None:
                 error = "There is no request to preview with yet."
             else:

@@ -83,6 +83,11 @@ def save(template: WorklistTemplate | None, *, name: str, body: str, charset: st
     if template is None:
         template = WorklistTemplate(name=name)
         db.session.add(template)
+    elif template.name != name:  # tests refer to templates by name: follow the rename
+        from sqlalchemy import update
+
+        db.session.execute(update(ImagingTest).where(ImagingTest.worklist_template == template.name)
+                           .values(worklist_template=name))
     template.name, template.body, template.charset, template.encoding = name, body, charset, encoding
     template.comment = (comment or "").strip()
     template.origin = "custom"

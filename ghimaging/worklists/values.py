@@ -108,7 +108,8 @@ class SafeProxy:
         if value is None or isinstance(value, (int, float, bool, date, datetime)):
             return value
         if isinstance(value, (list, tuple)):
-            return [SafeProxy(v) if not isinstance(v, (str, int, float)) else v for v in value]
+            return [clean(v, "LO") if isinstance(v, str) else v if isinstance(v, (int, float)) else SafeProxy(v)
+                    for v in value]
         if callable(value):
             raise AttributeError(f"the request has no attribute '{name}' (it is a method)")
         return SafeProxy(value)

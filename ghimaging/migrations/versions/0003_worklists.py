@@ -18,7 +18,7 @@ depends_on = None
 
 def upgrade():
     with op.batch_alter_table('patients', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('search_key', sa.String(length=300), nullable=False, server_default=''))
+        batch_op.add_column(sa.Column('search_key', sa.Text(), nullable=False, server_default=''))
     _fill_search_keys()
     with op.batch_alter_table('patients', schema=None) as batch_op:
         batch_op.alter_column('search_key', server_default=None)
