@@ -355,7 +355,7 @@ def add_addendum(result_id: int):
             flash("Addendum added.", "success")
             return redirect(url_for("imaging.view_result", result_id=result.id))
     return render_template("imaging/result.html", result=result, req=result.request,
-                           addendum_form=form, action_form=EmptyForm()), 400
+                           addendum_form=form, action_form=EmptyForm(), studies=_result_studies(result)), 400
 
 
 @bp.route("/results/<int:result_id>/print")

@@ -344,8 +344,15 @@ def add_key_image(result: Result, user: User, server, instance_id: str, caption:
         raise TransitionError("This result is final; key images can no longer be added.")
     if len(caption or "") > 500:
         raise ValidationError({"caption": "At most 500 characters."})
+    from ..orthanc.matching import studies_of
+
     try:
         with client_for(server) as client:
+            parent = str(client.instance(instance_id).get("ParentSeries", ""))
+            linked = {se.orthanc_id for link in studies_of(result.request) if link.study.server_id == server.id
+                      for se in link.study.series}
+            if parent not in linked:
+                raise ValidationError({"images": "This image is not from a study linked to this request."})
             data, _ = client.rendered(instance_id)
     except OrthancError as exc:
         raise ValidationError({"images": f"Orthanc could not render the image: {exc}"}) from None

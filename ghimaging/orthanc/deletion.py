@@ -8,7 +8,9 @@ from sqlalchemy import delete
 from ..extensions import db
 from ..models import LinkEvent, OrthancSeries, OrthancStudy, User
 from .client import BadAnswer, NotFound, OrthancError, Unauthorized
+from .matching import forget_studies, reoffer
 from .servers import client_for
+from .sync import _drop_orphan_patients
 
 
 class DeleteError(ValueError):
@@ -32,15 +34,17 @@ def delete_study(study: OrthancStudy, user: User | None) -> str:
         gone_already = True
     except OrthancError as exc:
         raise _refused(exc) from None
-    from .matching import forget_studies
-
     db.session.add(LinkEvent(server_id=study.server_id, study_uid=study.study_uid, request_id=None,
                              action="delete", method="manual", user_id=user.id if user else None,
                              note=f"deleted in Orthanc: {what}"))
-    forget_studies([study.id])
+    bare = forget_studies([study.id])
+    server = study.server
     db.session.execute(delete(OrthancSeries).where(OrthancSeries.study_id == study.id))
     db.session.delete(study)
+    db.session.flush()
+    _drop_orphan_patients(server)
     db.session.commit()
+    reoffer(bare)
     return f"Deleted {what}" + (" (it was already gone from Orthanc)." if gone_already else ".")
 
 
@@ -64,10 +68,12 @@ def delete_series(series: OrthancSeries, user: User | None) -> str:
     _summarise(study)
     db.session.commit()
     if not study.series:  # Orthanc drops a study with its last series; so do we
-        from .matching import forget_studies
-
-        forget_studies([study.id])
+        bare = forget_studies([study.id])
+        server = study.server
         db.session.delete(study)
+        db.session.flush()
+        _drop_orphan_patients(server)
         db.session.commit()
+        reoffer(bare)
         return f"Deleted {what}; it was the study's last series, so the study is gone too."
     return f"Deleted {what}."

@@ -133,9 +133,10 @@ def unlink(study: OrthancStudy, req: ImagingRequest, user: User | None) -> None:
             writer.write(req)  # offered to the modality again
 
 
-def forget_studies(study_ids: list[int]) -> None:
+def forget_studies(study_ids: list[int]) -> list[ImagingRequest]:
     """Studies gone from Orthanc: drop their links, record it, and put
-    requests left without images back as they were."""
+    requests left without images back as they were. Returns the requests
+    that lost their last study; call :func:`reoffer` after committing."""
     links = list(db.session.scalars(select(StudyLink).where(StudyLink.study_id.in_(study_ids))))
     affected = {l.request_id: l.request for l in links}
     for l in links:
@@ -143,9 +144,25 @@ def forget_studies(study_ids: list[int]) -> None:
                                  action="delete", method="orthanc", note="study no longer in Orthanc"))
         db.session.delete(l)
     db.session.flush()
+    bare = []
     for req_id, req in affected.items():
         req.images_available = bool(db.session.scalar(select(func.count()).select_from(StudyLink)
                                                        .where(StudyLink.request_id == req_id)))
+        if not req.images_available:
+            bare.append(req)
+    return bare
+
+
+def reoffer(requests: list[ImagingRequest]) -> None:
+    """Requests whose images are gone go back on the worklist if still requested."""
+    from ..worklists import writer
+
+    for req in requests:
+        try:
+            if writer.is_live(req):
+                writer.write(req)
+        except Exception:
+            log.exception("could not rewrite the worklist file of %s", req.accession_number)
 
 
 def studies_of(req: ImagingRequest) -> list[StudyLink]:
@@ -214,6 +231,9 @@ def suggestions(study: OrthancStudy, limit: int = 5) -> list[Suggestion]:
             score += 1
         if req.state == RequestState.REQUESTED.value:
             score += 1
+        same_patient = bool(reasons) and reasons[0] in ("same PatientID", "linked patient")
+        if not same_patient and req.images_available:
+            continue  # another patient's request that already has its images
         if score >= 3 and not _is_linked(study, req):
             out.append(Suggestion(req, reasons, score))
     out.sort(key=lambda s: (-s.score, -s.request.id))

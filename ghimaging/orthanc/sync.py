@@ -232,12 +232,24 @@ def _delete_studies(server: OrthancServer, where) -> int:
         return 0
     from .matching import forget_studies
 
-    forget_studies(ids)  # their requests lose the link, with a record of why
+    _reoffer_list().extend(forget_studies(ids))  # their requests lose the link, with a record of why
     for chunk in _chunks(ids, 500):
         db.session.execute(delete(OrthancSeries).where(OrthancSeries.study_id.in_(chunk)))
         db.session.execute(delete(OrthancStudy).where(OrthancStudy.id.in_(chunk)))
     _drop_orphan_patients(server)
     return len(ids)
+
+
+# Requests that lost their last study in this run (per thread: the worker
+# and web requests sync at the same time); put back on the worklist once the
+# deletion is committed (see run()).
+_pending = threading.local()
+
+
+def _reoffer_list() -> list:
+    if not hasattr(_pending, "requests"):
+        _pending.requests = []
+    return _pending.requests
 
 
 def _drop_orphan_patients(server: OrthancServer) -> None:
@@ -625,6 +637,12 @@ def run(server_id: int, *, mode: str = "auto", owner: str | None = None,
                     summary.reset_detected = True
                     summary.requests += requests_so_far
                     summary.mode = "full (after reset)"
+        pending = _reoffer_list()
+        if pending:
+            from .matching import reoffer
+
+            reoffer(list(pending))
+            pending.clear()
         server = db.session.get(OrthancServer, server_id)
         server.last_sync_at = utcnow()
         server.failures = 0
