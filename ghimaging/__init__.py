@@ -42,7 +42,7 @@ def _instance_path() -> str:
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     instance_path = (test_config or {}).get("INSTANCE_PATH") or _instance_path()
-    app = Flask(
+    app = _Flask(
         __name__,
         instance_path=instance_path,
         instance_relative_config=True,
@@ -82,6 +82,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
         n = app.config["PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
+    _upload_limits(app)  # before CSRF, which reads the form
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
     csrf.init_app(app)
@@ -102,6 +103,33 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     api.init_app(app)
     cli.init_app(app)
     return app
+
+
+class _Request(Flask.request_class):  # type: ignore[name-defined, misc]
+    """Uploaded files go straight to temporary files. Werkzeug keeps parts
+    under 500 KB in memory, and a folder of 500 such DICOM files would then
+    sit whole in the worker's memory."""
+
+    def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
+        import tempfile
+
+        return tempfile.TemporaryFile("wb+")
+
+
+class _Flask(Flask):
+    request_class = _Request
+
+
+def _upload_limits(app: Flask) -> None:
+    """The upload route takes far larger bodies and more parts than a form.
+    Set before anything reads the body (CSRF protection reads the form)."""
+    from flask import request
+
+    @app.before_request
+    def _raise_limits_for_uploads():
+        if request.endpoint == "uploads.upload":
+            request.max_content_length = app.config["UPLOAD_MAX_BYTES"]
+            request.max_form_parts = app.config["UPLOAD_MAX_FILES"] + 100
 
 
 def _bounded_int_urls(app: Flask) -> None:

@@ -63,6 +63,8 @@ class Defaults:
     UPLOAD_MAX_FILES = 20_000
     UPLOAD_MAX_EXPANDED_BYTES = 4 * 1024**3
     UPLOAD_MAX_FILE_BYTES = 1024**3
+    # Connections that send uploaded files to Orthanc at the same time.
+    UPLOAD_CONNECTIONS = 3
 
 
 def _parse(name: str, raw: str, default: Any) -> Any:

@@ -9,7 +9,9 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 
 def _wants_json() -> bool:
-    return request.path.startswith("/api/")
+    """The API, and the upload page's script (it asks for JSON)."""
+    return (request.path.startswith("/api/") or request.args.get("format") == "json"
+            or request.accept_mimetypes.best == "application/json")
 
 
 def init_app(app: Flask) -> None:

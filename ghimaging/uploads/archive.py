@@ -29,6 +29,11 @@ class Member:
     name: str  # shown to the user; never used as a path
     file: IO[bytes]  # positioned at 0
     size: int
+    owned: bool = False  # a temporary file the consumer must close when done
+
+    def close(self) -> None:
+        if self.owned:
+            self.file.close()
 
 
 @dataclass
@@ -116,7 +121,7 @@ def walk(f: IO[bytes], name: str, limits: Limits, budget: Budget | None = None,
         f.seek(0)
         if depth:
             budget.take(size)
-        yield Member(name, f, size)
+        yield Member(name, f, size, owned=depth > 0)
         return
     if depth > 2 and what in ("zip", "gzip", "tar"):
         yield Rejected(name, "archive nested too deeply")
@@ -158,9 +163,7 @@ def _walk_zip(f, name, limits, budget, depth):
             except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
                 yield Rejected(member, f"cannot be read from the ZIP ({exc.__class__.__name__})")
                 continue
-            with tmp:
-                budget.take(size) if kind(_head(tmp), member) != "dicom" else None
-                yield from walk(tmp, member, limits, budget, depth + 1)
+            yield from _walk_spooled(tmp, size, member, limits, budget, depth)
 
 
 def _walk_gzip(f, name, limits, budget, depth):
@@ -171,8 +174,7 @@ def _walk_gzip(f, name, limits, budget, depth):
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         yield Rejected(name, f"damaged gzip file ({exc.__class__.__name__})")
         return
-    with tmp:
-        yield from walk(tmp, inner, limits, budget, depth + 1)
+    yield from _walk_spooled(tmp, size, inner, limits, budget, depth)
 
 
 def _walk_tar(f, name, limits, budget, depth):
@@ -202,5 +204,22 @@ def _walk_tar(f, name, limits, budget, depth):
             if src is None:
                 continue
             tmp, size = _spool(src, limits.max_member_bytes)
-            with tmp:
-                yield from walk(tmp, member, limits, budget, depth + 1)
+            yield from _walk_spooled(tmp, size, member, limits, budget, depth)
+
+
+def _walk_spooled(tmp: IO[bytes], size: int, name: str, limits: Limits, budget: Budget,
+                  depth: int) -> Iterator[Member | Rejected]:
+    """Walk a member spooled to a temporary file. A DICOM member is handed
+    over open (the consumer closes it once sent, so several can be in
+    flight); anything else is closed here."""
+    handed_over = False
+    try:
+        if kind(_head(tmp), name) != "dicom":
+            budget.take(size)
+        for item in walk(tmp, name, limits, budget, depth + 1):
+            if isinstance(item, Member) and item.file is tmp:
+                handed_over = True
+            yield item
+    finally:
+        if not handed_over:
+            tmp.close()

@@ -37,7 +37,6 @@ def upload():
     """Files arrive as multipart; Werkzeug spools each to a temporary file,
     so nothing whole is held in memory. JSON for the page's script, HTML
     for a browser without it."""
-    request.max_content_length = current_app.config["UPLOAD_MAX_BYTES"]
     wants_json = request.accept_mimetypes.best == "application/json" or request.args.get("format") == "json"
     form = EmptyForm()
     if not form.validate_on_submit():
@@ -54,8 +53,10 @@ def upload():
     current_app.logger.info("upload by %s to %s: %s", current_user.username, server.label, report.as_dict()["counts"])
     if wants_json:
         out = report.as_dict()
+        from ..ui import dicom_name
+
         out["study_links"] = [{"id": s.id, "url": f"/orthanc/studies/{s.id}",
-                               "label": f"{s.patient_name or s.patient_id} · {s.description or s.study_uid}"}
+                               "label": f"{dicom_name(s.patient_name) or s.patient_id} · {s.description or s.study_uid}"}
                               for s in studies]
         return jsonify(out)
     return render_template("uploads/upload.html", servers=_servers(), requests=_open_requests(), form=EmptyForm(),

@@ -9,6 +9,9 @@ rejected (not DICOM) or failed (Orthanc's reason).
 from __future__ import annotations
 
 import logging
+import queue
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import IO, Iterable
 
@@ -53,8 +56,10 @@ def limits() -> archive.Limits:
 def _post(client: OrthancClient, member: archive.Member, report: Report) -> None:
     try:
         answer = client.upload(member.file)
-    except Unreachable:
-        raise
+    except Unreachable as exc:
+        report.outcomes.append(Outcome(member.name, "failed", str(exc)))
+        report.aborted = f"Orthanc stopped answering: {exc}"
+        return
     except OrthancError as exc:
         text = str(exc)
         if "400" in text:
@@ -77,28 +82,80 @@ def _post(client: OrthancClient, member: archive.Member, report: Report) -> None
 
 
 def process(server: OrthancServer, files: Iterable[tuple[str, IO[bytes]]]) -> Report:
-    """Send every DICOM file found in ``files`` to ``server``."""
+    """Send every DICOM file found in ``files`` to ``server``.
+
+    Orthanc stores several instances at once faster than one after another,
+    so a few connections send in parallel; at most that many files (each a
+    temporary file, never in memory) are in flight, and the outcome table
+    keeps the order of the upload.
+    """
     report = Report()
     bounds = limits()
     budget = archive.Budget(bounds)
-    with client_for(server, timeout=(3.05, 300)) as client:
-        for name, stream in files:
-            name = archive.display(name)
-            try:
-                for item in archive.walk(stream, name, bounds, budget):
-                    if isinstance(item, archive.Rejected):
-                        report.outcomes.append(Outcome(item.name, "rejected", item.reason))
-                    else:
-                        _post(client, item, report)
-            except archive.LimitExceeded as exc:
-                report.outcomes.append(Outcome(name, "failed", f"stopped: {exc}"))
-                report.aborted = f"The upload was stopped: {exc}."
-                break
-            except Unreachable as exc:
-                report.outcomes.append(Outcome(name, "failed", str(exc)))
-                report.aborted = f"Orthanc stopped answering: {exc}"
-                break
+    workers = max(1, int(current_app.config["UPLOAD_CONNECTIONS"]))
+    # Clients are made here, in the app context; each sending thread takes one.
+    clients = [client_for(server, timeout=(3.05, 300)) for _ in range(workers)]
+    free: queue.SimpleQueue = queue.SimpleQueue()
+    for c in clients:
+        free.put(c)
+    local = threading.local()
+
+    def client() -> OrthancClient:
+        if not hasattr(local, "client"):
+            local.client = free.get()
+        return local.client
+
+    def send(member: archive.Member) -> Report:
+        one = Report()
+        try:
+            _post(client(), member, one)
+        finally:
+            member.close()
+        return one
+
+    pending: list = []  # Outcome or Future, in upload order
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="upload") as pool:
+            for name, stream in files:
+                name = archive.display(name)
+                try:
+                    for item in archive.walk(stream, name, bounds, budget):
+                        if isinstance(item, archive.Rejected):
+                            pending.append(Outcome(item.name, "rejected", item.reason))
+                            continue
+                        _wait_for_room(pending, workers)
+                        pending.append(pool.submit(send, item))
+                except archive.LimitExceeded as exc:
+                    pending.append(Outcome(name, "failed", f"stopped: {exc}"))
+                    report.aborted = f"The upload was stopped: {exc}."
+                    break
+            for entry in pending:
+                if isinstance(entry, Outcome):
+                    report.outcomes.append(entry)
+                    continue
+                try:
+                    one = entry.result()
+                except Unreachable as exc:
+                    report.outcomes.append(Outcome("(file)", "failed", str(exc)))
+                    report.aborted = report.aborted or f"Orthanc stopped answering: {exc}"
+                    continue
+                report.outcomes.extend(one.outcomes)
+                if one.aborted and not report.aborted:
+                    report.aborted = one.aborted
+                for study in one.studies:
+                    if study not in report.studies:
+                        report.studies.append(study)
+    finally:
+        for c in clients:
+            c.close()
     return report
+
+
+def _wait_for_room(pending: list, workers: int) -> None:
+    """Keep at most ``workers`` files queued beyond those being sent."""
+    running = [p for p in pending if isinstance(p, Future) and not p.done()]
+    if len(running) >= 2 * workers:
+        wait(running, return_when=FIRST_COMPLETED)
 
 
 def sync_and_link(server: OrthancServer, report: Report, request_id: int | None, user) -> list:
