@@ -27,7 +27,11 @@ def init_app(app: Flask) -> None:
         from .imaging.images import human_size
 
         limit = request.max_content_length or app.config.get("MAX_CONTENT_LENGTH") or 0
-        message = f"The upload is too large; the limit is {human_size(limit)}."
+        if request.content_length is not None and request.content_length <= limit:
+            parts = request.max_form_parts or 0
+            message = f"Too many files in one upload; the limit is {max(parts - 100, 0)} files. Upload in parts."
+        else:
+            message = f"The upload is too large; the limit is {human_size(limit)}."
         if _wants_json():
             return jsonify(error="too_large", message=message), 413
         return render_template("error.html", code=413, title="Too large", message=message), 413

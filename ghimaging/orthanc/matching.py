@@ -19,7 +19,7 @@ from flask import current_app
 from sqlalchemy import and_, exists, func, or_, select
 
 from ..extensions import db
-from ..models import (ImagingRequest, LinkEvent, OrthancPatient, OrthancStudy, Patient, RequestState,
+from ..models import (ImagingRequest, LinkEvent, OrthancStudy, Patient, RequestState,
                       StudyLink, User)
 
 log = logging.getLogger(__name__)

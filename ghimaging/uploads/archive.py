@@ -9,12 +9,11 @@ whatever the size of the upload.
 from __future__ import annotations
 
 import gzip
-import shutil
 import tarfile
 import tempfile
 import zipfile
 from dataclasses import dataclass
-from typing import IO, Callable, Iterator
+from typing import IO, Iterator
 
 DICM_OFFSET = 128
 CHUNK = 1024 * 1024

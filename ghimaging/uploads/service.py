@@ -114,17 +114,23 @@ def process(server: OrthancServer, files: Iterable[tuple[str, IO[bytes]]]) -> Re
         return one
 
     pending: list = []  # Outcome or Future, in upload order
+    in_flight: set[Future] = set()  # at most 2 x workers files waiting or being sent
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="upload") as pool:
             for name, stream in files:
                 name = archive.display(name)
                 try:
+                    budget.take(0)  # every file picked counts against UPLOAD_MAX_FILES
                     for item in archive.walk(stream, name, bounds, budget):
                         if isinstance(item, archive.Rejected):
                             pending.append(Outcome(item.name, "rejected", item.reason))
                             continue
-                        _wait_for_room(pending, workers)
-                        pending.append(pool.submit(send, item))
+                        if len(in_flight) >= 2 * workers:
+                            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                            in_flight.difference_update(done)
+                        future = pool.submit(send, item)
+                        in_flight.add(future)
+                        pending.append(future)
                 except archive.LimitExceeded as exc:
                     pending.append(Outcome(name, "failed", f"stopped: {exc}"))
                     report.aborted = f"The upload was stopped: {exc}."
@@ -149,13 +155,6 @@ def process(server: OrthancServer, files: Iterable[tuple[str, IO[bytes]]]) -> Re
         for c in clients:
             c.close()
     return report
-
-
-def _wait_for_room(pending: list, workers: int) -> None:
-    """Keep at most ``workers`` files queued beyond those being sent."""
-    running = [p for p in pending if isinstance(p, Future) and not p.done()]
-    if len(running) >= 2 * workers:
-        wait(running, return_when=FIRST_COMPLETED)
 
 
 def sync_and_link(server: OrthancServer, report: Report, request_id: int | None, user) -> list:

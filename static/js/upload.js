@@ -46,6 +46,7 @@
       for (var i = 0; i < items.length; i++) {
         var entry = items[i].webkitGetAsEntry();
         if (entry) jobs.push(readEntry(entry, "", out));
+        else { var f = items[i].getAsFile && items[i].getAsFile(); if (f) out.push({ file: f, name: f.name }); }
       }
       Promise.all(jobs).then(function () { files = files.concat(out); show(); });
     } else add(e.dataTransfer.files);
