@@ -21,7 +21,7 @@ from ghimaging.extensions import db
 from ghimaging.models import OrthancStudy
 from tests.support import dicomgen
 
-playwright_api = pytest.importorskip("playwright.sync_api")
+import playwright.sync_api as playwright_api  # noqa: E402 - installed by the test command
 expect = playwright_api.expect
 
 pytestmark = pytest.mark.browser
@@ -46,7 +46,7 @@ WATCH_PROGRESS = """() => {
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed")
+        pytest.fail("Debian's chromium is missing: the test command (bash deploy/test.sh) installs it")
     with playwright_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b

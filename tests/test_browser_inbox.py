@@ -1,0 +1,60 @@
+"""A study from a modality that kept neither the StudyInstanceUID nor the
+AccessionNumber lands in the Unmatched inbox; a technologist links it by hand
+in Debian's headless Chromium, and the request shows its images."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import PASSWORD
+from sqlalchemy import select
+
+from ghimaging.extensions import db
+from ghimaging.models import LinkEvent, StudyLink
+from ghimaging.orthanc import sync
+from tests.support import dicomgen
+from tests.test_browser_orthanc import browser, live, shoot, shots  # noqa: F401 - fixtures
+
+from playwright.sync_api import expect
+
+pytestmark = pytest.mark.browser
+
+
+def test_an_unmatched_study_is_suggested_and_linked_by_hand(browser, live, shots, make_user, create_patient,  # noqa: F811
+                                                            create_request, catalog, orthanc, orthanc_row):
+    tech = make_user("theo", "technologist", full_name="Theo Technologist")
+    patient = create_patient(puid="WALK-1", family_name="Walker", given_name="Ann")
+    req = create_request(patient, catalog["chest"], submit=True)
+    # The modality kept the patient but rewrote both numbers.
+    orthanc.upload(dicomgen.to_bytes(dicomgen.make_instance("WALK-1", "WALKER^ANN", accession="XYZ-999",
+                                                            modality="CR", rows=32, cols=32)))
+    sync.run(orthanc_row.id)
+    assert db.session.scalar(select(StudyLink)) is None
+
+    context = browser.new_context(viewport={"width": 1024, "height": 900})
+    page = context.new_page()
+    try:
+        page.goto(live + "/login")
+        page.fill("#username", "theo")
+        page.fill("#password", PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("link", name="Inbox").click()
+        expect(page.locator("h1")).to_have_text("Unmatched studies")
+        suggestion = page.locator("form.suggestion").filter(has_text=req.accession_number)
+        expect(suggestion).to_contain_text("same PatientID")
+        shoot(page, shots, "inbox")
+        suggestion.get_by_role("button", name="Link").click()
+        expect(page.locator(".flash-success")).to_contain_text(f"linked to request {req.accession_number}")
+        expect(page.locator("td.empty")).to_contain_text("Every study is linked")
+
+        page.goto(f"{live}/requests/{req.id}")
+        expect(page.locator("h2").filter(has_text="Images")).to_contain_text("images available")
+        expect(page.locator(".link-row")).to_contain_text("linked by hand")
+        shoot(page, shots, "request-with-images")
+    finally:
+        context.close()
+
+    db.session.expire_all()
+    link = db.session.scalar(select(StudyLink))
+    assert link.request_id == req.id and link.method == "manual" and link.created_by_id == tech.id
+    event = db.session.scalar(select(LinkEvent).where(LinkEvent.action == "link"))
+    assert event.user_id == tech.id and event.method == "manual" and event.at is not None
