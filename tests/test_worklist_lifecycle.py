@@ -437,3 +437,21 @@ def test_init_keeps_a_shipped_template_an_admin_edited(app, runner):
     db.session.expire_all()
     xray = next(t for t in templates.all_templates() if t.name == "xray")
     assert xray.origin == "custom" and xray.body.count("\n") == 2
+
+
+def test_editing_the_patient_or_the_test_rewrites_waiting_items(app, folder, create_request, create_patient, catalog):
+    """The modality must never show a name or station that was corrected."""
+    from ghimaging.catalog.service import save_test
+    from ghimaging.patients.service import update_patient
+
+    patient = create_patient(family_name="Smtih", given_name="Ann")
+    req = create_request(patient, catalog["chest"], submit=True)
+    draft = create_request(patient, catalog["abd"])
+    assert str(read(wl(folder, req)).PatientName) == "Smtih^Ann"
+    update_patient(patient, {"puid": patient.puid, "family_name": "Smith", "given_name": "Ann",
+                             "birth_date": patient.birth_date, "sex": patient.sex})
+    assert str(read(wl(folder, req)).PatientName) == "Smith^Ann"
+    test = catalog["chest"]
+    save_test(test, code=test.code, name=test.name, modality=test.modality, ae_title="XRAY2")
+    assert read(wl(folder, req)).ScheduledProcedureStepSequence[0].ScheduledStationAETitle == "XRAY2"
+    assert not wl(folder, draft).exists()

@@ -104,6 +104,10 @@ def save_test(test: ImagingTest | None, *, code: str, name: str, modality: Modal
     test.worklist_template = worklist_template.strip()
     test.active = active
     db.session.commit()
+    from ..imaging.workflow import announce_waiting
+    from ..models import ImagingRequest
+
+    announce_waiting(ImagingRequest.test_id == test.id)  # station, modality or template may have changed
     return test
 
 

@@ -178,6 +178,18 @@ def update_request(req: ImagingRequest, *, user: User | None, physician: User | 
     return req
 
 
+def announce_waiting(condition) -> int:
+    """Tell receivers (the worklist files) that requested requests matching
+    ``condition`` changed, after their patient or test was edited."""
+    from sqlalchemy import select
+
+    reqs = list(db.session.scalars(select(ImagingRequest).where(
+        ImagingRequest.state == S.REQUESTED.value, condition)))
+    for req in reqs:
+        request_changed.send(req, request=req, action="edit")
+    return len(reqs)
+
+
 def submit(req: ImagingRequest, user: User | None) -> ImagingRequest:
     _transition(req, "submit", user)
     db.session.commit()

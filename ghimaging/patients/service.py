@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Select, and_, or_, select
 
 from ..extensions import db
-from ..models import Patient, Sex
+from ..models import ImagingRequest, Patient, Sex
 from ..models.patients import fold
 from ..querytools import contains
 
@@ -87,6 +87,9 @@ def update_patient(patient: Patient, data: dict[str, Any]) -> Patient:
         setattr(patient, k, v)
     patient.refresh_search_key()
     db.session.commit()
+    from ..imaging.workflow import announce_waiting
+
+    announce_waiting(ImagingRequest.patient_id == patient.id)  # the modality must see the new name
     return patient
 
 
