@@ -299,7 +299,7 @@ def incremental(server: OrthancServer, client: OrthancClient, *, page_size: int 
         page = client.changes(since, page_size)
         last = int(page["Last"])
         changes = page["Changes"] or []
-        if last < since or (not changes and since > 0 and last < since):
+        if last < since:  # Orthanc's log restarted: its database was replaced
             summary.reset_detected = True
             break
         study_ids: list[str] = []
