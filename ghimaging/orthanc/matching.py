@@ -79,6 +79,46 @@ def match_study(study: OrthancStudy) -> list[StudyLink]:
     return made
 
 
+def match_generation(server_id: int, generation: int) -> int:
+    """The automatic rules for every unlinked study of one full sync, as
+    joins: StudyInstanceUID first, then AccessionNumber for the studies the
+    first rule left alone. Returns how many links were made."""
+    unlinked = ~exists().where(StudyLink.study_id == OrthancStudy.id)
+    base = (OrthancStudy.server_id == server_id, OrthancStudy.seen_generation == generation, unlinked,
+            ImagingRequest.state.in_(LINKABLE))
+    by_uid = db.session.execute(
+        select(OrthancStudy.id, ImagingRequest.id)
+        .join(ImagingRequest, ImagingRequest.study_instance_uid == OrthancStudy.study_uid)
+        .where(*base, OrthancStudy.study_uid != "")).all()
+    uid_studies = {s for s, _ in by_uid}
+    by_acc = [(s, r) for s, r in db.session.execute(
+        select(OrthancStudy.id, ImagingRequest.id)
+        .join(ImagingRequest, ImagingRequest.accession_number == OrthancStudy.accession_number)
+        .where(*base, OrthancStudy.accession_number != "")).all() if s not in uid_studies]
+    made = []
+    for pairs, method in ((by_uid, "study_uid"), (by_acc, "accession")):
+        for study_id, request_id in pairs:
+            study = db.session.get(OrthancStudy, study_id)
+            req = db.session.get(ImagingRequest, request_id)
+            if study is None or req is None or _is_linked(study, req) \
+                    or _manually_unlinked(study.study_uid, req.id):
+                continue
+            made.append(_link(study, req, method, None))
+    if made:
+        db.session.commit()
+        for link in made:
+            _after_link(link.request)
+    if current_app.config.get("MATCH_MERGE_ID") and current_app.config.get("ORG_ROOT"):
+        root = current_app.config["ORG_ROOT"] + ".9."
+        for study in db.session.scalars(select(OrthancStudy).where(
+                OrthancStudy.server_id == server_id, OrthancStudy.seen_generation == generation,
+                ~exists().where(StudyLink.study_id == OrthancStudy.id),
+                or_(OrthancStudy.description.startswith(root, autoescape=True),
+                    OrthancStudy.accession_number.startswith(root, autoescape=True)))):
+            made.extend(match_study(study))
+    return len(made)
+
+
 def _is_linked(study: OrthancStudy, req: ImagingRequest) -> bool:
     return db.session.scalar(select(exists().where(StudyLink.study_id == study.id,
                                                    StudyLink.request_id == req.id))) or False

@@ -260,14 +260,6 @@ def _drop_orphan_patients(server: OrthancServer) -> None:
                        .execution_options(synchronize_session=False))
 
 
-def _forget(objects: Iterable[Any]) -> None:
-    """Drop mirror rows of a committed page from the session, so a large
-    archive does not pile up in memory (the caller's own objects stay)."""
-    for obj in objects:
-        if obj in db.session:
-            db.session.expunge(obj)
-
-
 def _chunks(items: list, size: int) -> Iterable[list]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
@@ -362,12 +354,12 @@ def full(server: OrthancServer, client: OrthancClient, *, page_size: int = 500,
     last = client.last_change()
     generation = server.sync_generation + 1
     server.sync_generation = generation  # committed with the first page
-    for items in client.iter_pages("studies", page_size):
+    for items in _prefetched(client.iter_pages("studies", page_size)):
         summary.studies_updated += _write_study_page(server_id, items, generation)
         db.session.commit()
         if renew:
             renew()
-    for items in client.iter_pages("series", page_size):
+    for items in _prefetched(client.iter_pages("series", page_size)):
         _write_series_page(server_id, items, generation)
         db.session.commit()
         if renew:
@@ -389,6 +381,46 @@ def full(server: OrthancServer, client: OrthancClient, *, page_size: int = 500,
     summary.last_change = last
     summary.requests = client.request_count - start
     return summary
+
+
+def _prefetched(pages: Iterable[Any]) -> Iterable[Any]:
+    """Read the next page from Orthanc while this one is written: the HTTP
+    wait and the database work overlap instead of adding up. One page ahead
+    at most, so memory stays one page."""
+    import queue
+
+    box: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for page in pages:
+                while not stop.is_set():
+                    try:
+                        box.put(page, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            box.put(done)
+        except BaseException as exc:  # handed to the consumer, raised there
+            box.put(exc)
+
+    thread = threading.Thread(target=produce, name="orthanc-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = box.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def _upsert(model, rows: list[dict[str, Any]], keys: list[str], update: list[str]) -> None:
@@ -502,23 +534,13 @@ def _summarise_studies(server_id: int, generation: int, chunk: int = 1000) -> No
         last_id = ids[-1]
 
 
-def _announce(server_id: int, generation: int, chunk: int = 500) -> None:
-    """Tell receivers (request matching) about every study of a full sync,
-    a chunk at a time, after the rows and their series are complete."""
-    if not study_synced.receivers:
-        return
-    last_id = 0
-    while True:
-        rows = list(db.session.scalars(select(OrthancStudy).where(
-            OrthancStudy.server_id == server_id, OrthancStudy.seen_generation == generation,
-            OrthancStudy.id > last_id).order_by(OrthancStudy.id).limit(chunk)))
-        if not rows:
-            return
-        for study in rows:
-            study_synced.send(study, study=study, created=False)
-        db.session.commit()
-        last_id = rows[-1].id
-        _forget(rows)
+def _announce(server_id: int, generation: int) -> None:
+    """Match the studies of a full sync to their requests in a few set-based
+    queries (one per rule), not one lookup per study: a full sync of a large
+    archive must not cost a query per study for the few that match."""
+    from .matching import match_generation
+
+    match_generation(server_id, generation)
 
 
 def reconcile(server: OrthancServer, client: OrthancClient, *, page_size: int = 1000,
