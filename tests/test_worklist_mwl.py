@@ -27,8 +27,20 @@ from tests.support.orthanc import WORKLISTS_PLUGIN, OrthancServer
 # pynetdicom installs its own `findscu` console script, which comes first on
 # PATH here; the modality tool we want is dcmtk's.
 FINDSCU = "/usr/bin/findscu"
-needs_findscu = pytest.mark.skipif(not os.access(FINDSCU, os.X_OK), reason="dcmtk's findscu is not installed")
-pytestmark = pytest.mark.skipif(not WORKLISTS_PLUGIN.exists(), reason="Orthanc's worklists plugin is not installed")
+@pytest.fixture(autouse=True)
+def _requires_worklists_plugin():
+    """Missing parts fail, never skip: the test command installs them."""
+    if not WORKLISTS_PLUGIN.exists():
+        pytest.fail("Orthanc's worklists plugin is missing: `bash deploy/test.sh` installs Debian's orthanc")
+
+
+@pytest.fixture
+def _requires_findscu():
+    if not os.access(FINDSCU, os.X_OK):
+        pytest.fail("dcmtk's findscu is missing: `bash deploy/test.sh` installs Debian's dcmtk")
+
+
+needs_findscu = pytest.mark.usefixtures("_requires_findscu")
 
 
 @pytest.fixture
