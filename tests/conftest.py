@@ -276,3 +276,47 @@ def upload(orthanc):
         return [orthanc.upload(dicomgen.to_bytes(ds)) for ds in datasets]
 
     return do
+
+
+# -- browser ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium; never a browser downloaded by Playwright."""
+    import playwright.sync_api as playwright_api
+
+    from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is missing: the test command (bash deploy/test.sh) installs it")
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def live(app):
+    """The test's app served by werkzeug in a thread on a free port; each
+    request pushes its own app context there."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    srv = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=srv.serve_forever, name="ghimaging-test-server", daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_port}"
+    srv.shutdown()
+    thread.join()
+    srv.server_close()
+
+
+@pytest.fixture
+def shots(database_url) -> Path:
+    """Where screenshots go (a subfolder on the PostgreSQL run)."""
+    folder = ARTIFACTS / "screenshots"
+    if database_url.startswith("postgresql"):
+        folder = folder / "postgresql"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

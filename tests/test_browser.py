@@ -5,24 +5,21 @@ the suite's database. Screenshots land in test-artifacts/screenshots/."""
 from __future__ import annotations
 
 import re
-import threading
 from datetime import date
 from pathlib import Path
 
 import pytest
 from flask import url_for
-from werkzeug.serving import make_server
 
-from conftest import ARTIFACTS, PASSWORD, png_bytes
+from conftest import PASSWORD, png_bytes
 
-import playwright.sync_api as playwright_api  # noqa: E402 - installed by the test command
+import playwright.sync_api as playwright_api
+
+from tests.support.browser import shoot as browser_shot
 expect = playwright_api.expect
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
 DESKTOP = {"width": 1280, "height": 900}
 TABLET = {"width": 768, "height": 1024}
 
@@ -32,41 +29,13 @@ PUID = "GHB-0001"
 CAPTION = "Consolidation in the right lower lobe (posteroanterior view)"
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is missing: the test command (bash deploy/test.sh) installs it")
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def server(app):
-    """The test's app, served by werkzeug in a thread on a free port."""
-    srv = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=srv.serve_forever, name="ghimaging-test-server", daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_port}"
-    srv.shutdown()
-    thread.join()
-    srv.server_close()
-
-
-@pytest.fixture
-def shots(database_url) -> Path:
-    folder = ARTIFACTS / "screenshots"
-    if database_url.startswith("postgresql"):
-        folder = folder / "postgresql"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 def shoot(page, folder: Path, name: str) -> None:
-    path = folder / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    browser_shot(page, folder, f"{name}")
+
+
+@pytest.fixture
+def server(live):
+    return live
 
 
 def sign_in(page, base: str, username: str, folder: Path | None = None) -> None:

@@ -12,14 +12,14 @@ from ghimaging.extensions import db
 from ghimaging.models import LinkEvent, StudyLink
 from ghimaging.orthanc import sync
 from tests.support import dicomgen
-from tests.test_browser_orthanc import browser, live, shoot, shots  # noqa: F401 - fixtures
+from tests.test_browser_orthanc import shoot
 
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
 
-def test_an_unmatched_study_is_suggested_and_linked_by_hand(browser, live, shots, make_user, create_patient,  # noqa: F811
+def test_an_unmatched_study_is_suggested_and_linked_by_hand(browser, live, shots, make_user, create_patient,
                                                             create_request, catalog, orthanc, orthanc_row):
     tech = make_user("theo", "technologist", full_name="Theo Technologist")
     patient = create_patient(puid="WALK-1", family_name="Walker", given_name="Ann")

@@ -4,61 +4,24 @@ Screenshots land in test-artifacts/screenshots/orthanc-*.png."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
-from conftest import ARTIFACTS, PASSWORD
-from werkzeug.serving import make_server
+from conftest import PASSWORD
 
 from tests.support import dicomgen
 
-import playwright.sync_api as playwright_api  # noqa: E402 - installed by the test command
+import playwright.sync_api as playwright_api
+
+from tests.support.browser import shoot as browser_shot
 expect = playwright_api.expect
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is missing: the test command (bash deploy/test.sh) installs it")
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def live(app):
-    """The test's app served by werkzeug in a thread; each request pushes its
-    own app context there (the fixture's context belongs to this thread)."""
-    srv = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=srv.serve_forever, name="ghimaging-orthanc-ui", daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_port}"
-    srv.shutdown()
-    thread.join()
-    srv.server_close()
-
-
-@pytest.fixture
-def shots(database_url) -> Path:
-    folder = ARTIFACTS / "screenshots"
-    if database_url.startswith("postgresql"):
-        folder = folder / "postgresql"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def shoot(page, folder: Path, name: str) -> None:
-    path = folder / f"orthanc-{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    browser_shot(page, folder, f"orthanc-{name}")
 
 
 def test_admin_adds_orthanc_syncs_and_sees_studies_with_thumbnails(browser, live, shots, make_user, orthanc):

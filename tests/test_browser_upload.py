@@ -8,27 +8,24 @@ from __future__ import annotations
 
 import gzip
 import io
-import threading
 import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import ARTIFACTS, PASSWORD
+from conftest import PASSWORD
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from ghimaging.extensions import db
 from ghimaging.models import OrthancStudy
 from tests.support import dicomgen
 
-import playwright.sync_api as playwright_api  # noqa: E402 - installed by the test command
+import playwright.sync_api as playwright_api
+
+from tests.support.browser import shoot as browser_shot
 expect = playwright_api.expect
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
 LABELS = {"stored": "stored", "already": "already stored", "rejected": "rejected", "failed": "failed"}
 
 # Records, every 10 ms, whether the progress box shows, the bar's value and
@@ -43,40 +40,8 @@ WATCH_PROGRESS = """() => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is missing: the test command (bash deploy/test.sh) installs it")
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def live(app):
-    srv = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=srv.serve_forever, name="ghimaging-upload-ui", daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_port}"
-    srv.shutdown()
-    thread.join()
-    srv.server_close()
-
-
-@pytest.fixture
-def shots(database_url) -> Path:
-    folder = ARTIFACTS / "screenshots"
-    if database_url.startswith("postgresql"):
-        folder = folder / "postgresql"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 def shoot(page, folder: Path, name: str) -> None:
-    path = folder / f"upload-{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    browser_shot(page, folder, f"upload-{name}")
 
 
 @pytest.fixture
