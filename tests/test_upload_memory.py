@@ -10,10 +10,8 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 import zipfile
@@ -23,6 +21,7 @@ import pytest
 import requests
 
 from tests.support import dicomgen
+from tests.support.loadtools import MultipartFile, Sampler, free_port
 from tests.support.orthanc import OrthancServer
 
 pytestmark = pytest.mark.slow
@@ -67,129 +66,6 @@ def write_folder(folder: Path, n: int = N_FILES, side: int = SIDE) -> list[Path]
         path.write_bytes(data)
         out.append(path)
     return out
-
-
-class MultipartFile:
-    """A multipart/form-data body read from disk piece by piece, with its
-    length known up front (so requests sends Content-Length, as a browser does)."""
-
-    def __init__(self, fields: dict[str, str], files: list[tuple[str, Path]]):
-        self.boundary = "----ghimaging" + uuid.uuid4().hex
-        b = self.boundary.encode()
-        self.parts: list[bytes | Path] = []
-        for key, value in fields.items():
-            self.parts.append(b"--" + b + f'\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n'.encode()
-                              + value.encode() + b"\r\n")
-        for shown, path in files:
-            self.parts.append(b"--" + b + f'\r\nContent-Disposition: form-data; name="files"; filename="{shown}"\r\n'
-                              "Content-Type: application/octet-stream\r\n\r\n".encode())
-            self.parts.append(path)
-            self.parts.append(b"\r\n")
-        self.parts.append(b"--" + b + b"--\r\n")
-        self.length = sum(p.stat().st_size if isinstance(p, Path) else len(p) for p in self.parts)
-        self._i, self._buf, self._file = 0, b"", None
-
-    @property
-    def content_type(self) -> str:
-        return f"multipart/form-data; boundary={self.boundary}"
-
-    def __len__(self) -> int:
-        return self.length
-
-    def read(self, size: int = -1) -> bytes:
-        size = 1024 * 1024 if size is None or size < 0 else size
-        out = bytearray()
-        while len(out) < size:
-            if self._buf:
-                take, self._buf = self._buf[:size - len(out)], self._buf[size - len(out):]
-                out += take
-                continue
-            if self._file is not None:
-                chunk = self._file.read(size - len(out))
-                if chunk:
-                    out += chunk
-                    continue
-                self._file.close()
-                self._file = None
-                continue
-            if self._i >= len(self.parts):
-                break
-            part = self.parts[self._i]
-            self._i += 1
-            if isinstance(part, Path):
-                self._file = open(part, "rb")
-            else:
-                self._buf = part
-        return bytes(out)
-
-
-# -- the app as a real server -----------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants now."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        try:
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as f:
-                    todo.extend(int(c) for c in f.read().split())
-        except OSError:
-            continue
-    return out
-
-
-def rss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-class Sampler:
-    """The summed RSS of the app's process tree every 50 ms, in a thread."""
-
-    def __init__(self, pid: int, every: float = 0.05):
-        self.pid, self.every = pid, every
-        self.samples: list[tuple[int, dict[int, int]]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            per = {p: rss_kb(p) for p in tree(self.pid)}
-            self.samples.append((sum(per.values()), per))
-            self._stop.wait(self.every)
-
-    def __enter__(self) -> "Sampler":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def peak_kb(self) -> int:
-        return max(s for s, _ in self.samples)
-
-    def peak_process_kb(self) -> dict[int, int]:
-        out: dict[int, int] = {}
-        for _, per in self.samples:
-            for p, v in per.items():
-                out[p] = max(out.get(p, 0), v)
-        return out
 
 
 @pytest.fixture(scope="module")
