@@ -3,16 +3,11 @@ from __future__ import annotations
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import (BooleanField, DateField, FieldList, Form, FormField, SelectField,
-                     SelectMultipleField, StringField, TextAreaField, TimeField)
+                     StringField, TextAreaField, TimeField)
 from wtforms.validators import DataRequired, Length, Optional
-from wtforms.widgets import CheckboxInput, ListWidget
 
+from ..auth.forms import MultiCheckboxField
 from ..models import ReportStyle
-
-
-class MultiCheckboxField(SelectMultipleField):
-    widget = ListWidget(prefix_label=False)
-    option_widget = CheckboxInput()
 
 
 class OrderForm(FlaskForm):
