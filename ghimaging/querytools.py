@@ -32,3 +32,15 @@ def bounded_int(raw: Any) -> int | None:
     except (TypeError, ValueError):
         return None
     return value if 0 < value <= 2**31 - 1 else None
+
+
+def insert_for_upsert(target: Any):
+    """``INSERT`` with ``on_conflict_do_update`` for the session's database:
+    SQLite and PostgreSQL spell the statement the same, from different modules."""
+    from .extensions import db
+
+    if db.session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(target)

@@ -8,6 +8,7 @@ from flask import current_app
 
 from ..extensions import db
 from ..models import Counter
+from ..querytools import insert_for_upsert
 
 ACCESSION_MAX = 16  # DICOM SH
 UID_MAX = 64  # DICOM UI
@@ -21,12 +22,7 @@ def next_value(name: str) -> int:
     once (even the very first two) never get the same number; a rollback
     gives the number back.
     """
-    dialect = db.session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(Counter).values(name=name, value=1)
+    stmt = insert_for_upsert(Counter).values(name=name, value=1)
     stmt = stmt.on_conflict_do_update(index_elements=[Counter.name], set_={"value": Counter.value + 1})
     return db.session.execute(stmt.returning(Counter.value)).scalar_one()
 

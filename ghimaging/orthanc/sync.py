@@ -428,11 +428,9 @@ def _upsert(model, rows: list[dict[str, Any]], keys: list[str], update: list[str
     PostgreSQL alike."""
     if not rows:
         return
-    if db.session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(model.__table__)  # Core, not the ORM's bulk path: a page is one executemany
+    from ..querytools import insert_for_upsert
+
+    stmt = insert_for_upsert(model.__table__)  # Core, not the ORM's bulk path: a page is one executemany
     stmt = stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in update})
     db.session.connection().execute(stmt, rows)
 
