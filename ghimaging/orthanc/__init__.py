@@ -3,6 +3,7 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     from . import matching
+    from . import inbox  # noqa: F401  (registers the Inbox views on bp)
     from .routes import bp
 
     matching.connect()
