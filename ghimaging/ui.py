@@ -74,14 +74,54 @@ def dicom_date(value: str | None) -> str:
     return value or ""
 
 
+def _pn_group(group: str, *, alphabetic: bool) -> str:
+    """One PN component group (``Family^Given^Middle^Prefix^Suffix``) as
+    staff read it. The alphabetic group puts the family name first and
+    marks it with a comma ("Hong, Gildong"), so a family name is never taken
+    for a given one; ideographic and phonetic groups keep their own order,
+    family then given, with a space between ("洪 吉洞")."""
+    parts = [" ".join(p.split()) for p in group.split("^")][:5]
+    parts += [""] * (5 - len(parts))
+    family, given, middle, prefix, suffix = parts
+    names = " ".join(p for p in (prefix, given, middle) if p)
+    if not alphabetic:
+        text = " ".join(p for p in (prefix, family, given, middle) if p)
+    elif family and names:
+        text = f"{family}, {names}"
+    else:
+        text = family or names
+    if suffix:  # "Smith, Jane, Jr." but "Smith Jr.": a lone suffix never reads as a given name
+        text = f"{text}{', ' if names and alphabetic else ' '}{suffix}" if text else suffix
+    return text
+
+
 def dicom_name(value: str | None) -> str:
-    """DICOM PN ``Family^Given^Middle^Prefix^Suffix`` as ``Family, Given Middle``."""
+    """A DICOM person name (PN) shown whole, for pages, prints and the API.
+
+    All three component groups are kept: alphabetic, ideographic and
+    phonetic (``Hong^Gildong=洪^吉洞=홍^길동`` gives
+    ``Hong, Gildong (洪 吉洞 · 홍 길동)``); dropping the last two hides the
+    name the patient and the modality actually use. The first group that
+    is not empty leads; the others follow in brackets. No ``^`` or ``=`` is
+    shown, empty components and trailing separators vanish, and a name
+    with no component at all (``^^^``) gives "" so pages can say "no name".
+    Letters are shown as stored: changing case would change the name.
+    """
     if not value:
         return ""
-    parts = value.split("=")[0].split("^")
-    family = parts[0].strip()
-    rest = " ".join(p.strip() for p in parts[1:3] if p.strip())
-    return f"{family}, {rest}" if rest else family
+    # Several names (VM > 1, rare for a patient) are each shown whole.
+    return "; ".join(n for n in (_one_name(v) for v in str(value).split("\\")) if n)
+
+
+def _one_name(value: str) -> str:
+    groups = [_pn_group(g, alphabetic=(i == 0)) for i, g in enumerate(value.split("="))]
+    shown: list[str] = []
+    for g in groups:
+        if g and g not in shown:
+            shown.append(g)
+    if not shown:
+        return ""
+    return shown[0] + (f" ({' · '.join(shown[1:])})" if len(shown) > 1 else "")
 
 
 def init_app(app: Flask) -> None:

@@ -3,6 +3,15 @@ from __future__ import annotations
 from typing import Any
 
 from ..models import ImagingRequest, ImagingTest, Result
+from ..ui import dicom_name
+
+
+def person_name_fields(key: str, raw: str | None) -> dict[str, str]:
+    """A DICOM person name as stored (``key``) and as the pages show it
+    (``key_display``, every component group, no ``^`` or ``=``): clients
+    that print a name need not parse PN, and nothing is lost for those
+    that do."""
+    return {key: raw or "", f"{key}_display": dicom_name(raw)}
 
 
 def test_json(t: ImagingTest) -> dict[str, Any]:
@@ -39,7 +48,8 @@ def request_json(r: ImagingRequest, *, detail: bool = False) -> dict[str, Any]:
         from ..orthanc.matching import studies_of
 
         out["studies"] = [{"id": l.study_id, "study_instance_uid": l.study.study_uid, "orthanc_id": l.study.orthanc_id,
-                           "server": l.study.server.label, "method": l.method} for l in studies_of(r)]
+                           "server": l.study.server.label, "method": l.method, "patient_id": l.study.patient_id,
+                           **person_name_fields("patient_name", l.study.patient_name)} for l in studies_of(r)]
         out["events"] = [{"at": e.at.isoformat() + "Z", "action": e.action, "from": e.from_state,
                           "to": e.to_state, "user": e.user.username if e.user else None, "note": e.note}
                          for e in r.events]

@@ -34,7 +34,13 @@ class NotFound(OrthancError):
 
 
 class BadAnswer(OrthancError):
-    """An answer that is not what Orthanc gives: not JSON, 5xx, wrong shape."""
+    """An answer that is not what Orthanc gives: not JSON, 5xx, wrong shape.
+    ``status`` is the HTTP status when Orthanc answered with an error (415:
+    it cannot decode the image), else None."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 def check_url(url: str) -> str:
@@ -116,7 +122,7 @@ class OrthancClient:
                     detail = resp.text[:200]
             resp.close()
             raise BadAnswer(f"Orthanc answered {resp.status_code} to {method} {path}"
-                            + (f": {detail}" if detail else "."))
+                            + (f": {detail}" if detail else "."), status=resp.status_code)
         return resp
 
     def get_json(self, path: str, **params: Any) -> Any:
@@ -212,6 +218,29 @@ class OrthancClient:
     def rendered(self, instance_id: str) -> tuple[bytes, str]:
         resp = self._request("GET", f"/instances/{instance_id}/rendered", headers={"Accept": "image/png"})
         return resp.content, resp.headers.get("Content-Type", "image/png")
+
+    def instance_metadata(self, orthanc_id: str) -> dict[str, str]:
+        """Orthanc's own metadata of an instance (``SopClassUid``,
+        ``TransferSyntax``…), read from its index without opening the file."""
+        data = self.get_json(f"/instances/{orthanc_id}/metadata", expand="")
+        if not isinstance(data, dict):
+            raise BadAnswer("Orthanc's instance metadata answer has an unexpected shape.")
+        return {str(k): str(v) for k, v in data.items()}
+
+    def instance_tag(self, orthanc_id: str, tag: str) -> str | None:
+        """The value of one top-level element (``"0028-1051"``) as text, or
+        None when the instance lacks it. The instance must exist: Orthanc
+        answers 404 for a missing element and for a missing instance alike."""
+        try:
+            resp = self._request("GET", f"/instances/{orthanc_id}/content/{tag}")
+        except NotFound:
+            return None
+        return resp.content.decode("latin-1").strip("\x00 ")
+
+    def pdf(self, orthanc_id: str) -> requests.Response:
+        """The PDF inside an encapsulated PDF instance, streamed (Orthanc
+        1.10.1 answers 404 for any other instance); the caller closes it."""
+        return self._request("GET", f"/instances/{orthanc_id}/pdf", stream=True, timeout=(self.timeout[0], 120))
 
     def archive(self, orthanc_id: str, level: str = "studies") -> requests.Response:
         """A streamed ZIP of a study; the caller iterates and closes it."""
