@@ -93,6 +93,8 @@ missing=()
 have python3 || missing+=(python3)
 have pgrep || missing+=(procps)
 have Orthanc || missing+=(orthanc)
+# JPEG 2000 and other compressed images: Orthanc answers 415 without it.
+[[ -f /usr/share/orthanc/plugins/libOrthancGdcm.so ]] || missing+=(orthanc-gdcm)
 { have findscu && have storescu && have dump2dcm; } || missing+=(dcmtk)
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
 bash deploy/pg-cluster.sh bindir >/dev/null 2>&1 || missing+=(postgresql)

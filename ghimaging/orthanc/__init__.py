@@ -2,9 +2,13 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from . import matching
-    from . import inbox  # noqa: F401  (registers the Inbox views on bp)
+    from . import matching, rendering
+    from . import images, inbox  # noqa: F401  (register their views on bp)
     from .routes import bp
 
     matching.connect()
     app.register_blueprint(bp)
+    # Templates ask what a series holds (preview or placeholder) and which
+    # studies a request's report is about (the print names their patients).
+    app.jinja_env.globals["series_kind"] = rendering.series_kind
+    app.jinja_env.globals["linked_studies"] = matching.studies_of

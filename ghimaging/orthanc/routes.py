@@ -6,7 +6,6 @@ from flask import Blueprint, Response, abort, current_app, flash, redirect, rend
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from .. import crypto
 from ..auth.decorators import admin_required, roles_required
 from ..auth.forms import EmptyForm
 from ..extensions import db
@@ -244,29 +243,3 @@ def unlink_patient(row_id: int):
     links.unlink_patient(row, current_user)
     flash("Unlinked; this Orthanc patient will not be linked automatically again.", "success")
     return redirect(url_for("orthanc.view_patient", row_id=row.id))
-
-
-# -- images -----------------------------------------------------------------------
-
-@bp.route("/servers/<int:server_id>/instances/<orthanc_id>/preview")
-@login_required
-def preview(server_id: int, orthanc_id: str):
-    """Fetch the preview from Orthanc and pass it on, so no Orthanc
-    credentials ever reach the browser. Orthanc ids never change content."""
-    if not all(c in "0123456789abcdef-" for c in orthanc_id) or len(orthanc_id) > 64:
-        abort(404)
-    server = db.get_or_404(OrthancServer, server_id)
-    try:
-        with servers.client_for(server, timeout=(3.05, 20)) as client:
-            data, ctype = client.preview(orthanc_id)
-    except NotFound:
-        abort(404)
-    except (OrthancError, crypto.CredentialError) as exc:
-        current_app.logger.warning("preview %s from %s failed: %s", orthanc_id, server.label, exc)
-        return Response(status=502)
-    ctype = ctype.split(";")[0].strip().lower()
-    if ctype not in ("image/png", "image/jpeg"):  # never pass on SVG or HTML
-        return Response(status=502)
-    resp = Response(data, mimetype=ctype)
-    resp.headers["Cache-Control"] = "private, max-age=86400, immutable"
-    return resp

@@ -15,6 +15,28 @@
     }
   });
 
+  // A preview Orthanc cannot draw (an undecodable or non-image instance) is
+  // replaced by a placeholder that says so, instead of a broken image.
+  function noPreview(img) {
+    if (!img.parentNode) return;
+    var box = document.createElement("div");
+    box.className = "noimg placeholder";
+    var title = document.createElement("strong");
+    title.textContent = "No preview";
+    var why = document.createElement("span");
+    why.textContent = "Orthanc cannot draw this image. Open it in a DICOM viewer.";
+    box.appendChild(title);
+    box.appendChild(why);
+    img.parentNode.replaceChild(box, img);
+  }
+  document.addEventListener("error", function (ev) {
+    var t = ev.target;
+    if (t && t.tagName === "IMG" && t.hasAttribute("data-preview")) noPreview(t);
+  }, true);
+  Array.prototype.forEach.call(document.querySelectorAll("img[data-preview]"), function (img) {
+    if (img.complete && img.naturalWidth === 0 && img.getAttribute("src")) noPreview(img);  // failed before this ran
+  });
+
   // Patient picker: suggestions as you type, the PUID goes into the field.
   var input = document.querySelector("input[data-lookup]");
   if (!input) return;

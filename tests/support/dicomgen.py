@@ -233,3 +233,148 @@ def generate_studies(
                         **kwargs,
                     }
                     yield make_instance(patient_id, name, study_uid, series_uid, sop_uid, **options)
+
+
+# -- instances that are hard to show --------------------------------------------------------
+
+ENCAPSULATED_PDF_STORAGE = UID("1.2.840.10008.5.1.4.1.1.104.1")
+BASIC_TEXT_SR_STORAGE = UID("1.2.840.10008.5.1.4.1.1.88.11")
+
+
+def make_unwindowed(patient_id: str, patient_name: str, study_uid: str | None = None, **kw: Any) -> Dataset:
+    """An image with no stored window whose values (0-4095) use a sixteenth
+    of its 16 stored bits. Orthanc 1.10.1's ``/rendered`` maps the whole
+    16-bit range for it and gives an (almost) black picture; a preview with
+    a computed window shows the gradient and the square."""
+    extra = {"BitsStored": 16, "HighBit": 15, "WindowCenter": None, "WindowWidth": None, **kw.pop("extra", {})}
+    return make_instance(patient_id, patient_name, study_uid, extra=extra, **kw)
+
+
+def from_testdata(name: str, patient_id: str, patient_name: str, study_uid: str | None = None, *,
+                  accession: str = "", study_date: str = "20261123", series_number: int = 1) -> Dataset:
+    """One of pydicom's bundled files (``"JPEG2000.dcm"``, ``"MR_small_jp2klossless.dcm"``…)
+    moved to the given patient and study with new series and SOP UIDs; the
+    pixel data (compressed or not) is left exactly as it is."""
+    from pydicom import dcmread
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file(name)
+    if path is None:
+        raise FileNotFoundError(f"pydicom does not bundle {name}")
+    ds = dcmread(path)
+    sop_uid = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    ds.SOPInstanceUID = sop_uid
+    ds.SeriesInstanceUID = generate_uid()
+    ds.StudyInstanceUID = study_uid or generate_uid()
+    if _needs_unicode([patient_id, patient_name, accession]):
+        ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientID = patient_id
+    ds.PatientName = patient_name
+    ds.AccessionNumber = accession
+    ds.StudyDate = study_date
+    ds.SeriesNumber = series_number
+    return ds
+
+
+def minimal_pdf(text: str = "ghimaging test document") -> bytes:
+    """A one-page PDF that shows ``text`` (ASCII), with a correct xref table,
+    so PDF readers and ``pdftotext`` accept it."""
+    safe = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+    stream = f"BT /F1 18 Tf 72 720 Td ({safe}) Tj ET".encode("ascii")
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def _non_image(sop_class: UID, patient_id: str, patient_name: str, study_uid: str | None, modality: str,
+               accession: str, study_date: str, series_number: int, series_description: str) -> Dataset:
+    sop_uid = generate_uid()
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    if _needs_unicode([patient_id, patient_name, accession, series_description]):
+        ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = sop_uid
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = study_date
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = "101500"
+    ds.AccessionNumber = accession
+    ds.Modality = modality
+    ds.ReferringPhysicianName = ""
+    ds.PatientName = patient_name
+    ds.PatientID = patient_id
+    ds.PatientBirthDate = ""
+    ds.PatientSex = ""
+    ds.StudyInstanceUID = study_uid or generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.StudyID = "1"
+    ds.SeriesNumber = series_number
+    ds.SeriesDescription = series_description
+    ds.InstanceNumber = 1
+    ds.Manufacturer = "ghimaging tests"
+    return ds
+
+
+def make_pdf_instance(patient_id: str, patient_name: str, study_uid: str | None = None, *,
+                      pdf: bytes | None = None, modality: str = "DOC", accession: str = "",
+                      study_date: str = "20261123", series_number: int = 90,
+                      series_description: str = "REQUEST FORM") -> Dataset:
+    """An Encapsulated PDF instance (PS3.3 A.45.1); ``modality`` "OT" gives
+    the kind a scanner files without saying "DOC"."""
+    ds = _non_image(ENCAPSULATED_PDF_STORAGE, patient_id, patient_name, study_uid, modality, accession,
+                    study_date, series_number, series_description)
+    data = pdf if pdf is not None else minimal_pdf()
+    ds.ConversionType = "SD"
+    ds.BurnedInAnnotation = "YES"
+    ds.DocumentTitle = series_description
+    ds.ConceptNameCodeSequence = []
+    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    ds.EncapsulatedDocument = data + (b"\0" if len(data) % 2 else b"")
+    ds.EncapsulatedDocumentLength = len(data)
+    return ds
+
+
+def make_sr_instance(patient_id: str, patient_name: str, study_uid: str | None = None, *,
+                     text: str = "No acute findings.", accession: str = "", study_date: str = "20261123",
+                     series_number: int = 91, series_description: str = "DOSE REPORT") -> Dataset:
+    """A Basic Text SR with one TEXT item (what a modality's dose or
+    measurement report looks like to a PACS: no pixel data at all)."""
+    ds = _non_image(BASIC_TEXT_SR_STORAGE, patient_id, patient_name, study_uid, "SR", accession,
+                    study_date, series_number, series_description)
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "121070", "DCM", "Findings"
+    item = Dataset()
+    item.RelationshipType = "CONTAINS"
+    item.ValueType = "TEXT"
+    item.ConceptNameCodeSequence = [code]
+    item.TextValue = text
+    title = Dataset()
+    title.CodeValue, title.CodingSchemeDesignator, title.CodeMeaning = "18748-4", "LN", "Diagnostic Imaging Report"
+    ds.ValueType = "CONTAINER"
+    ds.ContinuityOfContent = "SEPARATE"
+    ds.ConceptNameCodeSequence = [title]
+    ds.ContentSequence = [item]
+    ds.CompletionFlag = "COMPLETE"
+    ds.VerificationFlag = "UNVERIFIED"
+    ds.ReferencedPerformedProcedureStepSequence = []
+    ds.PerformedProcedureCodeSequence = []
+    return ds

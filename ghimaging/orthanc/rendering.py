@@ -1,0 +1,229 @@
+"""What the radiologist sees of an instance, and what is not an image at all.
+
+One rendering serves the page preview and the key image stored with a
+report, so the report prints the picture the radiologist chose from.
+Orthanc 1.10.1 offers two renderings and neither is right alone (checked on
+the real server):
+
+- ``/rendered`` applies the window stored in the file (WindowCenter /
+  WindowWidth, with the rescale), which is what the modality meant; without
+  a stored window it maps the whole range of BitsStored, so a 16-bit image
+  whose values use a fraction of it comes out black;
+- ``/preview`` stretches the image between its own minimum and maximum: never
+  black, but it ignores the stored window (an MR with a 600/1600 window looks
+  different).
+
+So: the stored window when the file has one, else Orthanc's computed
+(min/max) one. A compressed transfer syntax Orthanc cannot decode (JPEG 2000
+without the orthanc-gdcm plugin) answers 415; that, and instances that hold
+no picture (reports, PDFs, RT objects), become messages a person can act on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from .client import BadAnswer, OrthancClient, OrthancError
+
+log = logging.getLogger(__name__)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+class NotAnImage(OrthancError):
+    """The instance holds no picture (SR, PDF, RT plan…)."""
+
+
+class CannotDecode(OrthancError):
+    """Orthanc cannot decode the pixel data (HTTP 415)."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a series or instance holds, for choosing preview or placeholder."""
+
+    key: str  # "image", "pdf", or the family of a non-image object
+    label: str  # for people: "PDF document", "Structured report"…
+
+    @property
+    def image(self) -> bool:
+        return self.key == "image"
+
+    @property
+    def pdf(self) -> bool:
+        return self.key == "pdf"
+
+
+IMAGE = Kind("image", "Image")
+PDF = Kind("pdf", "PDF document")
+
+# SOP classes that hold no picture Orthanc can render, most specific first.
+# Anything else is treated as an image (an image Orthanc then fails to decode
+# still gets a placeholder in the page, from static/js/app.js).
+_NON_IMAGE_SOP: tuple[tuple[str, Kind], ...] = (
+    ("1.2.840.10008.5.1.4.1.1.104.1", PDF),
+    ("1.2.840.10008.5.1.4.1.1.104", Kind("document", "Document (CDA or 3D model)")),
+    ("1.2.840.10008.5.1.4.1.1.88.59", Kind("key-objects", "Key object selection")),
+    ("1.2.840.10008.5.1.4.1.1.88", Kind("report", "Structured report")),
+    ("1.2.840.10008.5.1.4.1.1.11", Kind("presentation", "Presentation state")),
+    ("1.2.840.10008.5.1.4.1.1.481.1", IMAGE),  # RT Image is a real image
+    ("1.2.840.10008.5.1.4.1.1.481.2", Kind("rt", "RT dose")),
+    ("1.2.840.10008.5.1.4.1.1.481.3", Kind("rt", "RT structure set")),
+    ("1.2.840.10008.5.1.4.1.1.481.5", Kind("rt", "RT plan")),
+    ("1.2.840.10008.5.1.4.1.1.481.8", Kind("rt", "RT ion plan")),
+    ("1.2.840.10008.5.1.4.1.1.481", Kind("rt", "RT treatment record")),
+    ("1.2.840.10008.5.1.4.34", Kind("rt", "RT object")),
+    ("1.2.840.10008.5.1.4.1.1.9", Kind("waveform", "Waveform (ECG, audio…)")),
+    ("1.2.840.10008.5.1.4.1.1.66.4", Kind("segmentation", "Segmentation")),
+    ("1.2.840.10008.5.1.4.1.1.66.2", Kind("fiducials", "Fiducials")),
+    ("1.2.840.10008.5.1.4.1.1.66", Kind("registration", "Registration or raw data")),
+    ("1.2.840.10008.5.1.4.1.1.67", Kind("measurements", "Real world value mapping")),
+    ("1.2.840.10008.5.1.4.1.1.68", Kind("surface", "Surface model")),
+    ("1.2.840.10008.5.1.4.1.1.78", Kind("measurements", "Measurements")),
+    ("1.2.840.10008.5.1.4.1.1.79", Kind("measurements", "Measurements")),
+    ("1.2.840.10008.5.1.4.1.1.80", Kind("measurements", "Measurements")),
+    ("1.2.840.10008.5.1.4.1.1.81", Kind("measurements", "Measurements")),
+    ("1.2.840.10008.5.1.4.1.1.82", Kind("measurements", "Measurements")),
+    ("1.2.840.10008.5.1.4.1.1.90", Kind("report", "Content assessment")),
+    ("1.2.840.10008.5.1.4.1.1.200", Kind("protocol", "Acquisition protocol")),
+    ("1.2.840.10008.5.1.4.38", Kind("other", "Hanging protocol")),
+    ("1.2.840.10008.5.1.4.39", Kind("other", "Color palette")),
+    ("1.2.840.10008.5.1.4.43", Kind("other", "Implant template")),
+    ("1.2.840.10008.5.1.4.44", Kind("other", "Implant template")),
+    ("1.2.840.10008.5.1.4.45", Kind("other", "Implant template")),
+)
+
+# Modalities that say enough by themselves. "DOC" (a PDF or a CDA), "OT"
+# (anything) and an empty modality are decided by the SOP class instead.
+_NON_IMAGE_MODALITY = {
+    "SR": Kind("report", "Structured report"),
+    "KO": Kind("key-objects", "Key object selection"),
+    "PR": Kind("presentation", "Presentation state"),
+    "RTDOSE": Kind("rt", "RT dose"),
+    "RTSTRUCT": Kind("rt", "RT structure set"),
+    "RTPLAN": Kind("rt", "RT plan"),
+    "RTRECORD": Kind("rt", "RT treatment record"),
+    "PLAN": Kind("protocol", "Plan"),
+    "REG": Kind("registration", "Registration"),
+    "FID": Kind("fiducials", "Fiducials"),
+    "SEG": Kind("segmentation", "Segmentation"),
+    "RWV": Kind("measurements", "Real world value mapping"),
+    "AU": Kind("waveform", "Audio"),
+    "ECG": Kind("waveform", "ECG waveform"),
+    "HD": Kind("waveform", "Hemodynamic waveform"),
+    "EPS": Kind("waveform", "Electrophysiology waveform"),
+    "RESP": Kind("waveform", "Respiratory waveform"),
+    "M3D": Kind("surface", "3D model"),
+}
+_UNDECIDED_MODALITY = {"", "DOC", "OT"}
+
+# Transfer syntaxes worth naming when Orthanc cannot decode them.
+_SYNTAX_NAMES = {
+    "1.2.840.10008.1.2.4.90": "JPEG 2000 lossless", "1.2.840.10008.1.2.4.91": "JPEG 2000",
+    "1.2.840.10008.1.2.4.92": "JPEG 2000 multi-component", "1.2.840.10008.1.2.4.93": "JPEG 2000 multi-component",
+    "1.2.840.10008.1.2.4.201": "HTJ2K", "1.2.840.10008.1.2.4.202": "HTJ2K", "1.2.840.10008.1.2.4.203": "HTJ2K",
+    "1.2.840.10008.1.2.4.80": "JPEG-LS lossless", "1.2.840.10008.1.2.4.81": "JPEG-LS",
+    "1.2.840.10008.1.2.4.50": "JPEG baseline", "1.2.840.10008.1.2.4.51": "JPEG extended",
+    "1.2.840.10008.1.2.4.57": "JPEG lossless", "1.2.840.10008.1.2.4.70": "JPEG lossless",
+    "1.2.840.10008.1.2.5": "RLE", "1.2.840.10008.1.2.1.99": "deflated",
+}
+
+
+def kind_of_sop_class(sop_class: str) -> Kind:
+    uid = (sop_class or "").strip()
+    for prefix, kind in _NON_IMAGE_SOP:
+        if uid == prefix or uid.startswith(prefix + "."):
+            return kind
+    return IMAGE
+
+
+def kind_of_modality(modality: str) -> Kind | None:
+    """The kind a series' Modality tells, or None when only the SOP class can."""
+    code = (modality or "").strip().upper()
+    if code in _UNDECIDED_MODALITY:
+        return None
+    return _NON_IMAGE_MODALITY.get(code, IMAGE)
+
+
+# (server id, instance id) -> SOP class UID. Orthanc ids are hashes of the
+# UIDs, so an id never changes class; bounded so it cannot grow for ever.
+_SOP_CACHE: dict[tuple[int, str], str] = {}
+_SOP_CACHE_MAX = 10_000
+
+
+def sop_class_of(server, instance_id: str) -> str:
+    """The SOP class UID of one instance, from Orthanc's index (cached); ""
+    when Orthanc cannot tell now (the page then tries a preview)."""
+    key = (server.id, instance_id)
+    if key in _SOP_CACHE:
+        return _SOP_CACHE[key]
+    from .servers import client_for
+
+    try:
+        with client_for(server, timeout=(3.05, 5)) as client:
+            sop = client.instance_metadata(instance_id).get("SopClassUid", "")
+    except Exception as exc:  # noqa: BLE001 - a page must render with Orthanc away or credentials broken
+        log.warning("SOP class of %s on %s: %s", instance_id, server.label, exc)
+        return ""
+    if len(_SOP_CACHE) >= _SOP_CACHE_MAX:
+        _SOP_CACHE.clear()
+    _SOP_CACHE[key] = sop
+    return sop
+
+
+def series_kind(series) -> Kind:
+    """Preview or placeholder for a mirrored series (``OrthancSeries``).
+
+    The Modality decides when it can; "DOC", "OT" or none asks Orthanc for
+    the first instance's SOP class (once: cached), so an encapsulated PDF
+    filed as "OT" still gets its "Open PDF" link.
+    """
+    kind = kind_of_modality(series.modality)
+    if kind is not None:
+        return kind
+    if not series.first_instance:
+        return IMAGE
+    sop = sop_class_of(series.study.server, series.first_instance)
+    return kind_of_sop_class(sop) if sop else IMAGE
+
+
+def _window_width(client: OrthancClient, instance_id: str) -> float | None:
+    raw = client.instance_tag(instance_id, "0028-1051")  # WindowWidth, first value wins
+    if not raw:
+        return None
+    try:
+        width = float(raw.split("\\")[0].strip())
+    except ValueError:
+        return None
+    return width if width > 0 else None
+
+
+def display_png(client: OrthancClient, instance_id: str) -> bytes:
+    """The PNG of an instance as the radiologist sees it in ghimaging.
+
+    Used by the preview route and for key images: the stored window when the
+    file has a usable one (``/rendered``), else Orthanc's computed window
+    (``/preview``, minimum to maximum). Raises :class:`NotAnImage` for
+    instances with no picture, :class:`CannotDecode` for pixel data Orthanc
+    cannot decode, and the client's errors (``NotFound``…) otherwise.
+    """
+    meta = client.instance_metadata(instance_id)
+    kind = kind_of_sop_class(meta.get("SopClassUid", ""))
+    if not kind.image:
+        raise NotAnImage(f"this is not an image ({kind.label}); there is no picture to show.")
+    try:
+        if _window_width(client, instance_id) is not None:
+            data, ctype = client.rendered(instance_id)
+        else:
+            data, ctype = client.preview(instance_id)
+    except BadAnswer as exc:
+        if exc.status == 415:
+            syntax = meta.get("TransferSyntax", "")
+            name = _SYNTAX_NAMES.get(syntax, f"transfer syntax {syntax}" if syntax else "its transfer syntax")
+            raise CannotDecode(f"Orthanc cannot decode this image ({name}). Installing the orthanc-gdcm "
+                               "plugin on the Orthanc server adds JPEG 2000 and other compressed formats.") from None
+        raise
+    if not data.startswith(PNG_SIGNATURE) or ctype.split(";")[0].strip().lower() != "image/png":
+        raise BadAnswer(f"Orthanc answered {ctype or 'no content type'} instead of a PNG image.")
+    return data
