@@ -57,12 +57,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.update({k: v for k, v in test_config.items() if k != "INSTANCE_PATH"})
 
+    cfg.secure_cookies(app.config)
+
     ipath = Path(app.instance_path)
-    ipath.mkdir(parents=True, exist_ok=True)
+    cfg.private_dir(ipath)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = cfg.ensure_secret_key(ipath)
     if not app.config.get("DATABASE_URL"):
         app.config["DATABASE_URL"] = f"sqlite:///{ipath / 'ghimaging.sqlite'}"
+    cfg.secure_instance(ipath, app.config["DATABASE_URL"])
     app.config["SQLALCHEMY_DATABASE_URI"] = app.config["DATABASE_URL"]
     engine_options: dict[str, Any] = {"pool_pre_ping": True}
     if app.config["DATABASE_URL"].startswith("sqlite"):

@@ -8,14 +8,17 @@ message instead of surfacing later as a 500.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
+import stat
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Mapping
 
 ENV_PREFIX = "GHIMAGING_"
+log = logging.getLogger(__name__)
 
 
 class ConfigError(RuntimeError):
@@ -33,13 +36,19 @@ class Defaults:
     # organisation root such as 1.2.826.0.1.3680043.10.1234.
     ORG_ROOT = ""
     ITEMS_PER_PAGE = 25
+    # Sign-in throttling (see auth/throttle.py): failures for a username from
+    # one address before each further one doubles the wait (four times as
+    # many for any usernames from one address), and the longest wait.
     LOGIN_MAX_FAILURES = 5
     LOGIN_LOCKOUT_SECONDS = 300
     RESULT_IMAGE_MAX_BYTES = 20 * 1024 * 1024
     MAX_CONTENT_LENGTH = 64 * 1024 * 1024
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
+    # One switch for both cookies: either setting true makes the session and
+    # the remember-me cookie Secure (see secure_cookies).
     SESSION_COOKIE_SECURE = False
+    REMEMBER_COOKIE_SECURE = False
     REMEMBER_COOKIE_HTTPONLY = True
     REMEMBER_COOKIE_SAMESITE = "Lax"
     REMEMBER_COOKIE_DURATION = timedelta(days=7)
@@ -114,6 +123,104 @@ def default_settings() -> dict[str, Any]:
     return {k: getattr(Defaults, k) for k in dir(Defaults) if k.isupper()}
 
 
+def secure_cookies(config: dict[str, Any]) -> None:
+    """The session and remember-me cookies are Secure together: a remember-me
+    cookie sent over plain HTTP would give a sign-in for days to whoever
+    listens, whatever the session cookie does."""
+    for key in ("SESSION_COOKIE_SECURE", "REMEMBER_COOKIE_SECURE"):
+        if not isinstance(config.get(key), bool):
+            raise ConfigError(f"{key} must be True or False, not {config.get(key)!r}")
+    secure = config["SESSION_COOKIE_SECURE"] or config["REMEMBER_COOKIE_SECURE"]
+    config["SESSION_COOKIE_SECURE"] = config["REMEMBER_COOKIE_SECURE"] = secure
+
+
+# -- files at rest --------------------------------------------------------------
+#
+# The instance folder holds the patients' database, report images and the
+# keys that sign sessions and decrypt stored passwords: nobody but the
+# application's user may read it, whatever the umask the process started with.
+
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+# Secret files the application writes into the instance folder.
+INSTANCE_SECRETS = ("secret_key", "credentials.key", "initial-admin-password")
+
+
+def _tighten(path: Path, mode: int) -> None:
+    """chmod ``path`` to ``mode`` if it grants more; a file we may not change
+    is left as it is, with a warning."""
+    try:
+        current = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return
+    if current & ~mode:
+        try:
+            os.chmod(path, current & mode)
+        except PermissionError:
+            log.warning("cannot restrict %s to mode %o: not its owner", path, mode)
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` (created with its parents if missing) open to its owner only.
+
+    A shared folder (sticky bit, as /tmp) given as the instance folder by
+    mistake is left alone rather than closed to everyone else.
+    """
+    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+    if path.stat().st_mode & stat.S_ISVTX:
+        log.warning("%s is a shared folder (sticky bit): give ghimaging a folder of its own", path)
+        return path
+    _tighten(path, PRIVATE_DIR_MODE)
+    return path
+
+
+def write_private(path: Path, data: bytes, *, exclusive: bool = False) -> None:
+    """Write ``data`` to ``path`` readable by the owner only, whatever the
+    umask. ``exclusive``: fail with FileExistsError if it exists."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    fd = os.open(path, flags, PRIVATE_FILE_MODE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE_MODE)  # an existing file, or a umask that adds nothing
+        with os.fdopen(fd, "wb") as fh:
+            fd = -1
+            fh.write(data)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def sqlite_path(database_url: str) -> Path | None:
+    """The file of a SQLite URL, or None (another database, or in memory)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:" \
+            or url.database.startswith("file:"):
+        return None
+    return Path(url.database)
+
+
+def secure_instance(instance_path: Path, database_url: str) -> None:
+    """The instance folder 0700; its secrets, the SQLite database and its
+    -wal/-shm/-journal 0600. The database file is created here, 0600 and
+    empty (an empty SQLite database), before SQLite would create it with the
+    umask's mode; SQLite gives the files beside it the database's mode.
+    Files left readable by an older version are tightened."""
+    private_dir(instance_path)
+    for name in INSTANCE_SECRETS:
+        _tighten(instance_path / name, PRIVATE_FILE_MODE)
+    db_file = sqlite_path(database_url)
+    if db_file is None:
+        return
+    if not db_file.exists() and db_file.parent.is_dir():
+        try:
+            write_private(db_file, b"", exclusive=True)
+        except FileExistsError:  # another worker created it first
+            pass
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        _tighten(db_file.with_name(db_file.name + suffix), PRIVATE_FILE_MODE)
+
+
 def ensure_secret_key(instance_path: Path) -> str:
     """Read the instance's secret key, creating it on first run (mode 0600)."""
     path = instance_path / "secret_key"
@@ -130,13 +237,11 @@ def ensure_secret_key(instance_path: Path) -> str:
             path.unlink(missing_ok=True)  # empty for a second: a broken file, replace it
         key = secrets.token_urlsafe(48)
         try:
-            # O_EXCL: when several workers start at once, one writes the key
-            # and the others read it, so all sign with the same key.
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            # Exclusive: when several workers start at once, one writes the
+            # key and the others read it, so all sign with the same key.
+            write_private(path, (key + "\n").encode(), exclusive=True)
         except FileExistsError:
             continue
-        with os.fdopen(fd, "w") as fh:
-            fh.write(key + "\n")
         return key
     raise ConfigError(f"cannot create the secret key file {path}")
 
@@ -160,3 +265,7 @@ def validate(config: Mapping[str, Any]) -> None:
             raise ConfigError(f"{key} must be 0 (off) or a number of seconds")
     if config["ITEMS_PER_PAGE"] < 1:
         raise ConfigError("ITEMS_PER_PAGE must be at least 1")
+    if config["LOGIN_MAX_FAILURES"] < 1:
+        raise ConfigError("LOGIN_MAX_FAILURES must be at least 1")
+    if config["LOGIN_LOCKOUT_SECONDS"] < 1:
+        raise ConfigError("LOGIN_LOCKOUT_SECONDS must be at least 1 (the longest wait between sign-in attempts)")

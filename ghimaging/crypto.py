@@ -6,11 +6,12 @@ from the database, so a copied database alone does not reveal passwords.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 from flask import current_app
+
+from .config import write_private
 
 KEY_FILE = "credentials.key"
 
@@ -26,11 +27,9 @@ def _key() -> bytes:
     except FileNotFoundError:
         key = Fernet.generate_key()
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            write_private(path, key + b"\n", exclusive=True)  # 0600 whatever the umask
         except FileExistsError:  # another worker won the race
             return path.read_bytes().strip()
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(key + b"\n")
         return key
 
 

@@ -1,19 +1,18 @@
-"""Signing in and out, the ``next`` redirect, login throttling, CSRF, the
-session cookie and changing one's own password, through the pages."""
+"""Signing in and out, the ``next`` redirect, CSRF, the session cookie and
+changing one's own password, through the pages (throttling: test_throttle.py;
+server-side sessions: test_sessions.py)."""
 
 from __future__ import annotations
 
 import html
 import re
-from datetime import timedelta
 from urllib.parse import quote, urlsplit
 
 import pytest
 from sqlalchemy import select
 
 from ghimaging.extensions import db
-from ghimaging.models import LoginThrottle, User
-from ghimaging.models._time import utcnow
+from ghimaging.models import User
 
 from conftest import PASSWORD, CsrfClient
 
@@ -55,11 +54,6 @@ def is_signed_in(c: CsrfClient) -> bool:
         return False
     assert r.status_code == 200
     return True
-
-
-def throttle_row(key: str) -> LoginThrottle | None:
-    db.session.expire_all()
-    return db.session.get(LoginThrottle, key)
 
 
 def reload(user: User) -> User:
@@ -153,65 +147,7 @@ def test_an_incomplete_login_form_gives_field_errors_not_a_sign_in(anon, alice):
     assert not is_signed_in(anon)
 
 
-# -- throttling ---------------------------------------------------------------
-
-def fail(c: CsrfClient, username: str, times: int) -> None:
-    for _ in range(times):
-        assert sign_in(c, username, "wrong-password-1").status_code == 401
-
-
-def test_too_many_failures_lock_the_username_even_with_the_right_password(app, anon, alice):
-    fail(anon, "alice", app.config["LOGIN_MAX_FAILURES"])
-    r = sign_in(anon, "alice", PASSWORD)
-    assert r.status_code == 429
-    [message] = flashes(r)
-    m = re.fullmatch(r"Too many failed sign-ins\. Try again in (\d+) seconds\.", message)
-    assert m, message
-    assert 0 < int(m.group(1)) <= app.config["LOGIN_LOCKOUT_SECONDS"] + 1
-    assert not is_signed_in(anon)
-
-
-def test_the_lock_counts_the_username_whatever_its_case(app, anon, alice):
-    fail(anon, "alice", app.config["LOGIN_MAX_FAILURES"] - 1)
-    fail(anon, "ALICE", 1)
-    assert sign_in(anon, "Alice", PASSWORD).status_code == 429
-
-
-def test_a_locked_username_signs_in_again_once_the_lock_expires(app, anon, alice):
-    fail(anon, "alice", app.config["LOGIN_MAX_FAILURES"])
-    assert sign_in(anon, "alice", PASSWORD).status_code == 429
-    row = throttle_row("user:alice")
-    assert row is not None and row.locked_until is not None
-    past = utcnow() - timedelta(seconds=1)
-    row.locked_until = past
-    row.first_failure_at = past - timedelta(seconds=app.config["LOGIN_LOCKOUT_SECONDS"])
-    db.session.commit()
-    assert sign_in(anon, "alice", PASSWORD).status_code == 302
-    assert is_signed_in(anon)
-    assert throttle_row("user:alice") is None
-
-
-def test_unknown_usernames_are_locked_like_real_ones(app, anon, alice):
-    """Otherwise the lock itself would tell which usernames exist."""
-    fail(anon, "nobody", app.config["LOGIN_MAX_FAILURES"])
-    fail(anon, "alice", app.config["LOGIN_MAX_FAILURES"])
-    ghost = sign_in(anon, "nobody", PASSWORD)
-    real = sign_in(anon, "alice", PASSWORD)
-    assert ghost.status_code == real.status_code == 429
-
-
-def test_a_successful_sign_in_resets_the_username_count(app, anon, alice):
-    limit = app.config["LOGIN_MAX_FAILURES"]
-    fail(anon, "alice", limit - 1)
-    assert sign_in(CsrfClient(app.test_client()), "alice", PASSWORD).status_code == 302
-    fail(anon, "alice", limit - 1)
-    assert sign_in(anon, "alice", PASSWORD).status_code == 302
-
-
-def test_locking_one_username_leaves_other_users_at_the_same_address_alone(app, anon, alice, make_user):
-    make_user("bob", "radiologist")
-    fail(anon, "alice", app.config["LOGIN_MAX_FAILURES"])
-    assert sign_in(CsrfClient(app.test_client()), "bob", PASSWORD).status_code == 302
+# Sign-in throttling has its own file: test_throttle.py.
 
 
 # -- signing out, CSRF, cookies -----------------------------------------------

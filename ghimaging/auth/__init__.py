@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, current_app, request, session
+from flask_login.utils import decode_cookie
 
-from ..extensions import db, login_manager
+from ..extensions import login_manager
 from ..models import User
 
 
@@ -18,13 +19,16 @@ def init_app(app: Flask) -> None:
 
 @login_manager.user_loader
 def load_user(user_id: str) -> User | None:
-    """Session ids are ``<id>:<session_version>`` so a password change or a
-    disabled account ends the user's other sessions."""
-    try:
-        uid, version = (int(x) for x in user_id.split(":", 1))
-    except ValueError:
-        return None
-    user = db.session.get(User, uid)
-    if user is None or user.session_version != version:
-        return None
+    """Cookies carry ``<user id>:<session secret>``; the session must still
+    exist server-side (see :mod:`.sessions`)."""
+    from . import sessions
+
+    user = sessions.load(user_id)
+    if user is None:
+        session.pop("_user_id", None)
+        # A remember-me cookie naming the same dead session is dropped, so
+        # the browser stops sending it.
+        cookie = request.cookies.get(current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token"))
+        if cookie is not None and decode_cookie(cookie) in (None, user_id):
+            session["_remember"] = "clear"
     return user

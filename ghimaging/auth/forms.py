@@ -35,6 +35,8 @@ class ChangePasswordForm(FlaskForm):
     confirm = PasswordField(
         "Repeat new password", validators=[DataRequired(), EqualTo("new_password", "Passwords do not match.")]
     )
+    revoke_tokens = BooleanField("Also revoke my API tokens",
+                                 description="Scripts using them stop working until given a new token.")
 
 
 class UserForm(FlaskForm):
@@ -59,6 +61,10 @@ class ResetPasswordForm(FlaskForm):
 class TokenForm(FlaskForm):
     name = StringField("Token name", validators=[Optional(), Length(max=100)],
                        description="What it is for, e.g. 'HIS interface'.")
+
+
+class ClearThrottleForm(FlaskForm):
+    key = StringField("Throttle", validators=[DataRequired(), Length(max=200)])
 
 
 class EmptyForm(FlaskForm):

@@ -2,15 +2,16 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 
 from ..extensions import db
 from ..models import Role, User
-from . import service
+from . import service, sessions, throttle
 from .decorators import admin_required
-from .forms import ChangePasswordForm, EditUserForm, EmptyForm, LoginForm, ResetPasswordForm, TokenForm, UserForm
+from .forms import (ChangePasswordForm, ClearThrottleForm, EditUserForm, EmptyForm, LoginForm, ResetPasswordForm,
+                    TokenForm, UserForm)
 
 bp = Blueprint("auth", __name__)
 
@@ -35,17 +36,14 @@ def login():
     form = LoginForm()
     status = 200
     if form.validate_on_submit():
-        wait = service.seconds_locked(form.username.data, request.remote_addr)
+        wait = throttle.wait_seconds(form.username.data, request.remote_addr)
         if wait:
             flash(f"Too many failed sign-ins. Try again in {wait} seconds.", "error")
             status = 429
         else:
             user = service.authenticate(form.username.data, form.password.data, request.remote_addr)
             if user:
-                from flask import session
-
-                session.permanent = True  # PERMANENT_SESSION_LIFETIME applies
-                login_user(user, remember=form.remember.data)
+                _sign_in(user, remember=form.remember.data)
                 return redirect(_safe_next(request.args.get("next")))
             flash(LOGIN_FAILED, "error")
             status = 401
@@ -54,10 +52,36 @@ def login():
     return render_template("auth/login.html", form=form), status
 
 
+def _forget_browser_session() -> None:
+    """Empty the signed session cookie, the CSRF token in it included: a
+    form token fetched before signing in or out is refused afterwards."""
+    session.clear()
+    g.pop("csrf_token", None)  # Flask-WTF's copy for this request
+
+
+def _sign_in(user: User, *, remember: bool) -> None:
+    """A fresh server-side session, and cookies naming it (a new remember-me
+    value at every sign-in)."""
+    _forget_browser_session()
+    session.permanent = True  # PERMANENT_SESSION_LIFETIME applies
+    sessions.create(user, remember=remember)
+    login_user(user, remember=remember)
+    if not remember and current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token") in request.cookies:
+        session["_remember"] = "clear"  # an older remember-me cookie of this browser goes
+
+
+def _sign_out() -> None:
+    _forget_browser_session()
+    logout_user()  # also drops the remember-me cookie
+
+
 @bp.route("/logout", methods=["POST"])
 @login_required
 def logout():
-    logout_user()
+    here = current_user.current_session
+    if here is not None:
+        sessions.end(current_user, here.id)
+    _sign_out()
     flash("You are signed out.", "info")
     return redirect(url_for("auth.login"))
 
@@ -66,18 +90,54 @@ def logout():
 @login_required
 def account():
     form = ChangePasswordForm()
-    token_form = TokenForm(prefix="token")
     if form.validate_on_submit():
         if not current_user.check_password(form.current_password.data):
             form.current_password.errors.append("This is not your current password.")
         else:
-            service.set_password(current_user, form.new_password.data)
-            login_user(current_user._get_current_object())  # keep this session; others end
-            flash("Your password is changed.", "success")
+            service.change_password(current_user, form.new_password.data, keep=current_user.current_session,
+                                    revoke_tokens=form.revoke_tokens.data)
+            done = "your other sessions are signed out"
+            if form.revoke_tokens.data:
+                done += " and your API tokens revoked"
+            flash(f"Your password is changed; {done}.", "success")
             return redirect(url_for("auth.account"))
     status = 400 if request.method == "POST" and form.errors else 200
-    return render_template("auth/account.html", form=form, token_form=token_form,
-                           tokens=current_user.tokens, delete_form=EmptyForm()), status
+    return _account_page(form), status
+
+
+def _account_page(form: ChangePasswordForm):
+    return render_template("auth/account.html", form=form, token_form=TokenForm(prefix="token"),
+                           tokens=current_user.tokens, delete_form=EmptyForm(),
+                           sessions=sessions.active(current_user), here=current_user.current_session)
+
+
+@bp.route("/account/sessions/<int:session_id>/end", methods=["POST"])
+@login_required
+def end_session(session_id: int):
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    here = current_user.current_session
+    if not sessions.end(current_user, session_id):
+        abort(404)
+    if here is not None and here.id == session_id:
+        _sign_out()
+        flash("You are signed out.", "info")
+        return redirect(url_for("auth.login"))
+    flash("That session is signed out.", "success")
+    return redirect(url_for("auth.account"))
+
+
+@bp.route("/account/sessions/end-all", methods=["POST"])
+@login_required
+def end_all_sessions():
+    """Sign out everywhere: every browser, this one included (API tokens
+    are revoked one by one on the same page)."""
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    sessions.end_all(current_user)
+    _sign_out()
+    flash("You are signed out everywhere.", "info")
+    return redirect(url_for("auth.login"))
 
 
 @bp.route("/account/tokens", methods=["POST"])
@@ -149,7 +209,12 @@ def edit_user(user_id: int):
             flash(f"User {user.username} saved.", "success")
             return redirect(url_for("auth.users"))
     status = 400 if request.method == "POST" else 200
-    return render_template("auth/user_form.html", form=form, user=user, reset=reset), status
+    return _user_page(user, form, reset), status
+
+
+def _user_page(user: User, form: EditUserForm, reset: ResetPasswordForm):
+    return render_template("auth/user_form.html", form=form, user=user, reset=reset, end_form=EmptyForm(),
+                           session_count=sessions.count_active(user), token_count=len(user.tokens))
 
 
 @bp.route("/admin/users/<int:user_id>/password", methods=["POST"])
@@ -158,11 +223,58 @@ def reset_password(user_id: int):
     user = db.get_or_404(User, user_id)
     reset = ResetPasswordForm(prefix="reset")
     if reset.validate_on_submit():
-        service.set_password(user, reset.new_password.data)
-        if user.id == current_user.id:
-            login_user(user)
-        flash(f"Password of {user.username} reset; their other sessions are signed out.", "success")
+        service.reset_password(user, reset.new_password.data, acting=current_user)
+        flash(f"Password of {user.username} reset; their other sessions are signed out and their API tokens "
+              "revoked.", "success")
         return redirect(url_for("auth.edit_user", user_id=user.id))
     form = EditUserForm(obj=user)
     form.roles.data = sorted(r.value for r in user.roles)
-    return render_template("auth/user_form.html", form=form, user=user, reset=reset), 400
+    return _user_page(user, form, reset), 400
+
+
+@bp.route("/admin/users/<int:user_id>/sessions/end", methods=["POST"])
+@admin_required
+def end_user_sessions(user_id: int):
+    user = db.get_or_404(User, user_id)
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    if user.id == current_user.id:
+        sessions.end_all(user)
+        _sign_out()
+        flash("You are signed out everywhere.", "info")
+        return redirect(url_for("auth.login"))
+    ended = sessions.end_all(user)
+    flash(f"{user.username} is signed out everywhere ({ended} session{'s' if ended != 1 else ''} ended).",
+          "success")
+    return redirect(url_for("auth.edit_user", user_id=user.id))
+
+
+@bp.route("/admin/sign-in-throttles")
+@admin_required
+def throttles():
+    return render_template("auth/throttles.html", rows=throttle.current(), seconds_left=throttle.seconds_left,
+                           address_limit=current_app.config["LOGIN_MAX_FAILURES"] * throttle.ADDRESS_FACTOR,
+                           clear_form=ClearThrottleForm(), all_form=EmptyForm())
+
+
+@bp.route("/admin/sign-in-throttles/clear", methods=["POST"])
+@admin_required
+def clear_throttle():
+    form = ClearThrottleForm()
+    if not form.validate_on_submit():
+        abort(400)
+    if not throttle.clear(form.key.data):
+        flash("That throttle had already ended.", "info")
+    else:
+        flash("Throttle cleared.", "success")
+    return redirect(url_for("auth.throttles"))
+
+
+@bp.route("/admin/sign-in-throttles/clear-all", methods=["POST"])
+@admin_required
+def clear_all_throttles():
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    cleared = throttle.clear_all()
+    flash(f"{cleared} throttle{'s' if cleared != 1 else ''} cleared.", "success")
+    return redirect(url_for("auth.throttles"))

@@ -1,5 +1,6 @@
-"""Users, passwords, login throttling and API tokens: shared by the login
-page, the admin pages, the API and the CLI."""
+"""Users, passwords, signing in and API tokens: shared by the login page,
+the admin pages, the API and the CLI. Sessions live in :mod:`.sessions`,
+sign-in throttling in :mod:`.throttle`."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ import hashlib
 import secrets
 from datetime import timedelta
 
-from flask import current_app
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, select
 
 from ..extensions import db
-from ..models import ApiToken, LoginThrottle, Role, User
+from ..models import ApiToken, Role, User, UserSession
 from ..models._time import utcnow
+from . import sessions, throttle
 
 MIN_PASSWORD_LENGTH = 8
 # A hash to check against when the username does not exist, so that a wrong
@@ -66,7 +67,7 @@ def update_user(user: User, *, full_name: str, email: str, roles: list[Role], ac
     if user.active and not active or Role.ADMIN in user.roles and Role.ADMIN not in roles:
         _ensure_other_admin(user)
     if user.active and not active:
-        user.session_version += 1
+        end_access(user, commit=False)  # a disabled user is out at once, browsers and scripts
     user.full_name = full_name.strip()
     user.email = email.strip()
     user.active = active
@@ -83,36 +84,43 @@ def _ensure_other_admin(user: User) -> None:
         raise UserError("This is the last active administrator; keep at least one.")
 
 
-def set_password(user: User, password: str) -> None:
+def change_password(user: User, password: str, *, keep: UserSession | None = None,
+                    revoke_tokens: bool = False) -> None:
+    """A new password ends every session of the user but ``keep`` (the one
+    making the change), and their API tokens if asked: whoever knew the old
+    password may have signed in or made a token with it."""
     problem = password_problem(password)
     if problem:
         raise UserError(problem)
     user.set_password(password)
-    user.session_version += 1  # sign out the user's other sessions
+    sessions.end_all(user, keep=keep, commit=False)
+    if revoke_tokens:
+        _delete_tokens(user)
     db.session.commit()
 
 
-# -- login throttling -------------------------------------------------------
+def reset_password(user: User, password: str, *, acting: User) -> None:
+    """An administrator's reset: the user's sessions and API tokens all end
+    (an admin resetting their own password keeps the session doing it)."""
+    keep = acting.current_session if acting.id == user.id else None
+    change_password(user, password, keep=keep, revoke_tokens=True)
 
-def _throttle_keys(username: str, remote_addr: str | None) -> list[str]:
-    return [f"user:{username.strip().lower()}", f"addr:{remote_addr or '-'}"]
+
+def end_access(user: User, *, commit: bool = True) -> None:
+    """End every session and delete every API token of ``user``."""
+    sessions.end_all(user, commit=False)
+    _delete_tokens(user)
+    if commit:
+        db.session.commit()
 
 
-def seconds_locked(username: str, remote_addr: str | None) -> int:
-    now = utcnow()
-    worst = 0
-    for key in _throttle_keys(username, remote_addr):
-        row = db.session.get(LoginThrottle, key)
-        if row and row.locked_until and row.locked_until > now:
-            worst = max(worst, int((row.locked_until - now).total_seconds()) + 1)
-    return worst
-
+# -- signing in -------------------------------------------------------------
 
 def authenticate(username: str, password: str, remote_addr: str | None) -> User | None:
     """The user if the password is right and the account active, else None.
 
-    Failures are counted per username and per address; callers check
-    :func:`seconds_locked` first and show one message for every failure.
+    Callers check :func:`.throttle.wait_seconds` first and show one message
+    for every failure; failures and successes are recorded here.
     """
     global _DUMMY_HASH
     user = find_user(username)
@@ -128,46 +136,10 @@ def authenticate(username: str, password: str, remote_addr: str | None) -> User 
     else:
         ok = user.check_password(password) and user.active
     if ok:
-        for key in _throttle_keys(username, remote_addr)[:1]:
-            row = db.session.get(LoginThrottle, key)
-            if row:
-                db.session.delete(row)
-        db.session.commit()
+        throttle.record_success(username, remote_addr)
         return user
-    _record_failure(username, remote_addr)
+    throttle.record_failure(username, remote_addr)
     return None
-
-
-def _record_failure(username: str, remote_addr: str | None) -> None:
-    from sqlalchemy.exc import IntegrityError
-
-    try:
-        _count_failure(username, remote_addr)
-    except IntegrityError:  # two failures for a new key at the same moment
-        db.session.rollback()
-        _count_failure(username, remote_addr)
-
-
-def _count_failure(username: str, remote_addr: str | None) -> None:
-    conf = current_app.config
-    now = utcnow()
-    window = timedelta(seconds=conf["LOGIN_LOCKOUT_SECONDS"])
-    for i, key in enumerate(_throttle_keys(username, remote_addr)):
-        limit = conf["LOGIN_MAX_FAILURES"] * (1 if i == 0 else 4)
-        row = db.session.get(LoginThrottle, key)
-        if row is None:
-            row = LoginThrottle(key=key, failures=0, first_failure_at=now)
-            db.session.add(row)
-        if now - row.first_failure_at > window:
-            row.failures, row.first_failure_at, row.locked_until = 0, now, None
-        row.failures += 1
-        if row.failures >= limit:
-            row.locked_until = now + window
-    # Forget old entries (invented usernames would otherwise pile up).
-    db.session.execute(delete(LoginThrottle).where(LoginThrottle.first_failure_at < now - 2 * window,
-                                                   or_(LoginThrottle.locked_until.is_(None),
-                                                       LoginThrottle.locked_until < now)))
-    db.session.commit()
 
 
 # -- API tokens -------------------------------------------------------------
@@ -194,6 +166,11 @@ def user_for_token(token: str) -> User | None:
         row.last_used_at = now
         db.session.commit()
     return row.user
+
+
+def _delete_tokens(user: User) -> None:
+    db.session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
+    db.session.expire(user, ["tokens"])
 
 
 def revoke_token(user: User, token_id: int) -> bool:

@@ -11,6 +11,8 @@ from typing import BinaryIO
 from flask import current_app
 from PIL import Image, UnidentifiedImageError
 
+from ..config import private_dir, write_private
+
 ALLOWED = {"PNG": ("image/png", ".png"), "JPEG": ("image/jpeg", ".jpg")}
 MAX_PIXELS = 80_000_000
 THUMB_SIZE = (360, 360)
@@ -37,9 +39,9 @@ def human_size(n: int) -> str:
 
 
 def image_dir() -> Path:
-    path = Path(current_app.config["RESULT_IMAGE_DIR"])
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """Report images are patient data: the folder and files are the
+    application user's alone (0700 and 0600), whatever the umask."""
+    return private_dir(Path(current_app.config["RESULT_IMAGE_DIR"]))
 
 
 def store(stream: BinaryIO, filename: str) -> StoredImage:
@@ -71,8 +73,10 @@ def store(stream: BinaryIO, filename: str) -> StoredImage:
     content_type, ext = ALLOWED[fmt]
     name = uuid.uuid4().hex + ext
     folder = image_dir()
-    (folder / name).write_bytes(data)
-    thumb.save(folder / thumb_name(name), "JPEG", quality=85)
+    small = io.BytesIO()
+    thumb.save(small, "JPEG", quality=85)
+    write_private(folder / name, data)
+    write_private(folder / thumb_name(name), small.getvalue())
     return StoredImage(name, content_type, width, height)
 
 

@@ -1,6 +1,6 @@
 """Typed SQLAlchemy 2.0 models, one module per area."""
 
-from .users import ApiToken, LoginThrottle, Role, User, UserRole
+from .users import ApiToken, LoginThrottle, Role, User, UserRole, UserSession
 from .catalog import ImagingTest, ModalityType
 from .patients import Patient, Sex
 from .imaging import (
@@ -19,7 +19,7 @@ from .worklists import WorklistFile, WorklistTemplate
 from .links import LinkEvent, StudyLink
 
 __all__ = [
-    "ApiToken", "LoginThrottle", "Role", "User", "UserRole",
+    "ApiToken", "LoginThrottle", "Role", "User", "UserRole", "UserSession",
     "ImagingTest", "ModalityType", "Patient", "Sex",
     "Counter", "ImagingRequest", "RequestEvent", "RequestState", "ReportStyle",
     "Result", "ResultAddendum", "ResultImage", "Setting",

@@ -33,8 +33,6 @@ class User(UserMixin, db.Model):
     password_hash: Mapped[str] = mapped_column(String(256))
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    # Bumped on password change or disable so other sessions of the user end.
-    session_version: Mapped[int] = mapped_column(default=1)
 
     role_rows: Mapped[list[UserRole]] = relationship(
         back_populates="user", cascade="all, delete-orphan", lazy="selectin"
@@ -42,13 +40,23 @@ class User(UserMixin, db.Model):
     tokens: Mapped[list[ApiToken]] = relationship(
         back_populates="user", cascade="all, delete-orphan"
     )
+    sessions: Mapped[list[UserSession]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    # The sign-in this request belongs to, set by the user loader (not stored):
+    # its secret is what Flask-Login puts in the session and remember cookies.
+    session_secret = None
+    current_session = None
 
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users
         return self.active
 
     def get_id(self) -> str:
-        return f"{self.id}:{self.session_version}"
+        """``<user id>:<session secret>``: both cookies name one server-side
+        :class:`UserSession`, so deleting that row ends them for good."""
+        return f"{self.id}:{self.session_secret or ''}"
 
     def set_password(self, password: str) -> None:
         from flask import current_app
@@ -106,13 +114,47 @@ class ApiToken(db.Model):
     user: Mapped[User] = relationship(back_populates="tokens")
 
 
+class UserSession(db.Model):
+    """One sign-in (a browser), checked on every request.
+
+    Only a SHA-256 of the secret is stored: a copied database does not give
+    cookies (they are also signed with the secret key). Signing out deletes
+    the row, which ends the session cookie and the remember-me cookie alike.
+    """
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    remember: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Remembered sign-ins end a fixed time after signing in; the others once
+    # idle for the session lifetime (moved forward as the session is used).
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    ip_address: Mapped[str] = mapped_column(String(100), default="")
+    user_agent: Mapped[str] = mapped_column(String(200), default="")
+    user: Mapped[User] = relationship(back_populates="sessions")
+
+
 class LoginThrottle(db.Model):
-    """Failed logins per key (a username or a client address), kept in the
-    database so that every gunicorn worker sees the same count."""
+    """Failed sign-ins per (username, address) and per address, kept in the
+    database so that every gunicorn worker sees the same count.
+
+    ``kind`` is ``user`` (a username from one address) or ``address`` (any
+    username from one address); never a username alone, which would let
+    anyone lock the rightful user out.
+    """
 
     __tablename__ = "login_throttle"
 
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    username: Mapped[str] = mapped_column(String(64), default="")
+    address: Mapped[str] = mapped_column(String(100))
     failures: Mapped[int] = mapped_column(default=0)
     first_failure_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_failure_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # No attempt for this key is checked before this instant.
     locked_until: Mapped[datetime | None]
