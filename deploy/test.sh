@@ -97,6 +97,9 @@ have Orthanc || missing+=(orthanc)
 [[ -f /usr/share/orthanc/plugins/libOrthancGdcm.so ]] || missing+=(orthanc-gdcm)
 { have findscu && have storescu && have dump2dcm; } || missing+=(dcmtk)
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+# A font with Chinese, Japanese and Korean letters, so the screenshots of
+# pages with CJK patient names show the names (4 MB; Debian has none by default).
+[[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]] || missing+=(fonts-wqy-microhei)
 bash deploy/pg-cluster.sh bindir >/dev/null 2>&1 || missing+=(postgresql)
 if [[ ${#missing[@]} -gt 0 ]]; then
     apt_install "${missing[@]}"

@@ -8,7 +8,7 @@ Orthanc password or address reaches a page. Rendering rules live in
 
 from __future__ import annotations
 
-from flask import Response, abort, current_app, stream_with_context
+from flask import Response, abort, current_app
 from flask_login import login_required
 
 from .. import crypto
@@ -79,7 +79,7 @@ def instance_pdf(server_id: int, orthanc_id: str):
         client.close()
         return Response(status=502)
 
-    def body():
+    def body():  # needs no request context: only the upstream answer
         try:
             yield first
             yield from chunks
@@ -87,7 +87,7 @@ def instance_pdf(server_id: int, orthanc_id: str):
             upstream.close()
             client.close()
 
-    resp = Response(stream_with_context(body()), mimetype="application/pdf")
+    resp = Response(body(), mimetype="application/pdf")
     resp.headers["Content-Disposition"] = f'inline; filename="document-{orthanc_id[:8]}.pdf"'
     if upstream.headers.get("Content-Length"):
         resp.headers["Content-Length"] = upstream.headers["Content-Length"]

@@ -25,6 +25,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
     ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
     SecondaryCaptureImageStorage,
     UID,
     generate_uid,
@@ -261,7 +262,11 @@ def from_testdata(name: str, patient_id: str, patient_name: str, study_uid: str 
     path = get_testdata_file(name)
     if path is None:
         raise FileNotFoundError(f"pydicom does not bundle {name}")
-    ds = dcmread(path)
+    ds = dcmread(path, force=True)  # some (rtstruct.dcm) lack the Part 10 header
+    if "TransferSyntaxUID" not in ds.file_meta:
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+        ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     sop_uid = generate_uid()
     ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
     ds.SOPInstanceUID = sop_uid
