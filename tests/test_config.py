@@ -137,6 +137,34 @@ def test_a_list_setting_from_the_environment_is_never_a_bare_string(instance, mo
         assert "old-secret-key" in list(fallbacks)
 
 
+@pytest.mark.parametrize("variable", ["GHIMAGING_SESSION_COOKIE_SECURE", "GHIMAGING_REMEMBER_COOKIE_SECURE"])
+def test_either_secure_setting_makes_both_cookies_secure(instance, monkeypatch, variable):
+    """A remember-me cookie sent over plain HTTP is a sign-in for days."""
+    monkeypatch.setenv(variable, "true")
+    app = create_app({"SECRET_KEY": "x" * 32})
+    assert (app.config["SESSION_COOKIE_SECURE"], app.config["REMEMBER_COOKIE_SECURE"]) == (True, True)
+
+
+def test_cookies_are_not_secure_unless_asked(instance):
+    app = create_app({"SECRET_KEY": "x" * 32})
+    assert (app.config["SESSION_COOKIE_SECURE"], app.config["REMEMBER_COOKIE_SECURE"]) == (False, False)
+
+
+def test_a_secure_setting_that_is_not_a_boolean_is_refused(instance):
+    """``SESSION_COOKIE_SECURE = "false"`` in instance/config.py is a true
+    string: refused rather than read as yes."""
+    (instance / "config.py").write_text('SESSION_COOKIE_SECURE = "false"\n')
+    with pytest.raises(ConfigError, match="SESSION_COOKIE_SECURE"):
+        create_app({"SECRET_KEY": "x" * 32})
+
+
+@pytest.mark.parametrize("name", ["LOGIN_MAX_FAILURES", "LOGIN_LOCKOUT_SECONDS"])
+def test_sign_in_throttling_settings_below_one_are_refused(instance, monkeypatch, name):
+    monkeypatch.setenv(f"GHIMAGING_{name}", "0")
+    with pytest.raises(ConfigError, match=name):
+        create_app({"SECRET_KEY": "x" * 32})
+
+
 def test_items_per_page_below_one_is_refused(instance, monkeypatch):
     monkeypatch.setenv("GHIMAGING_ITEMS_PER_PAGE", "0")
     with pytest.raises(ConfigError, match="ITEMS_PER_PAGE"):
