@@ -207,14 +207,21 @@ def test_worklists_write_reports_a_broken_template_and_writes_the_rest(app, fold
     templates.save(None, name="broken", body="(0010,0010) PN [${NoSuchVariable}]\n", charset="ISO_IR 192",
                    encoding="utf-8")
     ok = create_request(physician=doc, submit=True, test=catalog["abd"])
+    bad = create_request(physician=doc, submit=True, test=catalog["chest"])
+    assert wl(folder, bad).exists()
+    # The template breaks after the submit (set directly: the catalogue page
+    # would rewrite the waiting items at once).
     catalog["chest"].worklist_template = "broken"
     db.session.commit()
-    bad = create_request(physician=doc, submit=True, test=catalog["chest"])
     wl(folder, ok).unlink()
     result = runner.invoke(args=["worklists", "write"])
     assert result.exit_code != 0
+    # The stale file goes: the modality must not see what the template no
+    # longer writes; the request says why its file is missing.
     assert wl(folder, ok).exists() and not wl(folder, bad).exists()
     assert "NoSuchVariable" in result.output
+    db.session.expire_all()
+    assert "NoSuchVariable" in db.session.get(ImagingRequest, bad.id).worklist_problem
 
 
 # -- pages and API -----------------------------------------------------------
@@ -260,15 +267,18 @@ def test_api_answers_422_for_a_broken_template(app, catalog, create_request, api
                    encoding="utf-8")
     catalog["chest"].worklist_template = "broken"
     db.session.commit()
-    req = create_request(submit=True)
+    req = create_request()
     r = api("technologist").get(f"/api/v1/requests/{req.id}/worklist")
     assert r.status_code == 422
     assert "NoSuchVariable" in r.get_data(as_text=True)
+    assert r.get_json()["file"]["state"] == "not_offered"
 
 
 # -- a broken template -------------------------------------------------------
 
-def test_a_broken_template_does_not_stop_submitting(app, folder, catalog, create_request, doc, login):
+def test_a_broken_template_refuses_the_submit_and_says_why(app, folder, catalog, create_request, doc, login):
+    """A request is never `requested` without its worklist file: a template
+    that does not render keeps the request a draft, and the page says why."""
     templates.save(None, name="broken", body="(0008,0005) CS [ISO_IR 192]\n(0010,0010) PN [${PatientNme}]\n",
                    charset="ISO_IR 192", encoding="utf-8")
     catalog["chest"].worklist_template = "broken"
@@ -278,9 +288,10 @@ def test_a_broken_template_does_not_stop_submitting(app, folder, catalog, create
     r = c.post(f"/requests/{req.id}/submit", token_from=f"/requests/{req.id}")
     assert r.status_code == 302
     db.session.expire_all()
-    assert db.session.get(ImagingRequest, req.id).state == "requested"
+    assert db.session.get(ImagingRequest, req.id).state == "draft"
     assert not wl(folder, req).exists()
     html = unescape(c.get(f"/requests/{req.id}").get_data(as_text=True))
+    assert "Not submitted" in html and "template does not work" in html
     assert "The worklist cannot be built" in html and "PatientNme" in html and "line 2" in html
 
 

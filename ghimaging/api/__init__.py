@@ -4,6 +4,7 @@ from flask import Flask
 def init_app(app: Flask) -> None:
     from ..extensions import csrf
     from . import orthanc  # noqa: F401 - registers its routes on bp
+    from . import servers  # noqa: F401 - registers its routes on bp
     from .routes import bp
 
     csrf.exempt(bp)  # bearer tokens, no cookies: CSRF does not apply

@@ -18,7 +18,11 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "Malformed request", 401: "Missing or invalid token", 403: "Role not allowed",
             404: "Not found", 409: "Conflict (duplicate, illegal state transition, or a sync already running)",
-            422: "Validation failed", 502: "Orthanc failed; the reason is in the message"}
+            422: "Validation failed, or the worklist file cannot be written (error worklist_charset: a value "
+                 "the template's character set cannot hold, named in message and characters; "
+                 "worklist_template: a broken template); nothing was changed",
+            502: "Orthanc failed; the reason is in the message",
+            503: "The worklist folder refused the file; nothing was changed"}
     return {str(c): {"description": text[c], **_json(_ref("Error"))} for c in codes}
 
 
@@ -85,7 +89,14 @@ SCHEMAS: dict[str, Any] = {
             "id": {"type": "integer"}, "study_instance_uid": {"type": "string"}, "orthanc_id": {"type": "string"},
             "server": {"type": "string"}, "method": {"type": "string"}}}},
         "events": {"type": "array", "items": {"type": "object"}},
-        "result": {"type": ["object", "null"]}}},
+        "result": {"type": ["object", "null"]},
+        "worklist": _ref("WorklistFile")}},
+    "WorklistFile": {"type": "object", "description": "The truth about the request's .wl file", "properties": {
+        "state": {"type": "string", "enum": ["written", "missing", "not_offered"]},
+        "filename": {"type": "string"},
+        "reason": {"type": ["string", "null"], "description": "why it is missing or not offered"},
+        "written_at": {"type": ["string", "null"]},
+        "charset": {"type": ["string", "null"], "description": "SpecificCharacterSet it was written in"}}},
     "ServerIn": {"type": "object", "required": ["label", "url"], "properties": {
         "label": {"type": "string"}, "url": {"type": "string"}, "browser_url": {"type": "string"},
         "username": {"type": "string"}, "password": {"type": "string", "writeOnly": True}}},
@@ -94,7 +105,11 @@ SCHEMAS: dict[str, Any] = {
         "browser_url": {"type": "string"}, "username": {"type": "string"}, "validated": {"type": "boolean"},
         "version": {"type": "string"}, "name": {"type": "string"}, "plugins": {"type": "array", "items": {"type": "string"}},
         "last_sync_at": {"type": ["string", "null"]}, "last_change": {"type": "integer"}, "lag": {"type": "integer"},
-        "last_error": {"type": ["string", "null"]}, "study_count": {"type": "integer"}}},
+        "last_error": {"type": ["string", "null"]}, "study_count": {"type": "integer"},
+        "default_encoding": {"type": ["string", "null"],
+                             "description": "Orthanc's DefaultEncoding (GET /tools/default-encoding)"},
+        "warnings": {"type": "array", "items": {"type": "string"},
+                     "description": "What to fix, e.g. an encoding that damages names on their way to the modality"}}},
     "SyncSummary": {"type": "object", "properties": {
         "server": {"type": "string"}, "mode": {"type": "string"}, "requests": {"type": "integer"},
         "changes": {"type": "integer"}, "studies_updated": {"type": "integer"}, "studies_deleted": {"type": "integer"},
@@ -145,10 +160,11 @@ def document(server_url: str) -> dict[str, Any]:
                            params=[_q("state", desc="draft|requested|done|cancelled|all"),
                                    _q("patient_id", "integer"), _q("q"), *_PAGE]),
                 "post": _op("Order one or more tests (draft unless submit)", "Created", _ref("Request"),
-                            400, 403, 422, body=_ref("RequestIn"), code="201"),
+                            400, 403, 422, 503, body=_ref("RequestIn"), code="201"),
             },
             "/requests/{id}": {"get": _op("One request with events and result", "Request", _ref("Request"), 404, params=_ID)},
-            "/requests/{id}/submit": {"post": _op("draft -> requested", "Request", _ref("Request"), 403, 404, 409, params=_ID)},
+            "/requests/{id}/submit": {"post": _op("draft -> requested, with its worklist file written first",
+                                                  "Request", _ref("Request"), 403, 404, 409, 422, 503, params=_ID)},
             "/requests/{id}/cancel": {"post": _op("draft|requested -> cancelled", "Request", _ref("Request"),
                                                   400, 403, 404, 409, 422, params=_ID,
                                                   body={"type": "object", "required": ["reason"],
@@ -158,6 +174,9 @@ def document(server_url: str) -> dict[str, Any]:
                 "post": _op("Add a server; it is checked for real first (admin)", "Created", _ref("Server"),
                             400, 403, 409, 422, body=_ref("ServerIn"), code="201"),
             },
+            "/orthanc/servers/{id}": {"get": _op(
+                "One Orthanc server: what its check found and warnings to act on (admin)", "Server",
+                _ref("Server"), 403, 404, params=_ID)},
             "/orthanc/servers/{id}/sync": {"post": _op(
                 "Sync now (incremental, or full with ?full=1)", "Summary", _ref("SyncSummary"), 403, 404, 409, 502,
                 params=[*_ID, _q("full", desc="1: full sync")])},
@@ -178,8 +197,13 @@ def document(server_url: str) -> dict[str, Any]:
             "/requests/{id}/worklist": {"get": _op(
                 "The request's rendered worklist (dump2dcm text)", "Worklist",
                 {"type": "object", "properties": {"request_id": {"type": "integer"}, "filename": {"type": "string"},
-                 "live": {"type": "boolean"}, "template": {"type": "string"}, "charset": {"type": "string"},
-                 "text": {"type": "string"}}}, 404, 422, params=_ID)},
+                 "live": {"type": "boolean"}, "template": {"type": "string"},
+                 "charset": {"type": "string", "description": "the SpecificCharacterSet of the file"},
+                 "template_charset": {"type": "string"},
+                 "fallback": {"type": "boolean", "description": "written in ISO_IR 192 instead of the template's set"},
+                 "warnings": {"type": "array", "items": {"type": "string"},
+                              "description": "values cut to their VR length, the fallback, a missing station"},
+                 "file": _ref("WorklistFile"), "text": {"type": "string"}}}, 404, 422, params=_ID)},
             "/requests/{id}/result": {"post": _op("Write the result; requested -> done", "Created", _ref("Request"),
                                                   400, 403, 404, 409, 422, params=_ID, body=_ref("ResultIn"),
                                                   code="201")},

@@ -231,9 +231,24 @@ def list_requests():
     return jsonify(_paged(stmt, request_json))
 
 
+def request_detail(req: ImagingRequest) -> dict[str, Any]:
+    """A request with its events and result, and the truth about its
+    worklist file (written when / missing and why / not offered and why)."""
+    from ..worklists import file_status
+
+    out = request_json(req, detail=True)
+    out["worklist"] = file_status(req).as_json()
+    return out
+
+
+def _worklist_refused(exc: workflow.WorklistRefused) -> ApiError:
+    return ApiError(422, exc.code, exc.message, characters=exc.characters, template=exc.template or None,
+                    fields=exc.errors)
+
+
 @bp.get("/requests/<int:request_id>")
 def get_request(request_id: int):
-    return jsonify(request_json(_get_request(request_id), detail=True))
+    return jsonify(request_detail(_get_request(request_id)))
 
 
 @bp.post("/requests")
@@ -272,10 +287,14 @@ def create_request():
             patient, tests, user=g.api_user, physician=physician, urgent=_bool(data, "urgent"),
             clinical_context=_str(data, "clinical_context"), comment=_str(data, "comment"),
             scheduled_at=scheduled_at, submit=_bool(data, "submit"))
+    except workflow.WorklistRefused as exc:
+        raise _worklist_refused(exc) from None
     except workflow.ValidationError as exc:
         raise invalid(exc.errors) from None
+    except workflow.WorklistUnwritable as exc:
+        raise ApiError(503, "worklist_unwritable", str(exc)) from None
     if len(created) == 1:
-        resp = jsonify(request_json(created[0], detail=True))
+        resp = jsonify(request_detail(created[0]))
         resp.headers["Location"] = url_for("api.get_request", request_id=created[0].id)
     else:
         resp = jsonify({"items": [request_json(r) for r in created], "order_number": created[0].order_number})
@@ -288,9 +307,13 @@ def _transition(fn: Callable[[], Any], req: ImagingRequest):
         fn()
     except workflow.TransitionError as exc:
         raise ApiError(409, "illegal_transition", str(exc), state=req.state) from None
+    except workflow.WorklistRefused as exc:
+        raise _worklist_refused(exc) from None
     except workflow.ValidationError as exc:
         raise invalid(exc.errors) from None
-    return jsonify(request_json(req, detail=True))
+    except workflow.WorklistUnwritable as exc:
+        raise ApiError(503, "worklist_unwritable", str(exc)) from None
+    return jsonify(request_detail(req))
 
 
 @bp.post("/requests/<int:request_id>/submit")
@@ -332,22 +355,29 @@ def create_result(request_id: int):
         report_style=style), req)
     if final:
         _transition(lambda: workflow.finalise_result(req.result, g.api_user), req)
-        resp = jsonify(request_json(req, detail=True))
+        resp = jsonify(request_detail(req))
     resp.status_code = 201
     return resp
 
 
 @bp.get("/requests/<int:request_id>/worklist")
 def request_worklist(request_id: int):
-    """The rendered worklist text of a request, and whether its file is live."""
-    from ..worklists import build_file, writer
+    """The rendered worklist text of a request, whether its file is live,
+    and the truth about the file (``file``: written / missing and why)."""
+    from ..worklists import UnencodableError, build_file, file_status, writer
     from ..worklists.dicomfile import DumpError
     from ..worklists.render import RenderError
 
     req = _get_request(request_id)
+    status = file_status(req).as_json()
     try:
         data = build_file(req)
+    except UnencodableError as exc:
+        raise ApiError(422, "worklist_charset", str(exc), characters=exc.characters, template=exc.template,
+                       file=status) from None
     except (RenderError, DumpError, ValueError) as exc:
-        raise ApiError(422, "worklist_error", str(exc)) from None
+        raise ApiError(422, "worklist_error", str(exc), file=status) from None
     return jsonify({"request_id": req.id, "filename": writer.filename(req), "live": writer.is_live(req),
-                    "template": data.template.name, "charset": data.template.charset, "text": data.text})
+                    "template": data.template.name, "charset": data.charset,
+                    "template_charset": data.template.charset, "fallback": data.fallback,
+                    "warnings": data.warnings, "file": status, "text": data.text})

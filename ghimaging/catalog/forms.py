@@ -15,7 +15,9 @@ class TestForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
     modality = SelectField("Modality type", coerce=int, validators=[DataRequired()])
     ae_title = StringField("Scheduled station AE title", validators=[Optional(), Length(max=16)],
-                           description="The AE title of the modality that performs this test.")
+                           description="Required: the AE title of the modality that performs this test; "
+                                       "the worklist offers the test to that modality.",
+                           render_kw={"required": True})
     worklist_template = SelectField("Worklist template", validators=[Optional()], validate_choice=True,
                                     description="The template that writes this test's worklist items.")
     active = BooleanField("Active (can be ordered)", default=True)

@@ -83,7 +83,14 @@ def save_test(test: ImagingTest | None, *, code: str, name: str, modality: Modal
         raise CatalogError("The name is required (at most 200 characters).", "name")
     if any(ord(c) < 32 and c not in "\t" for c in name):
         raise CatalogError("The name must not contain line breaks or control characters.", "name")
-    if ae_title and not AE_RE.match(ae_title):
+    if not ae_title:
+        # ScheduledStationAETitle is a Type 1 worklist key: a modality asks
+        # for the items of its own AE title, and an item without one is
+        # found by no modality that filters (PS3.4 Table K.6-1).
+        raise CatalogError("The scheduled station AE title is required: it is the AE title of the modality "
+                           "that performs this test, and the worklist needs it to offer the test to that "
+                           "modality.", "ae_title")
+    if not AE_RE.match(ae_title):
         raise CatalogError("An AE title is 1-16 printable ASCII characters without backslash.", "ae_title")
     other = test_by_code(code)
     if other is not None and other is not test:

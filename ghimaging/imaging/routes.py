@@ -78,6 +78,7 @@ def new_order():
     form.tests.choices = [(t.id, f"{t.modality.code} · {t.name}") for t in tests]
     form.physician.choices = _user_choices(Role.PHYSICIAN)
     patient = None
+    worklist_error = ""
     if request.method == "GET":
         pid = bounded_int(request.args.get("patient_id"))
         patient = db.session.get(Patient, pid) if pid else None
@@ -98,18 +99,34 @@ def new_order():
                     clinical_context=form.clinical_context.data or "", comment=form.comment.data or "",
                     scheduled_at=_scheduled(form), submit=request.form.get("action") == "submit",
                 )
+            except workflow.WorklistRefused as exc:
+                worklist_error = exc.message
+                patient = patients.by_puid(form.patient.data)
             except workflow.ValidationError as exc:
                 _field_errors(form, exc, "tests")
             else:
                 verb = "submitted" if created[0].state == "requested" else "saved as draft"
                 flash(f"Order {created[0].order_number}: {len(created)} request(s) {verb}.", "success")
+                _flash_worklist_warnings(created)
                 if len(created) == 1:
                     return redirect(url_for("imaging.view_request", request_id=created[0].id))
                 return redirect(url_for("patients.view", patient_id=patient.id))
     elif form.patient.data and patient is None:
         patient = patients.by_puid(form.patient.data)
     status = 400 if request.method == "POST" else 200
-    return render_template("imaging/order_form.html", form=form, patient=patient, tests=tests), status
+    return render_template("imaging/order_form.html", form=form, patient=patient, tests=tests,
+                           worklist_error=worklist_error), status
+
+
+def _flash_worklist_warnings(reqs) -> None:
+    """Values cut to their VR length, a UTF-8 fallback: said at once, and
+    kept on the request page."""
+    from ..worklists import writer
+
+    for req in reqs:
+        if writer.is_live(req):
+            for warning in _worklist(req).warnings:
+                flash(f"{req.accession_number}: {warning}", "info")
 
 
 def _get_request(request_id: int) -> ImagingRequest:
@@ -153,12 +170,15 @@ def edit_request(request_id: int):
         if req.scheduled_at:
             form.scheduled_date.data = req.scheduled_at.date()
             form.scheduled_time.data = req.scheduled_at.time()
+    worklist_error = ""
     if form.validate_on_submit():
         physician = db.session.get(User, form.physician.data) if form.physician.data else None
         try:
             workflow.update_request(req, user=current_user, physician=physician, urgent=form.urgent.data,
                                     clinical_context=form.clinical_context.data or "",
                                     comment=form.comment.data or "", scheduled_at=_scheduled(form))
+        except workflow.WorklistRefused as exc:
+            worklist_error = exc.message
         except workflow.ValidationError as exc:
             _field_errors(form, exc, "comment")
         except workflow.TransitionError as exc:
@@ -167,7 +187,7 @@ def edit_request(request_id: int):
             flash("Request saved.", "success")
             return redirect(url_for("imaging.view_request", request_id=req.id))
     status = 400 if request.method == "POST" else 200
-    return render_template("imaging/request_edit.html", form=form, req=req), status
+    return render_template("imaging/request_edit.html", form=form, req=req, worklist_error=worklist_error), status
 
 
 @bp.route("/requests/<int:request_id>/submit", methods=["POST"])
@@ -178,10 +198,14 @@ def submit_request(request_id: int):
         abort(400)
     try:
         workflow.submit(req, current_user)
-    except workflow.TransitionError as exc:
+    except workflow.WorklistRefused as exc:
+        flash(f"Not submitted: {exc.message}", "error")
+        return redirect(url_for("imaging.view_request", request_id=req.id))
+    except workflow.WorkflowError as exc:
         flash(str(exc), "error")
         return redirect(url_for("imaging.view_request", request_id=req.id))
     flash(f"Request {req.accession_number} submitted.", "success")
+    _flash_worklist_warnings([req])
     return redirect(url_for("imaging.view_request", request_id=req.id))
 
 

@@ -65,11 +65,31 @@ class ValidationError(WorkflowError):
         self.errors = errors
 
 
+class WorklistRefused(ValidationError):
+    """The request cannot become (or stay) ``requested`` because its worklist
+    file cannot be written: a value the template's character set cannot
+    hold (``code`` "worklist_charset", with ``characters`` and ``template``),
+    or a template that does not render ("worklist_template"). Nothing was
+    changed."""
+
+    def __init__(self, message: str, *, code: str, characters: list[str] | None = None,
+                 template: str = "", accession_number: str = ""):
+        super().__init__({"worklist": message})
+        self.message, self.code = message, code
+        self.characters, self.template = characters or [], template
+        self.accession_number = accession_number
+
+
 @dataclass
 class NewImage:
     stream: BinaryIO
     filename: str
     caption: str = ""
+
+
+class WorklistUnwritable(WorkflowError):
+    """The worklist folder refused the file (disk full, permissions): the
+    change was not made (HTTP 503)."""
 
 
 def can(action: str, req: ImagingRequest) -> bool:
@@ -114,6 +134,50 @@ def _check_physician(errors: dict[str, str], physician: User | None) -> None:
         errors["physician"] = "The requesting physician must be an active user with the physician role."
 
 
+def _worklist_file(req: ImagingRequest, what: str = ""):
+    """The request's worklist file, built (rendered and encoded) before any
+    state changes, or :class:`WorklistRefused` saying why it cannot be."""
+    from ..worklists import UnencodableError, build_file
+
+    what = what or f"Request {req.accession_number} ({req.test.name})"
+    try:
+        return build_file(req)
+    except UnencodableError as exc:
+        raise WorklistRefused(f"{what} cannot be offered to the modality: {exc}", code="worklist_charset",
+                              characters=exc.characters, template=exc.template,
+                              accession_number=req.accession_number) from None
+    except ValueError as exc:  # RenderError, DumpError: a broken template
+        raise WorklistRefused(f"{what} cannot be offered to the modality: its worklist template does not "
+                              f"work: {exc}", code="worklist_template",
+                              accession_number=req.accession_number) from None
+
+
+def _commit_with_worklists(files: list[tuple[ImagingRequest, object]]) -> None:
+    """Write the files, then commit: a request is never ``requested``
+    without its file. If a file or the commit fails, nothing stays: the
+    transaction is rolled back and the files just written are removed."""
+    from ..worklists import writer
+
+    written: list[ImagingRequest] = []
+    try:
+        for req, data in files:
+            if writer.is_live(req):
+                writer.put(req, data, commit=False)
+                written.append(req)
+        db.session.commit()
+    except OSError as exc:
+        db.session.rollback()
+        for req in written:
+            writer.discard(req)
+        raise WorklistUnwritable(f"The worklist file could not be written ({exc.strerror or exc}); "
+                                 "nothing was changed.") from None
+    except Exception:
+        db.session.rollback()
+        for req in written:
+            writer.discard(req)
+        raise
+
+
 def create_order(patient: Patient, tests: Iterable[ImagingTest], *, user: User | None,
                  physician: User | None = None, urgent: bool = False, clinical_context: str = "",
                  comment: str = "", scheduled_at: datetime | None = None,
@@ -145,11 +209,21 @@ def create_order(patient: Patient, tests: Iterable[ImagingTest], *, user: User |
         )
         req.events.append(RequestEvent(user_id=user.id if user else None, action="create",
                                        to_state=S.DRAFT.value, note=f"order {order_number}"))
-        if submit:
-            _transition(req, "submit", user)
         db.session.add(req)
         created.append(req)
-    db.session.commit()
+    files = []
+    if submit:
+        # All or nothing: an order whose items cannot all be offered to the
+        # modality is refused whole, and the form keeps what was typed.
+        db.session.flush()
+        try:
+            files = [(req, _worklist_file(req, f"The order of {req.test.name}")) for req in created]
+        except WorklistRefused:
+            db.session.rollback()
+            raise
+        for req in created:
+            _transition(req, "submit", user)
+    _commit_with_worklists(files)
     for req in created:
         request_changed.send(req, request=req, action="submit" if submit else "create")
     return created
@@ -171,9 +245,20 @@ def update_request(req: ImagingRequest, *, user: User | None, physician: User | 
     req.clinical_context = clinical_context
     req.comment = comment
     req.scheduled_at = scheduled_at
+    files = []
+    from ..worklists import writer
+
+    if writer.is_live(req):
+        # The waiting item is rewritten with the edit, or the edit is refused:
+        # never a saved edit that silently takes the item off the worklist.
+        try:
+            files = [(req, _worklist_file(req))]
+        except WorklistRefused:
+            db.session.rollback()
+            raise
     req.events.append(RequestEvent(user_id=user.id if user else None, action="edit",
                                    from_state=req.state, to_state=req.state))
-    db.session.commit()
+    _commit_with_worklists(files)
     request_changed.send(req, request=req, action="edit")
     return req
 
@@ -191,8 +276,14 @@ def announce_waiting(condition) -> int:
 
 
 def submit(req: ImagingRequest, user: User | None) -> ImagingRequest:
+    """draft -> requested, with its worklist file written in the same step:
+    the file is rendered and encoded first, and a request whose file cannot
+    be written stays a draft (:class:`WorklistRefused` says why)."""
+    if not can("submit", req):
+        _transition(req, "submit", user)  # raises with the standard message
+    data = _worklist_file(req)
     _transition(req, "submit", user)
-    db.session.commit()
+    _commit_with_worklists([(req, data)])
     request_changed.send(req, request=req, action="submit")
     return req
 

@@ -76,6 +76,10 @@ class ImagingRequest(db.Model):
     cancel_reason: Mapped[str] = mapped_column(Text, default="")
     # Set when a study is linked (kept in the row so lists need no join).
     images_available: Mapped[bool] = mapped_column(default=False)
+    # The worklist file: the character set it was last written in, and why
+    # it is missing when it could not be written (empty once it is).
+    worklist_charset: Mapped[str] = mapped_column(String(64), default="")
+    worklist_problem: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

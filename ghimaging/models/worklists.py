@@ -7,6 +7,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
 from ._time import utcnow
+from .orthanc import OrthancServer
 
 
 class WorklistTemplate(db.Model):
@@ -22,6 +23,9 @@ class WorklistTemplate(db.Model):
     encoding: Mapped[str] = mapped_column(String(32), default="utf-8")  # Python codec
     comment: Mapped[str] = mapped_column(Text, default="")
     is_default: Mapped[bool] = mapped_column(default=False)
+    # The administrator's choice when a value does not fit ``charset``:
+    # refuse the submit (False), or write that item as ISO_IR 192 (UTF-8).
+    utf8_fallback: Mapped[bool] = mapped_column(default=False)
     # 'shipped' templates are refreshed from worklist_templates/ by `init`
     # until someone edits them; then they become 'custom'.
     origin: Mapped[str] = mapped_column(String(16), default="custom")
@@ -39,3 +43,11 @@ class WorklistFile(db.Model):
         ForeignKey("imaging_requests.id", ondelete="SET NULL"), index=True)
     digest: Mapped[str] = mapped_column(String(64))
     written_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# Orthanc's DefaultEncoding as the server check last read it from
+# ``GET /tools/default-encoding`` ("Latin1", "Utf8", ...): Orthanc transcodes
+# every worklist answer to it, whatever the .wl file holds. Declared here,
+# beside the worklist models that need it, because the Orthanc models are
+# another area's file; the column is created by migration 0006.
+OrthancServer.default_encoding = mapped_column(String(32), default="", nullable=False)

@@ -37,6 +37,7 @@ class CheckResult:
     dicom_port: int = 0
     plugins: list[str] = field(default_factory=list)
     last_change: int = 0
+    default_encoding: str = ""  # GET /tools/default-encoding: what Orthanc transcodes answers to
 
 
 def client_for(server: OrthancServer, **kw) -> OrthancClient:
@@ -58,7 +59,19 @@ def check(client: OrthancClient) -> CheckResult:
         plugins = []
     return CheckResult(version=str(info.get("Version", "")), name=str(info.get("Name", "")),
                        aet=str(info.get("DicomAet", "")), dicom_port=int(info.get("DicomPort") or 0),
-                       plugins=plugins, last_change=last)
+                       plugins=plugins, last_change=last, default_encoding=default_encoding(client))
+
+
+def default_encoding(client: OrthancClient) -> str:
+    """Orthanc's DefaultEncoding ("Latin1" unless configured): every answer,
+    worklist answers included, is transcoded to it. Empty when unknown."""
+    try:
+        # Plain text, not JSON; the client's transport keeps its errors and auth.
+        resp = client._request("GET", "/tools/default-encoding")
+    except OrthancError:
+        return ""
+    text = resp.text.strip()
+    return text if text.isalnum() and len(text) <= 32 else ""
 
 
 def _apply(server: OrthancServer, result: CheckResult) -> None:
@@ -70,6 +83,7 @@ def _apply(server: OrthancServer, result: CheckResult) -> None:
     server.dicom_port = result.dicom_port
     server.plugins = ",".join(sorted(result.plugins))
     server.orthanc_last = result.last_change
+    server.default_encoding = result.default_encoding
 
 
 def _clean(label: str, url: str, browser_url: str, username: str) -> tuple[str, str, str, str]:
@@ -199,6 +213,42 @@ def viewer_links(server: OrthancServer, study: "OrthancStudy") -> list[tuple[str
     return links
 
 
+def encoding_warnings(server: OrthancServer) -> list[str]:
+    """Sentences for the server page, the Worklists page and the API when
+    Orthanc would transcode answers to a character set that cannot hold
+    every name: names reach the modality as '^' or with letters dropped,
+    whatever the .wl file holds."""
+    from ..models import Patient
+    from ..worklists.charsets import UNICODE_ENCODINGS, orthanc_codec
+
+    encoding = (server.default_encoding or "").strip()
+    if not encoding or encoding in UNICODE_ENCODINGS:
+        return []
+    fix = "Set \"DefaultEncoding\": \"Utf8\" in Orthanc's configuration file and restart Orthanc."
+    codec = orthanc_codec(encoding)
+    if codec is None:
+        return [f"Orthanc's default encoding is {encoding}, which ghimaging does not know: names may reach "
+                f"the modality damaged. {fix}"]
+    out = [f"Orthanc's default encoding is {encoding}: it transcodes every worklist answer to it, so names "
+           f"that {encoding} cannot hold (for example Greek, Cyrillic, Arabic, Hebrew, Chinese, Japanese or "
+           f"Korean names{' and letters outside Latin-1' if encoding == 'Latin1' else ''}) reach the modality "
+           f"as '^' or with letters dropped. {fix}"]
+    lost: list[str] = []
+    count = 0
+    for family, given, puid in db.session.execute(select(Patient.family_name, Patient.given_name, Patient.puid)):
+        try:
+            f"{family}^{given}".encode(codec)
+        except UnicodeEncodeError:
+            count += 1
+            if len(lost) < 3:
+                lost.append(f"{family}, {given} ({puid})" if given else f"{family} ({puid})")
+    if count:
+        out.append(f"{count} patient name(s) in the register cannot be written in Orthanc's default encoding "
+                   f"{encoding}, for example {'; '.join(lost)}: their worklist items reach the modality "
+                   f"damaged. {fix}")
+    return out
+
+
 def server_json(server: OrthancServer) -> dict:
     return {
         "id": server.id, "label": server.label, "url": server.url, "browser_url": server.browser_url,
@@ -207,4 +257,6 @@ def server_json(server: OrthancServer) -> dict:
         "last_sync_at": server.last_sync_at.isoformat() + "Z" if server.last_sync_at else None,
         "last_change": server.last_change, "lag": server.lag, "last_error": server.last_error or None,
         "study_count": study_count(server),
+        "default_encoding": server.default_encoding or None,
+        "warnings": encoding_warnings(server),
     }

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from flask import Flask
 
@@ -12,41 +13,172 @@ from ..models import ImagingRequest, WorklistTemplate
 log = logging.getLogger(__name__)
 
 
+UTF8 = "ISO_IR 192"
+
+
 @dataclass
 class WorklistFileData:
     template: WorklistTemplate
     text: str
     data: bytes
+    charset: str = ""  # the SpecificCharacterSet the file declares
+    fallback: bool = False  # written in ISO_IR 192 because the template's set could not hold a value
+    warnings: list[str] = field(default_factory=list)
 
 
-def render_text(req: ImagingRequest, template: WorklistTemplate | None = None) -> tuple[WorklistTemplate, str]:
+class UnencodableError(ValueError):
+    """A value the template's character set cannot hold (the template does
+    not fall back to ISO_IR 192): the message names the characters, where
+    they are and the template, for the person who submits."""
+
+    def __init__(self, message: str, *, characters: list[str], template: str, charset: str,
+                 elements: list[str]):
+        super().__init__(message)
+        self.characters, self.template, self.charset, self.elements = characters, template, charset, elements
+
+
+def render_text(req: ImagingRequest, template: WorklistTemplate | None = None,
+                charset: str | None = None) -> tuple[WorklistTemplate, str]:
+    template, text, _ = _render(req, template, charset)
+    return template, text
+
+
+def _render(req: ImagingRequest, template: WorklistTemplate | None, charset: str | None
+            ) -> tuple[WorklistTemplate, str, list[str]]:
     from ..settings.service import clinic_settings
     from . import templates, variables
     from .render import render
 
     template = template or templates.for_test(req.test)
-    values = variables.build(req, template, clinic_settings()["clinic_name"])
-    return template, render(template.body, values)
+    values, warnings = variables.build_checked(req, template, clinic_settings()["clinic_name"], charset)
+    return template, render(template.body, values), warnings
+
+
+def _declared(text: str, template: WorklistTemplate) -> str:
+    """The character set the text declares in (0008,0005): what pydicom
+    encodes with, whatever the template row says."""
+    from . import dicomfile
+
+    declared = dicomfile.parse(text).dataset.get("SpecificCharacterSet") or template.charset
+    if not isinstance(declared, str):
+        declared = declared[0] if len(declared) == 1 else UTF8
+    return declared
+
+
+def _unencodable(text: str, declared: str) -> list[str]:
+    from .charsets import known_terms, unencodable
+
+    if declared not in known_terms() and declared != "":
+        return []  # several terms (ISO 2022): pydicom switches codecs itself
+    return unencodable(text, declared)
+
+
+def _elements_with(text: str, chars: list[str]) -> list[str]:
+    """Keywords of the elements whose values hold ``chars`` (for the message)."""
+    import re
+
+    from pydicom.datadict import keyword_for_tag
+
+    out: list[str] = []
+    for line in text.splitlines():
+        if not any(c in line for c in chars):
+            continue
+        m = re.match(r"\s*\(([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})\)", line)
+        name = (keyword_for_tag(int(m[1] + m[2], 16)) or f"({m[1]},{m[2]})") if m else "a comment"
+        if name not in out:
+            out.append(name)
+    return out
 
 
 def build_file(req: ImagingRequest, template: WorklistTemplate | None = None) -> WorklistFileData:
+    """Render and encode the request's worklist file. A value its character
+    set cannot hold is never replaced silently: either the template falls
+    back to ISO_IR 192 (its administrator's choice) and the file says so in
+    ``warnings``, or :class:`UnencodableError` names the characters."""
     from . import dicomfile
-    from .charsets import codec_for, known_terms
+    from .charsets import COMMON, describe_chars
 
-    template, text = render_text(req, template)
-    # Refuse characters the character set cannot carry, rather than letting
-    # pydicom replace them silently; the body's own (0008,0005) is what
-    # pydicom encodes with.
-    declared = dicomfile.parse(text).dataset.get("SpecificCharacterSet") or template.charset
-    if not isinstance(declared, str):
-        declared = declared[0] if len(declared) == 1 else "ISO_IR 192"
-    try:
-        text.encode(codec_for(declared) if declared in known_terms() else "utf-8")
-    except UnicodeEncodeError as exc:
-        bad = text[exc.start:exc.end]
-        raise ValueError(f"{bad!r} cannot be written in {template.charset}; "
-                         f"use a template with ISO_IR 192 (UTF-8)") from None
-    return WorklistFileData(template, text, dicomfile.to_bytes(text))
+    template, text, warnings = _render(req, template, None)
+    declared = _declared(text, template)
+    bad = _unencodable(text, declared)
+    fallback = False
+    if bad:
+        where = _elements_with(text, bad)
+        label = f" ({COMMON[declared]})" if declared in COMMON else ""
+        told = (f"Template \u2018{template.name}\u2019 writes {declared}{label}, which cannot hold "
+                f"{describe_chars(bad)} in {', '.join(where)}.")
+        if not template.utf8_fallback:
+            raise UnencodableError(
+                f"{told} Use a template with {UTF8} (UTF-8) for this test, or let the template "
+                f"fall back to {UTF8} (Worklists \u203a template).",
+                characters=bad, template=template.name, charset=declared, elements=where)
+        template, text, warnings = _render(req, template, UTF8)
+        declared = _declared(text, template)
+        if declared != UTF8:
+            raise UnencodableError(
+                f"{told} The template is set to fall back to {UTF8}, but it writes its character set as "
+                f"fixed text instead of ${{SpecificCharacterSet}}, so it cannot.",
+                characters=bad, template=template.name, charset=declared, elements=where)
+        fallback = True
+        warnings = [f"Written in {UTF8} (UTF-8), not {template.charset}: {told[:-1]}, and the template is set "
+                    f"to fall back to {UTF8}. The modality must understand UTF-8 to show these names."] + warnings
+    if not (req.test.ae_title or "").strip():
+        warnings.append(f"Test {req.test.code} has no scheduled station AE title (a Type 1 key): a modality "
+                        "that asks for its own AE title will not find this item.")
+    return WorklistFileData(template, text, dicomfile.to_bytes(text), declared, fallback, warnings)
+
+
+@dataclass
+class FileStatus:
+    """The truth about a request's worklist file, for the page and the API."""
+
+    state: str  # "written", "missing" or "not_offered"
+    filename: str
+    reason: str = ""
+    written_at: datetime | None = None
+    charset: str = ""
+
+    def as_json(self) -> dict:
+        return {"state": self.state, "filename": self.filename, "reason": self.reason or None,
+                "written_at": self.written_at.isoformat() + "Z" if self.written_at else None,
+                "charset": self.charset or None}
+
+
+def _not_offered_reason(req: ImagingRequest) -> str:
+    from ..models import RequestState
+
+    state = req.state
+    if state == RequestState.DRAFT.value:
+        return "A draft is not offered to the modality; submitting it writes the file."
+    if state == RequestState.CANCELLED.value:
+        return "The request is cancelled: its item was withdrawn from the worklist."
+    if state == RequestState.DONE.value:
+        return "The request is done: its item was withdrawn from the worklist."
+    return "Images have arrived for this request: its item was withdrawn from the worklist."
+
+
+def file_status(req: ImagingRequest) -> FileStatus:
+    """Written (when, in which character set), missing (and why), or not
+    offered (and why): read from the folder and the database, never assumed."""
+    from sqlalchemy import select
+
+    from ..extensions import db
+    from ..models import WorklistFile
+    from . import writer
+
+    name = writer.filename(req)
+    if not writer.is_live(req):
+        return FileStatus("not_offered", name, _not_offered_reason(req))
+    row = db.session.scalar(select(WorklistFile).where(WorklistFile.filename == name))
+    on_disk = (writer.folder() / name).exists()
+    if row is not None and on_disk:
+        return FileStatus("written", name, written_at=row.written_at, charset=req.worklist_charset)
+    if row is not None:
+        return FileStatus("missing", name, "The file is gone from the worklist folder (removed outside "
+                          "ghimaging?); \u2018Rebuild folder\u2019 on the Worklists page writes it again.")
+    return FileStatus("missing", name, req.worklist_problem or (
+        "The file was never written for this request; \u2018Rebuild folder\u2019 on the Worklists page "
+        "writes it."))
 
 
 @dataclass
@@ -58,18 +190,24 @@ class Preview:
     live: bool = False
     on_disk: bool = False
     template: str = ""
+    charset: str = ""
+    fallback: bool = False
+    warnings: list[str] = field(default_factory=list)
+    status: FileStatus | None = None
 
 
 def preview(req: ImagingRequest) -> Preview:
-    """What the request page shows: the worklist text, its decoded DICOM
-    attributes, and whether the file is in the folder."""
+    """What the request page shows: the file's status, the worklist text,
+    its decoded DICOM attributes and the warnings about its values."""
     from . import dicomfile, writer
 
     out = Preview(filename=writer.filename(req), live=writer.is_live(req))
     try:
+        out.status = file_status(req)
         out.on_disk = (writer.folder() / out.filename).exists()
         data = build_file(req)
-        out.text, out.template = data.text, data.template.name
+        out.text, out.template, out.charset = data.text, data.template.name, data.charset
+        out.fallback, out.warnings = data.fallback, data.warnings
         out.rows = dicomfile.describe(data.data)
     except Exception as exc:  # shown on the page; never a 500 for a broken template
         out.error = str(exc)
@@ -78,21 +216,19 @@ def preview(req: ImagingRequest) -> Preview:
 
 def _on_request_changed(sender, request: ImagingRequest, action: str, **_) -> None:
     """Keep the request's .wl file in step with its state. A failure is
-    logged and shown on the request page; it never undoes the state change."""
+    recorded on the request (the page and the API say why the file is
+    missing); it never undoes the state change."""
     from . import writer
 
-    try:
-        if writer.is_live(request):
-            writer.write(request)
-        else:
-            writer.remove(request)
-    except Exception:
-        log.exception("worklist file for request %s could not be updated", request.accession_number)
+    writer.sync(request)
 
 
 def init_app(app: Flask) -> None:
     from ..imaging.workflow import request_changed
+    from ..orthanc.servers import encoding_warnings
     from .routes import bp
 
     request_changed.connect(_on_request_changed)
     app.register_blueprint(bp)
+    # The server pages (another area's views) show these through the template.
+    app.add_template_global(encoding_warnings, "orthanc_warnings")

@@ -67,3 +67,48 @@ def choices() -> list[tuple[str, str]]:
     common = [(t, f"{t} — {label}") for t, label in COMMON.items() if t in terms]
     rest = sorted((t, t) for t in terms if t not in COMMON)
     return common + rest
+
+
+def encodable_codec(term: str) -> str:
+    """The codec that tells whether text fits ``term``. pydicom writes
+    ISO_IR 6 (and no term) with a Latin-1 codec, but the term means ASCII."""
+    if term.strip() in ("", "ISO_IR 6"):
+        return "ascii"
+    return codec_for(term.strip())
+
+
+def unencodable(text: str, term: str) -> list[str]:
+    """The distinct characters of ``text`` that ``term`` cannot hold, in order."""
+    codec = encodable_codec(term)
+    bad: list[str] = []
+    for ch in text:
+        if ch in bad:
+            continue
+        try:
+            ch.encode(codec)
+        except UnicodeEncodeError:
+            bad.append(ch)
+    return bad
+
+
+def describe_chars(chars: list[str], limit: int = 12) -> str:
+    """'Ł' (U+0141), 'Ş' (U+015E) ... for messages a person reads."""
+    shown = ", ".join(f"\u2018{c}\u2019 (U+{ord(c):04X})" for c in chars[:limit])
+    return shown + (f" and {len(chars) - limit} more" if len(chars) > limit else "")
+
+
+# Orthanc's DefaultEncoding values (its Enumerations.cpp) -> Python codecs.
+# Orthanc transcodes answers, worklist answers included, to this encoding.
+ORTHANC_ENCODINGS = {
+    "Ascii": "ascii", "Utf8": "utf-8", "Latin1": "latin-1", "Latin2": "iso8859_2", "Latin3": "iso8859_3",
+    "Latin4": "iso8859_4", "Latin5": "iso8859_9", "Cyrillic": "iso8859_5", "Windows1251": "cp1251",
+    "Arabic": "iso8859_6", "Greek": "iso8859_7", "Hebrew": "iso8859_8", "Thai": "tis_620",
+    "Japanese": "shift_jis", "JapaneseKanji": "iso2022_jp", "Korean": "euc_kr", "Chinese": "gb18030",
+    "SimplifiedChinese": "gb2312",
+}
+#: Encodings that hold every character a name can have.
+UNICODE_ENCODINGS = {"Utf8", "Chinese"}
+
+
+def orthanc_codec(encoding: str) -> str | None:
+    return ORTHANC_ENCODINGS.get((encoding or "").strip())

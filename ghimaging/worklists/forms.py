@@ -15,6 +15,11 @@ class TemplateForm(FlaskForm):
     body = TextAreaField("Template", validators=[DataRequired()])
     comment = TextAreaField("Comment", validators=[Optional(), Length(max=2000)])
     is_default = BooleanField("Default template (used by tests without one)")
+    utf8_fallback = BooleanField(
+        "Fall back to ISO_IR 192 (UTF-8) when a value does not fit the character set",
+        description="Off: a request whose patient name (or another value) this character set cannot hold is "
+                    "refused at submit, with the characters named. On: that item is written in ISO_IR 192 "
+                    "instead, and its request page says so; the modality must then understand UTF-8.")
     preview_request = SelectField("Preview with request", coerce=int, validate_choice=False)
 
     def __init__(self, *a, **kw):

@@ -101,7 +101,7 @@ def edit_template(template_id: int | None):
                 error = "There is no request to preview with yet."
             else:
                 draft = WorklistTemplate(name=form.name.data, body=form.body.data, charset=form.charset.data,
-                                         encoding=form.encoding.data)
+                                         encoding=form.encoding.data, utf8_fallback=form.utf8_fallback.data)
                 try:
                     data = build_file(req, draft)
                     preview, rows = data.text, dicomfile.describe(data.data)
@@ -115,7 +115,7 @@ def edit_template(template_id: int | None):
             try:
                 saved = templates.save(tpl, name=form.name.data, body=form.body.data, charset=form.charset.data,
                                        encoding=form.encoding.data, comment=form.comment.data or "",
-                                       is_default=form.is_default.data)
+                                       is_default=form.is_default.data, utf8_fallback=form.utf8_fallback.data)
             except templates.TemplateError as exc:
                 getattr(form, exc.field).errors.append(str(exc))
                 status = 400

@@ -19,6 +19,9 @@ class FindResult:
     items: list[Dataset] = field(default_factory=list)
     message: str = ""
     hint: str = ""
+    # One sentence per value that reached the modality different from the
+    # database (a name transcoded to '^', an item nobody ordered, ...).
+    differences: list[str] = field(default_factory=list)
 
 
 def query_dataset(modality: str = "", station: str = "", date: str = "", patient_name: str = "") -> Dataset:
@@ -82,7 +85,75 @@ def target_for(server: OrthancServer, calling_aet: str = CALLING_AET) -> tuple[s
     return host, server.dicom_port or 4242, server.dicom_aet or "ORTHANC"
 
 
+def _pn(value) -> str:
+    """A PN as compared: NFC, no padding, no empty trailing components."""
+    import unicodedata
+
+    text = unicodedata.normalize("NFC", str(value if value is not None else ""))
+    return "=".join(group.strip().rstrip("^").strip() for group in text.split("=")).rstrip("=")
+
+
+def _text(value) -> str:
+    return str(value if value is not None else "").strip()
+
+
+def compare(items: list[Dataset]) -> list[str]:
+    """Each answer's PatientName, PatientID and AccessionNumber against the
+    request whose accession it is: what the modality would show, checked
+    against what the register holds."""
+    from sqlalchemy import select
+
+    from ..extensions import db
+    from ..models import ImagingRequest
+    from .values import person_name
+
+    accessions = {_text(i.get("AccessionNumber")) for i in items}
+    requests = {r.accession_number: r for r in db.session.scalars(
+        select(ImagingRequest).where(ImagingRequest.accession_number.in_(accessions)))} if accessions else {}
+    out: list[str] = []
+    for item in items:
+        acc = _text(item.get("AccessionNumber"))
+        name, pid = _pn(item.get("PatientName")), _text(item.get("PatientID"))
+        req = requests.get(acc)
+        if req is None:
+            out.append(f"AccessionNumber \u201c{acc}\u201d (PatientName \u201c{name}\u201d, PatientID "
+                       f"\u201c{pid}\u201d): no request in ghimaging has this accession number.")
+            continue
+        expected = _pn(person_name(req.patient.family_name, req.patient.given_name))
+        if name != expected:
+            out.append(f"{acc}: PatientName reaches the modality as \u201c{name}\u201d; the register has "
+                       f"\u201c{expected}\u201d.")
+        if pid != req.patient.puid.strip():
+            out.append(f"{acc}: PatientID reaches the modality as \u201c{pid}\u201d; the register has "
+                       f"\u201c{req.patient.puid}\u201d.")
+        if acc != req.accession_number:
+            out.append(f"{acc}: AccessionNumber differs from the request's \u201c{req.accession_number}\u201d.")
+    return out
+
+
 def self_test(server: OrthancServer, worklist_dir: str, calling_aet: str = CALLING_AET) -> FindResult:
+    """The worklist as a modality gets it, compared with the database: red
+    when Orthanc does not answer, and red when any name, PatientID or
+    accession number comes back different from the register."""
+    result = _query(server, worklist_dir, calling_aet)
+    if not result.ok:
+        return result
+    result.differences = compare(result.items)
+    if result.differences:
+        from ..orthanc.servers import encoding_warnings
+
+        result.ok = False
+        result.message = (f"{len(result.items)} worklist item(s) found, but {len(result.differences)} value(s) "
+                          "differ from the database: the modality does not see what the register holds.")
+        hints = encoding_warnings(server)
+        result.hint = " ".join(hints) if hints else (
+            "Compare the worklist templates and Orthanc's DefaultEncoding setting with what the register holds.")
+    else:
+        result.message += " Every PatientName, PatientID and AccessionNumber matches the database."
+    return result
+
+
+def _query(server: OrthancServer, worklist_dir: str, calling_aet: str = CALLING_AET) -> FindResult:
     if "worklists" not in server.plugin_set:
         return FindResult(False, message=f"The worklists plugin is not loaded in {server.label}.",
                           hint=f'Add the plugin and "Worklists": {{"Enable": true, "Database": "{worklist_dir}"}} '

@@ -75,7 +75,10 @@ def validate(name: str, body: str, charset: str, encoding: str) -> tuple[str, st
 
 
 def save(template: WorklistTemplate | None, *, name: str, body: str, charset: str, encoding: str,
-         comment: str = "", is_default: bool = False) -> WorklistTemplate:
+         comment: str = "", is_default: bool = False, utf8_fallback: bool | None = None) -> WorklistTemplate:
+    """Save a template. ``utf8_fallback`` (None keeps it): write an item in
+    ISO_IR 192 when a value does not fit ``charset``, instead of refusing
+    the submit. Changing only that keeps a shipped template shipped."""
     name, encoding = validate(name, body, charset, encoding)
     other = db.session.scalar(select(WorklistTemplate).where(WorklistTemplate.name == name))
     if other is not None and other is not template:
@@ -88,9 +91,17 @@ def save(template: WorklistTemplate | None, *, name: str, body: str, charset: st
 
         db.session.execute(update(ImagingTest).where(ImagingTest.worklist_template == template.name)
                            .values(worklist_template=name))
+    def same(a: str | None, b: str | None) -> bool:  # a browser's textarea sends \r\n
+        return (a or "").replace("\r\n", "\n").strip() == (b or "").replace("\r\n", "\n").strip()
+
+    if template.id is None or not all(same(a, b) for a, b in (
+            (name, template.name), (body, template.body), (charset, template.charset),
+            (encoding, template.encoding), (comment, template.comment))):
+        template.origin = "custom"
     template.name, template.body, template.charset, template.encoding = name, body, charset, encoding
     template.comment = (comment or "").strip()
-    template.origin = "custom"
+    if utf8_fallback is not None:
+        template.utf8_fallback = bool(utf8_fallback)
     if is_default:
         for t in db.session.scalars(select(WorklistTemplate).where(WorklistTemplate.is_default.is_(True))):
             t.is_default = False

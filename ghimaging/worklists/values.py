@@ -13,12 +13,14 @@ from datetime import date, datetime
 from typing import Any
 
 MAX_LEN = {"AE": 16, "AS": 4, "CS": 16, "DA": 8, "DS": 16, "DT": 26, "IS": 12, "LO": 64, "LT": 10240,
-           "PN": 64, "SH": 16, "ST": 1024, "TM": 16, "UI": 64, "UT": 10240}
+           "PN": 64, "SH": 16, "ST": 1024, "TM": 16, "UC": 10240, "UI": 64, "UT": 10240}
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\]\[\\]")
 _PN_PART_UNSAFE = re.compile(r"[\^=]")
 
 
-def clean(value: Any, vr: str = "LO") -> str:
+def clean(value: Any, vr: str = "LO", *, cut: bool = True) -> str:
+    """The value made safe for one line and its VR; ``cut=False`` keeps its
+    whole length (to tell whether cutting loses something)."""
     if value is None:
         return ""
     text = str(value)
@@ -33,28 +35,29 @@ def clean(value: Any, vr: str = "LO") -> str:
         text = re.sub(r"[^0-9.]", "", text)
     elif vr in ("DA", "TM", "AS", "DS", "IS"):
         text = re.sub(r"[^0-9A-Z.+\-]", "", text)
-    return text[: MAX_LEN.get(vr, 64)].strip()
+    return text[: MAX_LEN.get(vr, 64)].strip() if cut else text
 
 
-def person_name(family: str, given: str = "", middle: str = "") -> str:
+def person_name(family: str, given: str = "", middle: str = "", *, cut: bool = True) -> str:
     """DICOM PN ``Family^Given^Middle`` from parts; a part cannot add
     components or groups."""
-    parts = [_PN_PART_UNSAFE.sub(" ", clean(p, "LO")).strip() for p in (family, given, middle)]
+    parts = [_PN_PART_UNSAFE.sub(" ", clean(p, "LO", cut=cut)).strip() for p in (family, given, middle)]
     while parts and not parts[-1]:
         parts.pop()
-    return "^".join(parts)[: MAX_LEN["PN"]]
+    name = "^".join(parts)
+    return name[: MAX_LEN["PN"]] if cut else name
 
 
-def person_name_from_full(full: str) -> str:
+def person_name_from_full(full: str, *, cut: bool = True) -> str:
     """'Family, Given' or 'Given Family' as PN."""
     full = (full or "").strip()
     if not full:
         return ""
     if "," in full:
         family, given = full.split(",", 1)
-        return person_name(family, given)
+        return person_name(family, given, cut=cut)
     words = full.split()
-    return person_name(words[-1], " ".join(words[:-1]))
+    return person_name(words[-1], " ".join(words[:-1]), cut=cut)
 
 
 def da(value: date | datetime | None) -> str:

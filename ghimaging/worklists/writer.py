@@ -15,9 +15,9 @@ from flask import current_app
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import ImagingRequest, RequestState, WorklistFile
+from ..models import ImagingRequest, RequestEvent, RequestState, WorklistFile
 from ..models._time import utcnow
-from . import build_file
+from . import WorklistFileData, build_file
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +59,36 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def write(req: ImagingRequest, *, commit: bool = True) -> bool:
-    """Write the request's file if it is missing or different; True if written."""
-    data = build_file(req).data
-    digest = hashlib.sha256(data).hexdigest()
+    """Write the request's file if it is missing or different; True if written.
+
+    When the item cannot be built (a value its character set cannot hold, a
+    broken template), the old file is removed rather than left with values
+    the register no longer has, the reason is recorded on the request, and
+    the error is raised."""
+    try:
+        data = build_file(req)
+    except Exception as exc:
+        record_missing(req, str(exc))
+        if commit:
+            db.session.commit()
+        raise
+    return put(req, data, commit=commit)
+
+
+def put(req: ImagingRequest, data: WorklistFileData, *, commit: bool = True) -> bool:
+    """Write already built bytes (the submit builds them before it changes
+    the state); True if the file changed."""
+    digest = hashlib.sha256(data.data).hexdigest()
     name = filename(req)
     path = folder() / name
+    req.worklist_charset = data.charset
+    req.worklist_problem = ""
     row = db.session.scalar(select(WorklistFile).where(WorklistFile.filename == name))
     if row is not None and row.digest == digest and path.exists() and _digest(path) == digest:
+        if commit:
+            db.session.commit()
         return False
-    _atomic_write(path, data)
+    _atomic_write(path, data.data)
     if row is None:
         row = WorklistFile(filename=name, request_id=req.id, digest=digest)
         db.session.add(row)
@@ -77,7 +98,19 @@ def write(req: ImagingRequest, *, commit: bool = True) -> bool:
     return True
 
 
-def remove(req: ImagingRequest, *, commit: bool = True) -> bool:
+def record_missing(req: ImagingRequest, reason: str) -> None:
+    """The file cannot be written: take the stale one away (a modality must
+    not see values the register no longer has) and keep the reason on the
+    request, once in its history."""
+    reason = f"The worklist file could not be written: {reason}"
+    _unlink_ours(req)
+    if req.worklist_problem != reason:
+        req.worklist_problem = reason
+        req.events.append(RequestEvent(action="worklist", from_state=req.state, to_state=req.state,
+                                       note=reason))
+
+
+def _unlink_ours(req: ImagingRequest) -> bool:
     name = filename(req)
     row = db.session.scalar(select(WorklistFile).where(WorklistFile.filename == name))
     if row is None:
@@ -87,9 +120,40 @@ def remove(req: ImagingRequest, *, commit: bool = True) -> bool:
     except FileNotFoundError:
         pass
     db.session.delete(row)
+    return True
+
+
+def remove(req: ImagingRequest, *, commit: bool = True) -> bool:
+    removed = _unlink_ours(req)
+    if req.worklist_problem:
+        req.worklist_problem = ""  # not offered any more: nothing is missing
     if commit:
         db.session.commit()
-    return True
+    return removed
+
+
+def discard(req: ImagingRequest) -> None:
+    """Remove a file written in a transaction that did not commit."""
+    try:
+        (folder() / filename(req)).unlink()
+    except FileNotFoundError:
+        pass
+
+
+def sync(req: ImagingRequest) -> None:
+    """Bring the request's file in step with its state; never raises (the
+    reason a file is missing is recorded on the request instead)."""
+    try:
+        if is_live(req):
+            write(req)
+        else:
+            remove(req)
+    except Exception:
+        log.exception("worklist file for request %s could not be updated", req.accession_number)
+        try:
+            db.session.commit()  # the recorded reason, if the session still works
+        except Exception:
+            db.session.rollback()
 
 
 def _digest(path: Path) -> str:
