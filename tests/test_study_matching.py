@@ -204,8 +204,10 @@ def test_a_modality_that_keeps_the_study_uid_gets_its_study_linked_to_the_order(
 
     got = api("physician").get(f"/api/v1/requests/{req.id}").json
     assert got["images_available"] is True
-    assert got["studies"] == [{"id": study.id, "study_instance_uid": req.study_instance_uid,
-                               "orthanc_id": study.orthanc_id, "server": "Main", "method": "study_uid"}]
+    keys = ("id", "study_instance_uid", "orthanc_id", "server", "method")
+    assert [{k: s[k] for k in keys} for s in got["studies"]] == [
+        {"id": study.id, "study_instance_uid": req.study_instance_uid, "orthanc_id": study.orthanc_id,
+         "server": "Main", "method": "study_uid"}]
     event = db.session.scalar(select(LinkEvent).where(LinkEvent.request_id == req.id))
     assert (event.action, event.method, event.user_id) == ("link", "study_uid", None)
 
@@ -241,13 +243,14 @@ def test_a_study_with_neither_number_lands_in_the_inbox_and_is_linked_by_hand(
                       r'(?:(?!</form>).)*?name="request_id" value="(\d+)"(?:(?!</form>).)*?<small class="muted">([^<]*)'
                       , inbox, re.S)
     assert first and (int(first.group(1)), int(first.group(2))) == (study.id, req.id)
-    assert "same PatientID" in first.group(3) and "same modality (CR)" in first.group(3)
+    assert "same patient (PatientID = PUID)" in first.group(3) and "same modality (CR)" in first.group(3)
 
     listed = api("technologist").get("/api/v1/studies/unmatched").json
     assert [s["study_instance_uid"] for s in listed["items"]] == [str(ds.StudyInstanceUID)]
     suggestions = listed["items"][0]["suggestions"]
     assert suggestions[0]["request_id"] == req.id and suggestions[0]["accession_number"] == req.accession_number
-    assert {"same PatientID", "same modality (CR)"} <= set(suggestions[0]["reasons"])
+    assert {"same patient (PatientID = PUID)", "same modality (CR)"} <= set(suggestions[0]["reasons"])
+    assert suggestions[0]["same_patient"] is True
 
     before = datetime.utcnow() - timedelta(seconds=5)
     r = tech.post(f"/orthanc/studies/{study.id}/link", {"request_id": req.id, "back": "/orthanc/unmatched"},
@@ -336,7 +339,8 @@ def test_a_study_linked_to_requests_of_two_patients_shows_a_warning(
     tech = login("tech")
     assert "different patients" not in text(tech.get(f"/orthanc/studies/{study.id}"))
 
-    r = api("technologist").post(f"/api/v1/studies/{study.id}/link", json={"request_id": stranger.id})
+    r = api("technologist").post(f"/api/v1/studies/{study.id}/link", json={
+        "request_id": stranger.id, "confirm_other_patient": True, "reason": "Twin exposure on one plate"})
     assert r.status_code == 201, r.get_data(as_text=True)
     assert "different patients" in (r.json["warning"] or "")
     assert sorted(r.json["requests"]) == sorted([req.id, stranger.id])
@@ -353,6 +357,11 @@ def test_linking_by_hand_to_a_second_patient_warns_in_the_message(app, orthanc, 
     study = study_of(ds)
     tech = login("tech")
     r = tech.post(f"/orthanc/studies/{study.id}/link", {"accession": stranger.accession_number.lower()},
+                  token_from=f"/orthanc/studies/{study.id}", follow_redirects=True)
+    page = text(r)
+    assert "Link a study of another patient?" in page and links_of(stranger) == []
+    r = tech.post(f"/orthanc/studies/{study.id}/link", {"request_id": stranger.id, "confirm_other_patient": "yes",
+                                                         "reason": "Plate swapped at the desk"},
                   token_from=f"/orthanc/studies/{study.id}", follow_redirects=True)
     page = text(r)
     assert f"Study linked to request {stranger.accession_number}" in page and "different patients" in page

@@ -432,8 +432,8 @@ def test_an_orthanc_that_stops_answering_is_reported_not_a_500(tech, orthanc):
 def test_uploading_for_a_request_links_the_study_to_it(tech, orthanc, create_request):
     req = create_request(submit=True)
     other = create_request(submit=True)
-    # A CD from elsewhere: its own StudyInstanceUID and accession, so no automatic rule applies.
-    r = send(tech, [("cd/IM1", dcm("EXT-9", "OTHER^NAME", accession="EXT-ACC-9"))], request_id=str(req.id))
+    # Its own StudyInstanceUID and accession, so no automatic rule applies; the patient's own PatientID.
+    r = send(tech, [("cd/IM1", dcm(req.patient.puid, "OTHER^NAME", accession="EXT-ACC-9"))], request_id=str(req.id))
     assert outcomes(r) == {"cd/IM1": ("stored", "")}
     db.session.expire_all()
     study = db.session.scalar(select(OrthancStudy))
@@ -441,6 +441,20 @@ def test_uploading_for_a_request_links_the_study_to_it(tech, orthanc, create_req
     assert [l.method for l in matching.studies_of(req)] == ["manual"]
     assert req.images_available and not other.images_available
     assert r.get_json()["study_links"][0]["id"] == study.id
+
+
+def test_uploading_another_patients_cd_for_a_request_does_not_link_it_without_a_confirmation(
+        tech, orthanc, create_request):
+    """A CD from elsewhere carries that hospital's PatientID: the choice of
+    request on the upload page is not the explicit confirmation and reason
+    that linking another patient's study needs."""
+    req = create_request(submit=True)
+    r = send(tech, [("cd/IM1", dcm("EXT-9", "OTHER^NAME", accession="EXT-ACC-9"))], request_id=str(req.id))
+    assert outcomes(r) == {"cd/IM1": ("stored", "")}
+    db.session.expire_all()
+    study = db.session.scalar(select(OrthancStudy))
+    assert matching.requests_of(study) == [] and not req.images_available
+    assert "another patient" in r.get_json()["aborted"] and "EXT-9" in r.get_json()["aborted"]
 
 
 def test_uploading_without_a_request_leaves_an_unknown_study_unmatched(tech, orthanc, create_request):

@@ -78,6 +78,9 @@ def get_study(study_id: int):
     out["series"] = [{"series_instance_uid": s.series_uid, "orthanc_id": s.orthanc_id, "number": s.number,
                       "description": s.description, "modality": s.modality, "instance_count": s.instance_count}
                      for s in study.series]
+    from ..orthanc import matching
+
+    out["warnings"] = matching.warnings_of(study)
     return jsonify(out)
 
 
@@ -85,13 +88,15 @@ def get_study(study_id: int):
 def unmatched_studies():
     from ..orthanc import matching
 
-    def with_suggestions(study):
+    def with_reasons(study):
         out = queries.study_json(study)
+        out["reasons"] = matching.assess(study).reasons
         out["suggestions"] = [{"request_id": sug.request.id, "accession_number": sug.request.accession_number,
-                               "reasons": sug.reasons} for sug in matching.suggestions(study, limit=3)]
+                               "same_patient": sug.same_patient, "reasons": sug.reasons}
+                              for sug in matching.suggestions(study, limit=3)]
         return out
 
-    return jsonify(_paged(matching.unmatched(), with_suggestions))
+    return jsonify(_paged(matching.unmatched(), with_reasons))
 
 
 def _study_and_request(study_id: int):
@@ -107,23 +112,43 @@ def _study_and_request(study_id: int):
     req = db.session.get(ImagingRequest, rid) if 0 < rid <= 2**31 - 1 else None
     if req is None:
         raise invalid({"request_id": f"No request with id {rid}."})
-    return study, req
+    return study, req, data
+
+
+def _linked_json(study):
+    from ..orthanc import matching
+
+    out = queries.study_json(study)
+    links = matching.requests_of(study)
+    out["requests"] = [l.request_id for l in links]
+    out["links"] = [{"request_id": l.request_id, "method": l.method, "other_patient": l.other_patient,
+                     "reason": l.reason or None, "warning": l.warning or None} for l in links]
+    out["warnings"] = matching.warnings_of(study)
+    out["warning"] = matching.patient_conflict(study) or None
+    return out
 
 
 @bp.post("/studies/<int:study_id>/link")
 @need(Role.PHYSICIAN, Role.TECHNOLOGIST, Role.RADIOLOGIST)
 def link_study(study_id: int):
+    """Link by hand. A study of another patient answers 409 unless the body
+    has ``"confirm_other_patient": true`` and a non-empty ``"reason"``."""
     from ..orthanc import matching
 
-    study, req = _study_and_request(study_id)
+    study, req, data = _study_and_request(study_id)
+    confirm = data.get("confirm_other_patient", False)
+    reason = data.get("reason", "")
+    if not isinstance(confirm, bool):
+        raise invalid({"confirm_other_patient": "Must be true or false."})
+    if not isinstance(reason, str):
+        raise invalid({"reason": "Must be text."})
     try:
-        matching.link(study, req, g.api_user)
+        matching.link(study, req, g.api_user, confirm_other_patient=confirm, reason=reason)
+    except matching.OtherPatientError as exc:
+        raise ApiError(409, "other_patient", str(exc)) from None
     except matching.LinkError as exc:
         raise ApiError(409, "conflict", str(exc)) from None
-    out = queries.study_json(study)
-    out["requests"] = [l.request_id for l in matching.requests_of(study)]
-    out["warning"] = matching.patient_conflict(study) or None
-    return jsonify(out), 201
+    return jsonify(_linked_json(study)), 201
 
 
 @bp.post("/studies/<int:study_id>/unlink")
@@ -131,11 +156,9 @@ def link_study(study_id: int):
 def unlink_study(study_id: int):
     from ..orthanc import matching
 
-    study, req = _study_and_request(study_id)
+    study, req, _ = _study_and_request(study_id)
     try:
         matching.unlink(study, req, g.api_user)
     except matching.LinkError as exc:
         raise ApiError(409, "conflict", str(exc)) from None
-    out = queries.study_json(study)
-    out["requests"] = [l.request_id for l in matching.requests_of(study)]
-    return jsonify(out)
+    return jsonify(_linked_json(study))

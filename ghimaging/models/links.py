@@ -26,10 +26,25 @@ class StudyLink(db.Model):
     method: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # Identity found different when the link was made ("The name in the
+    # study differs ..."), shown on the request, the study and the Inbox
+    # until someone confirms it.
+    warning: Mapped[str] = mapped_column(Text, default="")
+    # Linked by hand to a request of another patient, with the reason given:
+    # shown in red on the request page for as long as the link exists.
+    other_patient: Mapped[bool] = mapped_column(default=False)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    confirmed_at: Mapped[datetime | None]
+    confirmed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
     study: Mapped[OrthancStudy] = relationship(lazy="joined")
     request: Mapped[ImagingRequest] = relationship(lazy="joined")
-    created_by: Mapped[User | None] = relationship()
+    created_by: Mapped[User | None] = relationship(foreign_keys=[created_by_id])
+    confirmed_by: Mapped[User | None] = relationship(foreign_keys=[confirmed_by_id])
+
+    @property
+    def needs_review(self) -> bool:
+        return bool(self.warning) and self.confirmed_at is None
 
 
 class LinkEvent(db.Model):
@@ -44,8 +59,10 @@ class LinkEvent(db.Model):
     at: Mapped[datetime] = mapped_column(default=utcnow)
     server_id: Mapped[int | None] = mapped_column(ForeignKey("orthanc_servers.id", ondelete="SET NULL"))
     study_uid: Mapped[str] = mapped_column(String(64))
+    # With the UID, which study: one UID may come under two PatientIDs.
+    patient_id: Mapped[str] = mapped_column(String(64), default="")
     request_id: Mapped[int | None] = mapped_column(ForeignKey("imaging_requests.id", ondelete="CASCADE"), index=True)
-    action: Mapped[str] = mapped_column(String(16))  # link | unlink | delete
+    action: Mapped[str] = mapped_column(String(16))  # link | unlink | delete | confirm
     method: Mapped[str] = mapped_column(String(16), default="")
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     note: Mapped[str] = mapped_column(Text, default="")

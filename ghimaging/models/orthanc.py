@@ -7,7 +7,15 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
 from ._time import utcnow
-from .patients import Patient
+from .patients import Patient, fold
+
+
+def name_key(person_name: str) -> str:
+    """A DICOM PN with every group (alphabetic, ideographic, phonetic),
+    folded for case- and accent-insensitive search: ``Hong^Gildong=洪^吉洞``
+    -> ``hong gildong 洪 吉洞``."""
+    text = (person_name or "").replace("^", " ").replace("=", " ")
+    return " ".join(fold(text).split())[:400]
 
 
 class OrthancServer(db.Model):
@@ -68,6 +76,7 @@ class OrthancPatient(db.Model):
     patient_id: Mapped[str] = mapped_column(String(64))  # DICOM PatientID
     orthanc_id: Mapped[str] = mapped_column(String(64), index=True)
     name: Mapped[str] = mapped_column(String(200), default="")
+    name_key: Mapped[str] = mapped_column(String(400), default="")
     birth_date: Mapped[str] = mapped_column(String(16), default="")
     sex: Mapped[str] = mapped_column(String(16), default="")
     local_patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id", ondelete="SET NULL"), index=True)
@@ -82,19 +91,27 @@ class OrthancPatient(db.Model):
 
 
 class OrthancStudy(db.Model):
+    """One study as Orthanc keys it: Orthanc's study id hashes PatientID and
+    StudyInstanceUID, so one UID sent under two PatientIDs is two studies
+    (two rows), never one row overwritten by the other's patient."""
+
     __tablename__ = "orthanc_studies"
     __table_args__ = (
-        UniqueConstraint("server_id", "study_uid"),
+        UniqueConstraint("server_id", "orthanc_id", name="uq_orthanc_studies_server_orthanc_id"),
+        Index("ix_orthanc_studies_uid", "server_id", "study_uid"),
         Index("ix_orthanc_studies_date", "study_date", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     server_id: Mapped[int] = mapped_column(ForeignKey("orthanc_servers.id", ondelete="CASCADE"), index=True)
     study_uid: Mapped[str] = mapped_column(String(64))
-    orthanc_id: Mapped[str] = mapped_column(String(64), index=True)
+    orthanc_id: Mapped[str] = mapped_column(String(64))
     patient_row_id: Mapped[int | None] = mapped_column(ForeignKey("orthanc_patients.id", ondelete="SET NULL"), index=True)
     patient_id: Mapped[str] = mapped_column(String(64), default="", index=True)
     patient_name: Mapped[str] = mapped_column(String(200), default="")
+    # Every PN group folded (see models.patients.fold): the search finds
+    # "Äneas" as "äneas" or "aneas", which SQL's lower() cannot do.
+    name_key: Mapped[str] = mapped_column(String(400), default="")
     accession_number: Mapped[str] = mapped_column(String(64), default="", index=True)
     study_date: Mapped[str] = mapped_column(String(8), default="")  # DICOM DA, YYYYMMDD
     study_time: Mapped[str] = mapped_column(String(16), default="")
@@ -115,6 +132,11 @@ class OrthancStudy(db.Model):
         back_populates="study", cascade="all, delete-orphan", passive_deletes=True,
         order_by="OrthancSeries.number, OrthancSeries.id",
     )
+
+    birth_date: Mapped[str] = mapped_column(String(16), default="")  # DICOM DA, the patient's
+    # Another study (any server) has this StudyInstanceUID under another
+    # PatientID: never linked automatically, flagged wherever it is shown.
+    uid_shared: Mapped[bool] = mapped_column(default=False)
 
     @property
     def modality_list(self) -> list[str]:

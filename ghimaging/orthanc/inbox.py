@@ -23,8 +23,11 @@ from .routes import bp
 @login_required
 def unmatched():
     page = paginate(matching.unmatched())
-    suggestions = {s.id: matching.suggestions(s, limit=3) for s in page.items}
-    return render_template("orthanc/unmatched.html", page=page, suggestions=suggestions, action_form=EmptyForm())
+    suggestions = {s.id: matching.suggestions(s, limit=4) for s in page.items}
+    reasons = {s.id: matching.assess(s).reasons for s in page.items}
+    review = db.session.scalars(matching.to_review().limit(50)).all()
+    return render_template("orthanc/unmatched.html", page=page, suggestions=suggestions, reasons=reasons,
+                           review=review, action_form=EmptyForm())
 
 
 def _back(default: str) -> str:
@@ -41,16 +44,56 @@ def link_study(study_id: int):
     req = _request_from_form()
     if req is None:
         flash("No request with this id or accession number.", "error")
+        return redirect(_back(url_for("orthanc.view_study", study_id=study.id)))
+    confirm = request.form.get("confirm_other_patient") == "yes"
+    try:
+        made = matching.link(study, req, current_user, confirm_other_patient=confirm,
+                             reason=request.form.get("reason", ""))
+    except matching.OtherPatientError as exc:
+        if confirm:  # ticked, but no reason
+            flash("Give the reason for linking a study of another patient.", "error")
+        return redirect(url_for("orthanc.link_other", study_id=study.id, request_id=req.id,
+                                back=_back(url_for("orthanc.view_study", study_id=study.id))))
+    except matching.LinkError as exc:
+        flash(str(exc), "error")
     else:
-        try:
-            matching.link(study, req, current_user)
-        except matching.LinkError as exc:
-            flash(str(exc), "error")
-        else:
-            warning = matching.patient_conflict(study)
-            flash(f"Study linked to request {req.accession_number}." + (f" {warning}" if warning else ""),
-                  "error" if warning else "success")
+        notes = matching.warnings_of(study) if (made.warning or made.other_patient) else []
+        flash(f"Study linked to request {req.accession_number}." + "".join(f" {n}" for n in notes),
+              "error" if notes else "success")
     return redirect(_back(url_for("orthanc.view_study", study_id=study.id)))
+
+
+@bp.route("/studies/<int:study_id>/link-other")
+@roles_required(Role.PHYSICIAN, Role.TECHNOLOGIST, Role.RADIOLOGIST)
+def link_other(study_id: int):
+    """Both identities side by side before a study is linked to a request
+    of another patient; the link needs a tick and a reason."""
+    from ..models import ImagingRequest
+
+    study = db.get_or_404(OrthancStudy, study_id)
+    req = db.get_or_404(ImagingRequest, bounded_int(request.args.get("request_id")) or 0)
+    back = request.args.get("back", "")
+    back = back if back.startswith("/") and not back.startswith("//") else url_for("orthanc.unmatched")
+    return render_template("orthanc/link_other.html", study=study, req=req, back=back, action_form=EmptyForm(),
+                           same=matching.same_patient(study, req.patient),
+                           near=matching.near_id_reason(study.patient_id, req.patient.puid),
+                           differences=matching.identity_differences(study, req.patient))
+
+
+@bp.route("/links/<int:link_id>/confirm", methods=["POST"])
+@roles_required(Role.PHYSICIAN, Role.TECHNOLOGIST, Role.RADIOLOGIST)
+def confirm_link(link_id: int):
+    """A person checked a link whose names or birth dates differed."""
+    from ..models import StudyLink
+
+    row = db.get_or_404(StudyLink, link_id)
+    try:
+        matching.confirm(row, current_user)
+    except matching.LinkError as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"Identity checked for request {row.request.accession_number}.", "success")
+    return redirect(_back(url_for("orthanc.unmatched")))
 
 
 def _request_from_form():

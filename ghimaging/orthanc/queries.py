@@ -7,6 +7,7 @@ from datetime import date
 from sqlalchemy import Select, and_, func, or_, select
 
 from ..models import OrthancPatient, OrthancStudy
+from ..models.patients import fold
 from ..querytools import contains
 
 
@@ -20,7 +21,7 @@ def study_list(*, q: str = "", server_id: int | None = None, modality: str = "",
         words = _name_words(q)
         stmt = stmt.where(or_(OrthancStudy.patient_id == q, OrthancStudy.accession_number == q,
                               OrthancStudy.study_uid == q,
-                              and_(*[contains(func.lower(OrthancStudy.patient_name), w) for w in words]),
+                              and_(*[contains(OrthancStudy.name_key, w) for w in words]),
                               contains(func.lower(OrthancStudy.description), q.lower())))
     if modality:
         # Whole codes in the backslash-separated list: "R" must not match CR or MR.
@@ -41,9 +42,11 @@ def _da(d: date) -> str:
 
 
 def _name_words(q: str) -> list[str]:
-    """Words of a name as people type it ("Mueller, Anna", "anna mueller")
-    to find the DICOM form MUELLER^ANNA."""
-    return ([w for w in q.lower().replace(",", " ").replace("^", " ").split() if w] or [q.lower()])[:10]
+    """Words of a name as people type it ("Mueller, Anna", "anna mueller",
+    "ÄNEAS"), folded like the rows' ``name_key`` (case and accents), to
+    find the DICOM form MUELLER^ANNA in any PN group."""
+    folded = fold(q).replace(",", " ").replace("^", " ").replace("=", " ")
+    return ([w for w in folded.split() if w] or [fold(q)])[:10]
 
 
 def patient_list(*, q: str = "", server_id: int | None = None) -> Select:
@@ -53,7 +56,7 @@ def patient_list(*, q: str = "", server_id: int | None = None) -> Select:
     q = (q or "").strip()
     if q:
         stmt = stmt.where(or_(OrthancPatient.patient_id == q,
-                              and_(*[contains(func.lower(OrthancPatient.name), w) for w in _name_words(q)])))
+                              and_(*[contains(OrthancPatient.name_key, w) for w in _name_words(q)])))
     return stmt.order_by(OrthancPatient.name, OrthancPatient.id)
 
 
@@ -66,4 +69,5 @@ def study_json(s: OrthancStudy) -> dict:
         "institution": s.institution, "referring_physician": s.referring_physician,
         "series_count": s.series_count, "instance_count": s.instance_count, "stable": s.stable,
         "local_patient_id": s.patient_row.local_patient_id if s.patient_row else None,
+        "patient_birth_date": s.birth_date, "uid_shared": s.uid_shared,
     }

@@ -28,6 +28,7 @@ from sqlalchemy import bindparam, delete, or_, select, update
 
 from ..extensions import db
 from ..models import OrthancPatient, OrthancSeries, OrthancServer, OrthancStudy, Patient
+from ..models.orthanc import name_key
 from ..models._time import utcnow
 from .client import NotFound, OrthancClient, OrthancError
 from .servers import client_for
@@ -93,16 +94,21 @@ def _cut(value: str, limit: int) -> str:
     return (value or "")[:limit]
 
 
+def _accession(tags: dict[str, str]) -> str:
+    """AccessionNumber is SH: leading and trailing spaces are not part of it."""
+    return _cut(tags.get("AccessionNumber", "").strip(), 64)
+
+
 class _Cache:
     """Rows a page of studies needs, loaded with three queries instead of
     three per study (the full sync of a large archive depends on it)."""
 
     def __init__(self, server_id: int, items: list[dict[str, Any]]):
         self.server_id = server_id
-        uids = [_cut(_tags(d).get("StudyInstanceUID", ""), 64) or d["ID"] for d in items]
+        ids = [d["ID"] for d in items]
         pids = list({_cut(_tags(d, "PatientMainDicomTags").get("PatientID", ""), 64) for d in items})
-        self.studies = {st.study_uid: st for st in db.session.scalars(
-            select(OrthancStudy).where(OrthancStudy.server_id == server_id, OrthancStudy.study_uid.in_(uids)))}
+        self.studies = {st.orthanc_id: st for st in db.session.scalars(
+            select(OrthancStudy).where(OrthancStudy.server_id == server_id, OrthancStudy.orthanc_id.in_(ids)))}
         self.patients = {p.patient_id: p for p in db.session.scalars(
             select(OrthancPatient).where(OrthancPatient.server_id == server_id, OrthancPatient.patient_id.in_(pids)))}
         self.locals = {p.puid: p for p in db.session.scalars(select(Patient).where(Patient.puid.in_(pids)))}
@@ -117,6 +123,7 @@ def _patient_row(cache: _Cache, orthanc_id: str, ptags: dict[str, str], generati
         cache.patients[pid] = row
     row.orthanc_id = orthanc_id
     row.name = _cut(ptags.get("PatientName", ""), 200)
+    row.name_key = name_key(row.name)
     row.birth_date = _cut(ptags.get("PatientBirthDate", ""), 16)
     row.sex = _cut(ptags.get("PatientSex", ""), 16)
     row.seen_generation = generation
@@ -155,18 +162,21 @@ def upsert_study(server_id: int, data: dict[str, Any], series: list[dict[str, An
     tags = _tags(data)
     ptags = _tags(data, "PatientMainDicomTags")
     uid = _cut(tags.get("StudyInstanceUID", ""), 64) or data["ID"]
-    study = cache.studies.get(uid)
+    study = cache.studies.get(data["ID"])  # keyed as Orthanc keys it: PatientID + StudyInstanceUID
     created = study is None
     if created:
         study = OrthancStudy(server_id=server_id, study_uid=uid, orthanc_id=data["ID"])
         db.session.add(study)
-        cache.studies[uid] = study
+        cache.studies[data["ID"]] = study
+    study.study_uid = uid
     patient = _patient_row(cache, str(data.get("ParentPatient", "")), ptags, generation)
     study.orthanc_id = data["ID"]
     study.patient_row = patient
     study.patient_id = patient.patient_id
     study.patient_name = patient.name
-    study.accession_number = _cut(tags.get("AccessionNumber", ""), 64)
+    study.name_key = patient.name_key
+    study.birth_date = patient.birth_date
+    study.accession_number = _accession(tags)
     study.study_date = _cut(tags.get("StudyDate", ""), 8)
     study.study_time = _cut(tags.get("StudyTime", ""), 16)
     study.description = _cut(tags.get("StudyDescription", ""), 200)
@@ -226,10 +236,34 @@ def _summarise(study: OrthancStudy) -> None:
     study.modalities = _cut("\\".join(mods), 100)
 
 
+def mark_shared_uids(uids: Iterable[str]) -> None:
+    """Set ``uid_shared`` on every study (any server) whose UID is among
+    ``uids``: true when another row has the UID under another PatientID.
+    Newly shared studies that are already linked get a warning to check."""
+    from sqlalchemy import exists as sql_exists
+
+    t = OrthancStudy.__table__
+    other = t.alias("other")
+    for chunk in _chunks(sorted({u for u in uids if u}), 500):
+        before = set(db.session.scalars(select(OrthancStudy.id).where(OrthancStudy.study_uid.in_(chunk),
+                                                                      OrthancStudy.uid_shared.is_(True))))
+        db.session.execute(update(t).where(t.c.study_uid.in_(chunk)).values(
+            uid_shared=sql_exists().where(other.c.study_uid == t.c.study_uid,
+                                          other.c.patient_id != t.c.patient_id))
+            .execution_options(synchronize_session=False))
+        now = set(db.session.scalars(select(OrthancStudy.id).where(OrthancStudy.study_uid.in_(chunk),
+                                                                   OrthancStudy.uid_shared.is_(True))))
+        if now - before:
+            from .matching import flag_shared
+
+            flag_shared(sorted(now - before))
+
+
 def _delete_studies(server: OrthancServer, where) -> int:
     ids = list(db.session.scalars(select(OrthancStudy.id).where(OrthancStudy.server_id == server.id, where)))
     if not ids:
         return 0
+    uids = set(db.session.scalars(select(OrthancStudy.study_uid).where(OrthancStudy.id.in_(ids))))
     from .matching import forget_studies
 
     _reoffer_list().extend(forget_studies(ids))  # their requests lose the link, with a record of why
@@ -237,6 +271,7 @@ def _delete_studies(server: OrthancServer, where) -> int:
         db.session.execute(delete(OrthancSeries).where(OrthancSeries.study_id.in_(chunk)))
         db.session.execute(delete(OrthancStudy).where(OrthancStudy.id.in_(chunk)))
     _drop_orphan_patients(server)
+    mark_shared_uids(uids)
     return len(ids)
 
 
@@ -321,6 +356,8 @@ def incremental(server: OrthancServer, client: OrthancClient, *, page_size: int 
             summary.studies_updated += 1
             if renew and summary.studies_updated % 20 == 0:
                 renew()  # a page of slow fetches must not outlive the lease
+        db.session.flush()
+        mark_shared_uids(study.study_uid for study, _ in touched)  # before matching reads it
         summary.changes += len(changes)
         summary.pages += 1
         if changes:
@@ -345,8 +382,9 @@ def full(server: OrthancServer, client: OrthancClient, *, page_size: int = 500,
 
     The change index is read first, so changes made during the full sync are
     replayed by the next incremental sync (replaying is harmless). Each page
-    is written with a few set-based statements (upserts keyed on the DICOM
-    UIDs) and committed, so time and memory do not grow per study.
+    is written with a few set-based statements (studies upserted on
+    Orthanc's study id, which hashes PatientID and StudyInstanceUID; series
+    on their UID) and committed, so time and memory do not grow per study.
     """
     summary = Summary(server.label, "full")
     server_id = server.id
@@ -356,6 +394,7 @@ def full(server: OrthancServer, client: OrthancClient, *, page_size: int = 500,
     server.sync_generation = generation  # committed with the first page
     for items in _prefetched(client.iter_pages("studies", page_size)):
         summary.studies_updated += _write_study_page(server_id, items, generation)
+        mark_shared_uids(_tags(d).get("StudyInstanceUID", "")[:64] or d["ID"] for d in items)
         db.session.commit()
         if renew:
             renew()
@@ -442,11 +481,12 @@ def _write_study_page(server_id: int, items: list[dict[str, Any]], generation: i
         pid = _cut(ptags.get("PatientID", ""), 64)
         patients[pid] = {"server_id": server_id, "patient_id": pid, "orthanc_id": str(data.get("ParentPatient", "")),
                          "name": _cut(ptags.get("PatientName", ""), 200),
+                         "name_key": name_key(_cut(ptags.get("PatientName", ""), 200)),
                          "birth_date": _cut(ptags.get("PatientBirthDate", ""), 16),
                          "sex": _cut(ptags.get("PatientSex", ""), 16), "seen_generation": generation,
                          "local_patient_id": None, "link_mode": "", "updated_at": utcnow()}
     _upsert(OrthancPatient, list(patients.values()), ["server_id", "patient_id"],
-            ["orthanc_id", "name", "birth_date", "sex", "seen_generation", "updated_at"])
+            ["orthanc_id", "name", "name_key", "birth_date", "sex", "seen_generation", "updated_at"])
     rows = db.session.execute(select(OrthancPatient.id, OrthancPatient.patient_id, OrthancPatient.local_patient_id,
                                      OrthancPatient.link_mode)
                               .where(OrthancPatient.server_id == server_id,
@@ -472,7 +512,8 @@ def _write_study_page(server_id: int, items: list[dict[str, Any]], generation: i
         studies.append({
             "server_id": server_id, "study_uid": _cut(tags.get("StudyInstanceUID", ""), 64) or data["ID"],
             "orthanc_id": data["ID"], "patient_row_id": row_ids.get(pid), "patient_id": pid,
-            "patient_name": patients[pid]["name"], "accession_number": _cut(tags.get("AccessionNumber", ""), 64),
+            "patient_name": patients[pid]["name"], "name_key": patients[pid]["name_key"],
+            "birth_date": patients[pid]["birth_date"], "accession_number": _accession(tags),
             "study_date": _cut(tags.get("StudyDate", ""), 8), "study_time": _cut(tags.get("StudyTime", ""), 16),
             "description": _cut(tags.get("StudyDescription", ""), 200),
             "institution": _cut(tags.get("InstitutionName", ""), 200),
@@ -481,8 +522,9 @@ def _write_study_page(server_id: int, items: list[dict[str, Any]], generation: i
             "stable": bool(data.get("IsStable", False)), "orthanc_last_update": _cut(str(data.get("LastUpdate", "")), 32),
             "seen_generation": generation, "synced_at": utcnow(),
         })
-    _upsert(OrthancStudy, studies, ["server_id", "study_uid"],
-            ["orthanc_id", "patient_row_id", "patient_id", "patient_name", "accession_number", "study_date",
+    _upsert(OrthancStudy, studies, ["server_id", "orthanc_id"],
+            ["study_uid", "patient_row_id", "patient_id", "patient_name", "name_key", "birth_date",
+             "accession_number", "study_date",
              "study_time", "description", "institution", "referring_physician", "stable", "orthanc_last_update",
              "seen_generation", "synced_at"])
     return len(studies)
