@@ -56,7 +56,7 @@ def test(test_id: int | None):
     if form.validate_on_submit():
         mt = db.session.get(ModalityType, form.modality.data)
         try:
-            service.save_test(t, code=form.code.data, name=form.name.data, modality=mt,
+            saved = service.save_test(t, code=form.code.data, name=form.name.data, modality=mt,
                               ae_title=form.ae_title.data or "",
                               worklist_template=form.worklist_template.data or "",
                               active=form.active.data)
@@ -64,6 +64,19 @@ def test(test_id: int | None):
             getattr(form, exc.field or "code").errors.append(str(exc))
         else:
             flash("Imaging test saved.", "success")
+            _flash_lost_worklists(saved)
             return redirect(url_for("catalog.index"))
     status = 400 if request.method == "POST" else 200
     return render_template("catalog/test_form.html", form=form, test=t), status
+
+
+def _flash_lost_worklists(test: ImagingTest) -> None:
+    """Saving a test rewrites its waiting worklist items; one that could not
+    be rewritten has lost its file, and the person who saved must know."""
+    from ..imaging.workflow import waiting_without_file
+    from ..models import ImagingRequest
+
+    lost = waiting_without_file(ImagingRequest.test_id == test.id)
+    if lost:
+        flash(f"{len(lost)} waiting request(s) of this test are no longer in the worklist: "
+              f"{lost[0].accession_number}: {lost[0].worklist_problem}", "error")

@@ -275,6 +275,17 @@ def announce_waiting(condition) -> int:
     return len(reqs)
 
 
+def waiting_without_file(condition) -> list[ImagingRequest]:
+    """Requested requests matching ``condition`` whose worklist file could
+    not be written (after an edit of their patient or test rewrote them):
+    the page that made the edit says so at once."""
+    from sqlalchemy import select
+
+    return list(db.session.scalars(select(ImagingRequest).where(
+        ImagingRequest.state == S.REQUESTED.value, ImagingRequest.worklist_problem != "", condition)
+        .order_by(ImagingRequest.id)))
+
+
 def submit(req: ImagingRequest, user: User | None) -> ImagingRequest:
     """draft -> requested, with its worklist file written in the same step:
     the file is rendered and encoded first, and a request whose file cannot

@@ -170,7 +170,10 @@ def file_status(req: ImagingRequest) -> FileStatus:
     if not writer.is_live(req):
         return FileStatus("not_offered", name, _not_offered_reason(req))
     row = db.session.scalar(select(WorklistFile).where(WorklistFile.filename == name))
-    on_disk = (writer.folder() / name).exists()
+    try:
+        on_disk = (writer.folder() / name).exists()
+    except OSError as exc:
+        return FileStatus("missing", name, f"The worklist folder cannot be used ({exc.strerror or exc}).")
     if row is not None and on_disk:
         return FileStatus("written", name, written_at=row.written_at, charset=req.worklist_charset)
     if row is not None:
