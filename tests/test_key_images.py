@@ -216,6 +216,23 @@ def test_study_page_shows_placeholders_for_series_with_no_picture(app, mixed, lo
     assert "Open PDF" not in figures["3"] and "DICOM viewer" in figures["3"]
 
 
+def test_with_orthanc_away_the_study_page_still_renders_its_placeholders(app, mixed, login, orthanc):
+    """The SR is known by its Modality and the DOC series is a document
+    whatever its SOP class; the PDF filed as OT cannot be asked about, so it
+    gets a preview that the page's script turns into "No preview" (see the
+    browser test)."""
+    req, study, datasets = mixed
+    orthanc.kill()
+    rad = login("rad")
+    for _ in range(2):  # the second view does not try Orthanc again (paused after the failure)
+        r = rad.get(f"/orthanc/studies/{study.id}")
+        assert r.status_code == 200
+        figures = series_figures(text(r))
+        assert "Structured report" in figures["3"] and "placeholder" in figures["4"]
+        assert "<img" not in figures["4"] and "Document" in figures["4"]
+        assert "data-preview" in figures["5"]
+
+
 def test_every_preview_the_study_page_shows_is_a_readable_png(app, mixed, login):
     req, study, datasets = mixed
     rad = login("rad")

@@ -57,6 +57,7 @@ class Kind:
 
 IMAGE = Kind("image", "Image")
 PDF = Kind("pdf", "PDF document")
+DOCUMENT = Kind("document", "Document")
 
 # SOP classes that hold no picture Orthanc can render, most specific first.
 # Anything else is treated as an image (an image Orthanc then fails to decode
@@ -146,29 +147,46 @@ def kind_of_modality(modality: str) -> Kind | None:
     return _NON_IMAGE_MODALITY.get(code, IMAGE)
 
 
-# (server id, instance id) -> SOP class UID. Orthanc ids are hashes of the
-# UIDs, so an id never changes class; bounded so it cannot grow for ever.
-_SOP_CACHE: dict[tuple[int, str], str] = {}
-_SOP_CACHE_MAX = 10_000
+_PAUSE_AFTER_FAILURE = 60.0
+
+
+def _lookup_state() -> tuple[dict, dict]:
+    """This application's caches (per app, so tests and apps never share):
+    (server id, URL, instance id) -> SOP class UID, Orthanc ids being hashes
+    of the UIDs so an id never changes class; and (server id, URL) -> when a
+    lookup last failed, so a page does not wait for an Orthanc that is away
+    once per series: lookups pause for a minute after a failure."""
+    from flask import current_app
+
+    state = current_app.extensions.setdefault("ghimaging.sop_classes", ({}, {}))
+    return state
 
 
 def sop_class_of(server, instance_id: str) -> str:
     """The SOP class UID of one instance, from Orthanc's index (cached); ""
     when Orthanc cannot tell now (the page then tries a preview)."""
-    key = (server.id, instance_id)
-    if key in _SOP_CACHE:
-        return _SOP_CACHE[key]
+    import time
+
+    cache, failed_at = _lookup_state()
+    where = (server.id, server.url)
+    key = (*where, instance_id)
+    if key in cache:
+        return cache[key]
+    if where in failed_at and time.monotonic() - failed_at[where] < _PAUSE_AFTER_FAILURE:
+        return ""
     from .servers import client_for
 
     try:
-        with client_for(server, timeout=(3.05, 5)) as client:
+        with client_for(server, timeout=(2.0, 5.0), retries=0) as client:
             sop = client.instance_metadata(instance_id).get("SopClassUid", "")
     except Exception as exc:  # noqa: BLE001 - a page must render with Orthanc away or credentials broken
         log.warning("SOP class of %s on %s: %s", instance_id, server.label, exc)
+        failed_at[where] = time.monotonic()
         return ""
-    if len(_SOP_CACHE) >= _SOP_CACHE_MAX:
-        _SOP_CACHE.clear()
-    _SOP_CACHE[key] = sop
+    failed_at.pop(where, None)
+    if len(cache) >= 10_000:  # bounded: it cannot grow for ever
+        cache.clear()
+    cache[key] = sop
     return sop
 
 
@@ -185,7 +203,11 @@ def series_kind(series) -> Kind:
     if not series.first_instance:
         return IMAGE
     sop = sop_class_of(series.study.server, series.first_instance)
-    return kind_of_sop_class(sop) if sop else IMAGE
+    if sop:
+        return kind_of_sop_class(sop)
+    # Orthanc cannot say now: a "DOC" series is a document of some kind,
+    # anything else gets a preview attempt (a failed one shows "No preview").
+    return DOCUMENT if (series.modality or "").strip().upper() == "DOC" else IMAGE
 
 
 def _window_width(client: OrthancClient, instance_id: str) -> float | None:
