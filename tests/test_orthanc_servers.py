@@ -152,6 +152,32 @@ def test_api_adds_a_server_and_answers_what_it_found(app, api, orthanc):
     assert server_count() == 1
 
 
+def test_the_check_reads_the_default_encoding_and_the_api_answers_one_server(app, api, admin, orthanc_row, orthanc):
+    """Orthanc transcodes every answer to its DefaultEncoding (Debian's is
+    Latin1): the check reads it, and the server's own page and API warn."""
+    assert orthanc.session.get(orthanc.url + "/tools/default-encoding").text == "Latin1"
+    assert fresh(orthanc_row.id).default_encoding == "Latin1"
+    r = api("admin").get(f"/api/v1/orthanc/servers/{orthanc_row.id}")
+    assert r.status_code == 200
+    body = r.json
+    assert body["id"] == orthanc_row.id and body["label"] == "Main" and body["default_encoding"] == "Latin1"
+    assert body["warnings"] and all("encoding" in w and '"DefaultEncoding": "Utf8"' in w for w in body["warnings"])
+    page = admin.get(f"/orthanc/servers/{orthanc_row.id}").get_data(as_text=True)
+    assert "<code>Latin1</code>" in page and "encoding-warning" in page
+    assert api("admin").get("/api/v1/orthanc/servers/999999").status_code == 404
+    for role in ROLES_NOT_ADMIN:
+        assert api(role).get(f"/api/v1/orthanc/servers/{orthanc_row.id}").status_code == 403
+
+
+def test_a_changed_encoding_is_seen_by_the_next_check_and_the_warning_goes(app, api, orthanc_row, orthanc):
+    r = orthanc.session.put(orthanc.url + "/tools/default-encoding", data="Utf8", timeout=10)
+    assert r.status_code == 200
+    assert servers.recheck(fresh(orthanc_row.id))
+    row = fresh(orthanc_row.id)
+    assert row.default_encoding == "Utf8" and servers.encoding_warnings(row) == []
+    assert api("admin").get(f"/api/v1/orthanc/servers/{orthanc_row.id}").json["warnings"] == []
+
+
 def _failing_target(case: str, request, not_orthanc) -> tuple[dict, str]:
     """The form/JSON fields for one kind of failure, and what the message must say."""
     if case == "malformed":

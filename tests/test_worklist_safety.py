@@ -420,3 +420,16 @@ def test_a_folder_that_refuses_the_file_keeps_the_request_a_draft(app, tmp_path,
     assert db.session.get(ImagingRequest, req.id).state == "draft"
     detail = api("physician").get(f"/api/v1/requests/{req.id}")
     assert detail.status_code == 200 and detail.get_json()["state"] == "draft"
+
+
+def test_self_test_reads_the_encoding_orthanc_answers_with_now(start_orthanc, app, api, world):
+    """PUT /tools/default-encoding changes Orthanc's encoding until restart:
+    the self-test reads it again, so its verdict and the warnings agree."""
+    orthanc = start_orthanc()
+    row = add_row(orthanc)
+    assert row.default_encoding == "Latin1"
+    assert orthanc.session.put(orthanc.url + "/tools/default-encoding", data="Utf8", timeout=10).status_code == 200
+    result = selftest.self_test(row, app.config["WORKLIST_DIR"])
+    assert result.ok, result.differences
+    db.session.expire_all()
+    assert api("admin").get(f"/api/v1/orthanc/servers/{row.id}").get_json()["warnings"] == []

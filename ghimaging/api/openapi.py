@@ -53,7 +53,11 @@ def _list(item: str) -> dict[str, Any]:
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error", "message"],
               "properties": {"error": {"type": "string"}, "message": {"type": "string"},
-                             "fields": {"type": "object", "additionalProperties": {"type": "string"}}}},
+                             "fields": {"type": "object", "additionalProperties": {"type": "string"}},
+                             "characters": {"type": "array", "items": {"type": "string"},
+                                            "description": "worklist_charset: the characters that do not fit"},
+                             "template": {"type": ["string", "null"],
+                                          "description": "worklist_charset: the worklist template"}}},
     "PatientIn": {"type": "object", "required": ["puid", "family_name", "sex"], "properties": {
         "puid": {"type": "string", "maxLength": 64}, "family_name": {"type": "string", "maxLength": 100},
         "given_name": {"type": "string", "maxLength": 100},

@@ -138,6 +138,7 @@ def self_test(server: OrthancServer, worklist_dir: str, calling_aet: str = CALLI
     result = _query(server, worklist_dir, calling_aet)
     if not result.ok:
         return result
+    _refresh_encoding(server)
     result.differences = compare(result.items)
     if result.differences:
         from ..orthanc.servers import encoding_warnings
@@ -151,6 +152,25 @@ def self_test(server: OrthancServer, worklist_dir: str, calling_aet: str = CALLI
     else:
         result.message += " Every PatientName, PatientID and AccessionNumber matches the database."
     return result
+
+
+def _refresh_encoding(server: OrthancServer) -> None:
+    """Orthanc's encoding can change without a restart (PUT
+    /tools/default-encoding): read it again, so the hint and the warnings
+    speak of the encoding that produced these answers."""
+    from .. import crypto
+    from ..extensions import db
+    from ..orthanc.client import OrthancError
+    from ..orthanc.servers import client_for, default_encoding
+
+    try:
+        with client_for(server, retries=0) as client:
+            encoding = default_encoding(client)
+    except (OrthancError, crypto.CredentialError, ValueError):
+        return
+    if encoding and encoding != server.default_encoding:
+        server.default_encoding = encoding
+        db.session.commit()
 
 
 def _query(server: OrthancServer, worklist_dir: str, calling_aet: str = CALLING_AET) -> FindResult:
