@@ -334,7 +334,7 @@ def test_a_key_image_of_a_report_is_refused_saying_it_is_not_an_image(app, mixed
 # -- the page in a real browser ------------------------------------------------------------------
 
 @pytest.mark.browser
-def test_browser_study_page_with_placeholders_and_a_cjk_name(app, mixed, browser, live, shots):
+def test_browser_study_page_with_placeholders_and_a_cjk_name(app, mixed, browser, live, shots, staff):
     from conftest import PASSWORD
 
     import playwright.sync_api as playwright_api
@@ -363,5 +363,13 @@ def test_browser_study_page_with_placeholders_and_a_cjk_name(app, mixed, browser
             img.src = img.src.replace(/instances\\/[^/]+\\/preview/, 'instances/00000000-00000000-00000000-00000000-00000000/preview'); }""")
         expect(page.locator(".placeholder")).to_have_count(4)
         expect(page.locator(".placeholder").filter(has_text="No preview")).to_have_count(1)
+
+        result = workflow.create_result(req, staff["rad"], radiologist=staff["rad"], result_date=date.today(),
+                                        report="See images.")
+        page.goto(f"{live}/results/{result.id}")
+        expect(page.locator(".study-patient")).to_contain_text("Images of Hong, Gildong (洪 吉洞 · 홍 길동)")
+        expect(page.locator(".placeholder")).to_have_count(3)
+        expect(page.get_by_role("button", name="Add as key image")).to_have_count(2)
+        shoot(page, shots, "result-placeholders-cjk-name")
     finally:
         context.close()
