@@ -65,10 +65,12 @@ SCHEMAS: dict[str, Any] = {
         "sex": {"type": "string", "enum": ["F", "M", "O"]}, "phone": {"type": "string"},
         "notes": {"type": "string"}}},
     "Patient": {"allOf": [{"type": "object", "properties": {"id": {"type": "integer"}}}, _ref("PatientIn")]},
-    "TestIn": {"type": "object", "required": ["code", "name", "modality"], "properties": {
+    "TestIn": {"type": "object", "required": ["code", "name", "modality", "ae_title"], "properties": {
         "code": {"type": "string", "maxLength": 32}, "name": {"type": "string"},
         "modality": {"type": "string", "description": "DICOM Modality code, e.g. CR"},
-        "ae_title": {"type": "string", "maxLength": 16}, "worklist_template": {"type": "string"},
+        "ae_title": {"type": "string", "maxLength": 16,
+                     "description": "ScheduledStationAETitle of the modality that performs the test (required)"},
+        "worklist_template": {"type": "string"},
         "active": {"type": "boolean"}}},
     "Test": {"allOf": [{"type": "object", "properties": {"id": {"type": "integer"}}}, _ref("TestIn")]},
     "RequestIn": {"type": "object", "required": ["patient_id"], "properties": {
