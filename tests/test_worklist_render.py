@@ -386,3 +386,70 @@ def test_latin1_names_render_in_iso_ir_100(app, create_request, create_patient):
     assert element(data.text, "0008,0005") == "ISO_IR 100"
     assert "Müller^Jürgen".encode("latin-1") in data.data
     assert "Müller".encode() not in data.data
+
+
+# -- refusal, fallback, warnings ------------------------------------------------
+
+def test_the_refusal_names_every_character_and_the_elements_that_hold_them(app, create_request, create_patient,
+                                                                           make_user):
+    from ghimaging.worklists import UnencodableError
+
+    polish = make_user("lz", "physician", full_name="Łucja Żak")
+    req = create_request(create_patient(family_name="Şahin", given_name="Ayşe"), physician=polish)
+    with pytest.raises(UnencodableError) as err:
+        build_file(req, template("ISO_IR 100", "latin-1", name="old-ct"))
+    exc = err.value
+    assert exc.characters == ["Ż", "Ł", "Ş", "ş"]  # in the order of the text
+    assert exc.template == "old-ct" and exc.charset == "ISO_IR 100"
+    assert set(exc.elements) == {"ReferringPhysicianName", "PatientName", "RequestingPhysician"}
+    assert "‘Ş’ (U+015E)" in str(exc) and "‘old-ct’" in str(exc) and "fall back to ISO_IR 192" in str(exc)
+
+
+def test_the_fallback_writes_iso_ir_192_and_says_so(app, create_request, create_patient):
+    req = create_request(create_patient(family_name="Иванов", given_name="Иван"))
+    tpl = template("ISO_IR 100", "latin-1")
+    tpl.utf8_fallback = True
+    data = build_file(req, tpl)
+    assert data.fallback and data.charset == "ISO_IR 192"
+    assert element(data.text, "0008,0005") == "ISO_IR 192"
+    assert "Иванов^Иван".encode() in data.data
+    assert data.warnings[0].startswith("Written in ISO_IR 192 (UTF-8), not ISO_IR 100")
+    # A name that fits keeps the template's own character set.
+    plain = build_file(create_request(create_patient(family_name="Müller")), tpl)
+    assert not plain.fallback and plain.charset == "ISO_IR 100" and plain.warnings == []
+
+
+def test_no_fallback_when_the_template_writes_its_character_set_as_fixed_text(app, create_request, create_patient):
+    from ghimaging.worklists import UnencodableError
+
+    tpl = template("ISO_IR 100", "latin-1", body="(0008,0005) CS [ISO_IR 100]\n(0010,0010) PN [${PatientName}]\n")
+    tpl.utf8_fallback = True
+    with pytest.raises(UnencodableError, match="fixed text"):
+        build_file(create_request(create_patient(family_name="Иванов")), tpl)
+
+
+def test_ascii_means_ascii_and_comments_never_count(app, create_request, create_patient):
+    from ghimaging.worklists import UnencodableError
+
+    req = create_request(create_patient(family_name="Müller"))
+    with pytest.raises(UnencodableError, match="ü"):
+        build_file(req, template("ISO_IR 6", "iso8859"))  # pydicom's codec for ISO_IR 6 would take ü
+    commented = "# Модальность: рентген\n" + general_body()
+    plain = create_request(create_patient(family_name="Meyer"))
+    assert build_file(plain, template("ISO_IR 100", "latin-1", body=commented)).charset == "ISO_IR 100"
+
+
+def test_the_procedure_code_is_the_tests_code_in_the_local_scheme(app, create_request):
+    data = build_file(create_request())
+    ds = dicomfile.parse(data.text).dataset
+    for seq in (ds.RequestedProcedureCodeSequence, ds.ScheduledProcedureStepSequence[0].ScheduledProtocolCodeSequence):
+        assert (seq[0].CodeValue, seq[0].CodingSchemeDesignator, seq[0].CodeMeaning) == (
+            "XR-CHEST", variables.CODING_SCHEME, "Chest X-ray PA")
+
+
+def test_only_cut_values_the_template_writes_are_warned_about(app, catalog, create_request, create_patient):
+    long_family = "X" * 70
+    req = create_request(create_patient(family_name=long_family))
+    assert [w for w in build_file(req).warnings if w.startswith("PatientName is cut to 64")]
+    quiet = template(body="(0008,0005) CS [${SpecificCharacterSet}]\n(0010,0020) LO [${PatientID}]\n")
+    assert build_file(req, quiet).warnings == []

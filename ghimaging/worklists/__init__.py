@@ -70,7 +70,8 @@ def _unencodable(text: str, declared: str) -> list[str]:
 
     if declared not in known_terms() and declared != "":
         return []  # several terms (ISO 2022): pydicom switches codecs itself
-    return unencodable(text, declared)
+    values = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    return unencodable(values, declared)  # comments never reach the file
 
 
 def _elements_with(text: str, chars: list[str]) -> list[str]:
