@@ -9,6 +9,7 @@ from sqlalchemy import Select, and_, func, or_, select
 from ..models import OrthancPatient, OrthancStudy
 from ..models.patients import fold
 from ..querytools import contains
+from ..ui import dicom_name
 
 
 def study_list(*, q: str = "", server_id: int | None = None, modality: str = "",
@@ -64,7 +65,8 @@ def study_json(s: OrthancStudy) -> dict:
     return {
         "id": s.id, "server": s.server.label, "server_id": s.server_id, "orthanc_id": s.orthanc_id,
         "study_instance_uid": s.study_uid, "accession_number": s.accession_number,
-        "patient_id": s.patient_id, "patient_name": s.patient_name, "study_date": s.study_date,
+        "patient_id": s.patient_id, "patient_name": s.patient_name,
+        "patient_name_display": dicom_name(s.patient_name), "study_date": s.study_date,
         "study_time": s.study_time, "description": s.description, "modalities": s.modality_list,
         "institution": s.institution, "referring_physician": s.referring_physician,
         "series_count": s.series_count, "instance_count": s.instance_count, "stable": s.stable,
