@@ -126,8 +126,9 @@ def view_study(study_id: int):
     study = db.get_or_404(OrthancStudy, study_id)
     return render_template("orthanc/study.html", study=study,
                            viewers=servers.viewer_links(study.server, study), action_form=EmptyForm(),
-                           links=matching.requests_of(study), warning=matching.patient_conflict(study),
-                           suggestions=matching.suggestions(study), history=matching.history(study.study_uid))
+                           links=matching.requests_of(study), warnings=matching.warnings_of(study),
+                           reasons=matching.assess(study).reasons, suggestions=matching.suggestions(study),
+                           history=matching.history(study))
 
 
 @bp.route("/studies/<int:study_id>/archive")
