@@ -98,7 +98,7 @@ class OrthancStudy(db.Model):
     __tablename__ = "orthanc_studies"
     __table_args__ = (
         UniqueConstraint("server_id", "orthanc_id", name="uq_orthanc_studies_server_orthanc_id"),
-        Index("ix_orthanc_studies_uid", "server_id", "study_uid"),
+        Index("ix_orthanc_studies_uid", "study_uid", "patient_id"),
         Index("ix_orthanc_studies_date", "study_date", "id"),
     )
 

@@ -37,7 +37,7 @@ def upgrade():
         batch_op.drop_constraint('uq_orthanc_studies_server_id', type_='unique')
         batch_op.drop_index('ix_orthanc_studies_orthanc_id')
         batch_op.create_unique_constraint('uq_orthanc_studies_server_orthanc_id', ['server_id', 'orthanc_id'])
-        batch_op.create_index('ix_orthanc_studies_uid', ['server_id', 'study_uid'], unique=False)
+        batch_op.create_index('ix_orthanc_studies_uid', ['study_uid', 'patient_id'], unique=False)
     with op.batch_alter_table('orthanc_patients', schema=None) as batch_op:
         batch_op.add_column(sa.Column('name_key', sa.String(length=400), server_default='', nullable=False))
     with op.batch_alter_table('study_links', schema=None) as batch_op:
