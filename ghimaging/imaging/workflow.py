@@ -448,10 +448,11 @@ def add_addendum(result: Result, user: User, text: str) -> ResultAddendum:
 
 
 def add_key_image(result: Result, user: User, server, instance_id: str, caption: str = "") -> ResultImage:
-    """The instance as Orthanc renders it (PNG), stored with the report."""
+    """The instance as the preview showed it (PNG, same window), stored with the report."""
     import io
 
     from ..orthanc.client import OrthancError
+    from ..orthanc.rendering import display_png
     from ..orthanc.servers import client_for
 
     if result.is_final:
@@ -467,7 +468,7 @@ def add_key_image(result: Result, user: User, server, instance_id: str, caption:
                       for se in link.study.series}
             if parent not in linked:
                 raise ValidationError({"images": "This image is not from a study linked to this request."})
-            data, _ = client.rendered(instance_id)
+            data = display_png(client, instance_id)  # the picture the preview showed
     except OrthancError as exc:
         raise ValidationError({"images": f"Orthanc could not render the image: {exc}"}) from None
     stored: list[str] = []

@@ -40,6 +40,9 @@ class OrthancServer(db.Model):
     dicom_port: Mapped[int] = mapped_column(default=0, server_default="0")
     orthanc_name: Mapped[str] = mapped_column(String(200), default="")
     plugins: Mapped[str] = mapped_column(Text, default="")  # comma-separated ids from GET /plugins
+    # Orthanc's DefaultEncoding ("Latin1", "Utf8", ...) from GET /tools/default-encoding:
+    # Orthanc transcodes every worklist answer to it, whatever the .wl file holds.
+    default_encoding: Mapped[str] = mapped_column(String(32), default="")
 
     # Sync progress.
     last_change: Mapped[int] = mapped_column(default=0)  # last /changes index processed and committed

@@ -7,7 +7,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
 from ._time import utcnow
-from .orthanc import OrthancServer
 
 
 class WorklistTemplate(db.Model):
@@ -44,10 +43,3 @@ class WorklistFile(db.Model):
     digest: Mapped[str] = mapped_column(String(64))
     written_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-
-# Orthanc's DefaultEncoding as the server check last read it from
-# ``GET /tools/default-encoding`` ("Latin1", "Utf8", ...): Orthanc transcodes
-# every worklist answer to it, whatever the .wl file holds. Declared here,
-# beside the worklist models that need it, because the Orthanc models are
-# another area's file; the column is created by migration 0006.
-OrthancServer.default_encoding = mapped_column(String(32), default="", nullable=False)

@@ -400,15 +400,13 @@ def forget_studies(study_ids: list[int]) -> list[ImagingRequest]:
 
 
 def reoffer(requests: list[ImagingRequest]) -> None:
-    """Requests whose images are gone go back on the worklist if still requested."""
+    """Requests whose images are gone go back on the worklist if still
+    requested; a file that cannot be written records why on the request
+    (``writer.sync`` never raises)."""
     from ..worklists import writer
 
     for req in requests:
-        try:
-            if writer.is_live(req):
-                writer.write(req)
-        except Exception:
-            log.exception("could not rewrite the worklist file of %s", req.accession_number)
+        writer.sync(req)
 
 
 def studies_of(req: ImagingRequest) -> list[StudyLink]:

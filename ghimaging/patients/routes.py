@@ -70,9 +70,22 @@ def edit(patient_id: int):
     if form.validate_on_submit():
         if _save(form, patient):
             flash("Patient saved.", "success")
+            _flash_lost_worklists(patient)
             return redirect(url_for("patients.view", patient_id=patient.id))
     status = 400 if request.method == "POST" else 200
     return render_template("patients/form.html", form=form, patient=patient), status
+
+
+def _flash_lost_worklists(patient: Patient) -> None:
+    """Saving a patient rewrites their waiting worklist items; one that can
+    no longer be written (a new name the template's character set cannot
+    hold) has left the worklist, and the person who saved must know."""
+    from ..imaging.workflow import waiting_without_file
+
+    lost = waiting_without_file(ImagingRequest.patient_id == patient.id)
+    if lost:
+        flash(f"{len(lost)} waiting request(s) of this patient are no longer in the worklist: "
+              f"{lost[0].accession_number}: {lost[0].worklist_problem}", "error")
 
 
 @bp.route("/<int:patient_id>")
