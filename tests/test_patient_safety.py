@@ -204,6 +204,9 @@ def test_the_patients_own_study_with_another_name_is_linked_with_a_flag_until_so
     assert link.needs_review
     make_user("tech", "technologist")
     tech = login("tech")
+    page = tech.get(f"/requests/{d_req.id}").get_data(as_text=True)
+    assert re.search(r'id="identity-\d+"><strong>Check the identity of the linked images.</strong> The name in the study',
+                     page)
     inbox = tech.get("/orthanc/unmatched").get_data(as_text=True)
     review = re.search(r'<table class="table" id="review">.*?</table>', inbox, re.S)
     assert review and d_req.accession_number in review.group(0) and "differs" in review.group(0)
@@ -397,6 +400,12 @@ def test_linking_another_patients_study_by_hand_needs_a_confirmation_and_a_reaso
     assert event is not None and "E-200" in event.note and "Wrong ID typed" in event.note
     got = client.get(f"/api/v1/studies/{sid}").json
     assert any("another patient" in w for w in got["warnings"])
+    page = tech.get(f"/requests/{d_req.id}").get_data(as_text=True)
+    alert = re.search(r'<div class="flash flash-error" role="alert" id="other-patient-\d+">.*?</div>', page, re.S)
+    assert alert and "Images of another patient" in alert.group(0) and "E-200" in alert.group(0)
+    assert "Wrong ID typed" in alert.group(0)
+    assert re.search(r'<li class="error"><span class="when">[^<]*</span> <strong>Other patient&#39;s study</strong>',
+                     page), "the request's history shows it in red"
     link_event = [e for e in matching.history(study(ds)) if e.action == "link"][0]
     assert "Reason: Wrong ID typed" in link_event.note
     assert_no_wrong_patient_link()
@@ -404,6 +413,8 @@ def test_linking_another_patients_study_by_hand_needs_a_confirmation_and_a_reaso
     matching.unlink(study(ds), d_req, None)
     assert db.session.scalar(select(func.count()).select_from(RequestEvent).where(
         RequestEvent.request_id == d_req.id, RequestEvent.action == "other patient's study")) == 1
+    page = tech.get(f"/requests/{d_req.id}").get_data(as_text=True)
+    assert "Images of another patient" not in page and '<li class="error">' in page
 
 
 def test_the_unmatched_api_gives_reasons_in_sentences(app, orthanc, server, people, order, api):
