@@ -58,3 +58,45 @@ def test_an_unmatched_study_is_suggested_and_linked_by_hand(browser, live, shots
     assert link.request_id == req.id and link.method == "manual" and link.created_by_id == tech.id
     event = db.session.scalar(select(LinkEvent).where(LinkEvent.action == "link"))
     assert event.user_id == tech.id and event.method == "manual" and event.at is not None
+
+
+def test_a_study_of_another_patient_is_linked_only_after_a_checked_confirmation_with_a_reason(
+        browser, live, shots, make_user, create_patient, create_request, catalog, orthanc, orthanc_row):
+    make_user("theo", "technologist", full_name="Theo Technologist")
+    patient = create_patient(puid="D-100", family_name="Doe", given_name="Dana")
+    req = create_request(patient, catalog["chest"], submit=True)
+    # Another patient's images carrying this order's accession number.
+    orthanc.upload(dicomgen.to_bytes(dicomgen.make_instance("E-200", "ERIKSEN^ERIK", accession=req.accession_number,
+                                                            modality="CR", rows=32, cols=32)))
+    sync.run(orthanc_row.id)
+    assert db.session.scalar(select(StudyLink)) is None
+
+    context = browser.new_context(viewport={"width": 820, "height": 1180})  # a tablet
+    page = context.new_page()
+    try:
+        page.goto(live + "/login")
+        page.fill("#username", "theo")
+        page.fill("#password", PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.goto(live + "/orthanc/unmatched")
+        row = page.locator("#unmatched tbody tr").first
+        expect(row.locator("td.reasons")).to_contain_text("it is of another patient")
+        expect(row).to_contain_text("Different patient")
+        shoot(page, shots, "inbox-other-patient")
+        row.get_by_role("button", name="Check…").click()
+        expect(page.locator("h1")).to_have_text("Link a study of another patient?")
+        expect(page.locator("#identities")).to_contain_text("E-200")
+        expect(page.locator("#identities")).to_contain_text("D-100")
+        shoot(page, shots, "link-other-patient")
+        page.fill("#reason", "Modality typed the wrong ID; checked with the patient")
+        page.get_by_label("I have checked").check()
+        page.get_by_role("button", name="Link to this request").click()
+
+        page.goto(f"{live}/requests/{req.id}")
+        expect(page.locator("[id^=other-patient-]")).to_contain_text("Images of another patient")
+        shoot(page, shots, "request-other-patient")
+    finally:
+        context.close()
+    db.session.expire_all()
+    link = db.session.scalar(select(StudyLink))
+    assert link.other_patient and link.reason.startswith("Modality typed")

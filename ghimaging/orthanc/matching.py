@@ -112,7 +112,7 @@ def _dicom_date(value: date | None) -> str:
 
 
 def _show_date(da: str) -> str:
-    return f"{da[:4]}-{da[4:6]}-{da[6:8]}" if len(da) == 8 and da.isdigit() else (da or "no birth date")
+    return f"{da[:4]}-{da[4:6]}-{da[6:8]}" if len(da) == 8 and da.isdigit() else (da or "birth date not given")
 
 
 def _show_name(pn: str) -> str:
@@ -140,7 +140,7 @@ def study_identity(study: OrthancStudy) -> str:
 
 
 def patient_identity(patient: Patient) -> str:
-    born = patient.birth_date.isoformat() if patient.birth_date else "no birth date"
+    born = patient.birth_date.isoformat() if patient.birth_date else "birth date not given"
     return f"PUID \u201c{patient.puid}\u201d, {patient.full_name}, born {born}"
 
 
@@ -193,9 +193,9 @@ def _uid_partners(study: OrthancStudy) -> list[str]:
         OrthancStudy.patient_id != study.patient_id))))
 
 
-def assess(study: OrthancStudy) -> Assessment:
-    """Apply the automatic rule to one study (see the module docstring)."""
-    out = Assessment()
+def _named(study: OrthancStudy) -> tuple[list[ImagingRequest], list[ImagingRequest], dict[int, str]]:
+    """The requests the study's numbers name: by StudyInstanceUID, by
+    AccessionNumber, and every one with the rule that named it first."""
     by_uid = list(db.session.scalars(select(ImagingRequest).where(
         ImagingRequest.study_instance_uid == study.study_uid))) if study.study_uid else []
     acc = dicom_id(study.accession_number)
@@ -204,9 +204,20 @@ def assess(study: OrthancStudy) -> Assessment:
     methods: dict[int, str] = {}
     for reqs, method in ((by_uid, "study_uid"), (by_acc, "accession"), (_merge_id_requests(study), "merge_id")):
         for req in reqs:
-            if req.id not in methods:
-                methods[req.id] = method
-                out.candidates.append(req)
+            methods.setdefault(req.id, method)
+    return by_uid, by_acc, methods
+
+
+def assess(study: OrthancStudy) -> Assessment:
+    """Apply the automatic rule to one study (see the module docstring)."""
+    out = Assessment()
+    by_uid, by_acc, methods = _named(study)
+    acc = dicom_id(study.accession_number)
+    seen: set[int] = set()
+    for req in by_uid + by_acc + _merge_id_requests(study):
+        if req.id not in seen:
+            seen.add(req.id)
+            out.candidates.append(req)
     if not out.candidates:
         out.reasons.append("No request carries this study's StudyInstanceUID or AccessionNumber.")
         return out
@@ -508,6 +519,9 @@ def suggestions(study: OrthancStudy, limit: int = 5) -> list[Suggestion]:
             who.append(Patient.birth_date == datetime.strptime(birth, "%Y%m%d").date())
         except ValueError:
             pass
+    named = _named(study)[2]
+    if named:
+        who.append(ImagingRequest.id.in_(list(named)))
     day = _study_day(study)
     conds = list(who)
     if day:
@@ -541,6 +555,11 @@ def suggestions(study: OrthancStudy, limit: int = 5) -> list[Suggestion]:
                     w for w in fold(p.family_name).replace("-", " ").split()):
                 reasons.append("same birth date and family name")
                 score += 6
+        if req.id in named:
+            reasons.append({"study_uid": "its StudyInstanceUID names this request",
+                            "accession": "its AccessionNumber names this request",
+                            "merge_id": "its merge id names this request"}[named[req.id]])
+            score += 6
         if req.test.modality.code in mods:
             reasons.append(f"same modality ({req.test.modality.code})")
             score += 2
