@@ -245,13 +245,13 @@ def test_an_archive_with_more_files_than_allowed_is_stopped(tech, orthanc):
 
 
 @pytest.mark.parametrize("app_config", [{"UPLOAD_MAX_FILES": 3}], indirect=True)
-def test_a_folder_with_more_files_than_allowed_is_stopped(tech, orthanc):
+def test_a_folder_with_more_files_than_allowed_is_refused_before_anything_is_sent(tech, orthanc):
     files = [(f"cd/IM{i}", dcm(instance_number=i)) for i in range(1, 7)]
     r = send(tech, files)
     body = r.get_json()
-    assert r.status_code == 200, body
-    assert "more than 3 files" in body["aborted"]
-    assert body["counts"]["stored"] <= 3 and len(instances(orthanc)) <= 3
+    assert r.status_code == 413, body
+    assert body["message"] == "Too many files in one upload (6); the limit is 3 files. Upload in parts."
+    assert instances(orthanc) == []
 
 
 @pytest.mark.parametrize("app_config", [{"UPLOAD_MAX_FILES": 3}], indirect=True)

@@ -3,20 +3,44 @@ with bounds on expansion so that no archive can fill the disk or the
 memory (zip bombs, millions of entries) and no name is ever used as a path.
 
 Every member is handed over as a small temporary file, so memory stays flat
-whatever the size of the upload.
+whatever the size of the upload. A member that cannot be decompressed (a
+damaged gzip stream, corrupt deflate data in a ZIP, a truncated tar) is a
+:class:`Rejected` line naming the damage, never an exception: files sent
+before it stay reported.
 """
 
 from __future__ import annotations
 
 import gzip
+import lzma
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import IO, Iterator
 
 DICM_OFFSET = 128
 CHUNK = 1024 * 1024
+# A compressed member may expand more than ``Limits.max_ratio`` times only
+# while it stays this small: a DICOM of blank pixels compresses very well.
+RATIO_FREE_BYTES = 10 * 1024**2
+# Compressed bytes are pulled from a gzip stream this many at a time, so the
+# running ratio is known to within this many bytes and a bomb is stopped a
+# few MB after the bound, not after a whole read-ahead buffer.
+GZIP_PULL = 16 * 1024
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Whether decompressing failed because the data is damaged: zlib.error
+    (corrupt deflate data), EOFError (a stream cut short), BadZipFile,
+    BadGzipFile or bz2's OSError without an errno (bad CRC, header or data),
+    tarfile.ReadError (a tar cut short), lzma.LZMAError. An OSError with an
+    errno (disk full, too many open files) is the server's trouble, not the
+    file's, and is not damage."""
+    if isinstance(exc, (zlib.error, EOFError, zipfile.BadZipFile, tarfile.TarError, lzma.LZMAError)):
+        return True
+    return isinstance(exc, OSError) and exc.errno is None
 
 
 class LimitExceeded(Exception):
@@ -46,7 +70,7 @@ class Limits:
     max_files: int = 20_000
     max_expanded_bytes: int = 4 * 1024**3
     max_member_bytes: int = 1024**3
-    max_ratio: int = 200  # uncompressed / compressed, per ZIP member
+    max_ratio: int = 200  # uncompressed / compressed, per ZIP member or gzip stream
 
 
 class Budget:
@@ -84,21 +108,67 @@ def _head(f: IO[bytes]) -> bytes:
     return head
 
 
-def _spool(src: IO[bytes], limit: int) -> tuple[IO[bytes], int]:
-    """Copy ``src`` to a temporary file, refusing more than ``limit`` bytes."""
+def check_member(name: str, expanded: int, compressed: int, limits: Limits) -> None:
+    """The one rule for a compressed member, a ZIP entry or a gzip stream:
+    no more than ``max_ratio`` times its compressed size once past
+    ``RATIO_FREE_BYTES``, and no more than ``max_member_bytes``. A ZIP entry
+    is checked on the sizes its directory declares before it is opened; a
+    gzip stream declares nothing trustworthy, so it is checked as it expands
+    and stops as soon as the rule is broken."""
+    if expanded > RATIO_FREE_BYTES and expanded > limits.max_ratio * max(compressed, 1):
+        raise LimitExceeded(f"{name} expands {expanded // max(compressed, 1)} times (a zip bomb?)")
+    if expanded > limits.max_member_bytes:
+        raise LimitExceeded(f"{name} is larger than {limits.max_member_bytes // 1024**2} MB")
+
+
+class _Counted:
+    """A read-only view of a compressed stream that counts what was pulled
+    from it, a little at a time (see ``GZIP_PULL``)."""
+
+    def __init__(self, f: IO[bytes]):
+        self.f = f
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.f.read(GZIP_PULL if size is None or size < 0 else min(size, GZIP_PULL))
+        self.count += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.f.seek(offset, whence)  # GzipFile rewinds only to offset 0
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+
+def _spool(src: IO[bytes], limit: int, check=None) -> tuple[IO[bytes], int]:
+    """Copy ``src`` to a temporary file, refusing more than ``limit`` bytes;
+    ``check(size)`` after every chunk may refuse sooner (it raises)."""
     tmp = tempfile.TemporaryFile()
     size = 0
-    while True:
-        chunk = src.read(CHUNK)
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > limit:
-            tmp.close()
-            raise LimitExceeded(f"a file expands to more than {limit // 1024**2} MB")
-        tmp.write(chunk)
+    try:
+        while True:
+            chunk = src.read(CHUNK)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > limit:
+                raise LimitExceeded(f"a file expands to more than {limit // 1024**2} MB")
+            if check is not None:
+                check(size)
+            tmp.write(chunk)
+    except BaseException:
+        tmp.close()
+        raise
     tmp.seek(0)
     return tmp, size
+
+
+def damaged(what: str, why: str, exc: BaseException, sent: str = "nothing of it was sent") -> str:
+    """The detail line for a damaged archive or member: what, why, and what
+    was sent (a member is spooled whole before it is sent, so usually nothing)."""
+    text = str(exc).strip() or exc.__class__.__name__
+    return f"damaged {what}: {why} ({text[:120]}); {sent}."
 
 
 def display(name: str) -> str:
@@ -140,8 +210,8 @@ def walk(f: IO[bytes], name: str, limits: Limits, budget: Budget | None = None,
 def _walk_zip(f, name, limits, budget, depth):
     try:
         zf = zipfile.ZipFile(f)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        yield Rejected(name, f"damaged ZIP archive ({exc})")
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        yield Rejected(name, damaged("archive", "its ZIP directory cannot be read", exc))
         return
     with zf:
         for info in zf.infolist():
@@ -151,27 +221,32 @@ def _walk_zip(f, name, limits, budget, depth):
             if info.flag_bits & 0x1:
                 yield Rejected(member, "encrypted ZIP member")
                 continue
-            if info.compress_size and info.file_size / max(info.compress_size, 1) > limits.max_ratio \
-                    and info.file_size > 10 * 1024**2:
-                raise LimitExceeded(f"{member} expands {info.file_size // max(info.compress_size, 1)} times (a zip bomb?)")
-            if info.file_size > limits.max_member_bytes:
-                raise LimitExceeded(f"{member} is larger than {limits.max_member_bytes // 1024**2} MB")
+            check_member(member, info.file_size, info.compress_size, limits)
             try:
                 with zf.open(info) as src:
                     tmp, size = _spool(src, limits.max_member_bytes)
-            except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
-                yield Rejected(member, f"cannot be read from the ZIP ({exc.__class__.__name__})")
+            except NotImplementedError:
+                yield Rejected(member, "compressed with a method this server cannot read; not sent")
+                continue
+            except Exception as exc:
+                if not is_damage(exc):
+                    raise
+                yield Rejected(member, damaged("file", "its compressed data in the ZIP is corrupt", exc))
                 continue
             yield from _walk_spooled(tmp, size, member, limits, budget, depth)
 
 
 def _walk_gzip(f, name, limits, budget, depth):
     inner = name[:-3] if name.lower().endswith(".gz") else (name[:-4] + ".tar" if name.lower().endswith(".tgz") else name + "~")
+    src = _Counted(f)
     try:
-        with gzip.GzipFile(fileobj=f) as gz:
-            tmp, size = _spool(gz, limits.max_member_bytes)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        yield Rejected(name, f"damaged gzip file ({exc.__class__.__name__})")
+        with gzip.GzipFile(fileobj=src, mode="rb") as gz:
+            tmp, size = _spool(gz, limits.max_member_bytes,
+                               check=lambda size: check_member(name, size, src.count, limits))
+    except Exception as exc:
+        if not is_damage(exc):
+            raise
+        yield Rejected(name, damaged("archive", "its gzip data is corrupt or cut short", exc))
         return
     yield from _walk_spooled(tmp, size, inner, limits, budget, depth)
 
@@ -179,15 +254,20 @@ def _walk_gzip(f, name, limits, budget, depth):
 def _walk_tar(f, name, limits, budget, depth):
     try:
         tf = tarfile.open(fileobj=f, mode="r:")
-    except (tarfile.TarError, OSError) as exc:
-        yield Rejected(name, f"damaged tar archive ({exc})")
+    except Exception as exc:
+        if not is_damage(exc):
+            raise
+        yield Rejected(name, damaged("archive", "its tar headers cannot be read", exc))
         return
     with tf:
         while True:
             try:
                 info = tf.next()
-            except (tarfile.TarError, OSError, EOFError) as exc:
-                yield Rejected(name, f"damaged tar archive ({exc.__class__.__name__})")
+            except Exception as exc:
+                if not is_damage(exc):
+                    raise
+                yield Rejected(name, damaged("archive", "the rest of the tar cannot be read", exc,
+                                             "the files listed before it are as shown"))
                 return
             if info is None:
                 return
@@ -199,10 +279,16 @@ def _walk_tar(f, name, limits, budget, depth):
                 continue
             if info.size > limits.max_member_bytes:
                 raise LimitExceeded(f"{member} is larger than {limits.max_member_bytes // 1024**2} MB")
-            src = tf.extractfile(info)
-            if src is None:
-                continue
-            tmp, size = _spool(src, limits.max_member_bytes)
+            try:
+                src = tf.extractfile(info)
+                if src is None:
+                    continue
+                tmp, size = _spool(src, limits.max_member_bytes)
+            except Exception as exc:
+                if not is_damage(exc):
+                    raise
+                yield Rejected(member, damaged("file", "the tar ends inside it", exc))
+                return
             yield from _walk_spooled(tmp, size, member, limits, budget, depth)
 
 

@@ -9,10 +9,29 @@ from ..auth.forms import EmptyForm
 from ..extensions import db
 from ..models import ImagingRequest, OrthancServer, RequestState, Role
 from ..querytools import bounded_int
-from . import service
+from . import service, spool
 
 bp = Blueprint("uploads", __name__, url_prefix="/upload")
 UPLOADERS = (Role.TECHNOLOGIST,)
+
+
+@bp.url_value_preprocessor
+def _one_spool_for_all_parts(endpoint, values):
+    """Every file part of an upload goes into one temporary file (see
+    ``spool``), so a folder of 20,000 files holds one descriptor, not
+    20,000. Set here because URL value preprocessors run before every
+    ``before_request`` function, CSRF protection's included, and that one
+    reads the form, files and all."""
+    if endpoint == "uploads.upload" and request.method == "POST":
+        request.upload_spool = spool.Spool()
+        request._get_file_stream = request.upload_spool.part  # Werkzeug's per-part stream factory
+
+
+@bp.teardown_request
+def _close_spool(exc):
+    parts = getattr(request, "upload_spool", None)
+    if parts is not None:
+        parts.close()
 
 
 def _servers():
@@ -47,6 +66,9 @@ def upload():
     files = [(f.filename or "(no name)", f.stream) for f in request.files.getlist("files") if f]
     if not files:
         return _answer(wants_json, 400, "Choose files or a folder to upload.")
+    too_many = service.too_many_files(len(files))
+    if too_many:
+        return _answer(wants_json, 413, too_many, error="too_large")
     request_id = bounded_int(request.form.get("request_id")) if request.form.get("request_id") else None
     report = service.process(server, files)
     studies = service.sync_and_link(server, report, request_id, current_user)
@@ -63,9 +85,9 @@ def upload():
                            report=report, studies=studies, preselect=request_id)
 
 
-def _answer(wants_json: bool, status: int, message: str):
+def _answer(wants_json: bool, status: int, message: str, error: str = "bad_request"):
     if wants_json:
-        return jsonify(error="bad_request", message=message), status
+        return jsonify(error=error, message=message), status
     flash(message, "error")
     return render_template("uploads/upload.html", servers=_servers(), requests=_open_requests(), form=EmptyForm(),
                            report=None, preselect=None), status

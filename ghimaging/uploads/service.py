@@ -11,14 +11,16 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import IO, Iterable
 
+import requests
 from flask import current_app
 
 from ..models import OrthancServer
-from ..orthanc.client import OrthancClient, OrthancError, Unreachable
+from ..orthanc.client import BadAnswer, OrthancClient, OrthancError, Unreachable
 from ..orthanc.servers import client_for
 from . import archive
 
@@ -53,12 +55,70 @@ def limits() -> archive.Limits:
                           max_member_bytes=c["UPLOAD_MAX_FILE_BYTES"])
 
 
-def _post(client: OrthancClient, member: archive.Member, report: Report) -> None:
+def too_many_files(count: int) -> str:
+    """The message refusing an upload of ``count`` files, or "" when it may
+    go. Counted before anything is sent, so an upload one file over the limit
+    stores nothing (archive members can only be counted as they are opened:
+    past the limit there, the upload stops where it is)."""
+    limit = current_app.config["UPLOAD_MAX_FILES"]
+    if count <= limit:
+        return ""
+    return f"Too many files in one upload ({count}); the limit is {limit} files. Upload in parts."
+
+
+@dataclass
+class Deadlines:
+    """How long Orthanc may take. ``answer``: seconds to wait for Orthanc's
+    answer to one file (an idle timeout: no byte sent or received for that
+    long), plus a second per ``PER_SECOND_BYTES`` of the file, since Orthanc
+    answers only once a large file is parsed and written. ``total``: seconds
+    the sending of one upload may take; past it, no further file is sent. A
+    silent Orthanc thus ends an upload after about ``connect + answer``
+    seconds, and no upload holds a worker longer than about ``total + answer``."""
+
+    connect: float = 3.05
+    answer: float = 30.0
+    total: float = 600.0
+    PER_SECOND_BYTES = 10 * 1024**2
+
+    @classmethod
+    def from_config(cls) -> Deadlines:
+        c = current_app.config
+        return cls(answer=float(c.get("UPLOAD_ORTHANC_TIMEOUT", cls.answer)),
+                   total=float(c.get("UPLOAD_DEADLINE", cls.total)))
+
+    def for_file(self, size: int) -> tuple[float, float]:
+        return self.connect, self.answer + size / self.PER_SECOND_BYTES
+
+
+def _upload(client: OrthancClient, f: IO[bytes], timeout: tuple[float, float]) -> object:
+    """``POST /instances`` through the client with this upload's deadline.
+    ``OrthancClient.upload`` waits up to 300 s for an answer; a person
+    waiting for a page must not (the transport and its errors stay the
+    client's: this is its ``_request``, as ``servers.default_encoding`` uses)."""
+    resp = client._request("POST", "/instances", data=f, headers={"Content-Type": "application/dicom"},
+                           timeout=timeout)
     try:
-        answer = client.upload(member.file)
+        return resp.json()
+    except ValueError:
+        raise BadAnswer("Orthanc's answer to an upload is not JSON.") from None
+
+
+def _timed_out(exc: Unreachable) -> bool:
+    """Unreachable covers refused connections too; a silent Orthanc is a timeout."""
+    cause = exc.__cause__ or exc.__context__
+    return "did not answer" in str(exc) or isinstance(cause, requests.Timeout) or "timed out" in str(cause).lower()
+
+
+def _post(client: OrthancClient, member: archive.Member, report: Report, deadlines: Deadlines) -> None:
+    try:
+        timeout = deadlines.for_file(member.size)
+        answer = _upload(client, member.file, timeout)
     except Unreachable as exc:
-        report.outcomes.append(Outcome(member.name, "failed", str(exc)))
-        report.aborted = f"Orthanc stopped answering: {exc}"
+        text = f"Orthanc did not answer within {timeout[1]:.0f} s" if _timed_out(exc) else str(exc).rstrip(".")
+        report.outcomes.append(Outcome(member.name, "failed", text))
+        report.aborted = (f"Orthanc stopped answering: {text}. Nothing after it was sent; upload again once "
+                          "Orthanc answers (files stored now will show as already stored).")
         return
     except OrthancError as exc:
         text = str(exc)
@@ -81,6 +141,9 @@ def _post(client: OrthancClient, member: archive.Member, report: Report) -> None
         report.studies.append(study)
 
 
+NOT_SENT = "not sent: Orthanc stopped answering"
+
+
 def process(server: OrthancServer, files: Iterable[tuple[str, IO[bytes]]]) -> Report:
     """Send every DICOM file found in ``files`` to ``server``.
 
@@ -88,13 +151,22 @@ def process(server: OrthancServer, files: Iterable[tuple[str, IO[bytes]]]) -> Re
     so a few connections send in parallel; at most that many files (each a
     temporary file, never in memory) are in flight, and the outcome table
     keeps the order of the upload.
+
+    Whatever goes wrong with one file (damaged, too large, Orthanc silent,
+    or a fault of ours) ends as a line of the report, never as an exception:
+    the files stored before it were stored, and the person must be told.
+    Once Orthanc stops answering, or the upload passes its total deadline,
+    nothing more is sent: each further wait would be as long.
     """
     report = Report()
     bounds = limits()
     budget = archive.Budget(bounds)
+    deadlines = Deadlines.from_config()
+    ends_at = time.monotonic() + deadlines.total
+    stop = threading.Event()  # set once Orthanc failed to answer: queued files are not sent
     workers = max(1, int(current_app.config["UPLOAD_CONNECTIONS"]))
     # Clients are made here, in the app context; each sending thread takes one.
-    clients = [client_for(server, timeout=(3.05, 300)) for _ in range(workers)]
+    clients = [client_for(server, timeout=(deadlines.connect, deadlines.answer)) for _ in range(workers)]
     free: queue.SimpleQueue = queue.SimpleQueue()
     for c in clients:
         free.put(c)
@@ -108,23 +180,49 @@ def process(server: OrthancServer, files: Iterable[tuple[str, IO[bytes]]]) -> Re
     def send(member: archive.Member) -> Report:
         one = Report()
         try:
-            _post(client(), member, one)
+            if stop.is_set():
+                one.outcomes.append(Outcome(member.name, "failed", NOT_SENT))
+            else:
+                _post(client(), member, one, deadlines)
+                if one.aborted:
+                    stop.set()
+        except Exception:
+            log.exception("upload: sending %s failed", member.name)
+            one.outcomes.append(Outcome(member.name, "failed", "not sent: an error on this server (logged)"))
         finally:
             member.close()
         return one
 
     pending: list = []  # Outcome or Future, in upload order
     in_flight: set[Future] = set()  # at most 2 x workers files waiting or being sent
+
+    def halted(name: str) -> bool:
+        """Whether nothing more may be sent; if so, says why on ``name``'s line."""
+        if stop.is_set():
+            pending.append(Outcome(name, "failed", NOT_SENT))
+            return True
+        if time.monotonic() > ends_at:
+            pending.append(Outcome(name, "failed", f"not sent: the upload passed its {deadlines.total:.0f} s deadline"))
+            report.aborted = (f"The upload was stopped after {deadlines.total:.0f} s: Orthanc is storing slowly. "
+                              "The files listed were handled as shown; upload the rest again (files stored "
+                              "now will show as already stored).")
+            return True
+        return False
+
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="upload") as pool:
             for name, stream in files:
                 name = archive.display(name)
+                walker = archive.walk(stream, name, bounds, budget)
                 try:
                     budget.take(0)  # every file picked counts against UPLOAD_MAX_FILES
-                    for item in archive.walk(stream, name, bounds, budget):
+                    for item in walker:
                         if isinstance(item, archive.Rejected):
                             pending.append(Outcome(item.name, "rejected", item.reason))
                             continue
+                        if halted(item.name):
+                            item.close()
+                            break
                         if len(in_flight) >= 2 * workers:
                             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                             in_flight.difference_update(done)
@@ -135,16 +233,21 @@ def process(server: OrthancServer, files: Iterable[tuple[str, IO[bytes]]]) -> Re
                     pending.append(Outcome(name, "failed", f"stopped: {exc}"))
                     report.aborted = f"The upload was stopped: {exc}."
                     break
+                except Exception:
+                    log.exception("upload: reading %s failed", name)
+                    pending.append(Outcome(name, "failed", "could not be read: an error on this server (logged)"))
+                    report.aborted = ("The upload was stopped by an error on this server (logged); "
+                                      "the files listed before it were handled as shown.")
+                    break
+                finally:
+                    walker.close()  # an archive left half-read closes its temporary files now
+                if stop.is_set() or report.aborted:
+                    break
             for entry in pending:
                 if isinstance(entry, Outcome):
                     report.outcomes.append(entry)
                     continue
-                try:
-                    one = entry.result()
-                except Unreachable as exc:
-                    report.outcomes.append(Outcome("(file)", "failed", str(exc)))
-                    report.aborted = report.aborted or f"Orthanc stopped answering: {exc}"
-                    continue
+                one = entry.result()  # send() never raises
                 report.outcomes.extend(one.outcomes)
                 if one.aborted and not report.aborted:
                     report.aborted = one.aborted
