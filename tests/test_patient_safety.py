@@ -400,6 +400,9 @@ def test_linking_another_patients_study_by_hand_needs_a_confirmation_and_a_reaso
     assert event is not None and "E-200" in event.note and "Wrong ID typed" in event.note
     got = client.get(f"/api/v1/studies/{sid}").json
     assert any("another patient" in w for w in got["warnings"])
+    got = client.get(f"/api/v1/requests/{d_req.id}").json
+    assert [(s["patient_id"], s["other_patient"], s["reason"][:14]) for s in got["studies"]] == [
+        ("E-200", True, "Wrong ID typed")]
     page = tech.get(f"/requests/{d_req.id}").get_data(as_text=True)
     alert = re.search(r'<div class="flash flash-error" role="alert" id="other-patient-\d+">.*?</div>', page, re.S)
     assert alert and "Images of another patient" in alert.group(0) and "E-200" in alert.group(0)

@@ -49,7 +49,9 @@ def request_json(r: ImagingRequest, *, detail: bool = False) -> dict[str, Any]:
 
         out["studies"] = [{"id": l.study_id, "study_instance_uid": l.study.study_uid, "orthanc_id": l.study.orthanc_id,
                            "server": l.study.server.label, "method": l.method, "patient_id": l.study.patient_id,
-                           **person_name_fields("patient_name", l.study.patient_name)} for l in studies_of(r)]
+                           **person_name_fields("patient_name", l.study.patient_name),
+                           "other_patient": l.other_patient, "reason": l.reason or None,
+                           "identity_warning": l.warning if l.needs_review else None} for l in studies_of(r)]
         out["events"] = [{"at": e.at.isoformat() + "Z", "action": e.action, "from": e.from_state,
                           "to": e.to_state, "user": e.user.username if e.user else None, "note": e.note}
                          for e in r.events]
