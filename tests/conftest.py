@@ -245,6 +245,31 @@ def png_bytes(size=(64, 48), color=(200, 30, 30), fmt="PNG") -> io.BytesIO:
     return buf
 
 
+@pytest.fixture
+def fresh_url(database_url, tmp_path):
+    """An empty database of the same kind as the suite's own (a file for
+    SQLite, a new database in the throwaway cluster for PostgreSQL)."""
+    import uuid
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.sqlite'}"
+        return
+    name = f"ghimaging_mig_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 # -- Orthanc ----------------------------------------------------------------
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from conftest import PASSWORD, png_bytes
 import playwright.sync_api as playwright_api
 
 from tests.support.browser import shoot as browser_shot
+from tests.support.browser import sign_in as browser_sign_in
 expect = playwright_api.expect
 
 pytestmark = pytest.mark.browser
@@ -39,14 +40,10 @@ def server(live):
 
 
 def sign_in(page, base: str, username: str, folder: Path | None = None) -> None:
-    page.goto(base + "/login")
-    page.fill("#username", username)
-    page.fill("#password", PASSWORD)
     if folder:
+        page.goto(base + "/login")
         shoot(page, folder, "01-login")
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
-    assert "/login" not in page.url
+    browser_sign_in(page, base, username, PASSWORD)
 
 
 def pick_patient(page, typed: str):

@@ -12,6 +12,7 @@ from ghimaging.extensions import db
 from ghimaging.models import LinkEvent, StudyLink
 from ghimaging.orthanc import sync
 from tests.support import dicomgen
+from tests.support.browser import sign_in
 from tests.test_browser_orthanc import shoot
 
 from playwright.sync_api import expect
@@ -33,10 +34,7 @@ def test_an_unmatched_study_is_suggested_and_linked_by_hand(browser, live, shots
     context = browser.new_context(viewport={"width": 1024, "height": 900})
     page = context.new_page()
     try:
-        page.goto(live + "/login")
-        page.fill("#username", "theo")
-        page.fill("#password", PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
+        sign_in(page, live, "theo", PASSWORD)
         page.get_by_role("link", name="Inbox").click()
         expect(page.locator("h1")).to_have_text("Inbox")
         suggestion = page.locator("form.suggestion").filter(has_text=req.accession_number)
@@ -74,10 +72,7 @@ def test_a_study_of_another_patient_is_linked_only_after_a_checked_confirmation_
     context = browser.new_context(viewport={"width": 820, "height": 1180})  # a tablet
     page = context.new_page()
     try:
-        page.goto(live + "/login")
-        page.fill("#username", "theo")
-        page.fill("#password", PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
+        sign_in(page, live, "theo", PASSWORD)
         page.goto(live + "/orthanc/unmatched")
         row = page.locator("#unmatched tbody tr").first
         expect(row.locator("td.reasons")).to_contain_text("it is of another patient")

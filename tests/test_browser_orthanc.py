@@ -14,6 +14,7 @@ from tests.support import dicomgen
 import playwright.sync_api as playwright_api
 
 from tests.support.browser import shoot as browser_shot
+from tests.support.browser import sign_in
 expect = playwright_api.expect
 
 pytestmark = pytest.mark.browser
@@ -30,11 +31,7 @@ def test_admin_adds_orthanc_syncs_and_sees_studies_with_thumbnails(browser, live
     context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
     page = context.new_page()
     try:
-        page.goto(live + "/login")
-        page.fill("#username", "boss")
-        page.fill("#password", PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
-        expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+        sign_in(page, live, "boss", PASSWORD)
 
         page.get_by_role("link", name="Orthanc", exact=True).click()
         expect(page.locator("h1")).to_have_text("Orthanc servers")

@@ -3,15 +3,11 @@ SQLite and on PostgreSQL, and every step can be undone and redone."""
 
 from __future__ import annotations
 
-import uuid
-
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import Column, MetaData, String, create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Column, MetaData, String, inspect
 
 from ghimaging import MIGRATIONS_DIR, create_app
 from ghimaging.extensions import db
@@ -47,25 +43,6 @@ def test_the_comparison_notices_a_column_the_migrations_lack(app):
     with db.engine.connect() as conn:
         diff = schema_diff(conn, changed)
     assert [(d[0], d[2], d[3].name) for d in diff if d[0] == "add_column"] == [("add_column", "patients", "nickname")]
-
-
-@pytest.fixture
-def fresh_url(database_url, tmp_path):
-    """An empty database of the same kind as the suite's own."""
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fresh.sqlite'}"
-        return
-    name = f"ghimaging_mig_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_every_migration_downgrades_and_upgrades_again(fresh_url, tmp_path):
