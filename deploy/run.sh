@@ -4,6 +4,7 @@
 #
 #   bash deploy/run.sh            # http://<this machine>:8000
 #   HOST=127.0.0.1 PORT=8080 bash deploy/run.sh
+#   WORKERS=2 THREADS=8 bash deploy/run.sh   # gunicorn processes x threads each
 #
 # On the first run it creates the user "admin" and prints its password.
 set -euo pipefail
@@ -12,6 +13,8 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO_ROOT"
 HOST=${HOST:-0.0.0.0}
 PORT=${PORT:-8000}
+WORKERS=${WORKERS:-2}
+THREADS=${THREADS:-8}
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
 SUDO=()
@@ -39,5 +42,5 @@ fi
 echo "==> preparing the database"
 .venv/bin/ghimaging init --create-admin
 
-echo "==> serving on http://${HOST}:${PORT}  (Ctrl-C stops)"
-exec .venv/bin/ghimaging serve --host "$HOST" --port "$PORT"
+echo "==> serving on http://${HOST}:${PORT} with ${WORKERS} x ${THREADS} threads  (Ctrl-C stops)"
+exec .venv/bin/ghimaging serve --host "$HOST" --port "$PORT" --workers "$WORKERS" --threads "$THREADS"

@@ -105,19 +105,24 @@ def create_token_command(username: str, name: str) -> None:
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 for the LAN.")
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=int)
-@click.option("--timeout", default=120, show_default=True, type=int, help="Worker timeout (large uploads).")
-def serve_command(host: str, port: int, workers: int, timeout: int) -> None:
-    """Run the application under gunicorn."""
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1), help="Worker processes.")
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Requests each worker serves at once (a slow Orthanc or client holds one thread).")
+@click.option("--timeout", default=120, show_default=True, type=click.IntRange(min=0),
+              help="Seconds before a worker whose main loop stopped is replaced (not a limit on one request).")
+def serve_command(host: str, port: int, workers: int, threads: int, timeout: int) -> None:
+    """Run the application under gunicorn, threaded workers (see
+    ``ghimaging/gunicorn_conf.py``)."""
     from gunicorn.app.base import BaseApplication
+
+    from . import gunicorn_conf
+
+    options = gunicorn_conf.settings(bind=f"{host}:{port}", workers=workers, threads=threads, timeout=timeout)
 
     class _App(BaseApplication):
         def load_config(self) -> None:
-            self.cfg.set("bind", f"{host}:{port}")
-            self.cfg.set("workers", workers)
-            self.cfg.set("timeout", timeout)
-            self.cfg.set("accesslog", "-")
-            self.cfg.set("worker_tmp_dir", "/dev/shm" if _shm_ok() else None)
+            for name, value in options.items():
+                self.cfg.set(name, value)
 
         def load(self):
             from . import create_app
@@ -128,12 +133,6 @@ def serve_command(host: str, port: int, workers: int, timeout: int) -> None:
             return app
 
     _App().run()
-
-
-def _shm_ok() -> bool:
-    import os
-
-    return os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK)
 
 
 @click.command("sync")

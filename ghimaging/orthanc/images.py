@@ -8,17 +8,21 @@ Orthanc password or address reaches a page. Rendering rules live in
 
 from __future__ import annotations
 
+import logging
+
 from flask import Response, abort, current_app
 from flask_login import login_required
 
 from .. import crypto
 from ..extensions import db
 from ..models import OrthancServer
-from . import servers
-from .client import NotFound, OrthancError
+from . import instances, servers
+from .client import NotFound, OrthancError, TimedOut, iter_body
 from .instances import valid_id
 from .rendering import CannotDecode, NotAnImage, display_png
 from .routes import bp
+
+log = logging.getLogger(__name__)
 
 
 def _server_and_id(server_id: int, orthanc_id: str) -> OrthancServer:
@@ -29,14 +33,24 @@ def _server_and_id(server_id: int, orthanc_id: str) -> OrthancServer:
     return db.get_or_404(OrthancServer, server_id)
 
 
+def _failed(what: str, server: OrthancServer, orthanc_id: str, exc: Exception) -> Response:
+    """504 when Orthanc did not answer in time, else 502; a sentence in the
+    body (the page's script shows a placeholder either way)."""
+    current_app.logger.warning("%s %s from %s failed: %s", what, orthanc_id, server.label, exc)
+    status = 504 if isinstance(exc, TimedOut) else 502
+    return Response(instances.failure_message(server, exc), status=status, mimetype="text/plain")
+
+
 @bp.route("/servers/<int:server_id>/instances/<orthanc_id>/preview")
 @login_required
 def preview(server_id: int, orthanc_id: str):
-    """The instance as ghimaging shows it everywhere (see ``display_png``).
+    """The instance as ghimaging shows it everywhere (see ``display_png``),
+    within ``ORTHANC_PREVIEW_DEADLINE`` seconds for all its calls.
     Orthanc ids never change content, so the browser may keep it."""
     server = _server_and_id(server_id, orthanc_id)
+    seconds = instances.setting("ORTHANC_PREVIEW_DEADLINE", instances.PREVIEW_DEADLINE)
     try:
-        with servers.client_for(server, timeout=(3.05, 20)) as client:
+        with instances.calling(server, seconds=seconds) as client:
             data = display_png(client, orthanc_id)
     except NotFound:
         abort(404)
@@ -44,8 +58,7 @@ def preview(server_id: int, orthanc_id: str):
         # The page shows a placeholder for these (static/js/app.js).
         return Response(str(exc), status=415, mimetype="text/plain")
     except (OrthancError, crypto.CredentialError) as exc:
-        current_app.logger.warning("preview %s from %s failed: %s", orthanc_id, server.label, exc)
-        return Response(status=502)
+        return _failed("preview", server, orthanc_id, exc)
     resp = Response(data, mimetype="image/png")
     resp.headers["Cache-Control"] = "private, max-age=86400, immutable"
     return resp
@@ -56,24 +69,34 @@ def preview(server_id: int, orthanc_id: str):
 def instance_pdf(server_id: int, orthanc_id: str):
     """The PDF of an encapsulated PDF instance, streamed in chunks and shown
     by the browser's own viewer. Anything else is 404: Orthanc's ``/pdf``
-    answers only for instances that hold a PDF."""
+    answers only for instances that hold a PDF. Orthanc has
+    ``ORTHANC_DOWNLOAD_IDLE_TIMEOUT`` seconds to start answering and at most
+    that long between reads (see ``client.iter_body``)."""
     server = _server_and_id(server_id, orthanc_id)
+    idle = instances.setting("ORTHANC_DOWNLOAD_IDLE_TIMEOUT", instances.DOWNLOAD_IDLE_TIMEOUT)
     try:
-        client = servers.client_for(server, timeout=(3.05, 60))
+        client = servers.client_for(server, timeout=(instances.CONNECT_TIMEOUT, idle), retries=0)
     except crypto.CredentialError as exc:
-        current_app.logger.warning("PDF %s from %s failed: %s", orthanc_id, server.label, exc)
-        return Response(status=502)
+        return _failed("PDF", server, orthanc_id, exc)
+    upstream = None
     try:
-        upstream = client.pdf(orthanc_id)
-        chunks = upstream.iter_content(256 * 1024)
-        first = next(chunks, b"")
+        upstream = client.pdf(orthanc_id, idle=idle)
+        chunks = iter_body(upstream, idle=idle)
+        first = b""
+        for chunk in chunks:  # enough to see the PDF signature
+            first += chunk
+            if len(first) >= 5:
+                break
     except NotFound:
         client.close()
         abort(404)
-    except (OrthancError, OSError) as exc:  # OSError: the stream broke (requests' errors are OSErrors)
+    except OrthancError as exc:
+        if upstream is not None:
+            upstream.close()
         client.close()
-        current_app.logger.warning("PDF %s from %s failed: %s", orthanc_id, server.label, exc)
-        return Response(status=502)
+        instances.note(server, exc)
+        return _failed("PDF", server, orthanc_id, exc)
+    instances.note(server)
     if not first.startswith(b"%PDF"):  # never pass on something else as a PDF
         upstream.close()
         client.close()
@@ -83,6 +106,9 @@ def instance_pdf(server_id: int, orthanc_id: str):
         try:
             yield first
             yield from chunks
+        except OrthancError as exc:  # cut the answer short: the browser must not keep half a PDF
+            log.warning("PDF %s from %s broke off: %s", orthanc_id, server.label, exc)
+            raise
         finally:
             upstream.close()
             client.close()

@@ -1,33 +1,144 @@
-"""Instances are not mirrored; pages fetch them from Orthanc when needed."""
+"""Instances are not mirrored; pages fetch them from Orthanc when needed.
+
+A page that asks Orthanc while a person waits does it within a deadline
+shared by all its calls (``ORTHANC_PAGE_DEADLINE``, 10 s from the first
+one): an Orthanc that accepts connections and never answers costs a page at
+most that long, and the page still renders, saying so, instead of a worker
+hanging until gunicorn kills it. Each process also remembers per server how
+the last call went, so pages can say "Orthanc did not answer" without
+waiting again and lookups that are only nice to have can skip an Orthanc
+that just failed.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+import time
+from contextlib import contextmanager
+from typing import Iterator
 
+from flask import current_app, g
+
+from .. import crypto
 from ..models import OrthancSeries, OrthancServer
-from .client import OrthancError
+from .client import OrthancClient, OrthancError, TimedOut, Unreachable, deadline
 from .servers import client_for
 
 log = logging.getLogger(__name__)
 _ID = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{8}){4}$")
 LIMIT = 24
 
+# Defaults of the settings read below (seconds).
+PAGE_DEADLINE = 10.0  # ORTHANC_PAGE_DEADLINE: all of one page's calls
+PREVIEW_DEADLINE = 8.0  # ORTHANC_PREVIEW_DEADLINE: one preview (3 calls)
+DOWNLOAD_IDLE_TIMEOUT = 30.0  # ORTHANC_DOWNLOAD_IDLE_TIMEOUT: ZIP and PDF, headers and between reads
+PROBE_SECONDS = 3.0  # the study page's "does Orthanc answer?" check
+REMEMBER_SECONDS = 30.0  # how long an answer (or its absence) is taken as the state of a server
+CONNECT_TIMEOUT = 3.05
+
+
+def setting(name: str, default: float) -> float:
+    """A number of seconds from the configuration (positive), else the default."""
+    try:
+        value = float(current_app.config.get(name, default))
+    except (TypeError, ValueError):
+        return default
+    return value if value > 0 else default
+
 
 def valid_id(orthanc_id: str) -> bool:
     return bool(_ID.match(orthanc_id or ""))
 
 
-def of_series(server: OrthancServer, series: OrthancSeries, limit: int = LIMIT) -> list[dict]:
-    """[{"id", "number"}] sorted by InstanceNumber; [] when Orthanc is away
-    (the page still shows the rest)."""
+# -- what the process knows of each server -------------------------------------
+
+def _states() -> dict[tuple[int, str], tuple[float, str]]:
+    """(server id, URL) -> (time.monotonic() of the last call, "" when
+    Orthanc answered, else the message for people). Per application."""
+    return current_app.extensions.setdefault("ghimaging.orthanc_health", {})
+
+
+def _key(server: OrthancServer) -> tuple[int, str]:
+    return (server.id, server.url)
+
+
+def failure_message(server: OrthancServer, exc: Exception) -> str:
+    """What a page says when Orthanc did not answer. It names the server by
+    its label: Orthanc's address is not shown to users."""
+    if isinstance(exc, TimedOut):
+        return f"Orthanc {server.label} did not answer in time."
+    if isinstance(exc, Unreachable):
+        return f"Orthanc {server.label} cannot be reached."
+    if isinstance(exc, crypto.CredentialError):
+        return f"The stored password of Orthanc {server.label} cannot be read; an administrator must enter it again."
+    return f"Orthanc {server.label} gave an unexpected answer."
+
+
+def note(server: OrthancServer, exc: Exception | None = None) -> None:
+    """Record how a call to ``server`` went (None: it answered). Only not
+    answering counts as a failure: a 404 or 415 is an answer."""
+    failed = isinstance(exc, (Unreachable, crypto.CredentialError))
+    _states()[_key(server)] = (time.monotonic(), failure_message(server, exc) if failed else "")
+
+
+def recent_failure(server: OrthancServer, within: float = REMEMBER_SECONDS) -> str:
+    """The message of a failure recorded less than ``within`` seconds ago, or ""."""
+    at, message = _states().get(_key(server), (0.0, ""))
+    return message if message and time.monotonic() - at < within else ""
+
+
+def _recent_answer(server: OrthancServer) -> bool:
+    at, message = _states().get(_key(server), (None, ""))
+    return at is not None and not message and time.monotonic() - at < REMEMBER_SECONDS
+
+
+# -- calls made while a person waits -----------------------------------------------
+
+def page_deadline() -> float:
+    """When this request's Orthanc calls must be over (``time.monotonic()``):
+    ``ORTHANC_PAGE_DEADLINE`` after the first of them, kept in ``g``."""
+    if "orthanc_page_deadline" not in g:
+        g.orthanc_page_deadline = time.monotonic() + setting("ORTHANC_PAGE_DEADLINE", PAGE_DEADLINE)
+    return g.orthanc_page_deadline
+
+
+@contextmanager
+def calling(server: OrthancServer, seconds: float | None = None, retries: int = 1) -> Iterator[OrthancClient]:
+    """A client for calls a page makes: within the page's deadline (and
+    ``seconds`` from now, if given), each outcome recorded for the server.
+    Raises the client's errors and ``crypto.CredentialError``."""
+    end = page_deadline()
+    if seconds is not None:
+        end = min(end, time.monotonic() + seconds)
+    read = max(0.1, min(end - time.monotonic(), float(current_app.config.get("ORTHANC_TIMEOUT", 30))))
     try:
-        with client_for(server, timeout=(3.05, 10)) as client:
+        with deadline(at=end), client_for(server, timeout=(CONNECT_TIMEOUT, read), retries=retries) as client:
+            yield client
+    except (OrthancError, crypto.CredentialError) as exc:
+        note(server, exc)
+        raise
+    note(server)
+
+
+class InstanceList(list):
+    """Instances of a series for a page; ``error`` says why the list is
+    empty when Orthanc could not give it (the template shows it)."""
+
+    error: str = ""
+
+
+def of_series(server: OrthancServer, series: OrthancSeries, limit: int = LIMIT) -> InstanceList:
+    """[{"id", "number"}] sorted by InstanceNumber; empty, with ``error``,
+    when Orthanc is away or slow (the page still shows the rest)."""
+    out = InstanceList()
+    try:
+        with calling(server) as client:
             items = client.series_instances(series.orthanc_id)
-    except OrthancError as exc:
+    except (OrthancError, crypto.CredentialError) as exc:
         log.warning("instances of series %s: %s", series.orthanc_id, exc)
-        return []
-    out = []
+        out.error = failure_message(server, exc)
+        return out
     for it in items if isinstance(items, list) else []:
         tags = it.get("MainDicomTags") or {}
         try:
@@ -36,4 +147,21 @@ def of_series(server: OrthancServer, series: OrthancSeries, limit: int = LIMIT) 
             number = 0
         out.append({"id": it.get("ID", ""), "number": number})
     out.sort(key=lambda x: x["number"])
-    return out[:limit]
+    del out[limit:]
+    return out
+
+
+def notice(server: OrthancServer) -> str:
+    """A sentence for a page whose pictures come from ``server`` when it does
+    not answer now, else "". Asks Orthanc (``/system``, a few seconds at
+    most) unless it answered in the last half minute."""
+    if _recent_answer(server):
+        return ""
+    try:
+        with calling(server, seconds=PROBE_SECONDS, retries=0) as client:
+            client.system()
+    except (Unreachable, crypto.CredentialError) as exc:
+        return failure_message(server, exc) + " Previews and downloads of its images may fail; try again later."
+    except OrthancError:  # it answered: other pages say what is wrong with it
+        return ""
+    return ""

@@ -150,40 +150,36 @@ def kind_of_modality(modality: str) -> Kind | None:
 _PAUSE_AFTER_FAILURE = 60.0
 
 
-def _lookup_state() -> tuple[dict, dict]:
-    """This application's caches (per app, so tests and apps never share):
-    (server id, URL, instance id) -> SOP class UID, Orthanc ids being hashes
-    of the UIDs so an id never changes class; and (server id, URL) -> when a
-    lookup last failed, so a page does not wait for an Orthanc that is away
-    once per series: lookups pause for a minute after a failure."""
+def _sop_cache() -> dict:
+    """(server id, URL, instance id) -> SOP class UID, per application (tests
+    and apps never share it). Orthanc ids are hashes of the UIDs, so an id
+    never changes class."""
     from flask import current_app
 
-    state = current_app.extensions.setdefault("ghimaging.sop_classes", ({}, {}))
-    return state
+    return current_app.extensions.setdefault("ghimaging.sop_classes", {})
 
 
 def sop_class_of(server, instance_id: str) -> str:
     """The SOP class UID of one instance, from Orthanc's index (cached); ""
-    when Orthanc cannot tell now (the page then tries a preview)."""
-    import time
+    when Orthanc cannot tell now (the page then tries a preview).
 
-    cache, failed_at = _lookup_state()
-    where = (server.id, server.url)
-    key = (*where, instance_id)
+    Asked within the page's Orthanc deadline (5 s at most), and not at all
+    for a minute after Orthanc failed to answer (a page does not wait for an
+    Orthanc that is away once per series)."""
+    from . import instances
+
+    cache = _sop_cache()
+    key = (server.id, server.url, instance_id)
     if key in cache:
         return cache[key]
-    if where in failed_at and time.monotonic() - failed_at[where] < _PAUSE_AFTER_FAILURE:
+    if instances.recent_failure(server, within=_PAUSE_AFTER_FAILURE):
         return ""
-    from .servers import client_for
-
     try:
-        with client_for(server, timeout=(2.0, 5.0), retries=0) as client:
+        with instances.calling(server, seconds=5.0, retries=0) as client:
             sop = client.instance_metadata(instance_id).get("SopClassUid", "")
     except Exception as exc:  # noqa: BLE001 - a page must render with Orthanc away or credentials broken
         log.warning("SOP class of %s on %s: %s", instance_id, server.label, exc)
-        failed_at[where] = time.monotonic()
         return ""
-    failed_at.pop(where, None)
     if len(cache) >= 10_000:  # bounded: it cannot grow for ever
         cache.clear()
     cache[key] = sop

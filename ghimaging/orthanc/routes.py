@@ -13,11 +13,17 @@ from ..models import OrthancPatient, OrthancServer, OrthancStudy, Role
 from ..patients import service as patients
 from ..querytools import bounded_int
 from ..ui import paginate
-from . import links, matching, queries, servers, sync
-from .client import NotFound, OrthancError
+from .. import crypto
+from . import instances, links, matching, queries, servers, sync
+from .client import NotFound, OrthancError, deadline, iter_body
 from .forms import LinkForm, ServerForm
 
 bp = Blueprint("orthanc", __name__, url_prefix="/orthanc")
+
+# An admin waits for a delete; Orthanc may need a while for a large study, and
+# a delete cut short may still complete in Orthanc (the next reconciliation
+# then removes the mirror rows), so this is generous but finite.
+DELETE_DEADLINE = 60.0
 
 
 # -- servers ------------------------------------------------------------------
@@ -36,8 +42,12 @@ def new_server():
     form = ServerForm()
     if form.validate_on_submit():
         try:
-            server = servers.add_server(label=form.label.data, url=form.url.data, username=form.username.data or "",
-                                        password=form.password.data or "", browser_url=form.browser_url.data or "")
+            # The check (four calls) within a page's deadline: an address
+            # that accepts and never answers is refused in seconds.
+            with deadline(instances.setting("ORTHANC_PAGE_DEADLINE", instances.PAGE_DEADLINE)):
+                server = servers.add_server(label=form.label.data, url=form.url.data,
+                                            username=form.username.data or "", password=form.password.data or "",
+                                            browser_url=form.browser_url.data or "")
         except servers.ServerError as exc:
             getattr(form, exc.field or "url").errors.append(str(exc))
         else:
@@ -79,7 +89,11 @@ def sync_now(server_id: int):
     server = db.get_or_404(OrthancServer, server_id)
     if not EmptyForm().validate_on_submit():
         abort(400)
-    summary = sync.run(server.id, mode="full" if request.form.get("full") else "auto")
+    # Someone waits for this one: each call to Orthanc gets the page deadline
+    # (a client's own deadline, as sync reads pages in a second thread).
+    seconds = instances.setting("ORTHANC_PAGE_DEADLINE", instances.PAGE_DEADLINE)
+    summary = sync.run(server.id, mode="full" if request.form.get("full") else "auto",
+                       client_factory=lambda s: servers.client_for(s, total_timeout=seconds))
     flash(summary.line(), "error" if summary.error else ("info" if summary.skipped else "success"))
     if current_user.has_role(Role.ADMIN):
         return redirect(url_for("orthanc.view_server", server_id=server.id))
@@ -124,7 +138,7 @@ def study_list():
 @login_required
 def view_study(study_id: int):
     study = db.get_or_404(OrthancStudy, study_id)
-    return render_template("orthanc/study.html", study=study,
+    return render_template("orthanc/study.html", study=study, orthanc_notice=instances.notice(study.server),
                            viewers=servers.viewer_links(study.server, study), action_form=EmptyForm(),
                            links=matching.requests_of(study), warnings=matching.warnings_of(study),
                            reasons=matching.assess(study).reasons, suggestions=matching.suggestions(study),
@@ -134,24 +148,41 @@ def view_study(study_id: int):
 @bp.route("/studies/<int:study_id>/archive")
 @login_required
 def study_archive(study_id: int):
-    """The study as a ZIP, streamed through the application in chunks."""
+    """The study as a ZIP, streamed through the application in chunks.
+
+    Orthanc has ``ORTHANC_DOWNLOAD_IDLE_TIMEOUT`` seconds to start answering
+    (else back to the study page with a message) and at most that long
+    between reads; an answer that breaks off is cut short, never ended as if
+    whole (see ``client.iter_body``)."""
     from flask import stream_with_context
 
     study = db.get_or_404(OrthancStudy, study_id)
-    client = servers.client_for(study.server, timeout=(3.05, 60))
+    server = study.server
+    idle = instances.setting("ORTHANC_DOWNLOAD_IDLE_TIMEOUT", instances.DOWNLOAD_IDLE_TIMEOUT)
+    client = None
     try:
-        upstream = client.archive(study.orthanc_id)
+        client = servers.client_for(server, timeout=(instances.CONNECT_TIMEOUT, idle), retries=0)
+        upstream = client.archive(study.orthanc_id, idle=idle)
     except NotFound:
         client.close()
         abort(404)
-    except OrthancError as exc:
-        client.close()
-        flash(f"The study could not be downloaded: {exc}", "error")
+    except (OrthancError, crypto.CredentialError) as exc:
+        if client is not None:
+            client.close()
+        instances.note(server, exc)
+        current_app.logger.warning("ZIP of study %s from %s failed: %s", study.id, server.label, exc)
+        flash(f"The study could not be downloaded: {instances.failure_message(server, exc)} Try again later.",
+              "error")
         return redirect(url_for("orthanc.view_study", study_id=study.id))
+    instances.note(server)
+    label = server.label
 
     def chunks():
         try:
-            yield from upstream.iter_content(256 * 1024)
+            yield from iter_body(upstream, idle=idle)
+        except OrthancError as exc:  # cut the answer short: the browser must not keep half a ZIP as whole
+            current_app.logger.warning("ZIP of study %s from %s broke off: %s", study_id, label, exc)
+            raise
         finally:
             upstream.close()
             client.close()
@@ -176,7 +207,8 @@ def delete_study(study_id: int):
     from . import deletion
 
     try:
-        message = deletion.delete_study(study, current_user)
+        with deadline(DELETE_DEADLINE):
+            message = deletion.delete_study(study, current_user)
     except deletion.DeleteError as exc:
         flash(str(exc), "error")
         return redirect(url_for("orthanc.view_study", study_id=study.id))
@@ -196,7 +228,8 @@ def delete_series(series_id: int):
         flash("Deleting needs the confirmation that names the series.", "error")
         return redirect(url_for("orthanc.view_study", study_id=study_id))
     try:
-        message = deletion.delete_series(series, current_user)
+        with deadline(DELETE_DEADLINE):
+            message = deletion.delete_series(series, current_user)
     except deletion.DeleteError as exc:
         flash(str(exc), "error")
     else:

@@ -378,6 +378,11 @@ class SilentServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def accepted(self) -> int:
+        """Connections accepted so far (each one a caller now waiting)."""
+        return len(self._conns)
+
     def _accept(self) -> None:
         while not self._closed.is_set():
             try:
@@ -400,3 +405,52 @@ class SilentServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class TricklingServer(SilentServer):
+    """A TCP port that answers one byte every ``interval`` seconds and never
+    finishes: each byte comes well within any read timeout, so only a
+    deadline for the whole call ends the wait.
+
+    ``part="headers"``: a status line, then an endless header line;
+    ``part="body"``: whole headers at once (``Content-Length`` 1 MB), then
+    the body a byte at a time.
+    """
+
+    def __init__(self, interval: float = 1.0, part: str = "headers") -> None:
+        assert part in ("headers", "body")
+        self.interval, self.part = interval, part
+        super().__init__()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                break
+            self._conns.append(conn)
+            threading.Thread(target=self._trickle, args=(conn,), name="trickling-server", daemon=True).start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        conn.settimeout(self.interval)
+        request = b""
+        try:
+            while b"\r\n\r\n" not in request and not self._closed.is_set():
+                try:
+                    chunk = conn.recv(65536)
+                except (TimeoutError, socket.timeout):
+                    continue
+                if not chunk:
+                    return
+                request += chunk
+            if self.part == "headers":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            else:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                             b"Content-Length: 1048576\r\n\r\n")
+            while not self._closed.wait(self.interval):
+                conn.sendall(b"a")
+        except OSError:  # the caller gave up and closed the connection
+            return
