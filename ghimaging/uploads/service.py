@@ -177,11 +177,25 @@ def process(server: OrthancServer, files: Iterable[tuple[str, IO[bytes]]]) -> Re
             local.client = free.get()
         return local.client
 
+    late = (f"The upload was stopped after {deadlines.total:.0f} s: Orthanc is storing slowly. The files "
+            "listed were handled as shown; upload the rest again (files stored now will show as already stored).")
+
+    def refusal(name: str) -> tuple[Outcome, str] | None:
+        """Why ``name`` may not be sent any more (its line, and the message
+        for the whole upload), or None. Asked before a file is queued and
+        again before it is sent."""
+        if stop.is_set():
+            return Outcome(name, "failed", NOT_SENT), ""
+        if time.monotonic() > ends_at:
+            return Outcome(name, "failed", f"not sent: the upload passed its {deadlines.total:.0f} s deadline"), late
+
     def send(member: archive.Member) -> Report:
         one = Report()
         try:
-            if stop.is_set():
-                one.outcomes.append(Outcome(member.name, "failed", NOT_SENT))
+            refused = refusal(member.name)
+            if refused:
+                one.outcomes.append(refused[0])
+                one.aborted = refused[1]
             else:
                 _post(client(), member, one, deadlines)
                 if one.aborted:
@@ -196,31 +210,22 @@ def process(server: OrthancServer, files: Iterable[tuple[str, IO[bytes]]]) -> Re
     pending: list = []  # Outcome or Future, in upload order
     in_flight: set[Future] = set()  # at most 2 x workers files waiting or being sent
 
-    def halted(name: str) -> bool:
-        """Whether nothing more may be sent; if so, says why on ``name``'s line."""
-        if stop.is_set():
-            pending.append(Outcome(name, "failed", NOT_SENT))
-            return True
-        if time.monotonic() > ends_at:
-            pending.append(Outcome(name, "failed", f"not sent: the upload passed its {deadlines.total:.0f} s deadline"))
-            report.aborted = (f"The upload was stopped after {deadlines.total:.0f} s: Orthanc is storing slowly. "
-                              "The files listed were handled as shown; upload the rest again (files stored "
-                              "now will show as already stored).")
-            return True
-        return False
-
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="upload") as pool:
             for name, stream in files:
                 name = archive.display(name)
-                walker = archive.walk(stream, name, bounds, budget)
+                walker = None
                 try:
                     budget.take(0)  # every file picked counts against UPLOAD_MAX_FILES
+                    walker = archive.walk(stream, name, bounds, budget)
                     for item in walker:
                         if isinstance(item, archive.Rejected):
                             pending.append(Outcome(item.name, "rejected", item.reason))
                             continue
-                        if halted(item.name):
+                        refused = refusal(item.name)
+                        if refused:
+                            pending.append(refused[0])
+                            report.aborted = report.aborted or refused[1]
                             item.close()
                             break
                         if len(in_flight) >= 2 * workers:
@@ -240,7 +245,8 @@ def process(server: OrthancServer, files: Iterable[tuple[str, IO[bytes]]]) -> Re
                                       "the files listed before it were handled as shown.")
                     break
                 finally:
-                    walker.close()  # an archive left half-read closes its temporary files now
+                    if walker is not None:
+                        walker.close()  # an archive left half-read closes its temporary files now
                 if stop.is_set() or report.aborted:
                     break
             for entry in pending:

@@ -8,6 +8,7 @@
   var text = document.getElementById("progress-text"), box = document.getElementById("progress");
   var result = document.getElementById("upload-result"), button = document.getElementById("upload-button");
   var maxBytes = parseInt(form.getAttribute("data-max-bytes"), 10), maxLabel = form.getAttribute("data-max-label");
+  var maxFiles = parseInt(form.getAttribute("data-max-files"), 10);
 
   function size(n) { return n >= 1048576 ? (n / 1048576).toFixed(1) + " MB" : Math.ceil(n / 1024) + " KB"; }
   function total() { return files.reduce(function (a, f) { return a + f.file.size; }, 0); }
@@ -56,6 +57,7 @@
     e.preventDefault();
     if (!files.length) { chosen.textContent = "Choose files or a folder first."; return; }
     if (total() > maxBytes) { chosen.textContent = "Too large: " + size(total()) + "; the limit is " + maxLabel + ". Upload in parts."; return; }
+    if (files.length > maxFiles) { chosen.textContent = "Too many files in one upload (" + files.length + "); the limit is " + maxFiles + " files. Upload in parts."; return; }
     var data = new FormData();
     ["csrf_token", "server_id", "request_id"].forEach(function (n) { data.append(n, form.elements[n].value); });
     files.forEach(function (f) { data.append("files", f.file, f.name); });

@@ -1,15 +1,26 @@
 """Tools for driving the app as a real server under load: a multipart body
-streamed from disk, and the RSS and CPU of a process tree. Shared by the
-upload memory test and the upload bench."""
+streamed from disk, the app set up and served by gunicorn in a subprocess,
+and the RSS, open descriptors and CPU of a process tree. Shared by the
+upload tests and the upload bench."""
 
 from __future__ import annotations
 
 import io
 import os
+import re
+import resource
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+CLI = [sys.executable, "-c", "from ghimaging.cli import main; main()"]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -132,11 +143,21 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLK_TCK
 
 
-class Sampler:
-    """Summed RSS of a process tree every ``every`` seconds, in a thread."""
+def open_fds(pid: int) -> int:
+    """Open file descriptors of a process (0 once it is gone)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
 
-    def __init__(self, pid: int, every: float = 0.05):
-        self.pid, self.every = pid, every
+
+class Sampler:
+    """Summed RSS of a process tree every ``every`` seconds, in a thread
+    (``measure=open_fds``: open descriptors instead; ``per_process`` then
+    holds each process's peak)."""
+
+    def __init__(self, pid: int, every: float = 0.05, measure: Callable[[int], int] = rss_kb):
+        self.pid, self.every, self.measure = pid, every, measure
         self.samples: list[int] = []
         self.per_process: dict[int, int] = {}
         self._stop = threading.Event()
@@ -144,7 +165,7 @@ class Sampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            per = {p: rss_kb(p) for p in tree(self.pid)}
+            per = {p: self.measure(p) for p in tree(self.pid)}
             for p, v in per.items():
                 self.per_process[p] = max(self.per_process.get(p, 0), v)
             self.samples.append(sum(per.values()))
@@ -164,3 +185,114 @@ class Sampler:
 
     def peak_process_kb(self) -> dict[int, int]:
         return dict(self.per_process)
+
+
+# -- the app served by gunicorn in a subprocess --------------------------------
+
+
+class ServedApp:
+    """ghimaging as an administrator sets it up (``ghimaging init``, a
+    technologist, the Orthanc added) and serves it (``ghimaging serve``,
+    gunicorn) on a free port. ``nofile``: the open-file limit of the served
+    processes (``ulimit -n``); ``env``: more GHIMAGING_* settings."""
+
+    PASSWORD = "s3cret-Passw0rd"
+
+    def __init__(self, base: Path, orthanc, *, env: dict[str, str] | None = None, nofile: int | None = None,
+                 workers: int = 1, timeout: int = 600):
+        self.base, self.orthanc, self.nofile = base, orthanc, nofile
+        self.workers, self.timeout = workers, timeout
+        self.env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+                    "GHIMAGING_INSTANCE_PATH": str(base / "instance"), "GHIMAGING_ORTHANC_SYNC_INTERVAL": "0",
+                    "GHIMAGING_ORTHANC_RECONCILE_INTERVAL": "0", **(env or {})}
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+        self._log = None
+
+    def setup(self) -> "ServedApp":
+        run = dict(env=self.env, cwd=ROOT, check=True, capture_output=True, text=True, timeout=120)
+        subprocess.run(CLI + ["init"], **run)
+        subprocess.run(CLI + ["create-user", "tech", "--role", "technologist", "--password-stdin"],
+                       input=self.PASSWORD + "\n", **run)
+        o = self.orthanc
+        subprocess.run([sys.executable, "-c", f"""
+from ghimaging import create_app
+from ghimaging.orthanc import servers
+with create_app().app_context():
+    servers.add_server(label="Main", url={o.url!r}, username={o.username!r}, password={o.password!r})
+"""], **run)
+        return self
+
+    def _limits(self) -> None:  # in the child, before exec
+        if self.nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
+
+    def start(self, wait: float = 60) -> "ServedApp":
+        port = free_port()
+        self._log = open(self.base / "serve.log", "ab")
+        self.proc = subprocess.Popen(CLI + ["serve", "--port", str(port), "--workers", str(self.workers),
+                                            "--timeout", str(self.timeout)],
+                                     env=self.env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True, preexec_fn=self._limits)
+        self.url = f"http://127.0.0.1:{port}"
+        import requests
+
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                if requests.get(self.url + "/login", timeout=5).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("ghimaging serve did not start:\n" + self.log_tail())
+            time.sleep(0.2)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def workers_pids(self) -> list[int]:
+        return [p for p in tree(self.pid) if p != self.pid]
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return (self.base / "serve.log").read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def signed_in(self):
+        """A signed-in technologist's session, the upload form's CSRF token
+        and the Orthanc server's id, read from the pages as a browser would."""
+        import requests
+
+        s = requests.Session()
+        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', s.get(self.url + "/login").text).group(1)
+        r = s.post(self.url + "/login", data={"username": "tech", "password": self.PASSWORD, "csrf_token": token},
+                   allow_redirects=False)
+        assert r.status_code == 302, r.text[:300]
+        page = s.get(self.url + "/upload/").text
+        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+        server_id = re.search(r'<select id="server_id" name="server_id"><option value="(\d+)"', page).group(1)
+        return s, token, server_id
+
+    def upload(self, files: list[tuple[str, Path]], session=None, timeout: float = 900):
+        """POST the files as the upload page's script does, the body streamed from disk."""
+        s, token, server_id = session or self.signed_in()
+        body = MultipartFile({"csrf_token": token, "server_id": server_id, "request_id": ""}, files)
+        return s.post(self.url + "/upload/?format=json", data=body, timeout=timeout,
+                      headers={"Content-Type": body.content_type, "Accept": "application/json"})
