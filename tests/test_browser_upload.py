@@ -228,3 +228,34 @@ def test_a_413_from_the_server_is_shown_as_a_clear_message(app, page, shots, tmp
     expect(page.get_by_role("button", name="Upload")).to_be_enabled()
     assert orthanc.get("/instances") == []
     shoot(page, shots, "07-refused-by-server")
+
+
+@pytest.mark.parametrize("app_config", [{"UPLOAD_MAX_FILES": 3}], indirect=True)
+def test_a_choice_of_more_files_than_allowed_is_refused_before_sending(page, shots, tmp_path, orthanc):
+    paths = []
+    for i in range(4):
+        path = tmp_path / f"IM{i}"
+        path.write_bytes(dcm(instance_number=i))
+        paths.append(str(path))
+    expect(page.locator(".dropzone")).to_contain_text("and 3 files at once")
+    page.set_input_files("#files", paths)
+    page.get_by_role("button", name="Upload").click()
+    expect(page.locator("#chosen")).to_have_text("Too many files in one upload (4); the limit is 3 files. "
+                                                 "Upload in parts.")
+    expect(page.locator("#progress")).to_be_hidden()
+    assert orthanc.get("/instances") == []
+    shoot(page, shots, "08-too-many-files")
+
+
+def test_a_damaged_archive_gets_its_line_and_the_good_file_is_stored(page, shots, tmp_path, orthanc):
+    good, bad = tmp_path / "good.dcm", tmp_path / "scan.dcm.gz"
+    good.write_bytes(dcm())
+    bad.write_bytes(b"\x1f\x8b\x08\x00" + bytes(range(256)) * 8)  # a gzip header, then garbage
+    page.set_input_files("#files", [str(good), str(bad)])
+    upload_and_wait(page)
+    got = table(page)
+    assert got["good.dcm"] == ("stored", "")
+    badge, detail = got["scan.dcm.gz"]
+    assert badge == "rejected" and detail.startswith("damaged archive: its gzip data is corrupt"), detail
+    expect(page.locator("#upload-result h2")).to_have_text("Result: 1 stored, 0 already stored, 1 rejected, 0 failed")
+    shoot(page, shots, "09-damaged-archive")
