@@ -16,11 +16,13 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    text = {400: "Malformed request", 401: "Missing or invalid token", 403: "Role not allowed",
+    text = {400: "Malformed request: not a JSON object, invalid JSON, nested deeper than API_MAX_JSON_DEPTH "
+                 "(default 32) levels, NUL or an unpaired surrogate in a text, or a bad query parameter", 401: "Missing or invalid token", 403: "Role not allowed",
             404: "Not found", 409: "Conflict (duplicate, illegal state transition, or a sync already running)",
             422: "Validation failed, or the worklist file cannot be written (error worklist_charset: a value "
                  "the template's character set cannot hold, named in message and characters; "
                  "worklist_template: a broken template); nothing was changed",
+            413: "The body is larger than API_MAX_JSON_BYTES (default 1 MiB); nothing was read or changed",
             502: "Orthanc failed; the reason is in the message",
             503: "The worklist folder refused the file; nothing was changed"}
     return {str(c): {"description": text[c], **_json(_ref("Error"))} for c in codes}
@@ -28,6 +30,8 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 def _op(summary: str, ok: str, schema: dict | None, *errors: int, body: dict | None = None,
         params: list | None = None, code: str = "200") -> dict[str, Any]:
+    if body:  # any body can be malformed, too deep or too large
+        errors = tuple(sorted({*errors, 400, 413}))
     op: dict[str, Any] = {"summary": summary, "responses": {code: {"description": ok, **(_json(schema) if schema else {})},
                                                            **_errors(401, *errors)}}
     if body:
@@ -78,7 +82,8 @@ SCHEMAS: dict[str, Any] = {
         "test_codes": {"type": "array", "items": {"type": "string"},
                        "description": "Several tests: one request each, one order number"},
         "urgent": {"type": "boolean"}, "comment": {"type": "string"}, "clinical_context": {"type": "string"},
-        "scheduled_at": {"type": "string", "description": "YYYY-MM-DDTHH:MM, clinic local time"},
+        "scheduled_at": {"type": "string", "description": "YYYY-MM-DDTHH:MM, clinic local time, or with a UTC "
+                         "offset (converted to clinic local time); years 1900-2199, else 422 on scheduled_at"},
         "physician": {"type": "string", "description": "username of the requesting physician"},
         "submit": {"type": "boolean", "description": "create as requested instead of draft"}}},
     "Request": {"type": "object", "properties": {
@@ -111,6 +116,16 @@ SCHEMAS: dict[str, Any] = {
     "ServerIn": {"type": "object", "required": ["label", "url"], "properties": {
         "label": {"type": "string"}, "url": {"type": "string"}, "browser_url": {"type": "string"},
         "username": {"type": "string"}, "password": {"type": "string", "writeOnly": True}}},
+    "ServerPatch": {"type": "object", "additionalProperties": False, "description":
+                    "Any of the fields; absent or null ones stay as they are. The stored password belongs to "
+                    "the server's scheme, host and port: a url with another one needs the password again (422 on "
+                    "password otherwise), or an empty username for an Orthanc without authentication, which drops "
+                    "the stored password. New connection details are checked again in the background: "
+                    "validated is false until GET shows the outcome.", "properties": {
+        "label": {"type": ["string", "null"]}, "url": {"type": ["string", "null"]},
+        "browser_url": {"type": ["string", "null"]}, "username": {"type": ["string", "null"]},
+        "password": {"type": ["string", "null"], "writeOnly": True,
+                     "description": "absent, null or empty: keep the stored one (same address only)"}}},
     "Server": {"type": "object", "properties": {
         "id": {"type": "integer"}, "label": {"type": "string"}, "url": {"type": "string"},
         "browser_url": {"type": "string"}, "username": {"type": "string"}, "validated": {"type": "boolean"},
@@ -150,7 +165,9 @@ SCHEMAS: dict[str, Any] = {
             "request_id": {"type": "integer"}, "method": {"type": "string"}, "other_patient": {"type": "boolean"},
             "reason": {"type": ["string", "null"]}, "warning": {"type": ["string", "null"]}}}}}},
     "ResultIn": {"type": "object", "properties": {
-        "report": {"type": "string"}, "date": {"type": "string", "format": "date"},
+        "report": {"type": "string"},
+        "date": {"type": "string", "format": "date",
+                 "description": "YYYY-MM-DD, years 1900-2199 (else 422 on date); default today"},
         "radiologist": {"type": "string"}, "final": {"type": "boolean"},
         "report_style": {"type": "string", "enum": ["with_images", "without_images", "without_captions"]}}},
 }
@@ -200,9 +217,13 @@ def document(server_url: str) -> dict[str, Any]:
                 "post": _op("Add a server; it is checked for real first (admin)", "Created", _ref("Server"),
                             400, 403, 409, 422, body=_ref("ServerIn"), code="201"),
             },
-            "/orthanc/servers/{id}": {"get": _op(
-                "One Orthanc server: what its check found and warnings to act on (admin)", "Server",
-                _ref("Server"), 403, 404, params=_ID)},
+            "/orthanc/servers/{id}": {
+                "get": _op("One Orthanc server: what its check found and warnings to act on (admin)", "Server",
+                           _ref("Server"), 403, 404, params=_ID),
+                "patch": _op("Change a server's label, addresses or credentials (admin); a new scheme, host or "
+                             "port needs the password again", "Server", _ref("Server"), 403, 404, 409, 422,
+                             params=_ID, body=_ref("ServerPatch")),
+            },
             "/orthanc/servers/{id}/sync": {"post": _op(
                 "Sync now (incremental, or full with ?full=1)", "Summary", _ref("SyncSummary"), 403, 404, 409, 502,
                 params=[*_ID, _q("full", desc="1: full sync")])},

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import json
+import re
+from datetime import date
 from functools import wraps
 from typing import Any, Callable
 
-from flask import Blueprint, g, jsonify, request, url_for
+from flask import Blueprint, current_app, g, jsonify, request, url_for
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..auth import service as auth
 from ..catalog import service as catalog
@@ -26,6 +29,23 @@ MAX_PAGE = 200
 @bp.errorhandler(ApiError)
 def _api_error(exc: ApiError):
     return exc.response()
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _too_large(exc):
+    limit, _ = json_limits()
+    return ApiError(413, "too_large", f"The body is too large; the API takes at most {limit:,} bytes.").response()
+
+
+@bp.before_request
+def _bound_body():
+    """No JSON body of ours comes near the upload limit (64 MB): read at
+    most API_MAX_JSON_BYTES, whether the size is announced or streamed
+    (chunked bodies reach us when the server marks them terminated)."""
+    limit, _ = json_limits()
+    # One byte more than allowed: a streamed body (no Content-Length) is cut
+    # there without an error, and body() refuses what reaches the extra byte.
+    request.max_content_length = limit + 1
 
 
 @bp.before_request
@@ -62,23 +82,79 @@ def need(*roles: Role) -> Callable:
     return decorator
 
 
+# A body of a few hundred KB covers the longest report (100,000 characters,
+# each up to six bytes as a \\u escape); anything nested deeper than a few
+# levels is not one of our documents. API_MAX_JSON_BYTES and
+# API_MAX_JSON_DEPTH override these defaults.
+MAX_JSON_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 32
+
+
+def json_limits() -> tuple[int, int]:
+    return (int(current_app.config.get("API_MAX_JSON_BYTES", MAX_JSON_BYTES)),
+            int(current_app.config.get("API_MAX_JSON_DEPTH", MAX_JSON_DEPTH)))
+
+
 def body() -> dict[str, Any]:
-    data = request.get_json(silent=True)
+    """The request's JSON object, or a 400 that says what is wrong with it.
+
+    Parsed here rather than by ``request.get_json``: Python's parser
+    recurses once per level and a body nested ~900 levels deep raised
+    RecursionError (a 500). The size is bounded before reading (413, see
+    :func:`_bound_body`), the depth after parsing, without recursion."""
+    if not request.is_json:
+        raise bad_request("Send a JSON object with Content-Type: application/json.")
+    raw = request.get_data(cache=True)
+    limit, max_depth = json_limits()
+    if len(raw) > limit:
+        raise RequestEntityTooLarge()
+    too_deep = bad_request(f"The JSON is nested too deeply; at most {max_depth} levels are allowed.")
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise too_deep from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request(f"The body is not valid JSON ({_json_reason(exc)}).") from None
     if not isinstance(data, dict):
         raise bad_request("Send a JSON object with Content-Type: application/json.")
-    if "\\u0000" in (request.get_data(as_text=True) or "") or _has_nul(data):
-        raise bad_request("Text must not contain NUL characters.")
+    depth, bad_text = _walk(data, max_depth)
+    if depth > max_depth:
+        raise too_deep
+    if bad_text:
+        raise bad_request("Text must not contain NUL characters or unpaired surrogates (\\ud800-\\udfff).")
     return data
 
 
-def _has_nul(value) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+def _json_reason(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
+    return str(exc)[:200]
+
+
+# NUL, and halves of a surrogate pair (JSON may spell "\\ud800" alone): no
+# database column takes either (a lone surrogate failed at the INSERT, a 500).
+_BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def _walk(data: Any, max_depth: int) -> tuple[int, bool]:
+    """(depth, whether any key or string holds text no column can store),
+    with an explicit stack: stops as soon as ``max_depth`` is passed."""
+    deepest, bad = 0, False
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            bad = bad or _BAD_TEXT.search(value) is not None
+        elif isinstance(value, (dict, list)):
+            deepest = max(deepest, depth)
+            if deepest > max_depth:
+                return deepest, bad
+            if isinstance(value, dict):
+                bad = bad or any(_BAD_TEXT.search(k) for k in value)
+                stack.extend((v, depth + 1) for v in value.values())
+            else:
+                stack.extend((v, depth + 1) for v in value)
+    return deepest, bad
 
 
 def _str(data: dict, key: str, default: str = "") -> str:
@@ -272,13 +348,10 @@ def create_request():
         if t is None:
             raise invalid({"test_code": f"Unknown test {code!r}."})
         tests.append(t)
-    scheduled = _str(data, "scheduled_at")
     try:
-        scheduled_at = datetime.fromisoformat(scheduled) if scheduled else None
-    except ValueError:
-        raise invalid({"scheduled_at": "Use YYYY-MM-DDTHH:MM (clinic local time)."}) from None
-    if scheduled_at and scheduled_at.tzinfo:
-        scheduled_at = scheduled_at.astimezone().replace(tzinfo=None)
+        scheduled_at = workflow.parse_scheduled(_str(data, "scheduled_at"))
+    except workflow.ValidationError as exc:
+        raise invalid(exc.errors) from None
     physician = _user_ref(data, "physician")
     if physician is None and Role.PHYSICIAN in g.api_user.roles:
         physician = g.api_user
@@ -343,6 +416,9 @@ def create_result(request_id: int):
         result_date = date.fromisoformat(day) if day else date.today()
     except ValueError:
         raise invalid({"date": "Use YYYY-MM-DD."}) from None
+    problem = workflow.date_problem(result_date, "The date of the result")
+    if problem:
+        raise invalid({"date": problem})
     radiologist = _user_ref(data, "radiologist")
     if radiologist is None and Role.RADIOLOGIST in g.api_user.roles:
         radiologist = g.api_user

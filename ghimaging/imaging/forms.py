@@ -4,10 +4,24 @@ from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import (BooleanField, DateField, FieldList, Form, FormField, SelectField,
                      StringField, TextAreaField, TimeField)
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from ..auth.forms import MultiCheckboxField
 from ..models import ReportStyle
+from .workflow import date_problem
+
+
+class Plausible:
+    """A date in the years the workflow accepts (see workflow.date_problem):
+    the page says so at the field instead of failing later."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+    def __call__(self, form, field) -> None:
+        problem = date_problem(field.data, self.what)
+        if problem:
+            raise ValidationError(problem)
 
 
 class OrderForm(FlaskForm):
@@ -16,7 +30,7 @@ class OrderForm(FlaskForm):
     tests = MultiCheckboxField("Tests", coerce=int, validators=[DataRequired("Choose at least one test.")])
     urgent = BooleanField("Urgent")
     physician = SelectField("Requesting physician", coerce=int)
-    scheduled_date = DateField("Scheduled date", validators=[Optional()])
+    scheduled_date = DateField("Scheduled date", validators=[Optional(), Plausible("The scheduled date")])
     scheduled_time = TimeField("Scheduled time", validators=[Optional()])
     clinical_context = TextAreaField("Clinical context", validators=[Optional(), Length(max=4000)],
                                      description="Symptoms, question to answer, relevant history.")
@@ -26,7 +40,7 @@ class OrderForm(FlaskForm):
 class EditRequestForm(FlaskForm):
     urgent = BooleanField("Urgent")
     physician = SelectField("Requesting physician", coerce=int)
-    scheduled_date = DateField("Scheduled date", validators=[Optional()])
+    scheduled_date = DateField("Scheduled date", validators=[Optional(), Plausible("The scheduled date")])
     scheduled_time = TimeField("Scheduled time", validators=[Optional()])
     clinical_context = TextAreaField("Clinical context", validators=[Optional(), Length(max=4000)])
     comment = TextAreaField("Comment", validators=[Optional(), Length(max=4000)])
@@ -43,7 +57,8 @@ class ImageSlot(Form):
 
 class ResultForm(FlaskForm):
     radiologist = SelectField("Evaluating radiologist", coerce=int)
-    result_date = DateField("Date", validators=[DataRequired("Give the date of the result.")])
+    result_date = DateField("Date", validators=[DataRequired("Give the date of the result."),
+                                                Plausible("The date of the result")])
     report_style = SelectField("Report style", choices=[(s.value, s.label) for s in ReportStyle])
     report = TextAreaField("Report", validators=[Optional(), Length(max=100_000)])
     # Not "images": ResultForm(obj=result) would fill the upload slots from

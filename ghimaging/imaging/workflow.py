@@ -43,6 +43,12 @@ TRANSITIONS: dict[str, tuple[frozenset[RequestState], RequestState]] = {
 }
 EDITABLE = frozenset({S.DRAFT, S.REQUESTED})
 
+# The dates a clinic can mean for an appointment or a result. A slip such as
+# 0001 or 9999 is never meant, and year 1 with a time-zone offset broke the
+# conversion to clinic time (OverflowError, a 500).
+EARLIEST_DAY = date(1900, 1, 1)
+LATEST_DAY = date(2199, 12, 31)
+
 _signals = Namespace()
 #: Sent after a request is committed in a new state or edited; receivers
 #: (worklist files, GNU Health outbox) get ``request=`` and ``action=``.
@@ -129,6 +135,42 @@ def _check_text(errors: dict[str, str], field: str, value: str, limit: int) -> s
     return value
 
 
+def date_problem(value: date | datetime | None, what: str) -> str:
+    """A sentence when ``value`` lies outside EARLIEST_DAY..LATEST_DAY, else ''."""
+    if value is None:
+        return ""
+    day = value.date() if isinstance(value, datetime) else value
+    if not EARLIEST_DAY <= day <= LATEST_DAY:
+        return f"{what} must be between {EARLIEST_DAY.year} and {LATEST_DAY.year}."
+    return ""
+
+
+def _check_date(errors: dict[str, str], field: str, value: date | datetime | None, what: str) -> None:
+    problem = date_problem(value, what)
+    if problem:
+        errors[field] = problem
+
+
+def parse_scheduled(text: str) -> datetime | None:
+    """``YYYY-MM-DDTHH:MM`` in clinic local time, or with an offset (then
+    converted to clinic local time); None for an empty text. Anything else,
+    or a date outside the years above, is ValidationError on ``scheduled_at``."""
+    if not text:
+        return None
+    usage = "Use YYYY-MM-DDTHH:MM (clinic local time)."
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationError({"scheduled_at": usage}) from None
+    problem = date_problem(when, "The scheduled time")
+    if not problem and when.tzinfo:
+        when = when.astimezone().replace(tzinfo=None)  # cannot overflow within the years allowed
+        problem = date_problem(when, "The scheduled time")
+    if problem:
+        raise ValidationError({"scheduled_at": problem})
+    return when
+
+
 def _check_physician(errors: dict[str, str], physician: User | None) -> None:
     if physician is not None and (not physician.active or not physician.has_role(Role.PHYSICIAN)):
         errors["physician"] = "The requesting physician must be an active user with the physician role."
@@ -195,6 +237,7 @@ def create_order(patient: Patient, tests: Iterable[ImagingTest], *, user: User |
     clinical_context = _check_text(errors, "clinical_context", clinical_context, 4000)
     comment = _check_text(errors, "comment", comment, 4000)
     _check_physician(errors, physician)
+    _check_date(errors, "scheduled_at", scheduled_at, "The scheduled time")
     if errors:
         raise ValidationError(errors)
     order_number = numbers.new_order_number()
@@ -238,6 +281,7 @@ def update_request(req: ImagingRequest, *, user: User | None, physician: User | 
     clinical_context = _check_text(errors, "clinical_context", clinical_context, 4000)
     comment = _check_text(errors, "comment", comment, 4000)
     _check_physician(errors, physician)
+    _check_date(errors, "scheduled_at", scheduled_at, "The scheduled time")
     if errors:
         raise ValidationError(errors)
     req.requesting_physician = physician
@@ -312,8 +356,10 @@ def cancel(req: ImagingRequest, user: User | None, reason: str) -> ImagingReques
     return req
 
 
-def _check_result_fields(radiologist: User | None, report: str, report_style: str) -> dict[str, str]:
+def _check_result_fields(radiologist: User | None, report: str, report_style: str,
+                         result_date: date | None = None) -> dict[str, str]:
     errors: dict[str, str] = {}
+    _check_date(errors, "result_date", result_date, "The date of the result")
     if radiologist is not None and (not radiologist.active or not radiologist.has_role(Role.RADIOLOGIST)):
         errors["radiologist"] = "The evaluating radiologist must be an active user with the radiologist role."
     if len(report or "") > 100_000:
@@ -356,7 +402,7 @@ def create_result(req: ImagingRequest, user: User, *, radiologist: User | None, 
     """Write the result of a requested request and close the request."""
     if req.result is not None:
         raise TransitionError(f"Request {req.accession_number} already has a result.")
-    errors = _check_result_fields(radiologist, report, report_style)
+    errors = _check_result_fields(radiologist, report, report_style, result_date)
     if errors:
         raise ValidationError(errors)
     if not can("complete", req):
@@ -386,7 +432,7 @@ def update_result(result: Result, user: User, *, radiologist: User | None, resul
                   captions: dict[int, str] | None = None, remove_images: Iterable[int] = ()) -> Result:
     if result.is_final:
         raise TransitionError("This result is final; add an addendum instead.")
-    errors = _check_result_fields(radiologist, report, report_style)
+    errors = _check_result_fields(radiologist, report, report_style, result_date)
     if errors:
         raise ValidationError(errors)
     result.radiologist = radiologist
