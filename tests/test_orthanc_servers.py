@@ -281,7 +281,8 @@ def test_editing_credentials_or_url_rechecks_in_the_background(app, admin, ortha
     server = wait_for(sid, lambda s: s.validated, "validated the right password")
     assert server.last_error == "" and server.version == "1.10.1"
 
-    assert edit(admin, sid, url=f"http://127.0.0.1:{find_free_port()}").status_code == 302
+    r = edit(admin, sid, url=f"http://127.0.0.1:{find_free_port()}", password=orthanc.password)
+    assert r.status_code == 302
     server = wait_for(sid, lambda s: "connection refused" in s.last_error, "reported the refused port")
     assert not server.validated
     page = admin.get(f"/orthanc/servers/{sid}").get_data(as_text=True)
@@ -292,7 +293,7 @@ def test_the_edit_page_returns_before_the_recheck_ends(app, admin, orthanc_row):
     """The re-check of a silent port takes the whole read timeout; the page must not wait for it."""
     app.config["ORTHANC_TIMEOUT"] = 3
     with SilentServer() as silent:
-        r = edit(admin, orthanc_row.id, url=silent.url)
+        r = edit(admin, orthanc_row.id, url=silent.url, password="pw")
         assert r.status_code == 302
         server = fresh(orthanc_row.id)
         assert server.url == silent.url and not server.validated
@@ -350,6 +351,227 @@ def test_the_password_is_stored_encrypted_and_never_shown_back(app, admin, api, 
     r = edit(admin, sid, label="Other", password="typed-Secret-42")
     assert r.status_code == 400 and "typed-Secret-42" not in r.get_data(as_text=True)
     assert crypto.decrypt(fresh(sid).password_enc) == secret
+
+
+# -- a new address needs the password again (issue 9, finding 15) ------------------------
+
+class Listener:
+    """A tiny HTTP server in a thread playing "the new host": it records the
+    Authorization header of every request that reaches it and answers 404."""
+
+    def __init__(self):
+        seen = self.seen = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                seen.append((self.path, self.headers.get("Authorization")))
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def passwords(self) -> list[str]:
+        """The Basic passwords received (an empty string for a request without one)."""
+        import base64
+
+        out = []
+        for _, header in self.seen:
+            scheme, _, value = (header or "").partition(" ")
+            out.append(base64.b64decode(value).decode().partition(":")[2] if scheme == "Basic" else "")
+        return out
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def listener():
+    server = Listener()
+    yield server
+    server.close()
+
+
+def rechecks_done() -> None:
+    """Wait for the background re-checks this test started (each bounded by
+    ORTHANC_TIMEOUT, 1 s here, so 30 s is ample)."""
+    for t in threading.enumerate():
+        if t.name.startswith("orthanc-recheck-"):
+            t.join(30)
+            assert not t.is_alive(), "a background re-check did not end"
+
+
+def test_a_new_address_without_the_password_is_refused_and_the_stored_one_goes_nowhere(
+        app, admin, orthanc_row, orthanc, listener):
+    sid = orthanc_row.id
+    r = edit(admin, sid, url=listener.url)
+    assert r.status_code == 400
+    assert "Enter the password again for the new address." in errors(r.get_data(as_text=True))
+    rechecks_done()
+    assert listener.seen == []  # before the fix: GET /system with the stored password, as Basic auth
+    server = fresh(sid)
+    assert server.url == orthanc.url and server.validated
+    from ghimaging import crypto
+
+    assert crypto.decrypt(server.password_enc) == orthanc.password
+
+
+def test_a_new_address_with_the_password_gets_only_the_new_password(app, admin, orthanc_row, orthanc, listener):
+    r = edit(admin, orthanc_row.id, url=listener.url, password="for-the-new-host")
+    assert r.status_code == 302
+    server = wait_for(orthanc_row.id, lambda s: not s.last_error.startswith("Connection details changed"),
+                      "finished")
+    rechecks_done()
+    assert not server.validated and "not an Orthanc server" in server.last_error
+    assert listener.seen and set(listener.passwords()) == {"for-the-new-host"}
+    assert orthanc.password not in listener.passwords()
+
+
+def test_an_empty_username_at_a_new_address_drops_the_stored_password(app, admin, orthanc_row, orthanc, listener):
+    """An Orthanc without authentication: nothing is sent as Basic auth."""
+    r = edit(admin, orthanc_row.id, url=listener.url, username="")
+    assert r.status_code == 302
+    wait_for(orthanc_row.id, lambda s: not s.last_error.startswith("Connection details changed"), "finished")
+    rechecks_done()
+    assert listener.seen and all(header is None for _, header in listener.seen)
+    assert fresh(orthanc_row.id).password_enc == ""
+
+
+@pytest.mark.parametrize("new_url,moved", [
+    ("http://localhost:8042", True),            # another host
+    ("http://127.0.0.1:8043", True),            # another port
+    ("https://127.0.0.1:8042", True),           # another scheme
+    ("http://127.0.0.2:8042", True),
+    ("http://127.0.0.1:8042/", False),          # the same address, written differently
+    ("HTTP://127.0.0.1:8042", False),
+    ("http://127.0.0.1:8042/orthanc", False),   # another path on the same server
+])
+def test_only_a_new_scheme_host_or_port_needs_the_password(app, new_url, moved):
+    from ghimaging import crypto
+
+    row = OrthancServer(label="Main", url="http://127.0.0.1:8042", username="orthanc",
+                        password_enc=crypto.encrypt("stored-pw"), validated=True)
+    db.session.add(row)
+    db.session.commit()
+    kw = {"label": "Main", "url": new_url, "username": "orthanc", "browser_url": ""}
+    if moved:
+        with pytest.raises(servers.ServerError) as exc:
+            servers.update_server(row, **kw)
+        assert (exc.value.field, str(exc.value)) == ("password", servers.PASSWORD_AGAIN)
+        assert fresh(row.id).url == "http://127.0.0.1:8042"
+        assert servers.update_server(fresh(row.id), **kw, password="new-pw")
+        assert crypto.decrypt(fresh(row.id).password_enc) == "new-pw"
+    else:
+        servers.update_server(row, **kw)
+        assert crypto.decrypt(fresh(row.id).password_enc) == "stored-pw"
+
+
+def test_default_ports_are_the_same_address(app):
+    assert servers.origin("http://pacs") == servers.origin("http://PACS:80/orthanc") == ("http", "pacs", 80)
+    assert servers.origin("https://pacs") == ("https", "pacs", 443)
+    assert servers.origin("http://[::1]:8042") == ("http", "::1", 8042)
+
+
+def test_a_server_without_a_stored_password_moves_freely(app, bare_row, listener):
+    assert servers.update_server(bare_row, label="Spare", url=listener.url, username="someone", browser_url="")
+    assert fresh(bare_row.id).url == listener.url
+
+
+# -- PATCH /api/v1/orthanc/servers/<id> -------------------------------------------------
+
+def patch(client, server_id, payload=None, **kw):
+    return client.client.patch(f"/api/v1/orthanc/servers/{server_id}", json=payload, headers=client.headers, **kw)
+
+
+def test_patch_the_label_only_changes_it_and_keeps_the_check(app, api, orthanc_row, orthanc):
+    r = patch(api("admin"), orthanc_row.id, {"label": "X-ray room", "browser_url": "https://pacs.example/o"})
+    assert r.status_code == 200, r.json
+    assert (r.json["label"], r.json["browser_url"], r.json["url"], r.json["validated"]) == (
+        "X-ray room", "https://pacs.example/o", orthanc.url, True)
+    assert "password" not in r.json
+    server = fresh(orthanc_row.id)
+    assert server.label == "X-ray room" and server.validated and server.last_error == ""
+
+
+def test_patch_a_new_host_without_a_password_is_422_and_sends_nothing(app, api, orthanc_row, orthanc, listener):
+    client = api("admin")
+    for payload in ({"url": listener.url}, {"url": listener.url, "password": ""},
+                    {"url": listener.url, "password": None}, {"url": listener.url, "username": "other"}):
+        r = patch(client, orthanc_row.id, payload)
+        assert r.status_code == 422, (payload, r.json)
+        assert r.json["error"] == "validation" and r.json["fields"] == {"password": servers.PASSWORD_AGAIN}
+    rechecks_done()
+    assert listener.seen == []
+    server = fresh(orthanc_row.id)
+    assert server.url == orthanc.url and server.validated and server.username == orthanc.username
+
+
+def test_patch_a_new_host_with_a_password_rechecks_there_with_it(app, api, orthanc_row, listener):
+    r = patch(api("admin"), orthanc_row.id, {"url": listener.url, "password": "for-the-new-host"})
+    assert r.status_code == 200, r.json
+    assert r.json["url"] == listener.url and r.json["validated"] is False
+    assert r.json["last_error"].startswith("Connection details changed")
+    server = wait_for(orthanc_row.id, lambda s: not s.last_error.startswith("Connection details changed"),
+                      "finished")
+    rechecks_done()
+    assert "not an Orthanc server" in server.last_error
+    assert listener.seen and set(listener.passwords()) == {"for-the-new-host"}
+
+
+def test_patch_the_password_at_the_same_address_is_checked_again(app, api, orthanc_row, orthanc):
+    client = api("admin")
+    r = patch(client, orthanc_row.id, {"password": "wrong-one"})
+    assert r.status_code == 200 and r.json["validated"] is False
+    server = wait_for(orthanc_row.id, lambda s: not s.last_error.startswith("Connection details changed"),
+                      "finished")
+    assert "username or password" in server.last_error
+    assert patch(client, orthanc_row.id, {"password": orthanc.password}).status_code == 200
+    assert wait_for(orthanc_row.id, lambda s: s.validated, "validated the right password").last_error == ""
+    rechecks_done()
+
+
+@pytest.mark.parametrize("payload,status,field", [
+    ({"colour": "red"}, 422, "colour"),
+    ({"label": 5}, 422, "label"),
+    ({"label": ""}, 422, "label"),
+    ({"label": "x" * 65}, 422, "label"),
+    ({"url": "orthanc:8042"}, 422, "url"),
+    ({"url": "http://127.0.0.1:99999", "password": "x"}, 422, "url"),
+    ({"url": ["http://127.0.0.1:9"]}, 422, "url"),
+    ({"browser_url": "ftp://pacs"}, 422, "browser_url"),
+    ({"username": "u" * 201}, 422, "username"),
+    ({"password": 1234}, 422, "password"),
+    ({"label": "other"}, 409, None),
+])
+def test_patch_refuses_bad_fields_and_changes_nothing(app, api, bare_row, payload, status, field):
+    db.session.add(OrthancServer(label="Other", url="http://127.0.0.1:10"))
+    db.session.commit()
+    r = patch(api("admin"), bare_row.id, payload)
+    assert r.status_code == status, r.json
+    if field:
+        assert r.json["error"] == "validation" and field in r.json["fields"]
+    else:
+        assert r.json["error"] == "conflict" and "already exists" in r.json["message"]
+    server = fresh(bare_row.id)
+    assert (server.label, server.url, server.username, server.browser_url) == ("Spare", "http://127.0.0.1:9", "", "")
+
+
+def test_patch_needs_a_json_object_an_existing_server_and_an_admin(app, api, bare_row):
+    admin_client = api("admin")
+    assert patch(admin_client, bare_row.id, ["Main"]).status_code == 400
+    assert patch(admin_client, bare_row.id, data="label=x",
+                 content_type="application/x-www-form-urlencoded").status_code == 400
+    assert patch(admin_client, 987654, {"label": "X"}).status_code == 404
+    for role in ROLES_NOT_ADMIN:
+        assert patch(api(role), bare_row.id, {"label": "Hacked"}).status_code == 403
+    assert patch(admin_client, bare_row.id, {}).status_code == 200
+    assert fresh(bare_row.id).label == "Spare"
 
 
 # -- what the list and the page show -----------------------------------------------------

@@ -1,21 +1,54 @@
-"""/api/v1 endpoint for one Orthanc server, with what its check found and
-the warnings an administrator must act on (an encoding that damages names)."""
+"""/api/v1 endpoints for one Orthanc server: what its check found, with the
+warnings an administrator must act on (an encoding that damages names), and
+changing its connection details."""
 
 from __future__ import annotations
 
-from flask import jsonify
+from flask import current_app, jsonify
 
 from ..extensions import db
 from ..models import OrthancServer, Role
 from ..orthanc import servers
-from .errors import not_found
-from .routes import bp, need
+from .errors import ApiError, invalid, not_found
+from .routes import _str, body, bp, need
+
+PATCHABLE = ("label", "url", "browser_url", "username", "password")
+
+
+def _server(server_id: int) -> OrthancServer:
+    server = db.session.get(OrthancServer, server_id)
+    if server is None:
+        raise not_found("Orthanc server")
+    return server
 
 
 @bp.get("/orthanc/servers/<int:server_id>")
 @need(Role.ADMIN)
 def get_server(server_id: int):
-    server = db.session.get(OrthancServer, server_id)
-    if server is None:
-        raise not_found("Orthanc server")
+    return jsonify(servers.server_json(_server(server_id)))
+
+
+@bp.patch("/orthanc/servers/<int:server_id>")
+@need(Role.ADMIN)
+def patch_server(server_id: int):
+    """Change any of the fields; absent (or null) ones stay as they are. The
+    rules are the edit page's (servers.update_server): a new scheme, host or
+    port without the password answers 422, since the stored password belongs
+    to the old address. New connection details are re-checked in the
+    background, as on the page; GET the server for the outcome."""
+    server = _server(server_id)
+    data = body()
+    unknown = sorted(set(data) - set(PATCHABLE))
+    if unknown:
+        raise invalid({key: f"Unknown field; send any of {', '.join(PATCHABLE)}." for key in unknown})
+    values = {key: _str(data, key, getattr(server, key)) for key in ("label", "url", "browser_url", "username")}
+    password = _str(data, "password")
+    try:
+        changed = servers.update_server(server, **values, password=password or None)
+    except servers.ServerError as exc:
+        if exc.field == "label" and "already exists" in str(exc):
+            raise ApiError(409, "conflict", str(exc)) from None
+        raise invalid({exc.field or "url": str(exc)}) from None
+    if changed:
+        servers.recheck_in_background(current_app._get_current_object(), server.id)
     return jsonify(servers.server_json(server))

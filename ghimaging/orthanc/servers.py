@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from flask import Flask, current_app
 from sqlalchemy import func, select
@@ -136,17 +137,41 @@ def add_server(*, label: str, url: str, username: str = "", password: str = "", 
     return server
 
 
+PASSWORD_AGAIN = "Enter the password again for the new address."
+
+
+def origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of a checked URL, default ports filled in: the
+    party a stored password was given to."""
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or (443 if parts.scheme == "https" else 80)
+
+
 def update_server(server: OrthancServer, *, label: str, url: str, username: str, browser_url: str,
                   password: str | None = None) -> bool:
     """Save; returns True when the connection details changed, in which case
-    the caller re-checks (in the background on the pages)."""
+    the caller re-checks (in the background on the pages).
+
+    ``password`` None or empty keeps the stored one, but only at the same
+    scheme, host and port: the stored password was given for that address
+    and must never reach another one (the re-check would send it there).
+    A new address therefore needs the password again, or an empty username
+    (an Orthanc without authentication), which drops the stored password."""
     label, url, browser_url, username = _clean(label, url, browser_url, username)
     if _label_taken(label, server):
         raise ServerError(f"A server labelled {label!r} already exists.", "label")
-    changed = url != server.url or username != server.username or bool(password)
+    moved = origin(url) != origin(server.url)
+    drop_password = False
+    if moved and not password and server.password_enc:
+        if username:
+            raise ServerError(PASSWORD_AGAIN, "password")
+        drop_password = True
+    changed = url != server.url or username != server.username or bool(password) or drop_password
     server.label, server.url, server.browser_url, server.username = label, url, browser_url, username
     if password:
         server.password_enc = crypto.encrypt(password)
+    elif drop_password:
+        server.password_enc = ""
     if changed:
         server.validated = False
         server.last_error = "Connection details changed; checking again."
