@@ -264,7 +264,8 @@ def test_archive_members_still_count_against_the_limit_as_they_are_opened(tech, 
 
 def test_the_default_limit_is_20000_files_exactly(app, tech, orthanc):
     """Not refused by the form parser, not by open files: 20,000 parts are
-    read (and, being text, rejected one by one); 20,001 are refused."""
+    read (and, being text, rejected one by one); 20,001 are refused, and so
+    are 20,200 (before: "Too many open files", a 500, under a 20,000 limit)."""
     assert app.config["UPLOAD_MAX_FILES"] == 20_000
     page = tech.get("/upload/").get_data(as_text=True)
     assert 'data-max-files="20000"' in page
@@ -274,6 +275,10 @@ def test_the_default_limit_is_20000_files_exactly(app, tech, orthanc):
         "Too many files in one upload (20001); the limit is 20000 files. Upload in parts.")
     r = send(tech, files[:20_000])
     assert r.status_code == 200 and r.get_json()["counts"]["rejected"] == 20_000
+    # Past the form parser's own bound (the limit + 100 parts) it refuses, as clearly.
+    r = send(tech, files + [(f"more/{i}.txt", b"x") for i in range(199)])
+    assert r.status_code == 413 and r.get_json()["message"] == (
+        "Too many files in one upload; the limit is 20000 files. Upload in parts.")
 
 
 def test_the_default_settings(app):
@@ -459,8 +464,10 @@ def test_1100_files_under_ulimit_1024_are_stored_with_a_few_descriptors(served_l
     assert r.status_code == 200, r.text[:500] + served.log_tail()
     body = r.json()
     assert body["counts"] == {"stored": 1100, "already": 0, "rejected": 0, "failed": 0}, body["aborted"]
-    peak = fds.per_process.get(worker, 0)
-    print(f"\n1,100 parts: worker descriptors idle {idle}, peak {peak} over {len(fds.samples)} samples")
+    peak, after = fds.per_process.get(worker, 0), open_fds(worker)
+    print(f"\n1,100 parts: worker descriptors idle {idle}, peak {peak} over {len(fds.samples)} samples, "
+          f"after {after}")
     assert len(fds.samples) > 20
     assert peak - idle < 40, f"{peak - idle} more descriptors open while uploading 1,100 files"
+    assert after <= idle + 2, f"{after - idle} descriptors left open after the upload"
     assert len(served_low_nofile.orthanc.get("/instances")) == 1100
