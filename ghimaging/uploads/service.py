@@ -3,7 +3,10 @@ one file at a time, streamed from temporary files, with an outcome per file.
 
 Orthanc silently skips what is not DICOM inside a ZIP, so archives are
 opened here, and every file gets its own line: stored, already stored,
-rejected (not DICOM) or failed (Orthanc's reason).
+rejected (not DICOM, damaged) or failed (Orthanc's reason, a bound passed,
+Orthanc silent). Orthanc gets a deadline per file and the upload one in all
+(:class:`Deadlines`), so a silent Orthanc ends an upload with a report in
+seconds instead of holding the worker until gunicorn kills it.
 """
 
 from __future__ import annotations
