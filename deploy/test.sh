@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the whole ghimaging test suite, twice: on SQLite, then on a throwaway
 # PostgreSQL cluster. Works on a fresh Debian 12 machine: installs missing
-# system packages, creates .venv, installs the app with its test extra.
+# system packages, creates .venv, installs the app with its test extra, and
+# builds (once, cached) the GNU Health server the sync tests run against.
 #
 #   bash deploy/test.sh [PYTEST ARGS...]     (arguments go to both pytest runs)
 #
@@ -126,6 +127,14 @@ else
 fi
 echo "    pip install -e '.[test]'"
 .venv/bin/python -m pip install -q -e '.[test]'
+
+# ------------------------------------------------- GNU Health test server
+# A GNU Health 5.0 venv and template databases for the XML-RPC sync tests,
+# built once per machine outside the checkout (/var/cache/ghimaging-tests,
+# else ~/.cache/ghimaging-tests; GHIMAGING_TEST_GNUHEALTH_CACHE overrides),
+# keyed by the package versions; both pytest runs below share it.
+section "GNU Health test server"
+.venv/bin/python -m tests.support.gnuhealth build </dev/null
 
 # ------------------------------------------------------------- test: SQLite
 section "pytest on SQLite"
