@@ -92,6 +92,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
 
     from . import auth, catalog, errors, imaging, orthanc, patients, settings, ui, uploads, worklists, api, cli
+    from . import gnuhealth
 
     ui.init_app(app)
     errors.init_app(app)
@@ -104,6 +105,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     worklists.init_app(app)
     uploads.init_app(app)
     api.init_app(app)
+    gnuhealth.init_app(app)
     cli.init_app(app)
     return app
 

@@ -191,7 +191,10 @@ def worklists_write_command() -> None:
 
 
 def init_app(app: Flask) -> None:
+    from .gnuhealth.commands import gnuhealth_group
+
     app.cli.add_command(worklists_group)
+    app.cli.add_command(gnuhealth_group)
     for cmd in (init_command, create_user_command, create_token_command, serve_command, sync_command):
         app.cli.add_command(cmd)
 

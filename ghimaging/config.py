@@ -74,6 +74,15 @@ class Defaults:
     UPLOAD_MAX_FILE_BYTES = 1024**3
     # Connections that send uploaded files to Orthanc at the same time.
     UPLOAD_CONNECTIONS = 3
+    # GNU Health sync (the server, user and password are set on its admin
+    # page or with ``ghimaging gnuhealth configure``). Seconds between pulls
+    # of GNU Health's requested imaging requests (0: no automatic pull);
+    # seconds one XML-RPC call may take; attempts before an outbox item is
+    # marked failed; the longest wait between two attempts.
+    GNUHEALTH_PULL_INTERVAL = 300
+    GNUHEALTH_TIMEOUT = 20
+    GNUHEALTH_MAX_ATTEMPTS = 12
+    GNUHEALTH_RETRY_MAX_SECONDS = 3600
 
 
 def _parse(name: str, raw: str, default: Any) -> Any:
@@ -263,6 +272,14 @@ def validate(config: Mapping[str, Any]) -> None:
     for key in ("ORTHANC_SYNC_INTERVAL", "ORTHANC_RECONCILE_INTERVAL"):
         if config[key] < 0:
             raise ConfigError(f"{key} must be 0 (off) or a number of seconds")
+    if config["GNUHEALTH_PULL_INTERVAL"] < 0:
+        raise ConfigError("GNUHEALTH_PULL_INTERVAL must be 0 (off) or a number of seconds")
+    if config["GNUHEALTH_TIMEOUT"] <= 0:
+        raise ConfigError("GNUHEALTH_TIMEOUT must be a positive number of seconds")
+    if config["GNUHEALTH_MAX_ATTEMPTS"] < 1:
+        raise ConfigError("GNUHEALTH_MAX_ATTEMPTS must be at least 1")
+    if config["GNUHEALTH_RETRY_MAX_SECONDS"] < 1:
+        raise ConfigError("GNUHEALTH_RETRY_MAX_SECONDS must be at least 1")
     if config["ITEMS_PER_PAGE"] < 1:
         raise ConfigError("ITEMS_PER_PAGE must be at least 1")
     if config["LOGIN_MAX_FAILURES"] < 1:

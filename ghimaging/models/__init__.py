@@ -17,6 +17,7 @@ from .settings import Setting
 from .orthanc import OrthancPatient, OrthancSeries, OrthancServer, OrthancStudy
 from .worklists import WorklistFile, WorklistTemplate
 from .links import LinkEvent, StudyLink
+from .gnuhealth import GnuHealthConfig, GnuHealthLink, LinkKind, OutboxItem, OutboxKind, OutboxState
 
 __all__ = [
     "ApiToken", "LoginThrottle", "Role", "User", "UserRole", "UserSession",
@@ -24,4 +25,5 @@ __all__ = [
     "Counter", "ImagingRequest", "RequestEvent", "RequestState", "ReportStyle",
     "Result", "ResultAddendum", "ResultImage", "Setting",
     "OrthancPatient", "OrthancSeries", "OrthancServer", "OrthancStudy", "WorklistFile", "WorklistTemplate", "LinkEvent", "StudyLink",
+    "GnuHealthConfig", "GnuHealthLink", "LinkKind", "OutboxItem", "OutboxKind", "OutboxState",
 ]

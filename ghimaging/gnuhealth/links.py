@@ -1,0 +1,60 @@
+"""Which local record is which GNU Health record (``gnuhealth_links``)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import GnuHealthLink, LinkKind
+from ..models._time import utcnow
+
+
+def get(kind: LinkKind, local_id: int) -> GnuHealthLink | None:
+    return db.session.scalar(select(GnuHealthLink).where(GnuHealthLink.kind == kind.value,
+                                                         GnuHealthLink.local_id == local_id))
+
+
+def by_remote(kind: LinkKind, remote_id: int) -> GnuHealthLink | None:
+    return db.session.scalar(select(GnuHealthLink).where(GnuHealthLink.kind == kind.value,
+                                                         GnuHealthLink.remote_id == remote_id))
+
+
+def remote_id(kind: LinkKind, local_id: int) -> int | None:
+    link = get(kind, local_id)
+    return link.remote_id if link else None
+
+
+def put(kind: LinkKind, local_id: int | None, remote_id: int, *, origin: str, remote_state: str = "",
+        label: str = "", problem: str = "") -> GnuHealthLink:
+    """Record (or update) the link; added to the session, not committed."""
+    link = by_remote(kind, remote_id)
+    if link is None and local_id is not None:
+        link = get(kind, local_id)
+    if link is None:
+        link = GnuHealthLink(kind=kind.value, remote_id=remote_id, origin=origin)
+        db.session.add(link)
+    link.local_id = local_id
+    link.remote_id = remote_id
+    if link.origin != "pulled":  # where a record came from does not change
+        link.origin = origin
+    if remote_state:
+        link.remote_state = remote_state
+    if label:
+        link.remote_label = label[:200]
+    link.problem = problem
+    link.synced_at = utcnow()
+    return link
+
+
+def local_ids(kind: LinkKind, remote_ids: list[int]) -> dict[int, GnuHealthLink]:
+    if not remote_ids:
+        return {}
+    rows = db.session.scalars(select(GnuHealthLink).where(GnuHealthLink.kind == kind.value,
+                                                          GnuHealthLink.remote_id.in_(remote_ids)))
+    return {r.remote_id: r for r in rows}
+
+
+def get_origin(request_id: int) -> str | None:
+    """How the request's link came to be ("pulled": imported from GNU Health)."""
+    return db.session.scalar(select(GnuHealthLink.origin).where(GnuHealthLink.kind == LinkKind.REQUEST.value,
+                                                                GnuHealthLink.local_id == request_id))

@@ -1,0 +1,298 @@
+"""The outbox: every change GNU Health must hear about is a row, written in
+the same transaction as the change itself (a flush listener), so that
+nothing is lost when GNU Health is down or the process stops.
+
+``step()`` sends one item and says whether it found one; ``drain()`` loops
+over it. Items of one request go in order (a result waits for its
+request); a failing item is retried with a growing wait, and marked
+failed after ``GNUHEALTH_MAX_ATTEMPTS`` or at once when waiting cannot help
+(wrong password, missing module, data GNU Health refuses). Several
+processes may drain at once: an item is claimed by a conditional UPDATE.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from flask import current_app, has_app_context
+from sqlalchemy import event, select, update
+from sqlalchemy.orm import Session
+
+from .. import crypto
+from ..extensions import db
+from ..models import (
+    GnuHealthConfig,
+    ImagingRequest,
+    OutboxItem,
+    OutboxKind,
+    OutboxState,
+    Result,
+    ResultAddendum,
+)
+from ..models._time import utcnow
+from . import links, push
+from .client import GnuHealthClient, GnuHealthError
+from .remote import Remote
+from .settings import SettingsError, active_config, client_for
+
+log = logging.getLogger(__name__)
+
+CLAIM_SECONDS = 300  # an item being sent is hidden this long from other processes
+#: Set by the outbox when it has work; the background loop waits on it.
+wake = threading.Event()
+# A session flag: the change is an import from GNU Health (nothing to send back).
+IMPORTING = "gnuhealth_importing"
+
+
+def key_for(kind: OutboxKind, req: ImagingRequest) -> str:
+    """What is looked up in GNU Health before anything is created."""
+    if kind is OutboxKind.REQUEST:
+        return f"request_line={push.request_key(req)}"
+    return f"result of request_line={push.request_key(req)}"
+
+
+def enqueue(kind: OutboxKind, req: ImagingRequest, reason: str, session: Session | None = None) -> OutboxItem:
+    """Add an item to the session (committed with the change that made it)."""
+    item = OutboxItem(kind=kind.value, request=req, idempotency_key=key_for(kind, req), reason=reason[:32],
+                      state=OutboxState.PENDING.value, next_try_at=utcnow())
+    (session or db.session).add(item)
+    wake.set()
+    return item
+
+
+# -- writing items with the change ---------------------------------------------------
+
+_WATCHED = ("state", "urgent", "comment", "clinical_context", "requesting_physician_id")
+
+
+def _sync_enabled(session: Session) -> bool:
+    if not has_app_context() or session.info.get(IMPORTING):
+        return False
+    with session.no_autoflush:
+        cfg = session.get(GnuHealthConfig, 1)
+    return bool(cfg is not None and cfg.enabled and cfg.configured)
+
+
+def _changed(obj, names) -> list[str]:
+    from sqlalchemy import inspect
+
+    state = inspect(obj)
+    return [n for n in names if state.attrs[n].history.has_changes()]
+
+
+def _before_flush(session: Session, flush_context, instances) -> None:
+    todo: list[tuple[OutboxKind, ImagingRequest, str]] = []
+    for obj in list(session.new):
+        if isinstance(obj, ImagingRequest):
+            todo.append((OutboxKind.REQUEST, obj, "create"))
+        elif isinstance(obj, ResultAddendum) and obj.result is not None and obj.result.is_final:
+            todo.append((OutboxKind.RESULT, obj.result.request, "addendum"))
+    for obj in list(session.dirty):
+        if isinstance(obj, ImagingRequest) and obj not in session.new:
+            changed = _changed(obj, _WATCHED)
+            if changed:
+                todo.append((OutboxKind.REQUEST, obj, obj.state if "state" in changed else "edit"))
+        elif isinstance(obj, Result) and _changed(obj, ["finalised_at"]) and obj.finalised_at is not None:
+            todo.append((OutboxKind.RESULT, obj.request, "finalise"))
+    if not todo or not _sync_enabled(session):
+        return
+    with session.no_autoflush:
+        for kind, req, reason in todo:
+            if kind is OutboxKind.REQUEST and req.id is not None and links.get_origin(req.id) == "pulled":
+                continue  # GNU Health's own request: only its result goes back
+            enqueue(kind, req, reason, session)
+
+
+def listen() -> None:
+    """Watch every session of the application (called once by init_app)."""
+    from flask_sqlalchemy.session import Session as FlaskSession
+
+    if not event.contains(FlaskSession, "before_flush", _before_flush):
+        event.listen(FlaskSession, "before_flush", _before_flush)
+
+
+# -- sending ----------------------------------------------------------------------------
+
+@dataclass
+class DrainSummary:
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+    unreachable: bool = False
+
+    def line(self) -> str:
+        text = f"outbox: {self.sent} sent, {self.retrying} to retry, {self.failed} failed"
+        return text + (f" ({self.errors[-1]})" if self.errors else "")
+
+
+def backoff(attempts: int) -> timedelta:
+    """30 s, 1 min, 2 min, ... up to GNUHEALTH_RETRY_MAX_SECONDS."""
+    cap = int(current_app.config["GNUHEALTH_RETRY_MAX_SECONDS"])
+    return timedelta(seconds=min(cap, 30 * 2 ** max(0, attempts - 1)))
+
+
+def _blocked(item: OutboxItem) -> bool:
+    """An older unsent item of the same request goes first (a result waits
+    for its request); an older one of the same kind is folded into this one."""
+    older = db.session.scalars(select(OutboxItem).where(
+        OutboxItem.request_id == item.request_id, OutboxItem.id < item.id,
+        OutboxItem.state != OutboxState.SENT.value, OutboxItem.kind != item.kind)).first()
+    return older is not None
+
+
+def due(now: datetime | None = None, limit: int = 50) -> list[OutboxItem]:
+    now = now or utcnow()
+    return list(db.session.scalars(select(OutboxItem).where(
+        OutboxItem.state == OutboxState.PENDING.value, OutboxItem.next_try_at <= now)
+        .order_by(OutboxItem.id).limit(limit)))
+
+
+def _claim(item: OutboxItem, now: datetime) -> bool:
+    res = db.session.execute(update(OutboxItem).where(
+        OutboxItem.id == item.id, OutboxItem.state == OutboxState.PENDING.value,
+        OutboxItem.next_try_at == item.next_try_at)
+        .values(next_try_at=now + timedelta(seconds=CLAIM_SECONDS)).execution_options(synchronize_session=False))
+    db.session.commit()
+    return res.rowcount == 1
+
+
+def _same(item: OutboxItem) -> list[OutboxItem]:
+    """Older unsent items of the same request and kind: this send covers them."""
+    return list(db.session.scalars(select(OutboxItem).where(
+        OutboxItem.request_id == item.request_id, OutboxItem.kind == item.kind, OutboxItem.id < item.id,
+        OutboxItem.state != OutboxState.SENT.value)))
+
+
+def send(item: OutboxItem, remote: Remote, cfg: GnuHealthConfig) -> None:
+    """Do what the item says (raises GnuHealthError)."""
+    req = item.request
+    if item.kind == OutboxKind.REQUEST.value:
+        push.push_request(remote, cfg, req)
+    else:
+        push.push_result(remote, cfg, req, Path(current_app.config["RESULT_IMAGE_DIR"]))
+
+
+def step(client: GnuHealthClient | None = None, summary: DrainSummary | None = None) -> bool:
+    """Send the oldest due item that is not waiting for another; False when
+    there is none. One commit per item, whatever happens."""
+    cfg = active_config()
+    if cfg is None:
+        return False
+    now = utcnow()
+    for item in due(now):
+        if _blocked(item):
+            continue
+        if not _claim(item, now):
+            continue  # another process took it
+        _run(item, cfg, client, summary or DrainSummary())
+        return True
+    return False
+
+
+def _run(item: OutboxItem, cfg: GnuHealthConfig, client: GnuHealthClient | None, summary: DrainSummary) -> None:
+    item_id = item.id
+    own = client is None
+    try:
+        if own:
+            client = client_for(cfg)
+        send(item, Remote(client), cfg)
+    except Exception as exc:  # recorded on the item: a bug must not hide it for ever
+        db.session.rollback()
+        if not isinstance(exc, (GnuHealthError, SettingsError, crypto.CredentialError, OSError)):
+            log.exception("GNU Health push %s failed unexpectedly", item_id)
+        item = db.session.get(OutboxItem, item_id)
+        _failed(item, exc, summary)
+    else:
+        now = utcnow()
+        for older in [item, *_same(item)]:
+            older.state, older.sent_at = OutboxState.SENT.value, now
+            older.last_error, older.error_code = "", ""
+        item.attempts += 1
+        summary.sent += 1
+    finally:
+        if own and client is not None:
+            client.close()
+    db.session.commit()
+
+
+def _failed(item: OutboxItem, exc: Exception, summary: DrainSummary) -> None:
+    transient = bool(getattr(exc, "transient", False)) or isinstance(exc, OSError) and not isinstance(
+        exc, FileNotFoundError)
+    item.attempts += 1
+    item.last_error = str(exc)[:2000]
+    item.error_code = str(getattr(exc, "code", type(exc).__name__))[:32]
+    summary.errors.append(item.last_error)
+    if getattr(exc, "code", "") in ("unreachable", "timeout"):
+        summary.unreachable = True
+    if transient and item.attempts < int(current_app.config["GNUHEALTH_MAX_ATTEMPTS"]):
+        item.next_try_at = utcnow() + backoff(item.attempts)
+        summary.retrying += 1
+        log.warning("GNU Health push %s (%s) will be retried: %s", item.id, item.kind, item.last_error)
+    else:
+        item.state = OutboxState.FAILED.value
+        summary.failed += 1
+        log.error("GNU Health push %s (%s) failed: %s", item.id, item.kind, item.last_error)
+
+
+def drain(limit: int = 1000) -> DrainSummary:
+    """Send every due item (one login for all); stops early when GNU Health
+    cannot be reached, leaving the rest for their next try."""
+    summary = DrainSummary()
+    cfg = active_config()
+    if cfg is None:
+        return summary
+    try:
+        client = client_for(cfg)
+    except crypto.CredentialError as exc:
+        summary.errors.append(str(exc))
+        return summary
+    with client:
+        for _ in range(limit):
+            if not step(client, summary) or summary.unreachable:
+                break
+    return summary
+
+
+def retry(item_id: int) -> OutboxItem:
+    """A failed (or waiting) item goes again now, its count of attempts reset."""
+    item = db.session.get(OutboxItem, item_id)
+    if item is None:
+        raise LookupError(f"No outbox item {item_id}.")
+    if item.state == OutboxState.SENT.value:
+        raise ValueError("This item was sent already.")
+    item.state, item.attempts, item.next_try_at = OutboxState.PENDING.value, 0, utcnow()
+    db.session.commit()
+    wake.set()
+    return item
+
+
+def retry_request(req: ImagingRequest) -> int:
+    """Every unsent item of a request goes again now."""
+    items = list(db.session.scalars(select(OutboxItem).where(
+        OutboxItem.request_id == req.id, OutboxItem.state != OutboxState.SENT.value)))
+    for item in items:
+        item.state, item.attempts, item.next_try_at = OutboxState.PENDING.value, 0, utcnow()
+    db.session.commit()
+    wake.set()
+    return len(items)
+
+
+def listing(state: str | None = None, limit: int = 200) -> list[OutboxItem]:
+    stmt = select(OutboxItem).order_by(OutboxItem.id.desc()).limit(limit)
+    if state:
+        stmt = stmt.where(OutboxItem.state == state)
+    return list(db.session.scalars(stmt))
+
+
+def counts() -> dict[str, int]:
+    from sqlalchemy import func
+
+    rows = db.session.execute(select(OutboxItem.state, func.count()).group_by(OutboxItem.state)).all()
+    out = {s.value: 0 for s in OutboxState}
+    out.update({state: n for state, n in rows})
+    return out

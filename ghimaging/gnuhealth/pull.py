@@ -1,0 +1,272 @@
+"""Reading from GNU Health: patients looked up by PUID or name and imported
+into the register, and GNU Health's imaging requests in ``requested``
+imported as ghimaging requests so that they reach the worklist.
+
+A GNU Health request that cannot be imported (unknown test, a patient
+without PUID, a name the worklist cannot carry) is recorded with the
+reason and shown, never skipped in silence; one imported and later deleted
+or closed there is reported the same way, and never cancelled here by
+itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import event, insert, select
+from sqlalchemy.orm import Session
+
+from ..extensions import db
+from ..models import GnuHealthLink, ImagingRequest, ImagingTest, LinkKind, Patient, RequestState
+from ..models._time import utcnow
+from . import links
+from .client import GnuHealthClient, GnuHealthError
+from .outbox import IMPORTING
+from .remote import Remote, RemotePatient
+from .settings import active_config, client_for, get_config
+
+
+class ImportProblem(ValueError):
+    """A GNU Health record that cannot be imported; the message says why."""
+
+
+@dataclass
+class PullSummary:
+    imported: list[str] = field(default_factory=list)     # accession numbers of new requests
+    problems: list[str] = field(default_factory=list)
+    seen: int = 0
+    error: str = ""
+
+    def line(self) -> str:
+        if self.error:
+            return f"pull: failed: {self.error}"
+        text = f"pull: {self.seen} requested in GNU Health, {len(self.imported)} imported"
+        return text + (f", {len(self.problems)} problem(s)" if self.problems else "")
+
+
+# -- patients ---------------------------------------------------------------------
+
+def search_patients(client: GnuHealthClient, query: str) -> list[tuple[RemotePatient, Patient | None]]:
+    """GNU Health's patients matching ``query``, each with its local copy."""
+    query = (query or "").strip()
+    if not query:
+        return []
+    if len(query) > 100:
+        raise ImportProblem("Search for at most 100 characters.")
+    found = Remote(client).find_patients(query)
+    known = links.local_ids(LinkKind.PATIENT, [p.id for p in found])
+    out = []
+    for rp in found:
+        link = known.get(rp.id)
+        local = db.session.get(Patient, link.local_id) if link and link.local_id else None
+        if local is None and rp.puid:
+            local = db.session.scalar(select(Patient).where(Patient.puid == rp.puid))
+        out.append((rp, local))
+    return out
+
+
+def import_patient(client: GnuHealthClient, remote_id: int) -> Patient:
+    rp = Remote(client).patient(remote_id)
+    if rp is None:
+        raise ImportProblem(f"GNU Health has no patient {remote_id}.")
+    return upsert_patient(rp)
+
+
+def upsert_patient(rp: RemotePatient) -> Patient:
+    """Create the local patient from GNU Health's, or bring it up to date."""
+    from ..patients import service as patients
+
+    if not rp.puid:
+        raise ImportProblem(f"GNU Health patient {rp.full_name} (id {rp.id}) has no PUID: give it one there.")
+    link = links.by_remote(LinkKind.PATIENT, rp.id)
+    patient = db.session.get(Patient, link.local_id) if link and link.local_id else None
+    if patient is None:
+        patient = patients.by_puid(rp.puid)
+    data = {"puid": rp.puid, "family_name": rp.family_name or rp.given_name, "given_name": rp.given_name,
+            "birth_date": rp.birth_date, "sex": rp.sex}
+    try:
+        if patient is None:
+            patient = patients.create_patient(data)
+            origin = "pulled"
+        else:
+            current = patients.to_json(patient)
+            if any(current[k] != (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in data.items()):
+                patients.update_patient(patient, {**current, **data})
+            origin = link.origin if link else "found"
+    except patients.PatientError as exc:
+        db.session.rollback()
+        raise ImportProblem(f"GNU Health patient {rp.puid} cannot be imported: {exc}") from None
+    links.put(LinkKind.PATIENT, patient.id, rp.id, origin=origin, label=rp.puid)
+    db.session.commit()
+    return patient
+
+
+# -- requests ------------------------------------------------------------------------
+
+def _local_test(row: dict) -> ImagingTest:
+    remote_test = int(row["requested_test"])
+    link = links.by_remote(LinkKind.TEST, remote_test)
+    if link is not None and link.local_id:
+        test = db.session.get(ImagingTest, link.local_id)
+        if test is not None:
+            return test
+    info = row.get("requested_test.") or {}
+    code, name = str(info.get("code") or ""), str(info.get("name") or "")
+    test = db.session.scalar(select(ImagingTest).where(ImagingTest.code == code)) if code else None
+    if test is None:
+        raise ImportProblem(f"GNU Health test {code} ({name}) has no ghimaging test: add one with code {code} "
+                            "to the catalogue, or map it on the GNU Health tests page.")
+    links.put(LinkKind.TEST, test.id, remote_test, origin="found", label=code)
+    return test
+
+
+def import_request(remote: Remote, row: dict) -> ImagingRequest:
+    """One GNU Health request as a ghimaging request, submitted (so it is on
+    the worklist) with our own accession number and UID. The link is written
+    in the same transaction as the request (see ``_link_imported``)."""
+    from ..imaging import workflow
+
+    rp = remote.patient(int(row["patient"]))
+    if rp is None:
+        raise ImportProblem(f"GNU Health request {row['id']}: its patient cannot be read.")
+    patient = upsert_patient(rp)
+    test = _local_test(row)
+    doctor = (row.get("doctor.") or {}).get("rec_name") or ""
+    context = (row.get("context.") or {}).get("rec_name") or ""
+    note = f"GNU Health order {row.get('request') or row['id']}" + (f", requested by {doctor}" if doctor else "")
+    comment = "\n\n".join(p for p in ((row.get("comment") or "").strip(), note) if p)[:4000]
+    db.session.info[IMPORTING] = {"remote_id": int(row["id"]), "label": str(row.get("request") or "")}
+    try:
+        req = workflow.create_order(patient, [test], user=None, physician=None, urgent=bool(row.get("urgent")),
+                                    clinical_context=context[:4000], comment=comment, submit=True)[0]
+    except workflow.WorkflowError as exc:
+        raise ImportProblem(f"GNU Health request {row.get('request') or row['id']} for {patient.puid}: {exc}") \
+            from None
+    finally:
+        db.session.info.pop(IMPORTING, None)
+    return req
+
+
+def _link_imported(session: Session, flush_context) -> None:
+    """After the flush that inserts an imported request, its link, in the
+    same transaction: a request is never imported twice, whatever stops."""
+    marker = session.info.get(IMPORTING)
+    if not isinstance(marker, dict):
+        return
+    for obj in session.new:
+        if isinstance(obj, ImagingRequest) and obj.id is not None:
+            session.execute(insert(GnuHealthLink).values(
+                kind=LinkKind.REQUEST.value, local_id=obj.id, remote_id=marker["remote_id"], origin="pulled",
+                remote_state="requested", remote_label=marker["label"][:200], problem="", synced_at=utcnow()))
+            session.info[IMPORTING] = True  # one request per import
+            return
+
+
+def listen() -> None:
+    from flask_sqlalchemy.session import Session as FlaskSession
+
+    if not event.contains(FlaskSession, "after_flush", _link_imported):
+        event.listen(FlaskSession, "after_flush", _link_imported)
+
+
+def _record_problem(remote_id: int, label: str, problem: str) -> None:
+    link = links.by_remote(LinkKind.REQUEST, remote_id)
+    if link is None:
+        db.session.add(GnuHealthLink(kind=LinkKind.REQUEST.value, local_id=None, remote_id=remote_id,
+                                     origin="pulled", remote_state="requested", remote_label=label[:200],
+                                     problem=problem))
+    else:
+        link.problem = problem
+        link.synced_at = utcnow()
+    db.session.commit()
+
+
+def pull_requests(client: GnuHealthClient) -> PullSummary:
+    remote = Remote(client)
+    summary = PullSummary()
+    rows = remote.requested_requests()
+    summary.seen = len(rows)
+    known = links.local_ids(LinkKind.REQUEST, [int(r["id"]) for r in rows])
+    for row in rows:
+        link = known.get(int(row["id"]))
+        if link is not None and link.local_id is not None:
+            continue
+        try:
+            req = import_request(remote, row)
+        except ImportProblem as exc:
+            db.session.rollback()
+            _record_problem(int(row["id"]), str(row.get("request") or ""), str(exc))
+            summary.problems.append(str(exc))
+            continue
+        if link is not None:  # imported now after an earlier problem
+            db.session.delete(db.session.get(GnuHealthLink, link.id))
+            db.session.commit()
+        summary.imported.append(req.accession_number)
+    summary.problems.extend(_check_imported(remote))
+    return summary
+
+
+def _check_imported(remote: Remote) -> list[str]:
+    """Imported requests still waiting here whose GNU Health request was
+    deleted or closed there: reported on the request, never cancelled here."""
+    rows = db.session.execute(select(GnuHealthLink, ImagingRequest).join(
+        ImagingRequest, ImagingRequest.id == GnuHealthLink.local_id).where(
+        GnuHealthLink.kind == LinkKind.REQUEST.value, GnuHealthLink.origin == "pulled",
+        ImagingRequest.state.in_([RequestState.DRAFT.value, RequestState.REQUESTED.value]))).all()
+    if not rows:
+        return []
+    states = remote.requests([link.remote_id for link, _ in rows])
+    problems = []
+    for link, req in rows:
+        there = states.get(link.remote_id)
+        if there is None:
+            link.remote_state = "deleted"
+            link.problem = (f"Deleted in GNU Health (order {link.remote_label or link.remote_id}): cancel it here "
+                            "if it is no longer wanted.")
+        elif there["state"] != "requested":
+            link.remote_state = str(there["state"])
+            link.problem = (f"GNU Health's request {link.remote_label or link.remote_id} is now {there['state']} "
+                            "there, without a result from ghimaging.")
+        else:
+            link.remote_state, link.problem = "requested", ""
+            continue
+        problems.append(f"{req.accession_number}: {link.problem}")
+    db.session.commit()
+    return problems
+
+
+def run_pull() -> PullSummary:
+    """One pull with the saved settings; its outcome is recorded."""
+    cfg = active_config()
+    if cfg is None:
+        return PullSummary(error="GNU Health sync is off or not configured.")
+    try:
+        with client_for(cfg) as client:
+            summary = pull_requests(client)
+    except GnuHealthError as exc:
+        db.session.rollback()
+        summary = PullSummary(error=str(exc))
+    cfg = get_config()
+    cfg.last_pull_at = utcnow()
+    cfg.last_pull_error = summary.error
+    db.session.commit()
+    return summary
+
+
+def pull_due(interval: int) -> bool:
+    """Claim the next pull for this process when it is due (a conditional
+    UPDATE, so that several workers do not pull at once)."""
+    from sqlalchemy import or_, update
+
+    from ..models import GnuHealthConfig
+
+    if not interval:
+        return False
+    now = utcnow()
+    res = db.session.execute(update(GnuHealthConfig).where(
+        GnuHealthConfig.id == 1, GnuHealthConfig.enabled.is_(True),
+        or_(GnuHealthConfig.next_pull_at.is_(None), GnuHealthConfig.next_pull_at <= now))
+        .values(next_pull_at=now + timedelta(seconds=interval)).execution_options(synchronize_session=False))
+    db.session.commit()
+    return res.rowcount == 1

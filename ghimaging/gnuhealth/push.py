@@ -1,0 +1,185 @@
+"""Sending a request and its result to GNU Health.
+
+Each function makes GNU Health match the local record as it is now, so an
+outbox item that runs twice (a retry after a lost answer, two changes
+folded into one) does the same as one run. What is created there is looked
+up first by a key ghimaging chose: the patient's PUID, the test's code, our
+accession number as the request's order line, the request as the result's,
+our file names as the attachments'.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..models import GnuHealthConfig, ImagingRequest, LinkKind, Patient, RequestState, Result
+from . import links
+from .client import NoProfessional
+from .remote import Remote
+
+
+def request_key(req: ImagingRequest) -> str:
+    """The order line written on the request there (GNU Health keeps a
+    ``request_line`` sent to it): our accession number, unique here."""
+    return req.accession_number
+
+
+def ensure_patient(remote: Remote, patient: Patient) -> int:
+    """GNU Health's patient for ours: linked, else found by PUID, else
+    created (before any image of it reaches an Orthanc GNU Health syncs:
+    its sync stops on a PatientID of 9+ characters it does not know)."""
+    known = links.remote_id(LinkKind.PATIENT, patient.id)
+    if known is not None:
+        return known
+    found = remote.patient_by_puid(patient.puid)
+    if found is not None:
+        links.put(LinkKind.PATIENT, patient.id, found, origin="found", label=patient.puid)
+        return found
+    created = remote.create_patient(puid=patient.puid, family_name=patient.family_name,
+                                    given_name=patient.given_name, birth_date=patient.birth_date, sex=patient.sex)
+    links.put(LinkKind.PATIENT, patient.id, created, origin="pushed", label=patient.puid)
+    return created
+
+
+def ensure_test(remote: Remote, req: ImagingRequest) -> int:
+    """The test mapped by hand, else found by code, else created with its
+    type (the modality) and a service product."""
+    test = req.test
+    known = links.remote_id(LinkKind.TEST, test.id)
+    if known is not None:
+        return known
+    found = remote.test_by_code(test.code)
+    if found is not None:
+        links.put(LinkKind.TEST, test.id, found, origin="found", label=test.code)
+        return found
+    created = remote.create_test(code=test.code, name=test.name, type_code=test.modality.code,
+                                 type_name=test.modality.name)
+    links.put(LinkKind.TEST, test.id, created, origin="pushed", label=test.code)
+    return created
+
+
+def doctor_for(remote: Remote, cfg: GnuHealthConfig, req: ImagingRequest) -> int:
+    """The professional of the ordering physician (same login there), else
+    the configured default, else the API user's own professional."""
+    for user in (req.requesting_physician, req.created_by):
+        if user is not None:
+            found = remote.professional_of_login(user.username)
+            if found is not None:
+                return found
+    if cfg.default_professional_id:
+        return cfg.default_professional_id
+    if cfg.professional_id:
+        return cfg.professional_id
+    raise NoProfessional("No GNU Health professional for this request: the ordering user has none there, no "
+                         "default professional is set and the GNU Health user is not linked to one.")
+
+
+def _comment(req: ImagingRequest) -> str:
+    parts = [p for p in (req.clinical_context.strip(), req.comment.strip()) if p]
+    parts.append(f"ghimaging order {req.order_number}, accession {req.accession_number}")
+    return "\n\n".join(parts)
+
+
+def push_request(remote: Remote, cfg: GnuHealthConfig, req: ImagingRequest) -> int:
+    """Create the request there (as a draft), or find it; then move it to
+    ``requested`` once it is requested here. Returns its GNU Health id."""
+    link = links.get(LinkKind.REQUEST, req.id)
+    if link is not None and link.origin == "pulled":
+        return link.remote_id  # GNU Health's own request: it already knows everything
+    row = remote.request(link.remote_id) if link is not None else remote.request_by_line(request_key(req))
+    if row is None:
+        if req.state == RequestState.CANCELLED.value:
+            # Never sent and already cancelled: nothing to tell GNU Health.
+            return 0
+        values = {
+            "patient": ensure_patient(remote, req.patient),
+            "requested_test": ensure_test(remote, req),
+            "doctor": doctor_for(remote, cfg, req),
+            "date": req.created_at.replace(microsecond=0),
+            "urgent": bool(req.urgent),
+            "comment": _comment(req),
+            "request": req.order_number,
+            "request_line": request_key(req),
+        }
+        remote_id = remote.create_request(values)
+        state = "draft"
+        origin = "pushed"
+    else:
+        remote_id, state = int(row["id"]), str(row["state"])
+        origin = "pushed" if link is not None else "found"
+        if state in ("draft", "requested"):
+            wanted = {"urgent": bool(req.urgent), "comment": _comment(req)}
+            if {"urgent": bool(row.get("urgent")), "comment": row.get("comment") or ""} != wanted:
+                remote.write_request(remote_id, wanted)
+    if state == "draft" and req.state in (RequestState.REQUESTED.value, RequestState.DONE.value):
+        remote.mark_requested(remote_id)
+        state = "requested"
+    problem = ""
+    if req.state == RequestState.CANCELLED.value and state in ("draft", "requested"):
+        problem = (f"Cancelled in ghimaging ({req.cancel_reason}); GNU Health has no cancelled state: "
+                   "cancel or delete it there.")
+    links.put(LinkKind.REQUEST, req.id, remote_id, origin=origin, remote_state=state,
+              label=req.order_number, problem=problem)
+    return remote_id
+
+
+def report_text(result: Result) -> str:
+    """The report as GNU Health's result comment, addenda after it."""
+    who = result.radiologist.display_name if result.radiologist else ""
+    text = result.report.strip()
+    if who:
+        text += f"\n\n— {who}"
+    for add in result.addenda:
+        author = add.author.display_name if add.author else ""
+        text += f"\n\nAddendum {add.created_at:%Y-%m-%d %H:%M} UTC{(' — ' + author) if author else ''}:\n{add.text}"
+    return text
+
+
+def attachment_name(req: ImagingRequest, image) -> str:
+    suffix = {"image/png": "png", "image/jpeg": "jpg"}.get(image.content_type, "bin")
+    return f"ghimaging-{req.accession_number}-{image.id}.{suffix}"
+
+
+def push_result(remote: Remote, cfg: GnuHealthConfig, req: ImagingRequest, image_dir: Path) -> int:
+    """The result (GNU Health's wizard, which also closes the request), its
+    comment, the key images as attachments and, with health_orthanc, the
+    study pointing at it. Returns the result's GNU Health id."""
+    result = req.result
+    if result is None or not result.is_final:
+        return 0
+    request_id = push_request(remote, cfg, req)
+    result_link = links.get(LinkKind.RESULT, result.id)
+    result_id = result_link.remote_id if result_link is not None else remote.result_of_request(request_id)
+    if result_id is None:
+        result_id = remote.generate_result(request_id)
+    links.put(LinkKind.RESULT, result.id, result_id, origin="pushed")
+    remote.write_result(result_id, {"comment": report_text(result)})
+    have = remote.attachment_names(result_id)
+    new = []
+    for image in result.images:
+        name = attachment_name(req, image)
+        if name not in have:
+            new.append((name, (image_dir / image.stored_name).read_bytes(), image.caption or ""))
+    remote.add_attachments(result_id, new)
+    if cfg.has_module("health_orthanc"):
+        link_study(remote, req, result_id)
+    links.put(LinkKind.REQUEST, req.id, request_id, origin="pushed", remote_state="done")
+    return result_id
+
+
+def study_uids(req: ImagingRequest) -> list[str]:
+    from ..orthanc.matching import studies_of
+
+    uids = {req.study_instance_uid}
+    uids.update(link.study.study_uid for link in studies_of(req) if not link.other_patient)
+    return sorted(uids)
+
+
+def link_study(remote: Remote, req: ImagingRequest, result_id: int) -> int:
+    """Point GNU Health's copy of the study at the result (its own merge-id
+    rule cannot: it only takes UIDs under its hard-coded root). Studies it
+    does not hold yet are left; returns how many were linked now."""
+    rows = remote.studies_by_uid(study_uids(req))
+    todo = [int(r["id"]) for r in rows if r.get("imaging_test") != result_id]
+    remote.link_studies(todo, result_id)
+    return len(todo)

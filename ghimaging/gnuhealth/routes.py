@@ -1,0 +1,214 @@
+"""GNU Health pages: settings and "Test connection", the outbox, test
+mapping, and the patient lookup used from the order form and the patient
+list. Views parse, call a service, render."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import login_required
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import BooleanField, IntegerField, PasswordField, StringField
+from wtforms.validators import DataRequired, Length, NumberRange, Optional
+
+from .. import crypto
+from ..auth.decorators import admin_required, roles_required
+from ..extensions import db
+from ..models import ImagingRequest, ImagingTest, LinkKind, OutboxState, Role
+from . import links, outbox, pull, status
+from .client import GnuHealthError
+from .settings import SettingsError, active_config, client_for, configure, get_config, run_check, set_enabled
+
+bp = Blueprint("gnuhealth", __name__)
+STAFF = (Role.PHYSICIAN, Role.TECHNOLOGIST, Role.RADIOLOGIST)
+
+
+class SettingsForm(FlaskForm):
+    enabled = BooleanField("Sync with GNU Health")
+    url = StringField("Server address", validators=[DataRequired(), Length(max=500)],
+                      description="trytond's address, e.g. http://gnuhealth.local:8000/")
+    database = StringField("Database", validators=[DataRequired(), Length(max=100)])
+    username = StringField("User", validators=[DataRequired(), Length(max=200)],
+                           description="A dedicated GNU Health user (see the README for its groups).")
+    password = PasswordField("Password", validators=[Optional(), Length(max=500)],
+                             description="Leave empty to keep the saved password.")
+    default_professional_id = IntegerField("Default professional (GNU Health id)",
+                                           validators=[Optional(), NumberRange(min=1, max=2**31 - 1)],
+                                           description="The doctor of requests whose ordering user has no "
+                                                       "professional in GNU Health.")
+
+
+@bp.route("/admin/gnuhealth/", methods=["GET", "POST"])
+@admin_required
+def settings_page():
+    cfg = get_config()
+    if request.method == "GET":
+        form = SettingsForm(data={"enabled": cfg.enabled if cfg else True, "url": cfg.url if cfg else "",
+                                  "database": cfg.database if cfg else "", "username": cfg.username if cfg else "",
+                                  "default_professional_id": cfg.default_professional_id if cfg else None})
+    else:
+        form = SettingsForm()
+    if form.validate_on_submit():
+        try:
+            report = configure(url=form.url.data, database=form.database.data, username=form.username.data,
+                               password=form.password.data or None, enabled=form.enabled.data,
+                               default_professional_id=form.default_professional_id.data)
+        except SettingsError as exc:
+            getattr(form, exc.field or "url").errors.append(str(exc))
+        except (GnuHealthError, crypto.CredentialError) as exc:
+            flash(f"Not saved: {exc}", "error")
+        else:
+            flash("Saved. " + " ".join(report.lines()), "success")
+            return redirect(url_for("gnuhealth.settings_page"))
+    return render_template("gnuhealth/settings.html", form=form, cfg=get_config(), counts=outbox.counts(),
+                           problems=status.import_problems()), 400 if request.method == "POST" else 200
+
+
+@bp.route("/admin/gnuhealth/check", methods=["POST"])
+@admin_required
+def check():
+    try:
+        report = run_check()
+    except (GnuHealthError, SettingsError, crypto.CredentialError) as exc:
+        flash(f"Connection failed: {exc}", "error")
+    else:
+        flash("Connection works. " + " ".join(report.lines()), "success")
+    return redirect(url_for("gnuhealth.settings_page"))
+
+
+@bp.route("/admin/gnuhealth/enable", methods=["POST"])
+@admin_required
+def enable():
+    try:
+        set_enabled(request.form.get("enabled") == "1")
+    except SettingsError as exc:
+        flash(str(exc), "error")
+    return redirect(url_for("gnuhealth.settings_page"))
+
+
+@bp.route("/admin/gnuhealth/sync", methods=["POST"])
+@admin_required
+def sync_now():
+    if active_config() is None:
+        flash("The GNU Health sync is off or not configured.", "error")
+        return redirect(url_for("gnuhealth.settings_page"))
+    summary = pull.run_pull()
+    drained = outbox.drain()
+    flash(f"{summary.line()}; {drained.line()}", "error" if summary.error or drained.unreachable else "success")
+    return redirect(url_for("gnuhealth.settings_page"))
+
+
+@bp.route("/admin/gnuhealth/outbox")
+@admin_required
+def outbox_page():
+    state = request.args.get("state", "")
+    if state not in {"", *(s.value for s in OutboxState)}:
+        state = ""
+    return render_template("gnuhealth/outbox.html", items=outbox.listing(state or None), state=state,
+                           counts=outbox.counts())
+
+
+@bp.route("/admin/gnuhealth/outbox/<int:item_id>/retry", methods=["POST"])
+@admin_required
+def retry_item(item_id: int):
+    try:
+        outbox.retry(item_id)
+    except (LookupError, ValueError) as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"Item {item_id} will be sent again now.", "success")
+    return redirect(url_for("gnuhealth.outbox_page"))
+
+
+@bp.route("/gnuhealth/requests/<int:request_id>/retry", methods=["POST"])
+@roles_required(*STAFF)
+def retry_request(request_id: int):
+    req = db.get_or_404(ImagingRequest, request_id)
+    n = outbox.retry_request(req)
+    flash(f"GNU Health: {n} change(s) will be sent again now." if n else "GNU Health: nothing to send.",
+          "success" if n else "info")
+    return redirect(request.form.get("next") if _local(request.form.get("next"))
+                    else url_for("imaging.view_request", request_id=req.id))
+
+
+def _local(target: str | None) -> bool:
+    return bool(target) and target.startswith("/") and not target.startswith("//")
+
+
+@bp.route("/admin/gnuhealth/tests", methods=["GET", "POST"])
+@admin_required
+def tests_page():
+    """Local tests and the GNU Health test each is sent as (by code unless mapped by hand)."""
+    cfg = get_config()
+    remote_tests, error = [], ""
+    if cfg is not None and cfg.configured:
+        try:
+            with client_for(cfg) as client:
+                from .remote import Remote
+
+                remote_tests = Remote(client).tests()
+        except (GnuHealthError, crypto.CredentialError) as exc:
+            error = str(exc)
+    if request.method == "POST":
+        from flask_wtf.csrf import validate_csrf
+
+        validate_csrf(request.form.get("csrf_token"))
+        test = db.get_or_404(ImagingTest, request.form.get("test_id", type=int) or 0)
+        remote_id = request.form.get("remote_id", type=int)
+        current = links.get(LinkKind.TEST, test.id)
+        if current is not None:
+            db.session.delete(current)
+            db.session.flush()
+        if remote_id:
+            taken = links.by_remote(LinkKind.TEST, remote_id)
+            if taken is not None:
+                db.session.rollback()
+                flash("That GNU Health test is already mapped to another test.", "error")
+                return redirect(url_for("gnuhealth.tests_page"))
+            links.put(LinkKind.TEST, test.id, remote_id, origin="manual")
+        db.session.commit()
+        flash(f"{test.code}: mapping saved.", "success")
+        return redirect(url_for("gnuhealth.tests_page"))
+    tests = db.session.scalars(select(ImagingTest).order_by(ImagingTest.code)).all()
+    mapped = {t.id: links.get(LinkKind.TEST, t.id) for t in tests}
+    return render_template("gnuhealth/tests.html", tests=tests, mapped=mapped, remote_tests=remote_tests,
+                           error=error)
+
+
+@bp.route("/gnuhealth/patients")
+@login_required
+def patient_search():
+    """Find GNU Health patients by PUID or name, to import them."""
+    q = (request.args.get("q") or "").strip()
+    results, error = [], ""
+    cfg = active_config()
+    if q and cfg is not None:
+        try:
+            with client_for(cfg) as client:
+                results = pull.search_patients(client, q)
+        except (GnuHealthError, pull.ImportProblem, crypto.CredentialError) as exc:
+            error = str(exc)
+    return render_template("gnuhealth/patients.html", q=q, results=results, error=error, enabled=cfg is not None,
+                           next=request.args.get("next", "") if _local(request.args.get("next")) else "")
+
+
+@bp.route("/gnuhealth/patients/import", methods=["POST"])
+@roles_required(Role.PHYSICIAN, Role.TECHNOLOGIST)
+def patient_import():
+    cfg = active_config()
+    remote_id = request.form.get("remote_id", type=int)
+    if cfg is None or not remote_id:
+        flash("GNU Health sync is off, or no patient was chosen.", "error")
+        return redirect(url_for("gnuhealth.patient_search"))
+    try:
+        with client_for(cfg) as client:
+            patient = pull.import_patient(client, remote_id)
+    except (GnuHealthError, pull.ImportProblem, crypto.CredentialError) as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("gnuhealth.patient_search", q=request.form.get("q", "")))
+    flash(f"{patient.full_name} ({patient.puid}) imported from GNU Health.", "success")
+    nxt = request.form.get("next")
+    if _local(nxt):
+        sep = "&" if "?" in nxt else "?"
+        return redirect(f"{nxt}{sep}patient_id={patient.id}")
+    return redirect(url_for("patients.view", patient_id=patient.id))

@@ -1,0 +1,188 @@
+"""GNU Health connection settings and "Test connection". Shared by the
+admin page, the CLI and the background loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from flask import current_app
+
+from .. import crypto
+from ..extensions import db
+from ..models import GnuHealthConfig
+from ..models._time import utcnow
+from ..models.gnuhealth import OPTIONAL_MODULES, REQUIRED_MODULE
+from .client import GnuHealthClient, GnuHealthError, ModuleMissing, NoProfessional, check_url
+
+
+class SettingsError(ValueError):
+    """Bad input on the settings form or command line; ``field`` names it."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass
+class CheckReport:
+    """What "Test connection" found."""
+
+    version: str
+    uid: int
+    modules: list[str] = field(default_factory=list)  # active ones among REQUIRED + OPTIONAL
+    professional_id: int | None = None
+    professional_name: str = ""
+    uses_default_professional: bool = False
+
+    def lines(self) -> list[str]:
+        out = [f"GNU Health server: trytond {self.version}"]
+        out.append("Modules: " + ", ".join(
+            f"{m} {'active' if m in self.modules else 'not active'}" for m in (REQUIRED_MODULE, *OPTIONAL_MODULES)))
+        if self.uses_default_professional:
+            out.append(f"The user has no health professional; requests use the default professional "
+                       f"{self.professional_name} (id {self.professional_id}).")
+        else:
+            out.append(f"Linked to health professional: {self.professional_name} (id {self.professional_id})")
+        return out
+
+
+def get_config() -> GnuHealthConfig | None:
+    return db.session.get(GnuHealthConfig, 1)
+
+
+def config_or_new() -> GnuHealthConfig:
+    cfg = get_config()
+    if cfg is None:
+        cfg = GnuHealthConfig(id=1)
+        db.session.add(cfg)
+    return cfg
+
+
+def active_config() -> GnuHealthConfig | None:
+    """The settings when the sync is switched on and complete, else None."""
+    cfg = get_config()
+    return cfg if cfg is not None and cfg.enabled and cfg.configured else None
+
+
+def timeout() -> float:
+    return float(current_app.config["GNUHEALTH_TIMEOUT"])
+
+
+def client_for(cfg: GnuHealthConfig) -> GnuHealthClient:
+    return GnuHealthClient(cfg.url, cfg.database, cfg.username, crypto.decrypt(cfg.password_enc), timeout=timeout())
+
+
+def check(client: GnuHealthClient, *, default_professional_id: int | None = None) -> CheckReport:
+    """Talk to GNU Health for real: version, login, modules, professional.
+    Raises the client's error for the first thing that is wrong."""
+    version = client.version()
+    uid = client.login()
+    wanted = [REQUIRED_MODULE, *OPTIONAL_MODULES]
+    rows = client.search_read("ir.module", [("name", "in", wanted), ("state", "=", "activated")], ["name"])
+    modules = sorted(str(r["name"]) for r in rows)
+    if REQUIRED_MODULE not in modules:
+        raise ModuleMissing(f"GNU Health at {client.url} does not have {REQUIRED_MODULE} activated: activate "
+                            "the module (trytond-admin -u health_imaging --activate-dependencies).")
+    report = CheckReport(version=version, uid=uid, modules=modules)
+    profs = client.search_read("gnuhealth.healthprofessional", [("party.internal_user", "=", uid)],
+                               ["rec_name"], limit=1)
+    if profs:
+        report.professional_id, report.professional_name = int(profs[0]["id"]), str(profs[0]["rec_name"])
+        return report
+    if default_professional_id:
+        found = client.search_read("gnuhealth.healthprofessional", [("id", "=", default_professional_id)],
+                                   ["rec_name"], limit=1)
+        if not found:
+            raise SettingsError(f"GNU Health has no health professional with id {default_professional_id}.",
+                                "default_professional_id")
+        report.professional_id, report.professional_name = default_professional_id, str(found[0]["rec_name"])
+        report.uses_default_professional = True
+        return report
+    # Ask GNU Health itself: the default doctor of a new request is the
+    # user's professional, and it answers SM-CORE-0007 when there is none.
+    client.call("model.gnuhealth.imaging.test.request.default_get", ["doctor"])
+    raise NoProfessional("The GNU Health user is not linked to a health professional (SM-CORE-0007): set it as "
+                         "the Internal User of a professional's party in GNU Health, or choose a default "
+                         "professional here.")
+
+
+def _clean(url: str, database: str, username: str) -> tuple[str, str, str]:
+    if len(url or "") > 500:
+        raise SettingsError("The address is at most 500 characters.", "url")
+    try:
+        url = check_url(url)
+    except ValueError as exc:
+        raise SettingsError(str(exc), "url") from None
+    database = (database or "").strip()
+    if not database or len(database) > 100 or "/" in database or any(ord(c) < 32 for c in database):
+        raise SettingsError("The database name is required (at most 100 characters, no '/').", "database")
+    username = (username or "").strip()
+    if not username or len(username) > 200:
+        raise SettingsError("The user is required (at most 200 characters).", "username")
+    return url, database, username
+
+
+def configure(*, url: str, database: str, username: str, password: str | None, enabled: bool = True,
+              default_professional_id: int | None = None) -> CheckReport:
+    """Check the new settings for real, then save them. Nothing is saved
+    when the check fails: the error says what is wrong. ``password`` None
+    keeps the stored one."""
+    url, database, username = _clean(url, database, username)
+    if default_professional_id is not None and default_professional_id < 1:
+        raise SettingsError("The default professional is a GNU Health id (a whole number from 1).",
+                            "default_professional_id")
+    cfg = get_config()
+    if password is None:
+        if cfg is None or not cfg.password_enc:
+            raise SettingsError("The password is required.", "password")
+        password = crypto.decrypt(cfg.password_enc)
+    if not password:
+        raise SettingsError("The password is required.", "password")
+    if len(password) > 500:
+        raise SettingsError("The password is at most 500 characters.", "password")
+    with GnuHealthClient(url, database, username, password, timeout=timeout()) as client:
+        report = check(client, default_professional_id=default_professional_id)
+    cfg = config_or_new()
+    cfg.url, cfg.database, cfg.username = url, database, username
+    cfg.password_enc = crypto.encrypt(password)
+    cfg.enabled = bool(enabled)
+    cfg.default_professional_id = default_professional_id
+    _record(cfg, report, None)
+    db.session.commit()
+    return report
+
+
+def set_enabled(enabled: bool) -> None:
+    cfg = get_config()
+    if cfg is None or not cfg.configured:
+        raise SettingsError("Configure the GNU Health server first.")
+    cfg.enabled = bool(enabled)
+    db.session.commit()
+
+
+def run_check() -> CheckReport:
+    """Check the saved settings and record what was found (also a failure)."""
+    cfg = get_config()
+    if cfg is None or not cfg.configured:
+        raise SettingsError("GNU Health is not configured: give its address, database, user and password.")
+    try:
+        with client_for(cfg) as client:
+            report = check(client, default_professional_id=cfg.default_professional_id)
+    except (GnuHealthError, SettingsError, crypto.CredentialError) as exc:
+        _record(cfg, None, str(exc))
+        db.session.commit()
+        raise
+    _record(cfg, report, None)
+    db.session.commit()
+    return report
+
+
+def _record(cfg: GnuHealthConfig, report: CheckReport | None, error: str | None) -> None:
+    cfg.checked_at = utcnow()
+    cfg.check_ok = report is not None
+    cfg.check_error = error or ""
+    if report is not None:
+        cfg.version = report.version[:32]
+        cfg.modules = ",".join(report.modules)[:300]
+        cfg.professional_id = report.professional_id
+        cfg.professional_name = report.professional_name[:200]
