@@ -25,7 +25,7 @@ from ghimaging.uploads import archive
 from tests.support import dicomgen
 from tests.support.loadtools import ServedApp, Sampler, open_fds
 from tests.support.orthanc import OrthancServer as RealOrthanc
-from tests.support.orthanc import SilentServer
+from tests.support.orthanc import SilentServer, TricklingServer
 from tests.test_upload import dcm, instances, outcomes, send, tar_of, zip_of
 
 
@@ -282,15 +282,19 @@ def test_the_default_limit_is_20000_files_exactly(app, tech, orthanc):
 
 
 def test_the_default_settings(app):
-    """What a clinic gets without a config: the file limit of the README,
-    and an Orthanc deadline that ends well inside gunicorn's 120 s worker
-    timeout (so a silent Orthanc never gets the worker killed)."""
+    """What a clinic gets without a config: the file limit of the README;
+    a silent Orthanc ends a small file's wait within a minute (well inside
+    the 120 s after which a sync gunicorn worker would be killed), a 1 GB
+    file gets minutes; and a 2 GB upload to a Pi's Orthanc can finish."""
     from ghimaging.uploads import service
 
     assert app.config["UPLOAD_MAX_FILES"] == 20_000
     d = service.Deadlines.from_config()
-    assert d.connect + d.for_file(1024**2)[1] < 60
-    assert d.total >= 300  # a 2 GB upload to a Pi's Orthanc must be able to finish
+    (connect, idle), total = d.for_file(1024**2)
+    assert connect + idle < 60 and connect + total < 60
+    (connect, idle), total = d.for_file(1024**3)
+    assert idle > 120 and total > 1000
+    assert d.total >= 300
 
 
 # -- an Orthanc that accepts connections and never answers -------------------------
@@ -345,14 +349,32 @@ def test_a_silent_orthanc_fails_the_upload_within_its_deadline(tech, silent):
     print(f"\nsilent Orthanc: answered in {seconds:.1f} s")
 
 
-def test_a_silent_orthanc_with_the_default_deadline_answers_before_gunicorn_would_kill(tech, silent):
-    """The default (30 s) against gunicorn's default worker timeout (120 s):
-    the answer must come first, with room to spare on a busy machine."""
+def test_a_silent_orthanc_with_the_default_deadline_answers_within_a_minute(tech, silent):
+    """The default (30 s), well inside the 120 s after which a sync gunicorn
+    worker would be killed, with room to spare on a busy machine."""
     r, seconds = upload_in_thread(tech, silent, [("a.dcm", dcm()), ("b.dcm", dcm("UP-2"))], within=100)
     body = r.get_json()
     assert body["outcomes"][0]["detail"] == "Orthanc did not answer within 30 s"
     assert seconds < 100
     print(f"\nsilent Orthanc, default deadline: answered in {seconds:.1f} s")
+
+
+@pytest.mark.parametrize("part", ["headers", "body"])
+@pytest.mark.parametrize("app_config", [{"UPLOAD_ORTHANC_TIMEOUT": 2}], indirect=True)
+def test_an_orthanc_trickling_its_answer_is_stopped_by_the_files_deadline(tech, orthanc_row, part):
+    """A byte every 0.5 s never lets the 2 s read timeout strike; the whole
+    call's deadline (2 s and a second a MB) does. Bounded at 30 s against a
+    wait that would otherwise never end."""
+    with TricklingServer(interval=0.5, part=part) as port:
+        orthanc_row.url = port.url
+        db.session.commit()
+        port.server_id = orthanc_row.id
+        r, seconds = upload_in_thread(tech, port, [("a.dcm", dcm()), ("b.dcm", dcm("UP-2"))], within=30)
+    body = r.get_json()
+    assert body["outcomes"][0] == {"name": "a.dcm", "status": "failed", "detail": "Orthanc did not answer within 2 s",
+                                   "study": ""}
+    assert body["aborted"].startswith("Orthanc stopped answering")
+    print(f"\ntrickling Orthanc ({part}): answered in {seconds:.1f} s")
 
 
 class SlowOrthanc:

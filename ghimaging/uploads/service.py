@@ -19,11 +19,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import IO, Iterable
 
-import requests
 from flask import current_app
 
 from ..models import OrthancServer
-from ..orthanc.client import BadAnswer, OrthancClient, OrthancError, Unreachable
+from ..orthanc.client import BadAnswer, OrthancClient, OrthancError, TimedOut, Unreachable
 from ..orthanc.servers import client_for
 from . import archive
 
@@ -71,18 +70,22 @@ def too_many_files(count: int) -> str:
 
 @dataclass
 class Deadlines:
-    """How long Orthanc may take. ``answer``: seconds to wait for Orthanc's
-    answer to one file (an idle timeout: no byte sent or received for that
-    long), plus a second per ``PER_SECOND_BYTES`` of the file, since Orthanc
-    answers only once a large file is parsed and written. ``total``: seconds
-    the sending of one upload may take; past it, no further file is sent. A
-    silent Orthanc thus ends an upload after about ``connect + answer``
-    seconds, and no upload holds a worker longer than about ``total + answer``."""
+    """How long Orthanc may take. ``answer``: seconds Orthanc may stay silent
+    while a file is sent and before it answers (the read timeout), plus a
+    second per ``STORE_RATE`` bytes of the file, since Orthanc answers only
+    once a large file is parsed and written. Each file's whole call is also
+    bounded (``answer`` plus a second per ``FLOOR_RATE`` bytes), so an
+    Orthanc that trickles its answer a byte at a time cannot hold it either.
+    ``total``: seconds the sending of one upload may take; past it, no
+    further file is sent. A silent Orthanc thus ends an upload after about
+    ``connect + answer`` seconds, and no upload sends for much longer than
+    ``total``."""
 
     connect: float = 3.05
     answer: float = 30.0
     total: float = 600.0
-    PER_SECOND_BYTES = 10 * 1024**2
+    STORE_RATE = 10 * 1024**2  # bytes a second Orthanc parses and stores, at least
+    FLOOR_RATE = 1024**2  # bytes a second a whole call moves, at least
 
     @classmethod
     def from_config(cls) -> Deadlines:
@@ -90,35 +93,32 @@ class Deadlines:
         return cls(answer=float(c.get("UPLOAD_ORTHANC_TIMEOUT", cls.answer)),
                    total=float(c.get("UPLOAD_DEADLINE", cls.total)))
 
-    def for_file(self, size: int) -> tuple[float, float]:
-        return self.connect, self.answer + size / self.PER_SECOND_BYTES
+    def for_file(self, size: int) -> tuple[tuple[float, float], float]:
+        """(connect, read) timeouts and the whole call's deadline, in seconds."""
+        return (self.connect, self.answer + size / self.STORE_RATE), self.answer + size / self.FLOOR_RATE
 
 
-def _upload(client: OrthancClient, f: IO[bytes], timeout: tuple[float, float]) -> object:
-    """``POST /instances`` through the client with this upload's deadline.
-    ``OrthancClient.upload`` waits up to 300 s for an answer; a person
-    waiting for a page must not (the transport and its errors stay the
-    client's: this is its ``_request``, as ``servers.default_encoding`` uses)."""
+def _upload(client: OrthancClient, f: IO[bytes], size: int, deadlines: Deadlines) -> object:
+    """``POST /instances`` through the client with this upload's deadlines.
+    ``OrthancClient.upload`` waits up to 300 s between two reads and has no
+    deadline for the whole call; a person waiting for a page must not (the
+    transport, its deadline watchdog and its errors stay the client's: this
+    is its ``_request``, as ``servers.default_encoding`` uses)."""
+    timeout, total = deadlines.for_file(size)
     resp = client._request("POST", "/instances", data=f, headers={"Content-Type": "application/dicom"},
-                           timeout=timeout)
+                           timeout=timeout, total=total)
     try:
         return resp.json()
     except ValueError:
         raise BadAnswer("Orthanc's answer to an upload is not JSON.") from None
 
 
-def _timed_out(exc: Unreachable) -> bool:
-    """Unreachable covers refused connections too; a silent Orthanc is a timeout."""
-    cause = exc.__cause__ or exc.__context__
-    return "did not answer" in str(exc) or isinstance(cause, requests.Timeout) or "timed out" in str(cause).lower()
-
-
 def _post(client: OrthancClient, member: archive.Member, report: Report, deadlines: Deadlines) -> None:
     try:
-        timeout = deadlines.for_file(member.size)
-        answer = _upload(client, member.file, timeout)
-    except Unreachable as exc:
-        text = f"Orthanc did not answer within {timeout[1]:.0f} s" if _timed_out(exc) else str(exc).rstrip(".")
+        answer = _upload(client, member.file, member.size, deadlines)
+    except Unreachable as exc:  # TimedOut (silent or trickling), refused, TLS
+        waited = deadlines.for_file(member.size)[0][1]
+        text = f"Orthanc did not answer within {waited:.0f} s" if isinstance(exc, TimedOut) else str(exc).rstrip(".")
         report.outcomes.append(Outcome(member.name, "failed", text))
         report.aborted = (f"Orthanc stopped answering: {text}. Nothing after it was sent; upload again once "
                           "Orthanc answers (files stored now will show as already stored).")
