@@ -373,7 +373,7 @@ def _fault_error(fault: xmlrpc.client.Fault, method: str) -> GnuHealthError:
     text = str(fault.faultString or "")
     if fault.faultCode == 1 or text.startswith(("You are not allowed", "SM-")):
         message, _, description = text.partition(" - ")
-        shown = message.strip() + (f" ({description.strip()})" if description.strip() else "")
+        shown = message.strip().rstrip(".") + (f" ({description.strip()})" if description.strip() else "")
         if "SM-CORE-0007" in text:
             return NoProfessional("The GNU Health user is not linked to a health professional (SM-CORE-0007): "
                                   "set it as the Internal User of a professional's party in GNU Health, or "
@@ -384,4 +384,5 @@ def _fault_error(fault: xmlrpc.client.Fault, method: str) -> GnuHealthError:
     model = method.split(".")[1:-1]
     if text.strip("'\"") == ".".join(model) and model:
         return ModuleMissing(f"GNU Health has no {'.'.join(model)}: its module is not activated.")
-    return ServerFault(f"GNU Health failed on {method}: {text[:300]}")
+    return ServerFault(f"GNU Health failed on {method}: {text[:300] or 'an internal error'} "
+                       f"(fault {fault.faultCode}; its log has the details).")

@@ -104,7 +104,22 @@ def _before_flush(session: Session, flush_context, instances) -> None:
         for kind, req, reason in todo:
             if kind is OutboxKind.REQUEST and req.id is not None and links.get_origin(req.id) == "pulled":
                 continue  # GNU Health's own request: only its result goes back
-            enqueue(kind, req, reason, session)
+            if not _waiting(session, kind, req):
+                enqueue(kind, req, reason, session)
+
+
+def _waiting(session: Session, kind: OutboxKind, req: ImagingRequest) -> bool:
+    """An item for the same request and kind that nobody has tried or taken
+    yet: it will send the request as it is then, this change included."""
+    for obj in session.new:
+        if isinstance(obj, OutboxItem) and obj.request is req and obj.kind == kind.value:
+            return True
+    if req.id is None:
+        return False
+    return session.scalar(select(OutboxItem.id).where(
+        OutboxItem.request_id == req.id, OutboxItem.kind == kind.value,
+        OutboxItem.state == OutboxState.PENDING.value, OutboxItem.attempts == 0,
+        OutboxItem.next_try_at <= utcnow()).limit(1)) is not None
 
 
 def listen() -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import event, insert, select
+from sqlalchemy import event, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..extensions import db
@@ -156,9 +156,15 @@ def _link_imported(session: Session, flush_context) -> None:
         return
     for obj in session.new:
         if isinstance(obj, ImagingRequest) and obj.id is not None:
-            session.execute(insert(GnuHealthLink).values(
-                kind=LinkKind.REQUEST.value, local_id=obj.id, remote_id=marker["remote_id"], origin="pulled",
-                remote_state="requested", remote_label=marker["label"][:200], problem="", synced_at=utcnow()))
+            values = dict(local_id=obj.id, origin="pulled", remote_state="requested",
+                          remote_label=marker["label"][:200], problem="", synced_at=utcnow())
+            # A row may be there already: the problem of an earlier try.
+            done = session.execute(update(GnuHealthLink).where(
+                GnuHealthLink.kind == LinkKind.REQUEST.value, GnuHealthLink.remote_id == marker["remote_id"])
+                .values(**values).execution_options(synchronize_session=False))
+            if done.rowcount == 0:
+                session.execute(insert(GnuHealthLink).values(kind=LinkKind.REQUEST.value,
+                                                             remote_id=marker["remote_id"], **values))
             session.info[IMPORTING] = True  # one request per import
             return
 
@@ -196,12 +202,10 @@ def pull_requests(client: GnuHealthClient) -> PullSummary:
             req = import_request(remote, row)
         except ImportProblem as exc:
             db.session.rollback()
+            db.session.expire_all()
             _record_problem(int(row["id"]), str(row.get("request") or ""), str(exc))
             summary.problems.append(str(exc))
             continue
-        if link is not None:  # imported now after an earlier problem
-            db.session.delete(db.session.get(GnuHealthLink, link.id))
-            db.session.commit()
         summary.imported.append(req.accession_number)
     summary.problems.extend(_check_imported(remote))
     return summary

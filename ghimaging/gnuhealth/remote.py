@@ -73,8 +73,10 @@ class Remote:
         rows = self.client.search_read(PATIENT, [("puid", "=", query)], _PATIENT_FIELDS, limit=limit)
         if not rows:
             rows = self.client.search_read(PATIENT, [("rec_name", "ilike", f"%{query}%")], _PATIENT_FIELDS,
-                                           limit=limit, order=[["lastname", "ASC"], ["id", "ASC"]])
-        return [RemotePatient.from_row(r) for r in rows]
+                                           limit=limit, order=[["id", "ASC"]])
+        found = [RemotePatient.from_row(r) for r in rows]
+        # Names are function fields there: GNU Health cannot order by them.
+        return sorted(found, key=lambda p: (p.family_name.casefold(), p.given_name.casefold(), p.id))
 
     def patient(self, remote_id: int) -> RemotePatient | None:
         rows = self.client.search_read(PATIENT, [("id", "=", remote_id)], _PATIENT_FIELDS, limit=1)

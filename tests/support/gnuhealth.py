@@ -418,7 +418,7 @@ class Rpc:
 
     def wizard(self, name: str, state: str, active_model: str, ids: list[int], data: dict | None = None) -> Any:
         sid, _, _ = self._proxy.__getattr__(f"wizard.{name}.create")({})
-        ctx = {"active_model": active_model, "active_ids": ids, "active_id": ids[0]}
+        ctx = {"active_model": active_model, "active_ids": ids, "active_id": ids[0] if ids else None}
         try:
             return _py(self._proxy.__getattr__(f"wizard.{name}.execute")(sid, data or {}, state, ctx))
         finally:

@@ -1,0 +1,266 @@
+"""Pushing to a real GNU Health 5.0 through the outbox: orders placed here
+appear there in ``requested``; a finalised result appears with its comment
+and key images and closes the request; with health_orthanc the study GNU
+Health synced points at the result; an outage loses nothing; a lost answer
+creates nothing twice."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from ghimaging.extensions import db
+from ghimaging.gnuhealth import outbox, status, worker
+from ghimaging.gnuhealth.settings import configure
+from ghimaging.imaging import workflow
+from ghimaging.models import OutboxItem
+from ghimaging.models._time import utcnow
+from tests.conftest import png_bytes
+from tests.support import dicomgen
+from tests.support.gnuhealth import (  # noqa: F401 - fixtures
+    DropProxy,
+    gnuhealth,
+    gnuhealth_cache,
+    gnuhealth_settings,
+    gnuhealth_template,
+)
+from tests.support.orthanc import OrthancServer
+
+PUID = "GHI-7700-0001"  # 9+ characters: GNU Health's Orthanc sync looks those up as PUIDs
+
+
+@pytest.fixture
+def app_config(tmp_path):
+    return {"WORKLIST_DIR": str(tmp_path / "worklists")}
+
+
+def remote_request(admin, req):
+    rows = admin.search_read("gnuhealth.imaging.test.request", [("request_line", "=", req.accession_number)],
+                             ["state", "patient.puid", "requested_test.code", "urgent", "comment", "doctor",
+                              "request"])
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def results_of(admin, remote_req_id):
+    return admin.search_read("gnuhealth.imaging.test.result", [("request", "=", remote_req_id)],
+                             ["comment", "number", "requested_test", "patient"])
+
+
+def attachments_of(admin, result_id):
+    return admin.search_read("ir.attachment", [("resource", "=", f"gnuhealth.imaging.test.result,{result_id}")],
+                             ["name", "description", "data"], order=[["name", "ASC"]])
+
+
+def finalised(req, radiologist, report="No focal consolidation. Heart size normal.", images=2):
+    result = workflow.create_result(
+        req, radiologist, radiologist=radiologist, result_date=date(2026, 3, 5), report=report,
+        new_images=[workflow.NewImage(png_bytes(color=(i * 60, 10, 10)), f"key{i}.png", f"Key image {i}")
+                    for i in range(1, images + 1)])
+    return workflow.finalise_result(result, radiologist)
+
+
+def drained():
+    summary = outbox.drain()
+    assert not summary.errors, summary.errors
+    return summary
+
+
+def test_order_placed_here_appears_there_in_requested(app, gnuhealth_settings, create_patient, create_request,
+                                                      make_user):
+    admin = gnuhealth_settings.admin()
+    doc = make_user("drwho", "physician")
+    patient = create_patient(puid=PUID, family_name="Ferreira", given_name="Ana Lúcia")
+    req = create_request(patient, user=doc, physician=doc, urgent=True, comment="Rule out pneumonia")
+    assert status.request_json(req)["state"] == "pending"
+    drained()
+    there = remote_request(admin, req)
+    assert there["state"] == "draft" and there["patient."]["puid"] == PUID
+    assert there["requested_test."]["code"] == "XR-CHEST" and there["urgent"] and there["request"] == req.order_number
+    assert "Rule out pneumonia" in there["comment"]
+    patient_there = admin.search_read("gnuhealth.patient", [("puid", "=", PUID)], ["lastname", "party.name", "dob"])
+    assert patient_there[0]["lastname"] == "Ferreira" and patient_there[0]["party."]["name"] == "Ana Lúcia"
+    workflow.submit(req, doc)
+    drained()
+    assert remote_request(admin, req)["state"] == "requested"
+    assert status.request_json(req) == {"request_id": there["id"], "state": "synced", "error": None}
+    # Nothing is created twice: a second order of the same patient and test reuses both.
+    create_request(patient, user=doc, submit=True)
+    drained()
+    assert len(admin.search_read("gnuhealth.patient", [("puid", "=", PUID)], ["id"])) == 1
+    assert len(admin.search_read("gnuhealth.imaging.test", [("code", "=", "XR-CHEST")], ["id"])) == 1
+
+
+def test_finalised_result_with_key_images_closes_the_request_there(app, gnuhealth_settings, create_patient,
+                                                                   create_request, make_user, login):
+    admin = gnuhealth_settings.admin()
+    rad = make_user("rad", "radiologist", full_name="Dr Rad")
+    req = create_request(create_patient(puid=PUID), submit=True)
+    finalised(req, rad)
+    drained()
+    there = remote_request(admin, req)
+    assert there["state"] == "done"
+    results = results_of(admin, there["id"])
+    assert len(results) == 1 and results[0]["comment"].startswith("No focal consolidation")
+    files = attachments_of(admin, results[0]["id"])
+    assert [f["description"] for f in files] == ["Key image 1", "Key image 2"]
+    assert all(f["data"].startswith(b"\x89PNG") for f in files)
+    # An addendum follows as a comment update, still one result and two files.
+    workflow.add_addendum(req.result, rad, "Comparison with 2025 film: unchanged.")
+    drained()
+    results = results_of(admin, there["id"])
+    assert len(results) == 1 and "Comparison with 2025 film: unchanged." in results[0]["comment"]
+    assert len(attachments_of(admin, results[0]["id"])) == 2
+    assert status.of_request(req).state == "synced"
+    assert status.request_json(req)["request_id"] == there["id"]
+
+
+def test_study_synced_by_gnuhealth_points_at_the_result(app, gnuhealth_settings, create_patient, create_request,
+                                                        make_user, tmp_path):
+    admin = gnuhealth_settings.admin()
+    rad = make_user("rad", "radiologist")
+    patient = create_patient(puid=PUID, family_name="Sousa", given_name="Rita")
+    req = create_request(patient, submit=True)
+    drained()  # the patient is there before its images reach the Orthanc GNU Health syncs
+    orthanc = OrthancServer(tmp_path / "orthanc")
+    orthanc.start()
+    try:
+        orthanc.upload(dicomgen.make_instance(PUID, "Sousa^Rita", study_uid=req.study_instance_uid,
+                                              accession=req.accession_number))
+        admin.create("gnuhealth.orthanc.config", {"label": "main", "domain": orthanc.url,
+                                                  "user": orthanc.username, "password": orthanc.password})
+        admin.wizard("gnuhealth.imaging_orthanc.full_synchronize", "synchronize",
+                     "gnuhealth.imaging_orthanc.study", [])
+        study = admin.search_read("gnuhealth.imaging_orthanc.study",
+                                  [("study_instance_UID", "=", req.study_instance_uid)],
+                                  ["imaging_test", "patient.puid"])
+        assert len(study) == 1 and study[0]["imaging_test"] is None and study[0]["patient."]["puid"] == PUID
+        finalised(req, rad, images=1)
+        drained()
+        result = results_of(admin, remote_request(admin, req)["id"])[0]
+        study = admin.search_read("gnuhealth.imaging_orthanc.study", [("id", "=", study[0]["id"])],
+                                  ["imaging_test"])[0]
+        assert study["imaging_test"] == result["id"]
+        # GNU Health's own sync keeps the link.
+        admin.wizard("gnuhealth.imaging_orthanc.full_synchronize", "synchronize",
+                     "gnuhealth.imaging_orthanc.study", [])
+        assert admin.search_read("gnuhealth.imaging_orthanc.study", [("id", "=", study["id"])],
+                                 ["imaging_test"])[0]["imaging_test"] == result["id"]
+    finally:
+        orthanc.kill()
+
+
+def test_gnuhealth_down_during_a_push_then_back_the_outbox_drains(app, gnuhealth_settings, create_patient,
+                                                                  create_request, make_user, login):
+    gh = gnuhealth_settings
+    rad = make_user("rad", "radiologist")
+    req = create_request(create_patient(puid=PUID), submit=True)
+    drained()
+    finalised(req, rad)
+    gh.stop()
+    summary = outbox.drain()
+    assert summary.unreachable and summary.retrying == 1 and summary.sent == 0
+    # The request's own change (done here) goes first; the result waits behind it.
+    first, result_item = db.session.scalars(select(OutboxItem).where(OutboxItem.state == "pending")
+                                            .order_by(OutboxItem.id)).all()
+    assert (first.kind, result_item.kind) == ("request", "result")
+    assert first.attempts == 1 and "refused the connection" in first.last_error and result_item.attempts == 0
+    assert first.next_try_at > utcnow() + timedelta(seconds=20)
+    st = status.request_json(req)
+    assert st["state"] == "pending" and "refused the connection" in st["error"]
+    page = login("rad").get(f"/requests/{req.id}")
+    assert page.status_code == 200
+    assert outbox.drain().sent == 0  # not due yet: nothing is tried
+    gh.start()
+    first.next_try_at = utcnow()  # the backoff is over
+    db.session.commit()
+    drained()
+    db.session.refresh(first)
+    db.session.refresh(result_item)
+    assert (first.state, first.attempts, result_item.state, result_item.attempts) == ("sent", 2, "sent", 1)
+    admin = gh.admin()
+    there = remote_request(admin, req)
+    assert there["state"] == "done" and len(results_of(admin, there["id"])) == 1
+    assert status.request_json(req)["state"] == "synced"
+
+
+def test_lost_answers_after_gnuhealth_committed_create_nothing_twice(app, gnuhealth, create_patient,
+                                                                     create_request, make_user):
+    proxy = DropProxy(gnuhealth.port)
+    try:
+        configure(url=proxy.url, database=gnuhealth.database, username=gnuhealth.user,
+                  password=gnuhealth.password)
+        rad = make_user("rad", "radiologist")
+        req = create_request(create_patient(puid=PUID), submit=True)
+        proxy.drop_next(b"<methodName>model.gnuhealth.imaging.test.request.create</methodName>")
+        s1 = outbox.drain()
+        assert s1.retrying == 1 and "closed the connection before answering" in s1.errors[0]
+        finalised(req, rad)
+        proxy.drop_next(b"<methodName>wizard.wizard.generate.result.execute</methodName>")
+        proxy.drop_next(b"<methodName>model.ir.attachment.create</methodName>")
+        for _ in range(4):  # each retry meets the next lost answer, then goes through
+            db.session.execute(OutboxItem.__table__.update().values(next_try_at=utcnow()))
+            db.session.commit()
+            outbox.drain()
+        assert len(proxy.dropped) == 3
+        assert {i.state for i in db.session.scalars(select(OutboxItem))} == {"sent"}
+        admin = gnuhealth.admin()
+        there = remote_request(admin, req)  # exactly one request there
+        results = results_of(admin, there["id"])
+        assert there["state"] == "done" and len(results) == 1
+        assert len(attachments_of(admin, results[0]["id"])) == 2
+    finally:
+        proxy.close()
+
+
+def test_failed_item_shown_and_retried_from_the_admin_page(app, gnuhealth_settings, create_patient,
+                                                           create_request, make_user, login):
+    # A test GNU Health refuses to create (no rights on products): a permanent error.
+    gnuhealth_settings.admin()("model.res.user.write",
+                               [gnuhealth_settings.admin().search_read("res.user", [("login", "=", "ghimaging")],
+                                                                        ["id"])[0]["id"]],
+                               {"groups": [("remove", [g["id"] for g in gnuhealth_settings.admin().search_read(
+                                   "res.group", [("name", "=", "Product Administration")], ["id"])])]})
+    req = create_request(create_patient(puid=PUID), submit=True)
+    summary = outbox.drain()
+    assert summary.failed == 1
+    st = status.request_json(req)
+    assert st["state"] == "failed" and "Product Template" in st["error"]
+    make_user("boss", "admin")
+    c = login("boss")
+    page = c.get("/admin/gnuhealth/outbox?state=failed").get_data(as_text=True)
+    assert "Product Template" in page and req.accession_number in page
+    item = db.session.scalar(select(OutboxItem))
+    r = c.post(f"/admin/gnuhealth/outbox/{item.id}/retry", token_from="/admin/gnuhealth/outbox")
+    assert r.status_code == 302
+    db.session.refresh(item)
+    assert item.state == "pending" and item.attempts == 0
+
+
+def test_background_loop_sends_a_change_within_seconds(app, gnuhealth_settings, create_patient, create_request):
+    import time
+
+    req = create_request(create_patient(puid=PUID))
+    thread = worker.GnuHealthWorker(app, interval=30)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            db.session.expire_all()
+            if status.request_json(req)["state"] == "synced":
+                break
+            time.sleep(0.2)
+        assert status.request_json(req)["state"] == "synced"
+        started = time.monotonic()
+        workflow.submit(req, None)  # wakes the loop at once, not after its 30 s interval
+        while time.monotonic() - started < 15:
+            db.session.expire_all()
+            if status.request_json(req)["state"] == "synced":
+                break
+            time.sleep(0.2)
+        assert status.request_json(req)["state"] == "synced"
+        assert remote_request(gnuhealth_settings.admin(), req)["state"] == "requested"
+    finally:
+        thread.stop(10)
