@@ -154,8 +154,6 @@ def study_archive(study_id: int):
     (else back to the study page with a message) and at most that long
     between reads; an answer that breaks off is cut short, never ended as if
     whole (see ``client.iter_body``)."""
-    from flask import stream_with_context
-
     study = db.get_or_404(OrthancStudy, study_id)
     server = study.server
     idle = instances.setting("ORTHANC_DOWNLOAD_IDLE_TIMEOUT", instances.DOWNLOAD_IDLE_TIMEOUT)
@@ -175,13 +173,13 @@ def study_archive(study_id: int):
               "error")
         return redirect(url_for("orthanc.view_study", study_id=study.id))
     instances.note(server)
-    label = server.label
+    label, logger = server.label, current_app.logger
 
-    def chunks():
+    def chunks():  # needs no request context: only the upstream answer
         try:
             yield from iter_body(upstream, idle=idle)
         except OrthancError as exc:  # cut the answer short: the browser must not keep half a ZIP as whole
-            current_app.logger.warning("ZIP of study %s from %s broke off: %s", study_id, label, exc)
+            logger.warning("ZIP of study %s from %s broke off: %s", study_id, label, exc)
             raise
         finally:
             upstream.close()
@@ -189,7 +187,7 @@ def study_archive(study_id: int):
 
     name = "".join(c if c.isalnum() or c in "-_" else "_" for c in (study.accession_number or study.patient_id
                                                                     or str(study.id)))
-    resp = Response(stream_with_context(chunks()), mimetype="application/zip")
+    resp = Response(chunks(), mimetype="application/zip")
     resp.headers["Content-Disposition"] = f'attachment; filename="study-{name}.zip"'
     if upstream.headers.get("Content-Length"):
         resp.headers["Content-Length"] = upstream.headers["Content-Length"]
