@@ -61,6 +61,18 @@ def general_body() -> str:
     return next(e["body"] for e in templates.shipped() if e["name"] == "general")
 
 
+def store_broken(name: str, body: str) -> WorklistTemplate:
+    """A stored template that no longer renders. Saving refuses it (an
+    unknown name is caught when saved), so it goes straight into the
+    database, as a row written by an older ghimaging or by hand would."""
+    with pytest.raises(templates.TemplateError):
+        templates.save(None, name=name, body=body, charset="ISO_IR 192", encoding="utf-8")
+    row = WorklistTemplate(name=name, body=body, charset="ISO_IR 192", encoding="utf-8")
+    db.session.add(row)
+    db.session.commit()
+    return row
+
+
 # -- lifecycle ---------------------------------------------------------------
 
 def test_submit_writes_the_accession_file_atomically(app, folder, create_request, create_patient, doc):
@@ -204,8 +216,7 @@ def test_rewriting_an_unchanged_request_gives_the_same_bytes(app, create_request
 
 def test_worklists_write_reports_a_broken_template_and_writes_the_rest(app, folder, runner, catalog,
                                                                       create_request, doc):
-    templates.save(None, name="broken", body="(0010,0010) PN [${NoSuchVariable}]\n", charset="ISO_IR 192",
-                   encoding="utf-8")
+    store_broken("broken", "(0010,0010) PN [${NoSuchVariable}]\n")
     ok = create_request(physician=doc, submit=True, test=catalog["abd"])
     bad = create_request(physician=doc, submit=True, test=catalog["chest"])
     assert wl(folder, bad).exists()
@@ -263,8 +274,7 @@ def test_api_returns_the_worklist_text(app, folder, create_request, api):
 
 
 def test_api_answers_422_for_a_broken_template(app, catalog, create_request, api):
-    templates.save(None, name="broken", body="(0010,0010) PN [${NoSuchVariable}]\n", charset="ISO_IR 192",
-                   encoding="utf-8")
+    store_broken("broken", "(0010,0010) PN [${NoSuchVariable}]\n")
     catalog["chest"].worklist_template = "broken"
     db.session.commit()
     req = create_request()
@@ -279,8 +289,7 @@ def test_api_answers_422_for_a_broken_template(app, catalog, create_request, api
 def test_a_broken_template_refuses_the_submit_and_says_why(app, folder, catalog, create_request, doc, login):
     """A request is never `requested` without its worklist file: a template
     that does not render keeps the request a draft, and the page says why."""
-    templates.save(None, name="broken", body="(0008,0005) CS [ISO_IR 192]\n(0010,0010) PN [${PatientNme}]\n",
-                   charset="ISO_IR 192", encoding="utf-8")
+    store_broken("broken", "(0008,0005) CS [ISO_IR 192]\n(0010,0010) PN [${PatientNme}]\n")
     catalog["chest"].worklist_template = "broken"
     db.session.commit()
     req = create_request(physician=doc)

@@ -7,7 +7,7 @@ from ..auth.decorators import admin_required
 from ..auth.forms import EmptyForm
 from ..extensions import db
 from ..models import ImagingRequest, OrthancServer, WorklistTemplate
-from . import build_file, dicomfile, selftest, templates, writer
+from . import build_file, dicomfile, sandbox, selftest, templates, writer
 from .forms import TemplateForm
 from .render import RenderError
 from ..querytools import bounded_int
@@ -125,4 +125,5 @@ def edit_template(template_id: int | None):
     elif request.method == "POST":
         status = 400
     return render_template("worklists/template_form.html", form=form, template=tpl, preview=preview,
-                           rows=rows, error=error, variables=VARIABLES), status
+                           rows=rows, error=error, variables=VARIABLES, functions=sorted(sandbox.FUNCTIONS),
+                           methods=sorted(sandbox.METHODS)), status

@@ -33,9 +33,26 @@ def shipped() -> list[dict]:
     return out
 
 
+def check_shipped() -> None:
+    """Every shipped template passes the sandbox check, or
+    :class:`TemplateError` names the template, its file and the line (a file
+    in ``worklist_templates/`` edited on disk is checked like one saved in
+    the browser)."""
+    index = json.loads((resource_dir("worklist_templates") / "index.json").read_text(encoding="utf-8"))
+    files = {e["name"]: e["file"] for e in index["templates"]}
+    for entry in shipped():
+        try:
+            compile_template(entry["body"])
+        except RenderError as exc:
+            raise TemplateError(f"Shipped worklist template {entry['name']!r} (worklist_templates/"
+                                f"{files[entry['name']]}): {exc}", "body", exc.line) from None
+
+
 def load_shipped() -> int:
     """Add the shipped templates that are missing, refresh shipped ones that
-    nobody edited; returns how many changed. Called by ``ghimaging init``."""
+    nobody edited; returns how many changed. Called by ``ghimaging init``.
+    Nothing is loaded if one of them fails the check (:func:`check_shipped`)."""
+    check_shipped()
     changed = 0
     have = {t.name: t for t in db.session.scalars(select(WorklistTemplate))}
     any_default = any(t.is_default for t in have.values())

@@ -92,9 +92,58 @@ def utc_offset(local_wall_time: datetime) -> str:
     return f"{sign}{minutes // 60:02d}{minutes % 60:02d}"
 
 
+#: Names never shown to a template, whatever the model: secrets and the
+#: handles of other people's sign-ins.
+_SECRET = re.compile(r"password|passwd|hash|token|secret|session|credential|key|_enc$", re.I)
+
+
+def _model_classes() -> tuple[type, ...]:
+    """The models ``my`` may walk into: the request, its patient, test,
+    modality and the people on it. Nothing else (no results, events,
+    tokens, Orthanc servers, database sessions or engines)."""
+    from ..models import ImagingRequest, ImagingTest, ModalityType, Patient, User
+
+    return (ImagingRequest, Patient, ImagingTest, ModalityType, User)
+
+
+_EXPOSED: dict[type, frozenset[str]] = {}
+
+
+def exposed_names(cls: type) -> frozenset[str]:
+    """What ``my`` shows of a model: its mapped columns, its relationships to
+    the models above, and its read-only properties; never a name starting
+    with ``_`` or one that looks like a secret."""
+    names = _EXPOSED.get(cls)
+    if names is None:
+        from sqlalchemy import inspect
+
+        mapper = inspect(cls)
+        allowed = _model_classes()
+        found = {a.key for a in mapper.column_attrs}
+        found |= {r.key for r in mapper.relationships if r.mapper.class_ in allowed}
+        for klass in cls.__mro__:
+            found |= {n for n, v in vars(klass).items() if isinstance(v, property)}
+        names = frozenset(n for n in found if not n.startswith("_") and not _SECRET.search(n))
+        _EXPOSED[cls] = names
+    return names
+
+
+def all_exposed_names() -> frozenset[str]:
+    """Every attribute name ``my`` can show, whatever the model (for the
+    check made when a template is saved)."""
+    out: set[str] = set()
+    for cls in _model_classes():
+        out |= exposed_names(cls)
+    return frozenset(out)
+
+
 class SafeProxy:
-    """``my`` in templates: the request, with every string attribute cleaned
-    (as LO) on the way out, so even ``${my.comment}`` cannot break a line."""
+    """``my`` in templates: the request, read-only. Only the fields in
+    :func:`exposed_names` are shown; every string is cleaned (as LO) on the
+    way out, so even ``${my.comment}`` cannot break a line; a related model
+    comes wrapped again; anything else (methods, sessions, classes, other
+    objects) is refused, so a template cannot walk from the request to
+    the database engine or a password hash."""
 
     def __init__(self, obj: Any):
         object.__setattr__(self, "_obj", obj)
@@ -102,26 +151,44 @@ class SafeProxy:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        try:
-            value = getattr(self._obj, name)
-        except AttributeError:
-            raise AttributeError(f"the request has no attribute '{name}'") from None
-        if isinstance(value, str):
-            return clean(value, "LO")
-        if value is None or isinstance(value, (int, float, bool, date, datetime)):
-            return value
-        if isinstance(value, (list, tuple)):
-            return [clean(v, "LO") if isinstance(v, str) else v if isinstance(v, (int, float)) else SafeProxy(v)
-                    for v in value]
-        if callable(value):
-            raise AttributeError(f"the request has no attribute '{name}' (it is a method)")
-        return SafeProxy(value)
+        obj = object.__getattribute__(self, "_obj")
+        kind = type(obj)
+        if kind not in _model_classes() or name not in exposed_names(kind):
+            raise AttributeError(f"the request has no attribute '{name}'" if kind.__name__ == "ImagingRequest"
+                                 else f"{kind.__name__.lower()} has no attribute '{name}' for templates")
+        return _safe(getattr(obj, name))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("read-only")
 
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("read-only")
+
     def __str__(self) -> str:
-        return clean(str(self._obj), "LO")
+        return clean(str(object.__getattribute__(self, "_obj")), "LO")
 
     def __repr__(self) -> str:  # shown in template error messages
-        return f"my ({type(self._obj).__name__})"
+        return f"my ({type(object.__getattribute__(self, '_obj')).__name__})"
+
+
+def _safe(value: Any) -> Any:
+    """A value as a template may hold it (see :class:`SafeProxy`)."""
+    if isinstance(value, str):
+        return clean(value, "LO")
+    if value is None or isinstance(value, (bool, int, float, date, datetime)):
+        return value
+    if isinstance(value, _model_classes()):
+        return SafeProxy(value)
+    if isinstance(value, (list, tuple)):
+        return [v for v in (_safe_item(v) for v in value) if v is not _HIDDEN]
+    raise AttributeError(f"a {type(value).__name__} is not available to templates")
+
+
+_HIDDEN = object()
+
+
+def _safe_item(value: Any) -> Any:
+    try:
+        return _safe(value)
+    except AttributeError:
+        return _HIDDEN
