@@ -532,3 +532,14 @@ def test_openapi_documents_every_api_route(app, openapi):
     assert routed, "no /api/v1 routes found"
     assert sorted(routed - documented) == [], "routes missing from /api/v1/openapi.json"
     assert sorted(documented - routed) == [], "documented paths that do not exist"
+
+
+def test_a_test_code_with_a_non_ascii_capital_twice_is_409_not_500(api, catalog):
+    """SQLite's lower() folds only ASCII: the service's duplicate lookup
+    missed 'CT-ÄÖ' and the unique index answered (a 500, found by the fuzz test)."""
+    admin = api("admin")
+    payload = {"code": "CT-ÄÖ", "name": "Head CT", "modality": "CT", "ae_title": "CT1"}
+    assert admin.post("/api/v1/tests", json=payload).status_code == 201
+    body = assert_error(admin.post("/api/v1/tests", json=payload), 409, "conflict")
+    assert "CT-ÄÖ" in body["message"]
+    assert admin.get("/api/v1/tests?all=1").status_code == 200

@@ -562,6 +562,19 @@ def test_patch_refuses_bad_fields_and_changes_nothing(app, api, bare_row, payloa
     assert (server.label, server.url, server.username, server.browser_url) == ("Spare", "http://127.0.0.1:9", "", "")
 
 
+@pytest.mark.parametrize("taken,label", [("Sala Ä", "Sala Ä"), ("Sala Ä", "SALA ä"), ("Raum Ö", "raum ö")])
+def test_a_label_taken_in_any_letter_case_is_refused_beyond_ascii(app, admin, api, bare_row, taken, label):
+    """SQLite's lower() folds only ASCII: 'Sala Ä' twice passed the check and
+    hit the unique index (a 500, found by the fuzz test)."""
+    db.session.add(OrthancServer(label=taken, url="http://127.0.0.1:10"))
+    db.session.commit()
+    r = edit(admin, bare_row.id, label=label)
+    assert r.status_code == 400 and any("already exists" in m for m in errors(r.get_data(as_text=True)))
+    r = patch(api("admin"), bare_row.id, {"label": label})
+    assert r.status_code == 409 and "already exists" in r.json["message"], r.json
+    assert fresh(bare_row.id).label == "Spare"
+
+
 def test_patch_needs_a_json_object_an_existing_server_and_an_admin(app, api, bare_row):
     admin_client = api("admin")
     assert patch(admin_client, bare_row.id, ["Main"]).status_code == 400

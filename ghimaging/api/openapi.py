@@ -30,8 +30,8 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 def _op(summary: str, ok: str, schema: dict | None, *errors: int, body: dict | None = None,
         params: list | None = None, code: str = "200") -> dict[str, Any]:
-    if body:  # any body can be malformed, too deep or too large
-        errors = tuple(sorted({*errors, 400, 413}))
+    # 400 everywhere: a query parameter with NUL is refused before any view.
+    errors = tuple(sorted({*errors, 400, 413} if body else {*errors, 400}))  # a body can be too deep or large
     op: dict[str, Any] = {"summary": summary, "responses": {code: {"description": ok, **(_json(schema) if schema else {})},
                                                            **_errors(401, *errors)}}
     if body:
@@ -139,8 +139,11 @@ SCHEMAS: dict[str, Any] = {
     "SyncSummary": {"type": "object", "properties": {
         "server": {"type": "string"}, "mode": {"type": "string"}, "requests": {"type": "integer"},
         "changes": {"type": "integer"}, "studies_updated": {"type": "integer"}, "studies_deleted": {"type": "integer"},
-        "last_change": {"type": "integer"}, "reset_detected": {"type": "boolean"}, "skipped": {"type": "string"},
-        "error": {"type": "string"}, "seconds": {"type": "number"}}},
+        "last_change": {"type": "integer"}, "reset_detected": {"type": "boolean"},
+        "skipped": {"type": "string", "description": "why nothing ran (409), e.g. another sync holds the lease"},
+        "error": {"type": "string", "description": "what Orthanc did wrong (502)"}, "seconds": {"type": "number"},
+        "pages": {"type": "integer"}, "patients_linked": {"type": "integer"},
+        "notes": {"type": "array", "items": {"type": "string"}}}},
     "Study": {"type": "object", "properties": {
         "id": {"type": "integer"}, "server": {"type": "string"}, "server_id": {"type": "integer"},
         "orthanc_id": {"type": "string"}, "study_instance_uid": {"type": "string"},
@@ -171,6 +174,17 @@ SCHEMAS: dict[str, Any] = {
         "radiologist": {"type": "string"}, "final": {"type": "boolean"},
         "report_style": {"type": "string", "enum": ["with_images", "without_images", "without_captions"]}}},
 }
+
+
+def _sync_op() -> dict[str, Any]:
+    """409 (skipped) and 502 (Orthanc failed) answer the summary too, with
+    ``skipped`` or ``error`` saying why."""
+    op = _op("Sync now (incremental, or full with ?full=1)", "Summary", _ref("SyncSummary"), 403, 404,
+             params=[*_ID, _q("full", desc="1: full sync")])
+    op["responses"]["409"] = {"description": "Skipped: another sync holds the lease (see skipped)",
+                              **_json(_ref("SyncSummary"))}
+    op["responses"]["502"] = {"description": "Orthanc failed; the reason is in error", **_json(_ref("SyncSummary"))}
+    return op
 
 
 def document(server_url: str) -> dict[str, Any]:
@@ -224,9 +238,7 @@ def document(server_url: str) -> dict[str, Any]:
                              "port needs the password again", "Server", _ref("Server"), 403, 404, 409, 422,
                              params=_ID, body=_ref("ServerPatch")),
             },
-            "/orthanc/servers/{id}/sync": {"post": _op(
-                "Sync now (incremental, or full with ?full=1)", "Summary", _ref("SyncSummary"), 403, 404, 409, 502,
-                params=[*_ID, _q("full", desc="1: full sync")])},
+            "/orthanc/servers/{id}/sync": {"post": _sync_op()},
             "/studies": {"get": _op("Mirrored studies", "Studies", _list("Study"), 400, params=[
                 _q("study_instance_uid"), _q("accession_number"), _q("patient_id", desc="DICOM PatientID"),
                 _q("server_id", "integer"), *_PAGE])},

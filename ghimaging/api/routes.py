@@ -9,6 +9,7 @@ from functools import wraps
 from typing import Any, Callable
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
+from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..auth import service as auth
@@ -272,6 +273,11 @@ def create_test():
         if "already exists" in str(exc):
             raise conflict(str(exc)) from None
         raise invalid({exc.field or "code": str(exc)}) from None
+    except IntegrityError:
+        # The unique index saw a code the service's lookup missed (on SQLite,
+        # lower() folds only ASCII: 'CT-Ä' twice), or a simultaneous insert.
+        db.session.rollback()
+        raise conflict(f"A test with code {_str(data, 'code').strip()} already exists.") from None
     return jsonify(test_json(t)), 201
 
 

@@ -4,7 +4,7 @@ changing its connection details."""
 
 from __future__ import annotations
 
-from flask import current_app, jsonify
+from flask import current_app, jsonify, request
 
 from ..extensions import db
 from ..models import OrthancServer, Role
@@ -22,15 +22,18 @@ def _server(server_id: int) -> OrthancServer:
     return server
 
 
-@bp.get("/orthanc/servers/<int:server_id>")
+# One rule for both methods: with two, werkzeug answered a PATCH to an id
+# past the URL's bound (2**31-1) with 405 (the GET rule matched the path
+# first) instead of the 404 a GET gets.
+@bp.route("/orthanc/servers/<int:server_id>", methods=["GET", "PATCH"])
 @need(Role.ADMIN)
-def get_server(server_id: int):
+def one_server(server_id: int):
+    if request.method == "PATCH":
+        return _patch_server(server_id)
     return jsonify(servers.server_json(_server(server_id)))
 
 
-@bp.patch("/orthanc/servers/<int:server_id>")
-@need(Role.ADMIN)
-def patch_server(server_id: int):
+def _patch_server(server_id: int):
     """Change any of the fields; absent (or null) ones stay as they are. The
     rules are the edit page's (servers.update_server): a new scheme, host or
     port without the password answers 422, since the stored password belongs

@@ -95,6 +95,9 @@ def _clean(label: str, url: str, browser_url: str, username: str) -> tuple[str, 
         raise ServerError("An address is at most 500 characters.", "url")
     if len(username or "") > 200:
         raise ServerError("The username is at most 200 characters.", "username")
+    problem = _unsendable((username or "").strip(), "username")
+    if problem or ":" in (username or ""):
+        raise ServerError(problem or "The username cannot contain ':' (HTTP Basic authentication).", "username")
     try:
         url = check_url(url)
     except ValueError as exc:
@@ -109,9 +112,34 @@ def _clean(label: str, url: str, browser_url: str, username: str) -> tuple[str, 
     return label, url, browser_url, (username or "").strip()
 
 
+def _unsendable(text: str, what: str) -> str:
+    """Why HTTP Basic authentication cannot carry ``text``, or ''. It travels
+    as Latin-1: a password with an em dash made every call to Orthanc fail
+    inside the HTTP library (a 500 on the pages, a crashed re-check)."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        return f"The {what} cannot contain control characters."
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return f"The {what} can only use Latin-1 characters (HTTP Basic authentication cannot carry others)."
+    return ""
+
+
+def _check_password(password: str | None) -> None:
+    if password and len(password) > 500:
+        raise ServerError("The password is at most 500 characters.", "password")
+    problem = _unsendable(password or "", "password")
+    if problem:
+        raise ServerError(problem, "password")
+
+
 def _label_taken(label: str, server: OrthancServer | None) -> bool:
-    other = db.session.scalar(select(OrthancServer).where(func.lower(OrthancServer.label) == label.lower()))
-    return other is not None and other is not server
+    """Another server has this label in any letter case. Compared here, not
+    with SQL lower(): SQLite's folds only ASCII, so 'Sala Ä' and 'SALA Ä'
+    passed the check and the second one hit the unique index (a 500)."""
+    folded = label.casefold()
+    return any(other is not server and other.label.casefold() == folded
+               for other in db.session.scalars(select(OrthancServer)))
 
 
 def add_server(*, label: str, url: str, username: str = "", password: str = "", browser_url: str = "",
@@ -119,6 +147,7 @@ def add_server(*, label: str, url: str, username: str = "", password: str = "", 
     """Check the server for real, then save it; a server that fails the check
     is not saved, and the error says what is wrong."""
     label, url, browser_url, username = _clean(label, url, browser_url, username)
+    _check_password(password)
     if _label_taken(label, None):
         raise ServerError(f"A server labelled {label!r} already exists.", "label")
     timeout = timeout or (3.05, float(current_app.config["ORTHANC_TIMEOUT"]))
@@ -158,6 +187,7 @@ def update_server(server: OrthancServer, *, label: str, url: str, username: str,
     A new address therefore needs the password again, or an empty username
     (an Orthanc without authentication), which drops the stored password."""
     label, url, browser_url, username = _clean(label, url, browser_url, username)
+    _check_password(password)
     if _label_taken(label, server):
         raise ServerError(f"A server labelled {label!r} already exists.", "label")
     moved = origin(url) != origin(server.url)
@@ -185,10 +215,13 @@ def recheck(server: OrthancServer) -> bool:
     try:
         with client_for(server, retries=0) as client:
             result = check(client)
-    except (OrthancError, crypto.CredentialError) as exc:
+    except (OrthancError, crypto.CredentialError, UnicodeError) as exc:
+        # UnicodeError: a password saved before it had to be Latin-1.
         server.validated = False
         server.checked_at = utcnow()
-        server.last_error = str(exc)
+        server.last_error = str(exc) if not isinstance(exc, UnicodeError) else (
+            "The stored username or password cannot be sent (HTTP Basic authentication carries only Latin-1 "
+            "characters); enter them again.")
         server.last_error_at = utcnow()
         db.session.commit()
         return False
