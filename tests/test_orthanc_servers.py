@@ -562,6 +562,42 @@ def test_patch_refuses_bad_fields_and_changes_nothing(app, api, bare_row, payloa
     assert (server.label, server.url, server.username, server.browser_url) == ("Spare", "http://127.0.0.1:9", "", "")
 
 
+@pytest.mark.parametrize("field,value,message", [
+    ("password", "pass—word", "Latin-1"),
+    ("username", "радио", "Latin-1"),
+    ("password", "pass\nword", "control characters"),
+    ("username", "orthanc:admin", "cannot contain"),
+])
+def test_credentials_basic_auth_cannot_carry_are_a_field_error(app, admin, api, orthanc, field, value, message):
+    """HTTP Basic authentication travels as Latin-1, user and password split
+    at ':': such a value made every call fail inside the HTTP library (the
+    add page answered 500, the background re-check died)."""
+    data = {"label": "Main", "url": orthanc.url, "username": orthanc.username, "password": orthanc.password,
+            field: value}
+    r = admin.post("/orthanc/servers/new", data, token_from="/orthanc/servers/new")
+    assert r.status_code == 400 and any(message in m for m in errors(r.get_data(as_text=True)))
+    r = api("admin").post("/api/v1/orthanc/servers", json=data)
+    assert r.status_code == 422 and message in r.json["fields"][field], r.json
+    assert server_count() == 0
+
+
+def test_a_stored_password_basic_auth_cannot_carry_fails_the_recheck_with_a_message(app, orthanc_row):
+    """A password saved before the rule: the re-check says what to do instead of dying."""
+    from ghimaging import crypto
+
+    orthanc_row.password_enc = crypto.encrypt("pass—word")
+    db.session.commit()
+    assert servers.recheck(orthanc_row) is False
+    server = fresh(orthanc_row.id)
+    assert not server.validated and "enter them again" in server.last_error
+
+
+def test_patch_refuses_a_password_basic_auth_cannot_carry(app, api, orthanc_row, orthanc):
+    r = patch(api("admin"), orthanc_row.id, {"password": "☃"})
+    assert r.status_code == 422 and "Latin-1" in r.json["fields"]["password"]
+    assert fresh(orthanc_row.id).validated
+
+
 @pytest.mark.parametrize("taken,label", [("Sala Ä", "Sala Ä"), ("Sala Ä", "SALA ä"), ("Raum Ö", "raum ö")])
 def test_a_label_taken_in_any_letter_case_is_refused_beyond_ascii(app, admin, api, bare_row, taken, label):
     """SQLite's lower() folds only ASCII: 'Sala Ä' twice passed the check and

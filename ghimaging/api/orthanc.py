@@ -31,7 +31,7 @@ def add_server():
     except servers.ServerError as exc:
         if exc.field == "label" and "already exists" in str(exc):
             raise ApiError(409, "conflict", str(exc)) from None
-        if exc.field in ("label",) or str(exc).startswith("Give the full address") or "must not contain" in str(exc):
+        if not exc.check:
             raise invalid({exc.field or "url": str(exc)}) from None
         raise ApiError(422, "check_failed", str(exc), field=exc.field) from None
     return jsonify(servers.server_json(server)), 201

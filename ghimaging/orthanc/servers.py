@@ -25,9 +25,11 @@ VIEWER_PLUGINS = {
 
 
 class ServerError(ValueError):
-    def __init__(self, message: str, field: str | None = None):
+    """``check``: the server was asked and failed (else the input was refused)."""
+
+    def __init__(self, message: str, field: str | None = None, *, check: bool = False):
         super().__init__(message)
-        self.field = field
+        self.field, self.check = field, check
 
 
 @dataclass
@@ -155,9 +157,9 @@ def add_server(*, label: str, url: str, username: str = "", password: str = "", 
         try:
             result = check(client)
         except Unauthorized as exc:
-            raise ServerError(str(exc), "password") from None
+            raise ServerError(str(exc), "password", check=True) from None
         except OrthancError as exc:
-            raise ServerError(str(exc), "url") from None
+            raise ServerError(str(exc), "url", check=True) from None
     server = OrthancServer(label=label, url=url, browser_url=browser_url, username=username,
                            password_enc=crypto.encrypt(password), needs_full_sync=True)
     _apply(server, result)
