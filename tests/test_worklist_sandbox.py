@@ -246,6 +246,16 @@ def test_the_order_page_and_the_submit_button_say_why(app, folder, catalog, crea
     assert not canary.exists()
 
 
+def test_the_worklists_page_names_a_stored_template_that_fails_the_check(app, admin, canary):
+    templates.load_shipped()
+    text, line = body("python-block", canary)
+    store("evil", text)
+    html = unescape(admin.get("/admin/worklists/").get_data(as_text=True))
+    assert f"Renders nothing: line {line}: Not allowed in a worklist template: Python code blocks" in html
+    assert html.count("Renders nothing") == 1  # the shipped ones pass
+    assert not canary.exists()
+
+
 def test_the_api_answers_422_for_a_stored_escape(app, catalog, create_request, api, canary):
     text, _ = body("import", canary)
     store("evil", text)

@@ -25,9 +25,10 @@ def index():
 
     ours = set(db.session.scalars(select(WorklistFile.filename)))
     servers = db.session.scalars(select(OrthancServer).order_by(OrthancServer.label)).all()
+    rows = templates.all_templates()
     return render_template("worklists/index.html", folder=folder, files=files, ours=ours,
-                           templates=templates.all_templates(), servers=servers, action_form=EmptyForm(),
-                           result=None)
+                           templates=rows, problems=templates.problems(rows), servers=servers,
+                           action_form=EmptyForm(), result=None)
 
 
 @bp.route("/test", methods=["POST"])
@@ -43,8 +44,9 @@ def self_test():
     ours = set(db.session.scalars(select(WorklistFile.filename)))
     servers = db.session.scalars(select(OrthancServer).order_by(OrthancServer.label)).all()
     rows = [dicomfile_rows(item) for item in result.items[:50]]
+    stored = templates.all_templates()
     return render_template("worklists/index.html", folder=folder, files=sorted(p.name for p in folder.glob("*.wl")),
-                           ours=ours, templates=templates.all_templates(), servers=servers,
+                           ours=ours, templates=stored, problems=templates.problems(stored), servers=servers,
                            action_form=EmptyForm(), result=result, result_rows=rows, tested=server)
 
 

@@ -144,6 +144,19 @@ def for_test(test: ImagingTest) -> WorklistTemplate:
                             encoding=entry["encoding"])
 
 
+def problems(rows: list[WorklistTemplate]) -> dict[str, str]:
+    """Stored templates that fail the check (saved before it existed, or
+    changed in the database): name -> why. Such a template renders nothing;
+    the Worklists page says so before a submit does."""
+    out = {}
+    for row in rows:
+        try:
+            compile_template(row.body or "")
+        except RenderError as exc:
+            out[row.name] = str(exc)
+    return out
+
+
 def all_templates() -> list[WorklistTemplate]:
     return list(db.session.scalars(select(WorklistTemplate).order_by(WorklistTemplate.name)))
 
