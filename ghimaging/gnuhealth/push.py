@@ -86,6 +86,8 @@ def push_request(remote: Remote, cfg: GnuHealthConfig, req: ImagingRequest) -> i
     link = links.get(LinkKind.REQUEST, req.id)
     if link is not None and link.origin == "pulled":
         return link.remote_id  # GNU Health's own request: it already knows everything
+    if link is not None and req.state == RequestState.DONE.value and link.remote_state in ("requested", "done"):
+        return link.remote_id  # nothing left to change there: its result closes it
     row = remote.request(link.remote_id) if link is not None else remote.request_by_line(request_key(req))
     if row is None:
         if req.state == RequestState.CANCELLED.value:
@@ -150,11 +152,14 @@ def push_result(remote: Remote, cfg: GnuHealthConfig, req: ImagingRequest, image
     request_id = push_request(remote, cfg, req)
     result_link = links.get(LinkKind.RESULT, result.id)
     result_id = result_link.remote_id if result_link is not None else remote.result_of_request(request_id)
-    if result_id is None:
+    fresh = result_id is None
+    if fresh:
         result_id = remote.generate_result(request_id)
     links.put(LinkKind.RESULT, result.id, result_id, origin="pushed")
     remote.write_result(result_id, {"comment": report_text(result)})
-    have = remote.attachment_names(result_id)
+    # A result made by this very run has no attachments yet; any other may
+    # hold some from a run whose answer was lost.
+    have = set() if fresh else remote.attachment_names(result_id)
     new = []
     for image in result.images:
         name = attachment_name(req, image)

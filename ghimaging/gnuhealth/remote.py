@@ -168,6 +168,9 @@ class Remote:
         """GNU Health's own wizard: creates the result and closes the request.
         It makes a new result on every run: callers look first."""
         answer = self.client.run_wizard("wizard.generate.result", "open_", REQUEST, [request_id])
+        made = _result_ids(answer)
+        if len(made) == 1:
+            return made[0]
         found = self.result_of_request(request_id)
         if found is None:
             raise RemoteUserError(f"GNU Health's result wizard made no result for request {request_id} "
@@ -196,6 +199,21 @@ class Remote:
     def link_studies(self, study_ids: list[int], result_id: int) -> None:
         if study_ids:
             self.client.write(STUDY, study_ids, {"imaging_test": result_id})
+
+
+def _result_ids(answer: Any) -> list[int]:
+    """The ids the wizard's answer opens: ``{"actions": [[{"pyson_domain":
+    '[["id", "in", [7]]]', ...}, {}]]}`` (checked on GNU Health 5.0)."""
+    import json
+
+    try:
+        domain = json.loads(answer["actions"][0][0]["pyson_domain"])
+        field, operator, ids = domain[0]
+        if field == "id" and operator == "in":
+            return [int(i) for i in ids]
+    except (KeyError, IndexError, TypeError, ValueError):
+        pass
+    return []
 
 
 def utc_naive(value: datetime) -> datetime:
