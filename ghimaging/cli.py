@@ -122,7 +122,8 @@ def serve_command(host: str, port: int, workers: int, threads: int, timeout: int
     class _App(BaseApplication):
         def load_config(self) -> None:
             for name, value in options.items():
-                self.cfg.set(name, value)
+                if name in self.cfg.settings:
+                    self.cfg.set(name, value)
 
         def load(self):
             from . import create_app

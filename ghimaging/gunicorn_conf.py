@@ -31,10 +31,14 @@ graceful_timeout = 30
 keepalive = 5  # seconds an idle kept-alive connection is held (in the main loop, not a thread)
 accesslog = "-"
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+# gunicorn 24+ opens a control socket at ~/.gunicorn/gunicorn.ctl by default,
+# one path for every server run by the user: ghimaging does not use it.
+control_socket_disable = True
 
-# The only settings this module stands for; ``ghimaging serve`` sets them.
+# The only settings this module stands for; ``ghimaging serve`` sets them
+# (those the installed gunicorn knows: older ones lack the control socket).
 SETTINGS = ("bind", "workers", "worker_class", "threads", "timeout", "graceful_timeout", "keepalive",
-            "accesslog", "worker_tmp_dir")
+            "accesslog", "worker_tmp_dir", "control_socket_disable")
 
 
 def settings(**overrides) -> dict:

@@ -243,3 +243,53 @@ def test_flask_app_ghimaging_routes_lists_the_application(script):
 def test_flask_app_ghimaging_has_the_ghimaging_commands(app):
     """``flask --app ghimaging`` shows the commands of ``app.cli``."""
     assert {"init", "create-user", "create-token", "serve"} <= set(app.cli.commands)
+
+
+# -- serving ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", ["serve", "wsgi"])
+def test_both_ways_of_serving_use_threaded_workers(app, database_url, tmp_path, command):
+    """``ghimaging serve`` and ``gunicorn -c python:ghimaging.gunicorn_conf
+    wsgi:app`` (the README's two ways) both run gunicorn's gthread workers
+    (a slow request holds one thread, not a process; see
+    tests/test_orthanc_deadlines.py) and answer."""
+    import re
+    import signal
+    import socket
+    import time
+
+    import requests
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GHIMAGING_", "FLASK_"))}
+    env.update(GHIMAGING_INSTANCE_PATH=str(tmp_path / "instance"), GHIMAGING_DATABASE_URL=database_url,
+               GHIMAGING_ORTHANC_SYNC_INTERVAL="0", GHIMAGING_ORTHANC_RECONCILE_INTERVAL="0")
+    root = Path(__file__).resolve().parent.parent
+    # Both from this checkout's package (the console script would import the installed one).
+    args = ([sys.executable, "-c", "from ghimaging.cli import main; main()", "serve", "--port", str(port)]
+            if command == "serve" else
+            [sys.executable, "-m", "gunicorn", "-c", "python:ghimaging.gunicorn_conf", "-b", f"127.0.0.1:{port}",
+             "wsgi:app"])
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(args, env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        started = time.monotonic()
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/login", timeout=5).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert proc.poll() is None and time.monotonic() - started < 60, log_path.read_text()[-3000:]
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    text = log_path.read_text()
+    assert "Using worker: gthread" in text
+    assert len(set(re.findall(r"Booting worker with pid: (\d+)", text))) == 2
+    assert "Control socket" not in text
