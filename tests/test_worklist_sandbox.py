@@ -331,6 +331,19 @@ def test_strings_cannot_grow_without_bound(app, create_request, create_patient, 
         build_file(req, WorklistTemplate(name="t", body=text, charset="ISO_IR 192", encoding="utf-8"))
 
 
+@pytest.mark.parametrize("expression", [
+    " + ".join(["PatientName.ljust(60000)"] * 40),  # 2.4 MB in one expression
+    "'" + "%s" * 40 + "' % (" + ", ".join(["PatientName.ljust(60000)"] * 40) + ")",
+])
+def test_one_expression_cannot_build_megabytes(app, expression):
+    """Refused when saved: at most 16 operators and 32 '%' conversions in
+    one expression, each value at most 65536 characters."""
+    text = HEAD + "(0010,0010) PN [${" + expression + "}]" + TAIL
+    with pytest.raises(templates.TemplateError, match="at most") as err:
+        templates.save(None, name="big", body=text, charset="ISO_IR 192", encoding="utf-8")
+    assert err.value.line == 3
+
+
 def test_the_rendered_text_is_bounded(app, create_request):
     req = create_request(submit=True)
     text = HEAD + "".join(f"(0040,1004) LO [${{AccessionNumber.ljust(60000)}}]\n" for _ in range(20))

@@ -62,6 +62,11 @@ MAX_TEXT = 65536
 MAX_OUTPUT = 1 << 20
 #: Items all ``for`` loops of one render may go through together.
 MAX_ITEMS = 10000
+#: Operators (+, -, %) in one expression and conversions in one '%' format:
+#: with values of at most MAX_TEXT characters, one expression stays within a
+#: few megabytes however it nests.
+MAX_OPERATORS = 16
+MAX_CONVERSIONS = 32
 
 
 class SandboxError(RenderError):
@@ -430,7 +435,7 @@ class _Checker:
             if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "iter"
                     and len(call.args) == 1 and not call.keywords):
                 self.refuse(f"{{% for %}} over \u2018{values.strip()}\u2019.")
-            self.node(call.args[0], bound)
+            self.whole(call.args[0], bound)
             return bound | names
         if cls is WithDirective:
             if not isinstance(value, str):
@@ -440,7 +445,7 @@ class _Checker:
             for statement in tree.body:
                 if not isinstance(statement, ast.Assign):
                     self.refuse("{% with %} takes only assignments (NAME = VALUE; ...).")
-                self.node(statement.value, frozenset(inner))
+                self.whole(statement.value, frozenset(inner))
                 for target in statement.targets:
                     inner |= self._target_names(target, "with")
             return frozenset(inner)
@@ -480,11 +485,18 @@ class _Checker:
     def expression(self, source: str | None, bound: frozenset[str]) -> None:
         if not isinstance(source, str):
             self.refuse("an expression Genshi built from something other than text.")
-        tree = self.parse(source, "eval")
+        self.whole(self.parse(source, "eval").body, bound)
+
+    def whole(self, node: ast.AST, bound: frozenset[str]) -> None:
+        """One whole expression: its nodes, and how many operators."""
         try:
-            self.node(tree.body, bound)
+            self.node(node, bound)
         except RecursionError:
             raise SandboxError("the expression is nested too deeply", self.line) from None
+        operators = sum(isinstance(n, ast.BinOp) for n in ast.walk(node))
+        if operators > MAX_OPERATORS:
+            self.refuse(f"{operators} operators in one expression (at most {MAX_OPERATORS}; "
+                        "{% with %} can name a part).")
 
     # -- one expression -------------------------------------------------------
     def node(self, node: ast.AST, bound: frozenset[str]) -> None:
@@ -610,7 +622,10 @@ class _Checker:
         left = node.left
         if not (isinstance(left, ast.Constant) and isinstance(left.value, str)):
             self.refuse(f"\u2018{_shown(node)}\u2019 (% formats only a literal text: '%s-%s' % (A, B)).")
-        for m in _PERCENT_SPEC.finditer(left.value):
+        conversions = list(_PERCENT_SPEC.finditer(left.value))
+        if len(conversions) > MAX_CONVERSIONS:
+            self.refuse(f"{len(conversions)} conversions in one '%' format (at most {MAX_CONVERSIONS}).")
+        for m in conversions:
             width, precision = m.group(2), m.group(3)
             for number in (width, precision):
                 if number == "*" or (number and len(number) > 3):
