@@ -262,3 +262,22 @@ def test_background_loop_sends_a_change_within_seconds(app, gnuhealth_settings, 
         assert remote_request(gnuhealth_settings.admin(), req)["state"] == "requested"
     finally:
         thread.stop(10)
+
+
+def test_test_mapped_by_hand_on_the_tests_page_is_used(app, gnuhealth_settings, create_patient, create_request,
+                                                       make_user, login):
+    from tests.test_gnuhealth_pull import gh_test
+
+    admin = gnuhealth_settings.admin()
+    theirs = gh_test(admin, "RX-TORAX", "Radiografia de tórax")
+    make_user("boss", "admin")
+    c = login("boss")
+    page = c.get("/admin/gnuhealth/tests").get_data(as_text=True)
+    assert "RX-TORAX — Radiografia de tórax" in page and "XR-CHEST" in page
+    req = create_request(create_patient(puid=PUID))
+    r = c.post("/admin/gnuhealth/tests", {"test_id": str(req.test_id), "remote_id": str(theirs)},
+               token_from="/admin/gnuhealth/tests")
+    assert r.status_code == 302
+    drained()
+    assert remote_request(admin, req)["requested_test."]["code"] == "RX-TORAX"
+    assert admin.search_read("gnuhealth.imaging.test", [("code", "=", "XR-CHEST")], ["id"]) == []
