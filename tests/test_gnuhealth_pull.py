@@ -127,6 +127,8 @@ def test_requested_request_imported_and_found_by_a_modality(app, gnuhealth_setti
         assert req.patient.puid == "GH-2000-01" and "Cough for 3 weeks" in req.comment
         assert re.fullmatch(r"GH\d+", req.accession_number) and req.study_instance_uid.startswith("2.25.")
         assert status.request_json(req) == {"request_id": remote, "state": "synced", "error": None}
+        assert db.session.scalars(select(ImagingRequest).where(status.request_filter(remote))).all() == [req]
+        assert db.session.scalars(select(ImagingRequest).where(status.request_filter(draft))).all() == []
         # Nothing goes back for GNU Health's own request.
         assert db.session.scalar(select(db.func.count()).select_from(OutboxItem)) == 0
         items = c_find(orthanc, query(accession=req.accession_number))

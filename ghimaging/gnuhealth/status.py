@@ -74,3 +74,11 @@ def import_problems(limit: int = 100) -> list[GnuHealthLink]:
     return list(db.session.scalars(select(GnuHealthLink).where(
         GnuHealthLink.kind == LinkKind.REQUEST.value, GnuHealthLink.problem != "")
         .order_by(GnuHealthLink.synced_at.desc()).limit(limit)))
+
+
+def request_filter(remote_id: int):
+    """A WHERE condition on ImagingRequest for ``?gnuhealth_request_id=N``:
+    the request linked to GNU Health's request N (none when there is none)."""
+    return ImagingRequest.id.in_(select(GnuHealthLink.local_id).where(
+        GnuHealthLink.kind == LinkKind.REQUEST.value, GnuHealthLink.remote_id == remote_id,
+        GnuHealthLink.local_id.is_not(None)))
