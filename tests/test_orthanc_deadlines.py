@@ -34,10 +34,10 @@ from sqlalchemy import select
 
 from ghimaging.extensions import db
 from ghimaging.imaging import workflow
-from ghimaging.models import ImagingRequest, OrthancServer, OrthancStudy
+from ghimaging.models import ImagingRequest, OrthancServer
 from ghimaging.orthanc import client as orthanc_client
 from ghimaging.orthanc import sync
-from ghimaging.orthanc.client import OrthancClient, OrthancError, TimedOut
+from ghimaging.orthanc.client import OrthancClient, TimedOut
 from ghimaging.orthanc.matching import studies_of
 from tests.support import dicomgen
 from tests.support.loadtools import free_port
@@ -199,6 +199,18 @@ def test_preview_is_a_clear_504_within_its_deadline(app, linked, login, stall):
     assert "Orthanc Main did not answer in time" in text(r)
     assert stall.url not in text(r), "the Orthanc address is not shown to users"
     assert seconds < 15
+
+
+def test_pdf_is_a_clear_504_after_the_idle_timeout(app, linked, login, stall):
+    """The PDF waited 120 s a read with two retries; now IDLE seconds for
+    Orthanc to start answering."""
+    result, study = linked
+    instance = study.series[0].first_instance
+    point_at(study.server_id, stall)
+    rad = login("rad")
+    r, seconds = within(60, rad.get, f"/orthanc/servers/{study.server_id}/instances/{instance}/pdf")
+    assert r.status_code == 504 and "Orthanc Main did not answer in time" in text(r)
+    assert seconds < IDLE + 10
 
 
 def test_result_page_renders_with_a_message_within_the_page_deadline(app, linked, login, stall):
