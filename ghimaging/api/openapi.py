@@ -41,18 +41,22 @@ def _op(summary: str, ok: str, schema: dict | None, *errors: int, body: dict | N
     return op
 
 
-def _q(name: str, typ: str = "string", desc: str = "") -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": {"type": typ}, "description": desc}
+def _q(name: str, typ: str = "string", desc: str = "", **bounds: int) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": {"type": typ, **bounds}, "description": desc}
 
 
+# Ids in URLs stop at 2**31-1 (a bigger one is a 404, see _bounded_int_urls).
 _ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}]
-_PAGE = [_q("page", "integer"), _q("per_page", "integer", "1-200, default 50")]
+_PAGE = [_q("page", "integer", "1-1000000, default 1", minimum=1, maximum=1_000_000),
+         _q("per_page", "integer", "1-200, default 50", minimum=1, maximum=200)]
 
 
 def _list(item: str) -> dict[str, Any]:
     return {"type": "object", "properties": {"items": {"type": "array", "items": _ref(item)},
             "page": {"type": "integer"}, "per_page": {"type": "integer"}, "total": {"type": "integer"}}}
 
+
+_CREDENTIALS = "sent as HTTP Basic authentication: Latin-1 characters, no control characters (else 422)"
 
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error", "message"],
@@ -63,14 +67,16 @@ SCHEMAS: dict[str, Any] = {
                              "template": {"type": ["string", "null"],
                                           "description": "worklist_charset: the worklist template"}}},
     "PatientIn": {"type": "object", "required": ["puid", "family_name", "sex"], "properties": {
-        "puid": {"type": "string", "maxLength": 64}, "family_name": {"type": "string", "maxLength": 100},
+        "puid": {"type": "string", "minLength": 1, "maxLength": 64},
+        "family_name": {"type": "string", "minLength": 1, "maxLength": 100},
         "given_name": {"type": "string", "maxLength": 100},
         "birth_date": {"type": ["string", "null"], "format": "date"},
         "sex": {"type": "string", "enum": ["F", "M", "O"]}, "phone": {"type": "string"},
         "notes": {"type": "string"}}},
     "Patient": {"allOf": [{"type": "object", "properties": {"id": {"type": "integer"}}}, _ref("PatientIn")]},
     "TestIn": {"type": "object", "required": ["code", "name", "modality", "ae_title"], "properties": {
-        "code": {"type": "string", "maxLength": 32}, "name": {"type": "string"},
+        "code": {"type": "string", "minLength": 1, "maxLength": 32},
+        "name": {"type": "string", "minLength": 1, "maxLength": 200},
         "modality": {"type": "string", "description": "DICOM Modality code, e.g. CR"},
         "ae_title": {"type": "string", "maxLength": 16,
                      "description": "ScheduledStationAETitle of the modality that performs the test (required)"},
@@ -114,8 +120,11 @@ SCHEMAS: dict[str, Any] = {
         "written_at": {"type": ["string", "null"]},
         "charset": {"type": ["string", "null"], "description": "SpecificCharacterSet it was written in"}}},
     "ServerIn": {"type": "object", "required": ["label", "url"], "properties": {
-        "label": {"type": "string"}, "url": {"type": "string"}, "browser_url": {"type": "string"},
-        "username": {"type": "string"}, "password": {"type": "string", "writeOnly": True}}},
+        "label": {"type": "string", "minLength": 1, "maxLength": 64, "description": "unique in any letter case"},
+        "url": {"type": "string", "maxLength": 500, "description": "http(s)://host:port of Orthanc's REST API"},
+        "browser_url": {"type": "string"},
+        "username": {"type": "string", "description": _CREDENTIALS + "; no ':'"},
+        "password": {"type": "string", "writeOnly": True, "description": _CREDENTIALS}}},
     "ServerPatch": {"type": "object", "additionalProperties": False, "description":
                     "Any of the fields; absent or null ones stay as they are. The stored password belongs to "
                     "the server's scheme, host and port: a url with another one needs the password again (422 on "
@@ -215,7 +224,7 @@ def document(server_url: str) -> dict[str, Any]:
             "/requests": {
                 "get": _op("List requests, urgent first", "Requests", _list("Request"), 400,
                            params=[_q("state", desc="draft|requested|done|cancelled|all"),
-                                   _q("patient_id", "integer"), _q("q"), *_PAGE]),
+                                   _q("patient_id", "integer", minimum=1, maximum=2**31 - 1), _q("q"), *_PAGE]),
                 "post": _op("Order one or more tests (draft unless submit)", "Created", _ref("Request"),
                             400, 403, 422, 503, body=_ref("RequestIn"), code="201"),
             },
@@ -225,7 +234,8 @@ def document(server_url: str) -> dict[str, Any]:
             "/requests/{id}/cancel": {"post": _op("draft|requested -> cancelled", "Request", _ref("Request"),
                                                   400, 403, 404, 409, 422, params=_ID,
                                                   body={"type": "object", "required": ["reason"],
-                                                        "properties": {"reason": {"type": "string"}}})},
+                                                        "properties": {"reason": {"type": "string", "minLength": 1,
+                                                                                  "maxLength": 2000}}})},
             "/orthanc/servers": {
                 "get": _op("Configured Orthanc servers (admin)", "Servers", _list("Server"), 403),
                 "post": _op("Add a server; it is checked for real first (admin)", "Created", _ref("Server"),
@@ -241,7 +251,7 @@ def document(server_url: str) -> dict[str, Any]:
             "/orthanc/servers/{id}/sync": {"post": _sync_op()},
             "/studies": {"get": _op("Mirrored studies", "Studies", _list("Study"), 400, params=[
                 _q("study_instance_uid"), _q("accession_number"), _q("patient_id", desc="DICOM PatientID"),
-                _q("server_id", "integer"), *_PAGE])},
+                _q("server_id", "integer", minimum=1, maximum=2**31 - 1), *_PAGE])},
             "/studies/unmatched": {"get": _op("Studies linked to no request, with likely requests", "Studies",
                                               _list("Study"), 400, params=_PAGE)},
             "/studies/{id}/link": {"post": _op(

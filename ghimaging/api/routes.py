@@ -208,6 +208,7 @@ def me():
 def list_patients():
     puid = request.args.get("puid")
     if puid is not None:
+        _page()  # not used for one patient, but checked like everywhere else
         p = patients.by_puid(puid)
         return jsonify({"items": [patients.to_json(p)] if p else [], "page": 1, "per_page": 1,
                         "total": 1 if p else 0})
