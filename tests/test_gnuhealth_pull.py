@@ -76,8 +76,10 @@ def test_patient_found_by_puid_imported_and_updated_by_a_later_pull(app, gnuheal
     assert (patient.family_name, patient.given_name, patient.birth_date, patient.sex) == \
         ("Lefèvre", "Élodie", date(1988, 12, 1), "F")
     assert r.headers["Location"].endswith(f"/patients/{patient.id}")
-    # The local copy says where it came from.
+    # The local copy says where it came from, on its page too; the register offers the search.
     assert status.patient_link(patient.id).origin == "pulled"
+    assert "Imported from GNU Health (patient id" in c.get(f"/patients/{patient.id}").get_data(as_text=True)
+    assert "Find in GNU Health" in c.get("/patients/").get_data(as_text=True)
     # A later pull brings GNU Health's changes.
     party = admin.search_read("gnuhealth.patient", [("id", "=", remote_id)], ["party"])[0]["party"]
     admin("model.party.party.write", [party], {"lastname": "Lefèvre-Martin", "dob": Rpc.date(date(1988, 12, 2))})

@@ -230,6 +230,11 @@ def test_failed_item_shown_and_retried_from_the_admin_page(app, gnuhealth_settin
     c = login("boss")
     page = c.get("/admin/gnuhealth/outbox?state=failed").get_data(as_text=True)
     assert "Product Template" in page and req.accession_number in page
+    # The request's own page says so, with a retry button.
+    page = c.get(f"/requests/{req.id}").get_data(as_text=True)
+    line = page[page.index('class="gnuhealth-status"'):]
+    line = line[:line.index("</p>")]
+    assert 'data-gnuhealth-state="failed"' in page and "Product Template" in line and "Retry now" in line
     item = db.session.scalar(select(OutboxItem))
     r = c.post(f"/admin/gnuhealth/outbox/{item.id}/retry", token_from="/admin/gnuhealth/outbox")
     assert r.status_code == 302

@@ -33,5 +33,7 @@ def init_app(app: Flask) -> None:
     @app.context_processor
     def _gnuhealth_helpers():
         from . import status
+        from .settings import active_config
 
-        return {"gnuhealth_status": status.of_request, "gnuhealth_patient_link": status.patient_link}
+        return {"gnuhealth_status": status.of_request, "gnuhealth_patient_link": status.patient_link,
+                "gnuhealth_enabled": lambda: active_config() is not None}
