@@ -74,6 +74,10 @@ class Defaults:
     UPLOAD_MAX_FILE_BYTES = 1024**3
     # Connections that send uploaded files to Orthanc at the same time.
     UPLOAD_CONNECTIONS = 3
+    # Seconds Orthanc may stay silent while an uploaded file is sent and before it
+    # answers (plus 1 s per 10 MB of the file), and seconds one upload may spend sending.
+    UPLOAD_ORTHANC_TIMEOUT = 30
+    UPLOAD_DEADLINE = 600
     # GNU Health sync (the server, user and password are set on its admin
     # page or with ``ghimaging gnuhealth configure``). Seconds between pulls
     # of GNU Health's requested imaging requests (0: no automatic pull);
@@ -265,8 +269,9 @@ def validate(config: Mapping[str, Any]) -> None:
             raise ConfigError("ORG_ROOT must be a DICOM UID root (digits and dots, at most 40 characters)")
     if not re.fullmatch(r"[A-Za-z0-9_-]{0,16}", config["ORDER_PREFIX"]):
         raise ConfigError("ORDER_PREFIX must be 0-16 letters, digits, '-' or '_'")
-    if config["ORTHANC_TIMEOUT"] <= 0:
-        raise ConfigError("ORTHANC_TIMEOUT must be a positive number of seconds")
+    for key in ("ORTHANC_TIMEOUT", "UPLOAD_ORTHANC_TIMEOUT", "UPLOAD_DEADLINE"):
+        if config[key] <= 0:
+            raise ConfigError(f"{key} must be a positive number of seconds")
     if config["PROXY_COUNT"] < 0:
         raise ConfigError("PROXY_COUNT must be 0 or more")
     for key in ("ORTHANC_SYNC_INTERVAL", "ORTHANC_RECONCILE_INTERVAL"):

@@ -165,6 +165,20 @@ def test_sign_in_throttling_settings_below_one_are_refused(instance, monkeypatch
         create_app({"SECRET_KEY": "x" * 32})
 
 
+@pytest.mark.parametrize("name", ["ORTHANC_TIMEOUT", "UPLOAD_ORTHANC_TIMEOUT", "UPLOAD_DEADLINE"])
+def test_timeouts_must_be_positive(instance, monkeypatch, name):
+    monkeypatch.setenv(f"GHIMAGING_{name}", "0")
+    with pytest.raises(ConfigError, match=name):
+        create_app({"SECRET_KEY": "x" * 32})
+
+
+def test_upload_deadlines_come_from_the_environment(instance, monkeypatch):
+    monkeypatch.setenv("GHIMAGING_UPLOAD_ORTHANC_TIMEOUT", "12")
+    monkeypatch.setenv("GHIMAGING_UPLOAD_DEADLINE", "120")
+    app = create_app({"SECRET_KEY": "x" * 32})
+    assert (app.config["UPLOAD_ORTHANC_TIMEOUT"], app.config["UPLOAD_DEADLINE"]) == (12, 120)
+
+
 def test_items_per_page_below_one_is_refused(instance, monkeypatch):
     monkeypatch.setenv("GHIMAGING_ITEMS_PER_PAGE", "0")
     with pytest.raises(ConfigError, match="ITEMS_PER_PAGE"):
