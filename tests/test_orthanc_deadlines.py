@@ -242,6 +242,8 @@ def test_study_page_says_orthanc_does_not_answer(app, linked, login, stall):
     notice = re.search(r'<div class="flash flash-error" role="alert" id="orthanc-notice">([^<]+)</div>', text(r))
     assert notice and "Orthanc Main did not answer in time" in notice.group(1)
     assert len(re.findall(r"data-preview", text(r))) == 3
+    again, seconds = within(30, rad.get, f"/orthanc/studies/{study.id}")  # the failure is remembered for 10 s
+    assert 'id="orthanc-notice"' in text(again) and seconds < 15
 
 
 def test_study_page_has_no_notice_when_orthanc_answers(app, linked, login):

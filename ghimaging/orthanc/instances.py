@@ -34,7 +34,8 @@ PAGE_DEADLINE = 10.0  # ORTHANC_PAGE_DEADLINE: all of one page's calls
 PREVIEW_DEADLINE = 8.0  # ORTHANC_PREVIEW_DEADLINE: one preview (3 calls)
 DOWNLOAD_IDLE_TIMEOUT = 30.0  # ORTHANC_DOWNLOAD_IDLE_TIMEOUT: ZIP and PDF, headers and between reads
 PROBE_SECONDS = 3.0  # the study page's "does Orthanc answer?" check
-REMEMBER_SECONDS = 30.0  # how long an answer (or its absence) is taken as the state of a server
+REMEMBER_SECONDS = 30.0  # how long an answer is taken as the state of a server
+TRUST_FAILURE_SECONDS = 10.0  # how long a failure is, before asking again
 CONNECT_TIMEOUT = 3.05
 
 
@@ -151,17 +152,24 @@ def of_series(server: OrthancServer, series: OrthancSeries, limit: int = LIMIT) 
     return out
 
 
+_NOTICE_TAIL = " Previews and downloads of its images may fail; try again later."
+
+
 def notice(server: OrthancServer) -> str:
     """A sentence for a page whose pictures come from ``server`` when it does
     not answer now, else "". Asks Orthanc (``/system``, a few seconds at
-    most) unless it answered in the last half minute."""
+    most) unless it answered in the last half minute or failed to in the
+    last ten seconds."""
     if _recent_answer(server):
         return ""
+    failed = recent_failure(server, within=TRUST_FAILURE_SECONDS)
+    if failed:
+        return failed + _NOTICE_TAIL
     try:
         with calling(server, seconds=PROBE_SECONDS, retries=0) as client:
             client.system()
     except (Unreachable, crypto.CredentialError) as exc:
-        return failure_message(server, exc) + " Previews and downloads of its images may fail; try again later."
+        return failure_message(server, exc) + _NOTICE_TAIL
     except OrthancError:  # it answered: other pages say what is wrong with it
         return ""
     return ""
