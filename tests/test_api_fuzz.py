@@ -17,7 +17,7 @@ What must hold for every call:
 - the status code, the content type, the headers and the body are the
   documented ones (the document is fixed when they differ, not the check).
 
-``FUZZ_EXAMPLES`` (default 60) sets the examples per operation and mode.
+``FUZZ_EXAMPLES`` (default 100) sets the examples per operation and mode.
 Runs are derandomized (the same cases every run: CI cannot fail by luck);
 ``FUZZ_SEED=<n>`` explores other cases. ``-s`` prints the statuses seen.
 """
@@ -46,7 +46,7 @@ from sqlalchemy import select
 from ghimaging.extensions import db
 from tests.support import dicomgen
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "100"))
 SEED = os.environ.get("FUZZ_SEED")
 
 
@@ -105,7 +105,8 @@ class World:
     def reset(self) -> None:
         """Fresh requests in every state (for the id pool), and the Orthanc row as seeded."""
         from ghimaging.imaging import workflow
-        from ghimaging.models import OrthancServer
+        from ghimaging.models import OrthancServer, OrthancStudy
+        from ghimaging.orthanc import matching
 
         db.session.rollback()
         p = self.patients
@@ -117,9 +118,6 @@ class World:
         cancelled = self.create_request(p[0], self.catalog["abd"])
         workflow.cancel(cancelled, self.staff.user, "duplicate")
         self.ids["requests"][:] = [draft.id, requested.id, done.id, cancelled.id, linked.id]
-        from ghimaging.models import OrthancStudy
-        from ghimaging.orthanc import matching
-
         # each patient's own study: the first one free to link to ``requested``,
         # the second one linked, for unlink to find
         matching.link(db.session.get(OrthancStudy, self.ids["studies"][1]), linked, self.staff.user)
@@ -242,7 +240,7 @@ def test_no_operation_answers_a_server_error_or_off_its_document(app, world):
 
 
 @pytest.fixture(autouse=True)
-def _rechecks_end():
+def _rechecks_end(app):
     """A PATCH that changes a server re-checks it in a background thread:
     let those end before the tables are emptied (each is bounded by
     ORTHANC_TIMEOUT, 1 s here)."""
