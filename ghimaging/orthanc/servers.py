@@ -175,7 +175,11 @@ def origin(url: str) -> tuple[str, str, int]:
     """(scheme, host, port) of a checked URL, default ports filled in: the
     party a stored password was given to."""
     parts = urlsplit(url)
-    return parts.scheme, (parts.hostname or "").lower(), parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:  # a row saved by hand with a bad port: no address matches it
+        port = -1
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
 
 
 def update_server(server: OrthancServer, *, label: str, url: str, username: str, browser_url: str,
