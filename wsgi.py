@@ -3,11 +3,10 @@ settings (threaded workers, see ``ghimaging/gunicorn_conf.py``)::
 
     gunicorn -c python:ghimaging.gunicorn_conf -b 0.0.0.0:8000 wsgi:app
 
-Starts the Orthanc sync thread in each worker process; a lease in the
-database keeps one sync per server."""
+Starts the background threads (Orthanc sync, GNU Health) in each worker
+process; leases in the database keep each job single."""
 
-from ghimaging import create_app
-from ghimaging.orthanc import worker
+from ghimaging import background, create_app
 
 app = create_app()
-worker.start(app)
+background.start(app)

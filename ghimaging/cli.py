@@ -28,9 +28,12 @@ def init_command(create_admin: bool) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     upgrade(directory=str(MIGRATIONS_DIR))
     added = seed()
-    from .worklists.templates import load_shipped
+    from .worklists.templates import TemplateError, load_shipped
 
-    refreshed = load_shipped()
+    try:
+        refreshed = load_shipped()
+    except TemplateError as exc:  # a shipped template that fails the sandbox check
+        raise click.ClickException(str(exc)) from None
     url = current_app.config["SQLALCHEMY_DATABASE_URI"]
     shown = url.split("@")[-1] if "@" in url else url
     click.echo(f"Database ready ({shown}); {added} modality type(s) added, "
@@ -126,11 +129,10 @@ def serve_command(host: str, port: int, workers: int, threads: int, timeout: int
                     self.cfg.set(name, value)
 
         def load(self):
-            from . import create_app
-            from .orthanc import worker
+            from . import background, create_app
 
             app = create_app()
-            worker.start(app)  # one per worker process; the lease keeps syncs single
+            background.start(app)  # once per worker process
             return app
 
     _App().run()

@@ -63,6 +63,11 @@ class Defaults:
     ORTHANC_SYNC_INTERVAL = 60
     ORTHANC_RECONCILE_INTERVAL = 900
     ORTHANC_TIMEOUT = 30
+    # Calls made while someone waits (seconds): all of one page's calls, one
+    # preview, and a ZIP/PDF download's wait to start and between reads.
+    ORTHANC_PAGE_DEADLINE = 10
+    ORTHANC_PREVIEW_DEADLINE = 8
+    ORTHANC_DOWNLOAD_IDLE_TIMEOUT = 30
     # GNU Health's merge-id rule for matching studies to requests (off: only
     # StudyInstanceUID and AccessionNumber link automatically).
     MATCH_MERGE_ID = False
@@ -269,7 +274,8 @@ def validate(config: Mapping[str, Any]) -> None:
             raise ConfigError("ORG_ROOT must be a DICOM UID root (digits and dots, at most 40 characters)")
     if not re.fullmatch(r"[A-Za-z0-9_-]{0,16}", config["ORDER_PREFIX"]):
         raise ConfigError("ORDER_PREFIX must be 0-16 letters, digits, '-' or '_'")
-    for key in ("ORTHANC_TIMEOUT", "UPLOAD_ORTHANC_TIMEOUT", "UPLOAD_DEADLINE"):
+    for key in ("ORTHANC_TIMEOUT", "ORTHANC_PAGE_DEADLINE", "ORTHANC_PREVIEW_DEADLINE",
+                "ORTHANC_DOWNLOAD_IDLE_TIMEOUT", "UPLOAD_ORTHANC_TIMEOUT", "UPLOAD_DEADLINE"):
         if config[key] <= 0:
             raise ConfigError(f"{key} must be a positive number of seconds")
     if config["PROXY_COUNT"] < 0:

@@ -303,6 +303,7 @@ def add_key_image(result_id: int):
     """Copy an instance's rendered image from Orthanc into the result."""
     from ..models import OrthancServer
     from ..orthanc import instances
+    from ..orthanc.client import deadline
 
     result = db.get_or_404(Result, result_id)
     if not EmptyForm().validate_on_submit():
@@ -312,7 +313,8 @@ def add_key_image(result_id: int):
     if server is None or not instances.valid_id(instance_id):
         abort(404)
     try:
-        workflow.add_key_image(result, current_user, server, instance_id, request.form.get("caption", ""))
+        with deadline(instances.setting("ORTHANC_PAGE_DEADLINE")):  # the radiologist waits
+            workflow.add_key_image(result, current_user, server, instance_id, request.form.get("caption", ""))
     except workflow.WorkflowError as exc:
         flash(str(exc), "error")
     else:

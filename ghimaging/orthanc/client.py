@@ -500,11 +500,15 @@ class OrthancClient:
         return self._request("GET", f"/{level}/{orthanc_id}/archive", stream=True,
                              timeout=(self.timeout[0], idle), total=idle)
 
-    def upload(self, data: bytes | BinaryIO, gzip: bool = False) -> dict[str, Any]:
+    def upload(self, data: bytes | BinaryIO, gzip: bool = False, *, timeout: Any = None,
+               total: float | None = None) -> dict[str, Any]:
+        """``POST /instances``. ``timeout`` (connect, read) defaults to a
+        300 s read for large files; ``total`` bounds the whole call."""
         headers = {"Content-Type": "application/dicom"}
         if gzip:
             headers["Content-Encoding"] = "gzip"
-        resp = self._request("POST", "/instances", data=data, headers=headers, timeout=(self.timeout[0], 300))
+        resp = self._request("POST", "/instances", data=data, headers=headers,
+                             timeout=timeout or (self.timeout[0], 300), total=total)
         try:
             return resp.json()
         except ValueError:

@@ -7,7 +7,7 @@ from sqlalchemy import delete
 
 from ..extensions import db
 from ..models import LinkEvent, OrthancSeries, OrthancStudy, User
-from .client import BadAnswer, NotFound, OrthancError, Unauthorized
+from .client import BadAnswer, NotFound, OrthancError, TimedOut, Unauthorized
 from .matching import forget_studies, reoffer
 from .servers import client_for
 from .sync import _drop_orphan_patients
@@ -21,6 +21,9 @@ def _refused(exc: OrthancError) -> DeleteError:
     if isinstance(exc, Unauthorized) or (isinstance(exc, BadAnswer) and (" 403" in str(exc) or " 405" in str(exc))):
         return DeleteError("Orthanc refused to delete (it may be read-only, or this user may not delete). "
                            "Nothing was changed.")
+    if isinstance(exc, TimedOut):  # Orthanc may still finish what it was asked
+        return DeleteError("Orthanc did not confirm the deletion in time; it may still delete it. "
+                           "Sync the server, then look again.")
     return DeleteError(f"Orthanc could not delete: {exc}. Nothing was changed.")
 
 

@@ -48,7 +48,7 @@ def preview(server_id: int, orthanc_id: str):
     within ``ORTHANC_PREVIEW_DEADLINE`` seconds for all its calls.
     Orthanc ids never change content, so the browser may keep it."""
     server = _server_and_id(server_id, orthanc_id)
-    seconds = instances.setting("ORTHANC_PREVIEW_DEADLINE", instances.PREVIEW_DEADLINE)
+    seconds = instances.setting("ORTHANC_PREVIEW_DEADLINE")
     try:
         with instances.calling(server, seconds=seconds) as client:
             data = display_png(client, orthanc_id)
@@ -73,7 +73,7 @@ def instance_pdf(server_id: int, orthanc_id: str):
     ``ORTHANC_DOWNLOAD_IDLE_TIMEOUT`` seconds to start answering and at most
     that long between reads (see ``client.iter_body``)."""
     server = _server_and_id(server_id, orthanc_id)
-    idle = instances.setting("ORTHANC_DOWNLOAD_IDLE_TIMEOUT", instances.DOWNLOAD_IDLE_TIMEOUT)
+    idle = instances.setting("ORTHANC_DOWNLOAD_IDLE_TIMEOUT")
     try:
         client = servers.client_for(server, timeout=(instances.CONNECT_TIMEOUT, idle), retries=0)
     except crypto.CredentialError as exc:

@@ -49,7 +49,7 @@ def link_study(study_id: int):
     try:
         made = matching.link(study, req, current_user, confirm_other_patient=confirm,
                              reason=request.form.get("reason", ""))
-    except matching.OtherPatientError as exc:
+    except matching.OtherPatientError:
         if confirm:  # ticked, but no reason
             flash("Give the reason for linking a study of another patient.", "error")
         return redirect(url_for("orthanc.link_other", study_id=study.id, request_id=req.id,

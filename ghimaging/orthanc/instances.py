@@ -29,23 +29,16 @@ log = logging.getLogger(__name__)
 _ID = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{8}){4}$")
 LIMIT = 24
 
-# Defaults of the settings read below (seconds).
-PAGE_DEADLINE = 10.0  # ORTHANC_PAGE_DEADLINE: all of one page's calls
-PREVIEW_DEADLINE = 8.0  # ORTHANC_PREVIEW_DEADLINE: one preview (3 calls)
-DOWNLOAD_IDLE_TIMEOUT = 30.0  # ORTHANC_DOWNLOAD_IDLE_TIMEOUT: ZIP and PDF, headers and between reads
 PROBE_SECONDS = 3.0  # the study page's "does Orthanc answer?" check
 REMEMBER_SECONDS = 30.0  # how long an answer is taken as the state of a server
 TRUST_FAILURE_SECONDS = 10.0  # how long a failure is, before asking again
 CONNECT_TIMEOUT = 3.05
 
 
-def setting(name: str, default: float) -> float:
-    """A number of seconds from the configuration (positive), else the default."""
-    try:
-        value = float(current_app.config.get(name, default))
-    except (TypeError, ValueError):
-        return default
-    return value if value > 0 else default
+def setting(name: str) -> float:
+    """A deadline in seconds from the configuration (``config.py`` holds the
+    defaults and refuses values that are not positive)."""
+    return float(current_app.config[name])
 
 
 def valid_id(orthanc_id: str) -> bool:
@@ -100,7 +93,7 @@ def page_deadline() -> float:
     """When this request's Orthanc calls must be over (``time.monotonic()``):
     ``ORTHANC_PAGE_DEADLINE`` after the first of them, kept in ``g``."""
     if "orthanc_page_deadline" not in g:
-        g.orthanc_page_deadline = time.monotonic() + setting("ORTHANC_PAGE_DEADLINE", PAGE_DEADLINE)
+        g.orthanc_page_deadline = time.monotonic() + setting("ORTHANC_PAGE_DEADLINE")
     return g.orthanc_page_deadline
 
 

@@ -44,7 +44,7 @@ def new_server():
         try:
             # The check (four calls) within a page's deadline: an address
             # that accepts and never answers is refused in seconds.
-            with deadline(instances.setting("ORTHANC_PAGE_DEADLINE", instances.PAGE_DEADLINE)):
+            with deadline(instances.setting("ORTHANC_PAGE_DEADLINE")):
                 server = servers.add_server(label=form.label.data, url=form.url.data,
                                             username=form.username.data or "", password=form.password.data or "",
                                             browser_url=form.browser_url.data or "")
@@ -91,7 +91,7 @@ def sync_now(server_id: int):
         abort(400)
     # Someone waits for this one: each call to Orthanc gets the page deadline
     # (a client's own deadline, as sync reads pages in a second thread).
-    seconds = instances.setting("ORTHANC_PAGE_DEADLINE", instances.PAGE_DEADLINE)
+    seconds = instances.setting("ORTHANC_PAGE_DEADLINE")
     summary = sync.run(server.id, mode="full" if request.form.get("full") else "auto",
                        client_factory=lambda s: servers.client_for(s, total_timeout=seconds))
     flash(summary.line(), "error" if summary.error else ("info" if summary.skipped else "success"))
@@ -156,7 +156,7 @@ def study_archive(study_id: int):
     whole (see ``client.iter_body``)."""
     study = db.get_or_404(OrthancStudy, study_id)
     server = study.server
-    idle = instances.setting("ORTHANC_DOWNLOAD_IDLE_TIMEOUT", instances.DOWNLOAD_IDLE_TIMEOUT)
+    idle = instances.setting("ORTHANC_DOWNLOAD_IDLE_TIMEOUT")
     client = None
     try:
         client = servers.client_for(server, timeout=(instances.CONNECT_TIMEOUT, idle), retries=0)

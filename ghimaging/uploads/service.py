@@ -22,7 +22,7 @@ from typing import IO, Iterable
 from flask import current_app
 
 from ..models import OrthancServer
-from ..orthanc.client import BadAnswer, OrthancClient, OrthancError, TimedOut, Unreachable
+from ..orthanc.client import OrthancClient, OrthancError, TimedOut, Unreachable
 from ..orthanc.servers import client_for
 from . import archive
 
@@ -99,18 +99,11 @@ class Deadlines:
 
 
 def _upload(client: OrthancClient, f: IO[bytes], size: int, deadlines: Deadlines) -> object:
-    """``POST /instances`` through the client with this upload's deadlines.
-    ``OrthancClient.upload`` waits up to 300 s between two reads and has no
-    deadline for the whole call; a person waiting for a page must not (the
-    transport, its deadline watchdog and its errors stay the client's: this
-    is its ``_request``, as ``servers.default_encoding`` uses)."""
+    """``POST /instances`` with this upload's deadlines: a person waiting
+    for a page must not wait on a silent Orthanc as long as the client's
+    default (300 s between two reads, no bound on the whole call)."""
     timeout, total = deadlines.for_file(size)
-    resp = client._request("POST", "/instances", data=f, headers={"Content-Type": "application/dicom"},
-                           timeout=timeout, total=total)
-    try:
-        return resp.json()
-    except ValueError:
-        raise BadAnswer("Orthanc's answer to an upload is not JSON.") from None
+    return client.upload(f, timeout=timeout, total=total)
 
 
 def _post(client: OrthancClient, member: archive.Member, report: Report, deadlines: Deadlines) -> None:
@@ -277,8 +270,11 @@ def sync_and_link(server: OrthancServer, report: Report, request_id: int | None,
     from ..orthanc import matching, sync
     from sqlalchemy import select
 
-    if report.studies:
-        sync.run(server.id, mode="auto")
+    if report.studies:  # the person waits: the sync's calls get the page deadline
+        from ..orthanc import instances, servers
+
+        page = instances.setting("ORTHANC_PAGE_DEADLINE")
+        sync.run(server.id, mode="auto", client_factory=lambda s: servers.client_for(s, total_timeout=page))
     studies = list(db.session.scalars(select(OrthancStudy).where(
         OrthancStudy.server_id == server.id, OrthancStudy.orthanc_id.in_(report.studies))))
     if request_id:

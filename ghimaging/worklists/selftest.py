@@ -164,7 +164,7 @@ def _refresh_encoding(server: OrthancServer) -> None:
     from ..orthanc.servers import client_for, default_encoding
 
     try:
-        with client_for(server, retries=0) as client:
+        with client_for(server, retries=0, total_timeout=10) as client:  # a person waits
             encoding = default_encoding(client)
     except (OrthancError, crypto.CredentialError, ValueError):
         return
