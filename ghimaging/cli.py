@@ -145,16 +145,19 @@ def serve_command(host: str, port: int, workers: int, threads: int, timeout: int
 @with_appcontext
 def sync_command(label: str | None, full: bool, reconcile: bool) -> None:
     """Sync Orthanc servers now and print a summary per server."""
-    from sqlalchemy import func, select
+    from sqlalchemy import select
 
     from .extensions import db
     from .models import OrthancServer
     from .orthanc import sync
 
-    stmt = select(OrthancServer).order_by(OrthancServer.label)
+    from .querytools import find_casefolded
+
     if label:
-        stmt = stmt.where(func.lower(OrthancServer.label) == label.lower())
-    targets = [(s.id, s.label) for s in db.session.scalars(stmt)]
+        one = find_casefolded(OrthancServer, OrthancServer.label, label)
+        targets = [(one.id, one.label)] if one else []
+    else:
+        targets = [(s.id, s.label) for s in db.session.scalars(select(OrthancServer).order_by(OrthancServer.label))]
     if not targets:
         raise click.ClickException(f"No Orthanc server labelled {label!r}." if label else "No Orthanc server configured.")
     mode = "reconcile" if reconcile else ("full" if full else "auto")

@@ -83,6 +83,10 @@ class Defaults:
     # answers (plus 1 s per 10 MB of the file), and seconds one upload may spend sending.
     UPLOAD_ORTHANC_TIMEOUT = 30
     UPLOAD_DEADLINE = 600
+    # JSON API bodies (api/routes.py body()): bytes read at most (413 beyond)
+    # and nesting levels (400 beyond).
+    API_MAX_JSON_BYTES = 1024 * 1024
+    API_MAX_JSON_DEPTH = 32
     # GNU Health sync (the server, user and password are set on its admin
     # page or with ``ghimaging gnuhealth configure``). Seconds between pulls
     # of GNU Health's requested imaging requests (0: no automatic pull);
@@ -291,6 +295,9 @@ def validate(config: Mapping[str, Any]) -> None:
         raise ConfigError("GNUHEALTH_MAX_ATTEMPTS must be at least 1")
     if config["GNUHEALTH_RETRY_MAX_SECONDS"] < 1:
         raise ConfigError("GNUHEALTH_RETRY_MAX_SECONDS must be at least 1")
+    for key in ("API_MAX_JSON_BYTES", "API_MAX_JSON_DEPTH"):
+        if config[key] < 1:
+            raise ConfigError(f"{key} must be at least 1")
     if config["ITEMS_PER_PAGE"] < 1:
         raise ConfigError("ITEMS_PER_PAGE must be at least 1")
     if config["LOGIN_MAX_FAILURES"] < 1:

@@ -38,15 +38,17 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
+        # Werkzeug's own headers (Allow on a 405, Retry-After, ...) stay.
+        headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
         if _wants_json():
-            return jsonify(error=exc.name.lower().replace(" ", "_"), message=exc.description), exc.code
+            return jsonify(error=exc.name.lower().replace(" ", "_"), message=exc.description), exc.code, headers
         titles = {403: "Not allowed", 404: "Not found", 405: "Not allowed here"}
         messages = {
             403: "Your role does not allow this. Ask an administrator if you need it.",
             404: "There is nothing here. It may have been removed, or the address is mistyped.",
         }
         return render_template("error.html", code=exc.code, title=titles.get(exc.code, exc.name),
-                               message=messages.get(exc.code, exc.description)), exc.code
+                               message=messages.get(exc.code, exc.description)), exc.code, headers
 
     @app.errorhandler(Exception)
     def server_error(exc: Exception):

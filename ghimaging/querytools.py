@@ -44,3 +44,21 @@ def insert_for_upsert(target: Any):
     else:
         from sqlalchemy.dialects.sqlite import insert
     return insert(target)
+
+
+def find_casefolded(model: Any, column: Any, value: str) -> Any:
+    """The row whose ``column`` equals ``value`` in any letter case, for
+    names kept unique regardless of case (usernames, test codes, server
+    labels). SQL's lower() folds only ASCII on SQLite (and under
+    PostgreSQL's C locale), so a non-ASCII value is compared in Python over
+    the rows, which are few for these tables."""
+    from sqlalchemy import func, select
+
+    from .extensions import db
+
+    value = value.strip()
+    if value.isascii():
+        return db.session.scalar(select(model).where(func.lower(column) == value.lower()).limit(1))
+    folded = value.casefold()
+    key = column.key
+    return next((row for row in db.session.scalars(select(model)) if getattr(row, key).casefold() == folded), None)

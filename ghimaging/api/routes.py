@@ -83,17 +83,12 @@ def need(*roles: Role) -> Callable:
     return decorator
 
 
-# A body of a few hundred KB covers the longest report (100,000 characters,
-# each up to six bytes as a \\u escape); anything nested deeper than a few
-# levels is not one of our documents. API_MAX_JSON_BYTES and
-# API_MAX_JSON_DEPTH override these defaults.
-MAX_JSON_BYTES = 1024 * 1024
-MAX_JSON_DEPTH = 32
-
-
 def json_limits() -> tuple[int, int]:
-    return (int(current_app.config.get("API_MAX_JSON_BYTES", MAX_JSON_BYTES)),
-            int(current_app.config.get("API_MAX_JSON_DEPTH", MAX_JSON_DEPTH)))
+    """API_MAX_JSON_BYTES and API_MAX_JSON_DEPTH (config.py): a body of a
+    few hundred KB covers the longest report (100,000 characters, each up to
+    six bytes as a \\u escape); anything nested deeper than a few levels is
+    not one of our documents."""
+    return int(current_app.config["API_MAX_JSON_BYTES"]), int(current_app.config["API_MAX_JSON_DEPTH"])
 
 
 def body() -> dict[str, Any]:

@@ -8,7 +8,7 @@ import hashlib
 import secrets
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 
 from ..extensions import db
 from ..models import ApiToken, Role, User, UserSession
@@ -35,7 +35,9 @@ def password_problem(password: str) -> str | None:
 
 
 def find_user(username: str) -> User | None:
-    return db.session.scalar(select(User).where(func.lower(User.username) == username.strip().lower()))
+    from ..querytools import find_casefolded
+
+    return find_casefolded(User, User.username, username)
 
 
 def create_user(username: str, password: str, roles: list[Role], full_name: str = "",

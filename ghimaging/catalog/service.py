@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from ..extensions import db
 from ..models import ImagingTest, ModalityType
@@ -54,7 +54,9 @@ def modality_by_code(code: str) -> ModalityType | None:
 
 
 def test_by_code(code: str) -> ImagingTest | None:
-    return db.session.scalar(select(ImagingTest).where(func.lower(ImagingTest.code) == code.strip().lower()))
+    from ..querytools import find_casefolded
+
+    return find_casefolded(ImagingTest, ImagingTest.code, code)
 
 
 def save_modality(mt: ModalityType | None, code: str, name: str) -> ModalityType:

@@ -139,9 +139,10 @@ def _label_taken(label: str, server: OrthancServer | None) -> bool:
     """Another server has this label in any letter case. Compared here, not
     with SQL lower(): SQLite's folds only ASCII, so 'Sala Ä' and 'SALA Ä'
     passed the check and the second one hit the unique index (a 500)."""
-    folded = label.casefold()
-    return any(other is not server and other.label.casefold() == folded
-               for other in db.session.scalars(select(OrthancServer)))
+    from ..querytools import find_casefolded
+
+    other = find_casefolded(OrthancServer, OrthancServer.label, label)
+    return other is not None and other is not server
 
 
 def add_server(*, label: str, url: str, username: str = "", password: str = "", browser_url: str = "",
