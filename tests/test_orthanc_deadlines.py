@@ -315,6 +315,19 @@ def test_sync_now_reports_a_silent_orthanc_within_the_page_deadline(app, linked,
     assert seconds < 20
 
 
+def test_api_sync_and_add_report_a_silent_orthanc_within_the_page_deadline(app, linked, api, stall):
+    """The API's "sync now" and "add server" are waited for like the pages'."""
+    result, study = linked
+    point_at(study.server_id, stall)
+    client = api("admin")
+    r, seconds = within(90, client.post, f"/api/v1/orthanc/servers/{study.server_id}/sync")
+    assert r.status_code == 502 and "did not answer in time" in r.json["error"]
+    assert seconds < 20
+    r, seconds = within(90, client.post, "/api/v1/orthanc/servers", json={"label": "Stalled", "url": stall.url})
+    assert r.status_code == 422 and "did not answer in time" in r.json["message"]
+    assert seconds < 20
+
+
 def test_adding_a_server_that_never_answers_is_refused_within_the_page_deadline(app, staff, login, stall):
     admin = login("boss")
     r, seconds = within(90, admin.post, "/orthanc/servers/new",

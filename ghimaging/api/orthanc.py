@@ -23,11 +23,15 @@ def list_servers():
 @bp.post("/orthanc/servers")
 @need(Role.ADMIN)
 def add_server():
+    from ..orthanc import instances
+    from ..orthanc.client import deadline
+
     data = body()
     try:
-        server = servers.add_server(label=_str(data, "label"), url=_str(data, "url"),
-                                    username=_str(data, "username"), password=_str(data, "password"),
-                                    browser_url=_str(data, "browser_url"))
+        with deadline(instances.setting("ORTHANC_PAGE_DEADLINE")):  # the caller waits for the check
+            server = servers.add_server(label=_str(data, "label"), url=_str(data, "url"),
+                                        username=_str(data, "username"), password=_str(data, "password"),
+                                        browser_url=_str(data, "browser_url"))
     except servers.ServerError as exc:
         if exc.field == "label" and "already exists" in str(exc):
             raise ApiError(409, "conflict", str(exc)) from None
@@ -43,7 +47,7 @@ def sync_server(server_id: int):
     if db.session.get(OrthancServer, server_id) is None:
         raise not_found("Orthanc server")
     full = request.args.get("full") in ("1", "true", "yes")
-    summary = sync.run(server_id, mode="full" if full else "auto")
+    summary = sync.run(server_id, mode="full" if full else "auto", client_factory=servers.client_for_person)
     status = 200 if not summary.error else 502
     if summary.skipped:
         status = 409

@@ -89,11 +89,8 @@ def sync_now(server_id: int):
     server = db.get_or_404(OrthancServer, server_id)
     if not EmptyForm().validate_on_submit():
         abort(400)
-    # Someone waits for this one: each call to Orthanc gets the page deadline
-    # (a client's own deadline, as sync reads pages in a second thread).
-    seconds = instances.setting("ORTHANC_PAGE_DEADLINE")
     summary = sync.run(server.id, mode="full" if request.form.get("full") else "auto",
-                       client_factory=lambda s: servers.client_for(s, total_timeout=seconds))
+                       client_factory=servers.client_for_person)
     flash(summary.line(), "error" if summary.error else ("info" if summary.skipped else "success"))
     if current_user.has_role(Role.ADMIN):
         return redirect(url_for("orthanc.view_server", server_id=server.id))

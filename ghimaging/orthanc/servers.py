@@ -48,6 +48,14 @@ def client_for(server: OrthancServer, **kw) -> OrthancClient:
     return OrthancClient(server.url, server.username, crypto.decrypt(server.password_enc), **kw)
 
 
+def client_for_person(server: OrthancServer) -> OrthancClient:
+    """A client for work someone waits for ("Sync now", the sync after an
+    upload): each call ends after ``ORTHANC_PAGE_DEADLINE`` seconds, as a
+    client's own deadline (the sync reads pages in a second thread, where a
+    ``deadline()`` scope of the request's thread would not reach)."""
+    return client_for(server, total_timeout=float(current_app.config["ORTHANC_PAGE_DEADLINE"]))
+
+
 def check(client: OrthancClient) -> CheckResult:
     """Talk to Orthanc for real: ``/system``, ``/changes?last``, ``/plugins``."""
     try:

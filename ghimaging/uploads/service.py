@@ -270,11 +270,10 @@ def sync_and_link(server: OrthancServer, report: Report, request_id: int | None,
     from ..orthanc import matching, sync
     from sqlalchemy import select
 
-    if report.studies:  # the person waits: the sync's calls get the page deadline
-        from ..orthanc import instances, servers
+    if report.studies:
+        from ..orthanc import servers
 
-        page = instances.setting("ORTHANC_PAGE_DEADLINE")
-        sync.run(server.id, mode="auto", client_factory=lambda s: servers.client_for(s, total_timeout=page))
+        sync.run(server.id, mode="auto", client_factory=servers.client_for_person)
     studies = list(db.session.scalars(select(OrthancStudy).where(
         OrthancStudy.server_id == server.id, OrthancStudy.orthanc_id.in_(report.studies))))
     if request_id:
