@@ -111,7 +111,7 @@ def test_search_says_when_gnuhealth_is_down(app, gnuhealth_settings, make_user, 
     assert r.status_code == 200 and "refused the connection" in r.get_data(as_text=True)
 
 
-def test_requested_request_imported_and_found_by_a_modality(app, gnuhealth_settings, catalog, tmp_path):
+def test_requested_request_imported_and_found_by_a_modality(app, gnuhealth_settings, catalog, tmp_path, api):
     admin = gnuhealth_settings.admin()
     patient = gh_patient(admin, "GH-2000-01", "Maria", "Gonçalves")
     test = gh_test(admin, "XR-CHEST", "Chest X-ray PA")
@@ -131,6 +131,14 @@ def test_requested_request_imported_and_found_by_a_modality(app, gnuhealth_setti
         assert status.request_json(req) == {"request_id": remote, "state": "synced", "error": None}
         assert db.session.scalars(select(ImagingRequest).where(status.request_filter(remote))).all() == [req]
         assert db.session.scalars(select(ImagingRequest).where(status.request_filter(draft))).all() == []
+        # The API finds it by GNU Health's id and says so in its JSON.
+        client = api("physician")
+        found = client.get(f"/api/v1/requests?gnuhealth_request_id={remote}").json["items"]
+        assert [r["id"] for r in found] == [req.id]
+        assert found[0]["gnuhealth"] == {"request_id": remote, "state": "synced", "error": None}
+        assert client.get(f"/api/v1/requests?gnuhealth_request_id={draft}").json["items"] == []
+        assert client.get("/api/v1/requests?gnuhealth_request_id=x").status_code == 400
+        assert client.get(f"/api/v1/requests/{req.id}").json["gnuhealth"]["request_id"] == remote
         # Nothing goes back for GNU Health's own request.
         assert db.session.scalar(select(db.func.count()).select_from(OutboxItem)) == 0
         items = c_find(orthanc, query(accession=req.accession_number))

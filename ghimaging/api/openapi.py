@@ -102,6 +102,10 @@ SCHEMAS: dict[str, Any] = {
         "scheduled_at": {"type": ["string", "null"]}, "requesting_physician": {"type": ["string", "null"]},
         "cancel_reason": {"type": ["string", "null"]}, "created_at": {"type": "string"},
         "result_id": {"type": ["integer", "null"]}, "images_available": {"type": "boolean"},
+        "gnuhealth": {"type": ["object", "null"], "description": "null when not linked to GNU Health",
+                      "properties": {"request_id": {"type": ["integer", "null"]},
+                                     "state": {"type": "string", "enum": ["synced", "pending", "failed"]},
+                                     "error": {"type": ["string", "null"]}}},
         "studies": {"type": "array", "items": {"type": "object", "properties": {
             "id": {"type": "integer"}, "study_instance_uid": {"type": "string"}, "orthanc_id": {"type": "string"},
             "server": {"type": "string"}, "method": {"type": "string"}, "patient_id": {"type": "string"},
@@ -224,7 +228,10 @@ def document(server_url: str) -> dict[str, Any]:
             "/requests": {
                 "get": _op("List requests, urgent first", "Requests", _list("Request"), 400,
                            params=[_q("state", desc="draft|requested|done|cancelled|all"),
-                                   _q("patient_id", "integer", minimum=1, maximum=2**31 - 1), _q("q"), *_PAGE]),
+                                   _q("patient_id", "integer", minimum=1, maximum=2**31 - 1), _q("q"),
+                                   _q("gnuhealth_request_id", "integer", minimum=1, maximum=2**31 - 1,
+                                      desc="the request imported from (or sent as) GNU Health's request N"),
+                                   *_PAGE]),
                 "post": _op("Order one or more tests (draft unless submit)", "Created", _ref("Request"),
                             400, 403, 422, 503, body=_ref("RequestIn"), code="201"),
             },

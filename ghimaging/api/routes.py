@@ -306,6 +306,14 @@ def list_requests():
     if pid and patient_id is None:
         raise bad_request("patient_id must be a whole number.")
     stmt = queries.request_list(state, request.args.get("q", ""), patient_id)
+    gh = request.args.get("gnuhealth_request_id")
+    if gh:
+        from ..gnuhealth import status as gnuhealth_status
+
+        gh_id = bounded_int(gh)
+        if gh_id is None:
+            raise bad_request("gnuhealth_request_id must be a whole number.")
+        stmt = stmt.where(gnuhealth_status.request_filter(gh_id))
     return jsonify(_paged(stmt, request_json))
 
 

@@ -44,6 +44,9 @@ def request_json(r: ImagingRequest, *, detail: bool = False) -> dict[str, Any]:
         "result_id": r.result.id if r.result else None,
     }
     out["images_available"] = r.images_available
+    from ..gnuhealth import status as gnuhealth_status
+
+    out["gnuhealth"] = gnuhealth_status.request_json(r)  # null when not linked to GNU Health
     if detail:
         from ..orthanc.matching import studies_of
 
