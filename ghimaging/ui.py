@@ -124,6 +124,20 @@ def _one_name(value: str) -> str:
     return shown[0] + (f" ({' · '.join(shown[1:])})" if len(shown) > 1 else "")
 
 
+def local_path(target: str | None, default: str) -> str:
+    """``target`` when it is a path on this site, else ``default``: a
+    ``next``/``back`` taken from a form or link must not send anyone to
+    another site (absolute, scheme-relative ``//host`` or ``/\\host``, which
+    browsers read as ``//host``, or with control characters)."""
+    from urllib.parse import urlsplit
+
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target \
+            or any(ord(c) < 32 or ord(c) == 127 for c in target):
+        return default
+    parts = urlsplit(target)
+    return default if parts.scheme or parts.netloc else target
+
+
 def init_app(app: Flask) -> None:
     from .imaging.images import human_size
 

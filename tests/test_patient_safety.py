@@ -441,3 +441,72 @@ def test_a_manual_unlink_is_never_undone_by_a_full_sync(app, orthanc, server, pe
     assert linked_requests(ds) == []
     assert "unlinked this study" in " ".join(reasons(ds))
     assert db.session.scalar(select(func.count()).select_from(LinkEvent).where(LinkEvent.action == "link")) == 1
+
+
+# -- found in review -------------------------------------------------------------------------------
+
+def test_an_orthanc_patient_linked_by_hand_does_not_make_its_studies_the_patients_own(
+        app, orthanc, server, people, order, api):
+    """One PUID typed on the Orthanc patient page is not the confirmation
+    and reason a study of another PatientID needs."""
+    from ghimaging.orthanc import links
+
+    d_req = order(people["D"])
+    ds = image("E-200", "Eriksen^Erik", birth="19810506")
+    store(orthanc, ds)
+    synced(server.id, "incremental")
+    links.link_patient(study(ds).patient_row, people["D"], None)
+    sugs = matching.suggestions(study(ds))
+    assert [(s.request.id, s.same_patient) for s in sugs] == [(d_req.id, False)]
+    assert "Orthanc patient linked to this patient by hand" in sugs[0].reasons
+    r = api("technologist").post(f"/api/v1/studies/{study(ds).id}/link", json={"request_id": d_req.id})
+    assert r.status_code == 409 and r.json["error"] == "other_patient"
+    assert_no_wrong_patient_link()
+
+
+@pytest.mark.parametrize("day", ["00010101", "99991231", "20261399"])
+def test_a_study_dated_at_the_ends_of_the_calendar_does_not_break_the_inbox(
+        app, orthanc, server, people, order, make_user, login, api, day):
+    order(people["D"])
+    ds = image("ZZ-9", "Walk^In")
+    ds.StudyDate = day
+    store(orthanc, ds)
+    synced(server.id, "incremental")
+    make_user("tech", "technologist")
+    tech = login("tech")
+    assert tech.get("/orthanc/unmatched").status_code == 200
+    assert tech.get(f"/orthanc/studies/{study(ds).id}").status_code == 200
+    assert api("radiologist").get("/api/v1/studies/unmatched").status_code == 200
+
+
+@pytest.mark.parametrize("back", ["/\\evil.example/x", "//evil.example/x", "https://evil.example/x", "/\tevil"])
+def test_the_inbox_never_sends_anyone_to_another_site(app, orthanc, server, people, order, make_user, login, back):
+    d_req = order(people["D"])
+    ds = image("E-200", "Eriksen^Erik", accession=d_req.accession_number)
+    store(orthanc, ds)
+    synced(server.id, "incremental")
+    make_user("tech", "technologist")
+    tech = login("tech")
+    page = tech.get(f"/orthanc/studies/{study(ds).id}/link-other",
+                    query_string={"request_id": d_req.id, "back": back}).get_data(as_text=True)
+    assert "evil" not in page
+    r = tech.post(f"/orthanc/studies/{study(ds).id}/unlink", {"request_id": d_req.id, "back": back},
+                  token_from="/orthanc/unmatched")
+    assert "evil" not in r.headers.get("Location", "")
+
+
+def test_deleting_one_of_two_studies_sharing_a_uid_clears_the_flag_of_the_other(
+        app, orthanc, server, people, order, make_user, login):
+    m_req = order(people["M"])
+    m_ds = image("M-300", "Mora^Mia", birth="19900304", uid=m_req.study_instance_uid)
+    n_ds = image("N-400", "Nakamura^Ken", birth="19600708", uid=m_req.study_instance_uid)
+    store(orthanc, m_ds, n_ds)
+    synced(server.id, "incremental")
+    assert study(m_ds).uid_shared and study(n_ds).uid_shared
+    make_user("boss", "admin")
+    boss = login("boss")
+    n_id = study(n_ds).id
+    r = boss.post(f"/orthanc/studies/{n_id}/delete", {"confirm": m_req.study_instance_uid},
+                  token_from=f"/orthanc/studies/{n_id}")
+    assert r.status_code == 302
+    assert study(m_ds).uid_shared is False

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
@@ -21,12 +19,9 @@ LOGIN_FAILED = "Unknown username or wrong password."
 def _safe_next(target: str | None) -> str:
     """Only same-site paths: an absolute or scheme-relative ``next`` would let
     a crafted link send a user elsewhere after signing in."""
-    if not target:
-        return url_for("imaging.dashboard")
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return url_for("imaging.dashboard")
-    return target
+    from ..ui import local_path
+
+    return local_path(target, url_for("imaging.dashboard"))
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -10,7 +10,7 @@ from ..models import LinkEvent, OrthancSeries, OrthancStudy, User
 from .client import BadAnswer, NotFound, OrthancError, TimedOut, Unauthorized
 from .matching import forget_studies, reoffer
 from .servers import client_for
-from .sync import _drop_orphan_patients
+from .sync import _drop_orphan_patients, mark_shared_uids
 
 
 class DeleteError(ValueError):
@@ -37,15 +37,18 @@ def delete_study(study: OrthancStudy, user: User | None) -> str:
         gone_already = True
     except OrthancError as exc:
         raise _refused(exc) from None
-    db.session.add(LinkEvent(server_id=study.server_id, study_uid=study.study_uid, request_id=None,
+    db.session.add(LinkEvent(server_id=study.server_id, study_uid=study.study_uid,
+                             patient_id=study.patient_id.strip(" ")[:64], request_id=None,
                              action="delete", method="manual", user_id=user.id if user else None,
                              note=f"deleted in Orthanc: {what}"))
     bare = forget_studies([study.id])
     server = study.server
     db.session.execute(delete(OrthancSeries).where(OrthancSeries.study_id == study.id))
+    uid = study.study_uid
     db.session.delete(study)
     db.session.flush()
     _drop_orphan_patients(server)
+    mark_shared_uids([uid])  # a partner study under another PatientID is no longer shared
     db.session.commit()
     reoffer(bare)
     return f"Deleted {what}" + (" (it was already gone from Orthanc)." if gone_already else ".")
@@ -61,7 +64,8 @@ def delete_series(series: OrthancSeries, user: User | None) -> str:
         pass
     except OrthancError as exc:
         raise _refused(exc) from None
-    db.session.add(LinkEvent(server_id=study.server_id, study_uid=study.study_uid, request_id=None,
+    db.session.add(LinkEvent(server_id=study.server_id, study_uid=study.study_uid,
+                             patient_id=study.patient_id.strip(" ")[:64], request_id=None,
                              action="delete", method="manual", user_id=user.id if user else None,
                              note=f"deleted in Orthanc: {what} of {study.patient_name or study.patient_id}"))
     study.series.remove(series)
@@ -72,10 +76,11 @@ def delete_series(series: OrthancSeries, user: User | None) -> str:
     db.session.commit()
     if not study.series:  # Orthanc drops a study with its last series; so do we
         bare = forget_studies([study.id])
-        server = study.server
+        server, uid = study.server, study.study_uid
         db.session.delete(study)
         db.session.flush()
         _drop_orphan_patients(server)
+        mark_shared_uids([uid])
         db.session.commit()
         reoffer(bare)
         return f"Deleted {what}; it was the study's last series, so the study is gone too."

@@ -14,7 +14,7 @@ from ..auth.forms import EmptyForm
 from ..extensions import db
 from ..models import OrthancStudy, Role
 from ..querytools import bounded_int
-from ..ui import paginate
+from ..ui import local_path, paginate
 from . import matching
 from .routes import bp
 
@@ -32,7 +32,7 @@ def unmatched():
 
 def _back(default: str) -> str:
     target = request.form.get("back", "")
-    return target if target.startswith("/") and not target.startswith("//") else default
+    return local_path(target, default)
 
 
 @bp.route("/studies/<int:study_id>/link", methods=["POST"])
@@ -73,7 +73,7 @@ def link_other(study_id: int):
     study = db.get_or_404(OrthancStudy, study_id)
     req = db.get_or_404(ImagingRequest, bounded_int(request.args.get("request_id")) or 0)
     back = request.args.get("back", "")
-    back = back if back.startswith("/") and not back.startswith("//") else url_for("orthanc.unmatched")
+    back = local_path(back, url_for("orthanc.unmatched"))
     return render_template("orthanc/link_other.html", study=study, req=req, back=back, action_form=EmptyForm(),
                            same=matching.same_patient(study, req.patient),
                            near=matching.near_id_reason(study.patient_id, req.patient.puid),

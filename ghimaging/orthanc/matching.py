@@ -145,12 +145,11 @@ def patient_identity(patient: Patient) -> str:
 
 
 def same_patient(study: OrthancStudy, patient: Patient) -> bool:
-    """The study's PatientID is the patient's PUID, or staff linked this
-    Orthanc patient to the register patient by hand."""
-    if dicom_id(study.patient_id) == patient.puid:
-        return True
-    row = study.patient_row
-    return bool(row and row.link_mode == "manual" and row.local_patient_id == patient.id)
+    """The study's PatientID is the patient's PUID. Nothing else makes two
+    identities one: an Orthanc patient linked to a register patient by hand
+    (one PUID typed on a form) only makes its studies likely matches, and
+    linking them still needs a confirmation and a reason."""
+    return dicom_id(study.patient_id) == patient.puid
 
 
 # -- the automatic rule -------------------------------------------------------------
@@ -335,9 +334,8 @@ def _after_link(req: ImagingRequest) -> None:
 def link(study: OrthancStudy, req: ImagingRequest, user: User | None, *,
          confirm_other_patient: bool = False, reason: str = "") -> StudyLink:
     """Link by hand (Inbox, study page, API, upload for a request). A study
-    of another patient (PatientID is not the request patient's PUID and the
-    Orthanc patient was not linked to them by hand) needs
-    ``confirm_other_patient`` and a reason; without them
+    of another patient (its PatientID is not the request patient's PUID)
+    needs ``confirm_other_patient`` and a reason; without them
     :class:`OtherPatientError` says whose study it is."""
     if req.state not in LINKABLE:
         raise LinkError(f"Request {req.accession_number} is {req.state}; a study cannot be linked to it.")
@@ -463,8 +461,11 @@ def unmatched():
 
 
 def to_review():
-    """Links whose identity differed or that join another patient's study,
-    not yet confirmed by a person (a select, newest first)."""
+    """Links whose identity differed (name, birth date, a shared UID, a
+    PatientID that is not the PUID), not yet confirmed by a person (a
+    select, newest first). Links to another patient's request made with a
+    confirmation and a reason are not listed: a person checked them, and
+    they stay red on their request."""
     return (select(StudyLink).where(StudyLink.warning != "", StudyLink.confirmed_at.is_(None))
             .order_by(StudyLink.id.desc()))
 
@@ -480,10 +481,14 @@ class Suggestion:
 
 
 def _study_day(study: OrthancStudy) -> date | None:
+    """The study's date, or None when it is missing, malformed or too near
+    the ends of the calendar to look days around it (00010101, 99991231)."""
     try:
-        return datetime.strptime(study.study_date, "%Y%m%d").date()
+        day = datetime.strptime(study.study_date, "%Y%m%d").date()
     except (TypeError, ValueError):
         return None
+    margin = timedelta(days=SUGGEST_DAYS + 1)
+    return day if date.min + margin < day < date.max - margin else None
 
 
 def _surname_words(study: OrthancStudy) -> list[str]:
@@ -497,11 +502,12 @@ def _surname_words(study: OrthancStudy) -> list[str]:
 def suggestions(study: OrthancStudy, limit: int = 5) -> list[Suggestion]:
     """Requests this study probably belongs to, the same patient's first.
 
-    The same patient: the PatientID is the PUID (or the Orthanc patient was
-    linked to them by hand). Likely the same: a PatientID that differs only
-    by case, leading zeros or spaces, or the same birth date and family
-    name. Other patients' requests (same modality, near the study's date)
-    come last, marked so, and need a confirmation to link."""
+    The same patient: the PatientID is the PUID. Likely the same: a
+    PatientID that differs only by case, leading zeros or spaces, the same
+    birth date and family name, or an Orthanc patient linked to them by
+    hand. Other patients' requests (same modality, near the study's date)
+    come last. Everything but the same patient needs a confirmation and a
+    reason to link."""
     pid = dicom_id(study.patient_id)
     row = study.patient_row
     manual_local = row.local_patient_id if row and row.link_mode == "manual" else None
@@ -543,10 +549,12 @@ def suggestions(study: OrthancStudy, limit: int = 5) -> list[Suggestion]:
         reasons, score = [], 0
         same = same_patient(study, p)
         if same:
-            reasons.append("same patient (PatientID = PUID)" if dicom_id(study.patient_id) == p.puid
-                           else "Orthanc patient linked to this patient by hand")
+            reasons.append("same patient (PatientID = PUID)")
             score += 10
         else:
+            if manual_local == p.id:
+                reasons.append("Orthanc patient linked to this patient by hand")
+                score += 6
             near = near_id_reason(study.patient_id, p.puid)
             if near:
                 reasons.append(f"PatientID differs from the PUID only by {near}")

@@ -63,6 +63,18 @@ def upgrade():
                          "WHERE p.id = orthanc_studies.patient_row_id), '')"))
     conn.execute(sa.text("UPDATE orthanc_servers SET needs_full_sync = :t"), {"t": True})
 
+    # Links made before the PatientID had to agree: every one whose study is
+    # of another PatientID than the request patient's PUID waits for a person
+    # (the Inbox's "identity to check" list and a red line on the request).
+    wrong = conn.execute(sa.text(
+        "SELECT l.id, s.patient_id, p.puid FROM study_links l JOIN orthanc_studies s ON s.id = l.study_id "
+        "JOIN imaging_requests r ON r.id = l.request_id JOIN patients p ON p.id = r.patient_id")).all()
+    flagged = [{"w": f"Linked before PatientIDs were checked: the study's PatientID \u201c{pid.strip()}\u201d "
+                     f"is not the PUID \u201c{puid}\u201d of the request's patient.", "i": i}
+               for i, pid, puid in wrong if (pid or "").strip(" ") != puid]
+    if flagged:
+        conn.execute(sa.text("UPDATE study_links SET warning = :w WHERE id = :i"), flagged)
+
     # The defaults above filled the existing rows; new rows get theirs from the models.
     for table, columns in (('orthanc_studies', ('name_key', 'birth_date', 'uid_shared')),
                            ('orthanc_patients', ('name_key',)), ('link_events', ('patient_id',)),
@@ -85,9 +97,14 @@ def downgrade():
     with op.batch_alter_table('orthanc_patients', schema=None) as batch_op:
         batch_op.drop_column('name_key')
     # Rows that share a UID under two PatientIDs cannot keep the old key:
-    # keep the first, the next full sync reads the study again.
-    op.execute("DELETE FROM orthanc_studies WHERE id NOT IN (SELECT MIN(id) FROM orthanc_studies "
-               "GROUP BY server_id, study_uid)")
+    # keep the first, the next full sync reads the study again. Foreign keys
+    # are off during migrations on SQLite (see env.py): their series and
+    # links go first, by hand.
+    extra = ("SELECT id FROM orthanc_studies WHERE id NOT IN (SELECT MIN(id) FROM orthanc_studies "
+             "GROUP BY server_id, study_uid)")
+    op.execute(f"DELETE FROM study_links WHERE study_id IN ({extra})")
+    op.execute(f"DELETE FROM orthanc_series WHERE study_id IN ({extra})")
+    op.execute(f"DELETE FROM orthanc_studies WHERE id IN ({extra})")
     with op.batch_alter_table('orthanc_studies', schema=None) as batch_op:
         batch_op.drop_index('ix_orthanc_studies_uid')
         batch_op.drop_constraint('uq_orthanc_studies_server_orthanc_id', type_='unique')
