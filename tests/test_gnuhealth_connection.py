@@ -15,7 +15,7 @@ import pytest
 
 from ghimaging.extensions import db
 from ghimaging.gnuhealth import client as ghc
-from ghimaging.gnuhealth.settings import configure, get_config, run_check
+from ghimaging.gnuhealth.settings import SettingsError, configure, get_config, run_check
 from ghimaging.models import GnuHealthConfig
 from tests.support.gnuhealth import (  # noqa: F401 - fixtures
     NOPROF_PASSWORD,
@@ -174,3 +174,93 @@ def test_cli_configure_and_check(app, gnuhealth):
     gnuhealth.kill()
     down = runner.invoke(args=["gnuhealth", "check"])
     assert down.exit_code != 0 and "refused the connection" in down.output
+
+
+# -- review fixes ------------------------------------------------------------------
+
+def test_a_new_address_needs_the_password_again_page_and_cli(app, gnuhealth_settings, make_user, login):
+    """The saved password is only ever sent to the server it was given for:
+    leaving it empty while typing another scheme, host or port is refused,
+    and nothing reaches the new address (a listener records what arrives)."""
+    from tests.support.gnuhealth import Listener
+
+    gh = gnuhealth_settings
+    make_user("boss", "admin")
+    c = login("boss")
+    with Listener() as stranger:
+        r = c.post("/admin/gnuhealth/", {"enabled": "y", "url": stranger.url, "database": gh.database,
+                                         "username": gh.user, "password": ""}, token_from="/admin/gnuhealth/")
+        assert r.status_code == 400 and "Enter the password again for the new address" in r.get_data(as_text=True)
+        runner = app.test_cli_runner()
+        cli = runner.invoke(args=["gnuhealth", "configure", "--url", stranger.url, "--database", gh.database,
+                                  "--user", gh.user, "--password-stdin"], input="\n")
+        assert cli.exit_code != 0 and "password is required" in cli.output
+        # Another port of the same host is another server too.
+        other_port = gh.url.replace(f":{gh.port}/", f":{stranger.port}/")
+        with pytest.raises(SettingsError, match="password again"):
+            configure(url=other_port, database=gh.database, username=gh.user, password=None)
+        assert stranger.bodies == []
+    assert get_config().url == gh.url
+    # Same address, password left empty: kept and used, as before.
+    r = c.post("/admin/gnuhealth/", {"enabled": "y", "url": gh.url, "database": gh.database,
+                                     "username": gh.user, "password": ""}, token_from="/admin/gnuhealth/")
+    assert r.status_code == 302
+    assert run_check().version == "7.0.59"
+
+
+def _saved_settings_pointing_at(url: str) -> None:
+    from ghimaging import crypto
+
+    cfg = get_config() or GnuHealthConfig(id=1)
+    cfg.url, cfg.database, cfg.username = url, "health", "ghimaging"
+    cfg.password_enc, cfg.enabled = crypto.encrypt("pw-1"), True
+    db.session.add(cfg)
+    db.session.commit()
+
+
+def test_pages_answer_within_their_deadline_when_gnuhealth_trickles(app, make_user, login):
+    """A server that sends a byte now and then never trips the read timeout;
+    the patient search, "Test connection" and "Sync now" still answer within
+    the page's deadline, and "Sync now" leaves the outbox to the loop."""
+    import time
+
+    from ghimaging.gnuhealth import outbox
+    from tests.support.gnuhealth import Listener
+
+    app.config["GNUHEALTH_PAGE_DEADLINE"] = 1.5
+    make_user("boss", "admin")
+    make_user("tech", "technologist")
+    with Listener(trickle=True, every=0.2, for_seconds=30) as slow:
+        _saved_settings_pointing_at(slow.url)
+        boss = login("boss")
+        started = time.monotonic()
+        r = boss.post("/admin/gnuhealth/check", token_from="/admin/gnuhealth/")
+        assert r.status_code == 302 and time.monotonic() - started < 6
+        page = boss.get("/admin/gnuhealth/").get_data(as_text=True)
+        assert "did not finish within 1.5 s" in page
+        outbox.wake.clear()
+        started = time.monotonic()
+        r = boss.post("/admin/gnuhealth/sync", token_from="/admin/gnuhealth/")
+        assert r.status_code == 302 and time.monotonic() - started < 6
+        assert outbox.wake.is_set()  # the background loop sends the outbox
+        assert "did not finish within 1.5 s" in boss.get("/admin/gnuhealth/").get_data(as_text=True)
+        tech = login("tech")
+        started = time.monotonic()
+        r = tech.get("/gnuhealth/patients?q=anyone")
+        assert r.status_code == 200 and time.monotonic() - started < 6
+        assert "did not finish within 1.5 s" in r.get_data(as_text=True)
+        assert len(slow.bodies) >= 3
+
+
+def test_a_gnuhealth_test_id_too_big_for_a_database_is_refused(app, gnuhealth_settings, catalog, make_user, login):
+    make_user("boss", "admin")
+    c = login("boss")
+    test_id = catalog["chest"].id
+    for bad in (str(10**30), "-5", "x"):
+        r = c.post("/admin/gnuhealth/tests", {"test_id": str(test_id), "remote_id": bad},
+                   token_from="/admin/gnuhealth/tests")
+        assert r.status_code == 302, bad
+        assert "must be a whole number" in c.get("/admin/gnuhealth/tests").get_data(as_text=True)
+    r = c.post("/admin/gnuhealth/tests", {"test_id": str(10**30), "remote_id": "1"},
+               token_from="/admin/gnuhealth/tests")
+    assert r.status_code == 404

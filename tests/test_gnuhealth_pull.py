@@ -201,3 +201,82 @@ def test_cli_sync_pulls_and_fails_when_gnuhealth_is_down(app, gnuhealth_settings
     gnuhealth_settings.kill()
     down = runner.invoke(args=["gnuhealth", "sync"])
     assert down.exit_code != 0 and "GNU Health could not be reached" in down.output
+
+
+# -- review fixes ------------------------------------------------------------------
+
+def test_same_puid_other_person_is_refused_never_overwritten(app, gnuhealth_settings, create_patient, make_user,
+                                                            login):
+    """Local PUID X is Alice; GNU Health's PUID X is Bob: importing Bob
+    refuses with both identities, and Alice stays Alice (and unlinked)."""
+    admin = gnuhealth_settings.admin()
+    alice = create_patient(puid="GH-6000-01", family_name="Andrade", given_name="Alice",
+                           birth_date=date(1970, 1, 2), sex="F")
+    bob = gh_patient(admin, "GH-6000-01", "Bob", "Barros", dob=date(1980, 3, 4), gender="m")
+    with client_for(get_config()) as client:
+        with pytest.raises(pull.ImportProblem) as exc:
+            pull.import_patient(client, bob)
+    text = str(exc.value)
+    assert "Barros, Bob (1980-03-04)" in text and "Andrade, Alice (1970-01-02)" in text
+    db.session.refresh(alice)
+    assert (alice.family_name, alice.given_name, alice.birth_date, alice.sex) == \
+        ("Andrade", "Alice", date(1970, 1, 2), "F")
+    assert status.patient_link(alice.id) is None
+    # From the page: a message, not a 500, and Alice unchanged.
+    c = _staff(make_user, login)
+    r = c.post("/gnuhealth/patients/import", {"remote_id": str(bob), "q": "GH-6000-01"},
+               token_from="/gnuhealth/patients?q=GH-6000-01")
+    assert r.status_code == 302
+    assert "Barros, Bob" in c.get(r.headers["Location"]).get_data(as_text=True)
+    db.session.refresh(alice)
+    assert alice.given_name == "Alice"
+    # The same person written without accents or in other case is the same person.
+    carla = create_patient(puid="GH-6000-02", family_name="Gonçalves", given_name="Carla",
+                           birth_date=date(1990, 5, 6), sex="F")
+    theirs = gh_patient(admin, "GH-6000-02", "CARLA", "Goncalves", dob=date(1990, 5, 6))
+    with client_for(get_config()) as client:
+        assert pull.import_patient(client, theirs).id == carla.id
+    assert status.patient_link(carla.id).remote_id == theirs
+
+
+def test_a_patient_id_too_big_for_xmlrpc_is_refused(app, gnuhealth_settings, make_user, login):
+    c = _staff(make_user, login)
+    for bad in (str(10**30), "-1", "x"):
+        r = c.post("/gnuhealth/patients/import", {"remote_id": bad}, token_from="/gnuhealth/patients")
+        assert r.status_code == 302, bad
+        assert "whole number" in c.get(r.headers["Location"]).get_data(as_text=True)
+
+
+def test_own_request_whose_push_answer_was_lost_is_relinked_not_imported(app, gnuhealth, create_patient,
+                                                                         create_request):
+    """GNU Health made our request and moved it to requested, but the answer
+    was lost: the next pull links it to our request and imports nothing."""
+    from ghimaging.gnuhealth import outbox
+    from ghimaging.gnuhealth.settings import configure
+    from ghimaging.models._time import utcnow
+    from tests.support.gnuhealth import DropProxy
+
+    proxy = DropProxy(gnuhealth.port)
+    try:
+        configure(url=proxy.url, database=gnuhealth.database, username=gnuhealth.user,
+                  password=gnuhealth.password)
+        req = create_request(create_patient(puid="GHI-6100-0001"), submit=True)
+        proxy.drop_next(b"<methodName>model.gnuhealth.imaging.test.request.requested</methodName>")
+        drained = outbox.drain()
+        assert drained.retrying == 1 and proxy.dropped
+        there = gnuhealth.admin().search_read("gnuhealth.imaging.test.request",
+                                              [("request_line", "=", req.accession_number)], ["state"])
+        assert [r["state"] for r in there] == ["requested"]
+        with client_for(get_config()) as client:
+            summary = pull.pull_requests(client)
+        assert summary.seen == 1 and summary.imported == [] and not summary.problems
+        assert db.session.scalar(select(db.func.count()).select_from(ImagingRequest)) == 1
+        assert status.find_by_remote_request(there[0]["id"]).id == req.id
+        assert status.of_request(req).origin == "pushed"
+        # The retry then finishes the push against the same request there.
+        db.session.execute(OutboxItem.__table__.update().values(next_try_at=utcnow()))
+        db.session.commit()
+        assert outbox.drain().sent == 1
+        assert len(gnuhealth.admin().search_read("gnuhealth.imaging.test.request", [], ["id"])) == 1
+    finally:
+        proxy.close()

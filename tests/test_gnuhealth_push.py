@@ -118,38 +118,36 @@ def test_finalised_result_with_key_images_closes_the_request_there(app, gnuhealt
 
 
 def test_study_synced_by_gnuhealth_points_at_the_result(app, gnuhealth_settings, create_patient, create_request,
-                                                        make_user, tmp_path):
+                                                        make_user, tmp_path, orthanc, orthanc_row):
+    from ghimaging.orthanc import sync
+
     admin = gnuhealth_settings.admin()
     rad = make_user("rad", "radiologist")
     patient = create_patient(puid=PUID, family_name="Sousa", given_name="Rita")
     req = create_request(patient, submit=True)
     drained()  # the patient is there before its images reach the Orthanc GNU Health syncs
-    orthanc = OrthancServer(tmp_path / "orthanc")
-    orthanc.start()
-    try:
-        orthanc.upload(dicomgen.make_instance(PUID, "Sousa^Rita", study_uid=req.study_instance_uid,
-                                              accession=req.accession_number))
-        admin.create("gnuhealth.orthanc.config", {"label": "main", "domain": orthanc.url,
-                                                  "user": orthanc.username, "password": orthanc.password})
-        admin.wizard("gnuhealth.imaging_orthanc.full_synchronize", "synchronize",
-                     "gnuhealth.imaging_orthanc.study", [])
-        study = admin.search_read("gnuhealth.imaging_orthanc.study",
-                                  [("study_instance_UID", "=", req.study_instance_uid)],
-                                  ["imaging_test", "patient.puid"])
-        assert len(study) == 1 and study[0]["imaging_test"] is None and study[0]["patient."]["puid"] == PUID
-        finalised(req, rad, images=1)
-        drained()
-        result = results_of(admin, remote_request(admin, req)["id"])[0]
-        study = admin.search_read("gnuhealth.imaging_orthanc.study", [("id", "=", study[0]["id"])],
-                                  ["imaging_test"])[0]
-        assert study["imaging_test"] == result["id"]
-        # GNU Health's own sync keeps the link.
-        admin.wizard("gnuhealth.imaging_orthanc.full_synchronize", "synchronize",
-                     "gnuhealth.imaging_orthanc.study", [])
-        assert admin.search_read("gnuhealth.imaging_orthanc.study", [("id", "=", study["id"])],
-                                 ["imaging_test"])[0]["imaging_test"] == result["id"]
-    finally:
-        orthanc.kill()
+    orthanc.upload(dicomgen.make_instance(PUID, "Sousa^Rita", study_uid=req.study_instance_uid,
+                                          accession=req.accession_number))
+    assert sync.run(orthanc_row.id).error == ""  # ghimaging links the study to the request
+    admin.create("gnuhealth.orthanc.config", {"label": "main", "domain": orthanc.url,
+                                              "user": orthanc.username, "password": orthanc.password})
+    admin.wizard("gnuhealth.imaging_orthanc.full_synchronize", "synchronize",
+                 "gnuhealth.imaging_orthanc.study", [])
+    study = admin.search_read("gnuhealth.imaging_orthanc.study",
+                              [("study_instance_UID", "=", req.study_instance_uid)],
+                              ["imaging_test", "patient.puid"])
+    assert len(study) == 1 and study[0]["imaging_test"] is None and study[0]["patient."]["puid"] == PUID
+    finalised(req, rad, images=1)
+    drained()
+    result = results_of(admin, remote_request(admin, req)["id"])[0]
+    study = admin.search_read("gnuhealth.imaging_orthanc.study", [("id", "=", study[0]["id"])],
+                              ["imaging_test"])[0]
+    assert study["imaging_test"] == result["id"]
+    # GNU Health's own sync keeps the link.
+    admin.wizard("gnuhealth.imaging_orthanc.full_synchronize", "synchronize",
+                 "gnuhealth.imaging_orthanc.study", [])
+    assert admin.search_read("gnuhealth.imaging_orthanc.study", [("id", "=", study["id"])],
+                             ["imaging_test"])[0]["imaging_test"] == result["id"]
 
 
 def test_gnuhealth_down_during_a_push_then_back_the_outbox_drains(app, gnuhealth_settings, create_patient,
@@ -286,3 +284,141 @@ def test_test_mapped_by_hand_on_the_tests_page_is_used(app, gnuhealth_settings, 
     drained()
     assert remote_request(admin, req)["requested_test."]["code"] == "RX-TORAX"
     assert admin.search_read("gnuhealth.imaging.test", [("code", "=", "XR-CHEST")], ["id"]) == []
+
+
+# -- review fixes ------------------------------------------------------------------
+
+def test_another_patients_study_with_our_uid_is_never_pointed_at_our_result(
+        app, gnuhealth_settings, create_patient, create_request, make_user, orthanc, orthanc_row):
+    """Patient E's study carries D's StudyInstanceUID (ghimaging refuses to
+    link it to D's request): GNU Health's copy of it is never pointed at D's
+    result, and the look-up there asks for D's PatientID."""
+    from ghimaging.gnuhealth.remote import Remote
+    from ghimaging.gnuhealth.settings import client_for, get_config
+    from ghimaging.orthanc import matching, sync
+
+    admin = gnuhealth_settings.admin()
+    rad = make_user("rad", "radiologist")
+    d = create_patient(puid=PUID, family_name="Dias", given_name="Dora")
+    e = create_patient(puid="GHI-7700-0002", family_name="Esteves", given_name="Eva")
+    req = create_request(d, submit=True)
+    create_request(e, submit=True)  # E exists in GNU Health too (its sync stops on unknown 9+ PatientIDs)
+    drained()
+    orthanc.upload(dicomgen.make_instance(e.puid, "Esteves^Eva", study_uid=req.study_instance_uid))
+    assert sync.run(orthanc_row.id).error == ""
+    assert matching.studies_of(req) == []  # refused here: another patient
+    admin.create("gnuhealth.orthanc.config", {"label": "main", "domain": orthanc.url,
+                                              "user": orthanc.username, "password": orthanc.password})
+    admin.wizard("gnuhealth.imaging_orthanc.full_synchronize", "synchronize",
+                 "gnuhealth.imaging_orthanc.study", [])
+    (theirs,) = admin.search_read("gnuhealth.imaging_orthanc.study",
+                                  [("study_instance_UID", "=", req.study_instance_uid)],
+                                  ["imaging_test", "patient_id"])
+    assert theirs["patient_id"] == e.puid and theirs["imaging_test"] is None
+    finalised(req, rad, images=1)
+    drained()
+    assert results_of(admin, remote_request(admin, req)["id"])  # the result is there...
+    assert admin.search_read("gnuhealth.imaging_orthanc.study", [("id", "=", theirs["id"])],
+                             ["imaging_test"])[0]["imaging_test"] is None  # ...and E's study is not D's
+    # The look-up itself: by UID and PatientID (health_orthanc's patient_id field).
+    with client_for(get_config()) as client:
+        remote = Remote(client)
+        assert remote.studies_by_uid([req.study_instance_uid], d.puid) == []
+        assert [r["id"] for r in remote.studies_by_uid([req.study_instance_uid], e.puid)] == [theirs["id"]]
+
+
+def test_gnuhealth_patient_with_our_puid_but_another_identity_is_not_used(app, gnuhealth_settings, create_patient,
+                                                                          create_request):
+    from tests.test_gnuhealth_pull import gh_patient
+
+    admin = gnuhealth_settings.admin()
+    bob = gh_patient(admin, PUID, "Bob", "Barros", dob=date(1980, 3, 4), gender="m")
+    alice = create_patient(puid=PUID, family_name="Andrade", given_name="Alice", birth_date=date(1970, 1, 2))
+    req = create_request(alice, submit=True)
+    summary = outbox.drain()
+    assert summary.failed == 1
+    st = status.request_json(req)
+    assert st["state"] == "failed"
+    assert "Barros, Bob (1980-03-04)" in st["error"] and "Andrade, Alice (1970-01-02)" in st["error"]
+    assert admin.search_read("gnuhealth.imaging.test.request", [], ["id"]) == []
+    assert status.patient_link(alice.id) is None
+    there = admin.search_read("gnuhealth.patient", [("id", "=", bob)], ["lastname", "party.name"])[0]
+    assert (there["lastname"], there["party."]["name"]) == ("Barros", "Bob")
+
+
+def test_items_of_one_request_never_go_at_once(app, gnuhealth_settings, create_patient, create_request, make_user):
+    """While one process sends a request's "create" (claimed), another
+    process does not send its "submit": GNU Health gets one request."""
+    admin = gnuhealth_settings.admin()
+    doc = make_user("drwho", "physician")
+    req = create_request(create_patient(puid=PUID), user=doc, physician=doc)
+    (first,) = db.session.scalars(select(OutboxItem)).all()
+    first.next_try_at = utcnow() + timedelta(seconds=outbox.CLAIM_SECONDS)  # taken by another process
+    db.session.commit()
+    workflow.submit(req, doc)
+    assert db.session.scalar(select(db.func.count()).select_from(OutboxItem)) == 2
+    assert outbox.step() is False  # the submit waits for the create in flight
+    assert admin.search_read("gnuhealth.imaging.test.request", [], ["id"]) == []
+    first.next_try_at = utcnow()  # the other process gave up: it is due again
+    db.session.commit()
+    drained()
+    assert remote_request(admin, req)["state"] == "requested"
+    assert {i.state for i in db.session.scalars(select(OutboxItem))} == {"sent"}
+
+
+def test_two_requests_of_one_new_patient_create_it_once(app, gnuhealth_settings, create_patient, create_request):
+    """The second request of a patient not yet in GNU Health waits while the
+    first one (which creates the patient) is in flight."""
+    admin = gnuhealth_settings.admin()
+    patient = create_patient(puid=PUID)
+    one = create_request(patient, submit=True)
+    two = create_request(patient, submit=True)
+    first = db.session.scalar(select(OutboxItem).where(OutboxItem.request_id == one.id))
+    first.next_try_at = utcnow() + timedelta(seconds=outbox.CLAIM_SECONDS)
+    db.session.commit()
+    assert outbox.step() is False
+    first.next_try_at = utcnow()
+    db.session.commit()
+    drained()
+    assert len(admin.search_read("gnuhealth.patient", [("puid", "=", PUID)], ["id"])) == 1
+    assert remote_request(admin, one)["state"] == remote_request(admin, two)["state"] == "requested"
+
+
+def test_patient_made_there_meanwhile_is_found_again_not_failed(app, gnuhealth_settings, create_patient,
+                                                               create_request, monkeypatch):
+    """Someone creates the patient in GNU Health between our look-up and our
+    create (another process, a clerk): GNU Health refuses ours (ref_uniq,
+    "The PUID must be unique"); the push looks it up again and goes on."""
+    from ghimaging.gnuhealth.client import GnuHealthClient
+    from tests.test_gnuhealth_pull import gh_patient
+
+    admin = gnuhealth_settings.admin()
+    patient = create_patient(puid=PUID, family_name="Ferreira", given_name="Ana", birth_date=date(1981, 2, 3))
+    req = create_request(patient, submit=True)
+    real_create = GnuHealthClient.create
+    made = []
+
+    def create(self, model, values):
+        if model == "party.party" and not made:  # the other party gets there first
+            made.append(gh_patient(admin, PUID, "Ana", "Ferreira", dob=date(1981, 2, 3)))
+        return real_create(self, model, values)
+
+    monkeypatch.setattr(GnuHealthClient, "create", create)
+    drained()
+    assert made
+    assert [p["id"] for p in admin.search_read("gnuhealth.patient", [("puid", "=", PUID)], ["id"])] == made
+    assert remote_request(admin, req)["patient."]["puid"] == PUID
+    assert status.patient_link(patient.id).remote_id == made[0]
+
+
+def test_retry_link_never_leads_off_site(app, gnuhealth_settings, create_patient, create_request, make_user, login):
+    req = create_request(create_patient(puid=PUID))
+    make_user("tech", "technologist")
+    c = login("tech")
+    for evil in ("/\\evil.example", "\\/evil.example", "//evil.example", "/\t/evil.example", "https://evil.example"):
+        r = c.post(f"/gnuhealth/requests/{req.id}/retry", {"next": evil}, token_from=f"/requests/{req.id}")
+        assert r.status_code == 302 and r.headers["Location"].endswith(f"/requests/{req.id}"), evil
+    r = c.post(f"/gnuhealth/requests/{req.id}/retry", {"next": "/requests/"}, token_from=f"/requests/{req.id}")
+    assert r.headers["Location"].endswith("/requests/")
+    page = c.get("/gnuhealth/patients?next=/%5Cevil.example").get_data(as_text=True)
+    assert "evil.example" not in page

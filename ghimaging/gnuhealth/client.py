@@ -164,17 +164,33 @@ class _Transport(xmlrpc.client.SafeTransport):
         self.https, self.timeout = https, timeout
         self.auth = ""
         self.last_used = 0.0
+        self.limit: float | None = None  # seconds left before the caller's deadline (connect timeout)
+        self.aborted = False
 
     def make_connection(self, host):
         if self._connection and host == self._connection[0]:
             return self._connection[1]
         chost, self._extra_headers, x509 = self.get_host_info(host)
+        timeout = self.timeout if self.limit is None else max(0.05, min(self.timeout, self.limit))
         if self.https:
-            conn = http.client.HTTPSConnection(chost, timeout=self.timeout, context=self.context)
+            conn = http.client.HTTPSConnection(chost, timeout=timeout, context=self.context)
         else:
-            conn = http.client.HTTPConnection(chost, timeout=self.timeout)
+            conn = http.client.HTTPConnection(chost, timeout=timeout)
         self._connection = host, conn
         return conn
+
+    def abort(self) -> None:
+        """The deadline passed: shut the socket down, which ends a blocked
+        connect, send or read at once (a trickling server that sends a byte
+        now and then never trips the read timeout)."""
+        self.aborted = True
+        conn = self._connection[1] if self._connection else None
+        sock = getattr(conn, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def send_headers(self, connection, headers):
         if self.auth:
@@ -209,14 +225,24 @@ class GnuHealthClient:
     """XML-RPC calls to one GNU Health database as one user.
 
     ``calls`` counts the calls sent (logins included), for the bench.
+
+    ``timeout`` bounds each socket operation (connect, each read). ``total``
+    (seconds, from the client's creation) bounds ALL its calls together: a
+    client made for a page someone waits for gets one, and a timer shuts
+    its socket down when it passes, so a server that trickles its answer
+    cannot hold the page (the call raises :class:`Timeout`). Without it
+    (the background loop, the CLI) only ``timeout`` applies.
     """
 
-    def __init__(self, url: str, database: str, user: str, password: str, *, timeout: float = 20.0):
+    def __init__(self, url: str, database: str, user: str, password: str, *, timeout: float = 20.0,
+                 total: float | None = None):
         self.url = check_url(url)
         self.database = database
         self.user = user
         self._password = password
         self.timeout = timeout
+        self.total = total
+        self._deadline = None if total is None else time.monotonic() + total
         self.calls = 0
         https = urlsplit(self.url).scheme == "https"
         self._transport = _Transport(https, timeout)
@@ -238,7 +264,36 @@ class GnuHealthClient:
         self.close()
 
     # -- transport ------------------------------------------------------------
-    def _send(self, proxy: xmlrpc.client.ServerProxy, method: str, args: tuple) -> Any:
+    def _send(self, proxy: xmlrpc.client.ServerProxy, method: str, args: tuple,
+              transport: _Transport | None = None) -> Any:
+        """One call, under the client's deadline when it has one."""
+        transport = transport or self._transport
+        if self._deadline is None:
+            return self._send_now(proxy, method, args)
+        left = self._deadline - time.monotonic()
+        late = Timeout(f"GNU Health at {self.url} did not finish within {self.total:g} s (the limit for a "
+                       "page); try again, or let the background sync do it.")
+        if left <= 0:
+            raise late
+        transport.limit, transport.aborted = left, False
+        timer = threading.Timer(left, transport.abort)
+        timer.daemon = True
+        timer.start()
+        try:
+            answer = self._send_now(proxy, method, args)
+        except Exception:  # whatever a socket shut down mid-call raised
+            if transport.aborted:
+                raise late from None
+            raise
+        finally:
+            timer.cancel()
+            transport.limit = None
+        if transport.aborted:  # the answer may look whole and still be cut short: never use it
+            transport.close()
+            raise late
+        return answer
+
+    def _send_now(self, proxy: xmlrpc.client.ServerProxy, method: str, args: tuple) -> Any:
         self.calls += 1
         where = f"GNU Health at {self.url}"
         try:
@@ -269,9 +324,12 @@ class GnuHealthClient:
 
     def version(self) -> str:
         """trytond's version (``common.server.version``, no login needed)."""
-        root = xmlrpc.client.ServerProxy(self.url, transport=_Transport(self._transport.https, self.timeout),
-                                         allow_none=True, use_builtin_types=True)
-        answer = self._send(root, "common.server.version", ())
+        transport = _Transport(self._transport.https, self.timeout)
+        root = xmlrpc.client.ServerProxy(self.url, transport=transport, allow_none=True, use_builtin_types=True)
+        try:
+            answer = self._send(root, "common.server.version", (), transport)
+        finally:
+            transport.close()
         return str(answer)
 
     def login(self, *, force: bool = False) -> int:

@@ -27,6 +27,7 @@ from ..extensions import db
 from ..models import (
     GnuHealthConfig,
     ImagingRequest,
+    LinkKind,
     OutboxItem,
     OutboxKind,
     OutboxState,
@@ -49,7 +50,11 @@ IMPORTING = "gnuhealth_importing"
 
 
 def key_for(kind: OutboxKind, req: ImagingRequest) -> str:
-    """What is looked up in GNU Health before anything is created."""
+    """A label saying what a retry looks up in GNU Health before creating
+    anything: the request by its order line (``request_line``, our
+    accession number, see ``push.request_key``), the result by that
+    request. The look-ups themselves are made by ``push`` from the request
+    as it is then; this stored string is for people reading the outbox."""
     if kind is OutboxKind.REQUEST:
         return f"request_line={push.request_key(req)}"
     return f"result of request_line={push.request_key(req)}"
@@ -152,12 +157,27 @@ def backoff(attempts: int) -> timedelta:
 
 
 def _blocked(item: OutboxItem) -> bool:
-    """An older unsent item of the same request goes first (a result waits
-    for its request); an older one of the same kind is folded into this one."""
-    older = db.session.scalars(select(OutboxItem).where(
+    """Whether an older item must go first. Of the same request: any older
+    pending one (it may be in flight in another process this very moment:
+    two sends of one request at once would make two requests there), and
+    an older failed one of another kind (a result waits for its request);
+    an older failed one of the same kind is folded into this one. Of
+    another request of the same patient, while that patient is not linked
+    to GNU Health yet: any older pending one (it may be creating the
+    patient there)."""
+    older = db.session.scalars(select(OutboxItem.id).where(
         OutboxItem.request_id == item.request_id, OutboxItem.id < item.id,
-        OutboxItem.state != OutboxState.SENT.value, OutboxItem.kind != item.kind)).first()
-    return older is not None
+        OutboxItem.state != OutboxState.SENT.value,
+        (OutboxItem.state == OutboxState.PENDING.value) | (OutboxItem.kind != item.kind)).limit(1)).first()
+    if older is not None:
+        return True
+    patient_id = item.request.patient_id
+    if links.remote_id(LinkKind.PATIENT, patient_id) is not None:
+        return False
+    same_patient = select(ImagingRequest.id).where(ImagingRequest.patient_id == patient_id)
+    return db.session.scalars(select(OutboxItem.id).where(
+        OutboxItem.request_id.in_(same_patient), OutboxItem.request_id != item.request_id,
+        OutboxItem.id < item.id, OutboxItem.state == OutboxState.PENDING.value).limit(1)).first() is not None
 
 
 def due(now: datetime | None = None, limit: int = 50) -> list[OutboxItem]:

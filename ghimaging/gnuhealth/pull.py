@@ -83,6 +83,17 @@ def upsert_patient(rp: RemotePatient) -> Patient:
     patient = db.session.get(Patient, link.local_id) if link and link.local_id else None
     if patient is None:
         patient = patients.by_puid(rp.puid)
+        # Not linked to this GNU Health record: the same PUID alone does not
+        # make it the same person. A different name or birth date is
+        # refused, never copied over the local patient.
+        differs = rp.differs_from(patient.family_name, patient.given_name, patient.birth_date) \
+            if patient is not None else []
+        if differs:
+            born = patient.birth_date.isoformat() if patient.birth_date else "birth date unknown"
+            raise ImportProblem(
+                f"GNU Health patient {rp.puid} (id {rp.id}) is {rp.identity()}, but here {rp.puid} is "
+                f"{patient.full_name} ({born}): the {', '.join(differs)} differ. Nothing was imported or "
+                "changed; correct the PUID or the identity on one side first.")
     data = {"puid": rp.puid, "family_name": rp.family_name or rp.given_name, "given_name": rp.given_name,
             "birth_date": rp.birth_date, "sex": rp.sex}
     try:
@@ -198,6 +209,8 @@ def pull_requests(client: GnuHealthClient) -> PullSummary:
         link = known.get(int(row["id"]))
         if link is not None and link.local_id is not None:
             continue
+        if _ours(row):
+            continue
         try:
             req = import_request(remote, row)
         except ImportProblem as exc:
@@ -209,6 +222,23 @@ def pull_requests(client: GnuHealthClient) -> PullSummary:
         summary.imported.append(req.accession_number)
     summary.problems.extend(_check_imported(remote))
     return summary
+
+
+def _ours(row: dict) -> bool:
+    """A request ghimaging sent there itself (its order line is one of our
+    accession numbers) whose link was never written: the push's answer was
+    lost after GNU Health made it. Linked now, never imported as a new order."""
+    line = str(row.get("request_line") or "").strip()
+    if not line:
+        return False
+    req = db.session.scalar(select(ImagingRequest).where(ImagingRequest.accession_number == line))
+    if req is None:
+        return False
+    link = links.put(LinkKind.REQUEST, req.id, int(row["id"]), origin="pushed",
+                     remote_state=str(row.get("state") or ""), label=req.order_number)
+    link.origin = "pushed"  # a problem row of an earlier pull said "pulled": it was ours all along
+    db.session.commit()
+    return True
 
 
 def _check_imported(remote: Remote) -> list[str]:
@@ -240,13 +270,15 @@ def _check_imported(remote: Remote) -> list[str]:
     return problems
 
 
-def run_pull() -> PullSummary:
-    """One pull with the saved settings; its outcome is recorded."""
+def run_pull(*, total: float | None = None) -> PullSummary:
+    """One pull with the saved settings; its outcome is recorded. ``total``
+    bounds the whole pull (a page's "Sync now"); what it did not reach is
+    left for the background loop's next pull."""
     cfg = active_config()
     if cfg is None:
         return PullSummary(error="GNU Health sync is off or not configured.")
     try:
-        with client_for(cfg) as client:
+        with client_for(cfg, total=total) as client:
             summary = pull_requests(client)
     except GnuHealthError as exc:
         db.session.rollback()

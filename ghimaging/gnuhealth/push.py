@@ -14,8 +14,15 @@ from pathlib import Path
 
 from ..models import GnuHealthConfig, ImagingRequest, LinkKind, Patient, RequestState, Result
 from . import links
-from .client import NoProfessional
+from .client import GnuHealthError, NoProfessional
 from .remote import Remote
+
+
+class PatientMismatch(GnuHealthError):
+    """GNU Health's patient with our PUID is someone else (another name or
+    birth date): never used, never overwritten; a person must look."""
+
+    code = "patient_mismatch"
 
 
 def request_key(req: ImagingRequest) -> str:
@@ -27,18 +34,30 @@ def request_key(req: ImagingRequest) -> str:
 def ensure_patient(remote: Remote, patient: Patient) -> int:
     """GNU Health's patient for ours: linked, else found by PUID, else
     created (before any image of it reaches an Orthanc GNU Health syncs:
-    its sync stops on a PatientID of 9+ characters it does not know)."""
+    its sync stops on a PatientID of 9+ characters it does not know).
+    One found by PUID (or made by someone else while we created it) is used
+    only when it is the same person: names and birth date agree."""
     known = links.remote_id(LinkKind.PATIENT, patient.id)
     if known is not None:
         return known
     found = remote.patient_by_puid(patient.puid)
-    if found is not None:
-        links.put(LinkKind.PATIENT, patient.id, found, origin="found", label=patient.puid)
-        return found
-    created = remote.create_patient(puid=patient.puid, family_name=patient.family_name,
-                                    given_name=patient.given_name, birth_date=patient.birth_date, sex=patient.sex)
-    links.put(LinkKind.PATIENT, patient.id, created, origin="pushed", label=patient.puid)
-    return created
+    origin = "found"
+    if found is None:
+        found = remote.create_patient(puid=patient.puid, family_name=patient.family_name,
+                                      given_name=patient.given_name, birth_date=patient.birth_date,
+                                      sex=patient.sex)
+        origin = "pushed"
+    there = remote.patient(found)
+    if there is not None:
+        differs = there.differs_from(patient.family_name, patient.given_name, patient.birth_date)
+        if differs:
+            born = patient.birth_date.isoformat() if patient.birth_date else "birth date unknown"
+            raise PatientMismatch(
+                f"GNU Health's patient with PUID {patient.puid} (id {found}) is {there.identity()}, but here "
+                f"{patient.puid} is {patient.full_name} ({born}): the {', '.join(differs)} differ. Nothing was "
+                "sent; correct the PUID or the identity on one side, then retry.")
+    links.put(LinkKind.PATIENT, patient.id, found, origin=origin, label=patient.puid)
+    return found
 
 
 def ensure_test(remote: Remote, req: ImagingRequest) -> int:
@@ -173,18 +192,26 @@ def push_result(remote: Remote, cfg: GnuHealthConfig, req: ImagingRequest, image
 
 
 def study_uids(req: ImagingRequest) -> list[str]:
+    """The UIDs of the studies linked to the request here that are the
+    request's patient's own: PatientID equal to its PUID, not linked by hand
+    to another patient, and not a UID that studies of two patients share.
+    Never the request's allocated UID by itself: a study of someone else
+    can carry it (ghimaging's link rules refuse such a study)."""
     from ..orthanc.matching import studies_of
 
-    uids = {req.study_instance_uid}
-    uids.update(link.study.study_uid for link in studies_of(req) if not link.other_patient)
-    return sorted(uids)
+    puid = req.patient.puid
+    return sorted({link.study.study_uid for link in studies_of(req)
+                   if not link.other_patient and not link.study.uid_shared
+                   and (link.study.patient_id or "").strip() == puid})
 
 
 def link_study(remote: Remote, req: ImagingRequest, result_id: int) -> int:
     """Point GNU Health's copy of the study at the result (its own merge-id
-    rule cannot: it only takes UIDs under its hard-coded root). Studies it
-    does not hold yet are left; returns how many were linked now."""
-    rows = remote.studies_by_uid(study_uids(req))
+    rule cannot: it only takes UIDs under its hard-coded root). Only the
+    studies linked here (``study_uids``), and there only those with the
+    patient's PUID as PatientID. Studies it does not hold yet are left;
+    returns how many were linked now."""
+    rows = remote.studies_by_uid(study_uids(req), req.patient.puid)
     todo = [int(r["id"]) for r in rows if r.get("imaging_test") != result_id]
     remote.link_studies(todo, result_id)
     return len(todo)

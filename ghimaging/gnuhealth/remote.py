@@ -54,6 +54,25 @@ class RemotePatient:
     def full_name(self) -> str:
         return f"{self.family_name}, {self.given_name}" if self.given_name else self.family_name
 
+    def identity(self) -> str:
+        born = self.birth_date.isoformat() if self.birth_date else "birth date unknown"
+        return f"{self.full_name} ({born})"
+
+    def differs_from(self, family_name: str, given_name: str, birth_date: date | None) -> list[str]:
+        """What makes this GNU Health patient another person than the one
+        named: family or given name (compared without case and accents),
+        birth date (when both are known). Empty when they agree."""
+        from ..models.patients import fold
+
+        out = []
+        if fold(self.family_name or self.given_name).strip() != fold(family_name).strip():
+            out.append("family name")
+        if fold(self.given_name).strip() != fold(given_name).strip():
+            out.append("given name")
+        if self.birth_date and birth_date and self.birth_date != birth_date:
+            out.append("birth date")
+        return out
+
 
 def _gender(sex: str) -> str:
     return {"F": "f", "M": "m"}.get(sex, "u")
@@ -89,7 +108,12 @@ class Remote:
     def create_patient(self, *, puid: str, family_name: str, given_name: str, birth_date: date | None,
                        sex: str) -> int:
         """The party (one per call: GNU Health refuses two), then the patient;
-        a party that already has the PUID is reused."""
+        a party that already has the PUID is reused. When someone else
+        creates it between our look-up and our create (another ghimaging
+        process, a clerk), GNU Health refuses ours as a duplicate (``ref_uniq``
+        "The PUID must be unique", ``name_uniq`` "The Patient already
+        exists"): the one it has is looked up again and returned. The caller
+        compares its identity (see ``push.ensure_patient``)."""
         parties = self.client.search(PARTY, [("ref", "=", puid)], limit=1)
         if parties:
             party = int(parties[0])
@@ -99,8 +123,20 @@ class Remote:
                                       "ref": puid, "fed_country": "XXX"}
             if birth_date:
                 values["dob"] = birth_date
-            party = int(self.client.create(PARTY, [values])[0])
-        return int(self.client.create(PATIENT, [{"party": party}])[0])
+            try:
+                party = int(self.client.create(PARTY, [values])[0])
+            except RemoteUserError:
+                again = self.client.search(PARTY, [("ref", "=", puid)], limit=1)
+                if not again:
+                    raise
+                party = int(again[0])
+        try:
+            return int(self.client.create(PATIENT, [{"party": party}])[0])
+        except RemoteUserError:
+            again = self.client.search(PATIENT, [("party", "=", party)], limit=1)
+            if not again:
+                raise
+            return int(again[0])
 
     # -- professionals --------------------------------------------------------------
     def professional_of_login(self, login: str) -> int | None:
@@ -190,11 +226,14 @@ class Remote:
             self.client.create(ATTACHMENT, [{"name": name, "data": data, "description": description,
                                              "resource": f"{RESULT},{result_id}"} for name, data, description in items])
 
-    def studies_by_uid(self, uids: list[str]) -> list[dict[str, Any]]:
-        if not uids:
+    def studies_by_uid(self, uids: list[str], patient_id: str) -> list[dict[str, Any]]:
+        """health_orthanc's studies with these UIDs AND this DICOM PatientID
+        (its ``patient_id`` field, as the study came from Orthanc): a study
+        of another patient that carries the same UID is never returned."""
+        if not uids or not patient_id:
             return []
-        return self.client.search_read(STUDY, [("study_instance_UID", "in", uids)],
-                                       ["study_instance_UID", "imaging_test"])
+        return self.client.search_read(STUDY, [("study_instance_UID", "in", uids), ("patient_id", "=", patient_id)],
+                                       ["study_instance_UID", "imaging_test", "patient_id"])
 
     def link_studies(self, study_ids: list[int], result_id: int) -> None:
         if study_ids:

@@ -12,12 +12,22 @@ from wtforms import BooleanField, IntegerField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from .. import crypto
+from ..querytools import bounded_int
 from ..auth.decorators import admin_required, roles_required
 from ..extensions import db
 from ..models import ImagingRequest, ImagingTest, LinkKind, OutboxState, Role
 from . import links, outbox, pull, status
 from .client import GnuHealthError
-from .settings import SettingsError, active_config, client_for, configure, get_config, run_check, set_enabled
+from .settings import (
+    SettingsError,
+    active_config,
+    client_for,
+    configure,
+    get_config,
+    page_deadline,
+    run_check,
+    set_enabled,
+)
 
 bp = Blueprint("gnuhealth", __name__)
 STAFF = (Role.PHYSICIAN, Role.TECHNOLOGIST, Role.RADIOLOGIST)
@@ -31,7 +41,8 @@ class SettingsForm(FlaskForm):
     username = StringField("User", validators=[DataRequired(), Length(max=200)],
                            description="A dedicated GNU Health user (see the README for its groups).")
     password = PasswordField("Password", validators=[Optional(), Length(max=500)],
-                             description="Leave empty to keep the saved password.")
+                             description="Leave empty to keep the saved password (at the same address only: "
+                                         "a new server, scheme or port needs it again).")
     default_professional_id = IntegerField("Default professional (GNU Health id)",
                                            validators=[Optional(), NumberRange(min=1, max=2**31 - 1)],
                                            description="The doctor of requests whose ordering user has no "
@@ -52,7 +63,8 @@ def settings_page():
         try:
             report = configure(url=form.url.data, database=form.database.data, username=form.username.data,
                                password=form.password.data or None, enabled=form.enabled.data,
-                               default_professional_id=form.default_professional_id.data)
+                               default_professional_id=form.default_professional_id.data,
+                               total=page_deadline())
         except SettingsError as exc:
             getattr(form, exc.field or "url").errors.append(str(exc))
         except (GnuHealthError, crypto.CredentialError) as exc:
@@ -68,7 +80,7 @@ def settings_page():
 @admin_required
 def check():
     try:
-        report = run_check()
+        report = run_check(total=page_deadline())
     except (GnuHealthError, SettingsError, crypto.CredentialError) as exc:
         flash(f"Connection failed: {exc}", "error")
     else:
@@ -92,9 +104,13 @@ def sync_now():
     if active_config() is None:
         flash("The GNU Health sync is off or not configured.", "error")
         return redirect(url_for("gnuhealth.settings_page"))
-    summary = pull.run_pull()
-    drained = outbox.drain()
-    flash(f"{summary.line()}; {drained.line()}", "error" if summary.error or drained.unreachable else "success")
+    # One pull under the page's deadline; the outbox (up to a thousand
+    # items) is the background loop's work: woken now, it sends at once.
+    summary = pull.run_pull(total=page_deadline())
+    outbox.wake.set()
+    pending = outbox.counts()[OutboxState.PENDING.value]
+    flash(f"{summary.line()}; outbox: {pending} pending, being sent in the background.",
+          "error" if summary.error else "success")
     return redirect(url_for("gnuhealth.settings_page"))
 
 
@@ -132,7 +148,14 @@ def retry_request(request_id: int):
 
 
 def _local(target: str | None) -> bool:
-    return bool(target) and target.startswith("/") and not target.startswith("//")
+    """A path on this site: "/..." but not "//host" nor "/" + backslash +
+    "host" (browsers read a backslash as a slash), and no control characters
+    (browsers drop tabs and newlines, so "/", tab, "/host" is "//host")."""
+    if not target or not target.startswith("/"):
+        return False
+    if "/" in target[1:2] or "\\" in target[:2]:
+        return False
+    return not any(ord(c) < 32 or ord(c) == 127 for c in target)
 
 
 @bp.route("/admin/gnuhealth/tests", methods=["GET", "POST"])
@@ -143,7 +166,7 @@ def tests_page():
     remote_tests, error = [], ""
     if cfg is not None and cfg.configured:
         try:
-            with client_for(cfg) as client:
+            with client_for(cfg, total=page_deadline()) as client:
                 from .remote import Remote
 
                 remote_tests = Remote(client).tests()
@@ -153,8 +176,12 @@ def tests_page():
         from flask_wtf.csrf import validate_csrf
 
         validate_csrf(request.form.get("csrf_token"))
-        test = db.get_or_404(ImagingTest, request.form.get("test_id", type=int) or 0)
-        remote_id = request.form.get("remote_id", type=int)
+        test = db.get_or_404(ImagingTest, bounded_int(request.form.get("test_id")) or 0)
+        raw = (request.form.get("remote_id") or "").strip()
+        remote_id = bounded_int(raw) if raw else None
+        if raw and remote_id is None:
+            flash("The GNU Health test id must be a whole number from 1 to 2147483647.", "error")
+            return redirect(url_for("gnuhealth.tests_page"))
         current = links.get(LinkKind.TEST, test.id)
         if current is not None:
             db.session.delete(current)
@@ -184,7 +211,7 @@ def patient_search():
     cfg = active_config()
     if q and cfg is not None:
         try:
-            with client_for(cfg) as client:
+            with client_for(cfg, total=page_deadline()) as client:
                 results = pull.search_patients(client, q)
         except (GnuHealthError, pull.ImportProblem, crypto.CredentialError) as exc:
             error = str(exc)
@@ -196,12 +223,13 @@ def patient_search():
 @roles_required(Role.PHYSICIAN, Role.TECHNOLOGIST)
 def patient_import():
     cfg = active_config()
-    remote_id = request.form.get("remote_id", type=int)
+    remote_id = bounded_int(request.form.get("remote_id"))
     if cfg is None or not remote_id:
-        flash("GNU Health sync is off, or no patient was chosen.", "error")
+        flash("GNU Health sync is off, or no patient was chosen (a GNU Health patient id is a whole number "
+              "from 1 to 2147483647).", "error")
         return redirect(url_for("gnuhealth.patient_search"))
     try:
-        with client_for(cfg) as client:
+        with client_for(cfg, total=page_deadline()) as client:
             patient = pull.import_patient(client, remote_id)
     except (GnuHealthError, pull.ImportProblem, crypto.CredentialError) as exc:
         flash(str(exc), "error")

@@ -4,6 +4,7 @@ admin page, the CLI and the background loop."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from flask import current_app
 
@@ -68,8 +69,35 @@ def timeout() -> float:
     return float(current_app.config["GNUHEALTH_TIMEOUT"])
 
 
-def client_for(cfg: GnuHealthConfig) -> GnuHealthClient:
-    return GnuHealthClient(cfg.url, cfg.database, cfg.username, crypto.decrypt(cfg.password_enc), timeout=timeout())
+#: Seconds a page (search, Test connection, Sync now, saving the settings)
+#: waits for GNU Health in all, unless the app sets GNUHEALTH_PAGE_DEADLINE.
+PAGE_DEADLINE = 10.0
+
+
+def page_deadline() -> float:
+    return float(current_app.config.get("GNUHEALTH_PAGE_DEADLINE", PAGE_DEADLINE))
+
+
+def client_for(cfg: GnuHealthConfig, *, total: float | None = None) -> GnuHealthClient:
+    """A client with the saved settings; ``total`` bounds all its calls
+    together (pages pass ``page_deadline()``; the background loop none)."""
+    return GnuHealthClient(cfg.url, cfg.database, cfg.username, crypto.decrypt(cfg.password_enc), timeout=timeout(),
+                           total=total)
+
+
+def origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of a checked URL, default ports filled in: the
+    party a stored password was given to."""
+    parts = urlsplit(url or "")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        port = -1
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
+PASSWORD_AGAIN = ("Enter the password again for the new address: the saved one is only ever sent to the "
+                  "server it was given for.")
 
 
 def check(client: GnuHealthClient, *, default_professional_id: int | None = None) -> CheckReport:
@@ -123,10 +151,11 @@ def _clean(url: str, database: str, username: str) -> tuple[str, str, str]:
 
 
 def configure(*, url: str, database: str, username: str, password: str | None, enabled: bool = True,
-              default_professional_id: int | None = None) -> CheckReport:
+              default_professional_id: int | None = None, total: float | None = None) -> CheckReport:
     """Check the new settings for real, then save them. Nothing is saved
     when the check fails: the error says what is wrong. ``password`` None
-    keeps the stored one."""
+    keeps the stored one, but only at the same scheme, host and port: the
+    check would otherwise send it to whatever address was typed."""
     url, database, username = _clean(url, database, username)
     if default_professional_id is not None and default_professional_id < 1:
         raise SettingsError("The default professional is a GNU Health id (a whole number from 1).",
@@ -135,12 +164,14 @@ def configure(*, url: str, database: str, username: str, password: str | None, e
     if password is None:
         if cfg is None or not cfg.password_enc:
             raise SettingsError("The password is required.", "password")
+        if origin(url) != origin(cfg.url):
+            raise SettingsError(PASSWORD_AGAIN, "password")
         password = crypto.decrypt(cfg.password_enc)
     if not password:
         raise SettingsError("The password is required.", "password")
     if len(password) > 500:
         raise SettingsError("The password is at most 500 characters.", "password")
-    with GnuHealthClient(url, database, username, password, timeout=timeout()) as client:
+    with GnuHealthClient(url, database, username, password, timeout=timeout(), total=total) as client:
         report = check(client, default_professional_id=default_professional_id)
     cfg = config_or_new()
     cfg.url, cfg.database, cfg.username = url, database, username
@@ -160,13 +191,13 @@ def set_enabled(enabled: bool) -> None:
     db.session.commit()
 
 
-def run_check() -> CheckReport:
+def run_check(*, total: float | None = None) -> CheckReport:
     """Check the saved settings and record what was found (also a failure)."""
     cfg = get_config()
     if cfg is None or not cfg.configured:
         raise SettingsError("GNU Health is not configured: give its address, database, user and password.")
     try:
-        with client_for(cfg) as client:
+        with client_for(cfg, total=total) as client:
             report = check(client, default_professional_id=cfg.default_professional_id)
     except (GnuHealthError, SettingsError, crypto.CredentialError) as exc:
         _record(cfg, None, str(exc))

@@ -531,6 +531,84 @@ class DropProxy:
                 conn.close()
 
 
+# -- a stranger on another port ----------------------------------------------------
+
+class Listener:
+    """A tiny HTTP server on a free loopback port, in a thread, that records
+    every request it gets (``bodies``: headers and body, raw bytes) and
+    answers each XML-RPC call with the string "7.0.59". With
+    ``trickle=True`` it sends the headers of a long answer, then one byte
+    every ``every`` seconds (for up to ``for_seconds``): a server a read
+    timeout never catches. Stands for "whatever is at the address someone
+    typed"; the faults it shows are the ones a real GNU Health does not
+    show on demand."""
+
+    def __init__(self, *, trickle: bool = False, every: float = 0.3, for_seconds: float = 60.0):
+        self.trickle, self.every, self.for_seconds = trickle, every, for_seconds
+        self.bodies: list[bytes] = []
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self.port = self._sock.getsockname()[1]
+        self._stopping = threading.Event()
+        self._conns: list[socket.socket] = []
+        threading.Thread(target=self._serve, name="gnuhealth-listener", daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def close(self) -> None:
+        self._stopping.set()
+        with contextlib.suppress(OSError):
+            self._sock.close()
+        for conn in list(self._conns):
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def __enter__(self) -> "Listener":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _serve(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self._conns.append(conn)
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        rfile = conn.makefile("rb")
+        try:
+            while not self._stopping.is_set():
+                req = DropProxy._read_request(rfile)
+                if req is None:
+                    return
+                line, headers, body = req
+                self.bodies.append(line + json.dumps(headers).encode() + b"\n" + body)
+                if self.trickle:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: 100000\r\n\r\n")
+                    ends = time.monotonic() + self.for_seconds
+                    while time.monotonic() < ends and not self._stopping.is_set():
+                        conn.sendall(b" ")
+                        time.sleep(self.every)
+                    return
+                answer = xmlrpc.client.dumps(("7.0.59",), methodresponse=True).encode()
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: "
+                             + str(len(answer)).encode() + b"\r\n\r\n" + answer)
+        except OSError:
+            return
+        finally:
+            with contextlib.suppress(OSError):
+                rfile.close()
+                conn.close()
+
+
 def _main(argv: list[str]) -> int:
     if argv[:1] != ["build"]:
         print("usage: python -m tests.support.gnuhealth build", file=sys.stderr)
