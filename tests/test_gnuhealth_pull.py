@@ -222,8 +222,11 @@ def test_same_puid_other_person_is_refused_never_overwritten(app, gnuhealth_sett
     assert (alice.family_name, alice.given_name, alice.birth_date, alice.sex) == \
         ("Andrade", "Alice", date(1970, 1, 2), "F")
     assert status.patient_link(alice.id) is None
-    # From the page: a message, not a 500, and Alice unchanged.
+    # From the page: Alice is not offered as Bob's local copy; importing
+    # gives a message, not a 500, and Alice stays unchanged.
     c = _staff(make_user, login)
+    page = c.get("/gnuhealth/patients?q=GH-6000-01").get_data(as_text=True)
+    assert "Barros, Bob" in page and "Andrade, Alice" not in page and "Update from GNU Health" not in page
     r = c.post("/gnuhealth/patients/import", {"remote_id": str(bob), "q": "GH-6000-01"},
                token_from="/gnuhealth/patients?q=GH-6000-01")
     assert r.status_code == 302

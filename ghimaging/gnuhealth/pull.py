@@ -62,6 +62,8 @@ def search_patients(client: GnuHealthClient, query: str) -> list[tuple[RemotePat
         local = db.session.get(Patient, link.local_id) if link and link.local_id else None
         if local is None and rp.puid:
             local = db.session.scalar(select(Patient).where(Patient.puid == rp.puid))
+            if local is not None and rp.differs_from(local.family_name, local.given_name, local.birth_date):
+                local = None  # same PUID, another person: not shown as its copy (importing it is refused)
         out.append((rp, local))
     return out
 
