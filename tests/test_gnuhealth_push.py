@@ -26,7 +26,6 @@ from tests.support.gnuhealth import (  # noqa: F401 - fixtures
     gnuhealth_settings,
     gnuhealth_template,
 )
-from tests.support.orthanc import OrthancServer
 
 PUID = "GHI-7700-0001"  # 9+ characters: GNU Health's Orthanc sync looks those up as PUIDs
 
