@@ -94,6 +94,8 @@ class Defaults:
     # marked failed; the longest wait between two attempts.
     GNUHEALTH_PULL_INTERVAL = 300
     GNUHEALTH_TIMEOUT = 20
+    # Seconds a page waits for GNU Health in all (search, Test connection, Sync now).
+    GNUHEALTH_PAGE_DEADLINE = 10
     GNUHEALTH_MAX_ATTEMPTS = 12
     GNUHEALTH_RETRY_MAX_SECONDS = 3600
 
@@ -289,8 +291,9 @@ def validate(config: Mapping[str, Any]) -> None:
             raise ConfigError(f"{key} must be 0 (off) or a number of seconds")
     if config["GNUHEALTH_PULL_INTERVAL"] < 0:
         raise ConfigError("GNUHEALTH_PULL_INTERVAL must be 0 (off) or a number of seconds")
-    if config["GNUHEALTH_TIMEOUT"] <= 0:
-        raise ConfigError("GNUHEALTH_TIMEOUT must be a positive number of seconds")
+    for key in ("GNUHEALTH_TIMEOUT", "GNUHEALTH_PAGE_DEADLINE"):
+        if config[key] <= 0:
+            raise ConfigError(f"{key} must be a positive number of seconds")
     if config["GNUHEALTH_MAX_ATTEMPTS"] < 1:
         raise ConfigError("GNUHEALTH_MAX_ATTEMPTS must be at least 1")
     if config["GNUHEALTH_RETRY_MAX_SECONDS"] < 1:

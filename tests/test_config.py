@@ -166,7 +166,8 @@ def test_sign_in_throttling_settings_below_one_are_refused(instance, monkeypatch
 
 
 @pytest.mark.parametrize("name", ["ORTHANC_TIMEOUT", "ORTHANC_PAGE_DEADLINE", "ORTHANC_PREVIEW_DEADLINE",
-                                  "ORTHANC_DOWNLOAD_IDLE_TIMEOUT", "UPLOAD_ORTHANC_TIMEOUT", "UPLOAD_DEADLINE"])
+                                  "ORTHANC_DOWNLOAD_IDLE_TIMEOUT", "UPLOAD_ORTHANC_TIMEOUT", "UPLOAD_DEADLINE",
+                                  "GNUHEALTH_TIMEOUT", "GNUHEALTH_PAGE_DEADLINE"])
 def test_timeouts_must_be_positive(instance, monkeypatch, name):
     monkeypatch.setenv(f"GHIMAGING_{name}", "0")
     with pytest.raises(ConfigError, match=name):

@@ -69,13 +69,10 @@ def timeout() -> float:
     return float(current_app.config["GNUHEALTH_TIMEOUT"])
 
 
-#: Seconds a page (search, Test connection, Sync now, saving the settings)
-#: waits for GNU Health in all, unless the app sets GNUHEALTH_PAGE_DEADLINE.
-PAGE_DEADLINE = 10.0
-
-
 def page_deadline() -> float:
-    return float(current_app.config.get("GNUHEALTH_PAGE_DEADLINE", PAGE_DEADLINE))
+    """Seconds a page (search, Test connection, Sync now, saving the
+    settings) waits for GNU Health in all: GNUHEALTH_PAGE_DEADLINE."""
+    return float(current_app.config["GNUHEALTH_PAGE_DEADLINE"])
 
 
 def client_for(cfg: GnuHealthConfig, *, total: float | None = None) -> GnuHealthClient:
