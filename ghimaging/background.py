@@ -7,7 +7,36 @@ so several processes and hosts never do the same work twice."""
 
 from __future__ import annotations
 
+import atexit
+import threading
+from typing import Callable, Generic, TypeVar
+
 from flask import Flask
+
+T = TypeVar("T", bound=threading.Thread)
+
+
+class Slot(Generic[T]):
+    """The one thread of a kind in this process: started once, replaced if
+    it died, stopped on exit (its ``stop(timeout)`` is called)."""
+
+    def __init__(self) -> None:
+        self._thread: T | None = None
+        self._lock = threading.Lock()
+
+    def start(self, make: Callable[[], T]) -> T:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = make()
+                self._thread.start()
+                atexit.register(self._thread.stop, 5.0)  # type: ignore[attr-defined]
+            return self._thread
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                self._thread.stop()  # type: ignore[attr-defined]
+                self._thread = None
 
 
 def start(app: Flask) -> None:

@@ -13,6 +13,7 @@ import threading
 
 from flask import Flask
 
+from ..background import Slot
 from ..extensions import db
 from . import outbox, pull
 from .settings import active_config
@@ -67,28 +68,15 @@ class GnuHealthWorker(threading.Thread):
         self.join(timeout)
 
 
-_worker: GnuHealthWorker | None = None
-_lock = threading.Lock()
+_slot: Slot[GnuHealthWorker] = Slot()
 
 
 def start(app: Flask) -> GnuHealthWorker:
     """Start the process's GNU Health thread once (``ghimaging serve`` and
-    ``wsgi.py`` call this; ``create_app`` never does). It idles while the
-    sync is off."""
-    global _worker
-    with _lock:
-        if _worker is None or not _worker.is_alive():
-            _worker = GnuHealthWorker(app)
-            _worker.start()
-            import atexit
-
-            atexit.register(_worker.stop, 5.0)
-        return _worker
+    ``wsgi.py`` call this through ``background.start``; ``create_app``
+    never does). It idles while the sync is off."""
+    return _slot.start(lambda: GnuHealthWorker(app))
 
 
 def stop() -> None:
-    global _worker
-    with _lock:
-        if _worker is not None:
-            _worker.stop()
-            _worker = None
+    _slot.stop()

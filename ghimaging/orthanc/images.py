@@ -9,6 +9,7 @@ Orthanc password or address reaches a page. Rendering rules live in
 from __future__ import annotations
 
 import logging
+from itertools import chain
 
 from flask import Response, abort, current_app
 from flask_login import login_required
@@ -16,7 +17,7 @@ from flask_login import login_required
 from .. import crypto
 from ..extensions import db
 from ..models import OrthancServer
-from . import instances, servers
+from . import instances, servers, streaming
 from .client import NotFound, OrthancError, TimedOut, iter_body
 from .instances import valid_id
 from .rendering import CannotDecode, NotAnImage, display_png
@@ -102,20 +103,6 @@ def instance_pdf(server_id: int, orthanc_id: str):
         client.close()
         return Response(status=502)
 
-    def body():  # needs no request context: only the upstream answer
-        try:
-            yield first
-            yield from chunks
-        except OrthancError as exc:  # cut the answer short: the browser must not keep half a PDF
-            log.warning("PDF %s from %s broke off: %s", orthanc_id, server.label, exc)
-            raise
-        finally:
-            upstream.close()
-            client.close()
+    return streaming.passthrough(client, upstream, chain([first], chunks), "application/pdf",
+                       f'inline; filename="document-{orthanc_id[:8]}.pdf"', f"PDF {orthanc_id} from {server.label}")
 
-    resp = Response(body(), mimetype="application/pdf")
-    resp.headers["Content-Disposition"] = f'inline; filename="document-{orthanc_id[:8]}.pdf"'
-    if upstream.headers.get("Content-Length"):
-        resp.headers["Content-Length"] = upstream.headers["Content-Length"]
-    resp.headers["Cache-Control"] = "private, no-store"
-    return resp

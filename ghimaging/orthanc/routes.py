@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
@@ -14,7 +14,7 @@ from ..patients import service as patients
 from ..querytools import bounded_int
 from ..ui import paginate
 from .. import crypto
-from . import instances, links, matching, queries, servers, sync
+from . import instances, links, matching, queries, servers, streaming, sync
 from .client import NotFound, OrthancError, deadline, iter_body
 from .forms import LinkForm, ServerForm
 
@@ -170,26 +170,11 @@ def study_archive(study_id: int):
               "error")
         return redirect(url_for("orthanc.view_study", study_id=study.id))
     instances.note(server)
-    label, logger = server.label, current_app.logger
-
-    def chunks():  # needs no request context: only the upstream answer
-        try:
-            yield from iter_body(upstream, idle=idle)
-        except OrthancError as exc:  # cut the answer short: the browser must not keep half a ZIP as whole
-            logger.warning("ZIP of study %s from %s broke off: %s", study_id, label, exc)
-            raise
-        finally:
-            upstream.close()
-            client.close()
-
     name = "".join(c if c.isalnum() or c in "-_" else "_" for c in (study.accession_number or study.patient_id
                                                                     or str(study.id)))
-    resp = Response(chunks(), mimetype="application/zip")
-    resp.headers["Content-Disposition"] = f'attachment; filename="study-{name}.zip"'
-    if upstream.headers.get("Content-Length"):
-        resp.headers["Content-Length"] = upstream.headers["Content-Length"]
-    resp.headers["Cache-Control"] = "private, no-store"
-    return resp
+    return streaming.passthrough(client, upstream, iter_body(upstream, idle=idle), "application/zip",
+                              f'attachment; filename="study-{name}.zip"',
+                              f"ZIP of study {study_id} from {server.label}")
 
 
 @bp.route("/studies/<int:study_id>/delete", methods=["POST"])

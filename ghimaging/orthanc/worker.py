@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from flask import Flask
 from sqlalchemy import select
 
+from ..background import Slot
 from ..extensions import db
 from ..models import OrthancServer
 from ..models._time import utcnow
@@ -90,29 +91,17 @@ class SyncWorker(threading.Thread):
         self.join(timeout)
 
 
-_worker: SyncWorker | None = None
-_lock = threading.Lock()
+_slot: Slot[SyncWorker] = Slot()
 
 
 def start(app: Flask) -> SyncWorker | None:
     """Start the process's sync thread once (``ghimaging serve`` and
-    ``wsgi.py`` call this; ``create_app`` never does)."""
-    global _worker
+    ``wsgi.py`` call this through ``background.start``; ``create_app``
+    never does)."""
     if not app.config["ORTHANC_SYNC_INTERVAL"] and not app.config["ORTHANC_RECONCILE_INTERVAL"]:
         return None
-    with _lock:
-        if _worker is None or not _worker.is_alive():
-            _worker = SyncWorker(app)
-            _worker.start()
-            import atexit
-
-            atexit.register(_worker.stop, 5.0)
-        return _worker
+    return _slot.start(lambda: SyncWorker(app))
 
 
 def stop() -> None:
-    global _worker
-    with _lock:
-        if _worker is not None:
-            _worker.stop()
-            _worker = None
+    _slot.stop()
