@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Any
 
 from flask import Flask, current_app, request
 from flask_login import current_user
@@ -10,7 +11,8 @@ from sqlalchemy import Select
 
 from .extensions import db
 from .querytools import page_number
-from .models import RequestState, Role
+from .models import RequestState
+from .permissions import can
 
 
 def paginate(stmt: Select):
@@ -146,13 +148,12 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["dicomname"] = dicom_name
     app.jinja_env.filters["localtime"] = local_time
     app.jinja_env.filters["walltime"] = wall_time
-    app.jinja_env.globals["Role"] = Role
     app.jinja_env.globals["RequestState"] = RequestState
     app.jinja_env.globals["today"] = date.today
 
     @app.context_processor
-    def _globals():
-        return {"current_user": current_user}
+    def _globals() -> dict[str, Any]:
+        return {"current_user": current_user, "can": lambda action: can(current_user, action)}
 
     @app.before_request
     def _refuse_nul():

@@ -6,7 +6,8 @@ from flask import g, jsonify, request
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import OrthancServer, OrthancStudy, Role
+from ..models import OrthancServer, OrthancStudy
+from ..permissions import Action
 from ..orthanc import queries, servers, sync
 from ..querytools import bounded_int
 from .errors import ApiError, invalid, not_found
@@ -14,14 +15,14 @@ from .routes import _paged, _str, body, bp, need
 
 
 @bp.get("/orthanc/servers")
-@need(Role.ADMIN)
+@need(Action.CONFIGURE)
 def list_servers():
     rows = db.session.scalars(select(OrthancServer).order_by(OrthancServer.label)).all()
     return jsonify({"items": [servers.server_json(s) for s in rows]})
 
 
 @bp.post("/orthanc/servers")
-@need(Role.ADMIN)
+@need(Action.CONFIGURE)
 def add_server():
     from ..orthanc import instances
     from ..orthanc.client import deadline
@@ -42,7 +43,7 @@ def add_server():
 
 
 @bp.post("/orthanc/servers/<int:server_id>/sync")
-@need(Role.TECHNOLOGIST)
+@need(Action.PERFORM)
 def sync_server(server_id: int):
     if db.session.get(OrthancServer, server_id) is None:
         raise not_found("Orthanc server")
@@ -133,7 +134,7 @@ def _linked_json(study):
 
 
 @bp.post("/studies/<int:study_id>/link")
-@need(Role.PHYSICIAN, Role.TECHNOLOGIST, Role.RADIOLOGIST)
+@need(Action.LINK_STUDIES)
 def link_study(study_id: int):
     """Link by hand. A study of another patient answers 409 unless the body
     has ``"confirm_other_patient": true`` and a non-empty ``"reason"``."""
@@ -156,7 +157,7 @@ def link_study(study_id: int):
 
 
 @bp.post("/studies/<int:study_id>/unlink")
-@need(Role.PHYSICIAN, Role.TECHNOLOGIST, Role.RADIOLOGIST)
+@need(Action.LINK_STUDIES)
 def unlink_study(study_id: int):
     from ..orthanc import matching
 

@@ -6,7 +6,8 @@ import json
 import re
 from datetime import date
 from functools import wraps
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 from sqlalchemy.exc import IntegrityError
@@ -17,6 +18,7 @@ from ..catalog import service as catalog
 from ..extensions import db
 from ..imaging import queries, workflow
 from ..models import ImagingRequest, Patient, Role, User
+from ..permissions import Action
 from ..patients import service as patients
 from .errors import ApiError, bad_request, conflict, invalid, not_found
 from ..querytools import bounded_int
@@ -24,6 +26,7 @@ from .openapi import document
 from .serializers import request_json, test_json
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+F = TypeVar("F", bound=Callable[..., Any])
 MAX_PAGE = 200
 
 
@@ -70,15 +73,17 @@ def _no_cookies(resp):
     return resp
 
 
-def need(*roles: Role) -> Callable:
-    def decorator(view: Callable) -> Callable:
+def need(action: Action) -> Callable[[F], F]:
+    """The API's decorator over the permission map (:mod:`ghimaging.permissions`)."""
+
+    def decorator(view: F) -> F:
         @wraps(view)
-        def wrapped(*args, **kwargs):
-            if not g.api_user.has_role(*roles):
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if not g.api_user.can(action):
                 raise ApiError(403, "forbidden", "Your role does not allow this.")
             return view(*args, **kwargs)
 
-        return wrapped
+        return wrapped  # type: ignore[return-value]
 
     return decorator
 
@@ -219,7 +224,7 @@ def get_patient(patient_id: int):
 
 
 @bp.post("/patients")
-@need(Role.PHYSICIAN, Role.TECHNOLOGIST)
+@need(Action.EDIT_PATIENTS)
 def create_patient():
     data = body()
     wrong = {key: "Must be a string." for key in ("puid", "family_name", "given_name", "birth_date", "sex",
@@ -250,7 +255,7 @@ def list_tests():
 
 
 @bp.post("/tests")
-@need(Role.ADMIN)
+@need(Action.MANAGE_CATALOG)
 def create_test():
     data = body()
     mod_code = _str(data, "modality")
@@ -338,7 +343,7 @@ def get_request(request_id: int):
 
 
 @bp.post("/requests")
-@need(Role.PHYSICIAN)
+@need(Action.ORDER)
 def create_request():
     data = body()
     pid = data.get("patient_id")
@@ -400,14 +405,14 @@ def _transition(fn: Callable[[], Any], req: ImagingRequest):
 
 
 @bp.post("/requests/<int:request_id>/submit")
-@need(Role.PHYSICIAN)
+@need(Action.ORDER)
 def submit_request(request_id: int):
     req = _get_request(request_id)
     return _transition(lambda: workflow.submit(req, g.api_user), req)
 
 
 @bp.post("/requests/<int:request_id>/cancel")
-@need(Role.PHYSICIAN)
+@need(Action.ORDER)
 def cancel_request(request_id: int):
     req = _get_request(request_id)
     data = body()
@@ -416,7 +421,7 @@ def cancel_request(request_id: int):
 
 
 @bp.post("/requests/<int:request_id>/result")
-@need(Role.RADIOLOGIST)
+@need(Action.REPORT)
 def create_result(request_id: int):
     req = _get_request(request_id)
     data = body()

@@ -7,7 +7,8 @@ from __future__ import annotations
 from flask import current_app, jsonify, request
 
 from ..extensions import db
-from ..models import OrthancServer, Role
+from ..models import OrthancServer
+from ..permissions import Action
 from ..orthanc import servers
 from .errors import ApiError, invalid, not_found
 from .routes import _str, body, bp, need
@@ -26,7 +27,7 @@ def _server(server_id: int) -> OrthancServer:
 # past the URL's bound (2**31-1) with 405 (the GET rule matched the path
 # first) instead of the 404 a GET gets.
 @bp.route("/orthanc/servers/<int:server_id>", methods=["GET", "PATCH"])
-@need(Role.ADMIN)
+@need(Action.CONFIGURE)
 def one_server(server_id: int):
     if request.method == "PATCH":
         return _patch_server(server_id)

@@ -1,28 +1,31 @@
+"""The one decorator for pages: sign-in, then the permission map."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import wraps
-from typing import Callable
+from typing import Any, TypeVar
 
 from flask import abort
 from flask_login import current_user, login_required
 
-from ..models import Role
+from ..permissions import Action
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def roles_required(*roles: Role) -> Callable:
-    """Login, then one of ``roles`` (admins always pass)."""
+def requires(action: Action) -> Callable[[F], F]:
+    """Sign-in (else the login page), then ``action`` from the permission
+    map (else 403)."""
 
-    def decorator(view: Callable) -> Callable:
+    def decorator(view: F) -> F:
         @wraps(view)
-        @login_required
-        def wrapped(*args, **kwargs):
-            if not current_user.has_role(*roles):
+        @login_required  # type: ignore[untyped-decorator]
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if not current_user.can(action):
                 abort(403)
             return view(*args, **kwargs)
 
-        return wrapped
+        return wrapped  # type: ignore[return-value]
 
     return decorator
-
-
-admin_required = roles_required(Role.ADMIN)

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_user, logout_user
 from sqlalchemy import select
 
 from ..extensions import db
 from ..models import Role, User
 from . import service, sessions, throttle
-from .decorators import admin_required
+from ..permissions import Action
+from .decorators import requires
 from .forms import (ChangePasswordForm, ClearThrottleForm, EditUserForm, EmptyForm, LoginForm, ResetPasswordForm,
                     TokenForm, UserForm)
 
@@ -71,7 +72,7 @@ def _sign_out() -> None:
 
 
 @bp.route("/logout", methods=["POST"])
-@login_required
+@requires(Action.OWN_ACCOUNT)
 def logout():
     here = current_user.current_session
     if here is not None:
@@ -82,7 +83,7 @@ def logout():
 
 
 @bp.route("/account", methods=["GET", "POST"])
-@login_required
+@requires(Action.OWN_ACCOUNT)
 def account():
     form = ChangePasswordForm()
     if form.validate_on_submit():
@@ -107,7 +108,7 @@ def _account_page(form: ChangePasswordForm):
 
 
 @bp.route("/account/sessions/<int:session_id>/end", methods=["POST"])
-@login_required
+@requires(Action.OWN_ACCOUNT)
 def end_session(session_id: int):
     if not EmptyForm().validate_on_submit():
         abort(400)
@@ -123,7 +124,7 @@ def end_session(session_id: int):
 
 
 @bp.route("/account/sessions/end-all", methods=["POST"])
-@login_required
+@requires(Action.OWN_ACCOUNT)
 def end_all_sessions():
     """Sign out everywhere: every browser, this one included (API tokens
     are revoked one by one on the same page)."""
@@ -136,7 +137,7 @@ def end_all_sessions():
 
 
 @bp.route("/account/tokens", methods=["POST"])
-@login_required
+@requires(Action.OWN_ACCOUNT)
 def create_token():
     form = TokenForm(prefix="token")
     if not form.validate_on_submit():
@@ -147,7 +148,7 @@ def create_token():
 
 
 @bp.route("/account/tokens/<int:token_id>/delete", methods=["POST"])
-@login_required
+@requires(Action.OWN_ACCOUNT)
 def delete_token(token_id: int):
     if not EmptyForm().validate_on_submit():
         abort(400)
@@ -160,14 +161,14 @@ def delete_token(token_id: int):
 # -- administration ---------------------------------------------------------
 
 @bp.route("/admin/users")
-@admin_required
+@requires(Action.MANAGE_USERS)
 def users():
     rows = db.session.scalars(select(User).order_by(User.username)).all()
     return render_template("auth/users.html", users=rows)
 
 
 @bp.route("/admin/users/new", methods=["GET", "POST"])
-@admin_required
+@requires(Action.MANAGE_USERS)
 def new_user():
     form = UserForm()
     if form.validate_on_submit():
@@ -185,7 +186,7 @@ def new_user():
 
 
 @bp.route("/admin/users/<int:user_id>", methods=["GET", "POST"])
-@admin_required
+@requires(Action.MANAGE_USERS)
 def edit_user(user_id: int):
     user = db.get_or_404(User, user_id)
     form = EditUserForm(obj=user) if request.method == "GET" else EditUserForm()
@@ -213,7 +214,7 @@ def _user_page(user: User, form: EditUserForm, reset: ResetPasswordForm):
 
 
 @bp.route("/admin/users/<int:user_id>/password", methods=["POST"])
-@admin_required
+@requires(Action.MANAGE_USERS)
 def reset_password(user_id: int):
     user = db.get_or_404(User, user_id)
     reset = ResetPasswordForm(prefix="reset")
@@ -228,7 +229,7 @@ def reset_password(user_id: int):
 
 
 @bp.route("/admin/users/<int:user_id>/sessions/end", methods=["POST"])
-@admin_required
+@requires(Action.MANAGE_USERS)
 def end_user_sessions(user_id: int):
     user = db.get_or_404(User, user_id)
     if not EmptyForm().validate_on_submit():
@@ -245,7 +246,7 @@ def end_user_sessions(user_id: int):
 
 
 @bp.route("/admin/sign-in-throttles")
-@admin_required
+@requires(Action.MANAGE_USERS)
 def throttles():
     return render_template("auth/throttles.html", rows=throttle.current(), seconds_left=throttle.seconds_left,
                            address_limit=current_app.config["LOGIN_MAX_FAILURES"] * throttle.ADDRESS_FACTOR,
@@ -253,7 +254,7 @@ def throttles():
 
 
 @bp.route("/admin/sign-in-throttles/clear", methods=["POST"])
-@admin_required
+@requires(Action.MANAGE_USERS)
 def clear_throttle():
     form = ClearThrottleForm()
     if not form.validate_on_submit():
@@ -266,7 +267,7 @@ def clear_throttle():
 
 
 @bp.route("/admin/sign-in-throttles/clear-all", methods=["POST"])
-@admin_required
+@requires(Action.MANAGE_USERS)
 def clear_all_throttles():
     if not EmptyForm().validate_on_submit():
         abort(400)

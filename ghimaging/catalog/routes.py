@@ -3,7 +3,8 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from ..auth.decorators import admin_required
+from ..auth.decorators import requires
+from ..permissions import Action
 from ..extensions import db
 from ..models import ImagingTest, ModalityType
 from . import service
@@ -13,7 +14,7 @@ bp = Blueprint("catalog", __name__, url_prefix="/catalog")
 
 
 @bp.route("/")
-@admin_required
+@requires(Action.MANAGE_CATALOG)
 def index():
     tests = db.session.scalars(select(ImagingTest).join(ImagingTest.modality)
                                .order_by(ModalityType.code, ImagingTest.name)).all()
@@ -22,7 +23,7 @@ def index():
 
 @bp.route("/modalities/new", methods=["GET", "POST"], defaults={"modality_id": None})
 @bp.route("/modalities/<int:modality_id>", methods=["GET", "POST"])
-@admin_required
+@requires(Action.MANAGE_CATALOG)
 def modality(modality_id: int | None):
     mt = db.get_or_404(ModalityType, modality_id) if modality_id else None
     form = ModalityForm(obj=mt)
@@ -40,7 +41,7 @@ def modality(modality_id: int | None):
 
 @bp.route("/tests/new", methods=["GET", "POST"], defaults={"test_id": None})
 @bp.route("/tests/<int:test_id>", methods=["GET", "POST"])
-@admin_required
+@requires(Action.MANAGE_CATALOG)
 def test(test_id: int | None):
     t = db.get_or_404(ImagingTest, test_id) if test_id else None
     form = TestForm(obj=t)

@@ -5,7 +5,6 @@ list. Views parse, call a service, render."""
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
-from flask_login import login_required
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import BooleanField, IntegerField, PasswordField, StringField
@@ -13,9 +12,10 @@ from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from .. import crypto
 from ..querytools import bounded_int
-from ..auth.decorators import admin_required, roles_required
+from ..auth.decorators import requires
+from ..permissions import Action
 from ..extensions import db
-from ..models import ImagingRequest, ImagingTest, LinkKind, OutboxState, Role
+from ..models import ImagingRequest, ImagingTest, LinkKind, OutboxState
 from . import links, outbox, pull, status
 from .client import GnuHealthError
 from .settings import (
@@ -30,7 +30,6 @@ from .settings import (
 )
 
 bp = Blueprint("gnuhealth", __name__)
-STAFF = (Role.PHYSICIAN, Role.TECHNOLOGIST, Role.RADIOLOGIST)
 
 
 class SettingsForm(FlaskForm):
@@ -50,7 +49,7 @@ class SettingsForm(FlaskForm):
 
 
 @bp.route("/admin/gnuhealth/", methods=["GET", "POST"])
-@admin_required
+@requires(Action.CONFIGURE)
 def settings_page():
     cfg = get_config()
     if request.method == "GET":
@@ -77,7 +76,7 @@ def settings_page():
 
 
 @bp.route("/admin/gnuhealth/check", methods=["POST"])
-@admin_required
+@requires(Action.CONFIGURE)
 def check():
     try:
         report = run_check(total=page_deadline())
@@ -89,7 +88,7 @@ def check():
 
 
 @bp.route("/admin/gnuhealth/enable", methods=["POST"])
-@admin_required
+@requires(Action.CONFIGURE)
 def enable():
     try:
         set_enabled(request.form.get("enabled") == "1")
@@ -99,7 +98,7 @@ def enable():
 
 
 @bp.route("/admin/gnuhealth/sync", methods=["POST"])
-@admin_required
+@requires(Action.CONFIGURE)
 def sync_now():
     if active_config() is None:
         flash("The GNU Health sync is off or not configured.", "error")
@@ -115,7 +114,7 @@ def sync_now():
 
 
 @bp.route("/admin/gnuhealth/outbox")
-@admin_required
+@requires(Action.CONFIGURE)
 def outbox_page():
     state = request.args.get("state", "")
     if state not in {"", *(s.value for s in OutboxState)}:
@@ -125,7 +124,7 @@ def outbox_page():
 
 
 @bp.route("/admin/gnuhealth/outbox/<int:item_id>/retry", methods=["POST"])
-@admin_required
+@requires(Action.CONFIGURE)
 def retry_item(item_id: int):
     try:
         outbox.retry(item_id)
@@ -137,7 +136,7 @@ def retry_item(item_id: int):
 
 
 @bp.route("/gnuhealth/requests/<int:request_id>/retry", methods=["POST"])
-@roles_required(*STAFF)
+@requires(Action.RETRY_SYNC)
 def retry_request(request_id: int):
     req = db.get_or_404(ImagingRequest, request_id)
     n = outbox.retry_request(req)
@@ -159,7 +158,7 @@ def _local(target: str | None) -> bool:
 
 
 @bp.route("/admin/gnuhealth/tests", methods=["GET", "POST"])
-@admin_required
+@requires(Action.CONFIGURE)
 def tests_page():
     """Local tests and the GNU Health test each is sent as (by code unless mapped by hand)."""
     cfg = get_config()
@@ -203,7 +202,7 @@ def tests_page():
 
 
 @bp.route("/gnuhealth/patients")
-@login_required
+@requires(Action.VIEW)
 def patient_search():
     """Find GNU Health patients by PUID or name, to import them."""
     q = (request.args.get("q") or "").strip()
@@ -220,7 +219,7 @@ def patient_search():
 
 
 @bp.route("/gnuhealth/patients/import", methods=["POST"])
-@roles_required(Role.PHYSICIAN, Role.TECHNOLOGIST)
+@requires(Action.EDIT_PATIENTS)
 def patient_import():
     cfg = active_config()
     remote_id = bounded_int(request.form.get("remote_id"))

@@ -3,10 +3,11 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_from_directory, url_for
-from flask_login import current_user, login_required
+from flask_login import current_user
 from sqlalchemy import select
 
-from ..auth.decorators import roles_required
+from ..auth.decorators import requires
+from ..permissions import Action
 from ..auth.forms import EmptyForm
 from ..extensions import db
 from ..models import ImagingRequest, Patient, Result, Role, User, UserRole
@@ -18,8 +19,6 @@ from . import images, queries, workflow
 from .forms import AddendumForm, CancelForm, EditRequestForm, OrderForm, ResultForm
 
 bp = Blueprint("imaging", __name__)
-ORDERERS = (Role.PHYSICIAN,)
-REPORTERS = (Role.RADIOLOGIST,)
 
 
 def users_with_role(role: Role) -> list[User]:
@@ -51,7 +50,7 @@ def _field_errors(form, exc: workflow.ValidationError, default: str) -> None:
 
 
 @bp.route("/")
-@login_required
+@requires(Action.VIEW)
 def dashboard():
     counts = dict(db.session.execute(queries.state_counts()).all())
     urgent = db.session.scalars(queries.request_list("requested").where(ImagingRequest.urgent.is_(True)).limit(10)).all()
@@ -60,7 +59,7 @@ def dashboard():
 
 
 @bp.route("/requests")
-@login_required
+@requires(Action.VIEW)
 def request_list():
     state = request.args.get("state", "requested")
     if state not in queries.TABS:
@@ -71,7 +70,7 @@ def request_list():
 
 
 @bp.route("/requests/new", methods=["GET", "POST"])
-@roles_required(*ORDERERS)
+@requires(Action.ORDER)
 def new_order():
     form = OrderForm()
     tests = catalog.active_tests()
@@ -134,13 +133,13 @@ def _get_request(request_id: int) -> ImagingRequest:
 
 
 @bp.route("/requests/<int:request_id>")
-@login_required
+@requires(Action.VIEW)
 def view_request(request_id: int):
     req = _get_request(request_id)
     siblings = db.session.scalars(select(ImagingRequest).where(
         ImagingRequest.order_number == req.order_number, ImagingRequest.id != req.id)).all()
     return render_template("imaging/request.html", req=req, siblings=siblings, cancel_form=CancelForm(),
-                           action_form=EmptyForm(), can=workflow.can, worklist=_worklist(req),
+                           action_form=EmptyForm(), state_allows=workflow.can, worklist=_worklist(req),
                            studies=_studies(req))
 
 
@@ -157,7 +156,7 @@ def _worklist(req):
 
 
 @bp.route("/requests/<int:request_id>/edit", methods=["GET", "POST"])
-@roles_required(*ORDERERS)
+@requires(Action.ORDER)
 def edit_request(request_id: int):
     req = _get_request(request_id)
     if req.state_enum not in workflow.EDITABLE:
@@ -191,7 +190,7 @@ def edit_request(request_id: int):
 
 
 @bp.route("/requests/<int:request_id>/submit", methods=["POST"])
-@roles_required(*ORDERERS)
+@requires(Action.ORDER)
 def submit_request(request_id: int):
     req = _get_request(request_id)
     if not EmptyForm().validate_on_submit():
@@ -210,7 +209,7 @@ def submit_request(request_id: int):
 
 
 @bp.route("/requests/<int:request_id>/cancel", methods=["POST"])
-@roles_required(*ORDERERS)
+@requires(Action.ORDER)
 def cancel_request(request_id: int):
     req = _get_request(request_id)
     form = CancelForm()
@@ -229,7 +228,7 @@ def cancel_request(request_id: int):
     siblings = db.session.scalars(select(ImagingRequest).where(
         ImagingRequest.order_number == req.order_number, ImagingRequest.id != req.id)).all()
     return render_template("imaging/request.html", req=req, siblings=siblings, cancel_form=form,
-                           action_form=EmptyForm(), can=workflow.can, worklist=_worklist(req),
+                           action_form=EmptyForm(), state_allows=workflow.can, worklist=_worklist(req),
                            studies=_studies(req)), 400
 
 
@@ -245,7 +244,7 @@ def _new_images(form: ResultForm) -> list[workflow.NewImage]:
 
 
 @bp.route("/requests/<int:request_id>/result", methods=["GET", "POST"])
-@roles_required(*REPORTERS)
+@requires(Action.REPORT)
 def new_result(request_id: int):
     req = _get_request(request_id)
     if req.result is not None:
@@ -277,7 +276,7 @@ def new_result(request_id: int):
 
 
 @bp.route("/results/<int:result_id>")
-@login_required
+@requires(Action.VIEW)
 def view_result(result_id: int):
     result = db.get_or_404(Result, result_id)
     return render_template("imaging/result.html", result=result, req=result.request,
@@ -298,7 +297,7 @@ def _result_studies(result):
 
 
 @bp.route("/results/<int:result_id>/key-images", methods=["POST"])
-@roles_required(*REPORTERS)
+@requires(Action.REPORT)
 def add_key_image(result_id: int):
     """Copy an instance's rendered image from Orthanc into the result."""
     from ..models import OrthancServer
@@ -323,7 +322,7 @@ def add_key_image(result_id: int):
 
 
 @bp.route("/results/<int:result_id>/edit", methods=["GET", "POST"])
-@roles_required(*REPORTERS)
+@requires(Action.REPORT)
 def edit_result(result_id: int):
     result = db.get_or_404(Result, result_id)
     if result.is_final:
@@ -353,7 +352,7 @@ def edit_result(result_id: int):
 
 
 @bp.route("/results/<int:result_id>/finalise", methods=["POST"])
-@roles_required(*REPORTERS)
+@requires(Action.REPORT)
 def finalise_result(result_id: int):
     result = db.get_or_404(Result, result_id)
     if not EmptyForm().validate_on_submit():
@@ -368,7 +367,7 @@ def finalise_result(result_id: int):
 
 
 @bp.route("/results/<int:result_id>/addenda", methods=["POST"])
-@roles_required(*REPORTERS)
+@requires(Action.REPORT)
 def add_addendum(result_id: int):
     result = db.get_or_404(Result, result_id)
     form = AddendumForm()
@@ -385,7 +384,7 @@ def add_addendum(result_id: int):
 
 
 @bp.route("/results/<int:result_id>/print")
-@login_required
+@requires(Action.VIEW)
 def print_result(result_id: int):
     result = db.get_or_404(Result, result_id)
     from ..settings.service import clinic_settings
@@ -394,7 +393,7 @@ def print_result(result_id: int):
 
 
 @bp.route("/results/images/<name>")
-@login_required
+@requires(Action.VIEW)
 def result_image(name: str):
     """Images are patient data: served only to signed-in users, never cached
     by shared caches."""

@@ -27,9 +27,9 @@ from ..models import (
     Result,
     ResultAddendum,
     ResultImage,
-    Role,
     User,
 )
+from ..permissions import Action
 from ..models._time import utcnow
 from . import images, numbers
 
@@ -172,7 +172,7 @@ def parse_scheduled(text: str) -> datetime | None:
 
 
 def _check_physician(errors: dict[str, str], physician: User | None) -> None:
-    if physician is not None and (not physician.active or not physician.has_role(Role.PHYSICIAN)):
+    if physician is not None and not physician.can(Action.ORDER):
         errors["physician"] = "The requesting physician must be an active user with the physician role."
 
 
@@ -360,7 +360,7 @@ def _check_result_fields(radiologist: User | None, report: str, report_style: st
                          result_date: date | None = None) -> dict[str, str]:
     errors: dict[str, str] = {}
     _check_date(errors, "result_date", result_date, "The date of the result")
-    if radiologist is not None and (not radiologist.active or not radiologist.has_role(Role.RADIOLOGIST)):
+    if radiologist is not None and not radiologist.can(Action.REPORT):
         errors["radiologist"] = "The evaluating radiologist must be an active user with the radiologist role."
     if len(report or "") > 100_000:
         errors["report"] = "The report is too long (100,000 characters at most)."
@@ -468,7 +468,7 @@ def finalise_result(result: Result, user: User) -> Result:
         raise ValidationError({"report": "Write the report before finalising it."})
     result.finalised_at = utcnow()
     result.finalised_by_id = user.id
-    if result.radiologist is None and user.has_role(Role.RADIOLOGIST):
+    if result.radiologist is None and user.can(Action.REPORT):
         result.radiologist = user
     result.request.events.append(RequestEvent(user_id=user.id, action="result finalised",
                                               from_state=result.request.state, to_state=result.request.state))

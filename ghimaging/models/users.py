@@ -78,11 +78,11 @@ class User(UserMixin, db.Model):
         for role in sorted(wanted - have, key=lambda r: r.value):
             self.role_rows.append(UserRole(role=role.value))
 
-    def has_role(self, *roles: Role) -> bool:
-        """Admins pass every role check: in a clinic of three people the
-        administrator is often also the one who orders or reports."""
-        mine = self.roles
-        return Role.ADMIN in mine or any(r in mine for r in roles)
+    def can(self, action: str) -> bool:
+        """Whether this user may do ``action`` (:mod:`ghimaging.permissions`)."""
+        from ..permissions import allowed
+
+        return self.active and allowed(self.roles, action)
 
     @property
     def display_name(self) -> str:

@@ -12,11 +12,12 @@ import logging
 from itertools import chain
 
 from flask import Response, abort, current_app
-from flask_login import login_required
 
 from .. import crypto
+from ..auth.decorators import requires
 from ..extensions import db
 from ..models import OrthancServer
+from ..permissions import Action
 from . import instances, servers, streaming
 from .client import NotFound, OrthancError, TimedOut, iter_body
 from .instances import valid_id
@@ -43,7 +44,7 @@ def _failed(what: str, server: OrthancServer, orthanc_id: str, exc: Exception) -
 
 
 @bp.route("/servers/<int:server_id>/instances/<orthanc_id>/preview")
-@login_required
+@requires(Action.VIEW)
 def preview(server_id: int, orthanc_id: str):
     """The instance as ghimaging shows it everywhere (see ``display_png``),
     within ``ORTHANC_PREVIEW_DEADLINE`` seconds for all its calls.
@@ -66,7 +67,7 @@ def preview(server_id: int, orthanc_id: str):
 
 
 @bp.route("/servers/<int:server_id>/instances/<orthanc_id>/pdf")
-@login_required
+@requires(Action.VIEW)
 def instance_pdf(server_id: int, orthanc_id: str):
     """The PDF of an encapsulated PDF instance, streamed in chunks and shown
     by the browser's own viewer. Anything else is 404: Orthanc's ``/pdf``

@@ -6,13 +6,14 @@ Views only: every rule lives in :mod:`.matching`.
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required
+from flask_login import current_user
 from sqlalchemy import select
 
-from ..auth.decorators import roles_required
+from ..auth.decorators import requires
+from ..permissions import Action
 from ..auth.forms import EmptyForm
 from ..extensions import db
-from ..models import OrthancStudy, Role
+from ..models import OrthancStudy
 from ..querytools import bounded_int
 from ..ui import local_path, paginate
 from . import matching
@@ -20,7 +21,7 @@ from .routes import bp
 
 
 @bp.route("/unmatched")
-@login_required
+@requires(Action.VIEW)
 def unmatched():
     page = paginate(matching.unmatched())
     suggestions = {s.id: matching.suggestions(s, limit=4) for s in page.items}
@@ -36,7 +37,7 @@ def _back(default: str) -> str:
 
 
 @bp.route("/studies/<int:study_id>/link", methods=["POST"])
-@roles_required(Role.PHYSICIAN, Role.TECHNOLOGIST, Role.RADIOLOGIST)
+@requires(Action.LINK_STUDIES)
 def link_study(study_id: int):
     study = db.get_or_404(OrthancStudy, study_id)
     if not EmptyForm().validate_on_submit():
@@ -64,7 +65,7 @@ def link_study(study_id: int):
 
 
 @bp.route("/studies/<int:study_id>/link-other")
-@roles_required(Role.PHYSICIAN, Role.TECHNOLOGIST, Role.RADIOLOGIST)
+@requires(Action.LINK_STUDIES)
 def link_other(study_id: int):
     """Both identities side by side before a study is linked to a request
     of another patient; the link needs a tick and a reason."""
@@ -81,7 +82,7 @@ def link_other(study_id: int):
 
 
 @bp.route("/links/<int:link_id>/confirm", methods=["POST"])
-@roles_required(Role.PHYSICIAN, Role.TECHNOLOGIST, Role.RADIOLOGIST)
+@requires(Action.LINK_STUDIES)
 def confirm_link(link_id: int):
     """A person checked a link whose names or birth dates differed."""
     from ..models import StudyLink
@@ -109,7 +110,7 @@ def _request_from_form():
 
 
 @bp.route("/studies/<int:study_id>/unlink", methods=["POST"])
-@roles_required(Role.PHYSICIAN, Role.TECHNOLOGIST, Role.RADIOLOGIST)
+@requires(Action.LINK_STUDIES)
 def unlink_study(study_id: int):
     study = db.get_or_404(OrthancStudy, study_id)
     if not EmptyForm().validate_on_submit():

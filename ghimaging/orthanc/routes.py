@@ -3,13 +3,14 @@ from __future__ import annotations
 from datetime import date
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required
+from flask_login import current_user
 from sqlalchemy import select
 
-from ..auth.decorators import admin_required, roles_required
+from ..auth.decorators import requires
+from ..permissions import Action
 from ..auth.forms import EmptyForm
 from ..extensions import db
-from ..models import OrthancPatient, OrthancServer, OrthancStudy, Role
+from ..models import OrthancPatient, OrthancServer, OrthancStudy
 from ..patients import service as patients
 from ..querytools import bounded_int
 from ..ui import paginate
@@ -29,7 +30,7 @@ DELETE_DEADLINE = 60.0
 # -- servers ------------------------------------------------------------------
 
 @bp.route("/servers")
-@admin_required
+@requires(Action.CONFIGURE)
 def server_list():
     rows = db.session.scalars(select(OrthancServer).order_by(OrthancServer.label)).all()
     counts = {s.id: servers.study_count(s) for s in rows}
@@ -37,7 +38,7 @@ def server_list():
 
 
 @bp.route("/servers/new", methods=["GET", "POST"])
-@admin_required
+@requires(Action.CONFIGURE)
 def new_server():
     form = ServerForm()
     if form.validate_on_submit():
@@ -58,7 +59,7 @@ def new_server():
 
 
 @bp.route("/servers/<int:server_id>", methods=["GET", "POST"])
-@admin_required
+@requires(Action.CONFIGURE)
 def view_server(server_id: int):
     server = db.get_or_404(OrthancServer, server_id)
     form = ServerForm(obj=server) if request.method == "GET" else ServerForm()
@@ -84,7 +85,7 @@ def view_server(server_id: int):
 
 
 @bp.route("/servers/<int:server_id>/sync", methods=["POST"])
-@roles_required(Role.TECHNOLOGIST)
+@requires(Action.PERFORM)
 def sync_now(server_id: int):
     server = db.get_or_404(OrthancServer, server_id)
     if not EmptyForm().validate_on_submit():
@@ -92,13 +93,13 @@ def sync_now(server_id: int):
     summary = sync.run(server.id, mode="full" if request.form.get("full") else "auto",
                        client_factory=servers.client_for_person)
     flash(summary.line(), "error" if summary.error else ("info" if summary.skipped else "success"))
-    if current_user.has_role(Role.ADMIN):
+    if current_user.can(Action.CONFIGURE):
         return redirect(url_for("orthanc.view_server", server_id=server.id))
     return redirect(url_for("orthanc.study_list", server=server.id))
 
 
 @bp.route("/servers/<int:server_id>/delete", methods=["POST"])
-@admin_required
+@requires(Action.CONFIGURE)
 def delete_server(server_id: int):
     server = db.get_or_404(OrthancServer, server_id)
     if not EmptyForm().validate_on_submit():
@@ -121,7 +122,7 @@ def _date_arg(name: str) -> date | None:
 
 
 @bp.route("/studies")
-@login_required
+@requires(Action.VIEW)
 def study_list():
     f = {"q": request.args.get("q", ""), "server_id": bounded_int(request.args.get("server")),
          "modality": request.args.get("modality", "")[:16], "date_from": _date_arg("date_from"),
@@ -132,7 +133,7 @@ def study_list():
 
 
 @bp.route("/studies/<int:study_id>")
-@login_required
+@requires(Action.VIEW)
 def view_study(study_id: int):
     study = db.get_or_404(OrthancStudy, study_id)
     return render_template("orthanc/study.html", study=study, orthanc_notice=instances.notice(study.server),
@@ -143,7 +144,7 @@ def view_study(study_id: int):
 
 
 @bp.route("/studies/<int:study_id>/archive")
-@login_required
+@requires(Action.VIEW)
 def study_archive(study_id: int):
     """The study as a ZIP, streamed through the application in chunks.
 
@@ -178,7 +179,7 @@ def study_archive(study_id: int):
 
 
 @bp.route("/studies/<int:study_id>/delete", methods=["POST"])
-@admin_required
+@requires(Action.DELETE_IMAGES)
 def delete_study(study_id: int):
     study = db.get_or_404(OrthancStudy, study_id)
     if not EmptyForm().validate_on_submit() or request.form.get("confirm") != study.study_uid:
@@ -197,7 +198,7 @@ def delete_study(study_id: int):
 
 
 @bp.route("/series/<int:series_id>/delete", methods=["POST"])
-@admin_required
+@requires(Action.DELETE_IMAGES)
 def delete_series(series_id: int):
     from ..models import OrthancSeries
     from . import deletion
@@ -218,7 +219,7 @@ def delete_series(series_id: int):
 
 
 @bp.route("/patients")
-@login_required
+@requires(Action.VIEW)
 def patient_list():
     q = request.args.get("q", "")
     page = paginate(queries.patient_list(q=q, server_id=bounded_int(request.args.get("server"))))
@@ -226,12 +227,12 @@ def patient_list():
 
 
 @bp.route("/patients/<int:row_id>", methods=["GET", "POST"])
-@login_required
+@requires(Action.VIEW)
 def view_patient(row_id: int):
     row = db.get_or_404(OrthancPatient, row_id)
     form = LinkForm()
     if request.method == "POST":
-        if not current_user.has_role(Role.PHYSICIAN, Role.TECHNOLOGIST):
+        if not current_user.can(Action.EDIT_PATIENTS):
             abort(403)
         if form.validate_on_submit():
             local = patients.by_puid(form.puid.data)
@@ -249,7 +250,7 @@ def view_patient(row_id: int):
 
 
 @bp.route("/patients/<int:row_id>/unlink", methods=["POST"])
-@roles_required(Role.PHYSICIAN, Role.TECHNOLOGIST)
+@requires(Action.EDIT_PATIENTS)
 def unlink_patient(row_id: int):
     row = db.get_or_404(OrthancPatient, row_id)
     if not EmptyForm().validate_on_submit():

@@ -1,22 +1,21 @@
 from __future__ import annotations
 
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
-from flask_login import login_required
 from sqlalchemy import select
 
-from ..auth.decorators import roles_required
+from ..auth.decorators import requires
+from ..permissions import Action
 from ..extensions import db
-from ..models import ImagingRequest, Patient, Role
+from ..models import ImagingRequest, Patient
 from ..ui import paginate
 from . import service
 from .forms import PatientForm
 
 bp = Blueprint("patients", __name__, url_prefix="/patients")
-EDITORS = (Role.PHYSICIAN, Role.TECHNOLOGIST)
 
 
 @bp.route("/")
-@login_required
+@requires(Action.VIEW)
 def index():
     q = request.args.get("q", "")
     page = paginate(service.search_query(q))
@@ -24,7 +23,7 @@ def index():
 
 
 @bp.route("/lookup")
-@login_required
+@requires(Action.VIEW)
 def lookup():
     """Suggestions for the patient picker on the order form."""
     q = request.args.get("q", "").strip()
@@ -50,7 +49,7 @@ def _save(form: PatientForm, patient: Patient | None):
 
 
 @bp.route("/new", methods=["GET", "POST"])
-@roles_required(*EDITORS)
+@requires(Action.EDIT_PATIENTS)
 def new():
     form = PatientForm()
     if form.validate_on_submit():
@@ -63,7 +62,7 @@ def new():
 
 
 @bp.route("/<int:patient_id>/edit", methods=["GET", "POST"])
-@roles_required(*EDITORS)
+@requires(Action.EDIT_PATIENTS)
 def edit(patient_id: int):
     patient = db.get_or_404(Patient, patient_id)
     form = PatientForm(obj=patient)
@@ -89,7 +88,7 @@ def _flash_lost_worklists(patient: Patient) -> None:
 
 
 @bp.route("/<int:patient_id>")
-@login_required
+@requires(Action.VIEW)
 def view(patient_id: int):
     patient = db.get_or_404(Patient, patient_id)
     reqs = db.session.scalars(select(ImagingRequest).where(ImagingRequest.patient_id == patient.id)

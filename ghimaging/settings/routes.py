@@ -5,7 +5,8 @@ from flask_wtf import FlaskForm
 from wtforms import StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
-from ..auth.decorators import admin_required
+from ..auth.decorators import requires
+from ..permissions import Action
 from . import service
 
 bp = Blueprint("settings", __name__, url_prefix="/admin/settings")
@@ -20,7 +21,7 @@ class ClinicForm(FlaskForm):
 
 
 @bp.route("/", methods=["GET", "POST"])
-@admin_required
+@requires(Action.CONFIGURE)
 def clinic():
     form = ClinicForm(data=service.clinic_settings()) if request.method == "GET" else ClinicForm()
     if form.validate_on_submit():

@@ -4,15 +4,15 @@ from flask import Blueprint, current_app, flash, jsonify, render_template, reque
 from flask_login import current_user
 from sqlalchemy import select
 
-from ..auth.decorators import roles_required
+from ..auth.decorators import requires
+from ..permissions import Action
 from ..auth.forms import EmptyForm
 from ..extensions import db
-from ..models import ImagingRequest, OrthancServer, RequestState, Role
+from ..models import ImagingRequest, OrthancServer, RequestState
 from ..querytools import bounded_int
 from . import service, spool
 
 bp = Blueprint("uploads", __name__, url_prefix="/upload")
-UPLOADERS = (Role.TECHNOLOGIST,)
 
 
 @bp.url_value_preprocessor
@@ -44,14 +44,14 @@ def _open_requests():
 
 
 @bp.route("/", methods=["GET"])
-@roles_required(*UPLOADERS)
+@requires(Action.PERFORM)
 def page():
     return render_template("uploads/upload.html", servers=_servers(), requests=_open_requests(), form=EmptyForm(),
                            report=None, preselect=request.args.get("request_id", type=int))
 
 
 @bp.route("/", methods=["POST"])
-@roles_required(*UPLOADERS)
+@requires(Action.PERFORM)
 def upload():
     """Files arrive as multipart; Werkzeug spools each to a temporary file,
     so nothing whole is held in memory. JSON for the page's script, HTML

@@ -3,7 +3,8 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from ..auth.decorators import admin_required
+from ..auth.decorators import requires
+from ..permissions import Action
 from ..auth.forms import EmptyForm
 from ..extensions import db
 from ..models import ImagingRequest, OrthancServer, WorklistTemplate
@@ -17,7 +18,7 @@ bp = Blueprint("worklists", __name__, url_prefix="/admin/worklists")
 
 
 @bp.route("/")
-@admin_required
+@requires(Action.CONFIGURE)
 def index():
     folder = writer.folder()
     files = sorted(p.name for p in folder.glob("*.wl"))
@@ -32,7 +33,7 @@ def index():
 
 
 @bp.route("/test", methods=["POST"])
-@admin_required
+@requires(Action.CONFIGURE)
 def self_test():
     if not EmptyForm().validate_on_submit():
         abort(400)
@@ -64,7 +65,7 @@ def dicomfile_rows(item) -> dict[str, str]:
 
 
 @bp.route("/rebuild", methods=["POST"])
-@admin_required
+@requires(Action.CONFIGURE)
 def rebuild():
     if not EmptyForm().validate_on_submit():
         abort(400)
@@ -82,7 +83,7 @@ def _preview_requests() -> list[ImagingRequest]:
 
 @bp.route("/templates/new", methods=["GET", "POST"], defaults={"template_id": None})
 @bp.route("/templates/<int:template_id>", methods=["GET", "POST"])
-@admin_required
+@requires(Action.CONFIGURE)
 def edit_template(template_id: int | None):
     tpl = db.get_or_404(WorklistTemplate, template_id) if template_id else None
     form = TemplateForm(obj=tpl)
