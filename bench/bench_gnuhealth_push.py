@@ -41,7 +41,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from ghimaging import MIGRATIONS_DIR, create_app  # noqa: E402
-from ghimaging.extensions import db  # noqa: E402
 from ghimaging.gnuhealth import client as ghc  # noqa: E402
 from ghimaging.gnuhealth import outbox  # noqa: E402
 from ghimaging.gnuhealth.settings import configure  # noqa: E402

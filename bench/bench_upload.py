@@ -53,9 +53,10 @@ import threading
 import time
 import uuid
 import zipfile
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import requests
 
@@ -308,9 +309,10 @@ def profile_in_process(workdir: Path, app: App, orthanc: OrthancServer, forms: d
         r = client.post("/login", data={"username": "tech", "password": PASSWORD})
         assert r.status_code == 302
         with flask_app.app_context():
+            from sqlalchemy import select
+
             from ghimaging.extensions import db
             from ghimaging.models import OrthancServer as Row
-            from sqlalchemy import select
 
             server_id = str(db.session.scalar(select(Row.id)))
         body = MultipartFile({"server_id": server_id}, files)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from flask import Flask
 from sqlalchemy import event
@@ -91,8 +92,21 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     login_manager.init_app(app)
 
-    from . import auth, catalog, errors, imaging, orthanc, patients, settings, ui, uploads, worklists, api, cli
-    from . import gnuhealth
+    from . import (
+        api,
+        auth,
+        catalog,
+        cli,
+        errors,
+        gnuhealth,
+        imaging,
+        orthanc,
+        patients,
+        settings,
+        ui,
+        uploads,
+        worklists,
+    )
 
     ui.init_app(app)
     errors.init_app(app)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import atexit
 import threading
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from flask import Flask
 

@@ -150,7 +150,6 @@ def sync_command(label: str | None, full: bool, reconcile: bool) -> None:
     from .extensions import db
     from .models import OrthancServer
     from .orthanc import sync
-
     from .querytools import find_casefolded
 
     if label:

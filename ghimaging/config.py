@@ -13,9 +13,10 @@ import os
 import re
 import secrets
 import stat
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 ENV_PREFIX = "GHIMAGING_"
 log = logging.getLogger(__name__)

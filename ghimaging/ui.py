@@ -10,9 +10,9 @@ from flask_login import current_user
 from sqlalchemy import Select
 
 from .extensions import db
-from .querytools import page_number
 from .models import RequestState
 from .permissions import can
+from .querytools import page_number
 
 
 def paginate(stmt: Select):
@@ -159,9 +159,9 @@ def init_app(app: Flask) -> None:
     def _refuse_nul():
         """PostgreSQL cannot store NUL in text and nobody types one: refuse
         it up front with a clear 400 rather than failing deep in a query."""
-        from flask import abort
-
         from itertools import chain
+
+        from flask import abort
 
         values = list(chain.from_iterable(request.args.listvalues()))
         # The upload route sets its own size limit before the body is read.

@@ -9,11 +9,10 @@ Each test gets its own instance folder and an emptied database.
 from __future__ import annotations
 
 import contextvars
-import io
 import os
-from datetime import date
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -22,8 +21,10 @@ from sqlalchemy import text
 
 from ghimaging import create_app
 from ghimaging.extensions import db
+from tests.support import factories
+from tests.support.factories import PASSWORD
+from tests.support.web import CsrfClient
 
-PASSWORD = "s3cret-Passw0rd"
 DB_URL = os.environ.get("GHIMAGING_TEST_DATABASE_URL")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -122,40 +123,10 @@ def client(app):
     return app.test_client()
 
 
-class CsrfClient:
-    """A test client that sends the CSRF token of the page it last loaded,
-    the way a browser would, so CSRF stays on in the functional tests."""
-
-    def __init__(self, client):
-        self.client = client
-
-    def token(self, path: str = "/account") -> str:
-        import re
-
-        html = self.client.get(path).get_data(as_text=True)
-        m = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or \
-            re.search(r'name="csrf_token" value="([^"]+)"', html)
-        assert m, f"no CSRF token on {path}"
-        return m.group(1)
-
-    def post(self, path: str, data: dict | None = None, *, token_from: str = "/account", **kw):
-        data = dict(data or {})
-        data.setdefault("csrf_token", self.token(token_from))
-        return self.client.post(path, data=data, **kw)
-
-    def get(self, *a, **kw):
-        return self.client.get(*a, **kw)
-
-
 @pytest.fixture
 def make_user(app) -> Callable:
-    from ghimaging.auth.service import create_user
-    from ghimaging.models import Role
-
-    def make(username: str, *roles: str, password: str = PASSWORD, full_name: str = ""):
-        return create_user(username, password, [Role(r) for r in roles], full_name=full_name or username.title())
-
-    return make
+    """``make_user(username, *roles)``: a user made by the real service."""
+    return factories.make_user
 
 
 @pytest.fixture
@@ -175,37 +146,22 @@ def login(app) -> Callable:
 @pytest.fixture
 def catalog(app):
     """The seeded modality types and two tests."""
-    from ghimaging.catalog.service import modality_by_code, save_test, seed
-
-    seed()
-    chest = save_test(None, code="XR-CHEST", name="Chest X-ray PA", modality=modality_by_code("CR"), ae_title="XRAY1")
-    abd = save_test(None, code="US-ABD", name="Abdominal ultrasound", modality=modality_by_code("US"), ae_title="US1")
-    return {"chest": chest, "abd": abd}
+    return factories.seed_catalog()
 
 
 @pytest.fixture
 def create_patient(app) -> Callable:
-    from ghimaging.patients.service import create_patient as create
-
-    counter = iter(range(1, 10_000))
-
-    def make(**kw):
-        n = next(counter)
-        data = {"puid": f"PUID{n:04d}", "family_name": f"Family{n}", "given_name": "Given",
-                "birth_date": date(1980, 1, n % 28 + 1), "sex": "F"}
-        data.update(kw)
-        return create(data)
-
-    return make
+    """``create_patient(**fields)``: a patient with a new PUID each call."""
+    return factories.PatientFactory()
 
 
 @pytest.fixture
 def create_request(app, catalog, create_patient) -> Callable:
-    from ghimaging.imaging import workflow
+    """``create_request(patient=None, test=None, submit=False, user=None, **kw)``."""
 
     def make(patient=None, test=None, *, submit: bool = False, user=None, **kw):
-        patient = patient or create_patient()
-        return workflow.create_order(patient, [test or catalog["chest"]], user=user, submit=submit, **kw)[0]
+        return factories.create_request(patient or create_patient(), test or catalog["chest"],
+                                        submit=submit, user=user, **kw)
 
     return make
 
@@ -234,15 +190,6 @@ def api(app, make_user) -> Callable:
         return Api(create_token(user, "test"), user)
 
     return make
-
-
-def png_bytes(size=(64, 48), color=(200, 30, 30), fmt="PNG") -> io.BytesIO:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, fmt)
-    buf.seek(0)
-    return buf
 
 
 @pytest.fixture

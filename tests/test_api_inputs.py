@@ -23,8 +23,8 @@ def make_user(app):
     """API users never type a password; the pages' users use a cheap hash."""
     from werkzeug.security import generate_password_hash
 
-    from conftest import PASSWORD
     from ghimaging.models import Role, User
+    from tests.support.factories import PASSWORD
 
     def make(username: str, *roles: str, **_):
         user = User(username=username, full_name=username.title(),

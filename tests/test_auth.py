@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from ghimaging.extensions import db
 from ghimaging.models import User
-
-from conftest import PASSWORD, CsrfClient
+from tests.support.factories import PASSWORD
+from tests.support.web import CsrfClient
 
 NEW_PASSWORD = "An0ther-long-secret"
 

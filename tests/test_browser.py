@@ -8,15 +8,14 @@ import re
 from datetime import date
 from pathlib import Path
 
+import playwright.sync_api as playwright_api
 import pytest
 from flask import url_for
 
-from conftest import PASSWORD, png_bytes
-
-import playwright.sync_api as playwright_api
-
 from tests.support.browser import shoot as browser_shot
 from tests.support.browser import sign_in as browser_sign_in
+from tests.support.factories import PASSWORD, png_bytes
+
 expect = playwright_api.expect
 
 pytestmark = pytest.mark.browser

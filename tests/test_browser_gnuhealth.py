@@ -8,10 +8,10 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from conftest import PASSWORD
 from playwright.sync_api import expect
 
 from tests.support.browser import shoot, sign_in
+from tests.support.factories import PASSWORD
 from tests.support.gnuhealth import (  # noqa: F401 - fixtures
     Rpc,
     gnuhealth,

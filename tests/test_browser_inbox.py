@@ -5,7 +5,7 @@ in Debian's headless Chromium, and the request shows its images."""
 from __future__ import annotations
 
 import pytest
-from conftest import PASSWORD
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from ghimaging.extensions import db
@@ -13,9 +13,8 @@ from ghimaging.models import LinkEvent, StudyLink
 from ghimaging.orthanc import sync
 from tests.support import dicomgen
 from tests.support.browser import sign_in
+from tests.support.factories import PASSWORD
 from tests.test_browser_orthanc import shoot
-
-from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import playwright.sync_api as playwright_api
 import pytest
-from conftest import PASSWORD
 
 from tests.support import dicomgen
-
-import playwright.sync_api as playwright_api
-
 from tests.support.browser import shoot as browser_shot
 from tests.support.browser import sign_in
+from tests.support.factories import PASSWORD
+
 expect = playwright_api.expect
 
 pytestmark = pytest.mark.browser

@@ -11,17 +11,16 @@ import io
 import zipfile
 from pathlib import Path
 
+import playwright.sync_api as playwright_api
 import pytest
-from conftest import PASSWORD
 from sqlalchemy import select
 
 from ghimaging.extensions import db
 from ghimaging.models import OrthancStudy
 from tests.support import dicomgen
-
-import playwright.sync_api as playwright_api
-
 from tests.support.browser import shoot as browser_shot
+from tests.support.factories import PASSWORD
+
 expect = playwright_api.expect
 
 pytestmark = pytest.mark.browser

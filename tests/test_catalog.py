@@ -13,8 +13,7 @@ from sqlalchemy import func, select
 from ghimaging.catalog import service
 from ghimaging.extensions import db
 from ghimaging.models import ImagingRequest, ImagingTest, ModalityType
-
-from conftest import CsrfClient
+from tests.support.web import CsrfClient
 
 SEEDED = {"CR", "CT", "DX", "MG", "MR", "NM", "PT", "RF", "US", "XA"}
 

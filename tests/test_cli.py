@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from conftest import PASSWORD
 from ghimaging.extensions import db
 from ghimaging.models import ModalityType, Role, User
+from tests.support.factories import PASSWORD
 
 SEEDED = {"CR", "CT", "DX", "MG", "MR", "NM", "PT", "RF", "US", "XA"}
 BIN = Path(sys.executable).parent

@@ -16,8 +16,7 @@ from sqlalchemy import text
 from ghimaging import create_app, crypto
 from ghimaging.extensions import db
 from ghimaging.imaging import images
-
-from conftest import png_bytes
+from tests.support.factories import png_bytes
 
 UMASKS = [pytest.param(0o022, id="umask-022"), pytest.param(0o000, id="umask-000")]
 

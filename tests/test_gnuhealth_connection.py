@@ -5,7 +5,6 @@ shown."""
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import signal

@@ -213,9 +213,8 @@ def test_same_puid_other_person_is_refused_never_overwritten(app, gnuhealth_sett
     alice = create_patient(puid="GH-6000-01", family_name="Andrade", given_name="Alice",
                            birth_date=date(1970, 1, 2), sex="F")
     bob = gh_patient(admin, "GH-6000-01", "Bob", "Barros", dob=date(1980, 3, 4), gender="m")
-    with client_for(get_config()) as client:
-        with pytest.raises(pull.ImportProblem) as exc:
-            pull.import_patient(client, bob)
+    with client_for(get_config()) as client, pytest.raises(pull.ImportProblem) as exc:
+        pull.import_patient(client, bob)
     text = str(exc.value)
     assert "Barros, Bob (1980-03-04)" in text and "Andrade, Alice (1970-01-02)" in text
     db.session.refresh(alice)

@@ -17,8 +17,8 @@ from ghimaging.gnuhealth.settings import configure
 from ghimaging.imaging import workflow
 from ghimaging.models import OutboxItem
 from ghimaging.models._time import utcnow
-from tests.conftest import png_bytes
 from tests.support import dicomgen
+from tests.support.factories import png_bytes
 from tests.support.gnuhealth import (  # noqa: F401 - fixtures
     DropProxy,
     gnuhealth,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PASSWORD
+from tests.support.factories import PASSWORD
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +88,7 @@ def wait_for(url: str, proc: subprocess.Popen, deadline_s: float = 120) -> None:
         try:
             with urllib.request.urlopen(url, timeout=5):
                 return
-        except (urllib.error.URLError, ConnectionError, socket.timeout):
+        except (TimeoutError, urllib.error.URLError, ConnectionError):
             time.sleep(0.2)
     pytest.fail(f"{url} did not answer")
 

@@ -21,11 +21,10 @@ from datetime import date
 
 import pytest
 from PIL import Image, ImageStat
-from sqlalchemy import select
 
 from ghimaging.extensions import db
 from ghimaging.imaging import workflow
-from ghimaging.models import ImagingRequest, OrthancStudy, Result
+from ghimaging.models import ImagingRequest, Result
 from ghimaging.orthanc import rendering, sync
 from ghimaging.orthanc.client import OrthancClient
 from ghimaging.orthanc.matching import studies_of
@@ -335,11 +334,10 @@ def test_a_key_image_of_a_report_is_refused_saying_it_is_not_an_image(app, mixed
 
 @pytest.mark.browser
 def test_browser_study_page_with_placeholders_and_a_cjk_name(app, mixed, browser, live, shots, staff):
-    from conftest import PASSWORD
-
     import playwright.sync_api as playwright_api
 
     from tests.support.browser import shoot
+    from tests.support.factories import PASSWORD
 
     expect = playwright_api.expect
     req, study, datasets = mixed

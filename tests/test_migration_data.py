@@ -13,7 +13,6 @@ from sqlalchemy import text
 from ghimaging import MIGRATIONS_DIR, create_app
 from ghimaging.extensions import db
 
-
 ROWS = [
     "INSERT INTO users (id, username, full_name, email, password_hash, active, session_version, created_at) "
     "VALUES (1, 'doc', 'Doc', '', 'x', :t, 0, '2026-01-01 00:00:00')",

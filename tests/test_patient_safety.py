@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from ghimaging.extensions import db
 from ghimaging.imaging import workflow
-from ghimaging.models import ImagingRequest, LinkEvent, OrthancServer, OrthancStudy, RequestEvent, StudyLink
+from ghimaging.models import LinkEvent, OrthancServer, OrthancStudy, RequestEvent, StudyLink
 from ghimaging.orthanc import matching, sync
 from tests.support import dicomgen
 

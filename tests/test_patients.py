@@ -13,8 +13,7 @@ from sqlalchemy import func, select
 
 from ghimaging.extensions import db
 from ghimaging.models import Patient
-
-from conftest import CsrfClient
+from tests.support.web import CsrfClient
 
 
 @pytest.fixture

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -21,8 +22,7 @@ from ghimaging import create_app
 from ghimaging.extensions import db
 from ghimaging.imaging import workflow
 from ghimaging.models import ImagingRequest, ModalityType, Patient, Result, ResultAddendum
-
-from conftest import CsrfClient
+from tests.support.web import CsrfClient
 
 ROLES = ("admin", "physician", "technologist", "radiologist")
 PUBLIC_ENDPOINTS = {"auth.login", "static"}

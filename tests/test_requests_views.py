@@ -8,10 +8,10 @@ import re
 import pytest
 from sqlalchemy import func, select
 
-from conftest import PASSWORD
 from ghimaging.extensions import db
 from ghimaging.imaging import workflow
 from ghimaging.models import ImagingRequest
+from tests.support.factories import PASSWORD
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from conftest import PASSWORD, png_bytes
 from ghimaging.extensions import db
 from ghimaging.imaging import workflow
 from ghimaging.imaging.images import thumb_name
 from ghimaging.models import Result, ResultImage
+from tests.support.factories import PASSWORD, png_bytes
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from sqlalchemy import func, select
 from ghimaging.extensions import db
 from ghimaging.models import ApiToken, User, UserSession
 from ghimaging.models._time import utcnow
-
-from conftest import PASSWORD, CsrfClient
+from tests.support.factories import PASSWORD
+from tests.support.web import CsrfClient
 
 NEW_PASSWORD = "Fresh-passw0rd-42"
 

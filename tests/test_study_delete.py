@@ -15,8 +15,15 @@ import pytest
 from sqlalchemy import func, select
 
 from ghimaging.extensions import db
-from ghimaging.models import (ImagingRequest, LinkEvent, OrthancPatient, OrthancSeries, OrthancServer, OrthancStudy,
-                              StudyLink)
+from ghimaging.models import (
+    ImagingRequest,
+    LinkEvent,
+    OrthancPatient,
+    OrthancSeries,
+    OrthancServer,
+    OrthancStudy,
+    StudyLink,
+)
 from ghimaging.orthanc import sync
 from tests.support import dicomgen
 
@@ -145,7 +152,7 @@ def test_only_an_admin_may_delete_a_study(app, linked, orthanc, login, user):
 
 
 def test_anonymous_delete_goes_to_login(app, linked, orthanc, client):
-    from conftest import CsrfClient
+    from tests.support.web import CsrfClient
 
     req, study = linked
     r = CsrfClient(client).post(f"/orthanc/studies/{study.id}/delete", {"confirm": study.study_uid},

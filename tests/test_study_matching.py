@@ -23,13 +23,14 @@ from pynetdicom import AE
 from pynetdicom.sop_class import ModalityWorklistInformationFind
 from sqlalchemy import select
 
-from conftest import CsrfClient
 from ghimaging.extensions import db
 from ghimaging.imaging import workflow
 from ghimaging.models import ImagingRequest, LinkEvent, OrthancStudy, Result, StudyLink
 from ghimaging.orthanc import sync
 from tests.support import dicomgen
 from tests.support.orthanc import WORKLISTS_PLUGIN, OrthancServer
+from tests.support.web import CsrfClient
+
 
 @pytest.fixture(autouse=True)
 def _requires_worklists_plugin():

@@ -13,7 +13,7 @@ import pydicom
 import pytest
 import requests
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, UID
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from tests.support import dicomgen
 from tests.support.orthanc import ORTHANC_BIN, OrthancError, OrthancServer, SilentServer, find_free_port
@@ -217,9 +217,8 @@ def test_worklist_find_is_refused_unless_allowed_or_modality_declared(tmp_path):
 
 
 def test_silent_server_makes_requests_time_out():
-    with SilentServer() as silent:
-        with pytest.raises(requests.Timeout):
-            requests.get(silent.url, timeout=1)
+    with SilentServer() as silent, pytest.raises(requests.Timeout):
+        requests.get(silent.url, timeout=1)
 
 
 def test_generated_studies_are_deterministic_per_seed():

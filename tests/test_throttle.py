@@ -16,8 +16,8 @@ from ghimaging.auth import throttle
 from ghimaging.extensions import db
 from ghimaging.models import LoginThrottle
 from ghimaging.models._time import utcnow
-
-from conftest import PASSWORD, CsrfClient
+from tests.support.factories import PASSWORD
+from tests.support.web import CsrfClient
 
 ATTACKER = "203.0.113.66"
 OFFICE = "192.0.2.10"

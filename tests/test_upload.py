@@ -374,7 +374,7 @@ def test_technologists_and_admins_may_upload(make_user, login, orthanc_row, orth
 
 
 def test_signed_out_visitors_are_sent_to_the_login_page(app, orthanc_row, orthanc):
-    from conftest import CsrfClient
+    from tests.support.web import CsrfClient
 
     c = CsrfClient(app.test_client())
     assert c.get("/upload/").status_code == 302

@@ -23,7 +23,7 @@ import pytest
 from ghimaging.extensions import db
 from ghimaging.uploads import archive
 from tests.support import dicomgen
-from tests.support.loadtools import ServedApp, Sampler, open_fds
+from tests.support.loadtools import Sampler, ServedApp, open_fds
 from tests.support.orthanc import OrthancServer as RealOrthanc
 from tests.support.orthanc import SilentServer, TricklingServer
 from tests.test_upload import dcm, instances, outcomes, send, tar_of, zip_of

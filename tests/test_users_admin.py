@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 from ghimaging.auth import service
 from ghimaging.extensions import db
 from ghimaging.models import ApiToken, Role, User
-
-from conftest import PASSWORD, CsrfClient
+from tests.support.factories import PASSWORD
+from tests.support.web import CsrfClient
 
 NEW_PASSWORD = "Fresh-passw0rd-42"
 

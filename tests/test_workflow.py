@@ -16,8 +16,7 @@ from ghimaging.imaging import workflow
 from ghimaging.imaging.images import thumb_name
 from ghimaging.imaging.workflow import NewImage, TransitionError, ValidationError
 from ghimaging.models import ImagingRequest, Result, ResultImage
-
-from conftest import png_bytes
+from tests.support.factories import png_bytes
 
 UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+$")
 

@@ -30,7 +30,7 @@ from ghimaging.extensions import db
 from ghimaging.imaging import workflow
 from ghimaging.models import ImagingRequest, RequestState, WorklistTemplate
 from ghimaging.orthanc import servers
-from ghimaging.worklists import file_status, selftest, templates, writer
+from ghimaging.worklists import file_status, selftest, templates
 from tests.support.orthanc import WORKLISTS_PLUGIN, OrthancServer
 from tests.test_worklist_mwl import FINDSCU, c_find, findscu, keys, query
 

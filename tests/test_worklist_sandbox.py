@@ -346,7 +346,7 @@ def test_one_expression_cannot_build_megabytes(app, expression):
 
 def test_the_rendered_text_is_bounded(app, create_request):
     req = create_request(submit=True)
-    text = HEAD + "".join(f"(0040,1004) LO [${{AccessionNumber.ljust(60000)}}]\n" for _ in range(20))
+    text = HEAD + "".join("(0040,1004) LO [${AccessionNumber.ljust(60000)}]\n" for _ in range(20))
     with pytest.raises(RenderError, match="more than 1048576 characters"):
         render(text, variables.build(req, WorklistTemplate(name="t", body=text, charset="ISO_IR 192",
                                                             encoding="utf-8")))

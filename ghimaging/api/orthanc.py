@@ -7,8 +7,8 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import OrthancServer, OrthancStudy
-from ..permissions import Action
 from ..orthanc import queries, servers, sync
+from ..permissions import Action
 from ..querytools import bounded_int
 from .errors import ApiError, invalid, not_found
 from .routes import _paged, _str, body, bp, need

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import date
 from functools import wraps
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
@@ -18,10 +18,10 @@ from ..catalog import service as catalog
 from ..extensions import db
 from ..imaging import queries, workflow
 from ..models import ImagingRequest, Patient, Role, User
-from ..permissions import Action
 from ..patients import service as patients
-from .errors import ApiError, bad_request, conflict, invalid, not_found
+from ..permissions import Action
 from ..querytools import bounded_int
+from .errors import ApiError, bad_request, conflict, invalid, not_found
 from .openapi import document
 from .serializers import request_json, test_json
 

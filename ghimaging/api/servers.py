@@ -8,8 +8,8 @@ from flask import current_app, jsonify, request
 
 from ..extensions import db
 from ..models import OrthancServer
-from ..permissions import Action
 from ..orthanc import servers
+from ..permissions import Action
 from .errors import ApiError, invalid, not_found
 from .routes import _str, body, bp, need
 

@@ -6,11 +6,19 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import Role, User
-from . import service, sessions, throttle
 from ..permissions import Action
+from . import service, sessions, throttle
 from .decorators import requires
-from .forms import (ChangePasswordForm, ClearThrottleForm, EditUserForm, EmptyForm, LoginForm, ResetPasswordForm,
-                    TokenForm, UserForm)
+from .forms import (
+    ChangePasswordForm,
+    ClearThrottleForm,
+    EditUserForm,
+    EmptyForm,
+    LoginForm,
+    ResetPasswordForm,
+    TokenForm,
+    UserForm,
+)
 
 bp = Blueprint("auth", __name__)
 

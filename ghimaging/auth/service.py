@@ -66,7 +66,7 @@ def update_user(user: User, *, full_name: str, email: str, roles: list[Role], ac
         raise UserError("Give the user at least one role.")
     if user.id == acting.id and (not active or Role.ADMIN not in roles):
         raise UserError("You cannot disable yourself or remove your own admin role.")
-    if user.active and not active or Role.ADMIN in user.roles and Role.ADMIN not in roles:
+    if (user.active and not active) or (Role.ADMIN in user.roles and Role.ADMIN not in roles):
         _ensure_other_admin(user)
     if user.active and not active:
         end_access(user, commit=False)  # a disabled user is out at once, browsers and scripts

@@ -4,9 +4,9 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from ..auth.decorators import requires
-from ..permissions import Action
 from ..extensions import db
 from ..models import ImagingTest, ModalityType
+from ..permissions import Action
 from . import service
 from .forms import ModalityForm, TestForm
 

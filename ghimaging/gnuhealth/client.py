@@ -257,7 +257,7 @@ class GnuHealthClient:
     def close(self) -> None:
         self._transport.close()
 
-    def __enter__(self) -> "GnuHealthClient":
+    def __enter__(self) -> GnuHealthClient:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -302,7 +302,7 @@ class GnuHealthClient:
             raise _fault_error(fault, method) from None
         except xmlrpc.client.ProtocolError as exc:
             raise _http_error(exc.errcode, method, self) from None
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             raise Timeout(f"{where} did not answer within {self.timeout:g} s.") from None
         except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
             raise ConnectionLost(f"{where} closed the connection before answering; the change may or may "
@@ -436,7 +436,7 @@ def _fault_error(fault: xmlrpc.client.Fault, method: str) -> GnuHealthError:
             return NoProfessional("The GNU Health user is not linked to a health professional (SM-CORE-0007): "
                                   "set it as the Internal User of a professional's party in GNU Health, or "
                                   "choose a default professional here.")
-        if message.startswith("You are not allowed") or "access" in message.lower() and "denied" in message.lower():
+        if message.startswith("You are not allowed") or ("access" in message.lower() and "denied" in message.lower()):
             return NotAllowed(f"GNU Health: {shown}. Give the user the groups listed in the README.")
         return RemoteUserError(f"GNU Health refused {method}: {shown}")
     model = method.split(".")[1:-1]

@@ -256,8 +256,8 @@ def _run(item: OutboxItem, cfg: GnuHealthConfig, client: GnuHealthClient | None,
 
 
 def _failed(item: OutboxItem, exc: Exception, summary: DrainSummary) -> None:
-    transient = bool(getattr(exc, "transient", False)) or isinstance(exc, OSError) and not isinstance(
-        exc, FileNotFoundError)
+    transient = bool(getattr(exc, "transient", False)) or (isinstance(exc, OSError) and not isinstance(
+        exc, FileNotFoundError))
     item.attempts += 1
     item.last_error = str(exc)[:2000]
     item.error_code = str(getattr(exc, "code", type(exc).__name__))[:32]

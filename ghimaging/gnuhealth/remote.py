@@ -9,9 +9,10 @@ or again after an answer was lost, creates nothing twice.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Iterable
+from typing import Any
 
 from .client import GnuHealthClient, RemoteUserError
 
@@ -41,7 +42,7 @@ class RemotePatient:
     sex: str  # F, M or O, as ghimaging and DICOM say it
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "RemotePatient":
+    def from_row(cls, row: dict[str, Any]) -> RemotePatient:
         party = row.get("party.") or {}
         sex = (row.get("biological_sex") or row.get("gender") or "").lower()
         dob = row.get("dob")

@@ -11,11 +11,11 @@ from wtforms import BooleanField, IntegerField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from .. import crypto
-from ..querytools import bounded_int
 from ..auth.decorators import requires
-from ..permissions import Action
 from ..extensions import db
 from ..models import ImagingRequest, ImagingTest, LinkKind, OutboxState
+from ..permissions import Action
+from ..querytools import bounded_int
 from . import links, outbox, pull, status
 from .client import GnuHealthError
 from .settings import (

@@ -7,12 +7,12 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from ..auth.decorators import requires
-from ..permissions import Action
 from ..auth.forms import EmptyForm
+from ..catalog import service as catalog
 from ..extensions import db
 from ..models import ImagingRequest, Patient, Result, Role, User, UserRole
 from ..patients import service as patients
-from ..catalog import service as catalog
+from ..permissions import Action
 from ..querytools import bounded_int
 from ..ui import paginate_by_id
 from . import images, queries, workflow

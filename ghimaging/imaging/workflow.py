@@ -8,9 +8,10 @@ Each function commits once and records who did what in the request's events.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import BinaryIO, Iterable
+from typing import BinaryIO
 
 from flask.signals import Namespace
 from sqlalchemy import update
@@ -29,8 +30,8 @@ from ..models import (
     ResultImage,
     User,
 )
-from ..permissions import Action
 from ..models._time import utcnow
+from ..permissions import Action
 from . import images, numbers
 
 S = RequestState

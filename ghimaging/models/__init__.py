@@ -1,29 +1,56 @@
 """Typed SQLAlchemy 2.0 models, one module per area."""
 
-from .users import ApiToken, LoginThrottle, Role, User, UserRole, UserSession
 from .catalog import ImagingTest, ModalityType
-from .patients import Patient, Sex
+from .gnuhealth import GnuHealthConfig, GnuHealthLink, LinkKind, OutboxItem, OutboxKind, OutboxState
 from .imaging import (
     Counter,
     ImagingRequest,
+    ReportStyle,
     RequestEvent,
     RequestState,
-    ReportStyle,
     Result,
     ResultAddendum,
     ResultImage,
 )
-from .settings import Setting
-from .orthanc import OrthancPatient, OrthancSeries, OrthancServer, OrthancStudy
-from .worklists import WorklistFile, WorklistTemplate
 from .links import LinkEvent, StudyLink
-from .gnuhealth import GnuHealthConfig, GnuHealthLink, LinkKind, OutboxItem, OutboxKind, OutboxState
+from .orthanc import OrthancPatient, OrthancSeries, OrthancServer, OrthancStudy
+from .patients import Patient, Sex
+from .settings import Setting
+from .users import ApiToken, LoginThrottle, Role, User, UserRole, UserSession
+from .worklists import WorklistFile, WorklistTemplate
 
 __all__ = [
-    "ApiToken", "LoginThrottle", "Role", "User", "UserRole", "UserSession",
-    "ImagingTest", "ModalityType", "Patient", "Sex",
-    "Counter", "ImagingRequest", "RequestEvent", "RequestState", "ReportStyle",
-    "Result", "ResultAddendum", "ResultImage", "Setting",
-    "OrthancPatient", "OrthancSeries", "OrthancServer", "OrthancStudy", "WorklistFile", "WorklistTemplate", "LinkEvent", "StudyLink",
-    "GnuHealthConfig", "GnuHealthLink", "LinkKind", "OutboxItem", "OutboxKind", "OutboxState",
+    "ApiToken",
+    "Counter",
+    "GnuHealthConfig",
+    "GnuHealthLink",
+    "ImagingRequest",
+    "ImagingTest",
+    "LinkEvent",
+    "LinkKind",
+    "LoginThrottle",
+    "ModalityType",
+    "OrthancPatient",
+    "OrthancSeries",
+    "OrthancServer",
+    "OrthancStudy",
+    "OutboxItem",
+    "OutboxKind",
+    "OutboxState",
+    "Patient",
+    "ReportStyle",
+    "RequestEvent",
+    "RequestState",
+    "Result",
+    "ResultAddendum",
+    "ResultImage",
+    "Role",
+    "Setting",
+    "Sex",
+    "StudyLink",
+    "User",
+    "UserRole",
+    "UserSession",
+    "WorklistFile",
+    "WorklistTemplate",
 ]

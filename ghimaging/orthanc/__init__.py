@@ -2,8 +2,7 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from . import matching, rendering
-    from . import images, inbox  # noqa: F401  (register their views on bp)
+    from . import images, inbox, matching, rendering  # noqa: F401  (register their views on bp)
     from .routes import bp
 
     matching.connect()

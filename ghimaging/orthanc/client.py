@@ -25,8 +25,9 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import requests
@@ -132,7 +133,7 @@ def iter_body(resp: requests.Response, *, idle: float, floor: int = 64 * 1024,
 
 
 class _Guard:
-    __slots__ = ("sock", "at", "fired", "cancelled")
+    __slots__ = ("at", "cancelled", "fired", "sock")
 
     def __init__(self, sock: socket.socket, at: float):
         self.sock, self.at, self.fired, self.cancelled = sock, at, False, False

@@ -31,8 +31,7 @@ from flask import current_app
 from sqlalchemy import and_, exists, func, or_, select
 
 from ..extensions import db
-from ..models import (ImagingRequest, LinkEvent, OrthancStudy, Patient, RequestEvent, RequestState,
-                      StudyLink, User)
+from ..models import ImagingRequest, LinkEvent, OrthancStudy, Patient, RequestEvent, RequestState, StudyLink, User
 from ..models._time import utcnow
 from ..models.patients import fold
 

@@ -177,7 +177,7 @@ def sop_class_of(server, instance_id: str) -> str:
     try:
         with instances.calling(server, seconds=5.0, retries=0) as client:
             sop = client.instance_metadata(instance_id).get("SopClassUid", "")
-    except Exception as exc:  # noqa: BLE001 - a page must render with Orthanc away or credentials broken
+    except Exception as exc:
         log.warning("SOP class of %s on %s: %s", instance_id, server.label, exc)
         return ""
     if len(cache) >= 10_000:  # bounded: it cannot grow for ever

@@ -6,15 +6,15 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import current_user
 from sqlalchemy import select
 
+from .. import crypto
 from ..auth.decorators import requires
-from ..permissions import Action
 from ..auth.forms import EmptyForm
 from ..extensions import db
 from ..models import OrthancPatient, OrthancServer, OrthancStudy
 from ..patients import service as patients
+from ..permissions import Action
 from ..querytools import bounded_int
 from ..ui import paginate
-from .. import crypto
 from . import instances, links, matching, queries, servers, streaming, sync
 from .client import NotFound, OrthancError, deadline, iter_body
 from .forms import LinkForm, ServerForm

@@ -270,7 +270,7 @@ def study_count(server: OrthancServer) -> int:
                              .where(OrthancStudy.server_id == server.id)) or 0
 
 
-def viewer_links(server: OrthancServer, study: "OrthancStudy") -> list[tuple[str, str]]:
+def viewer_links(server: OrthancServer, study: OrthancStudy) -> list[tuple[str, str]]:
     """Viewer URLs on the browser URL (what a user's browser can reach)."""
     base = (server.browser_url or server.url).rstrip("/")
     plugins = server.plugin_set

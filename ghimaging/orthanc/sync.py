@@ -20,16 +20,17 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from sqlalchemy import bindparam, delete, or_, select, update
 
 from ..extensions import db
 from ..models import OrthancPatient, OrthancSeries, OrthancServer, OrthancStudy, Patient
-from ..models.orthanc import name_key
 from ..models._time import utcnow
+from ..models.orthanc import name_key
 from .client import NotFound, OrthancClient, OrthancError
 from .servers import client_for
 
@@ -131,7 +132,7 @@ def _patient_row(cache: _Cache, orthanc_id: str, ptags: dict[str, str], generati
     return row
 
 
-def auto_link(row: OrthancPatient, local: Patient | None | bool = False) -> bool:
+def auto_link(row: OrthancPatient, local: Patient | bool | None = False) -> bool:
     """Link to the local patient whose PUID equals the PatientID, unless staff
     linked or unlinked this patient by hand. ``local`` False means look it up."""
     if row.link_mode in ("manual", "unlinked") or not row.patient_id:

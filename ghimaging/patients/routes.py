@@ -4,9 +4,9 @@ from flask import Blueprint, flash, jsonify, redirect, render_template, request,
 from sqlalchemy import select
 
 from ..auth.decorators import requires
-from ..permissions import Action
 from ..extensions import db
 from ..models import ImagingRequest, Patient
+from ..permissions import Action
 from ..ui import paginate
 from . import service
 from .forms import PatientForm

@@ -17,8 +17,9 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Iterator
+from typing import IO
 
 DICM_OFFSET = 128
 CHUNK = 1024 * 1024

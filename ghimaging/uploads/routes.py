@@ -5,10 +5,10 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from ..auth.decorators import requires
-from ..permissions import Action
 from ..auth.forms import EmptyForm
 from ..extensions import db
 from ..models import ImagingRequest, OrthancServer, RequestState
+from ..permissions import Action
 from ..querytools import bounded_int
 from . import service, spool
 

@@ -15,9 +15,10 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
-from typing import IO, Iterable
+from typing import IO
 
 from flask import current_app
 
@@ -265,10 +266,11 @@ def process(server: OrthancServer, files: Iterable[tuple[str, IO[bytes]]]) -> Re
 def sync_and_link(server: OrthancServer, report: Report, request_id: int | None, user) -> list:
     """Mirror the studies just stored now (not at the next tick) and, when
     asked, link them to the chosen request."""
+    from sqlalchemy import select
+
     from ..extensions import db
     from ..models import ImagingRequest, OrthancStudy
     from ..orthanc import matching, sync
-    from sqlalchemy import select
 
     if report.studies:
         from ..orthanc import servers

@@ -4,14 +4,14 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from sqlalchemy import select
 
 from ..auth.decorators import requires
-from ..permissions import Action
 from ..auth.forms import EmptyForm
 from ..extensions import db
 from ..models import ImagingRequest, OrthancServer, WorklistTemplate
+from ..permissions import Action
+from ..querytools import bounded_int
 from . import build_file, dicomfile, sandbox, selftest, templates, writer
 from .forms import TemplateForm
 from .render import RenderError
-from ..querytools import bounded_int
 from .variables import VARIABLES
 
 bp = Blueprint("worklists", __name__, url_prefix="/admin/worklists")

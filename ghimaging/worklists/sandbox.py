@@ -35,8 +35,9 @@ from __future__ import annotations
 import ast
 import contextvars
 import re
+from collections.abc import Iterable
 from datetime import date, datetime
-from typing import Any, Iterable
+from typing import Any
 
 from genshi.template import NewTextTemplate, OldTextTemplate
 from genshi.template.base import EXEC, EXPR, INCLUDE, SUB, TEXT

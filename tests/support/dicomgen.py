@@ -15,19 +15,20 @@ import io
 import random
 import sys
 from array import array
+from collections.abc import Iterator
 from datetime import date, timedelta
 from functools import lru_cache
 from os import PathLike
-from typing import Any, Iterator
+from typing import Any
 
 from pydicom import dcmwrite
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
+    UID,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     SecondaryCaptureImageStorage,
-    UID,
     generate_uid,
 )
 

@@ -49,8 +49,9 @@ import sys
 import threading
 import time
 import xmlrpc.client
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 # Pinned: the versions DESIGN.md section 3 was checked against. requests:
 # health_orthanc imports it without declaring it.
@@ -255,7 +256,7 @@ def find_free_port() -> int:
         return sock.getsockname()[1]
 
 
-_LIVE: set["GnuHealthServer"] = set()
+_LIVE: set[GnuHealthServer] = set()
 
 
 @atexit.register
@@ -298,7 +299,7 @@ class GnuHealthServer:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self) -> "GnuHealthServer":
+    def start(self) -> GnuHealthServer:
         if self.running:
             return self
         t0 = time.monotonic()
@@ -342,7 +343,7 @@ class GnuHealthServer:
         self.proc = None
         _LIVE.discard(self)
 
-    def __enter__(self) -> "GnuHealthServer":
+    def __enter__(self) -> GnuHealthServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -355,11 +356,11 @@ class GnuHealthServer:
             return "(no log)"
 
     # -- the test's own view of GNU Health (not ghimaging's client) ----------
-    def admin(self) -> "Rpc":
+    def admin(self) -> Rpc:
         """A session as ``admin``, for arranging and checking GNU Health's data."""
         return Rpc(self.url, self.database, "admin", ADMIN_PASSWORD)
 
-    def as_user(self, user: str = API_USER, password: str = API_PASSWORD) -> "Rpc":
+    def as_user(self, user: str = API_USER, password: str = API_PASSWORD) -> Rpc:
         return Rpc(self.url, self.database, user, password)
 
 
@@ -567,7 +568,7 @@ class Listener:
             with contextlib.suppress(OSError):
                 conn.close()
 
-    def __enter__(self) -> "Listener":
+    def __enter__(self) -> Listener:
         return self
 
     def __exit__(self, *exc) -> None:

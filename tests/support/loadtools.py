@@ -16,8 +16,8 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CLI = [sys.executable, "-c", "from ghimaging.cli import main; main()"]
@@ -171,7 +171,7 @@ class Sampler:
             self.samples.append(sum(per.values()))
             self._stop.wait(self.every)
 
-    def __enter__(self) -> "Sampler":
+    def __enter__(self) -> Sampler:
         self._thread.start()
         return self
 
@@ -209,7 +209,7 @@ class ServedApp:
         self.url = ""
         self._log = None
 
-    def setup(self) -> "ServedApp":
+    def setup(self) -> ServedApp:
         run = dict(env=self.env, cwd=ROOT, check=True, capture_output=True, text=True, timeout=120)
         subprocess.run(CLI + ["init"], **run)
         subprocess.run(CLI + ["create-user", "tech", "--role", "technologist", "--password-stdin"],
@@ -227,7 +227,7 @@ with create_app().app_context():
         if self.nofile is not None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
-    def start(self, wait: float = 60) -> "ServedApp":
+    def start(self, wait: float = 60) -> ServedApp:
         port = free_port()
         self._log = open(self.base / "serve.log", "ab")
         self.proc = subprocess.Popen(CLI + ["serve", "--port", str(port), "--workers", str(self.workers),

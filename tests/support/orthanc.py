@@ -38,7 +38,7 @@ GDCM_PLUGIN = PLUGIN_DIR / "libOrthancGdcm.so"
 # Orthanc exits with these when a port is taken (checked on 1.10.1).
 _PORT_IN_USE = ("(code 2003)", "(code 2004)")
 _STARTED = "Orthanc has started"
-_LIVE: set["OrthancServer"] = set()  # strong references: a forgotten server is still killed
+_LIVE: set[OrthancServer] = set()  # strong references: a forgotten server is still killed
 
 
 @atexit.register
@@ -222,7 +222,7 @@ class OrthancServer:
         self.config_path.write_text(json.dumps(self.config(), indent=2))
 
     # -- lifecycle --------------------------------------------------------
-    def start(self) -> "OrthancServer":
+    def start(self) -> OrthancServer:
         """Start Orthanc and wait until ``GET /system`` answers with our credentials.
 
         If auto-picked ports turn out taken, picks new ones (up to 5 tries).
@@ -322,12 +322,12 @@ class OrthancServer:
             self.proc.wait()
         self._reap()
 
-    def restart(self, graceful: bool = True) -> "OrthancServer":
+    def restart(self, graceful: bool = True) -> OrthancServer:
         """Stop (or kill, with ``graceful=False``) if running, then start on the same ports."""
         self.stop() if graceful else self.kill()
         return self.start()
 
-    def wipe(self) -> "OrthancServer":
+    def wipe(self) -> OrthancServer:
         """Kill, delete storage and index, start: a fresh database (``/changes`` Last 0)."""
         self.kill()
         shutil.rmtree(self.storage_dir, ignore_errors=True)
@@ -344,7 +344,7 @@ class OrthancServer:
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "OrthancServer":
+    def __enter__(self) -> OrthancServer:
         try:
             return self.start()
         except BaseException:
@@ -387,7 +387,7 @@ class SilentServer:
         while not self._closed.is_set():
             try:
                 conn, _ = self._sock.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 break
@@ -400,7 +400,7 @@ class SilentServer:
             conn.close()
         self._sock.close()
 
-    def __enter__(self) -> "SilentServer":
+    def __enter__(self) -> SilentServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -426,7 +426,7 @@ class TricklingServer(SilentServer):
         while not self._closed.is_set():
             try:
                 conn, _ = self._sock.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 break
@@ -440,7 +440,7 @@ class TricklingServer(SilentServer):
             while b"\r\n\r\n" not in request and not self._closed.is_set():
                 try:
                     chunk = conn.recv(65536)
-                except (TimeoutError, socket.timeout):
+                except TimeoutError:
                     continue
                 if not chunk:
                     return
