@@ -1,17 +1,34 @@
 """Error pages for people and JSON errors for the API: never a bare 500
-page for bad input, never a stack trace to the browser."""
+page for bad input, never a stack trace to the browser.
+
+The pages' one mapping of the typed errors (:mod:`ghimaging.exceptions`)
+lives here; the API's is :mod:`ghimaging.api.errors`. A view that can say
+more (a form with field errors) catches the error itself; whatever it does
+not catch becomes an error page with the right status and the message."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from .exceptions import Conflict, DomainError, Invalid, NotFound, UpstreamFailure
 
 
 def _wants_json() -> bool:
     """The API, and the upload page's script (it asks for JSON)."""
     return (request.path.startswith("/api/") or request.args.get("format") == "json"
             or request.accept_mimetypes.best == "application/json")
+
+
+_PAGE_STATUS: dict[type[DomainError], tuple[int, str]] = {
+    NotFound: (404, "Not found"),
+    Conflict: (409, "Not possible now"),
+    Invalid: (422, "Not accepted"),
+    UpstreamFailure: (502, "Not reachable"),
+}
 
 
 def init_app(app: Flask) -> None:
@@ -35,6 +52,23 @@ def init_app(app: Flask) -> None:
         if _wants_json():
             return jsonify(error="too_large", message=message), 413
         return render_template("error.html", code=413, title="Too large", message=message), 413
+
+    @app.errorhandler(DomainError)
+    def domain_error(exc: DomainError) -> Any:
+        from .extensions import db
+
+        db.session.rollback()
+        status, title = 400, "Not possible"
+        for kind, (code, name) in _PAGE_STATUS.items():
+            if isinstance(exc, kind):
+                status, title = code, name
+                break
+        if isinstance(exc, UpstreamFailure) and exc.timeout:
+            status = 504
+        if _wants_json():
+            fields = exc.fields if isinstance(exc, Invalid) else {}
+            return jsonify(error=exc.code, message=exc.message, **({"fields": fields} if fields else {})), status
+        return render_template("error.html", code=status, title=title, message=exc.message), status
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -26,6 +26,9 @@ from tests.support.factories import PASSWORD
 from tests.support.web import CsrfClient
 
 DB_URL = os.environ.get("GHIMAGING_TEST_DATABASE_URL")
+#: Fixtures kept beside the code they drive (the GNU Health server).
+pytest_plugins = ("tests.support.gnuhealth",)
+
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 

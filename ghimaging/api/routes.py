@@ -9,7 +9,7 @@ from datetime import date
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Blueprint, current_app, g, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -21,7 +21,8 @@ from ..models import ImagingRequest, Patient, Role, User
 from ..patients import service as patients
 from ..permissions import Action
 from ..querytools import bounded_int
-from .errors import ApiError, bad_request, conflict, invalid, not_found
+from ..exceptions import DomainError
+from .errors import ApiError, from_domain, bad_request, conflict, invalid, not_found
 from .openapi import document
 from .serializers import request_json, test_json
 
@@ -31,8 +32,14 @@ MAX_PAGE = 200
 
 
 @bp.errorhandler(ApiError)
-def _api_error(exc: ApiError):
+def _api_error(exc: ApiError) -> tuple[Response, int]:
     return exc.response()
+
+
+@bp.errorhandler(DomainError)
+def _domain_error(exc: DomainError) -> tuple[Response, int]:
+    db.session.rollback()
+    return from_domain(exc).response()
 
 
 @bp.errorhandler(RequestEntityTooLarge)
