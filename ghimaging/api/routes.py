@@ -90,6 +90,7 @@ def need(action: Action) -> Callable[[F], F]:
                 raise ApiError(403, "forbidden", "Your role does not allow this.")
             return view(*args, **kwargs)
 
+        wrapped.required_action = action  # type: ignore[attr-defined]  # read by the permission tests
         return wrapped  # type: ignore[return-value]
 
     return decorator

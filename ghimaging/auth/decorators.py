@@ -26,6 +26,7 @@ def requires(action: Action) -> Callable[[F], F]:
                 abort(403)
             return view(*args, **kwargs)
 
+        wrapped.required_action = action  # type: ignore[attr-defined]  # read by the permission tests
         return wrapped  # type: ignore[return-value]
 
     return decorator
