@@ -136,6 +136,17 @@ echo "    pip install -e '.[test]'"
 section "GNU Health test server"
 .venv/bin/python -m tests.support.gnuhealth build </dev/null
 
+# ------------------------------------------------------------ lint and types
+# ruff (lint, import order) on the code and the tests; mypy --strict on the
+# package (settings in pyproject.toml). Both fail the run, after the tests.
+section "ruff and mypy"
+set +e
+.venv/bin/python -m ruff check ghimaging tests bench wsgi.py
+ruff_rc=$?
+.venv/bin/python -m mypy
+mypy_rc=$?
+set -e
+
 # ------------------------------------------------------------- test: SQLite
 section "pytest on SQLite"
 set +e
@@ -166,7 +177,7 @@ fi
 # -------------------------------------------------------------------- summary
 section "Summary"
 status() { if [[ $1 -eq 0 ]]; then echo "PASS"; else echo "FAIL (exit $1)"; fi; }
-echo "SUMMARY: sqlite=$(status "$sqlite_rc")  postgresql=$(status "$pg_rc")"
-if [[ $sqlite_rc -ne 0 || $pg_rc -ne 0 ]]; then
+echo "SUMMARY: ruff=$(status "$ruff_rc")  mypy=$(status "$mypy_rc")  sqlite=$(status "$sqlite_rc")  postgresql=$(status "$pg_rc")"
+if [[ $ruff_rc -ne 0 || $mypy_rc -ne 0 || $sqlite_rc -ne 0 || $pg_rc -ne 0 ]]; then
     exit 1
 fi
