@@ -1,0 +1,123 @@
+"""ghimaging backup / restore: a backup restored into an empty instance
+gives the same rows and files, on SQLite and on PostgreSQL (the suite's
+second run), and a bad or foreign backup changes nothing."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import tarfile
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from ghimaging import backup, create_app, crypto
+from ghimaging.exceptions import Conflict, Invalid
+from ghimaging.extensions import db
+from ghimaging.models import OrthancServer
+from tests.support.factories import png_bytes
+
+
+def all_rows(url: str) -> dict[str, list[tuple]]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {t.name: sorted(map(tuple, conn.execute(t.select()).all()), key=repr)
+                    for t in db.metadata.sorted_tables}
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def clinic(app, make_user, create_request, catalog):
+    """A little of everything: users, patients, requests, a result image,
+    an Orthanc server whose password is stored encrypted."""
+    make_user("boss", "admin")
+    make_user("doc", "physician")
+    create_request(submit=True)
+    create_request()
+    folder = Path(app.config["RESULT_IMAGE_DIR"])
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "k1.png").write_bytes(png_bytes().getvalue())
+    db.session.add(OrthancServer(label="Main", url="http://127.0.0.1:1/", username="orthanc",
+                                 password_enc=crypto.encrypt("orthanc-secret")))
+    db.session.commit()
+    return app
+
+
+def test_backup_then_restore_into_an_empty_instance_gives_the_same_rows_and_files(clinic, tmp_path, fresh_url):
+    app = clinic
+    target = tmp_path / "out" / "clinic.tar.gz"
+    summary = backup.backup(target)
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
+    assert summary.files >= 3 and summary.revision
+    with tarfile.open(target) as tar:
+        names = tar.getnames()
+    assert "files/credentials.key" in names and "files/result_images/k1.png" in names
+    before = all_rows(app.config["DATABASE_URL"])
+    instance = Path(app.instance_path)
+
+    empty = create_app({"INSTANCE_PATH": str(tmp_path / "second"), "DATABASE_URL": fresh_url, "TESTING": True})
+    with empty.app_context():
+        restored = backup.restore(target)
+        assert restored.database == summary.database
+        server = db.session.query(OrthancServer).one()
+        assert crypto.decrypt(server.password_enc) == "orthanc-secret"
+        db.session.remove()
+        db.engine.dispose()
+    assert all_rows(fresh_url) == before
+    second = tmp_path / "second"
+    for rel in ("credentials.key", "secret_key", "result_images/k1.png"):
+        assert (second / rel).read_bytes() == (instance / rel).read_bytes(), rel
+        assert stat.S_IMODE(os.stat(second / rel).st_mode) == 0o600
+
+
+def test_restore_refuses_an_instance_that_holds_data(clinic, tmp_path):
+    target = tmp_path / "b.tar.gz"
+    backup.backup(target)
+    with pytest.raises(Conflict, match="already holds data"):
+        backup.restore(target)
+
+
+def _tar(entries: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("entries, message", [
+    ({"manifest.json": b"{}", "../escape": b"x"}, "unexpected entry"),
+    ({"manifest.json": b"{}", "files/../../escape": b"x"}, "unexpected entry"),
+    ({"/etc/owned": b"x"}, "unexpected entry"),
+    ({"manifest.json": b"not json"}, "no readable manifest"),
+    ({"manifest.json": b'{"format": "other/9"}'}, "not a backup this version can read"),
+])
+def test_a_bad_backup_is_refused_before_anything_is_written(app, tmp_path, entries, message):
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(_tar(entries))
+    with pytest.raises(Invalid, match=message):
+        backup.restore(bad, force=True)
+    assert not (tmp_path / "escape").exists()
+
+
+def test_a_file_that_is_not_a_backup_is_refused(app, tmp_path):
+    junk = tmp_path / "junk.tar.gz"
+    junk.write_bytes(b"hello")
+    with pytest.raises(Invalid, match="is not a ghimaging backup"):
+        backup.restore(junk, force=True)
+
+
+def test_a_backup_of_the_other_database_kind_is_refused(app, tmp_path):
+    kind = db.engine.dialect.name
+    other = "postgresql" if kind == "sqlite" else "sqlite"
+    foreign = tmp_path / "foreign.tar.gz"
+    foreign.write_bytes(_tar({"manifest.json": f'{{"format": "{backup.FORMAT}", "database": "{other}"}}'.encode()}))
+    with pytest.raises(Invalid, match=f"holds a {other} database"):
+        backup.restore(foreign, force=True)
+    assert db.session.scalar(text("SELECT 1")) == 1
