@@ -123,6 +123,7 @@ def linked(app, orthanc, orthanc_row, staff, create_patient, create_request):
     assert len(links) == 1 and len(links[0].study.series) == 3
     result = workflow.create_result(req, staff["rad"], radiologist=staff["rad"], result_date=date.today(),
                                     report="No acute findings on the chest film.")
+    db.session.commit()
     return result, links[0].study
 
 

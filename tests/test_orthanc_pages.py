@@ -146,6 +146,7 @@ def test_studies_filter_by_server_when_there_are_two(app, synced, reader, tmp_pa
         second.upload_many(datasets([("ACC-9", "PID-009", "KIM^SARA", "20260401", "DX", 1)]))
         other = servers.add_server(label="Annex", url=second.url, username=second.username,
                                    password=second.password)
+        db.session.commit()
         assert sync.run(other.id).error == ""
     first_id, other_id = synced.id, other.id
     assert set(listed(reader)) == {"ACC-1", "ACC-2", "ACC-3", "ACC-4", "ACC-9"}

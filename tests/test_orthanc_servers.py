@@ -173,6 +173,7 @@ def test_a_changed_encoding_is_seen_by_the_next_check_and_the_warning_goes(app, 
     r = orthanc.session.put(orthanc.url + "/tools/default-encoding", data="Utf8", timeout=10)
     assert r.status_code == 200
     assert servers.recheck(fresh(orthanc_row.id))
+    db.session.commit()
     row = fresh(orthanc_row.id)
     assert row.default_encoding == "Utf8" and servers.encoding_warnings(row) == []
     assert api("admin").get(f"/api/v1/orthanc/servers/{orthanc_row.id}").json["warnings"] == []
@@ -466,9 +467,11 @@ def test_only_a_new_scheme_host_or_port_needs_the_password(app, new_url, moved):
         assert (exc.value.field, str(exc.value)) == ("password", servers.PASSWORD_AGAIN)
         assert fresh(row.id).url == "http://127.0.0.1:8042"
         assert servers.update_server(fresh(row.id), **kw, password="new-pw")
+        db.session.commit()
         assert crypto.decrypt(fresh(row.id).password_enc) == "new-pw"
     else:
         servers.update_server(row, **kw)
+        db.session.commit()
         assert crypto.decrypt(fresh(row.id).password_enc) == "stored-pw"
 
 
@@ -480,6 +483,7 @@ def test_default_ports_are_the_same_address(app):
 
 def test_a_server_without_a_stored_password_moves_freely(app, bare_row, listener):
     assert servers.update_server(bare_row, label="Spare", url=listener.url, username="someone", browser_url="")
+    db.session.commit()
     assert fresh(bare_row.id).url == listener.url
 
 
@@ -588,6 +592,7 @@ def test_a_stored_password_basic_auth_cannot_carry_fails_the_recheck_with_a_mess
     orthanc_row.password_enc = crypto.encrypt("pass—word")
     db.session.commit()
     assert servers.recheck(orthanc_row) is False
+    db.session.commit()
     server = fresh(orthanc_row.id)
     assert not server.validated and "enter them again" in server.last_error
 
@@ -630,6 +635,7 @@ def test_list_and_page_show_status_sync_index_lag_and_study_count(app, admin, or
     assert sync.run(orthanc_row.id).error == ""
     upload(gen(1, seed=3))
     assert servers.recheck(fresh(orthanc_row.id))  # reads Orthanc's index: we are behind now
+    db.session.commit()
     server = fresh(orthanc_row.id)
     assert server.lag > 0
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import g, jsonify, request
+from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import OrthancServer, OrthancStudy
+from ..models import ImagingRequest, OrthancServer, OrthancStudy
 from ..orthanc import queries, servers, sync
 from ..permissions import Action
 from ..querytools import bounded_int
@@ -16,39 +19,37 @@ from .routes import _paged, _str, body, bp, need
 
 @bp.get("/orthanc/servers")
 @need(Action.CONFIGURE)
-def list_servers():
+def list_servers() -> ResponseReturnValue:
     rows = db.session.scalars(select(OrthancServer).order_by(OrthancServer.label)).all()
     return jsonify({"items": [servers.server_json(s) for s in rows]})
 
 
 @bp.post("/orthanc/servers")
 @need(Action.CONFIGURE)
-def add_server():
+def add_server() -> ResponseReturnValue:
     from ..orthanc import instances
     from ..orthanc.client import deadline
 
+    """Check the server for real, then add it: 422 with ``fields`` when the
+    input is refused (``error`` validation) or the check fails
+    (``check_failed``), 409 when the label is taken."""
     data = body()
-    try:
-        with deadline(instances.setting("ORTHANC_PAGE_DEADLINE")):  # the caller waits for the check
-            server = servers.add_server(label=_str(data, "label"), url=_str(data, "url"),
-                                        username=_str(data, "username"), password=_str(data, "password"),
-                                        browser_url=_str(data, "browser_url"))
-    except servers.ServerError as exc:
-        if exc.field == "label" and "already exists" in str(exc):
-            raise ApiError(409, "conflict", str(exc)) from None
-        if not exc.check:
-            raise invalid({exc.field or "url": str(exc)}) from None
-        raise ApiError(422, "check_failed", str(exc), field=exc.field) from None
+    with deadline(instances.setting("ORTHANC_PAGE_DEADLINE")):  # the caller waits for the check
+        server = servers.add_server(label=_str(data, "label"), url=_str(data, "url"),
+                                    username=_str(data, "username"), password=_str(data, "password"),
+                                    browser_url=_str(data, "browser_url"))
+    db.session.commit()
     return jsonify(servers.server_json(server)), 201
 
 
 @bp.post("/orthanc/servers/<int:server_id>/sync")
 @need(Action.PERFORM)
-def sync_server(server_id: int):
+def sync_server(server_id: int) -> ResponseReturnValue:
     if db.session.get(OrthancServer, server_id) is None:
         raise not_found("Orthanc server")
     full = request.args.get("full") in ("1", "true", "yes")
     summary = sync.run(server_id, mode="full" if full else "auto", client_factory=servers.client_for_person)
+    db.session.commit()
     status = 200 if not summary.error else 502
     if summary.skipped:
         status = 409
@@ -56,7 +57,7 @@ def sync_server(server_id: int):
 
 
 @bp.get("/studies")
-def list_studies():
+def list_studies() -> ResponseReturnValue:
     stmt = select(OrthancStudy)
     for arg, col in (("study_instance_uid", OrthancStudy.study_uid),
                      ("accession_number", OrthancStudy.accession_number),
@@ -75,7 +76,7 @@ def list_studies():
 
 
 @bp.get("/studies/<int:study_id>")
-def get_study(study_id: int):
+def get_study(study_id: int) -> ResponseReturnValue:
     study = db.session.get(OrthancStudy, study_id)
     if study is None:
         raise not_found("Study")
@@ -90,10 +91,10 @@ def get_study(study_id: int):
 
 
 @bp.get("/studies/unmatched")
-def unmatched_studies():
+def unmatched_studies() -> ResponseReturnValue:
     from ..orthanc import matching
 
-    def with_reasons(study):
+    def with_reasons(study: OrthancStudy) -> dict[str, Any]:
         out = queries.study_json(study)
         out["reasons"] = matching.assess(study).reasons
         out["suggestions"] = [{"request_id": sug.request.id, "accession_number": sug.request.accession_number,
@@ -104,9 +105,7 @@ def unmatched_studies():
     return jsonify(_paged(matching.unmatched(), with_reasons))
 
 
-def _study_and_request(study_id: int):
-    from ..models import ImagingRequest
-
+def _study_and_request(study_id: int) -> tuple[OrthancStudy, ImagingRequest, dict[str, Any]]:
     study = db.session.get(OrthancStudy, study_id)
     if study is None:
         raise not_found("Study")
@@ -120,14 +119,14 @@ def _study_and_request(study_id: int):
     return study, req, data
 
 
-def _linked_json(study):
+def _linked_json(study: OrthancStudy) -> dict[str, Any]:
     from ..orthanc import matching
 
     out = queries.study_json(study)
     links = matching.requests_of(study)
-    out["requests"] = [l.request_id for l in links]
-    out["links"] = [{"request_id": l.request_id, "method": l.method, "other_patient": l.other_patient,
-                     "reason": l.reason or None, "warning": l.warning or None} for l in links]
+    out["requests"] = [link.request_id for link in links]
+    out["links"] = [{"request_id": link.request_id, "method": link.method, "other_patient": link.other_patient,
+                     "reason": link.reason or None, "warning": link.warning or None} for link in links]
     out["warnings"] = matching.warnings_of(study)
     out["warning"] = matching.patient_conflict(study) or None
     return out
@@ -135,7 +134,7 @@ def _linked_json(study):
 
 @bp.post("/studies/<int:study_id>/link")
 @need(Action.LINK_STUDIES)
-def link_study(study_id: int):
+def link_study(study_id: int) -> ResponseReturnValue:
     """Link by hand. A study of another patient answers 409 unless the body
     has ``"confirm_other_patient": true`` and a non-empty ``"reason"``."""
     from ..orthanc import matching
@@ -153,12 +152,13 @@ def link_study(study_id: int):
         raise ApiError(409, "other_patient", str(exc)) from None
     except matching.LinkError as exc:
         raise ApiError(409, "conflict", str(exc)) from None
+    db.session.commit()
     return jsonify(_linked_json(study)), 201
 
 
 @bp.post("/studies/<int:study_id>/unlink")
 @need(Action.LINK_STUDIES)
-def unlink_study(study_id: int):
+def unlink_study(study_id: int) -> ResponseReturnValue:
     from ..orthanc import matching
 
     study, req, _ = _study_and_request(study_id)
@@ -166,4 +166,5 @@ def unlink_study(study_id: int):
         matching.unlink(study, req, g.api_user)
     except matching.LinkError as exc:
         raise ApiError(409, "conflict", str(exc)) from None
+    db.session.commit()
     return jsonify(_linked_json(study))

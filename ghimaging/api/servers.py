@@ -4,13 +4,14 @@ changing its connection details."""
 
 from __future__ import annotations
 
-from flask import current_app, jsonify, request
+from flask import jsonify, request
+from flask.typing import ResponseReturnValue
 
 from ..extensions import db
 from ..models import OrthancServer
 from ..orthanc import servers
 from ..permissions import Action
-from .errors import ApiError, invalid, not_found
+from .errors import invalid, not_found
 from .routes import _str, body, bp, need
 
 PATCHABLE = ("label", "url", "browser_url", "username", "password")
@@ -28,13 +29,13 @@ def _server(server_id: int) -> OrthancServer:
 # first) instead of the 404 a GET gets.
 @bp.route("/orthanc/servers/<int:server_id>", methods=["GET", "PATCH"])
 @need(Action.CONFIGURE)
-def one_server(server_id: int):
+def one_server(server_id: int) -> ResponseReturnValue:
     if request.method == "PATCH":
         return _patch_server(server_id)
     return jsonify(servers.server_json(_server(server_id)))
 
 
-def _patch_server(server_id: int):
+def _patch_server(server_id: int) -> ResponseReturnValue:
     """Change any of the fields; absent (or null) ones stay as they are. The
     rules are the edit page's (servers.update_server): a new scheme, host or
     port without the password answers 422, since the stored password belongs
@@ -47,12 +48,8 @@ def _patch_server(server_id: int):
         raise invalid({key: f"Unknown field; send any of {', '.join(PATCHABLE)}." for key in unknown})
     values = {key: _str(data, key, getattr(server, key)) for key in ("label", "url", "browser_url", "username")}
     password = _str(data, "password")
-    try:
-        changed = servers.update_server(server, **values, password=password or None)
-    except servers.ServerError as exc:
-        if exc.field == "label" and "already exists" in str(exc):
-            raise ApiError(409, "conflict", str(exc)) from None
-        raise invalid({exc.field or "url": str(exc)}) from None
+    changed = servers.update_server(server, **values, password=password or None)
+    db.session.commit()
     if changed:
-        servers.recheck_in_background(current_app._get_current_object(), server.id)
+        servers.recheck_in_background(server.id)
     return jsonify(servers.server_json(server))

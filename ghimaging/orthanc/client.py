@@ -2,249 +2,31 @@
 
 One ``requests.Session`` per server (connection reuse matters on a Pi),
 connect and read timeouts on every call, retries with backoff for idempotent
-reads only, and four exceptions that the rest of the code handles.
-
-A read timeout bounds each socket read, not a call: an Orthanc (or anything
-on its port) that sends a byte now and then keeps a call going for ever. So
-a call made while a person waits also has a **deadline** for the whole call
-(connect, headers and body): ``OrthancClient(total_timeout=...)`` per call,
-or ``with deadline(seconds):`` for every call made inside, by any client in
-this thread. A watchdog thread shuts the connection's socket down when the
-deadline passes, which ends a blocked read at once; the call then raises
-:class:`TimedOut`. For a streamed answer (ZIP, PDF) the deadline covers the
-wait for the headers; its body is bounded by the read timeout (an idle
-timeout). Calls without a deadline (the sync thread) behave as before.
+reads only. Every failure is one of the errors of
+:mod:`ghimaging.orthanc.errors`; a call made while a person waits ends by
+its deadline (:mod:`ghimaging.orthanc.deadlines`). Both modules' public
+names are also importable from here.
 """
 
 from __future__ import annotations
 
-import contextvars
-import heapq
-import itertools
-import os
-import socket
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, HTTPError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from .deadlines import GuardedAdapter, arm, deadline, disarm, end_of_call, iter_body, remaining, struck
+from .errors import BadAnswer, NotFound, OrthancError, TimedOut, Unauthorized, Unreachable
+
+__all__ = [
+    "DEFAULT_TIMEOUT", "BadAnswer", "NotFound", "OrthancClient", "OrthancError", "TimedOut", "Unauthorized",
+    "Unreachable", "check_url", "deadline", "iter_body", "remaining",
+]
+
 DEFAULT_TIMEOUT = (3.05, 30.0)  # connect, read
-
-
-class OrthancError(Exception):
-    """Base class; ``str()`` is a message fit for a person."""
-
-
-class Unreachable(OrthancError):
-    """Connection refused, DNS failure, TLS failure or timeout."""
-
-
-class TimedOut(Unreachable):
-    """Orthanc did not answer, or not completely, within the time allowed
-    (a read timeout or the call's deadline)."""
-
-
-class Unauthorized(OrthancError):
-    """401/403: wrong username or password."""
-
-
-class NotFound(OrthancError):
-    """404: the resource is not (or no longer) in Orthanc."""
-
-
-class BadAnswer(OrthancError):
-    """An answer that is not what Orthanc gives: not JSON, 5xx, wrong shape.
-    ``status`` is the HTTP status when Orthanc answered with an error (415:
-    it cannot decode the image), else None."""
-
-    def __init__(self, message: str, status: int | None = None):
-        super().__init__(message)
-        self.status = status
-
-
-# -- deadlines ------------------------------------------------------------------
-
-_scope: contextvars.ContextVar[float | None] = contextvars.ContextVar("orthanc_deadline", default=None)
-
-
-@contextmanager
-def deadline(seconds: float | None = None, *, at: float | None = None) -> Iterator[float | None]:
-    """Every Orthanc call made inside ends by ``seconds`` from now (or by the
-    ``time.monotonic()`` value ``at``), whichever client makes it; nested
-    scopes keep the earliest end. Yields that end. Scopes follow the context,
-    so a thread started inside does not inherit one: give its client a
-    ``total_timeout`` instead."""
-    ends = [t for t in (_scope.get(), at, None if seconds is None else time.monotonic() + seconds)
-            if t is not None]
-    end = min(ends) if ends else None
-    token = _scope.set(end)
-    try:
-        yield end
-    finally:
-        _scope.reset(token)
-
-
-def remaining() -> float | None:
-    """Seconds left in the current :func:`deadline` scope (None outside one)."""
-    end = _scope.get()
-    return None if end is None else end - time.monotonic()
-
-
-def iter_body(resp: requests.Response, *, idle: float, floor: int = 64 * 1024,
-              size: int = 256 * 1024) -> Iterator[bytes]:
-    """The body of a streamed answer (``stream=True``) in chunks as they come.
-
-    A read waits at most the call's read timeout (give ``idle`` the same
-    value); and for every ``idle`` seconds spent reading at least ``floor``
-    bytes must arrive, so an Orthanc that sends a byte now and then cannot
-    keep a download, and the thread serving it, going for ever (64 KB per
-    30 s is far below any real Orthanc). Time spent by the consumer between
-    chunks (a slow browser) does not count. Raises :class:`TimedOut` or
-    :class:`Unreachable`; an answer cut short raises too, never ends quietly.
-    The caller closes ``resp``."""
-    raw = resp.raw
-    reading, got = 0.0, 0
-    while True:
-        started = time.monotonic()
-        try:
-            chunk = raw.read1(size, decode_content=True)
-        except (ReadTimeoutError, TimeoutError):
-            raise TimedOut(f"Orthanc stopped sending for {idle:.0f} s.") from None
-        except (HTTPError, OSError) as exc:
-            raise Unreachable(f"Orthanc's answer broke off ({exc.__class__.__name__}).") from None
-        if not chunk:
-            return
-        reading += time.monotonic() - started
-        got += len(chunk)
-        if reading >= idle:
-            if got < floor:
-                raise TimedOut(f"Orthanc sent only {got} bytes in {reading:.0f} s.")
-            reading, got = 0.0, 0
-        yield chunk
-
-
-class _Guard:
-    __slots__ = ("at", "cancelled", "fired", "sock")
-
-    def __init__(self, sock: socket.socket, at: float):
-        self.sock, self.at, self.fired, self.cancelled = sock, at, False, False
-
-
-class _Watchdog:
-    """One thread per process that shuts down the sockets of calls whose
-    deadline passed (a blocked ``recv`` in another thread then returns at
-    once). Started on first use, and again in a forked child, which does not
-    inherit the parent's threads."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, _Guard]] = []
-        self._seq = itertools.count()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-
-    def watch(self, sock: socket.socket, at: float) -> _Guard:
-        guard = _Guard(sock, at)
-        with self._cond:
-            if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
-                self._heap = []
-                self._pid = os.getpid()
-                self._thread = threading.Thread(target=self._run, name="orthanc-deadlines", daemon=True)
-                self._thread.start()
-            heapq.heappush(self._heap, (at, next(self._seq), guard))
-            self._cond.notify()
-        return guard
-
-    def cancel(self, guard: _Guard) -> None:
-        """After this returns the guard never fires (it is dropped lazily)."""
-        with self._cond:
-            guard.cancelled = True
-
-    def _run(self) -> None:
-        with self._cond:
-            while True:
-                while self._heap and self._heap[0][2].cancelled:
-                    heapq.heappop(self._heap)
-                if not self._heap:
-                    self._cond.wait()
-                    continue
-                wait = self._heap[0][0] - time.monotonic()
-                if wait > 0:
-                    self._cond.wait(wait)
-                    continue
-                guard = heapq.heappop(self._heap)[2]
-                guard.fired = True
-                try:
-                    guard.sock.shutdown(socket.SHUT_RDWR)
-                except OSError:  # already closed
-                    pass
-
-
-_WATCHDOG = _Watchdog()
-_local = threading.local()  # the deadline of the call this thread is making, and its guards
-
-
-def _guard(sock: socket.socket | None) -> None:
-    at = getattr(_local, "deadline", None)
-    if at is not None and sock is not None:
-        _local.guards.append(_WATCHDOG.watch(sock, at))
-
-
-class _GuardedConnection:
-    """Puts the socket of every call made under a deadline in the watchdog's
-    care: a new connection once connected (before TLS, headers and body), a
-    reused one before its request is sent."""
-
-    def _new_conn(self):  # type: ignore[no-untyped-def]
-        at = getattr(_local, "deadline", None)
-        if at is not None and at <= time.monotonic():  # e.g. a retry after the deadline passed
-            raise ConnectTimeoutError(self, "the deadline passed before connecting")
-        sock = super()._new_conn()  # type: ignore[misc]
-        _guard(sock)
-        return sock
-
-    def request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        _guard(self.sock)  # type: ignore[attr-defined]
-        return super().request(*args, **kwargs)  # type: ignore[misc]
-
-
-class _GuardedHTTPConnection(_GuardedConnection, HTTPConnection):
-    pass
-
-
-class _GuardedHTTPSConnection(_GuardedConnection, HTTPSConnection):
-    pass
-
-
-class _HTTPPool(HTTPConnectionPool):
-    ConnectionCls = _GuardedHTTPConnection
-
-
-class _HTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _GuardedHTTPSConnection
-
-
-class _Adapter(HTTPAdapter):
-    """requests' adapter with connections the deadline watchdog can stop."""
-
-    def init_poolmanager(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-
-    def proxy_manager_for(self, proxy, **proxy_kwargs):  # type: ignore[no-untyped-def]
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        if not proxy.lower().startswith("socks"):
-            manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-        return manager
 
 
 def check_url(url: str) -> str:
@@ -284,7 +66,7 @@ class OrthancClient:
         retry = Retry(total=retries, connect=retries, read=retries, status=retries, backoff_factor=0.3,
                       allowed_methods=frozenset({"GET", "HEAD"}), status_forcelist=(502, 503, 504),
                       raise_on_status=False)
-        adapter = _Adapter(max_retries=retry, pool_maxsize=4)
+        adapter = GuardedAdapter(max_retries=retry, pool_maxsize=4)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
@@ -294,13 +76,13 @@ class OrthancClient:
     def __enter__(self) -> OrthancClient:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- transport ----------------------------------------------------------
 
     def _request(self, method: str, path: str, *, stream: bool = False, total: float | None = None,
-                 **kw) -> requests.Response:
+                 **kw: Any) -> requests.Response:
         """One call. ``total`` (else the client's ``total_timeout``) and any
         :func:`deadline` scope bound it as a whole; for ``stream=True`` up to
         the headers, the body then being bounded by the read timeout."""
@@ -308,34 +90,33 @@ class OrthancClient:
         timeout = kw.pop("timeout", self.timeout)
         started = time.monotonic()
         total = self.total_timeout if total is None else total
-        ends = [t for t in (_scope.get(), None if total is None else started + total) if t is not None]
-        end = min(ends) if ends else None
+        end = end_of_call(started, total)
         if end is not None:
             left = end - started
             if left <= 0:
                 raise TimedOut(f"Orthanc at {self.url} did not answer in time (no time was left to ask).")
             timeout = (min(timeout[0], left), min(timeout[1], left))
-        _local.deadline, _local.guards = end, []
+        arm(end)
         try:
             resp = self.session.request(method, self.url + path, timeout=timeout, stream=stream, **kw)
         except requests.Timeout:
             raise self._late(started) from None
         except requests.exceptions.SSLError as exc:
-            if self._fired():
+            if struck():
                 raise self._late(started) from None
             raise Unreachable(f"TLS error talking to {self.url}: {exc.__class__.__name__}.") from None
         except requests.ConnectionError as exc:
             text = str(exc).lower()
-            if self._fired() or "timed out" in text or "timeout" in text:  # a read timeout after the retries
+            if struck() or "timed out" in text or "timeout" in text:  # a read timeout after the retries
                 raise self._late(started) from None
             reason = "connection refused" if "refused" in text else "cannot connect"
             raise Unreachable(f"Orthanc at {self.url}: {reason}.") from None
         except requests.RequestException as exc:
-            if self._fired():
+            if struck():
                 raise self._late(started) from None
             raise Unreachable(f"Orthanc at {self.url}: {exc.__class__.__name__}.") from None
         finally:
-            fired = self._release()
+            fired = disarm()
         if fired:  # the answer may look whole and still be cut short: never use it
             resp.close()
             raise self._late(started)
@@ -357,19 +138,6 @@ class OrthancClient:
             raise BadAnswer(f"Orthanc answered {resp.status_code} to {method} {path}"
                             + (f": {detail}" if detail else "."), status=resp.status_code)
         return resp
-
-    @staticmethod
-    def _fired() -> bool:
-        return any(g.fired for g in getattr(_local, "guards", ()))
-
-    @staticmethod
-    def _release() -> bool:
-        """Stop watching this thread's call; True when its deadline struck."""
-        guards = getattr(_local, "guards", [])
-        for guard in guards:
-            _WATCHDOG.cancel(guard)
-        _local.deadline, _local.guards = None, []
-        return any(g.fired for g in guards)
 
     def _late(self, started: float) -> TimedOut:
         return TimedOut(f"Orthanc at {self.url} did not answer in time "
@@ -402,7 +170,7 @@ class OrthancClient:
 
     def last_change(self) -> int:
         data = self.get_json("/changes", last="")
-        return self._changes_shape(data)["Last"]
+        return int(self._changes_shape(data)["Last"])
 
     def changes(self, since: int, limit: int = 100) -> dict[str, Any]:
         return self._changes_shape(self.get_json("/changes", since=since, limit=limit))
@@ -441,25 +209,32 @@ class OrthancClient:
             since += len(items)
 
     def study(self, orthanc_id: str) -> dict[str, Any]:
-        return self.get_json(f"/studies/{orthanc_id}")
+        found: dict[str, Any] = self.get_json(f"/studies/{orthanc_id}")
+        return found
 
     def study_series(self, orthanc_id: str) -> list[dict[str, Any]]:
-        return self.get_json(f"/studies/{orthanc_id}/series")
+        found: list[dict[str, Any]] = self.get_json(f"/studies/{orthanc_id}/series")
+        return found
 
     def series(self, orthanc_id: str) -> dict[str, Any]:
-        return self.get_json(f"/series/{orthanc_id}")
+        found: dict[str, Any] = self.get_json(f"/series/{orthanc_id}")
+        return found
 
     def patient(self, orthanc_id: str) -> dict[str, Any]:
-        return self.get_json(f"/patients/{orthanc_id}")
+        found: dict[str, Any] = self.get_json(f"/patients/{orthanc_id}")
+        return found
 
     def instance(self, orthanc_id: str) -> dict[str, Any]:
-        return self.get_json(f"/instances/{orthanc_id}")
+        found: dict[str, Any] = self.get_json(f"/instances/{orthanc_id}")
+        return found
 
     def series_instances(self, orthanc_id: str) -> list[dict[str, Any]]:
-        return self.get_json(f"/series/{orthanc_id}/instances")
+        found: list[dict[str, Any]] = self.get_json(f"/series/{orthanc_id}/instances")
+        return found
 
     def find_studies(self, query: dict[str, str]) -> list[dict[str, Any]]:
-        return self.post_json("/tools/find", {"Level": "Study", "Query": query, "Expand": True})
+        found: list[dict[str, Any]] = self.post_json("/tools/find", {"Level": "Study", "Query": query, "Expand": True})
+        return found
 
     def preview(self, instance_id: str) -> tuple[bytes, str]:
         resp = self._request("GET", f"/instances/{instance_id}/preview", headers={"Accept": "image/png"})
@@ -511,6 +286,7 @@ class OrthancClient:
         resp = self._request("POST", "/instances", data=data, headers=headers,
                              timeout=timeout or (self.timeout[0], 300), total=total)
         try:
-            return resp.json()
+            answer: dict[str, Any] = resp.json()
         except ValueError:
             raise BadAnswer("Orthanc's answer to an upload is not JSON.") from None
+        return answer

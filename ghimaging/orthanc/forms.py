@@ -5,7 +5,7 @@ from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 
 
-class ServerForm(FlaskForm):
+class ServerForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF is untyped
     label = StringField("Label", validators=[DataRequired(), Length(max=64)],
                         description="A short name staff recognise, e.g. 'X-ray room'.")
     url = StringField("REST URL", validators=[DataRequired(), Length(max=500)],
@@ -16,5 +16,5 @@ class ServerForm(FlaskForm):
     password = PasswordField("Password", validators=[Optional(), Length(max=500)])
 
 
-class LinkForm(FlaskForm):
+class LinkForm(FlaskForm):  # type: ignore[misc]
     puid = StringField("Local patient PUID", validators=[DataRequired(), Length(max=64)])

@@ -9,17 +9,17 @@ Orthanc password or address reaches a page. Rendering rules live in
 from __future__ import annotations
 
 import logging
-from itertools import chain
 
 from flask import Response, abort, current_app
+from flask.typing import ResponseReturnValue
 
 from .. import crypto
 from ..auth.decorators import requires
 from ..extensions import db
 from ..models import OrthancServer
 from ..permissions import Action
-from . import instances, servers, streaming
-from .client import NotFound, OrthancError, TimedOut, iter_body
+from . import instances, streaming
+from .client import NotFound, OrthancError, TimedOut
 from .instances import valid_id
 from .rendering import CannotDecode, NotAnImage, display_png
 from .routes import bp
@@ -45,7 +45,7 @@ def _failed(what: str, server: OrthancServer, orthanc_id: str, exc: Exception) -
 
 @bp.route("/servers/<int:server_id>/instances/<orthanc_id>/preview")
 @requires(Action.VIEW)
-def preview(server_id: int, orthanc_id: str):
+def preview(server_id: int, orthanc_id: str) -> ResponseReturnValue:
     """The instance as ghimaging shows it everywhere (see ``display_png``),
     within ``ORTHANC_PREVIEW_DEADLINE`` seconds for all its calls.
     Orthanc ids never change content, so the browser may keep it."""
@@ -68,42 +68,14 @@ def preview(server_id: int, orthanc_id: str):
 
 @bp.route("/servers/<int:server_id>/instances/<orthanc_id>/pdf")
 @requires(Action.VIEW)
-def instance_pdf(server_id: int, orthanc_id: str):
-    """The PDF of an encapsulated PDF instance, streamed in chunks and shown
-    by the browser's own viewer. Anything else is 404: Orthanc's ``/pdf``
-    answers only for instances that hold a PDF. Orthanc has
-    ``ORTHANC_DOWNLOAD_IDLE_TIMEOUT`` seconds to start answering and at most
-    that long between reads (see ``client.iter_body``)."""
+def instance_pdf(server_id: int, orthanc_id: str) -> ResponseReturnValue:
+    """The PDF of an encapsulated PDF instance, shown by the browser's own
+    viewer (see ``streaming.instance_pdf``); anything else is 404, 502 or
+    504 when Orthanc does not answer in time."""
     server = _server_and_id(server_id, orthanc_id)
-    idle = instances.setting("ORTHANC_DOWNLOAD_IDLE_TIMEOUT")
     try:
-        client = servers.client_for(server, timeout=(instances.CONNECT_TIMEOUT, idle), retries=0)
-    except crypto.CredentialError as exc:
-        return _failed("PDF", server, orthanc_id, exc)
-    upstream = None
-    try:
-        upstream = client.pdf(orthanc_id, idle=idle)
-        chunks = iter_body(upstream, idle=idle)
-        first = b""
-        for chunk in chunks:  # enough to see the PDF signature
-            first += chunk
-            if len(first) >= 5:
-                break
+        return streaming.instance_pdf(server, orthanc_id)
     except NotFound:
-        client.close()
         abort(404)
-    except OrthancError as exc:
-        if upstream is not None:
-            upstream.close()
-        client.close()
-        instances.note(server, exc)
-        return _failed("PDF", server, orthanc_id, exc)
-    instances.note(server)
-    if not first.startswith(b"%PDF"):  # never pass on something else as a PDF
-        upstream.close()
-        client.close()
-        return Response(status=502)
-
-    return streaming.passthrough(client, upstream, chain([first], chunks), "application/pdf",
-                       f'inline; filename="document-{orthanc_id[:8]}.pdf"', f"PDF {orthanc_id} from {server.label}")
-
+    except streaming.DownloadFailed as exc:
+        return Response(str(exc), status=504 if exc.timeout else 502, mimetype="text/plain")

@@ -17,6 +17,7 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from flask import current_app, g
 
@@ -50,7 +51,9 @@ def valid_id(orthanc_id: str) -> bool:
 def _states() -> dict[tuple[int, str], tuple[float, str]]:
     """(server id, URL) -> (time.monotonic() of the last call, "" when
     Orthanc answered, else the message for people). Per application."""
-    return current_app.extensions.setdefault("ghimaging.orthanc_health", {})
+    states: dict[tuple[int, str], tuple[float, str]] = current_app.extensions.setdefault(
+        "ghimaging.orthanc_health", {})
+    return states
 
 
 def _key(server: OrthancServer) -> tuple[int, str]:
@@ -73,7 +76,7 @@ def note(server: OrthancServer, exc: Exception | None = None) -> None:
     """Record how a call to ``server`` went (None: it answered). Only not
     answering counts as a failure: a 404 or 415 is an answer."""
     failed = isinstance(exc, (Unreachable, crypto.CredentialError))
-    _states()[_key(server)] = (time.monotonic(), failure_message(server, exc) if failed else "")
+    _states()[_key(server)] = (time.monotonic(), failure_message(server, exc) if exc is not None and failed else "")
 
 
 def recent_failure(server: OrthancServer, within: float = REMEMBER_SECONDS) -> str:
@@ -94,7 +97,7 @@ def page_deadline() -> float:
     ``ORTHANC_PAGE_DEADLINE`` after the first of them, kept in ``g``."""
     if "orthanc_page_deadline" not in g:
         g.orthanc_page_deadline = time.monotonic() + setting("ORTHANC_PAGE_DEADLINE")
-    return g.orthanc_page_deadline
+    return float(g.orthanc_page_deadline)
 
 
 @contextmanager
@@ -115,7 +118,7 @@ def calling(server: OrthancServer, seconds: float | None = None, retries: int = 
     note(server)
 
 
-class InstanceList(list):
+class InstanceList(list[dict[str, Any]]):
     """Instances of a series for a page; ``error`` says why the list is
     empty when Orthanc could not give it (the template shows it)."""
 

@@ -23,8 +23,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .client import BadAnswer, OrthancClient, OrthancError
+
+if TYPE_CHECKING:
+    from ..models import OrthancSeries, OrthancServer
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +38,13 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 class NotAnImage(OrthancError):
     """The instance holds no picture (SR, PDF, RT plan…)."""
 
+    code = "not_an_image"
+
 
 class CannotDecode(OrthancError):
     """Orthanc cannot decode the pixel data (HTTP 415)."""
+
+    code = "cannot_decode"
 
 
 @dataclass(frozen=True)
@@ -150,16 +158,17 @@ def kind_of_modality(modality: str) -> Kind | None:
 _PAUSE_AFTER_FAILURE = 60.0
 
 
-def _sop_cache() -> dict:
+def _sop_cache() -> dict[tuple[int, str, str], str]:
     """(server id, URL, instance id) -> SOP class UID, per application (tests
     and apps never share it). Orthanc ids are hashes of the UIDs, so an id
     never changes class."""
     from flask import current_app
 
-    return current_app.extensions.setdefault("ghimaging.sop_classes", {})
+    cache: dict[tuple[int, str, str], str] = current_app.extensions.setdefault("ghimaging.sop_classes", {})
+    return cache
 
 
-def sop_class_of(server, instance_id: str) -> str:
+def sop_class_of(server: OrthancServer, instance_id: str) -> str:
     """The SOP class UID of one instance, from Orthanc's index (cached); ""
     when Orthanc cannot tell now (the page then tries a preview).
 
@@ -186,7 +195,7 @@ def sop_class_of(server, instance_id: str) -> str:
     return sop
 
 
-def series_kind(series) -> Kind:
+def series_kind(series: OrthancSeries) -> Kind:
     """Preview or placeholder for a mirrored series (``OrthancSeries``).
 
     The Modality decides when it can; "DOC", "OT" or none asks Orthanc for

@@ -1,12 +1,16 @@
+"""Orthanc pages: servers (add, edit, check, sync, remove), the mirrored
+studies and patients, deleting in Orthanc. Views parse the request, call
+one service, commit, and render or redirect."""
+
 from __future__ import annotations
 
 from datetime import date
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy import select
 
-from .. import crypto
 from ..auth.decorators import requires
 from ..auth.forms import EmptyForm
 from ..extensions import db
@@ -16,7 +20,7 @@ from ..permissions import Action
 from ..querytools import bounded_int
 from ..ui import paginate
 from . import instances, links, matching, queries, servers, streaming, sync
-from .client import NotFound, OrthancError, deadline, iter_body
+from .client import NotFound, deadline
 from .forms import LinkForm, ServerForm
 
 bp = Blueprint("orthanc", __name__, url_prefix="/orthanc")
@@ -31,7 +35,7 @@ DELETE_DEADLINE = 60.0
 
 @bp.route("/servers")
 @requires(Action.CONFIGURE)
-def server_list():
+def server_list() -> ResponseReturnValue:
     rows = db.session.scalars(select(OrthancServer).order_by(OrthancServer.label)).all()
     counts = {s.id: servers.study_count(s) for s in rows}
     return render_template("orthanc/servers.html", servers=rows, counts=counts)
@@ -39,7 +43,7 @@ def server_list():
 
 @bp.route("/servers/new", methods=["GET", "POST"])
 @requires(Action.CONFIGURE)
-def new_server():
+def new_server() -> ResponseReturnValue:
     form = ServerForm()
     if form.validate_on_submit():
         try:
@@ -52,6 +56,7 @@ def new_server():
         except servers.ServerError as exc:
             getattr(form, exc.field or "url").errors.append(str(exc))
         else:
+            db.session.commit()
             flash(f"Orthanc {server.label} added (Orthanc {server.version}). The first sync starts shortly.", "success")
             return redirect(url_for("orthanc.view_server", server_id=server.id))
     status = 400 if request.method == "POST" else 200
@@ -60,7 +65,7 @@ def new_server():
 
 @bp.route("/servers/<int:server_id>", methods=["GET", "POST"])
 @requires(Action.CONFIGURE)
-def view_server(server_id: int):
+def view_server(server_id: int) -> ResponseReturnValue:
     server = db.get_or_404(OrthancServer, server_id)
     form = ServerForm(obj=server) if request.method == "GET" else ServerForm()
     if request.method == "GET":
@@ -73,8 +78,9 @@ def view_server(server_id: int):
         except servers.ServerError as exc:
             getattr(form, exc.field or "url").errors.append(str(exc))
         else:
+            db.session.commit()
             if changed:
-                servers.recheck_in_background(current_app._get_current_object(), server.id)
+                servers.recheck_in_background(server.id)
                 flash("Saved; checking the new connection details in the background.", "info")
             else:
                 flash("Saved.", "success")
@@ -86,12 +92,11 @@ def view_server(server_id: int):
 
 @bp.route("/servers/<int:server_id>/sync", methods=["POST"])
 @requires(Action.PERFORM)
-def sync_now(server_id: int):
+def sync_now(server_id: int) -> ResponseReturnValue:
     server = db.get_or_404(OrthancServer, server_id)
-    if not EmptyForm().validate_on_submit():
-        abort(400)
     summary = sync.run(server.id, mode="full" if request.form.get("full") else "auto",
                        client_factory=servers.client_for_person)
+    db.session.commit()
     flash(summary.line(), "error" if summary.error else ("info" if summary.skipped else "success"))
     if current_user.can(Action.CONFIGURE):
         return redirect(url_for("orthanc.view_server", server_id=server.id))
@@ -100,12 +105,11 @@ def sync_now(server_id: int):
 
 @bp.route("/servers/<int:server_id>/delete", methods=["POST"])
 @requires(Action.CONFIGURE)
-def delete_server(server_id: int):
+def delete_server(server_id: int) -> ResponseReturnValue:
     server = db.get_or_404(OrthancServer, server_id)
-    if not EmptyForm().validate_on_submit():
-        abort(400)
     label = server.label
     servers.delete_server(server)
+    db.session.commit()
     flash(f"Orthanc {label} removed from ghimaging (nothing was deleted in Orthanc).", "success")
     return redirect(url_for("orthanc.server_list"))
 
@@ -123,18 +127,19 @@ def _date_arg(name: str) -> date | None:
 
 @bp.route("/studies")
 @requires(Action.VIEW)
-def study_list():
-    f = {"q": request.args.get("q", ""), "server_id": bounded_int(request.args.get("server")),
-         "modality": request.args.get("modality", "")[:16], "date_from": _date_arg("date_from"),
-         "date_to": _date_arg("date_to")}
-    page = paginate(queries.study_list(**f))
+def study_list() -> ResponseReturnValue:
+    q, server_id = request.args.get("q", ""), bounded_int(request.args.get("server"))
+    modality, date_from, date_to = request.args.get("modality", "")[:16], _date_arg("date_from"), _date_arg("date_to")
+    page = paginate(queries.study_list(q=q, server_id=server_id, modality=modality, date_from=date_from,
+                                       date_to=date_to))
+    f = {"q": q, "server_id": server_id, "modality": modality, "date_from": date_from, "date_to": date_to}
     all_servers = db.session.scalars(select(OrthancServer).order_by(OrthancServer.label)).all()
     return render_template("orthanc/studies.html", page=page, f=f, servers=all_servers, action_form=EmptyForm())
 
 
 @bp.route("/studies/<int:study_id>")
 @requires(Action.VIEW)
-def view_study(study_id: int):
+def view_study(study_id: int) -> ResponseReturnValue:
     study = db.get_or_404(OrthancStudy, study_id)
     return render_template("orthanc/study.html", study=study, orthanc_notice=instances.notice(study.server),
                            viewers=servers.viewer_links(study.server, study), action_form=EmptyForm(),
@@ -145,44 +150,24 @@ def view_study(study_id: int):
 
 @bp.route("/studies/<int:study_id>/archive")
 @requires(Action.VIEW)
-def study_archive(study_id: int):
-    """The study as a ZIP, streamed through the application in chunks.
-
-    Orthanc has ``ORTHANC_DOWNLOAD_IDLE_TIMEOUT`` seconds to start answering
-    (else back to the study page with a message) and at most that long
-    between reads; an answer that breaks off is cut short, never ended as if
-    whole (see ``client.iter_body``)."""
+def study_archive(study_id: int) -> ResponseReturnValue:
+    """The study as a ZIP (see ``streaming.study_zip``); when Orthanc does
+    not start answering in time, back to the study page with a message."""
     study = db.get_or_404(OrthancStudy, study_id)
-    server = study.server
-    idle = instances.setting("ORTHANC_DOWNLOAD_IDLE_TIMEOUT")
-    client = None
     try:
-        client = servers.client_for(server, timeout=(instances.CONNECT_TIMEOUT, idle), retries=0)
-        upstream = client.archive(study.orthanc_id, idle=idle)
+        return streaming.study_zip(study)
     except NotFound:
-        client.close()
         abort(404)
-    except (OrthancError, crypto.CredentialError) as exc:
-        if client is not None:
-            client.close()
-        instances.note(server, exc)
-        current_app.logger.warning("ZIP of study %s from %s failed: %s", study.id, server.label, exc)
-        flash(f"The study could not be downloaded: {instances.failure_message(server, exc)} Try again later.",
-              "error")
+    except streaming.DownloadFailed as exc:
+        flash(f"The study could not be downloaded: {exc} Try again later.", "error")
         return redirect(url_for("orthanc.view_study", study_id=study.id))
-    instances.note(server)
-    name = "".join(c if c.isalnum() or c in "-_" else "_" for c in (study.accession_number or study.patient_id
-                                                                    or str(study.id)))
-    return streaming.passthrough(client, upstream, iter_body(upstream, idle=idle), "application/zip",
-                              f'attachment; filename="study-{name}.zip"',
-                              f"ZIP of study {study_id} from {server.label}")
 
 
 @bp.route("/studies/<int:study_id>/delete", methods=["POST"])
 @requires(Action.DELETE_IMAGES)
-def delete_study(study_id: int):
+def delete_study(study_id: int) -> ResponseReturnValue:
     study = db.get_or_404(OrthancStudy, study_id)
-    if not EmptyForm().validate_on_submit() or request.form.get("confirm") != study.study_uid:
+    if request.form.get("confirm") != study.study_uid:
         flash("Deleting needs the confirmation that names the study.", "error")
         return redirect(url_for("orthanc.view_study", study_id=study.id))
     from . import deletion
@@ -193,19 +178,20 @@ def delete_study(study_id: int):
     except deletion.DeleteError as exc:
         flash(str(exc), "error")
         return redirect(url_for("orthanc.view_study", study_id=study.id))
+    db.session.commit()
     flash(message, "success")
     return redirect(url_for("orthanc.study_list"))
 
 
 @bp.route("/series/<int:series_id>/delete", methods=["POST"])
 @requires(Action.DELETE_IMAGES)
-def delete_series(series_id: int):
+def delete_series(series_id: int) -> ResponseReturnValue:
     from ..models import OrthancSeries
     from . import deletion
 
     series = db.get_or_404(OrthancSeries, series_id)
     study_id = series.study_id
-    if not EmptyForm().validate_on_submit() or request.form.get("confirm") != series.series_uid:
+    if request.form.get("confirm") != series.series_uid:
         flash("Deleting needs the confirmation that names the series.", "error")
         return redirect(url_for("orthanc.view_study", study_id=study_id))
     try:
@@ -214,13 +200,14 @@ def delete_series(series_id: int):
     except deletion.DeleteError as exc:
         flash(str(exc), "error")
     else:
+        db.session.commit()
         flash(message, "success")
     return redirect(url_for("orthanc.view_study", study_id=study_id))
 
 
 @bp.route("/patients")
 @requires(Action.VIEW)
-def patient_list():
+def patient_list() -> ResponseReturnValue:
     q = request.args.get("q", "")
     page = paginate(queries.patient_list(q=q, server_id=bounded_int(request.args.get("server"))))
     return render_template("orthanc/patients.html", page=page, q=q)
@@ -228,7 +215,7 @@ def patient_list():
 
 @bp.route("/patients/<int:row_id>", methods=["GET", "POST"])
 @requires(Action.VIEW)
-def view_patient(row_id: int):
+def view_patient(row_id: int) -> ResponseReturnValue:
     row = db.get_or_404(OrthancPatient, row_id)
     form = LinkForm()
     if request.method == "POST":
@@ -240,6 +227,7 @@ def view_patient(row_id: int):
                 form.puid.errors.append("No local patient with this PUID.")
             else:
                 links.link_patient(row, local, current_user)
+                db.session.commit()
                 flash(f"Linked to {local.full_name}.", "success")
                 return redirect(url_for("orthanc.view_patient", row_id=row.id))
     studies = db.session.scalars(select(OrthancStudy).where(OrthancStudy.patient_row_id == row.id)
@@ -251,10 +239,9 @@ def view_patient(row_id: int):
 
 @bp.route("/patients/<int:row_id>/unlink", methods=["POST"])
 @requires(Action.EDIT_PATIENTS)
-def unlink_patient(row_id: int):
+def unlink_patient(row_id: int) -> ResponseReturnValue:
     row = db.get_or_404(OrthancPatient, row_id)
-    if not EmptyForm().validate_on_submit():
-        abort(400)
     links.unlink_patient(row, current_user)
+    db.session.commit()
     flash("Unlinked; this Orthanc patient will not be linked automatically again.", "success")
     return redirect(url_for("orthanc.view_patient", row_id=row.id))

@@ -1,16 +1,19 @@
 """Orthanc server configuration: add, edit, check. Shared by the pages, the
-API and the CLI."""
+API and the CLI. The caller commits (these functions only change the
+session), except for the background re-check, a boundary of its own."""
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app
 from sqlalchemy import func, select
 
 from .. import crypto
+from ..exceptions import Conflict, Invalid
 from ..extensions import db
 from ..models import OrthancServer, OrthancStudy
 from ..models._time import utcnow
@@ -24,12 +27,27 @@ VIEWER_PLUGINS = {
 }
 
 
-class ServerError(ValueError):
-    """``check``: the server was asked and failed (else the input was refused)."""
+class ServerError(Invalid):
+    """Connection details that cannot be saved; ``field`` names the form
+    field at fault (the API's ``fields``). The input itself was refused,
+    unless it is one of the two kinds below."""
 
-    def __init__(self, message: str, field: str | None = None, *, check: bool = False):
-        super().__init__(message)
-        self.field, self.check = field, check
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message, fields={field or "url": message})
+        self.field = field
+
+
+class CheckFailed(ServerError):
+    """The server was asked and failed the check (not reachable, refused
+    the password, not an Orthanc): still the input's fault, so 422."""
+
+    code = "check_failed"
+
+
+class LabelTaken(ServerError, Conflict):
+    """Another server has this label (409)."""
+
+    code = "conflict"
 
 
 @dataclass
@@ -43,9 +61,13 @@ class CheckResult:
     default_encoding: str = ""  # GET /tools/default-encoding: what Orthanc transcodes answers to
 
 
-def client_for(server: OrthancServer, **kw) -> OrthancClient:
-    kw.setdefault("timeout", (3.05, float(current_app.config["ORTHANC_TIMEOUT"])))
-    return OrthancClient(server.url, server.username, crypto.decrypt(server.password_enc), **kw)
+def client_for(server: OrthancServer, *, timeout: tuple[float, float] | None = None, retries: int = 2,
+               total_timeout: float | None = None) -> OrthancClient:
+    """A client with the server's stored credentials; ``timeout`` defaults
+    to (3.05, ``ORTHANC_TIMEOUT``)."""
+    timeout = timeout or (3.05, float(current_app.config["ORTHANC_TIMEOUT"]))
+    return OrthancClient(server.url, server.username, crypto.decrypt(server.password_enc), timeout=timeout,
+                         retries=retries, total_timeout=total_timeout)
 
 
 def client_for_person(server: OrthancServer) -> OrthancClient:
@@ -155,29 +177,31 @@ def _label_taken(label: str, server: OrthancServer | None) -> bool:
 
 def add_server(*, label: str, url: str, username: str = "", password: str = "", browser_url: str = "",
                timeout: tuple[float, float] | None = None) -> OrthancServer:
-    """Check the server for real, then save it; a server that fails the check
-    is not saved, and the error says what is wrong."""
+    """Check the server for real, then add it to the session (flushed, so it
+    has its id); a server that fails the check is not added, and the error
+    says what is wrong."""
     label, url, browser_url, username = _clean(label, url, browser_url, username)
     _check_password(password)
     if _label_taken(label, None):
-        raise ServerError(f"A server labelled {label!r} already exists.", "label")
+        raise LabelTaken(f"A server labelled {label!r} already exists.", "label")
     timeout = timeout or (3.05, float(current_app.config["ORTHANC_TIMEOUT"]))
     with OrthancClient(url, username, password, retries=0, timeout=timeout) as client:
         try:
             result = check(client)
         except Unauthorized as exc:
-            raise ServerError(str(exc), "password", check=True) from None
+            raise CheckFailed(str(exc), "password") from None
         except OrthancError as exc:
-            raise ServerError(str(exc), "url", check=True) from None
+            raise CheckFailed(str(exc), "url") from None
     server = OrthancServer(label=label, url=url, browser_url=browser_url, username=username,
                            password_enc=crypto.encrypt(password), needs_full_sync=True)
     _apply(server, result)
     db.session.add(server)
-    db.session.commit()
+    db.session.flush()
     return server
 
 
 PASSWORD_AGAIN = "Enter the password again for the new address."
+CHANGED = "Connection details changed; checking again."
 
 
 def origin(url: str) -> tuple[str, str, int]:
@@ -193,8 +217,8 @@ def origin(url: str) -> tuple[str, str, int]:
 
 def update_server(server: OrthancServer, *, label: str, url: str, username: str, browser_url: str,
                   password: str | None = None) -> bool:
-    """Save; returns True when the connection details changed, in which case
-    the caller re-checks (in the background on the pages).
+    """Change the server; returns True when the connection details changed,
+    in which case the caller commits, then re-checks (in the background).
 
     ``password`` None or empty keeps the stored one, but only at the same
     scheme, host and port: the stored password was given for that address
@@ -204,7 +228,7 @@ def update_server(server: OrthancServer, *, label: str, url: str, username: str,
     label, url, browser_url, username = _clean(label, url, browser_url, username)
     _check_password(password)
     if _label_taken(label, server):
-        raise ServerError(f"A server labelled {label!r} already exists.", "label")
+        raise LabelTaken(f"A server labelled {label!r} already exists.", "label")
     moved = origin(url) != origin(server.url)
     drop_password = False
     if moved and not password and server.password_enc:
@@ -219,14 +243,14 @@ def update_server(server: OrthancServer, *, label: str, url: str, username: str,
         server.password_enc = ""
     if changed:
         server.validated = False
-        server.last_error = "Connection details changed; checking again."
+        server.last_error = CHANGED
         server.last_error_at = utcnow()
-    db.session.commit()
+    db.session.flush()
     return changed
 
 
 def recheck(server: OrthancServer) -> bool:
-    """Check a saved server and record the outcome on it."""
+    """Check a saved server and record the outcome on it (the caller commits)."""
     try:
         with client_for(server, retries=0) as client:
             result = check(client)
@@ -238,22 +262,29 @@ def recheck(server: OrthancServer) -> bool:
             "The stored username or password cannot be sent (HTTP Basic authentication carries only Latin-1 "
             "characters); enter them again.")
         server.last_error_at = utcnow()
-        db.session.commit()
         return False
     _apply(server, result)
-    if server.last_error.startswith("Connection details changed"):
+    if server.last_error == CHANGED:
         server.last_error = ""
-    db.session.commit()
     return True
 
 
-def recheck_in_background(app: Flask, server_id: int) -> threading.Thread:
+def recheck_in_background(server_id: int) -> threading.Thread:
+    """Re-check a server in a thread of its own, with its own session and
+    transaction (a background step: it commits the outcome). Call it after
+    the change that asked for it is committed, or the thread reads the old
+    details."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+
     def run() -> None:
         with app.app_context():
-            server = db.session.get(OrthancServer, server_id)
-            if server is not None:
-                recheck(server)
-            db.session.remove()
+            try:
+                server = db.session.get(OrthancServer, server_id)
+                if server is not None:
+                    recheck(server)
+                    db.session.commit()
+            finally:
+                db.session.remove()
 
     t = threading.Thread(target=run, name=f"orthanc-recheck-{server_id}", daemon=True)
     t.start()
@@ -261,8 +292,9 @@ def recheck_in_background(app: Flask, server_id: int) -> threading.Thread:
 
 
 def delete_server(server: OrthancServer) -> None:
+    """Forget the server and its mirror rows (nothing is deleted in Orthanc)."""
     db.session.delete(server)
-    db.session.commit()
+    db.session.flush()
 
 
 def study_count(server: OrthancServer) -> int:
@@ -322,7 +354,7 @@ def encoding_warnings(server: OrthancServer) -> list[str]:
     return out
 
 
-def server_json(server: OrthancServer) -> dict:
+def server_json(server: OrthancServer) -> dict[str, Any]:
     return {
         "id": server.id, "label": server.label, "url": server.url, "browser_url": server.browser_url,
         "username": server.username, "validated": server.validated, "version": server.version,
