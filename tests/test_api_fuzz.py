@@ -117,6 +117,7 @@ class World:
         workflow.create_result(done, self.staff.user, radiologist=None, result_date=date.today(), report="Normal.")
         cancelled = self.create_request(p[0], self.catalog["abd"])
         workflow.cancel(cancelled, self.staff.user, "duplicate")
+        db.session.commit()
         self.ids["requests"][:] = [draft.id, requested.id, done.id, cancelled.id, linked.id]
         # each patient's own study: the first one free to link to ``requested``,
         # the second one linked, for unlink to find

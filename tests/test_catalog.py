@@ -68,6 +68,7 @@ def test_seed_adds_the_ten_standard_modality_types_once(app):
 
 def test_seed_keeps_local_edits_and_restores_only_what_is_missing(app):
     service.seed()
+    db.session.commit()
     ct = service.modality_by_code("CT")
     ct.name = "CT (Siemens)"
     db.session.delete(service.modality_by_code("XA"))
@@ -82,6 +83,7 @@ def test_seed_keeps_local_edits_and_restores_only_what_is_missing(app):
 
 def test_admin_adds_a_modality_type_and_a_lowercase_code_is_upper_cased(app, as_admin):
     service.seed()
+    db.session.commit()
     r = as_admin.post("/catalog/modalities/new", {"code": " ot ", "name": "Other"})
     assert r.status_code == 302
     assert urlsplit(r.location).path == "/catalog/"
@@ -92,6 +94,7 @@ def test_admin_adds_a_modality_type_and_a_lowercase_code_is_upper_cased(app, as_
 
 def test_admin_edits_a_modality_type(app, as_admin):
     service.seed()
+    db.session.commit()
     mid = mod_id("US")
     assert as_admin.get(f"/catalog/modalities/{mid}").status_code == 200
     r = as_admin.post(f"/catalog/modalities/{mid}", {"code": "US", "name": "Ultrasound (portable)"})
@@ -101,6 +104,7 @@ def test_admin_edits_a_modality_type(app, as_admin):
 
 def test_a_bad_modality_code_is_a_field_error_and_saves_nothing(app, as_admin):
     service.seed()
+    db.session.commit()
     before = modalities()
     codes = ["C-T", "CT!", "ÇT", "C\\T", "C.T", "ABCDEFGHIJKLMNOPQ", "", "   "]
     got = {}
@@ -113,6 +117,7 @@ def test_a_bad_modality_code_is_a_field_error_and_saves_nothing(app, as_admin):
 
 def test_a_duplicate_modality_code_is_a_field_error(app, as_admin):
     service.seed()
+    db.session.commit()
     before = modalities()
     r = as_admin.post("/catalog/modalities/new", {"code": "ct", "name": "Another CT"})
     assert r.status_code == 400
@@ -125,6 +130,7 @@ def test_a_duplicate_modality_code_is_a_field_error(app, as_admin):
 
 def test_a_modality_type_needs_a_name(app, as_admin):
     service.seed()
+    db.session.commit()
     r = as_admin.post("/catalog/modalities/new", {"code": "OT", "name": "  "})
     assert r.status_code == 400
     assert field_errors(r, "name")
@@ -138,6 +144,7 @@ def test_admin_adds_an_imaging_test(app, as_admin):
 
     service.seed()
     load_shipped()
+    db.session.commit()
     r = as_admin.post("/catalog/tests/new", imaging_test_form(worklist_template="ct-mr"))
     assert r.status_code == 302
     t = catalogue_tests()["CT-HEAD"]
@@ -149,6 +156,7 @@ def test_admin_adds_an_imaging_test(app, as_admin):
 
 def test_a_test_cannot_name_a_worklist_template_that_does_not_exist(app, as_admin):
     service.seed()
+    db.session.commit()
     r = as_admin.post("/catalog/tests/new", imaging_test_form(worklist_template="no-such-template"))
     assert r.status_code == 400
     assert field_errors(r, "worklist_template")
@@ -168,6 +176,7 @@ def test_admin_edits_an_imaging_test(app, as_admin, catalog):
 
 def test_a_bad_ae_title_is_a_field_error_and_saves_nothing(app, as_admin):
     service.seed()
+    db.session.commit()
     titles = ["A" * 17, "AE\\1", "AE\t1", "ÄE1"]
     got = {}
     for ae in titles:
@@ -200,6 +209,7 @@ def test_renaming_a_test_to_another_tests_code_is_refused(app, as_admin, catalog
 
 def test_other_bad_test_input_is_a_field_error(app, as_admin):
     service.seed()
+    db.session.commit()
     cases = [("modality", "999999"), ("modality", "abc"), ("modality", ""), ("name", ""), ("code", ""),
              ("code", "X" * 33), ("worklist_template", "w" * 101)]
     got = {}

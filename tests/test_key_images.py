@@ -283,6 +283,7 @@ def test_result_page_shows_placeholders_and_offers_key_images_only_for_pictures(
     req, study, datasets = mixed
     result = workflow.create_result(req, staff["rad"], radiologist=staff["rad"], result_date=date.today(),
                                     report="See images.")
+    db.session.commit()
     html = text(login("rad").get(f"/results/{result.id}"))
     offered = set(re.findall(r'name="instance_id" value="([0-9a-f-]+)"', html))
     assert offered == {instance_of(orthanc, datasets[1]), instance_of(orthanc, datasets[2])}
@@ -306,6 +307,7 @@ def test_the_key_image_is_the_picture_the_preview_showed(app, mixed, login, staf
     req, study, datasets = mixed
     result = workflow.create_result(req, staff["rad"], radiologist=staff["rad"], result_date=date.today(),
                                     report="See images.")
+    db.session.commit()
     inst = instance_of(orthanc, datasets[series])
     rad = login("rad")
     seen = rad.get(f"/orthanc/servers/{study.server_id}/instances/{inst}/preview")
@@ -324,6 +326,7 @@ def test_a_key_image_of_a_report_is_refused_saying_it_is_not_an_image(app, mixed
     req, study, datasets = mixed
     result = workflow.create_result(req, staff["rad"], radiologist=staff["rad"], result_date=date.today(),
                                     report="See images.")
+    db.session.commit()
     r = add_key_image(login("rad"), result, study, instance_of(orthanc, datasets[3]))
     assert "not an image" in text(r) and "Structured report" in text(r)
     db.session.expire_all()
@@ -364,6 +367,8 @@ def test_browser_study_page_with_placeholders_and_a_cjk_name(app, mixed, browser
 
         result = workflow.create_result(req, staff["rad"], radiologist=staff["rad"], result_date=date.today(),
                                         report="See images.")
+
+        db.session.commit()
         page.goto(f"{live}/results/{result.id}")
         expect(page.locator(".study-patient")).to_contain_text("Images of Hong, Gildong (洪 吉洞 · 홍 길동)")
         expect(page.locator(".placeholder")).to_have_count(3)

@@ -178,6 +178,7 @@ def mixed(create_request, create_patient, catalog, doc):
     workflow.create_result(done, doc, radiologist=None, result_date=done.created_at.date(), report="ok")
     cancelled = create_request(pa, user=doc)
     workflow.cancel(cancelled, doc, "duplicate")
+    db.session.commit()
     return {"draft": draft, "plain": plain, "urgent": urgent, "later": later, "done": done,
             "cancelled": cancelled}
 
@@ -270,6 +271,7 @@ def test_request_page_shows_the_order(browser, catalog, create_patient, doc):
     p = create_patient(family_name="Okafor", given_name="Ngozi")
     a, b = workflow.create_order(p, [catalog["chest"], catalog["abd"]], user=doc, physician=doc,
                                  clinical_context="Persistent cough")
+    db.session.commit()
     body = page(browser.get(f"/requests/{a.id}"))
     for text in ("Okafor, Ngozi", a.accession_number, a.order_number, a.study_instance_uid, "Dr Alice Doe",
                  "Persistent cough", "XRAY1"):
@@ -312,6 +314,7 @@ def test_edit_with_an_overlong_comment_is_a_field_error(browser, create_request,
 def test_a_closed_request_cannot_be_edited(browser, create_request, doc):
     req = create_request(user=doc)
     workflow.cancel(req, doc, "not needed")
+    db.session.commit()
     url = f"/requests/{req.id}/edit"
     r = browser.get(url)
     assert r.status_code == 302 and r.location.endswith(f"/requests/{req.id}")
@@ -380,6 +383,7 @@ def test_cancel_without_a_reason_is_refused(browser, create_request, doc, reason
 def test_cancelling_a_done_request_is_refused_with_a_message(browser, create_request, doc):
     req = create_request(user=doc, submit=True)
     workflow.create_result(req, doc, radiologist=None, result_date=req.created_at.date(), report="ok")
+    db.session.commit()
     r = browser.post(f"/requests/{req.id}/cancel", {"reason": "oops"}, token_from=f"/requests/{req.id}")
     assert 400 <= r.status_code < 500
     assert f"Request {req.accession_number} is done; it cannot be cancelled" in page(r)

@@ -70,8 +70,10 @@ def result_form(rad, style="with_images", report="Fracture of the left 5th rib."
 
 def make_result(req, rad, style="with_images", *captions: str) -> Result:
     imgs = [workflow.NewImage(png_bytes(), f"img{i}.png", c) for i, c in enumerate(captions)]
-    return workflow.create_result(req, rad, radiologist=rad, result_date=date(2024, 5, 2),
-                                  report="Normal study.", report_style=style, new_images=imgs)
+    result = workflow.create_result(req, rad, radiologist=rad, result_date=date(2024, 5, 2),
+                                    report="Normal study.", report_style=style, new_images=imgs)
+    db.session.commit()
+    return result
 
 
 def img_srcs(body: str, cls: str) -> list[str]:
@@ -236,6 +238,7 @@ def test_print_page_shows_clinic_patient_and_exam(reader, req, rad):
 
     save_clinic_settings({"clinic_name": "Lakeside Imaging Centre", "clinic_address": "12 Harbour Road\nKisumu",
                           "clinic_phone": "+254 700 000000", "report_footer": "Reviewed electronically."})
+    db.session.commit()
     result = make_result(req, rad)
     r = reader.get(f"/results/{result.id}/print")
     assert r.status_code == 200
@@ -319,6 +322,7 @@ def test_finalise_then_edit_is_refused_and_addendum_is_printed(reader, req, rad)
 def test_an_empty_addendum_is_a_field_error(reader, req, rad):
     result = make_result(req, rad)
     workflow.finalise_result(result, rad)
+    db.session.commit()
     view = f"/results/{result.id}"
     r = reader.post(f"{view}/addenda", {"text": "  "}, token_from=view)
     assert r.status_code == 400 and "The addendum is empty." in page(r)
@@ -338,6 +342,7 @@ def test_an_addendum_on_a_preliminary_result_is_refused(reader, req, rad):
 def test_finalising_twice_gives_a_message(reader, req, rad):
     result = make_result(req, rad)
     workflow.finalise_result(result, rad)
+    db.session.commit()
     view = f"/results/{result.id}"
     r = reader.post(f"{view}/finalise", token_from=view)
     assert r.status_code == 302 and "This result is already final." in page(reader.get(r.location))

@@ -319,6 +319,7 @@ def _order_in_thread(app, patient_id, test_id, n, barrier, out, errors):
             barrier.wait(timeout=30)
             for _ in range(n):
                 reqs = workflow.create_order(patient, [test], user=None)
+                db.session.commit()  # each order is its own transaction, as from a page
                 out.extend((r.accession_number, r.order_number, r.study_instance_uid) for r in reqs)
     except Exception as exc:  # reported by the main thread
         errors.append(exc)
@@ -359,6 +360,7 @@ def test_numbers_are_unique_when_the_very_first_orders_are_created_at_once(app, 
 def test_numbers_are_unique_when_orders_are_created_at_once(app, catalog, create_patient):
     patient = create_patient()
     workflow.create_order(patient, [catalog["chest"]], user=None)  # counters exist from here on
+    db.session.commit()
     out = _order_at_once(app, patient.id, catalog["chest"].id, 8)
     out.append(tuple(db.session.execute(select(ImagingRequest.accession_number, ImagingRequest.order_number,
                                                ImagingRequest.study_instance_uid)
@@ -534,6 +536,7 @@ def test_update_result_removes_images_and_their_files(app, requested, rad):
     a, b = result.images
     workflow.update_result(result, rad, radiologist=rad, result_date=result.result_date, report=result.report,
                            report_style=result.report_style, captions={b.id: " B2 "}, remove_images=[a.id])
+    db.session.commit()  # the files of removed images go once the edit is stored
     assert [(i.original_name, i.caption) for i in result.images] == [("b.png", "B2")]
     assert image_files(app) == sorted([b.stored_name, thumb_name(b.stored_name)])
 

@@ -28,8 +28,8 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): {"description": text[c], **_json(_ref("Error"))} for c in codes}
 
 
-def _op(summary: str, ok: str, schema: dict | None, *errors: int, body: dict | None = None,
-        params: list | None = None, code: str = "200") -> dict[str, Any]:
+def _op(summary: str, ok: str, schema: dict[str, Any] | None, *errors: int, body: dict[str, Any] | None = None,
+        params: list[dict[str, Any]] | None = None, code: str = "200") -> dict[str, Any]:
     # 400 everywhere: a query parameter with NUL is refused before any view.
     errors = tuple(sorted({*errors, 400, 413} if body else {*errors, 400}))  # a body can be too deep or large
     op: dict[str, Any] = {"summary": summary, "responses": {code: {"description": ok, **(_json(schema) if schema else {})},

@@ -1,30 +1,33 @@
-"""JSON API v1: the same services as the pages, bearer-token authentication."""
+"""JSON API v1: the same services as the pages, bearer-token authentication.
+
+This module holds what every endpoint shares (the blueprint, the token
+check, the permission decorator, the JSON body's bounds, paging, the error
+answers); the endpoints are in ``patients``, ``catalog``, ``requests``,
+``orthanc`` and ``servers``. A view parses the body, calls the service,
+commits once and answers; the services' typed errors become HTTP answers in
+:func:`_domain_error` only."""
 
 from __future__ import annotations
 
 import json
 import re
 from collections.abc import Callable
-from datetime import date
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
-from sqlalchemy.exc import IntegrityError
+from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask.typing import ResponseReturnValue
+from sqlalchemy import Select
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..auth import service as auth
-from ..catalog import service as catalog
-from ..extensions import db
-from ..imaging import queries, workflow
-from ..models import ImagingRequest, Patient, Role, User
-from ..patients import service as patients
-from ..permissions import Action
-from ..querytools import bounded_int
 from ..exceptions import DomainError
-from .errors import ApiError, from_domain, bad_request, conflict, invalid, not_found
+from ..extensions import db
+from ..imaging.errors import TransitionError, WorklistRefused, WorklistUnwritable
+from ..models import User
+from ..permissions import Action
+from .errors import ApiError, bad_request, from_domain, invalid
 from .openapi import document
-from .serializers import request_json, test_json
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -38,18 +41,29 @@ def _api_error(exc: ApiError) -> tuple[Response, int]:
 
 @bp.errorhandler(DomainError)
 def _domain_error(exc: DomainError) -> tuple[Response, int]:
+    """The mapping of :mod:`.errors`, with what some errors say beyond it:
+    a refused transition names the state the request is in; a refused
+    worklist file the characters and the template; a worklist folder that
+    refused the file is 503 (the server's disk, not an upstream system)."""
     db.session.rollback()
-    return from_domain(exc).response()
+    answer = from_domain(exc)
+    if isinstance(exc, TransitionError):
+        answer.extra["state"] = exc.state
+    elif isinstance(exc, WorklistRefused):
+        answer.extra.update(characters=exc.characters, template=exc.template or None)
+    elif isinstance(exc, WorklistUnwritable):
+        answer.status = 503
+    return answer.response()
 
 
 @bp.errorhandler(RequestEntityTooLarge)
-def _too_large(exc):
+def _too_large(exc: RequestEntityTooLarge) -> tuple[Response, int]:
     limit, _ = json_limits()
     return ApiError(413, "too_large", f"The body is too large; the API takes at most {limit:,} bytes.").response()
 
 
 @bp.before_request
-def _bound_body():
+def _bound_body() -> None:
     """No JSON body of ours comes near the upload limit (64 MB): read at
     most API_MAX_JSON_BYTES, whether the size is announced or streamed
     (chunked bodies reach us when the server marks them terminated)."""
@@ -60,7 +74,7 @@ def _bound_body():
 
 
 @bp.before_request
-def _authenticate():
+def _authenticate() -> None:
     if request.endpoint == "api.openapi":
         return None
     header = request.headers.get("Authorization", "")
@@ -70,12 +84,15 @@ def _authenticate():
     user = auth.user_for_token(token.strip())
     if user is None:
         raise ApiError(401, "unauthorized", "The token is not valid.")
+    # The token's last use is stored whatever the call does next (a GET
+    # commits nothing else, a refused POST rolls back).
+    db.session.commit()
     g.api_user = user
     return None
 
 
 @bp.after_request
-def _no_cookies(resp):
+def _no_cookies(resp: Response) -> Response:
     resp.headers["Cache-Control"] = "no-store"
     return resp
 
@@ -166,7 +183,13 @@ def _walk(data: Any, max_depth: int) -> tuple[int, bool]:
     return deepest, bad
 
 
-def _str(data: dict, key: str, default: str = "") -> str:
+def api_user() -> User:
+    """The user the bearer token belongs to (set by :func:`_authenticate`)."""
+    user: User = g.api_user
+    return user
+
+
+def _str(data: dict[str, Any], key: str, default: str = "") -> str:
     value = data.get(key, default)
     if value is None:
         return default
@@ -175,7 +198,7 @@ def _str(data: dict, key: str, default: str = "") -> str:
     return value
 
 
-def _bool(data: dict, key: str) -> bool:
+def _bool(data: dict[str, Any], key: str) -> bool:
     value = data.get(key, False)
     if not isinstance(value, bool):
         raise invalid({key: "Must be true or false."})
@@ -193,290 +216,22 @@ def _page() -> tuple[int, int]:
     return page, per_page
 
 
-def _paged(stmt, serialize) -> dict[str, Any]:
+def _paged(stmt: Select[Any], serialize: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
     page, per_page = _page()
     p = db.paginate(stmt, page=page, per_page=per_page, error_out=False, count=True)
     return {"items": [serialize(x) for x in p.items], "page": page, "per_page": per_page, "total": p.total}
 
 
 @bp.get("/openapi.json")
-def openapi():
+def openapi() -> ResponseReturnValue:
     return jsonify(document(request.url_root.rstrip("/") + "/api/v1"))
 
 
 @bp.get("/me")
-def me():
-    u = g.api_user
+def me() -> ResponseReturnValue:
+    u = api_user()
     return jsonify(id=u.id, username=u.username, roles=sorted(r.value for r in u.roles))
 
 
-# -- patients ---------------------------------------------------------------
-
-@bp.get("/patients")
-def list_patients():
-    puid = request.args.get("puid")
-    if puid is not None:
-        _page()  # not used for one patient, but checked like everywhere else
-        p = patients.by_puid(puid)
-        return jsonify({"items": [patients.to_json(p)] if p else [], "page": 1, "per_page": 1,
-                        "total": 1 if p else 0})
-    return jsonify(_paged(patients.search_query(request.args.get("q", "")), patients.to_json))
-
-
-@bp.get("/patients/<int:patient_id>")
-def get_patient(patient_id: int):
-    p = db.session.get(Patient, patient_id)
-    if p is None:
-        raise not_found("Patient")
-    return jsonify(patients.to_json(p))
-
-
-@bp.post("/patients")
-@need(Action.EDIT_PATIENTS)
-def create_patient():
-    data = body()
-    wrong = {key: "Must be a string." for key in ("puid", "family_name", "given_name", "birth_date", "sex",
-                                                  "phone", "notes")
-             if data.get(key) is not None and not isinstance(data.get(key), str)}
-    if wrong:
-        raise invalid(wrong)
-    try:
-        p = patients.create_patient(data)
-    except patients.PatientError as exc:
-        if set(exc.errors) == {"puid"} and "already" in exc.errors["puid"]:
-            raise conflict(exc.errors["puid"]) from None
-        raise invalid(exc.errors) from None
-    resp = jsonify(patients.to_json(p))
-    resp.status_code = 201
-    resp.headers["Location"] = url_for("api.get_patient", patient_id=p.id)
-    return resp
-
-
-# -- catalogue --------------------------------------------------------------
-
-@bp.get("/tests")
-def list_tests():
-    include_inactive = request.args.get("all") == "1"
-    rows = catalog.active_tests() if not include_inactive else [
-        t for m in catalog.all_modalities() for t in m.tests]
-    return jsonify({"items": [test_json(t) for t in rows]})
-
-
-@bp.post("/tests")
-@need(Action.MANAGE_CATALOG)
-def create_test():
-    data = body()
-    mod_code = _str(data, "modality")
-    modality = catalog.modality_by_code(mod_code) if mod_code else None
-    if modality is None:
-        raise invalid({"modality": f"Unknown modality type {mod_code!r}; known: "
-                       + ", ".join(m.code for m in catalog.all_modalities())})
-    active = data.get("active", True)
-    if not isinstance(active, bool):
-        raise invalid({"active": "Must be true or false."})
-    try:
-        t = catalog.save_test(None, code=_str(data, "code"), name=_str(data, "name"), modality=modality,
-                              ae_title=_str(data, "ae_title"),
-                              worklist_template=_str(data, "worklist_template"), active=active)
-    except catalog.CatalogError as exc:
-        if "already exists" in str(exc):
-            raise conflict(str(exc)) from None
-        raise invalid({exc.field or "code": str(exc)}) from None
-    except IntegrityError:
-        # The unique index saw a code the service's lookup missed (on SQLite,
-        # lower() folds only ASCII: 'CT-Ä' twice), or a simultaneous insert.
-        db.session.rollback()
-        raise conflict(f"A test with code {_str(data, 'code').strip()} already exists.") from None
-    return jsonify(test_json(t)), 201
-
-
-# -- requests ---------------------------------------------------------------
-
-def _get_request(request_id: int) -> ImagingRequest:
-    req = db.session.get(ImagingRequest, request_id)
-    if req is None:
-        raise not_found("Request")
-    return req
-
-
-def _user_ref(data: dict, key: str) -> User | None:
-    name = _str(data, key)
-    if not name:
-        return None
-    u = auth.find_user(name)
-    if u is None:
-        raise invalid({key: f"No user {name!r}."})
-    return u
-
-
-@bp.get("/requests")
-def list_requests():
-    state = request.args.get("state", "all") or "all"
-    if state not in queries.TABS:
-        raise bad_request(f"state must be one of {', '.join(queries.TABS)}.")
-    pid = request.args.get("patient_id")
-    patient_id = bounded_int(pid) if pid else None
-    if pid and patient_id is None:
-        raise bad_request("patient_id must be a whole number.")
-    stmt = queries.request_list(state, request.args.get("q", ""), patient_id)
-    gh = request.args.get("gnuhealth_request_id")
-    if gh:
-        from ..gnuhealth import status as gnuhealth_status
-
-        gh_id = bounded_int(gh)
-        if gh_id is None:
-            raise bad_request("gnuhealth_request_id must be a whole number.")
-        stmt = stmt.where(gnuhealth_status.request_filter(gh_id))
-    return jsonify(_paged(stmt, request_json))
-
-
-def request_detail(req: ImagingRequest) -> dict[str, Any]:
-    """A request with its events and result, and the truth about its
-    worklist file (written when / missing and why / not offered and why)."""
-    from ..worklists import file_status
-
-    out = request_json(req, detail=True)
-    out["worklist"] = file_status(req).as_json()
-    return out
-
-
-def _worklist_refused(exc: workflow.WorklistRefused) -> ApiError:
-    return ApiError(422, exc.code, exc.message, characters=exc.characters, template=exc.template or None,
-                    fields=exc.errors)
-
-
-@bp.get("/requests/<int:request_id>")
-def get_request(request_id: int):
-    return jsonify(request_detail(_get_request(request_id)))
-
-
-@bp.post("/requests")
-@need(Action.ORDER)
-def create_request():
-    data = body()
-    pid = data.get("patient_id")
-    if not isinstance(pid, int) or isinstance(pid, bool):
-        raise invalid({"patient_id": "Must be the id of a patient (a whole number)."})
-    patient = db.session.get(Patient, pid) if bounded_int(pid) else None
-    if patient is None:
-        raise invalid({"patient_id": f"No patient with id {pid}."})
-    codes = data.get("test_codes")
-    if codes is None:
-        codes = [_str(data, "test_code")]
-    if not isinstance(codes, list) or not all(isinstance(c, str) and c for c in codes):
-        raise invalid({"test_code": "Give test_code (a string) or test_codes (a list of strings)."})
-    tests = []
-    for code in codes:
-        t = catalog.test_by_code(code)
-        if t is None:
-            raise invalid({"test_code": f"Unknown test {code!r}."})
-        tests.append(t)
-    try:
-        scheduled_at = workflow.parse_scheduled(_str(data, "scheduled_at"))
-    except workflow.ValidationError as exc:
-        raise invalid(exc.errors) from None
-    physician = _user_ref(data, "physician")
-    if physician is None and Role.PHYSICIAN in g.api_user.roles:
-        physician = g.api_user
-    try:
-        created = workflow.create_order(
-            patient, tests, user=g.api_user, physician=physician, urgent=_bool(data, "urgent"),
-            clinical_context=_str(data, "clinical_context"), comment=_str(data, "comment"),
-            scheduled_at=scheduled_at, submit=_bool(data, "submit"))
-    except workflow.WorklistRefused as exc:
-        raise _worklist_refused(exc) from None
-    except workflow.ValidationError as exc:
-        raise invalid(exc.errors) from None
-    except workflow.WorklistUnwritable as exc:
-        raise ApiError(503, "worklist_unwritable", str(exc)) from None
-    if len(created) == 1:
-        resp = jsonify(request_detail(created[0]))
-        resp.headers["Location"] = url_for("api.get_request", request_id=created[0].id)
-    else:
-        resp = jsonify({"items": [request_json(r) for r in created], "order_number": created[0].order_number})
-    resp.status_code = 201
-    return resp
-
-
-def _transition(fn: Callable[[], Any], req: ImagingRequest):
-    try:
-        fn()
-    except workflow.TransitionError as exc:
-        raise ApiError(409, "illegal_transition", str(exc), state=req.state) from None
-    except workflow.WorklistRefused as exc:
-        raise _worklist_refused(exc) from None
-    except workflow.ValidationError as exc:
-        raise invalid(exc.errors) from None
-    except workflow.WorklistUnwritable as exc:
-        raise ApiError(503, "worklist_unwritable", str(exc)) from None
-    return jsonify(request_detail(req))
-
-
-@bp.post("/requests/<int:request_id>/submit")
-@need(Action.ORDER)
-def submit_request(request_id: int):
-    req = _get_request(request_id)
-    return _transition(lambda: workflow.submit(req, g.api_user), req)
-
-
-@bp.post("/requests/<int:request_id>/cancel")
-@need(Action.ORDER)
-def cancel_request(request_id: int):
-    req = _get_request(request_id)
-    data = body()
-    reason = _str(data, "reason")
-    return _transition(lambda: workflow.cancel(req, g.api_user, reason), req)
-
-
-@bp.post("/requests/<int:request_id>/result")
-@need(Action.REPORT)
-def create_result(request_id: int):
-    req = _get_request(request_id)
-    data = body()
-    report = _str(data, "report")
-    day = _str(data, "date")
-    try:
-        result_date = date.fromisoformat(day) if day else date.today()
-    except ValueError:
-        raise invalid({"date": "Use YYYY-MM-DD."}) from None
-    problem = workflow.date_problem(result_date, "The date of the result")
-    if problem:
-        raise invalid({"date": problem})
-    radiologist = _user_ref(data, "radiologist")
-    if radiologist is None and Role.RADIOLOGIST in g.api_user.roles:
-        radiologist = g.api_user
-    style = _str(data, "report_style", "with_images")
-    final = _bool(data, "final")  # checked before anything is written
-    if final and not report.strip():
-        raise invalid({"report": "Write the report before finalising it."})
-    resp = _transition(lambda: workflow.create_result(
-        req, g.api_user, radiologist=radiologist, result_date=result_date, report=report,
-        report_style=style), req)
-    if final:
-        _transition(lambda: workflow.finalise_result(req.result, g.api_user), req)
-        resp = jsonify(request_detail(req))
-    resp.status_code = 201
-    return resp
-
-
-@bp.get("/requests/<int:request_id>/worklist")
-def request_worklist(request_id: int):
-    """The rendered worklist text of a request, whether its file is live,
-    and the truth about the file (``file``: written / missing and why)."""
-    from ..worklists import UnencodableError, build_file, file_status, writer
-    from ..worklists.dicomfile import DumpError
-    from ..worklists.render import RenderError
-
-    req = _get_request(request_id)
-    status = file_status(req).as_json()
-    try:
-        data = build_file(req)
-    except UnencodableError as exc:
-        raise ApiError(422, "worklist_charset", str(exc), characters=exc.characters, template=exc.template,
-                       file=status) from None
-    except (RenderError, DumpError, ValueError) as exc:
-        raise ApiError(422, "worklist_error", str(exc), file=status) from None
-    return jsonify({"request_id": req.id, "filename": writer.filename(req), "live": writer.is_live(req),
-                    "template": data.template.name, "charset": data.charset,
-                    "template_charset": data.template.charset, "fallback": data.fallback,
-                    "warnings": data.warnings, "file": status, "text": data.text})
+# The endpoints, each module registering its routes on bp.
+from . import catalog, patients, requests  # noqa: E402,F401

@@ -50,11 +50,13 @@ def request_json(r: ImagingRequest, *, detail: bool = False) -> dict[str, Any]:
     if detail:
         from ..orthanc.matching import studies_of
 
-        out["studies"] = [{"id": l.study_id, "study_instance_uid": l.study.study_uid, "orthanc_id": l.study.orthanc_id,
-                           "server": l.study.server.label, "method": l.method, "patient_id": l.study.patient_id,
-                           **person_name_fields("patient_name", l.study.patient_name),
-                           "other_patient": l.other_patient, "reason": l.reason or None,
-                           "identity_warning": l.warning if l.needs_review else None} for l in studies_of(r)]
+        out["studies"] = [{"id": link.study_id, "study_instance_uid": link.study.study_uid,
+                           "orthanc_id": link.study.orthanc_id, "server": link.study.server.label,
+                           "method": link.method, "patient_id": link.study.patient_id,
+                           **person_name_fields("patient_name", link.study.patient_name),
+                           "other_patient": link.other_patient, "reason": link.reason or None,
+                           "identity_warning": link.warning if link.needs_review else None}
+                          for link in studies_of(r)]
         out["events"] = [{"at": e.at.isoformat() + "Z", "action": e.action, "from": e.from_state,
                           "to": e.to_state, "user": e.user.username if e.user else None, "note": e.note}
                          for e in r.events]

@@ -5,12 +5,12 @@ from wtforms import BooleanField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 
 
-class ModalityForm(FlaskForm):
+class ModalityForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship no types
     code = StringField("Code (DICOM Modality)", validators=[DataRequired(), Length(max=16)])
     name = StringField("Name", validators=[DataRequired(), Length(max=100)])
 
 
-class TestForm(FlaskForm):
+class TestForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship no types
     code = StringField("Code", validators=[DataRequired(), Length(max=32)])
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
     modality = SelectField("Modality type", coerce=int, validators=[DataRequired()])

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from ..auth.decorators import requires
@@ -15,7 +16,7 @@ bp = Blueprint("catalog", __name__, url_prefix="/catalog")
 
 @bp.route("/")
 @requires(Action.MANAGE_CATALOG)
-def index():
+def index() -> ResponseReturnValue:
     tests = db.session.scalars(select(ImagingTest).join(ImagingTest.modality)
                                .order_by(ModalityType.code, ImagingTest.name)).all()
     return render_template("catalog/index.html", tests=tests, modalities=service.all_modalities())
@@ -24,15 +25,17 @@ def index():
 @bp.route("/modalities/new", methods=["GET", "POST"], defaults={"modality_id": None})
 @bp.route("/modalities/<int:modality_id>", methods=["GET", "POST"])
 @requires(Action.MANAGE_CATALOG)
-def modality(modality_id: int | None):
+def modality(modality_id: int | None) -> ResponseReturnValue:
     mt = db.get_or_404(ModalityType, modality_id) if modality_id else None
     form = ModalityForm(obj=mt)
     if form.validate_on_submit():
         try:
-            service.save_modality(mt, form.code.data, form.name.data)
+            service.save_modality(mt, form.code.data or "", form.name.data or "")
         except service.CatalogError as exc:
+            db.session.rollback()
             getattr(form, exc.field or "code").errors.append(str(exc))
         else:
+            db.session.commit()
             flash("Modality type saved.", "success")
             return redirect(url_for("catalog.index"))
     status = 400 if request.method == "POST" else 200
@@ -42,7 +45,7 @@ def modality(modality_id: int | None):
 @bp.route("/tests/new", methods=["GET", "POST"], defaults={"test_id": None})
 @bp.route("/tests/<int:test_id>", methods=["GET", "POST"])
 @requires(Action.MANAGE_CATALOG)
-def test(test_id: int | None):
+def test(test_id: int | None) -> ResponseReturnValue:
     t = db.get_or_404(ImagingTest, test_id) if test_id else None
     form = TestForm(obj=t)
     form.modality.choices = [(m.id, f"{m.code} — {m.name}") for m in service.all_modalities()]
@@ -57,13 +60,17 @@ def test(test_id: int | None):
     if form.validate_on_submit():
         mt = db.session.get(ModalityType, form.modality.data)
         try:
-            saved = service.save_test(t, code=form.code.data, name=form.name.data, modality=mt,
-                              ae_title=form.ae_title.data or "",
-                              worklist_template=form.worklist_template.data or "",
-                              active=form.active.data)
+            if mt is None:
+                raise service.CatalogError("Choose a modality type.", "modality")
+            saved = service.save_test(t, code=form.code.data or "", name=form.name.data or "", modality=mt,
+                                      ae_title=form.ae_title.data or "",
+                                      worklist_template=form.worklist_template.data or "",
+                                      active=form.active.data)
         except service.CatalogError as exc:
+            db.session.rollback()
             getattr(form, exc.field or "code").errors.append(str(exc))
         else:
+            db.session.commit()
             flash("Imaging test saved.", "success")
             _flash_lost_worklists(saved)
             return redirect(url_for("catalog.index"))

@@ -1,11 +1,14 @@
-"""The catalogue of modality types and imaging tests."""
+"""The catalogue of modality types and imaging tests, for the pages, the
+API and ``ghimaging init``. Nothing here commits: the caller does, once."""
 
 from __future__ import annotations
 
 import re
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
+from ..exceptions import Conflict, Invalid
 from ..extensions import db
 from ..models import ImagingTest, ModalityType
 
@@ -29,12 +32,19 @@ CODE_RE = re.compile(r"^[A-Z0-9_ ]{1,16}$")
 AE_RE = re.compile(r"^[\x21-\x5b\x5d-\x7e]([\x20-\x5b\x5d-\x7e]{0,14}[\x21-\x5b\x5d-\x7e])?$")
 
 
-class CatalogError(ValueError):
-    """A catalogue change that cannot be made; the message is safe to show."""
+class CatalogError(Invalid):
+    """A catalogue change that cannot be made; the message is safe to show,
+    ``field`` the form field it belongs to."""
 
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message, fields={field or "code": message})
         self.field = field
+
+
+class DuplicateCode(CatalogError, Conflict):
+    """A code another modality type or test has (HTTP 409)."""
+
+    code = "conflict"
 
 
 def seed() -> int:
@@ -45,7 +55,7 @@ def seed() -> int:
         if code not in have:
             db.session.add(ModalityType(code=code, name=name))
             added += 1
-    db.session.commit()
+    db.session.flush()
     return added
 
 
@@ -65,13 +75,13 @@ def save_modality(mt: ModalityType | None, code: str, name: str) -> ModalityType
         raise CatalogError("The code is a DICOM Modality: up to 16 capitals, digits or underscores.", "code")
     other = modality_by_code(code)
     if other is not None and other is not mt:
-        raise CatalogError(f"Modality type {code} already exists.", "code")
+        raise DuplicateCode(f"Modality type {code} already exists.", "code")
     if mt is None:
         mt = ModalityType(code=code, name=name.strip())
         db.session.add(mt)
     else:
         mt.code, mt.name = code, name.strip()
-    db.session.commit()
+    db.session.flush()
     return mt
 
 
@@ -96,7 +106,7 @@ def save_test(test: ImagingTest | None, *, code: str, name: str, modality: Modal
         raise CatalogError("An AE title is 1-16 printable ASCII characters without backslash.", "ae_title")
     other = test_by_code(code)
     if other is not None and other is not test:
-        raise CatalogError(f"A test with code {code} already exists.", "code")
+        raise DuplicateCode(f"A test with code {code} already exists.", "code")
     worklist_template = (worklist_template or "").strip()
     if worklist_template and (test is None or worklist_template != test.worklist_template):
         from ..models import WorklistTemplate
@@ -112,7 +122,13 @@ def save_test(test: ImagingTest | None, *, code: str, name: str, modality: Modal
     test.ae_title = ae_title
     test.worklist_template = worklist_template.strip()
     test.active = active
-    db.session.commit()
+    try:
+        db.session.flush()
+    except IntegrityError:
+        # The unique index saw a code the lookup above missed (on SQLite,
+        # lower() folds only ASCII: 'CT-Ä' twice), or a simultaneous insert.
+        db.session.rollback()
+        raise DuplicateCode(f"A test with code {code} already exists.", "code") from None
     from ..imaging.workflow import announce_waiting
     from ..models import ImagingRequest
 

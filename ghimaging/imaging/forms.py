@@ -5,6 +5,7 @@ from flask_wtf.file import FileField
 from wtforms import (
     BooleanField,
     DateField,
+    Field,
     FieldList,
     Form,
     FormField,
@@ -24,16 +25,16 @@ class Plausible:
     """A date in the years the workflow accepts (see workflow.date_problem):
     the page says so at the field instead of failing later."""
 
-    def __init__(self, what: str):
+    def __init__(self, what: str) -> None:
         self.what = what
 
-    def __call__(self, form, field) -> None:
+    def __call__(self, form: object, field: Field) -> None:
         problem = date_problem(field.data, self.what)
         if problem:
             raise ValidationError(problem)
 
 
-class OrderForm(FlaskForm):
+class OrderForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship no types
     patient = StringField("Patient", validators=[DataRequired("Choose a patient."), Length(max=64)],
                           description="Type a name or PUID and pick from the list.")
     tests = MultiCheckboxField("Tests", coerce=int, validators=[DataRequired("Choose at least one test.")])
@@ -46,7 +47,7 @@ class OrderForm(FlaskForm):
     comment = TextAreaField("Comment", validators=[Optional(), Length(max=4000)])
 
 
-class EditRequestForm(FlaskForm):
+class EditRequestForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship no types
     urgent = BooleanField("Urgent")
     physician = SelectField("Requesting physician", coerce=int)
     scheduled_date = DateField("Scheduled date", validators=[Optional(), Plausible("The scheduled date")])
@@ -55,16 +56,16 @@ class EditRequestForm(FlaskForm):
     comment = TextAreaField("Comment", validators=[Optional(), Length(max=4000)])
 
 
-class CancelForm(FlaskForm):
+class CancelForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship no types
     reason = TextAreaField("Reason", validators=[DataRequired("Give a reason for cancelling."), Length(max=2000)])
 
 
-class ImageSlot(Form):
+class ImageSlot(Form):  # type: ignore[misc]  # Flask-WTF and WTForms ship no types
     file = FileField("Image (PNG or JPEG)")
     caption = StringField("Caption", validators=[Optional(), Length(max=500)])
 
 
-class ResultForm(FlaskForm):
+class ResultForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship no types
     radiologist = SelectField("Evaluating radiologist", coerce=int)
     result_date = DateField("Date", validators=[DataRequired("Give the date of the result."),
                                                 Plausible("The date of the result")])
@@ -75,5 +76,5 @@ class ResultForm(FlaskForm):
     new_images = FieldList(FormField(ImageSlot), min_entries=3, max_entries=12)
 
 
-class AddendumForm(FlaskForm):
+class AddendumForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship no types
     text = TextAreaField("Addendum", validators=[DataRequired("The addendum is empty."), Length(max=20_000)])

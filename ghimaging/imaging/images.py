@@ -12,14 +12,18 @@ from flask import current_app
 from PIL import Image, UnidentifiedImageError
 
 from ..config import private_dir, write_private
+from ..exceptions import Invalid
 
 ALLOWED = {"PNG": ("image/png", ".png"), "JPEG": ("image/jpeg", ".jpg")}
 MAX_PIXELS = 80_000_000
 THUMB_SIZE = (360, 360)
 
 
-class ImageError(ValueError):
-    pass
+class ImageError(Invalid):
+    """A file that cannot be a report image (its name and why, on ``images``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, fields={"images": message})
 
 
 @dataclass
@@ -87,7 +91,4 @@ def thumb_name(stored_name: str) -> str:
 def remove(stored_name: str) -> None:
     folder = image_dir()
     for n in (stored_name, thumb_name(stored_name)):
-        try:
-            (folder / n).unlink()
-        except FileNotFoundError:
-            pass
+        (folder / n).unlink(missing_ok=True)

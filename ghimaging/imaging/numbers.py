@@ -24,7 +24,7 @@ def next_value(name: str) -> int:
     """
     stmt = insert_for_upsert(Counter).values(name=name, value=1)
     stmt = stmt.on_conflict_do_update(index_elements=[Counter.name], set_={"value": Counter.value + 1})
-    return db.session.execute(stmt.returning(Counter.value)).scalar_one()
+    return int(db.session.execute(stmt.returning(Counter.value)).scalar_one())
 
 
 def new_accession_number() -> str:

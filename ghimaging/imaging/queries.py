@@ -13,7 +13,7 @@ from ..querytools import contains
 TABS = ["draft", "requested", "done", "cancelled", "all"]
 
 
-def request_list(state: str = "all", q: str = "", patient_id: int | None = None) -> Select:
+def request_list(state: str = "all", q: str = "", patient_id: int | None = None) -> Select[ImagingRequest]:
     stmt = select(ImagingRequest).options(lazyload(ImagingRequest.requesting_physician))
     if state in {s.value for s in RequestState}:
         stmt = stmt.where(ImagingRequest.state == state)
@@ -35,5 +35,5 @@ def request_list(state: str = "all", q: str = "", patient_id: int | None = None)
     return stmt.order_by(ImagingRequest.urgent.desc(), ImagingRequest.id.desc())
 
 
-def state_counts() -> Select:
+def state_counts() -> Select[str, int]:
     return select(ImagingRequest.state, func.count()).group_by(ImagingRequest.state)

@@ -7,7 +7,7 @@ from wtforms.validators import DataRequired, Length, Optional
 from ..models import Sex
 
 
-class PatientForm(FlaskForm):
+class PatientForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship no types
     puid = StringField("PUID", validators=[DataRequired(), Length(max=64)],
                        description="Patient identifier; it becomes the DICOM PatientID.")
     family_name = StringField("Family name", validators=[DataRequired(), Length(max=100)])

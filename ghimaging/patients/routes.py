@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from ..auth.decorators import requires
@@ -16,7 +17,7 @@ bp = Blueprint("patients", __name__, url_prefix="/patients")
 
 @bp.route("/")
 @requires(Action.VIEW)
-def index():
+def index() -> ResponseReturnValue:
     q = request.args.get("q", "")
     page = paginate(service.search_query(q))
     return render_template("patients/index.html", page=page, q=q)
@@ -24,7 +25,7 @@ def index():
 
 @bp.route("/lookup")
 @requires(Action.VIEW)
-def lookup():
+def lookup() -> ResponseReturnValue:
     """Suggestions for the patient picker on the order form."""
     q = request.args.get("q", "").strip()
     if len(q) < 1:
@@ -35,22 +36,25 @@ def lookup():
                      "sex": p.sex} for p in rows])
 
 
-def _save(form: PatientForm, patient: Patient | None):
+def _save(form: PatientForm, patient: Patient | None) -> Patient | None:
+    """Create or update, and commit; None when a field is refused (said at
+    the field, nothing saved)."""
     data = {k: getattr(form, k).data for k in ("puid", "family_name", "given_name", "birth_date",
                                                  "sex", "phone", "notes")}
     try:
-        if patient is None:
-            return service.create_patient(data)
-        return service.update_patient(patient, data)
+        saved = service.create_patient(data) if patient is None else service.update_patient(patient, data)
     except service.PatientError as exc:
+        db.session.rollback()
         for field, message in exc.errors.items():
             getattr(form, field).errors.append(message)
         return None
+    db.session.commit()
+    return saved
 
 
 @bp.route("/new", methods=["GET", "POST"])
 @requires(Action.EDIT_PATIENTS)
-def new():
+def new() -> ResponseReturnValue:
     form = PatientForm()
     if form.validate_on_submit():
         patient = _save(form, None)
@@ -63,14 +67,13 @@ def new():
 
 @bp.route("/<int:patient_id>/edit", methods=["GET", "POST"])
 @requires(Action.EDIT_PATIENTS)
-def edit(patient_id: int):
+def edit(patient_id: int) -> ResponseReturnValue:
     patient = db.get_or_404(Patient, patient_id)
     form = PatientForm(obj=patient)
-    if form.validate_on_submit():
-        if _save(form, patient):
-            flash("Patient saved.", "success")
-            _flash_lost_worklists(patient)
-            return redirect(url_for("patients.view", patient_id=patient.id))
+    if form.validate_on_submit() and _save(form, patient):
+        flash("Patient saved.", "success")
+        _flash_lost_worklists(patient)
+        return redirect(url_for("patients.view", patient_id=patient.id))
     status = 400 if request.method == "POST" else 200
     return render_template("patients/form.html", form=form, patient=patient), status
 
@@ -89,7 +92,7 @@ def _flash_lost_worklists(patient: Patient) -> None:
 
 @bp.route("/<int:patient_id>")
 @requires(Action.VIEW)
-def view(patient_id: int):
+def view(patient_id: int) -> ResponseReturnValue:
     patient = db.get_or_404(Patient, patient_id)
     reqs = db.session.scalars(select(ImagingRequest).where(ImagingRequest.patient_id == patient.id)
                               .order_by(ImagingRequest.id.desc())).all()

@@ -1,4 +1,5 @@
-"""The local patient registry, shared by the pages and the API."""
+"""The local patient registry, shared by the pages, the API and the GNU
+Health import. Nothing here commits: the caller does, once."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Select, and_, or_, select
 
+from ..exceptions import Conflict, Invalid
 from ..extensions import db
 from ..models import ImagingRequest, Patient, Sex
 from ..models.patients import fold
@@ -16,10 +18,21 @@ from ..querytools import contains
 _BAD_CHARS = set("\\") | {chr(i) for i in range(32)}
 
 
-class PatientError(ValueError):
-    def __init__(self, errors: dict[str, str]):
-        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
-        self.errors = errors
+class PatientError(Invalid):
+    """Fields that cannot be saved; ``errors`` maps each to what is wrong."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()), fields=errors)
+
+    @property
+    def errors(self) -> dict[str, str]:
+        return self.fields
+
+
+class DuplicatePuid(PatientError, Conflict):
+    """The only thing wrong is a PUID another patient has (HTTP 409)."""
+
+    code = "conflict"
 
 
 def validate(data: dict[str, Any], patient: Patient | None = None) -> dict[str, Any]:
@@ -27,6 +40,7 @@ def validate(data: dict[str, Any], patient: Patient | None = None) -> dict[str, 
     notes) or raise :class:`PatientError` with a message per field."""
     errors: dict[str, str] = {}
     out: dict[str, Any] = {}
+    duplicate = False
     puid = str(data.get("puid") or "").strip()
     if not puid:
         errors["puid"] = "PUID is required."
@@ -34,7 +48,8 @@ def validate(data: dict[str, Any], patient: Patient | None = None) -> dict[str, 
         errors["puid"] = "PUID is at most 64 characters, without backslash or control characters."
     else:
         other = db.session.scalar(select(Patient).where(Patient.puid == puid))
-        if other is not None and other is not patient:
+        duplicate = other is not None and other is not patient
+        if duplicate:
             errors["puid"] = f"Another patient already has PUID {puid}."
     out["puid"] = puid
     for field, label, required in (("family_name", "Family name", True), ("given_name", "Given name(s)", False)):
@@ -68,7 +83,7 @@ def validate(data: dict[str, Any], patient: Patient | None = None) -> dict[str, 
             errors[field] = f"At most {limit} characters."
         out[field] = value
     if errors:
-        raise PatientError(errors)
+        raise DuplicatePuid(errors) if duplicate and set(errors) == {"puid"} else PatientError(errors)
     return out
 
 
@@ -77,7 +92,7 @@ def create_patient(data: dict[str, Any]) -> Patient:
     patient = Patient(**clean)
     patient.refresh_search_key()
     db.session.add(patient)
-    db.session.commit()
+    db.session.flush()
     return patient
 
 
@@ -86,14 +101,14 @@ def update_patient(patient: Patient, data: dict[str, Any]) -> Patient:
     for k, v in clean.items():
         setattr(patient, k, v)
     patient.refresh_search_key()
-    db.session.commit()
+    db.session.flush()
     from ..imaging.workflow import announce_waiting
 
     announce_waiting(ImagingRequest.patient_id == patient.id)  # the modality must see the new name
     return patient
 
 
-def search_query(q: str = "") -> Select:
+def search_query(q: str = "") -> Select[Patient]:
     """PUID exactly, or every word of ``q`` somewhere in the PUID or names,
     ignoring case and accents ("mul jur" finds "Müller, Jürgen")."""
     stmt = select(Patient)

@@ -1,11 +1,18 @@
-"""Clinic settings stored in the database and edited by admins."""
+"""Clinic settings stored in the database and edited by admins; the caller
+commits."""
 
 from __future__ import annotations
 
 from sqlalchemy import select
 
+from ..exceptions import Invalid
 from ..extensions import db
 from ..models import Setting
+
+
+class SettingsError(Invalid):
+    """A value that cannot be stored (its field and why)."""
+
 
 CLINIC_KEYS = {
     "clinic_name": ("Clinic name", 200, "Radiology"),
@@ -26,10 +33,10 @@ def save_clinic_settings(values: dict[str, str]) -> None:
             continue
         value = (values[key] or "").strip()
         if len(value) > limit:
-            raise ValueError(f"{label}: at most {limit} characters.")
+            raise SettingsError({key: f"{label}: at most {limit} characters."})
         row = db.session.get(Setting, key)
         if row is None:
             db.session.add(Setting(key=key, value=value))
         else:
             row.value = value
-    db.session.commit()
+    db.session.flush()

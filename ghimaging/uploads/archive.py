@@ -17,9 +17,11 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import IO
+
+from ..exceptions import Invalid
 
 DICM_OFFSET = 128
 CHUNK = 1024 * 1024
@@ -44,8 +46,11 @@ def is_damage(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno is None
 
 
-class LimitExceeded(Exception):
-    """The upload expands past a configured bound."""
+class LimitExceeded(Invalid):
+    """The upload expands past a configured bound (ends the upload's report,
+    never leaves :func:`ghimaging.uploads.service.process`)."""
+
+    code = "too_large"
 
 
 @dataclass
@@ -142,10 +147,11 @@ class _Counted:
         return self.f.tell()
 
 
-def _spool(src: IO[bytes], limit: int, check=None) -> tuple[IO[bytes], int]:
+def _spool(src: IO[bytes] | gzip.GzipFile, limit: int,
+           check: Callable[[int], None] | None = None) -> tuple[IO[bytes], int]:
     """Copy ``src`` to a temporary file, refusing more than ``limit`` bytes;
     ``check(size)`` after every chunk may refuse sooner (it raises)."""
-    tmp = tempfile.TemporaryFile()
+    tmp = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the caller open
     size = 0
     try:
         while True:
@@ -178,8 +184,10 @@ def display(name: str) -> str:
     return clean.lstrip("/")[:300] or "(no name)"
 
 
-def walk(f: IO[bytes], name: str, limits: Limits, budget: Budget | None = None,
-         depth: int = 0) -> Iterator[Member | Rejected]:
+Walk = Generator[Member | Rejected, None, None]
+
+
+def walk(f: IO[bytes], name: str, limits: Limits, budget: Budget | None = None, depth: int = 0) -> Walk:
     """Yield every DICOM candidate inside ``f`` (itself, or archive members)
     and a :class:`Rejected` for everything else, with the reason."""
     budget = budget or Budget(limits)
@@ -208,7 +216,7 @@ def walk(f: IO[bytes], name: str, limits: Limits, budget: Budget | None = None,
         yield Rejected(name, "not a DICOM file")
 
 
-def _walk_zip(f, name, limits, budget, depth):
+def _walk_zip(f: IO[bytes], name: str, limits: Limits, budget: Budget, depth: int) -> Walk:
     try:
         zf = zipfile.ZipFile(f)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
@@ -237,7 +245,7 @@ def _walk_zip(f, name, limits, budget, depth):
             yield from _walk_spooled(tmp, size, member, limits, budget, depth)
 
 
-def _walk_gzip(f, name, limits, budget, depth):
+def _walk_gzip(f: IO[bytes], name: str, limits: Limits, budget: Budget, depth: int) -> Walk:
     inner = name[:-3] if name.lower().endswith(".gz") else (name[:-4] + ".tar" if name.lower().endswith(".tgz") else name + "~")
     src = _Counted(f)
     try:
@@ -252,9 +260,9 @@ def _walk_gzip(f, name, limits, budget, depth):
     yield from _walk_spooled(tmp, size, inner, limits, budget, depth)
 
 
-def _walk_tar(f, name, limits, budget, depth):
+def _walk_tar(f: IO[bytes], name: str, limits: Limits, budget: Budget, depth: int) -> Walk:
     try:
-        tf = tarfile.open(fileobj=f, mode="r:")
+        tf = tarfile.open(fileobj=f, mode="r:")  # noqa: SIM115 - closed by the with below
     except Exception as exc:
         if not is_damage(exc):
             raise
@@ -293,8 +301,7 @@ def _walk_tar(f, name, limits, budget, depth):
             yield from _walk_spooled(tmp, size, member, limits, budget, depth)
 
 
-def _walk_spooled(tmp: IO[bytes], size: int, name: str, limits: Limits, budget: Budget,
-                  depth: int) -> Iterator[Member | Rejected]:
+def _walk_spooled(tmp: IO[bytes], size: int, name: str, limits: Limits, budget: Budget, depth: int) -> Walk:
     """Walk a member spooled to a temporary file. A DICOM member is handed
     over open (the consumer closes it once sent, so several can be in
     flight); anything else is closed here."""

@@ -18,11 +18,12 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
-from typing import IO
+from typing import IO, Any, BinaryIO, cast
 
 from flask import current_app
 
-from ..models import OrthancServer
+from ..exceptions import Invalid
+from ..models import ImagingRequest, OrthancServer, OrthancStudy, User
 from ..orthanc.client import OrthancClient, OrthancError, TimedOut, Unreachable
 from ..orthanc.servers import client_for
 from . import archive
@@ -47,7 +48,7 @@ class Report:
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"outcomes": [asdict(o) for o in self.outcomes], "studies": self.studies, "aborted": self.aborted,
                 "counts": {s: self.count(s) for s in ("stored", "already", "rejected", "failed")}}
 
@@ -58,15 +59,36 @@ def limits() -> archive.Limits:
                           max_member_bytes=c["UPLOAD_MAX_FILE_BYTES"])
 
 
-def too_many_files(count: int) -> str:
-    """The message refusing an upload of ``count`` files, or "" when it may
-    go. Counted before anything is sent, so an upload one file over the limit
+class UploadRefused(Invalid):
+    """An upload refused before anything is sent: no server or no files
+    (``code`` "bad_request"), or more files than allowed ("too_large")."""
+
+
+def check(server: OrthancServer | None, count: int) -> OrthancServer:
+    """The server to send to, or :class:`UploadRefused`. The files are
+    counted before anything is sent, so an upload one file over the limit
     stores nothing (archive members can only be counted as they are opened:
     past the limit there, the upload stops where it is)."""
+    if server is None:
+        raise UploadRefused("Choose the Orthanc server to send the files to.", code="bad_request")
+    if not count:
+        raise UploadRefused("Choose files or a folder to upload.", code="bad_request")
     limit = current_app.config["UPLOAD_MAX_FILES"]
-    if count <= limit:
-        return ""
-    return f"Too many files in one upload ({count}); the limit is {limit} files. Upload in parts."
+    if count > limit:
+        raise UploadRefused(f"Too many files in one upload ({count}); the limit is {limit} files. "
+                            "Upload in parts.", code="too_large")
+    return server
+
+
+def upload(server: OrthancServer | None, files: list[tuple[str, IO[bytes]]], request_id: int | None,
+           user: User) -> tuple[Report, list[OrthancStudy]]:
+    """Check, send every file, mirror the studies stored and link them to
+    the request chosen (the caller commits)."""
+    server = check(server, len(files))
+    report = process(server, files)
+    studies = sync_and_link(server, report, request_id, user)
+    log.info("upload by %s to %s: %s", user.username, server.label, report.as_dict()["counts"])
+    return report, studies
 
 
 @dataclass
@@ -104,7 +126,7 @@ def _upload(client: OrthancClient, f: IO[bytes], size: int, deadlines: Deadlines
     for a page must not wait on a silent Orthanc as long as the client's
     default (300 s between two reads, no bound on the whole call)."""
     timeout, total = deadlines.for_file(size)
-    return client.upload(f, timeout=timeout, total=total)
+    return client.upload(cast(BinaryIO, f), timeout=timeout, total=total)
 
 
 def _post(client: OrthancClient, member: archive.Member, report: Report, deadlines: Deadlines) -> None:
@@ -164,7 +186,7 @@ def process(server: OrthancServer, files: Iterable[tuple[str, IO[bytes]]]) -> Re
     workers = max(1, int(current_app.config["UPLOAD_CONNECTIONS"]))
     # Clients are made here, in the app context; each sending thread takes one.
     clients = [client_for(server, timeout=(deadlines.connect, deadlines.answer)) for _ in range(workers)]
-    free: queue.SimpleQueue = queue.SimpleQueue()
+    free: queue.SimpleQueue[OrthancClient] = queue.SimpleQueue()
     for c in clients:
         free.put(c)
     local = threading.local()
@@ -172,7 +194,8 @@ def process(server: OrthancServer, files: Iterable[tuple[str, IO[bytes]]]) -> Re
     def client() -> OrthancClient:
         if not hasattr(local, "client"):
             local.client = free.get()
-        return local.client
+        mine: OrthancClient = local.client
+        return mine
 
     late = (f"The upload was stopped after {deadlines.total:.0f} s: Orthanc is storing slowly. The files "
             "listed were handled as shown; upload the rest again (files stored now will show as already stored).")
@@ -185,6 +208,7 @@ def process(server: OrthancServer, files: Iterable[tuple[str, IO[bytes]]]) -> Re
             return Outcome(name, "failed", NOT_SENT), ""
         if time.monotonic() > ends_at:
             return Outcome(name, "failed", f"not sent: the upload passed its {deadlines.total:.0f} s deadline"), late
+        return None
 
     def send(member: archive.Member) -> Report:
         one = Report()
@@ -204,8 +228,8 @@ def process(server: OrthancServer, files: Iterable[tuple[str, IO[bytes]]]) -> Re
             member.close()
         return one
 
-    pending: list = []  # Outcome or Future, in upload order
-    in_flight: set[Future] = set()  # at most 2 x workers files waiting or being sent
+    pending: list[Outcome | Future[Report]] = []  # in upload order
+    in_flight: set[Future[Report]] = set()  # at most 2 x workers files waiting or being sent
 
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="upload") as pool:
@@ -263,13 +287,12 @@ def process(server: OrthancServer, files: Iterable[tuple[str, IO[bytes]]]) -> Re
     return report
 
 
-def sync_and_link(server: OrthancServer, report: Report, request_id: int | None, user) -> list:
+def sync_and_link(server: OrthancServer, report: Report, request_id: int | None, user: User) -> list[OrthancStudy]:
     """Mirror the studies just stored now (not at the next tick) and, when
     asked, link them to the chosen request."""
     from sqlalchemy import select
 
     from ..extensions import db
-    from ..models import ImagingRequest, OrthancStudy
     from ..orthanc import matching, sync
 
     if report.studies:
@@ -282,7 +305,7 @@ def sync_and_link(server: OrthancServer, report: Report, request_id: int | None,
         req = db.session.get(ImagingRequest, request_id)
         if req is not None:
             for study in studies:
-                if not any(l.request_id == req.id for l in matching.requests_of(study)):
+                if not any(link.request_id == req.id for link in matching.requests_of(study)):
                     try:
                         matching.link(study, req, user)
                     except matching.LinkError as exc:

@@ -19,6 +19,10 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 
 class Spool:
@@ -26,13 +30,14 @@ class Spool:
     the request (see ``routes``)."""
 
     def __init__(self) -> None:
-        self._file = tempfile.TemporaryFile()
+        self._file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close(), at the end of the request
         self.fd = self._file.fileno()
         self.end = 0
         self._writer: Part | None = None
         self.parts = 0
 
-    def part(self, total_content_length=None, content_type=None, filename=None, content_length=None) -> Part:
+    def part(self, total_content_length: int | None = None, content_type: str | None = None,
+             filename: str | None = None, content_length: int | None = None) -> Part:
         """A new part at the end of the file; the signature of Werkzeug's
         ``Request._get_file_stream``, so it can stand in for it."""
         if self._file.closed:
@@ -71,7 +76,7 @@ class Part(io.RawIOBase):
     def writable(self) -> bool:
         return self._spool._writer is self
 
-    def write(self, data) -> int:
+    def write(self, data: Buffer) -> int:
         if self.closed:
             raise ValueError("write to a closed part")
         if self._spool._writer is not self:
@@ -109,7 +114,7 @@ class Part(io.RawIOBase):
     def readall(self) -> bytes:
         return self.read(-1)
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: Buffer) -> int:
         data = self.read(len(memoryview(buffer)))
         memoryview(buffer).cast("B")[:len(data)] = data
         return len(data)
@@ -135,7 +140,7 @@ class Part(io.RawIOBase):
             raise ValueError("tell on a closed part")
         return self._pos
 
-    def truncate(self, size=None):
+    def truncate(self, size: int | None = None) -> int:
         raise io.UnsupportedOperation("a part cannot be truncated")
 
     @property

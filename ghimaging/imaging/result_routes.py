@@ -1,0 +1,207 @@
+"""Pages for results: writing (which closes the request), viewing,
+editing, finalising, addenda, key images from Orthanc, printing, and the
+report images themselves.
+
+Each view parses its form, calls one service of :mod:`.reporting`, commits
+once and redirects; a refused change is said at its field or flashed, with
+nothing of it kept."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from flask import abort, current_app, flash, redirect, render_template, request, send_from_directory, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+from sqlalchemy import select
+
+from ..auth.decorators import requires
+from ..auth.forms import EmptyForm
+from ..extensions import db
+from ..models import ImagingRequest, Result, ResultImage, Role
+from ..permissions import Action
+from . import images, people, reporting, workflow
+from .forms import AddendumForm, ResultForm
+from .routes import bp, field_errors
+
+
+def _new_images(form: ResultForm) -> list[reporting.NewImage]:
+    out = []
+    for slot in form.new_images:
+        f = slot.form.file.data
+        if f and getattr(f, "filename", ""):
+            out.append(reporting.NewImage(f.stream, f.filename, slot.form.caption.data or ""))
+    return out
+
+
+def _result_page(result: Result, addendum_form: AddendumForm) -> str:
+    """Linked studies with their series and, for each series, the instances
+    fetched from Orthanc now (instances are not mirrored)."""
+    from ..orthanc import instances, matching, servers
+
+    studies: list[tuple[Any, Any, Any]] = []
+    for link in matching.studies_of(result.request):
+        viewers = servers.viewer_links(link.study.server, link.study)
+        series = [(se, instances.of_series(link.study.server, se)) for se in link.study.series]
+        studies.append((link, viewers, series))
+    return render_template("imaging/result.html", result=result, req=result.request, addendum_form=addendum_form,
+                           action_form=EmptyForm(), studies=studies)
+
+
+@bp.route("/requests/<int:request_id>/result", methods=["GET", "POST"])
+@requires(Action.REPORT)
+def new_result(request_id: int) -> ResponseReturnValue:
+    req = db.get_or_404(ImagingRequest, request_id)
+    if req.result is not None:
+        return redirect(url_for("imaging.view_result", result_id=req.result.id))
+    if not workflow.can("complete", req):
+        flash(f"Request {req.accession_number} is {req.state}; only a requested request can get a result.", "error")
+        return redirect(url_for("imaging.view_request", request_id=req.id))
+    form = ResultForm()
+    form.radiologist.choices = people.choices(Role.RADIOLOGIST)
+    if request.method == "GET":
+        form.result_date.data = date.today()
+        if Role.RADIOLOGIST in current_user.roles:
+            form.radiologist.data = current_user.id
+    if form.validate_on_submit():
+        try:
+            result = reporting.create_result(
+                req, current_user, radiologist=people.by_id(form.radiologist.data),
+                result_date=form.result_date.data or date.today(), report=form.report.data or "",
+                report_style=form.report_style.data or "", new_images=_new_images(form))
+        except workflow.ValidationError as exc:
+            field_errors(form, exc, "report")
+        except workflow.TransitionError as exc:
+            db.session.rollback()
+            flash(str(exc), "error")
+        else:
+            db.session.commit()
+            flash(f"Result saved; request {req.accession_number} is done.", "success")
+            return redirect(url_for("imaging.view_result", result_id=result.id))
+    status = 400 if request.method == "POST" else 200
+    return render_template("imaging/result_form.html", form=form, req=req, result=None), status
+
+
+@bp.route("/results/<int:result_id>")
+@requires(Action.VIEW)
+def view_result(result_id: int) -> ResponseReturnValue:
+    return _result_page(db.get_or_404(Result, result_id), AddendumForm())
+
+
+@bp.route("/results/<int:result_id>/key-images", methods=["POST"])
+@requires(Action.REPORT)
+def add_key_image(result_id: int) -> ResponseReturnValue:
+    """Copy an instance's rendered image from Orthanc into the result."""
+    from ..models import OrthancServer
+    from ..orthanc import instances
+    from ..orthanc.client import deadline
+
+    result = db.get_or_404(Result, result_id)
+    server = db.session.get(OrthancServer, request.form.get("server_id", type=int) or 0)
+    instance_id = request.form.get("instance_id", "")
+    if server is None or not instances.valid_id(instance_id):
+        abort(404)
+    try:
+        with deadline(instances.setting("ORTHANC_PAGE_DEADLINE")):  # the radiologist waits
+            reporting.add_key_image(result, current_user, server, instance_id, request.form.get("caption", ""))
+    except workflow.WorkflowError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+    else:
+        db.session.commit()
+        flash("Key image added to the report.", "success")
+    return redirect(url_for("imaging.view_result", result_id=result.id) + "#images")
+
+
+@bp.route("/results/<int:result_id>/edit", methods=["GET", "POST"])
+@requires(Action.REPORT)
+def edit_result(result_id: int) -> ResponseReturnValue:
+    result = db.get_or_404(Result, result_id)
+    if result.is_final:
+        flash("This result is final; add an addendum instead.", "error")
+        return redirect(url_for("imaging.view_result", result_id=result.id))
+    form = ResultForm(obj=result)
+    form.radiologist.choices = people.choices(Role.RADIOLOGIST)
+    if request.method == "GET":
+        form.radiologist.data = result.radiologist_id or 0
+    if form.validate_on_submit():
+        captions = {img.id: request.form.get(f"caption-{img.id}", img.caption) for img in result.images}
+        remove = [img.id for img in result.images if request.form.get(f"remove-{img.id}")]
+        try:
+            reporting.update_result(
+                result, current_user, radiologist=people.by_id(form.radiologist.data),
+                result_date=form.result_date.data or result.result_date, report=form.report.data or "",
+                report_style=form.report_style.data or "", new_images=_new_images(form), captions=captions,
+                remove_images=remove)
+        except workflow.ValidationError as exc:
+            field_errors(form, exc, "report")
+        except workflow.TransitionError as exc:
+            db.session.rollback()
+            flash(str(exc), "error")
+        else:
+            db.session.commit()
+            flash("Result saved.", "success")
+            return redirect(url_for("imaging.view_result", result_id=result.id))
+    status = 400 if request.method == "POST" else 200
+    return render_template("imaging/result_form.html", form=form, req=result.request, result=result), status
+
+
+@bp.route("/results/<int:result_id>/finalise", methods=["POST"])
+@requires(Action.REPORT)
+def finalise_result(result_id: int) -> ResponseReturnValue:
+    result = db.get_or_404(Result, result_id)
+    try:
+        reporting.finalise_result(result, current_user)
+    except workflow.WorkflowError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+    else:
+        db.session.commit()
+        flash("Result finalised; it is now read-only.", "success")
+    return redirect(url_for("imaging.view_result", result_id=result.id))
+
+
+@bp.route("/results/<int:result_id>/addenda", methods=["POST"])
+@requires(Action.REPORT)
+def add_addendum(result_id: int) -> ResponseReturnValue:
+    result = db.get_or_404(Result, result_id)
+    form = AddendumForm()
+    if form.validate_on_submit():
+        try:
+            reporting.add_addendum(result, current_user, form.text.data or "")
+        except workflow.WorkflowError as exc:
+            db.session.rollback()
+            flash(str(exc), "error")
+        else:
+            db.session.commit()
+            flash("Addendum added.", "success")
+            return redirect(url_for("imaging.view_result", result_id=result.id))
+    return _result_page(result, form), 400
+
+
+@bp.route("/results/<int:result_id>/print")
+@requires(Action.VIEW)
+def print_result(result_id: int) -> ResponseReturnValue:
+    from ..settings.service import clinic_settings
+
+    result = db.get_or_404(Result, result_id)
+    return render_template("imaging/print.html", result=result, req=result.request, clinic=clinic_settings())
+
+
+@bp.route("/results/images/<name>")
+@requires(Action.VIEW)
+def result_image(name: str) -> ResponseReturnValue:
+    """Images are patient data: served only to signed-in users, never cached
+    by shared caches."""
+    if name.endswith(".thumb.jpg"):
+        base = name[: -len(".thumb.jpg")]
+        candidates = [base + ext for _, ext in images.ALLOWED.values()]
+    else:
+        candidates = [name]
+    row = db.session.scalar(select(ResultImage).where(ResultImage.stored_name.in_(candidates)))
+    if row is None:
+        abort(404)
+    resp = send_from_directory(current_app.config["RESULT_IMAGE_DIR"], name, max_age=3600)
+    resp.headers["Cache-Control"] = "private, max-age=3600"
+    return resp

@@ -1,0 +1,81 @@
+"""The states of an imaging request and the one way to move between them.
+
+draft -> requested -> done, and cancelled from draft or requested. A move is
+a conditional UPDATE inside the caller's transaction, so two people acting
+at once cannot both pass the check; the caller commits.
+
+:data:`request_changed` is sent inside the transaction that makes the
+change: its receivers (the worklist file, the GNU Health outbox) add their
+part to it, the caller's one commit stores it all, and a rollback undoes it
+all, files included (see :mod:`.effects`).
+"""
+
+from __future__ import annotations
+
+from blinker import Namespace
+from sqlalchemy import update
+
+from ..extensions import db
+from ..models import ImagingRequest, RequestEvent, RequestState, User
+from .errors import TransitionError
+
+S = RequestState
+
+# action -> (states it may start from, state it leads to)
+TRANSITIONS: dict[str, tuple[frozenset[RequestState], RequestState]] = {
+    "submit": (frozenset({S.DRAFT}), S.REQUESTED),
+    "cancel": (frozenset({S.DRAFT, S.REQUESTED}), S.CANCELLED),
+    "complete": (frozenset({S.REQUESTED}), S.DONE),
+}
+EDITABLE = frozenset({S.DRAFT, S.REQUESTED})
+_DONE_WORD = {"submit": "submitted", "cancel": "cancelled", "complete": "completed"}
+
+_signals = Namespace()
+#: Sent when a request takes a new state or is edited, in the transaction
+#: that does it; receivers (worklist files, GNU Health outbox) get
+#: ``request=`` and ``action=`` and never commit.
+request_changed = _signals.signal("request-changed")
+
+
+def can(action: str, req: ImagingRequest) -> bool:
+    return req.state_enum in TRANSITIONS[action][0]
+
+
+def check(action: str, req: ImagingRequest) -> None:
+    """:class:`TransitionError` with the standard message unless ``req``
+    may take ``action`` now."""
+    allowed, _ = TRANSITIONS[action]
+    current = req.state_enum
+    if current not in allowed:
+        raise TransitionError(
+            f"Request {req.accession_number} is {current.value}; it cannot be {_DONE_WORD[action]} "
+            f"(allowed from {', '.join(sorted(s.value for s in allowed))}).", state=current.value)
+
+
+def transition(req: ImagingRequest, action: str, user: User | None, note: str = "") -> None:
+    """Move ``req`` by ``action`` and record who did it, or raise
+    :class:`TransitionError`. When someone else moved it first, the
+    transaction is rolled back (so the request can be read as it is now)."""
+    check(action, req)
+    allowed, target = TRANSITIONS[action]
+    current = req.state_enum
+    if req.id is not None:
+        # A conditional UPDATE, so two people acting at once cannot both pass
+        # the check (cancel in one tab, submit in another).
+        res = db.session.execute(
+            update(ImagingRequest).where(ImagingRequest.id == req.id,
+                                         ImagingRequest.state.in_([s.value for s in allowed]))
+            .values(state=target.value).execution_options(synchronize_session=False))
+        if getattr(res, "rowcount", 1) != 1:
+            db.session.rollback()
+            db.session.refresh(req)
+            raise TransitionError(f"Request {req.accession_number} was just changed by someone else; "
+                                  f"it is now {req.state}.", state=req.state)
+    req.state = target.value
+    req.events.append(RequestEvent(user_id=user.id if user else None, action=action,
+                                   from_state=current.value, to_state=target.value, note=note))
+
+
+def announce(req: ImagingRequest, action: str) -> None:
+    """Tell the receivers of :data:`request_changed` (after the change is flushed)."""
+    request_changed.send(req, request=req, action=action)
