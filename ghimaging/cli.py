@@ -1,5 +1,6 @@
 """The ``ghimaging`` command. Every command works through the same services
-as the pages and the API; ``flask --app ghimaging`` gives the same commands."""
+as the pages and the API and commits once when they succeeded;
+``flask --app ghimaging`` gives the same commands."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ def init_command(create_admin: bool) -> None:
 
     from . import MIGRATIONS_DIR
     from .catalog.service import seed
+    from .extensions import db
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
     upgrade(directory=str(MIGRATIONS_DIR))
@@ -34,19 +36,21 @@ def init_command(create_admin: bool) -> None:
         refreshed = load_shipped()
     except TemplateError as exc:  # a shipped template that fails the sandbox check
         raise click.ClickException(str(exc)) from None
+    password = _first_admin() if create_admin else None
+    db.session.commit()
     url = current_app.config["SQLALCHEMY_DATABASE_URI"]
     shown = url.split("@")[-1] if "@" in url else url
     click.echo(f"Database ready ({shown}); {added} modality type(s) added, "
                f"{refreshed} worklist template(s) loaded or refreshed.")
     click.echo(f"Instance folder: {current_app.instance_path}")
-    if create_admin:
-        _first_admin()
+    if password is not None:
+        _tell_first_password(password)
 
 
-def _first_admin() -> None:
+def _first_admin() -> str | None:
     """A first administrator for a fresh install, so that the one-command
-    start gives a usable application without an interactive prompt."""
-    import os
+    start gives a usable application without an interactive prompt; its
+    password, or None when there are users already."""
     import secrets
 
     from sqlalchemy import func, select
@@ -56,9 +60,17 @@ def _first_admin() -> None:
     from .models import User
 
     if db.session.scalar(select(func.count()).select_from(User)):
-        return
+        return None
     password = secrets.token_urlsafe(12)
     service.create_user("admin", password, [Role.ADMIN], full_name="Administrator")
+    return password
+
+
+def _tell_first_password(password: str) -> None:
+    """Print the first administrator's password once and keep it in a
+    private file (written after the commit: no file for a user not made)."""
+    import os
+
     path = os.path.join(current_app.instance_path, "initial-admin-password")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -79,6 +91,7 @@ def _first_admin() -> None:
 def create_user_command(username: str, roles: tuple[str, ...], full_name: str, password_stdin: bool) -> None:
     """Add a user (there is no self-registration)."""
     from .auth import service
+    from .extensions import db
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -87,7 +100,8 @@ def create_user_command(username: str, roles: tuple[str, ...], full_name: str, p
     try:
         user = service.create_user(username, password, [Role(r) for r in roles], full_name=full_name)
     except service.UserError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(exc.message) from None
+    db.session.commit()
     click.echo(f"User {user.username} created with roles: {', '.join(sorted(r.value for r in user.roles))}.")
 
 
@@ -98,11 +112,14 @@ def create_user_command(username: str, roles: tuple[str, ...], full_name: str, p
 def create_token_command(username: str, name: str) -> None:
     """Print a new API token for USERNAME (shown once, stored hashed)."""
     from .auth import service
+    from .extensions import db
 
     user = service.find_user(username)
     if user is None or not user.active:
         raise click.ClickException(f"No active user {username!r}.")
-    click.echo(service.create_token(user, name))
+    token = service.create_token(user, name)
+    db.session.commit()
+    click.echo(token)
 
 
 @click.command("serve")
@@ -179,9 +196,11 @@ def worklists_group() -> None:
 @with_appcontext
 def worklists_write_command() -> None:
     """Make the worklist folder match the database (idempotent)."""
+    from .extensions import db
     from .worklists import writer
 
     report = writer.rebuild()
+    db.session.commit()
     click.echo(f"Worklist folder {writer.folder()}:")
     click.echo(f"  {len(report.written)} written, {report.unchanged} unchanged, {len(report.removed)} removed, "
                f"{len(report.foreign)} not ours (left alone)")

@@ -8,6 +8,7 @@ message instead of surfacing later as a 500.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -238,10 +239,8 @@ def secure_instance(instance_path: Path, database_url: str) -> None:
     if db_file is None:
         return
     if not db_file.exists() and db_file.parent.is_dir():
-        try:
+        with contextlib.suppress(FileExistsError):  # another worker created it first
             write_private(db_file, b"", exclusive=True)
-        except FileExistsError:  # another worker created it first
-            pass
     for suffix in ("", "-wal", "-shm", "-journal"):
         _tighten(db_file.with_name(db_file.name + suffix), PRIVATE_FILE_MODE)
 
@@ -276,9 +275,8 @@ def validate(config: Mapping[str, Any]) -> None:
     if not re.fullmatch(r"[A-Za-z0-9_-]{0,8}", prefix):
         raise ConfigError("ACCESSION_PREFIX must be 0-8 letters, digits, '-' or '_'")
     root = config["ORG_ROOT"]
-    if root:
-        if len(root) > 40 or not re.fullmatch(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*", root):
-            raise ConfigError("ORG_ROOT must be a DICOM UID root (digits and dots, at most 40 characters)")
+    if root and (len(root) > 40 or not re.fullmatch(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*", root)):
+        raise ConfigError("ORG_ROOT must be a DICOM UID root (digits and dots, at most 40 characters)")
     if not re.fullmatch(r"[A-Za-z0-9_-]{0,16}", config["ORDER_PREFIX"]):
         raise ConfigError("ORDER_PREFIX must be 0-16 letters, digits, '-' or '_'")
     for key in ("ORTHANC_TIMEOUT", "ORTHANC_PAGE_DEADLINE", "ORTHANC_PREVIEW_DEADLINE",

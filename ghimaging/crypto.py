@@ -12,12 +12,22 @@ from cryptography.fernet import Fernet, InvalidToken
 from flask import current_app
 
 from .config import write_private
+from .exceptions import UpstreamFailure
 
 KEY_FILE = "credentials.key"
 
 
-class CredentialError(RuntimeError):
-    """A stored secret cannot be decrypted (key file replaced or lost)."""
+class CredentialError(UpstreamFailure, RuntimeError):
+    """A stored secret cannot be decrypted (key file replaced or lost): the
+    system it opens (Orthanc, GNU Health) cannot be reached with it, so the
+    kind is :class:`~ghimaging.exceptions.UpstreamFailure` (502), like a
+    server that does not answer. Still a ``RuntimeError`` for the callers
+    that catch it with other failures."""
+
+    code = "credential"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
 
 
 def _key() -> bytes:

@@ -3,6 +3,8 @@ and blueprints can import them without importing the application."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -26,6 +28,15 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+
+# The models' base class. At run time Flask-SQLAlchemy's ``db.Model`` (a
+# subclass of ``Base`` bound to ``db``); mypy cannot follow that dynamic
+# class, so it checks the models against ``Base``, the typed declarative
+# base ``db.Model`` is made from.
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model
 login_manager = LoginManager()
 csrf = CSRFProtect()
 migrate = Migrate()

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.dml import Insert
 
 MAX_PAGE = 1_000_000
+T = TypeVar("T")
 
 
-def contains(column: Any, text: str):
+def contains(column: Any, text: str) -> ColumnElement[bool]:
     """``column LIKE %text%`` with ``%``, ``_`` and ``\\`` taken literally:
     a search for "50%" must not list everything."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return column.like(f"%{escaped}%", escape="\\")
+    clause: ColumnElement[bool] = column.like(f"%{escaped}%", escape="\\")
+    return clause
 
 
 def page_number(raw: Any) -> int:
@@ -34,19 +40,24 @@ def bounded_int(raw: Any) -> int | None:
     return value if 0 < value <= 2**31 - 1 else None
 
 
-def insert_for_upsert(target: Any):
+def insert_for_upsert(target: Any) -> Any:
     """``INSERT`` with ``on_conflict_do_update`` for the session's database:
-    SQLite and PostgreSQL spell the statement the same, from different modules."""
+    SQLite and PostgreSQL spell the statement the same, from different
+    modules (typed ``Any``: the two ``Insert`` classes share no base that
+    has ``on_conflict_do_update``)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
     from .extensions import db
 
+    insert: Insert
     if db.session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        insert = postgresql.insert(target)
     else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(target)
+        insert = sqlite.insert(target)
+    return insert
 
 
-def find_casefolded(model: Any, column: Any, value: str) -> Any:
+def find_casefolded(model: type[T], column: InstrumentedAttribute[str], value: str) -> T | None:
     """The row whose ``column`` equals ``value`` in any letter case, for
     names kept unique regardless of case (usernames, test codes, server
     labels). SQL's lower() folds only ASCII on SQLite (and under
@@ -62,3 +73,10 @@ def find_casefolded(model: Any, column: Any, value: str) -> Any:
     folded = value.casefold()
     key = column.key
     return next((row for row in db.session.scalars(select(model)) if getattr(row, key).casefold() == folded), None)
+
+
+def rowcount(result: Any) -> int:
+    """Rows a DELETE or UPDATE touched (``Result`` is typed without
+    ``rowcount``, which only its cursor kind has)."""
+    count: int | None = getattr(result, "rowcount", None)
+    return count or 0

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, PasswordField, SelectMultipleField, StringField
+from wtforms import BooleanField, EmailField, Field, PasswordField, SelectMultipleField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional, Regexp, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
@@ -14,7 +14,7 @@ class MultiCheckboxField(SelectMultipleField):
     option_widget = CheckboxInput()
 
 
-def _strong(form, field) -> None:
+def _strong(form: FlaskForm, field: Field) -> None:
     problem = password_problem(field.data or "")
     if problem:
         raise ValidationError(problem)
@@ -23,13 +23,13 @@ def _strong(form, field) -> None:
 ROLE_CHOICES = [(r.value, r.label) for r in Role]
 
 
-class LoginForm(FlaskForm):
+class LoginForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no types
     username = StringField("Username", validators=[DataRequired(), Length(max=64)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
     remember = BooleanField("Keep me signed in on this device")
 
 
-class ChangePasswordForm(FlaskForm):
+class ChangePasswordForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no types
     current_password = PasswordField("Current password", validators=[DataRequired()])
     new_password = PasswordField("New password", validators=[DataRequired(), _strong, Length(max=200)])
     confirm = PasswordField(
@@ -39,7 +39,7 @@ class ChangePasswordForm(FlaskForm):
                                  description="Scripts using them stop working until given a new token.")
 
 
-class UserForm(FlaskForm):
+class UserForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no types
     username = StringField("Username", validators=[DataRequired(), Length(max=64)])
     full_name = StringField("Full name", validators=[Optional(), Length(max=200)])
     email = EmailField("Email", validators=[Optional(), Regexp(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", message="Enter an email address like name@example.org."), Length(max=200)])
@@ -54,18 +54,18 @@ class EditUserForm(UserForm):
     username = None  # type: ignore[assignment]
 
 
-class ResetPasswordForm(FlaskForm):
+class ResetPasswordForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no types
     new_password = PasswordField("New password", validators=[DataRequired(), _strong, Length(max=200)])
 
 
-class TokenForm(FlaskForm):
+class TokenForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no types
     name = StringField("Token name", validators=[Optional(), Length(max=100)],
                        description="What it is for, e.g. 'HIS interface'.")
 
 
-class ClearThrottleForm(FlaskForm):
+class ClearThrottleForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no types
     key = StringField("Throttle", validators=[DataRequired(), Length(max=200)])
 
 
-class EmptyForm(FlaskForm):
+class EmptyForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no types
     """A form with only the CSRF token, for buttons that post."""

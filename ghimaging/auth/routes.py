@@ -1,10 +1,19 @@
+"""The sign-in, account and user-administration pages, and the user loader
+that every signed-in request passes through. Each view calls the service
+(:mod:`.service`, :mod:`.sessions`; :mod:`.throttle` keeps its own
+transaction) and commits once when it succeeded; the error handlers roll
+back what failed."""
+
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_user, logout_user
+from flask_login.utils import decode_cookie
+from flask_wtf import FlaskForm
 from sqlalchemy import select
 
-from ..extensions import db
+from ..extensions import db, login_manager
 from ..models import Role, User
 from ..permissions import Action
 from . import service, sessions, throttle
@@ -25,6 +34,24 @@ bp = Blueprint("auth", __name__)
 LOGIN_FAILED = "Unknown username or wrong password."
 
 
+@login_manager.user_loader
+def load_user(user_id: str) -> User | None:
+    """Cookies carry ``<user id>:<session secret>``; the session must still
+    exist server-side (see :mod:`.sessions`). The once-a-minute touch of the
+    session row is committed here, before the view runs."""
+    user = sessions.load(user_id)
+    if user is None:
+        session.pop("_user_id", None)
+        # A remember-me cookie naming the same dead session is dropped, so
+        # the browser stops sending it.
+        cookie = request.cookies.get(current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token"))
+        if cookie is not None and decode_cookie(cookie) in (None, user_id):
+            session["_remember"] = "clear"
+    elif db.session.is_modified(user.current_session):
+        db.session.commit()
+    return user
+
+
 def _safe_next(target: str | None) -> str:
     """Only same-site paths: an absolute or scheme-relative ``next`` would let
     a crafted link send a user elsewhere after signing in."""
@@ -34,7 +61,7 @@ def _safe_next(target: str | None) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login():
+def login() -> ResponseReturnValue:
     if current_user.is_authenticated:
         return redirect(_safe_next(request.args.get("next")))
     form = LoginForm()
@@ -48,6 +75,7 @@ def login():
             user = service.authenticate(form.username.data, form.password.data, request.remote_addr)
             if user:
                 _sign_in(user, remember=form.remember.data)
+                db.session.commit()
                 return redirect(_safe_next(request.args.get("next")))
             flash(LOGIN_FAILED, "error")
             status = 401
@@ -81,10 +109,11 @@ def _sign_out() -> None:
 
 @bp.route("/logout", methods=["POST"])
 @requires(Action.OWN_ACCOUNT)
-def logout():
+def logout() -> ResponseReturnValue:
     here = current_user.current_session
     if here is not None:
         sessions.end(current_user, here.id)
+        db.session.commit()
     _sign_out()
     flash("You are signed out.", "info")
     return redirect(url_for("auth.login"))
@@ -92,14 +121,16 @@ def logout():
 
 @bp.route("/account", methods=["GET", "POST"])
 @requires(Action.OWN_ACCOUNT)
-def account():
+def account() -> ResponseReturnValue:
     form = ChangePasswordForm()
     if form.validate_on_submit():
-        if not current_user.check_password(form.current_password.data):
-            form.current_password.errors.append("This is not your current password.")
+        try:
+            service.change_own_password(current_user, form.current_password.data, form.new_password.data,
+                                        revoke_tokens=form.revoke_tokens.data)
+        except service.UserError as exc:
+            _show_on_form(form, exc, "current_password")
         else:
-            service.change_password(current_user, form.new_password.data, keep=current_user.current_session,
-                                    revoke_tokens=form.revoke_tokens.data)
+            db.session.commit()
             done = "your other sessions are signed out"
             if form.revoke_tokens.data:
                 done += " and your API tokens revoked"
@@ -109,7 +140,15 @@ def account():
     return _account_page(form), status
 
 
-def _account_page(form: ChangePasswordForm):
+def _show_on_form(form: FlaskForm, exc: service.UserError, default: str) -> None:
+    """The error under the field it names (``default`` when it names none)."""
+    fields = exc.fields if isinstance(exc, service.UserInvalid) and exc.fields else {default: exc.message}
+    for name, message in fields.items():
+        field = getattr(form, name, None) or getattr(form, default)
+        field.errors.append(message)
+
+
+def _account_page(form: ChangePasswordForm) -> str:
     return render_template("auth/account.html", form=form, token_form=TokenForm(prefix="token"),
                            tokens=current_user.tokens, delete_form=EmptyForm(),
                            sessions=sessions.active(current_user), here=current_user.current_session)
@@ -117,12 +156,11 @@ def _account_page(form: ChangePasswordForm):
 
 @bp.route("/account/sessions/<int:session_id>/end", methods=["POST"])
 @requires(Action.OWN_ACCOUNT)
-def end_session(session_id: int):
-    if not EmptyForm().validate_on_submit():
-        abort(400)
+def end_session(session_id: int) -> ResponseReturnValue:
     here = current_user.current_session
     if not sessions.end(current_user, session_id):
         abort(404)
+    db.session.commit()
     if here is not None and here.id == session_id:
         _sign_out()
         flash("You are signed out.", "info")
@@ -133,12 +171,11 @@ def end_session(session_id: int):
 
 @bp.route("/account/sessions/end-all", methods=["POST"])
 @requires(Action.OWN_ACCOUNT)
-def end_all_sessions():
+def end_all_sessions() -> ResponseReturnValue:
     """Sign out everywhere: every browser, this one included (API tokens
     are revoked one by one on the same page)."""
-    if not EmptyForm().validate_on_submit():
-        abort(400)
     sessions.end_all(current_user)
+    db.session.commit()
     _sign_out()
     flash("You are signed out everywhere.", "info")
     return redirect(url_for("auth.login"))
@@ -146,22 +183,22 @@ def end_all_sessions():
 
 @bp.route("/account/tokens", methods=["POST"])
 @requires(Action.OWN_ACCOUNT)
-def create_token():
+def create_token() -> ResponseReturnValue:
     form = TokenForm(prefix="token")
     if not form.validate_on_submit():
         flash("The token could not be created: " + "; ".join(e for errs in form.errors.values() for e in errs), "error")
         return redirect(url_for("auth.account"))
     token = service.create_token(current_user, form.name.data or "")
+    db.session.commit()
     return render_template("auth/token_created.html", token=token)
 
 
 @bp.route("/account/tokens/<int:token_id>/delete", methods=["POST"])
 @requires(Action.OWN_ACCOUNT)
-def delete_token(token_id: int):
-    if not EmptyForm().validate_on_submit():
-        abort(400)
+def delete_token(token_id: int) -> ResponseReturnValue:
     if not service.revoke_token(current_user, token_id):
         abort(404)
+    db.session.commit()
     flash("Token revoked.", "success")
     return redirect(url_for("auth.account"))
 
@@ -170,14 +207,14 @@ def delete_token(token_id: int):
 
 @bp.route("/admin/users")
 @requires(Action.MANAGE_USERS)
-def users():
+def users() -> ResponseReturnValue:
     rows = db.session.scalars(select(User).order_by(User.username)).all()
     return render_template("auth/users.html", users=rows)
 
 
 @bp.route("/admin/users/new", methods=["GET", "POST"])
 @requires(Action.MANAGE_USERS)
-def new_user():
+def new_user() -> ResponseReturnValue:
     form = UserForm()
     if form.validate_on_submit():
         try:
@@ -185,8 +222,9 @@ def new_user():
                                        [Role(r) for r in form.roles.data],
                                        form.full_name.data or "", form.email.data or "", active=form.active.data)
         except service.UserError as exc:
-            form.username.errors.append(str(exc))
+            _show_on_form(form, exc, "username")
         else:
+            db.session.commit()
             flash(f"User {user.username} created.", "success")
             return redirect(url_for("auth.users"))
     status = 400 if request.method == "POST" else 200
@@ -195,7 +233,7 @@ def new_user():
 
 @bp.route("/admin/users/<int:user_id>", methods=["GET", "POST"])
 @requires(Action.MANAGE_USERS)
-def edit_user(user_id: int):
+def edit_user(user_id: int) -> ResponseReturnValue:
     user = db.get_or_404(User, user_id)
     form = EditUserForm(obj=user) if request.method == "GET" else EditUserForm()
     if request.method == "GET":
@@ -208,26 +246,28 @@ def edit_user(user_id: int):
                                 roles=[Role(r) for r in form.roles.data], active=form.active.data,
                                 acting=current_user)
         except service.UserError as exc:
-            flash(str(exc), "error")
+            flash(exc.message, "error")
         else:
+            db.session.commit()
             flash(f"User {user.username} saved.", "success")
             return redirect(url_for("auth.users"))
     status = 400 if request.method == "POST" else 200
     return _user_page(user, form, reset), status
 
 
-def _user_page(user: User, form: EditUserForm, reset: ResetPasswordForm):
+def _user_page(user: User, form: EditUserForm, reset: ResetPasswordForm) -> str:
     return render_template("auth/user_form.html", form=form, user=user, reset=reset, end_form=EmptyForm(),
                            session_count=sessions.count_active(user), token_count=len(user.tokens))
 
 
 @bp.route("/admin/users/<int:user_id>/password", methods=["POST"])
 @requires(Action.MANAGE_USERS)
-def reset_password(user_id: int):
+def reset_password(user_id: int) -> ResponseReturnValue:
     user = db.get_or_404(User, user_id)
     reset = ResetPasswordForm(prefix="reset")
     if reset.validate_on_submit():
         service.reset_password(user, reset.new_password.data, acting=current_user)
+        db.session.commit()
         flash(f"Password of {user.username} reset; their other sessions are signed out and their API tokens "
               "revoked.", "success")
         return redirect(url_for("auth.edit_user", user_id=user.id))
@@ -238,16 +278,14 @@ def reset_password(user_id: int):
 
 @bp.route("/admin/users/<int:user_id>/sessions/end", methods=["POST"])
 @requires(Action.MANAGE_USERS)
-def end_user_sessions(user_id: int):
+def end_user_sessions(user_id: int) -> ResponseReturnValue:
     user = db.get_or_404(User, user_id)
-    if not EmptyForm().validate_on_submit():
-        abort(400)
+    ended = sessions.end_all(user)
+    db.session.commit()
     if user.id == current_user.id:
-        sessions.end_all(user)
         _sign_out()
         flash("You are signed out everywhere.", "info")
         return redirect(url_for("auth.login"))
-    ended = sessions.end_all(user)
     flash(f"{user.username} is signed out everywhere ({ended} session{'s' if ended != 1 else ''} ended).",
           "success")
     return redirect(url_for("auth.edit_user", user_id=user.id))
@@ -255,7 +293,7 @@ def end_user_sessions(user_id: int):
 
 @bp.route("/admin/sign-in-throttles")
 @requires(Action.MANAGE_USERS)
-def throttles():
+def throttles() -> ResponseReturnValue:
     return render_template("auth/throttles.html", rows=throttle.current(), seconds_left=throttle.seconds_left,
                            address_limit=current_app.config["LOGIN_MAX_FAILURES"] * throttle.ADDRESS_FACTOR,
                            clear_form=ClearThrottleForm(), all_form=EmptyForm())
@@ -263,7 +301,7 @@ def throttles():
 
 @bp.route("/admin/sign-in-throttles/clear", methods=["POST"])
 @requires(Action.MANAGE_USERS)
-def clear_throttle():
+def clear_throttle() -> ResponseReturnValue:
     form = ClearThrottleForm()
     if not form.validate_on_submit():
         abort(400)
@@ -276,9 +314,7 @@ def clear_throttle():
 
 @bp.route("/admin/sign-in-throttles/clear-all", methods=["POST"])
 @requires(Action.MANAGE_USERS)
-def clear_all_throttles():
-    if not EmptyForm().validate_on_submit():
-        abort(400)
+def clear_all_throttles() -> ResponseReturnValue:
     cleared = throttle.clear_all()
     flash(f"{cleared} throttle{'s' if cleared != 1 else ''} cleared.", "success")
     return redirect(url_for("auth.throttles"))

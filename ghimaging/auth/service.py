@@ -1,6 +1,9 @@
 """Users, passwords, signing in and API tokens: shared by the login page,
 the admin pages, the API and the CLI. Sessions live in :mod:`.sessions`,
-sign-in throttling in :mod:`.throttle`."""
+sign-in throttling in :mod:`.throttle`.
+
+Nothing here commits: the page, API call or CLI command that called a
+function commits once when it succeeded (and rolls back when it failed)."""
 
 from __future__ import annotations
 
@@ -10,20 +13,32 @@ from datetime import timedelta
 
 from sqlalchemy import delete, select
 
+from ..exceptions import Conflict, DomainError, Invalid
 from ..extensions import db
 from ..models import ApiToken, Role, User, UserSession
 from ..models._time import utcnow
 from . import sessions, throttle
 
 MIN_PASSWORD_LENGTH = 8
+NO_ROLE = "Give the user at least one role."
 # A hash to check against when the username does not exist, so that a wrong
 # username costs the same time as a wrong password.
 _DUMMY_HASH: str | None = None
 
 
-class UserError(ValueError):
+class UserError(DomainError):
     """A user-management request that cannot be carried out; the message is
-    safe to show."""
+    safe to show. The views catch this name; each case is one of the two
+    kinds below."""
+
+
+class UserInvalid(UserError, Invalid):
+    """A username, password or set of roles that cannot be accepted."""
+
+
+class UserConflict(UserError, Conflict):
+    """A name already taken, or a change the other users forbid (the last
+    administrator, one's own admin role)."""
 
 
 def password_problem(password: str) -> str | None:
@@ -44,37 +59,38 @@ def create_user(username: str, password: str, roles: list[Role], full_name: str 
                 email: str = "", active: bool = True) -> User:
     username = username.strip()
     if not username or len(username) > 64 or any(c.isspace() for c in username):
-        raise UserError("Username must be 1-64 characters without spaces.")
+        raise UserInvalid("Username must be 1-64 characters without spaces.",
+                          fields={"username": "Username must be 1-64 characters without spaces."})
     if find_user(username):
-        raise UserError(f"A user named {username!r} already exists.")
+        raise UserConflict(f"A user named {username!r} already exists.", code="duplicate")
     problem = password_problem(password)
     if problem:
-        raise UserError(problem)
+        raise UserInvalid(problem, fields={"password": problem})
     if not roles:
-        raise UserError("Give the user at least one role.")
+        raise UserInvalid(NO_ROLE, fields={"roles": NO_ROLE})
     user = User(username=username, full_name=full_name.strip(), email=email.strip(), active=active)
     user.set_password(password)
     user.set_roles(roles)
     db.session.add(user)
-    db.session.commit()
+    db.session.flush()
     return user
 
 
 def update_user(user: User, *, full_name: str, email: str, roles: list[Role], active: bool,
                 acting: User) -> None:
     if not roles:
-        raise UserError("Give the user at least one role.")
+        raise UserInvalid(NO_ROLE, fields={"roles": NO_ROLE})
     if user.id == acting.id and (not active or Role.ADMIN not in roles):
-        raise UserError("You cannot disable yourself or remove your own admin role.")
+        raise UserConflict("You cannot disable yourself or remove your own admin role.", code="own_account")
     if (user.active and not active) or (Role.ADMIN in user.roles and Role.ADMIN not in roles):
         _ensure_other_admin(user)
     if user.active and not active:
-        end_access(user, commit=False)  # a disabled user is out at once, browsers and scripts
+        end_access(user)  # a disabled user is out at once, browsers and scripts
     user.full_name = full_name.strip()
     user.email = email.strip()
     user.active = active
     user.set_roles(roles)
-    db.session.commit()
+    db.session.flush()
 
 
 def _ensure_other_admin(user: User) -> None:
@@ -83,7 +99,7 @@ def _ensure_other_admin(user: User) -> None:
         if Role.ADMIN in u.roles
     ]
     if not others:
-        raise UserError("This is the last active administrator; keep at least one.")
+        raise UserConflict("This is the last active administrator; keep at least one.", code="last_admin")
 
 
 def change_password(user: User, password: str, *, keep: UserSession | None = None,
@@ -93,12 +109,20 @@ def change_password(user: User, password: str, *, keep: UserSession | None = Non
     password may have signed in or made a token with it."""
     problem = password_problem(password)
     if problem:
-        raise UserError(problem)
+        raise UserInvalid(problem, fields={"password": problem})
     user.set_password(password)
-    sessions.end_all(user, keep=keep, commit=False)
+    sessions.end_all(user, keep=keep)
     if revoke_tokens:
         _delete_tokens(user)
-    db.session.commit()
+    db.session.flush()
+
+
+def change_own_password(user: User, current: str, password: str, *, revoke_tokens: bool = False) -> None:
+    """The account page's change: the current password first, then
+    :func:`change_password` keeping the session that asks."""
+    if not user.check_password(current):
+        raise UserInvalid(fields={"current_password": "This is not your current password."})
+    change_password(user, password, keep=user.current_session, revoke_tokens=revoke_tokens)
 
 
 def reset_password(user: User, password: str, *, acting: User) -> None:
@@ -108,12 +132,10 @@ def reset_password(user: User, password: str, *, acting: User) -> None:
     change_password(user, password, keep=keep, revoke_tokens=True)
 
 
-def end_access(user: User, *, commit: bool = True) -> None:
+def end_access(user: User) -> None:
     """End every session and delete every API token of ``user``."""
-    sessions.end_all(user, commit=False)
+    sessions.end_all(user)
     _delete_tokens(user)
-    if commit:
-        db.session.commit()
 
 
 # -- signing in -------------------------------------------------------------
@@ -155,19 +177,22 @@ def create_token(user: User, name: str = "") -> str:
     token = "ghi_" + secrets.token_urlsafe(32)
     db.session.add(ApiToken(user=user, name=name.strip()[:100], token_hash=hash_token(token),
                             prefix=token[:10]))
-    db.session.commit()
+    db.session.flush()
     return token
 
 
 def user_for_token(token: str) -> User | None:
+    """The active user of ``token``, or None. Its last use is stamped at
+    most once a minute; the API request that asked commits it."""
     row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
     if row is None or not row.user.active:
         return None
     now = utcnow()
     if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=1):
         row.last_used_at = now
-        db.session.commit()
-    return row.user
+        db.session.flush()
+    user: User = row.user
+    return user
 
 
 def _delete_tokens(user: User) -> None:
@@ -180,5 +205,5 @@ def revoke_token(user: User, token_id: int) -> bool:
     if row is None or row.user_id != user.id:
         return False
     db.session.delete(row)
-    db.session.commit()
+    db.session.flush()
     return True

@@ -5,7 +5,9 @@ good: a cookie saved before signing out, or copied from the browser, is
 refused afterwards.
 
 Shared by the pages (sign in, sign out, account), the admin pages (reset,
-disable) and the password rules in :mod:`.service`.
+disable) and the password rules in :mod:`.service`. Nothing here commits:
+the page that called commits (the user loader in :mod:`.routes` for the
+once-a-minute touch of :func:`load`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy.orm import joinedload
 from ..extensions import db
 from ..models import User, UserSession
 from ..models._time import utcnow
+from ..querytools import rowcount
 
 # last_seen_at is written at most this often: one write a minute per
 # browser, not one per request.
@@ -32,8 +35,8 @@ def _hash(secret: str) -> str:
 
 
 def _lifetime(remember: bool) -> timedelta:
-    conf = current_app.config
-    return conf["REMEMBER_COOKIE_DURATION"] if remember else conf["PERMANENT_SESSION_LIFETIME"]
+    lifetime: timedelta = current_app.config["REMEMBER_COOKIE_DURATION" if remember else "PERMANENT_SESSION_LIFETIME"]
+    return lifetime
 
 
 def _client() -> tuple[str, str]:
@@ -53,14 +56,16 @@ def create(user: User, *, remember: bool) -> str:
     db.session.add(row)
     # Expired rows of anyone: the table holds live sign-ins only.
     db.session.execute(delete(UserSession).where(UserSession.expires_at < now))
-    db.session.commit()
+    db.session.flush()
     user.session_secret, user.current_session = secret, row
     return secret
 
 
 def load(user_id: str) -> User | None:
     """The user of a live session named by a cookie's ``<id>:<secret>``, or
-    None (unknown, ended or expired session, or a disabled user)."""
+    None (unknown, ended or expired session, or a disabled user). The
+    session row is touched (not flushed) at most once a minute: the caller
+    commits it when ``db.session.is_modified(user.current_session)``."""
     uid_text, _, secret = user_id.partition(":")
     if not uid_text.isdigit() or not secret:
         return None  # also every cookie from before sessions were kept here
@@ -76,8 +81,7 @@ def load(user_id: str) -> User | None:
         ip, _ = _client()
         if ip:
             row.ip_address = ip
-        db.session.commit()
-    user = row.user
+    user: User = row.user
     user.session_secret, user.current_session = secret, row
     return user
 
@@ -98,16 +102,12 @@ def end(user: User, session_id: int) -> bool:
     """End one of ``user``'s sessions; False if it is not theirs."""
     result = db.session.execute(delete(UserSession).where(UserSession.id == session_id,
                                                           UserSession.user_id == user.id))
-    db.session.commit()
-    return bool(result.rowcount)
+    return bool(rowcount(result))
 
 
-def end_all(user: User, *, keep: UserSession | None = None, commit: bool = True) -> int:
+def end_all(user: User, *, keep: UserSession | None = None) -> int:
     """End every session of ``user`` (but ``keep``); the number ended."""
     stmt = delete(UserSession).where(UserSession.user_id == user.id)
     if keep is not None:
         stmt = stmt.where(UserSession.id != keep.id)
-    result = db.session.execute(stmt)
-    if commit:
-        db.session.commit()
-    return result.rowcount or 0
+    return rowcount(db.session.execute(stmt))

@@ -12,6 +12,11 @@ checking the password and are not counted.
 
 Unknown usernames are counted like real ones, and every refusal has one
 message, so throttling tells nothing about which usernames exist.
+
+This module keeps its own transaction (it commits; nothing else in the
+service layer does): a failed sign-in must be counted although the request
+that made it fails, and every worker must see the count at once. Call it
+with nothing else pending in the session (the sign-in page does).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from ..extensions import db
 from ..models import LoginThrottle
 from ..models._time import utcnow
+from ..querytools import rowcount
 
 # A key without a failure for this long starts again from nothing.
 FORGET_AFTER = timedelta(days=1)
@@ -55,7 +61,8 @@ def delay_after(failures: int, limit: int) -> int:
     """Seconds to wait after ``failures`` failures for a key allowed ``limit``."""
     if failures < limit:
         return 0
-    return min(2 ** min(failures - limit + 1, 30), current_app.config["LOGIN_LOCKOUT_SECONDS"])
+    longest: int = current_app.config["LOGIN_LOCKOUT_SECONDS"]
+    return min(2 ** min(failures - limit + 1, 30), longest)
 
 
 def _wait(row: LoginThrottle | None, now: datetime) -> int:
@@ -132,10 +139,10 @@ def seconds_left(row: LoginThrottle) -> int:
 def clear(key: str) -> bool:
     result = db.session.execute(delete(LoginThrottle).where(LoginThrottle.key == key))
     db.session.commit()
-    return bool(result.rowcount)
+    return bool(rowcount(result))
 
 
 def clear_all() -> int:
     result = db.session.execute(delete(LoginThrottle))
     db.session.commit()
-    return result.rowcount or 0
+    return rowcount(result)

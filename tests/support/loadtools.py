@@ -93,7 +93,7 @@ class MultipartFile:
             part = self.parts[self._i]
             self._i += 1
             if isinstance(part, Path):
-                self._file = open(part, "rb")
+                self._file = open(part, "rb")  # noqa: SIM115 - read across calls, closed when used up
             else:
                 self._buf = part
         return bytes(out)
@@ -211,15 +211,17 @@ class ServedApp:
 
     def setup(self) -> ServedApp:
         run = dict(env=self.env, cwd=ROOT, check=True, capture_output=True, text=True, timeout=120)
-        subprocess.run(CLI + ["init"], **run)
-        subprocess.run(CLI + ["create-user", "tech", "--role", "technologist", "--password-stdin"],
+        subprocess.run([*CLI, "init"], **run)
+        subprocess.run([*CLI, "create-user", "tech", "--role", "technologist", "--password-stdin"],
                        input=self.PASSWORD + "\n", **run)
         o = self.orthanc
         subprocess.run([sys.executable, "-c", f"""
 from ghimaging import create_app
+from ghimaging.extensions import db
 from ghimaging.orthanc import servers
 with create_app().app_context():
     servers.add_server(label="Main", url={o.url!r}, username={o.username!r}, password={o.password!r})
+    db.session.commit()  # this script is the boundary
 """], **run)
         return self
 
@@ -229,9 +231,9 @@ with create_app().app_context():
 
     def start(self, wait: float = 60) -> ServedApp:
         port = free_port()
-        self._log = open(self.base / "serve.log", "ab")
-        self.proc = subprocess.Popen(CLI + ["serve", "--port", str(port), "--workers", str(self.workers),
-                                            "--timeout", str(self.timeout)],
+        self._log = open(self.base / "serve.log", "ab")  # noqa: SIM115 - open while the server runs
+        self.proc = subprocess.Popen([*CLI, "serve", "--port", str(port), "--workers", str(self.workers),
+                                      "--timeout", str(self.timeout)],
                                      env=self.env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True, preexec_fn=self._limits)
         self.url = f"http://127.0.0.1:{port}"
