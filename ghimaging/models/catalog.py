@@ -3,10 +3,10 @@ from __future__ import annotations
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..extensions import db
+from ..extensions import Model
 
 
-class ModalityType(db.Model):
+class ModalityType(Model):
     """A DICOM Modality (0008,0060) such as CR or US."""
 
     __tablename__ = "modality_types"
@@ -18,7 +18,7 @@ class ModalityType(db.Model):
     tests: Mapped[list[ImagingTest]] = relationship(back_populates="modality")
 
 
-class ImagingTest(db.Model):
+class ImagingTest(Model):
     __tablename__ = "imaging_tests"
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..extensions import db
+from ..extensions import Model
 from ._time import utcnow
 from .imaging import ImagingRequest
 
@@ -17,7 +17,7 @@ REQUIRED_MODULE = "health_imaging"
 OPTIONAL_MODULES = ("health_orthanc", "health_imaging_worklist")
 
 
-class GnuHealthConfig(db.Model):
+class GnuHealthConfig(Model):
     """The one GNU Health server (row id 1). The password is encrypted with
     the instance's credentials key, like Orthanc's."""
 
@@ -67,7 +67,7 @@ class LinkKind(str, enum.Enum):
     RESULT = "result"
 
 
-class GnuHealthLink(db.Model):
+class GnuHealthLink(Model):
     """Local record <-> GNU Health record. ``local_id`` is empty for a GNU
     Health request that could not be imported (``problem`` says why), so
     that it is reported instead of dropped."""
@@ -102,7 +102,7 @@ class OutboxKind(str, enum.Enum):
     RESULT = "result"    # the result, its comment, attachments and study link
 
 
-class OutboxItem(db.Model):
+class OutboxItem(Model):
     """One change to send to GNU Health. Items of one request go in order;
     ``idempotency_key`` names what is looked up there before anything is
     created, so that a retry after a lost answer creates nothing twice."""

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..extensions import db
+from ..extensions import Model
 from ._time import utcnow
 from .catalog import ImagingTest
 from .patients import Patient
@@ -38,7 +38,7 @@ class ReportStyle(str, enum.Enum):
         }[self.value]
 
 
-class Counter(db.Model):
+class Counter(Model):
     """Named sequences (accession and order numbers) that behave the same on
     SQLite and PostgreSQL: an UPDATE takes the row lock, then we read."""
 
@@ -48,7 +48,7 @@ class Counter(db.Model):
     value: Mapped[int] = mapped_column(default=0)
 
 
-class ImagingRequest(db.Model):
+class ImagingRequest(Model):
     """One imaging test ordered for one patient (GNU Health's
     ``gnuhealth.imaging.test.request``). Tests ordered together share an
     order number."""
@@ -104,7 +104,7 @@ class ImagingRequest(db.Model):
         return self.images_available
 
 
-class RequestEvent(db.Model):
+class RequestEvent(Model):
     """Audit trail of a request: every state change and edit, who and when."""
 
     __tablename__ = "request_events"
@@ -124,7 +124,7 @@ class RequestEvent(db.Model):
     user: Mapped[User | None] = relationship(lazy="joined")
 
 
-class Result(db.Model):
+class Result(Model):
     """The radiologist's report for one request (GNU Health's
     ``gnuhealth.imaging.test.result``)."""
 
@@ -162,7 +162,7 @@ class Result(db.Model):
         return ReportStyle(self.report_style)
 
 
-class ResultImage(db.Model):
+class ResultImage(Model):
     """A key image of a result; the file lives under the instance folder."""
 
     __tablename__ = "result_images"
@@ -181,7 +181,7 @@ class ResultImage(db.Model):
     result: Mapped[Result] = relationship(back_populates="images")
 
 
-class ResultAddendum(db.Model):
+class ResultAddendum(Model):
     __tablename__ = "result_addenda"
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -5,14 +5,14 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..extensions import db
+from ..extensions import Model
 from ._time import utcnow
 from .imaging import ImagingRequest
 from .orthanc import OrthancStudy
 from .users import User
 
 
-class StudyLink(db.Model):
+class StudyLink(Model):
     """A study in Orthanc that belongs to an imaging request. A study may
     answer several requests (two tests in one acquisition)."""
 
@@ -47,7 +47,7 @@ class StudyLink(db.Model):
         return bool(self.warning) and self.confirmed_at is None
 
 
-class LinkEvent(db.Model):
+class LinkEvent(Model):
     """Audit trail of links and unlinks, kept by DICOM UID so it outlives the
     mirror rows (a study deleted and sent again keeps its history). A manual
     unlink here stops the automatic rules from linking the pair again."""

@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..extensions import db
+from ..extensions import Model
 from ._time import utcnow
 from .patients import Patient, fold
 
@@ -18,7 +18,7 @@ def name_key(person_name: str) -> str:
     return " ".join(fold(text).split())[:400]
 
 
-class OrthancServer(db.Model):
+class OrthancServer(Model):
     """An Orthanc that ghimaging mirrors. The sync's progress (``last_change``)
     and its lease live here so that every worker and host sees them."""
 
@@ -52,6 +52,11 @@ class OrthancServer(db.Model):
     last_full_sync_at: Mapped[datetime | None]
     last_reconcile_at: Mapped[datetime | None]
     sync_generation: Mapped[int] = mapped_column(default=0)
+    # The last /changes index that may have added to a study without our
+    # fetching that study after it (a NewInstance no fetch of this run saw):
+    # a Stable* change needs no request only for a study fetched after it
+    # (see orthanc/incremental.py).
+    content_change: Mapped[int] = mapped_column(default=0, server_default="0")
     last_error: Mapped[str] = mapped_column(Text, default="")
     last_error_at: Mapped[datetime | None]
     failures: Mapped[int] = mapped_column(default=0)
@@ -70,7 +75,7 @@ class OrthancServer(db.Model):
         return max(0, self.orthanc_last - self.last_change)
 
 
-class OrthancPatient(db.Model):
+class OrthancPatient(Model):
     __tablename__ = "orthanc_patients"
     __table_args__ = (UniqueConstraint("server_id", "patient_id"),)
 
@@ -93,7 +98,7 @@ class OrthancPatient(db.Model):
     local_patient: Mapped[Patient | None] = relationship(lazy="joined")
 
 
-class OrthancStudy(db.Model):
+class OrthancStudy(Model):
     """One study as Orthanc keys it: Orthanc's study id hashes PatientID and
     StudyInstanceUID, so one UID sent under two PatientIDs is two studies
     (two rows), never one row overwritten by the other's patient."""
@@ -128,6 +133,9 @@ class OrthancStudy(db.Model):
     orthanc_last_update: Mapped[str] = mapped_column(String(32), default="")
     seen_generation: Mapped[int] = mapped_column(default=0)
     synced_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The /changes index Orthanc had at least reached when this row was last
+    # read from it: the row is current up to there.
+    synced_change: Mapped[int] = mapped_column(default=0, server_default="0")
 
     server: Mapped[OrthancServer] = relationship(lazy="joined")
     patient_row: Mapped[OrthancPatient | None] = relationship(lazy="joined")
@@ -146,7 +154,7 @@ class OrthancStudy(db.Model):
         return [m for m in self.modalities.split("\\") if m]
 
 
-class OrthancSeries(db.Model):
+class OrthancSeries(Model):
     __tablename__ = "orthanc_series"
     __table_args__ = (UniqueConstraint("study_id", "series_uid"),)
 

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from sqlalchemy import Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
+from ..extensions import Model
 from ._time import utcnow
 
 
@@ -28,7 +28,7 @@ class Sex(str, enum.Enum):
         return {"F": "Female", "M": "Male", "O": "Other"}[self.value]
 
 
-class Patient(db.Model):
+class Patient(Model):
     __tablename__ = "patients"
     __table_args__ = (Index("ix_patients_names", "family_name", "given_name"),)
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 from sqlalchemy import String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
+from ..extensions import Model
 
 
-class Setting(db.Model):
+class Setting(Model):
     """Clinic settings that staff edit in the browser (clinic name, address).
 
     Deployment settings (database URL, paths) stay in config files and the

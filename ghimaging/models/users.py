@@ -2,13 +2,16 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from flask_login import UserMixin
 from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ..extensions import db
+from ..extensions import Model
+
+if TYPE_CHECKING:
+    from ..permissions import Action
 from ._time import utcnow
 
 
@@ -23,7 +26,7 @@ class Role(str, enum.Enum):
         return self.value.capitalize()
 
 
-class User(UserMixin, db.Model):
+class User(Model):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -46,12 +49,26 @@ class User(UserMixin, db.Model):
 
     # The sign-in this request belongs to, set by the user loader (not stored):
     # its secret is what Flask-Login puts in the session and remember cookies.
+    # (Annotated for mypy only: SQLAlchemy would take an annotation for a column.)
+    if TYPE_CHECKING:
+        session_secret: str | None
+        current_session: UserSession | None
     session_secret = None
     current_session = None
 
+    # What Flask-Login asks of a user (its UserMixin, untyped, is not
+    # inherited: these four are all it gives).
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users
         return self.active
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_anonymous(self) -> bool:
+        return False
 
     def get_id(self) -> str:
         """``<user id>:<session secret>``: both cookies name one server-side
@@ -78,7 +95,7 @@ class User(UserMixin, db.Model):
         for role in sorted(wanted - have, key=lambda r: r.value):
             self.role_rows.append(UserRole(role=role.value))
 
-    def can(self, action: str) -> bool:
+    def can(self, action: Action | str) -> bool:
         """Whether this user may do ``action`` (:mod:`ghimaging.permissions`)."""
         from ..permissions import allowed
 
@@ -89,7 +106,7 @@ class User(UserMixin, db.Model):
         return self.full_name or self.username
 
 
-class UserRole(db.Model):
+class UserRole(Model):
     __tablename__ = "user_roles"
     __table_args__ = (UniqueConstraint("user_id", "role"),)
 
@@ -99,7 +116,7 @@ class UserRole(db.Model):
     user: Mapped[User] = relationship(back_populates="role_rows")
 
 
-class ApiToken(db.Model):
+class ApiToken(Model):
     """Only a SHA-256 of the token is stored; the token is shown once."""
 
     __tablename__ = "api_tokens"
@@ -114,7 +131,7 @@ class ApiToken(db.Model):
     user: Mapped[User] = relationship(back_populates="tokens")
 
 
-class UserSession(db.Model):
+class UserSession(Model):
     """One sign-in (a browser), checked on every request.
 
     Only a SHA-256 of the secret is stored: a copied database does not give
@@ -138,7 +155,7 @@ class UserSession(db.Model):
     user: Mapped[User] = relationship(back_populates="sessions")
 
 
-class LoginThrottle(db.Model):
+class LoginThrottle(Model):
     """Failed sign-ins per (username, address) and per address, kept in the
     database so that every gunicorn worker sees the same count.
 

@@ -5,11 +5,11 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
+from ..extensions import Model
 from ._time import utcnow
 
 
-class WorklistTemplate(db.Model):
+class WorklistTemplate(Model):
     """A Genshi text template producing dump2dcm text (GNU Health's format),
     with the character set it declares and the Python codec that matches."""
 
@@ -31,7 +31,7 @@ class WorklistTemplate(db.Model):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
-class WorklistFile(db.Model):
+class WorklistFile(Model):
     """A .wl file ghimaging wrote; files not listed here are never touched."""
 
     __tablename__ = "worklist_files"
