@@ -291,6 +291,7 @@ def test_several_servers_one_failing_does_not_stop_the_others(app, orthanc_row, 
 def test_the_sync_thread_syncs_and_stops_cleanly(app, orthanc_row, upload):
     from ghimaging.orthanc.worker import SyncWorker
 
+    db.session.commit()  # the thread reads the server in its own session
     upload(gen(2))
     app.config.update(ORTHANC_SYNC_INTERVAL=1, ORTHANC_RECONCILE_INTERVAL=0)
     w = SyncWorker(app, interval=0.2)

@@ -1,30 +1,53 @@
 """Deleting studies and series in Orthanc (admin only), recorded in the
-audit trail; the mirror rows follow at once."""
+audit trail; the mirror rows follow at once. The caller commits; requests
+left without images are put back on the worklist in the same transaction
+(the worklist file is undone if it does not commit)."""
 
 from __future__ import annotations
 
 from sqlalchemy import delete
 
+from ..exceptions import UpstreamFailure
 from ..extensions import db
 from ..models import LinkEvent, OrthancSeries, OrthancStudy, User
 from .client import BadAnswer, NotFound, OrthancError, TimedOut, Unauthorized
-from .matching import forget_studies, reoffer
+from .linking import forget_studies, reoffer
+from .mirror import drop_orphan_patients, mark_shared_uids, summarise
 from .servers import client_for
-from .sync import _drop_orphan_patients, mark_shared_uids
 
 
-class DeleteError(ValueError):
-    pass
+class DeleteError(UpstreamFailure):
+    """Orthanc did not delete (refused, failed or did not confirm in time);
+    nothing was changed here."""
 
 
 def _refused(exc: OrthancError) -> DeleteError:
-    if isinstance(exc, Unauthorized) or (isinstance(exc, BadAnswer) and (" 403" in str(exc) or " 405" in str(exc))):
+    if isinstance(exc, Unauthorized) or (isinstance(exc, BadAnswer) and exc.status in (403, 405)):
         return DeleteError("Orthanc refused to delete (it may be read-only, or this user may not delete). "
-                           "Nothing was changed.")
+                           "Nothing was changed.", code="refused")
     if isinstance(exc, TimedOut):  # Orthanc may still finish what it was asked
         return DeleteError("Orthanc did not confirm the deletion in time; it may still delete it. "
-                           "Sync the server, then look again.")
+                           "Sync the server, then look again.", timeout=True)
     return DeleteError(f"Orthanc could not delete: {exc}. Nothing was changed.")
+
+
+def _record(study: OrthancStudy, user: User | None, note: str) -> None:
+    db.session.add(LinkEvent(server_id=study.server_id, study_uid=study.study_uid,
+                             patient_id=study.patient_id.strip(" ")[:64], request_id=None,
+                             action="delete", method="manual", user_id=user.id if user else None, note=note))
+
+
+def _drop_study(study: OrthancStudy) -> None:
+    """The study's rows go; its requests lose the link (recorded) and go back
+    on the worklist when they have no other study."""
+    bare = forget_studies([study.id])
+    server, uid = study.server, study.study_uid
+    db.session.execute(delete(OrthancSeries).where(OrthancSeries.study_id == study.id))
+    db.session.delete(study)
+    db.session.flush()
+    drop_orphan_patients(server)
+    mark_shared_uids([uid])  # a partner study under another PatientID is no longer shared
+    reoffer(bare)
 
 
 def delete_study(study: OrthancStudy, user: User | None) -> str:
@@ -37,20 +60,8 @@ def delete_study(study: OrthancStudy, user: User | None) -> str:
         gone_already = True
     except OrthancError as exc:
         raise _refused(exc) from None
-    db.session.add(LinkEvent(server_id=study.server_id, study_uid=study.study_uid,
-                             patient_id=study.patient_id.strip(" ")[:64], request_id=None,
-                             action="delete", method="manual", user_id=user.id if user else None,
-                             note=f"deleted in Orthanc: {what}"))
-    bare = forget_studies([study.id])
-    server = study.server
-    db.session.execute(delete(OrthancSeries).where(OrthancSeries.study_id == study.id))
-    uid = study.study_uid
-    db.session.delete(study)
-    db.session.flush()
-    _drop_orphan_patients(server)
-    mark_shared_uids([uid])  # a partner study under another PatientID is no longer shared
-    db.session.commit()
-    reoffer(bare)
+    _record(study, user, f"deleted in Orthanc: {what}")
+    _drop_study(study)
     return f"Deleted {what}" + (" (it was already gone from Orthanc)." if gone_already else ".")
 
 
@@ -64,24 +75,11 @@ def delete_series(series: OrthancSeries, user: User | None) -> str:
         pass
     except OrthancError as exc:
         raise _refused(exc) from None
-    db.session.add(LinkEvent(server_id=study.server_id, study_uid=study.study_uid,
-                             patient_id=study.patient_id.strip(" ")[:64], request_id=None,
-                             action="delete", method="manual", user_id=user.id if user else None,
-                             note=f"deleted in Orthanc: {what} of {study.patient_name or study.patient_id}"))
+    _record(study, user, f"deleted in Orthanc: {what} of {study.patient_name or study.patient_id}")
     study.series.remove(series)
     db.session.flush()
-    from .sync import _summarise
-
-    _summarise(study)
-    db.session.commit()
+    summarise(study)
     if not study.series:  # Orthanc drops a study with its last series; so do we
-        bare = forget_studies([study.id])
-        server, uid = study.server, study.study_uid
-        db.session.delete(study)
-        db.session.flush()
-        _drop_orphan_patients(server)
-        mark_shared_uids([uid])
-        db.session.commit()
-        reoffer(bare)
+        _drop_study(study)
         return f"Deleted {what}; it was the study's last series, so the study is gone too."
     return f"Deleted {what}."

@@ -6,26 +6,25 @@ Views only: every rule lives in :mod:`.matching`.
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import current_user
-from sqlalchemy import select
 
 from ..auth.decorators import requires
 from ..auth.forms import EmptyForm
 from ..extensions import db
-from ..models import OrthancStudy
+from ..models import ImagingRequest, OrthancStudy, StudyLink
 from ..permissions import Action
 from ..querytools import bounded_int
 from ..ui import local_path, paginate
-from . import matching
+from . import matching, queries
 from .routes import bp
 
 
 @bp.route("/unmatched")
 @requires(Action.VIEW)
-def unmatched():
+def unmatched() -> ResponseReturnValue:
     page = paginate(matching.unmatched())
-    suggestions = {s.id: matching.suggestions(s, limit=4) for s in page.items}
-    reasons = {s.id: matching.assess(s).reasons for s in page.items}
+    suggestions, reasons = matching.inbox_notes(page.items)
     review = db.session.scalars(matching.to_review().limit(50)).all()
     return render_template("orthanc/unmatched.html", page=page, suggestions=suggestions, reasons=reasons,
                            review=review, action_form=EmptyForm())
@@ -38,10 +37,8 @@ def _back(default: str) -> str:
 
 @bp.route("/studies/<int:study_id>/link", methods=["POST"])
 @requires(Action.LINK_STUDIES)
-def link_study(study_id: int):
+def link_study(study_id: int) -> ResponseReturnValue:
     study = db.get_or_404(OrthancStudy, study_id)
-    if not EmptyForm().validate_on_submit():
-        abort(400)
     req = _request_from_form()
     if req is None:
         flash("No request with this id or accession number.", "error")
@@ -58,6 +55,7 @@ def link_study(study_id: int):
     except matching.LinkError as exc:
         flash(str(exc), "error")
     else:
+        db.session.commit()
         notes = matching.warnings_of(study) if (made.warning or made.other_patient) else []
         flash(f"Study linked to request {req.accession_number}." + "".join(f" {n}" for n in notes),
               "error" if notes else "success")
@@ -66,11 +64,9 @@ def link_study(study_id: int):
 
 @bp.route("/studies/<int:study_id>/link-other")
 @requires(Action.LINK_STUDIES)
-def link_other(study_id: int):
+def link_other(study_id: int) -> ResponseReturnValue:
     """Both identities side by side before a study is linked to a request
     of another patient; the link needs a tick and a reason."""
-    from ..models import ImagingRequest
-
     study = db.get_or_404(OrthancStudy, study_id)
     req = db.get_or_404(ImagingRequest, bounded_int(request.args.get("request_id")) or 0)
     back = request.args.get("back", "")
@@ -83,38 +79,27 @@ def link_other(study_id: int):
 
 @bp.route("/links/<int:link_id>/confirm", methods=["POST"])
 @requires(Action.LINK_STUDIES)
-def confirm_link(link_id: int):
+def confirm_link(link_id: int) -> ResponseReturnValue:
     """A person checked a link whose names or birth dates differed."""
-    from ..models import StudyLink
-
     row = db.get_or_404(StudyLink, link_id)
     try:
         matching.confirm(row, current_user)
     except matching.LinkError as exc:
         flash(str(exc), "error")
     else:
+        db.session.commit()
         flash(f"Identity checked for request {row.request.accession_number}.", "success")
     return redirect(_back(url_for("orthanc.unmatched")))
 
 
-def _request_from_form():
-    from ..models import ImagingRequest
-
-    rid = bounded_int(request.form.get("request_id"))
-    if rid:
-        return db.session.get(ImagingRequest, rid)
-    acc = (request.form.get("accession") or "").strip().upper()
-    if acc:
-        return db.session.scalar(select(ImagingRequest).where(ImagingRequest.accession_number == acc))
-    return None
+def _request_from_form() -> ImagingRequest | None:
+    return queries.request_by_number(bounded_int(request.form.get("request_id")), request.form.get("accession") or "")
 
 
 @bp.route("/studies/<int:study_id>/unlink", methods=["POST"])
 @requires(Action.LINK_STUDIES)
-def unlink_study(study_id: int):
+def unlink_study(study_id: int) -> ResponseReturnValue:
     study = db.get_or_404(OrthancStudy, study_id)
-    if not EmptyForm().validate_on_submit():
-        abort(400)
     req = _request_from_form()
     if req is None:
         abort(404)
@@ -123,6 +108,7 @@ def unlink_study(study_id: int):
     except matching.LinkError as exc:
         flash(str(exc), "error")
     else:
+        db.session.commit()
         flash(f"Study unlinked from request {req.accession_number}; it will not be linked again automatically.",
               "success")
     return redirect(_back(url_for("orthanc.view_study", study_id=study.id)))

@@ -6,14 +6,15 @@ from datetime import date
 
 from sqlalchemy import Select, and_, func, or_, select
 
-from ..models import OrthancPatient, OrthancStudy
+from ..extensions import db
+from ..models import ImagingRequest, OrthancPatient, OrthancStudy
 from ..models.patients import fold
 from ..querytools import contains
 from ..ui import dicom_name
 
 
 def study_list(*, q: str = "", server_id: int | None = None, modality: str = "",
-               date_from: date | None = None, date_to: date | None = None) -> Select:
+               date_from: date | None = None, date_to: date | None = None) -> Select[tuple[OrthancStudy]]:
     stmt = select(OrthancStudy)
     if server_id:
         stmt = stmt.where(OrthancStudy.server_id == server_id)
@@ -50,7 +51,7 @@ def _name_words(q: str) -> list[str]:
     return ([w for w in folded.split() if w] or [fold(q)])[:10]
 
 
-def patient_list(*, q: str = "", server_id: int | None = None) -> Select:
+def patient_list(*, q: str = "", server_id: int | None = None) -> Select[tuple[OrthancPatient]]:
     stmt = select(OrthancPatient)
     if server_id:
         stmt = stmt.where(OrthancPatient.server_id == server_id)
@@ -61,7 +62,7 @@ def patient_list(*, q: str = "", server_id: int | None = None) -> Select:
     return stmt.order_by(OrthancPatient.name, OrthancPatient.id)
 
 
-def study_json(s: OrthancStudy) -> dict:
+def study_json(s: OrthancStudy) -> dict[str, object]:
     return {
         "id": s.id, "server": s.server.label, "server_id": s.server_id, "orthanc_id": s.orthanc_id,
         "study_instance_uid": s.study_uid, "accession_number": s.accession_number,
@@ -73,3 +74,13 @@ def study_json(s: OrthancStudy) -> dict:
         "local_patient_id": s.patient_row.local_patient_id if s.patient_row else None,
         "patient_birth_date": s.birth_date, "uid_shared": s.uid_shared,
     }
+
+
+def request_by_number(request_id: int | None, accession: str) -> ImagingRequest | None:
+    """The request a person named on a form: by id, else by accession number."""
+    if request_id:
+        return db.session.get(ImagingRequest, request_id)
+    accession = accession.strip().upper()
+    if accession:
+        return db.session.scalar(select(ImagingRequest).where(ImagingRequest.accession_number == accession))
+    return None

@@ -1,0 +1,111 @@
+"""Who a study is of: the identity rules the matching applies.
+
+A study is of a patient only when its PatientID is the patient's PUID
+(after DICOM trimming of leading and trailing spaces; nothing else is
+forgiven). Names and birth dates are compared to warn, never to decide.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from ..models import OrthancStudy, Patient
+from ..models.patients import fold
+
+
+def dicom_id(value: str | None) -> str:
+    """PatientID (LO) and AccessionNumber (SH) without the leading and
+    trailing spaces DICOM does not count."""
+    return (value or "").strip(" ")
+
+
+def near_id_reason(patient_id: str, puid: str) -> str:
+    """Why two different ids look like one patient's (case, leading zeros,
+    spaces), or "" when they do not. They stay different for linking."""
+    a, b = dicom_id(patient_id), dicom_id(puid)
+    if not a or not b or a == b:
+        return ""
+    what = []
+    if a.casefold() == b.casefold():
+        what.append("letter case")
+    elif a.replace(" ", "").casefold() == b.replace(" ", "").casefold():
+        what.append("spaces")
+    else:
+        def strip0(x: str) -> str:
+            return x.replace(" ", "").casefold().lstrip("0")
+        if strip0(a) and strip0(a) == strip0(b):
+            what.append("leading zeros")
+    return " and ".join(what)
+
+
+def _translit(text: str) -> str:
+    """German-style spellings (ä -> ae) as modalities often type them."""
+    for a, b in (("ä", "ae"), ("ö", "oe"), ("ü", "ue"), ("ß", "ss"), ("Ä", "AE"), ("Ö", "OE"), ("Ü", "UE")):
+        text = text.replace(a, b)
+    return text
+
+
+def _folds(text: str) -> set[str]:
+    return {" ".join(fold(t).replace("-", " ").split()) for t in (text, _translit(text))}
+
+
+def name_matches(person_name: str, family: str, given: str) -> bool:
+    """Does any PN group (alphabetic, ideographic, phonetic) of a DICOM name
+    spell the register's family and given names? Case, accents and the
+    German ä/ae spellings are forgiven; a missing or different given name
+    is not."""
+    want = {(f, g) for f in _folds(family) for g in _folds(given)}
+    for group in (person_name or "").split("="):
+        parts = (group.split("^") + [""] * 5)[:5]
+        fam, giv, mid = parts[0], parts[1], parts[2]
+        given_all = " ".join(p for p in (giv, mid) if p.strip())
+        if not fam.strip() and not given_all.strip():
+            continue
+        if {(f, g) for f in _folds(fam) for g in _folds(given_all)} & want:
+            return True
+    return False
+
+
+def dicom_date(value: date | None) -> str:
+    return value.strftime("%Y%m%d") if value else ""
+
+
+def _show_date(da: str) -> str:
+    return f"{da[:4]}-{da[4:6]}-{da[6:8]}" if len(da) == 8 and da.isdigit() else (da or "birth date not given")
+
+
+def _show_name(pn: str) -> str:
+    from ..ui import dicom_name
+
+    return dicom_name(pn) or "no name"
+
+
+def identity_differences(study: OrthancStudy, patient: Patient) -> list[str]:
+    """What the study says about the patient that the register does not."""
+    out = []
+    if not name_matches(study.patient_name, patient.family_name, patient.given_name):
+        out.append(f"The name in the study ({_show_name(study.patient_name)}) differs from the register "
+                   f"({patient.full_name}).")
+    reg = dicom_date(patient.birth_date)
+    if study.birth_date and reg and dicom_id(study.birth_date) != reg:
+        out.append(f"The birth date in the study ({_show_date(study.birth_date)}) differs from the register "
+                   f"({_show_date(reg)}).")
+    return out
+
+
+def study_identity(study: OrthancStudy) -> str:
+    return (f"PatientID \u201c{dicom_id(study.patient_id)}\u201d, {_show_name(study.patient_name)}, "
+            f"born {_show_date(study.birth_date)}")
+
+
+def patient_identity(patient: Patient) -> str:
+    born = patient.birth_date.isoformat() if patient.birth_date else "birth date not given"
+    return f"PUID \u201c{patient.puid}\u201d, {patient.full_name}, born {born}"
+
+
+def same_patient(study: OrthancStudy, patient: Patient) -> bool:
+    """The study's PatientID is the patient's PUID. Nothing else makes two
+    identities one: an Orthanc patient linked to a register patient by hand
+    (one PUID typed on a form) only makes its studies likely matches, and
+    linking them still needs a confirmation and a reason."""
+    return dicom_id(study.patient_id) == patient.puid
