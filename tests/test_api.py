@@ -79,6 +79,7 @@ def test_a_revoked_token_is_401(app, api):
     c = api("physician")
     assert c.get("/api/v1/patients").status_code == 200
     assert revoke_token(c.user, db.session.scalar(select(ApiToken.id).where(ApiToken.user_id == c.user.id)))
+    db.session.commit()
     assert_error(c.get("/api/v1/patients"), 401)
 
 
@@ -318,6 +319,7 @@ def test_an_inactive_test_is_422(doc, patient, catalog):
 
     t = catalog["chest"]
     save_test(t, code=t.code, name=t.name, modality=t.modality, ae_title=t.ae_title, active=False)
+    db.session.commit()
     body = assert_error(order(doc, patient), 422, "validation")
     assert "tests" in body["fields"]
 
