@@ -12,13 +12,7 @@ from playwright.sync_api import expect
 
 from tests.support.browser import shoot, sign_in
 from tests.support.factories import PASSWORD
-from tests.support.gnuhealth import (  # noqa: F401 - fixtures
-    Rpc,
-    gnuhealth,
-    gnuhealth_cache,
-    gnuhealth_settings,
-    gnuhealth_template,
-)
+from tests.support.gnuhealth import Rpc
 
 pytestmark = pytest.mark.browser
 

@@ -16,14 +16,7 @@ from ghimaging.extensions import db
 from ghimaging.gnuhealth import client as ghc
 from ghimaging.gnuhealth.settings import SettingsError, configure, get_config, run_check
 from ghimaging.models import GnuHealthConfig
-from tests.support.gnuhealth import (  # noqa: F401 - fixtures
-    NOPROF_PASSWORD,
-    NOPROF_USER,
-    gnuhealth,
-    gnuhealth_cache,
-    gnuhealth_settings,
-    gnuhealth_template,
-)
+from tests.support.gnuhealth import NOPROF_PASSWORD, NOPROF_USER
 
 
 def _configure(gh, **kw):

@@ -13,16 +13,10 @@ import pytest
 from sqlalchemy import select
 
 from ghimaging.extensions import db
-from ghimaging.gnuhealth import pull, status
+from ghimaging.gnuhealth import pull, status, worker
 from ghimaging.gnuhealth.settings import client_for, get_config
 from ghimaging.models import GnuHealthLink, ImagingRequest, OutboxItem, Patient
-from tests.support.gnuhealth import (  # noqa: F401 - fixtures
-    Rpc,
-    gnuhealth,
-    gnuhealth_cache,
-    gnuhealth_settings,
-    gnuhealth_template,
-)
+from tests.support.gnuhealth import Rpc
 from tests.support.orthanc import OrthancServer
 from tests.test_worklist_mwl import c_find, query
 
@@ -121,7 +115,7 @@ def test_requested_request_imported_and_found_by_a_modality(app, gnuhealth_setti
     orthanc.start()
     try:
         with client_for(get_config()) as client:
-            summary = pull.pull_requests(client)
+            summary = worker.pull_requests(client)
         assert summary.seen == 1 and len(summary.imported) == 1 and not summary.problems
         req = status.find_by_remote_request(remote)
         assert req is not None and status.find_by_remote_request(draft) is None
@@ -146,7 +140,7 @@ def test_requested_request_imported_and_found_by_a_modality(app, gnuhealth_setti
         assert str(items[0].PatientName).startswith("Gon")
         # A second pull imports nothing twice.
         with client_for(get_config()) as client:
-            again = pull.pull_requests(client)
+            again = worker.pull_requests(client)
         assert again.imported == [] and db.session.scalar(select(db.func.count()).select_from(ImagingRequest)) == 1
     finally:
         orthanc.kill()
@@ -158,7 +152,7 @@ def test_unknown_test_is_reported_then_imported_once_it_exists(app, gnuhealth_se
     test = gh_test(admin, "CT-HEAD", "CT head", type_code="CT")
     remote = gh_request(admin, patient, test)
     with client_for(get_config()) as client:
-        summary = pull.pull_requests(client)
+        summary = worker.pull_requests(client)
     assert summary.imported == [] and "GNU Health test CT-HEAD (CT head) has no ghimaging test" in summary.problems[0]
     problem = db.session.scalar(select(GnuHealthLink).where(GnuHealthLink.kind == "request",
                                                          GnuHealthLink.remote_id == remote))
@@ -167,7 +161,7 @@ def test_unknown_test_is_reported_then_imported_once_it_exists(app, gnuhealth_se
 
     save_test(None, code="CT-HEAD", name="CT head", modality=modality_by_code("CT"), ae_title="CT1")
     with client_for(get_config()) as client:
-        summary = pull.pull_requests(client)
+        summary = worker.pull_requests(client)
     assert len(summary.imported) == 1 and not summary.problems
     assert status.find_by_remote_request(remote).test.code == "CT-HEAD"
     assert status.import_problems() == []
@@ -179,11 +173,11 @@ def test_request_deleted_in_gnuhealth_is_reported_not_cancelled(app, gnuhealth_s
     test = gh_test(admin, "XR-CHEST", "Chest X-ray PA")
     remote = gh_request(admin, patient, test)
     with client_for(get_config()) as client:
-        pull.pull_requests(client)
+        worker.pull_requests(client)
     req = status.find_by_remote_request(remote)
     admin("model.gnuhealth.imaging.test.request.delete", [remote])
     with client_for(get_config()) as client:
-        summary = pull.pull_requests(client)
+        summary = worker.pull_requests(client)
     db.session.refresh(req)
     assert req.state == "requested"  # never cancelled behind anyone's back
     assert any(req.accession_number in p and "Deleted in GNU Health" in p for p in summary.problems)
@@ -253,7 +247,6 @@ def test_own_request_whose_push_answer_was_lost_is_relinked_not_imported(app, gn
                                                                          create_request):
     """GNU Health made our request and moved it to requested, but the answer
     was lost: the next pull links it to our request and imports nothing."""
-    from ghimaging.gnuhealth import outbox
     from ghimaging.gnuhealth.settings import configure
     from ghimaging.models._time import utcnow
     from tests.support.gnuhealth import DropProxy
@@ -264,13 +257,13 @@ def test_own_request_whose_push_answer_was_lost_is_relinked_not_imported(app, gn
                   password=gnuhealth.password)
         req = create_request(create_patient(puid="GHI-6100-0001"), submit=True)
         proxy.drop_next(b"<methodName>model.gnuhealth.imaging.test.request.requested</methodName>")
-        drained = outbox.drain()
+        drained = worker.drain()
         assert drained.retrying == 1 and proxy.dropped
         there = gnuhealth.admin().search_read("gnuhealth.imaging.test.request",
                                               [("request_line", "=", req.accession_number)], ["state"])
         assert [r["state"] for r in there] == ["requested"]
         with client_for(get_config()) as client:
-            summary = pull.pull_requests(client)
+            summary = worker.pull_requests(client)
         assert summary.seen == 1 and summary.imported == [] and not summary.problems
         assert db.session.scalar(select(db.func.count()).select_from(ImagingRequest)) == 1
         assert status.find_by_remote_request(there[0]["id"]).id == req.id
@@ -278,7 +271,7 @@ def test_own_request_whose_push_answer_was_lost_is_relinked_not_imported(app, gn
         # The retry then finishes the push against the same request there.
         db.session.execute(OutboxItem.__table__.update().values(next_try_at=utcnow()))
         db.session.commit()
-        assert outbox.drain().sent == 1
+        assert worker.drain().sent == 1
         assert len(gnuhealth.admin().search_read("gnuhealth.imaging.test.request", [], ["id"])) == 1
     finally:
         proxy.close()

@@ -19,13 +19,7 @@ from ghimaging.models import OutboxItem
 from ghimaging.models._time import utcnow
 from tests.support import dicomgen
 from tests.support.factories import png_bytes
-from tests.support.gnuhealth import (  # noqa: F401 - fixtures
-    DropProxy,
-    gnuhealth,
-    gnuhealth_cache,
-    gnuhealth_settings,
-    gnuhealth_template,
-)
+from tests.support.gnuhealth import DropProxy
 
 PUID = "GHI-7700-0001"  # 9+ characters: GNU Health's Orthanc sync looks those up as PUIDs
 
@@ -62,7 +56,7 @@ def finalised(req, radiologist, report="No focal consolidation. Heart size norma
 
 
 def drained():
-    summary = outbox.drain()
+    summary = worker.drain()
     assert not summary.errors, summary.errors
     return summary
 
@@ -157,7 +151,7 @@ def test_gnuhealth_down_during_a_push_then_back_the_outbox_drains(app, gnuhealth
     drained()
     finalised(req, rad)
     gh.stop()
-    summary = outbox.drain()
+    summary = worker.drain()
     assert summary.unreachable and summary.retrying == 1 and summary.sent == 1  # the request item, no call
     # The request's own change (done here) needs nothing there (the result
     # closes it); the result waits for GNU Health.
@@ -168,7 +162,7 @@ def test_gnuhealth_down_during_a_push_then_back_the_outbox_drains(app, gnuhealth
     assert st["state"] == "pending" and "refused the connection" in st["error"]
     page = login("rad").get(f"/requests/{req.id}")
     assert page.status_code == 200
-    assert outbox.drain().sent == 0  # not due yet: nothing is tried
+    assert worker.drain().sent == 0  # not due yet: nothing is tried
     gh.start()
     item.next_try_at = utcnow()  # the backoff is over
     db.session.commit()
@@ -190,7 +184,7 @@ def test_lost_answers_after_gnuhealth_committed_create_nothing_twice(app, gnuhea
         rad = make_user("rad", "radiologist")
         req = create_request(create_patient(puid=PUID), submit=True)
         proxy.drop_next(b"<methodName>model.gnuhealth.imaging.test.request.create</methodName>")
-        s1 = outbox.drain()
+        s1 = worker.drain()
         assert s1.retrying == 1 and "closed the connection before answering" in s1.errors[0]
         finalised(req, rad)
         proxy.drop_next(b"<methodName>wizard.wizard.generate.result.execute</methodName>")
@@ -198,7 +192,7 @@ def test_lost_answers_after_gnuhealth_committed_create_nothing_twice(app, gnuhea
         for _ in range(4):  # each retry meets the next lost answer, then goes through
             db.session.execute(OutboxItem.__table__.update().values(next_try_at=utcnow()))
             db.session.commit()
-            outbox.drain()
+            worker.drain()
         assert len(proxy.dropped) == 3
         assert {i.state for i in db.session.scalars(select(OutboxItem))} == {"sent"}
         admin = gnuhealth.admin()
@@ -219,7 +213,7 @@ def test_failed_item_shown_and_retried_from_the_admin_page(app, gnuhealth_settin
                                {"groups": [("remove", [g["id"] for g in gnuhealth_settings.admin().search_read(
                                    "res.group", [("name", "=", "Product Administration")], ["id"])])]})
     req = create_request(create_patient(puid=PUID), submit=True)
-    summary = outbox.drain()
+    summary = worker.drain()
     assert summary.failed == 1
     st = status.request_json(req)
     assert st["state"] == "failed" and "Product Template" in st["error"]
@@ -255,6 +249,7 @@ def test_background_loop_sends_a_change_within_seconds(app, gnuhealth_settings, 
         assert status.request_json(req)["state"] == "synced"
         started = time.monotonic()
         workflow.submit(req, None)  # wakes the loop at once, not after its 30 s interval
+        db.session.commit()
         while time.monotonic() - started < 15:
             db.session.expire_all()
             if status.request_json(req)["state"] == "synced":
@@ -334,7 +329,7 @@ def test_gnuhealth_patient_with_our_puid_but_another_identity_is_not_used(app, g
     bob = gh_patient(admin, PUID, "Bob", "Barros", dob=date(1980, 3, 4), gender="m")
     alice = create_patient(puid=PUID, family_name="Andrade", given_name="Alice", birth_date=date(1970, 1, 2))
     req = create_request(alice, submit=True)
-    summary = outbox.drain()
+    summary = worker.drain()
     assert summary.failed == 1
     st = status.request_json(req)
     assert st["state"] == "failed"
@@ -356,7 +351,7 @@ def test_items_of_one_request_never_go_at_once(app, gnuhealth_settings, create_p
     db.session.commit()
     workflow.submit(req, doc)
     assert db.session.scalar(select(db.func.count()).select_from(OutboxItem)) == 2
-    assert outbox.step() is False  # the submit waits for the create in flight
+    assert worker.step() is False  # the submit waits for the create in flight
     assert admin.search_read("gnuhealth.imaging.test.request", [], ["id"]) == []
     first.next_try_at = utcnow()  # the other process gave up: it is due again
     db.session.commit()
@@ -375,7 +370,7 @@ def test_two_requests_of_one_new_patient_create_it_once(app, gnuhealth_settings,
     first = db.session.scalar(select(OutboxItem).where(OutboxItem.request_id == one.id))
     first.next_try_at = utcnow() + timedelta(seconds=outbox.CLAIM_SECONDS)
     db.session.commit()
-    assert outbox.step() is False
+    assert worker.step() is False
     first.next_try_at = utcnow()
     db.session.commit()
     drained()

@@ -9,7 +9,7 @@ from flask.typing import ResponseReturnValue
 
 from ..extensions import db
 from ..models import OrthancServer
-from ..orthanc import servers
+from ..orthanc import background, servers
 from ..permissions import Action
 from .errors import invalid, not_found
 from .routes import _str, body, bp, need
@@ -51,5 +51,5 @@ def _patch_server(server_id: int) -> ResponseReturnValue:
     changed = servers.update_server(server, **values, password=password or None)
     db.session.commit()
     if changed:
-        servers.recheck_in_background(server.id)
+        background.recheck_in_background(server.id)
     return jsonify(servers.server_json(server))

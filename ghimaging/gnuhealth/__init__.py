@@ -1,10 +1,12 @@
 """Optional sync with a GNU Health server over XML-RPC.
 
-- ``client``: the only code speaking XML-RPC (session login, errors).
+- ``client``: the only code speaking XML-RPC (session login); ``errors``:
+  every way a call fails; ``remote``: GNU Health's records as we use them.
 - ``settings``: the server, user and password; "Test connection".
 - ``pull``: patients and requested imaging requests from GNU Health.
 - ``push`` and ``outbox``: requests and results sent there, never twice.
-- ``worker``: the background loop; ``commands``: ``ghimaging gnuhealth``.
+- ``worker``: the sync's steps, each committing its own work, and the
+  background loop; ``commands``: ``ghimaging gnuhealth``; ``routes``: pages.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from flask import Flask
 
 
-def _wake(sender, **kw) -> None:
+def _wake(sender: object, **kw: object) -> None:
     """A request changed: the outbox item is already written with the
     change; let the loop send it now rather than at its next look."""
     from .outbox import wake
@@ -31,7 +33,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
 
     @app.context_processor
-    def _gnuhealth_helpers():
+    def _gnuhealth_helpers() -> dict[str, object]:
         from . import status
         from .settings import active_config
 

@@ -7,14 +7,14 @@ every call (~200 ms each). Sessions are kept per process and shared by the
 clients of the same server and user; a refused session (401) is replaced
 by a new login and the call is sent once more.
 
-Every way a call can fail is its own exception, with a message a clinic's
-administrator can act on; ``transient`` tells the outbox whether waiting
-and retrying can help.
+Every way a call can fail is its own error (:mod:`.errors`, whose names are
+also importable from here).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import decimal
 import errno
@@ -25,79 +25,43 @@ import socket
 import threading
 import time
 import xmlrpc.client
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from .errors import (
+    BadAnswer,
+    ConnectionLost,
+    GnuHealthError,
+    ModuleMissing,
+    NoProfessional,
+    NotAllowed,
+    RemoteUserError,
+    ServerFault,
+    SessionRefused,
+    Timeout,
+    TooManyAttempts,
+    UnknownDatabase,
+    Unreachable,
+    WrongPassword,
+    fault_error,
+    http_error,
+)
 
-class GnuHealthError(Exception):
-    """A call to GNU Health failed; the message is safe to show and log
-    (it never contains the password)."""
-
-    code = "error"
-    transient = False
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-
-class Unreachable(GnuHealthError):
-    code, transient = "unreachable", True
-
-
-class Timeout(GnuHealthError):
-    code, transient = "timeout", True
-
-
-class ConnectionLost(GnuHealthError):
-    """The call was sent but no answer came back: GNU Health may have done
-    it. Whoever retries must look before creating again."""
-
-    code, transient = "connection_lost", True
-
-
-class WrongPassword(GnuHealthError):
-    code = "wrong_password"
-
-
-class UnknownDatabase(GnuHealthError):
-    code = "unknown_database"
-
-
-class TooManyAttempts(GnuHealthError):
-    code, transient = "too_many_attempts", True
-
-
-class NotAllowed(GnuHealthError):
-    code = "not_allowed"
-
-
-class ModuleMissing(GnuHealthError):
-    code = "module_missing"
-
-
-class NoProfessional(GnuHealthError):
-    code = "no_professional"
-
-
-class RemoteUserError(GnuHealthError):
-    """GNU Health refused the data (a UserError: fault code 1)."""
-
-    code = "refused"
-
-
-class ServerFault(GnuHealthError):
-    code, transient = "server_error", True
-
-
-class BadAnswer(GnuHealthError):
-    code = "bad_answer"
-
+__all__ = [
+    "BadAnswer", "ConnectionLost", "GnuHealthClient", "GnuHealthError", "ModuleMissing", "NoProfessional",
+    "NotAllowed", "RemoteUserError", "ServerFault", "SessionRefused", "Timeout", "TooManyAttempts",
+    "UnknownDatabase", "Unreachable", "WrongPassword", "check_url", "from_wire", "to_wire",
+]
 
 # Calls that change nothing: safe to send again when a kept-alive connection
 # turns out closed. Anything else is sent once; a lost answer is ConnectionLost.
 _READ_ONLY = ("search", "read", "search_read", "search_count", "default_get", "fields_get",
               "version", "get_preferences", "list")
+
+#: A trytond search domain (``[("name", "=", "x"), ...]``) and order (``[["id", "ASC"]]``).
+Domain = list[Any]
+Order = Sequence[Sequence[str]] | None
 
 _sessions: dict[str, tuple[int, str]] = {}
 _sessions_lock = threading.Lock()
@@ -148,7 +112,7 @@ def check_url(url: str) -> str:
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ValueError("The GNU Health address takes no user, query or fragment: give the user below.")
     try:
-        parts.port
+        _ = parts.port
     except ValueError:
         raise ValueError("The port of the GNU Health address is not a number between 1 and 65535.") from None
     return url if url.endswith("/") else url + "/"
@@ -159,7 +123,7 @@ class _Transport(xmlrpc.client.SafeTransport):
     changing call twice (xmlrpc.client's Transport silently repeats a call
     whose connection closed before the answer: a duplicate result)."""
 
-    def __init__(self, https: bool, timeout: float):
+    def __init__(self, https: bool, timeout: float) -> None:
         super().__init__(use_builtin_types=True)
         self.https, self.timeout = https, timeout
         self.auth = ""
@@ -167,13 +131,16 @@ class _Transport(xmlrpc.client.SafeTransport):
         self.limit: float | None = None  # seconds left before the caller's deadline (connect timeout)
         self.aborted = False
 
-    def make_connection(self, host):
-        if self._connection and host == self._connection[0]:
-            return self._connection[1]
-        chost, self._extra_headers, x509 = self.get_host_info(host)
+    def make_connection(self, host: Any) -> http.client.HTTPConnection:  # type: ignore[override]  # also plain HTTP
+        cached = self._connection[1] if host == self._connection[0] else None
+        if cached is not None:
+            return cached
+        chost, self._extra_headers, _x509 = self.get_host_info(host)
         timeout = self.timeout if self.limit is None else max(0.05, min(self.timeout, self.limit))
+        conn: http.client.HTTPConnection
         if self.https:
-            conn = http.client.HTTPSConnection(chost, timeout=timeout, context=self.context)
+            conn = http.client.HTTPSConnection(chost, timeout=timeout,
+                                               context=self.context)  # type: ignore[attr-defined]  # set by SafeTransport
         else:
             conn = http.client.HTTPConnection(chost, timeout=timeout)
         self._connection = host, conn
@@ -187,17 +154,15 @@ class _Transport(xmlrpc.client.SafeTransport):
         conn = self._connection[1] if self._connection else None
         sock = getattr(conn, "sock", None)
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
-    def send_headers(self, connection, headers):
+    def send_headers(self, connection: http.client.HTTPConnection, headers: list[tuple[str, str]]) -> None:
         if self.auth:
             headers = [*headers, ("Authorization", self.auth)]
         super().send_headers(connection, headers)
 
-    def request(self, host, handler, request_body, verbose=False):
+    def request(self, host: Any, handler: str, request_body: Any, verbose: bool = False) -> Any:
         method = _method_of(request_body)
         read_only = method.rsplit(".", 1)[-1] in _READ_ONLY or method == "common.db.login"
         if not read_only:
@@ -260,11 +225,11 @@ class GnuHealthClient:
     def __enter__(self) -> GnuHealthClient:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- transport ------------------------------------------------------------
-    def _send(self, proxy: xmlrpc.client.ServerProxy, method: str, args: tuple,
+    def _send(self, proxy: xmlrpc.client.ServerProxy, method: str, args: tuple[Any, ...],
               transport: _Transport | None = None) -> Any:
         """One call, under the client's deadline when it has one."""
         transport = transport or self._transport
@@ -293,15 +258,15 @@ class GnuHealthClient:
             raise late
         return answer
 
-    def _send_now(self, proxy: xmlrpc.client.ServerProxy, method: str, args: tuple) -> Any:
+    def _send_now(self, proxy: xmlrpc.client.ServerProxy, method: str, args: tuple[Any, ...]) -> Any:
         self.calls += 1
         where = f"GNU Health at {self.url}"
         try:
             return from_wire(getattr(proxy, method)(*to_wire(list(args))))
         except xmlrpc.client.Fault as fault:
-            raise _fault_error(fault, method) from None
+            raise fault_error(fault, method) from None
         except xmlrpc.client.ProtocolError as exc:
-            raise _http_error(exc.errcode, method, self) from None
+            raise http_error(exc.errcode, method, self) from None
         except TimeoutError:
             raise Timeout(f"{where} did not answer within {self.timeout:g} s.") from None
         except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
@@ -354,7 +319,7 @@ class GnuHealthClient:
         self._transport.auth = f"Session {token}"
         return self.uid
 
-    def call(self, method: str, *args: Any, context: dict | None = None) -> Any:
+    def call(self, method: str, *args: Any, context: dict[str, Any] | None = None) -> Any:
         """``call("model.gnuhealth.patient.search", domain, 0, None, None)``;
         the context dict goes last. Logs in first, and again if the session
         is refused."""
@@ -368,20 +333,24 @@ class GnuHealthClient:
             return self._send(self._proxy, method, full)
 
     # -- conveniences -----------------------------------------------------------
-    def search(self, model: str, domain: list, *, limit: int | None = None, order=None) -> list[int]:
-        return self.call(f"model.{model}.search", domain, 0, limit, order)
+    def search(self, model: str, domain: Domain, *, limit: int | None = None, order: Order = None) -> list[int]:
+        ids: list[int] = self.call(f"model.{model}.search", domain, 0, limit, order)
+        return ids
 
-    def search_read(self, model: str, domain: list, fields: list[str], *, limit: int | None = None,
-                    order=None) -> list[dict]:
-        return self.call(f"model.{model}.search_read", domain, 0, limit, order, fields)
+    def search_read(self, model: str, domain: Domain, fields: list[str], *, limit: int | None = None,
+                    order: Order = None) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self.call(f"model.{model}.search_read", domain, 0, limit, order, fields)
+        return rows
 
-    def read(self, model: str, ids: list[int], fields: list[str]) -> list[dict]:
-        return self.call(f"model.{model}.read", ids, fields)
+    def read(self, model: str, ids: list[int], fields: list[str]) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self.call(f"model.{model}.read", ids, fields)
+        return rows
 
-    def create(self, model: str, values: list[dict]) -> list[int]:
-        return self.call(f"model.{model}.create", values)
+    def create(self, model: str, values: list[dict[str, Any]]) -> list[int]:
+        ids: list[int] = self.call(f"model.{model}.create", values)
+        return ids
 
-    def write(self, model: str, ids: list[int], values: dict) -> None:
+    def write(self, model: str, ids: list[int], values: dict[str, Any]) -> None:
         self.call(f"model.{model}.write", ids, values)
 
     def run_wizard(self, name: str, state: str, active_model: str, ids: list[int]) -> Any:
@@ -391,56 +360,5 @@ class GnuHealthClient:
         try:
             return self.call(f"wizard.{name}.execute", sid, {}, state, context=ctx)
         finally:
-            try:
+            with contextlib.suppress(GnuHealthError):  # trytond drops stale wizard sessions by itself
                 self.call(f"wizard.{name}.delete", sid, context=ctx)
-            except GnuHealthError:
-                pass  # trytond drops stale wizard sessions by itself
-
-
-class SessionRefused(GnuHealthError):
-    """401 on a call: the session expired or the server forgot it."""
-
-    code, transient = "session_refused", True
-
-
-def _http_error(status: int, method: str, client: GnuHealthClient) -> GnuHealthError:
-    where = f"GNU Health at {client.url}"
-    if method == "common.db.login":
-        if status == 401:
-            return WrongPassword(f"{where} refused the user name or password of {client.user!r}.")
-        if status == 404:
-            return UnknownDatabase(f"{where} has no database {client.database!r}.")
-        if status == 429:
-            return TooManyAttempts(f"{where} refuses logins for a while after too many failed attempts; "
-                                   "wait, then check the password.")
-    if status == 401:
-        return SessionRefused(f"{where} refused the session.")
-    if status == 403:
-        return NotAllowed(f"{where} does not allow {method} over XML-RPC.")
-    if status == 404:
-        return UnknownDatabase(f"{where} has no database {client.database!r} (or the address is not "
-                               "trytond's).")
-    if status == 429:
-        return TooManyAttempts(f"{where} asks to slow down (429).")
-    if 500 <= status < 600:
-        return ServerFault(f"{where} answered {status} (server error).")
-    return BadAnswer(f"{where} answered HTTP {status} to {method}.")
-
-
-def _fault_error(fault: xmlrpc.client.Fault, method: str) -> GnuHealthError:
-    text = str(fault.faultString or "")
-    if fault.faultCode == 1 or text.startswith(("You are not allowed", "SM-")):
-        message, _, description = text.partition(" - ")
-        shown = message.strip().rstrip(".") + (f" ({description.strip()})" if description.strip() else "")
-        if "SM-CORE-0007" in text:
-            return NoProfessional("The GNU Health user is not linked to a health professional (SM-CORE-0007): "
-                                  "set it as the Internal User of a professional's party in GNU Health, or "
-                                  "choose a default professional here.")
-        if message.startswith("You are not allowed") or ("access" in message.lower() and "denied" in message.lower()):
-            return NotAllowed(f"GNU Health: {shown}. Give the user the groups listed in the README.")
-        return RemoteUserError(f"GNU Health refused {method}: {shown}")
-    model = method.split(".")[1:-1]
-    if text.strip("'\"") == ".".join(model) and model:
-        return ModuleMissing(f"GNU Health has no {'.'.join(model)}: its module is not activated.")
-    return ServerFault(f"GNU Health failed on {method}: {text[:300] or 'an internal error'} "
-                       f"(fault {fault.faultCode}; its log has the details).")

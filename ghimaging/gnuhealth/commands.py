@@ -1,12 +1,15 @@
 """``ghimaging gnuhealth configure | check | sync``: the same services as
-the admin page and the background loop."""
+the admin page and the background loop; each command commits its work."""
 
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import click
 from flask.cli import with_appcontext
+
+from ..extensions import db
 
 
 @click.group("gnuhealth")
@@ -14,7 +17,7 @@ def gnuhealth_group() -> None:
     """Optional sync with a GNU Health server."""
 
 
-def _fail(exc: Exception) -> None:
+def _fail(exc: Exception) -> NoReturn:
     raise click.ClickException(str(exc)) from None
 
 
@@ -42,6 +45,7 @@ def configure_command(url: str, database: str, username: str, password_stdin: bo
                            enabled=not disable, default_professional_id=default_professional)
     except (GnuHealthError, SettingsError) as exc:
         _fail(exc)
+    db.session.commit()
     for line in report.lines():
         click.echo(line)
     click.echo(f"Saved; the sync is {'off' if disable else 'on'}.")
@@ -58,7 +62,9 @@ def check_command() -> None:
     try:
         report = run_check()
     except (GnuHealthError, SettingsError, crypto.CredentialError) as exc:
+        db.session.commit()  # the failure is recorded for the settings page
         _fail(exc)
+    db.session.commit()
     for line in report.lines():
         click.echo(line)
 
@@ -67,17 +73,17 @@ def check_command() -> None:
 @with_appcontext
 def sync_command() -> None:
     """One pull and one outbox drain; exits non-zero when GNU Health cannot be reached."""
-    from . import outbox, pull
+    from . import outbox, worker
     from .settings import active_config
 
     if active_config() is None:
         raise click.ClickException("GNU Health sync is off or not configured: "
                                    "ghimaging gnuhealth configure --url ... first.")
-    summary = pull.run_pull()
+    summary = worker.run_pull()
     click.echo(summary.line())
     for problem in summary.problems:
         click.echo(f"  ! {problem}")
-    drained = outbox.drain()
+    drained = worker.drain()
     click.echo(drained.line())
     counts = outbox.counts()
     click.echo(f"outbox now: {counts['pending']} pending, {counts['failed']} failed, {counts['sent']} sent")

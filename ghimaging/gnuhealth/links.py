@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from ..exceptions import Conflict
 from ..extensions import db
 from ..models import GnuHealthLink, LinkKind
 from ..models._time import utcnow
@@ -58,3 +59,18 @@ def get_origin(request_id: int) -> str | None:
     """How the request's link came to be ("pulled": imported from GNU Health)."""
     return db.session.scalar(select(GnuHealthLink.origin).where(GnuHealthLink.kind == LinkKind.REQUEST.value,
                                                                 GnuHealthLink.local_id == request_id))
+
+
+def map_test(test_id: int, remote_id: int | None) -> None:
+    """Send the local test as GNU Health's test ``remote_id`` (None: by its
+    code again). A GNU Health test is mapped to one local test at most."""
+    taken = by_remote(LinkKind.TEST, remote_id) if remote_id else None
+    if taken is not None and taken.local_id != test_id:
+        raise Conflict("That GNU Health test is already mapped to another test.", code="test_mapped")
+    current = get(LinkKind.TEST, test_id)
+    if current is not None:
+        db.session.delete(current)
+        db.session.flush()
+    if remote_id:
+        put(LinkKind.TEST, test_id, remote_id, origin="manual")
+    db.session.flush()

@@ -2,9 +2,10 @@
 the same transaction as the change itself (a flush listener), so that
 nothing is lost when GNU Health is down or the process stops.
 
-``step()`` sends one item and says whether it found one; ``drain()`` loops
-over it. Items of one request go in order (a result waits for its
-request); a failing item is retried with a growing wait, and marked
+Sending is ``worker.step()`` (one item, with the transactions that make it
+safe) and ``worker.drain()``; the pieces they are made of live here and
+only change the session. Items of one request go in order (a result waits
+for its request); a failing item is retried with a growing wait, and marked
 failed after ``GNUHEALTH_MAX_ATTEMPTS`` or at once when waiting cannot help
 (wrong password, missing module, data GNU Health refuses). Several
 processes may drain at once: an item is claimed by a conditional UPDATE.
@@ -14,15 +15,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from flask import current_app, has_app_context
 from sqlalchemy import event, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, UOWTransaction
 
-from .. import crypto
+from ..exceptions import Conflict, NotFound
 from ..extensions import db
 from ..models import (
     GnuHealthConfig,
@@ -35,10 +37,9 @@ from ..models import (
     ResultAddendum,
 )
 from ..models._time import utcnow
+from ..querytools import rowcount
 from . import links, push
-from .client import GnuHealthClient, GnuHealthError
 from .remote import Remote
-from .settings import SettingsError, active_config, client_for
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +83,14 @@ def _sync_enabled(session: Session) -> bool:
     return bool(cfg is not None and cfg.enabled and cfg.configured)
 
 
-def _changed(obj, names) -> list[str]:
+def _changed(obj: object, names: Iterable[str]) -> list[str]:
     from sqlalchemy import inspect
 
     state = inspect(obj)
     return [n for n in names if state.attrs[n].history.has_changes()]
 
 
-def _before_flush(session: Session, flush_context, instances) -> None:
+def _before_flush(session: Session, flush_context: UOWTransaction, instances: object) -> None:
     todo: list[tuple[OutboxKind, ImagingRequest, str]] = []
     for obj in list(session.new):
         if isinstance(obj, ImagingRequest):
@@ -119,10 +120,11 @@ def _waiting(session: Session, kind: OutboxKind, req: ImagingRequest) -> bool:
     for obj in session.new:
         if isinstance(obj, OutboxItem) and obj.request is req and obj.kind == kind.value:
             return True
-    if req.id is None:
+    request_id: int | None = req.id  # None until the request is flushed
+    if request_id is None:
         return False
     return session.scalar(select(OutboxItem.id).where(
-        OutboxItem.request_id == req.id, OutboxItem.kind == kind.value,
+        OutboxItem.request_id == request_id, OutboxItem.kind == kind.value,
         OutboxItem.state == OutboxState.PENDING.value, OutboxItem.attempts == 0,
         OutboxItem.next_try_at <= utcnow()).limit(1)) is not None
 
@@ -156,7 +158,7 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(cap, 30 * 2 ** max(0, attempts - 1)))
 
 
-def _blocked(item: OutboxItem) -> bool:
+def blocked(item: OutboxItem) -> bool:
     """Whether an older item must go first. Of the same request: any older
     pending one (it may be in flight in another process this very moment:
     two sends of one request at once would make two requests there), and
@@ -187,13 +189,14 @@ def due(now: datetime | None = None, limit: int = 50) -> list[OutboxItem]:
         .order_by(OutboxItem.id).limit(limit)))
 
 
-def _claim(item: OutboxItem, now: datetime) -> bool:
+def claim(item: OutboxItem, now: datetime) -> bool:
+    """Hide the item from other processes for ``CLAIM_SECONDS``; False
+    when another process took it first. The caller commits at once."""
     res = db.session.execute(update(OutboxItem).where(
         OutboxItem.id == item.id, OutboxItem.state == OutboxState.PENDING.value,
         OutboxItem.next_try_at == item.next_try_at)
         .values(next_try_at=now + timedelta(seconds=CLAIM_SECONDS)).execution_options(synchronize_session=False))
-    db.session.commit()
-    return res.rowcount == 1
+    return rowcount(res) == 1
 
 
 def _same(item: OutboxItem) -> list[OutboxItem]:
@@ -212,50 +215,19 @@ def send(item: OutboxItem, remote: Remote, cfg: GnuHealthConfig) -> None:
         push.push_result(remote, cfg, req, Path(current_app.config["RESULT_IMAGE_DIR"]))
 
 
-def step(client: GnuHealthClient | None = None, summary: DrainSummary | None = None) -> bool:
-    """Send the oldest due item that is not waiting for another; False when
-    there is none. One commit per item, whatever happens."""
-    cfg = active_config()
-    if cfg is None:
-        return False
+def record_sent(item: OutboxItem, summary: DrainSummary) -> None:
+    """The item, and the older unsent ones of its request and kind it
+    covered, are sent."""
     now = utcnow()
-    for item in due(now):
-        if _blocked(item):
-            continue
-        if not _claim(item, now):
-            continue  # another process took it
-        _run(item, cfg, client, summary or DrainSummary())
-        return True
-    return False
+    for older in [item, *_same(item)]:
+        older.state, older.sent_at = OutboxState.SENT.value, now
+        older.last_error, older.error_code = "", ""
+    item.attempts += 1
+    summary.sent += 1
 
 
-def _run(item: OutboxItem, cfg: GnuHealthConfig, client: GnuHealthClient | None, summary: DrainSummary) -> None:
-    item_id = item.id
-    own = client is None
-    try:
-        if own:
-            client = client_for(cfg)
-        send(item, Remote(client), cfg)
-    except Exception as exc:  # recorded on the item: a bug must not hide it for ever
-        db.session.rollback()
-        if not isinstance(exc, (GnuHealthError, SettingsError, crypto.CredentialError, OSError)):
-            log.exception("GNU Health push %s failed unexpectedly", item_id)
-        item = db.session.get(OutboxItem, item_id)
-        _failed(item, exc, summary)
-    else:
-        now = utcnow()
-        for older in [item, *_same(item)]:
-            older.state, older.sent_at = OutboxState.SENT.value, now
-            older.last_error, older.error_code = "", ""
-        item.attempts += 1
-        summary.sent += 1
-    finally:
-        if own and client is not None:
-            client.close()
-    db.session.commit()
-
-
-def _failed(item: OutboxItem, exc: Exception, summary: DrainSummary) -> None:
+def record_failure(item: OutboxItem, exc: Exception, summary: DrainSummary) -> None:
+    """Another try later when waiting can help and attempts are left, else failed."""
     transient = bool(getattr(exc, "transient", False)) or (isinstance(exc, OSError) and not isinstance(
         exc, FileNotFoundError))
     item.attempts += 1
@@ -274,34 +246,14 @@ def _failed(item: OutboxItem, exc: Exception, summary: DrainSummary) -> None:
         log.error("GNU Health push %s (%s) failed: %s", item.id, item.kind, item.last_error)
 
 
-def drain(limit: int = 1000) -> DrainSummary:
-    """Send every due item (one login for all); stops early when GNU Health
-    cannot be reached, leaving the rest for their next try."""
-    summary = DrainSummary()
-    cfg = active_config()
-    if cfg is None:
-        return summary
-    try:
-        client = client_for(cfg)
-    except crypto.CredentialError as exc:
-        summary.errors.append(str(exc))
-        return summary
-    with client:
-        for _ in range(limit):
-            if not step(client, summary) or summary.unreachable:
-                break
-    return summary
-
-
 def retry(item_id: int) -> OutboxItem:
     """A failed (or waiting) item goes again now, its count of attempts reset."""
     item = db.session.get(OutboxItem, item_id)
     if item is None:
-        raise LookupError(f"No outbox item {item_id}.")
+        raise NotFound(f"No outbox item {item_id}.")
     if item.state == OutboxState.SENT.value:
-        raise ValueError("This item was sent already.")
+        raise Conflict("This item was sent already.", code="already_sent")
     item.state, item.attempts, item.next_try_at = OutboxState.PENDING.value, 0, utcnow()
-    db.session.commit()
     wake.set()
     return item
 
@@ -312,7 +264,6 @@ def retry_request(req: ImagingRequest) -> int:
         OutboxItem.request_id == req.id, OutboxItem.state != OutboxState.SENT.value)))
     for item in items:
         item.state, item.attempts, item.next_try_at = OutboxState.PENDING.value, 0, utcnow()
-    db.session.commit()
     wake.set()
     return len(items)
 

@@ -7,28 +7,37 @@ without PUID, a name the worklist cannot carry) is recorded with the
 reason and shown, never skipped in silence; one imported and later deleted
 or closed there is reported the same way, and never cancelled here by
 itself.
+
+These functions only change the session; the loop over GNU Health's
+requests, which commits each import on its own, is ``worker.pull_requests``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
+from typing import Any
 
-from sqlalchemy import event, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import event, insert, or_, select, update
+from sqlalchemy.orm import Session, UOWTransaction
 
+from ..exceptions import Conflict, Invalid
 from ..extensions import db
-from ..models import GnuHealthLink, ImagingRequest, ImagingTest, LinkKind, Patient, RequestState
+from ..models import GnuHealthConfig, GnuHealthLink, ImagingRequest, ImagingTest, LinkKind, Patient, RequestState
 from ..models._time import utcnow
+from ..querytools import rowcount
 from . import links
-from .client import GnuHealthClient, GnuHealthError
+from .client import GnuHealthClient
 from .outbox import IMPORTING
 from .remote import Remote, RemotePatient
-from .settings import active_config, client_for, get_config
 
 
-class ImportProblem(ValueError):
-    """A GNU Health record that cannot be imported; the message says why."""
+class ImportProblem(Conflict):
+    """A GNU Health record that cannot be imported as it is (no PUID, a
+    PUID that is someone else here, a test without a local one...); the
+    message says why and what to change."""
+
+    code = "import_problem"
 
 
 @dataclass
@@ -53,7 +62,7 @@ def search_patients(client: GnuHealthClient, query: str) -> list[tuple[RemotePat
     if not query:
         return []
     if len(query) > 100:
-        raise ImportProblem("Search for at most 100 characters.")
+        raise Invalid("Search for at most 100 characters.", fields={"q": "Search for at most 100 characters."})
     found = Remote(client).find_patients(query)
     known = links.local_ids(LinkKind.PATIENT, [p.id for p in found])
     out = []
@@ -69,6 +78,7 @@ def search_patients(client: GnuHealthClient, query: str) -> list[tuple[RemotePat
 
 
 def import_patient(client: GnuHealthClient, remote_id: int) -> Patient:
+    """GNU Health's patient ``remote_id`` in the register (see ``upsert_patient``)."""
     rp = Remote(client).patient(remote_id)
     if rp is None:
         raise ImportProblem(f"GNU Health has no patient {remote_id}.")
@@ -76,7 +86,8 @@ def import_patient(client: GnuHealthClient, remote_id: int) -> Patient:
 
 
 def upsert_patient(rp: RemotePatient) -> Patient:
-    """Create the local patient from GNU Health's, or bring it up to date."""
+    """Create the local patient from GNU Health's, or bring it up to date;
+    flushed, with its link. On :class:`ImportProblem` the caller rolls back."""
     from ..patients import service as patients
 
     if not rp.puid:
@@ -90,7 +101,7 @@ def upsert_patient(rp: RemotePatient) -> Patient:
         # refused, never copied over the local patient.
         differs = rp.differs_from(patient.family_name, patient.given_name, patient.birth_date) \
             if patient is not None else []
-        if differs:
+        if patient is not None and differs:
             born = patient.birth_date.isoformat() if patient.birth_date else "birth date unknown"
             raise ImportProblem(
                 f"GNU Health patient {rp.puid} (id {rp.id}) is {rp.identity()}, but here {rp.puid} is "
@@ -104,20 +115,19 @@ def upsert_patient(rp: RemotePatient) -> Patient:
             origin = "pulled"
         else:
             current = patients.to_json(patient)
-            if any(current[k] != (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in data.items()):
+            if any(current[k] != (v.isoformat() if isinstance(v, date) else v) for k, v in data.items()):
                 patients.update_patient(patient, {**current, **data})
             origin = link.origin if link else "found"
     except patients.PatientError as exc:
-        db.session.rollback()
         raise ImportProblem(f"GNU Health patient {rp.puid} cannot be imported: {exc}") from None
     links.put(LinkKind.PATIENT, patient.id, rp.id, origin=origin, label=rp.puid)
-    db.session.commit()
+    db.session.flush()
     return patient
 
 
 # -- requests ------------------------------------------------------------------------
 
-def _local_test(row: dict) -> ImagingTest:
+def _local_test(row: dict[str, Any]) -> ImagingTest:
     remote_test = int(row["requested_test"])
     link = links.by_remote(LinkKind.TEST, remote_test)
     if link is not None and link.local_id:
@@ -134,7 +144,7 @@ def _local_test(row: dict) -> ImagingTest:
     return test
 
 
-def import_request(remote: Remote, row: dict) -> ImagingRequest:
+def import_request(remote: Remote, row: dict[str, Any]) -> ImagingRequest:
     """One GNU Health request as a ghimaging request, submitted (so it is on
     the worklist) with our own accession number and UID. The link is written
     in the same transaction as the request (see ``_link_imported``)."""
@@ -161,7 +171,7 @@ def import_request(remote: Remote, row: dict) -> ImagingRequest:
     return req
 
 
-def _link_imported(session: Session, flush_context) -> None:
+def _link_imported(session: Session, flush_context: UOWTransaction) -> None:
     """After the flush that inserts an imported request, its link, in the
     same transaction: a request is never imported twice, whatever stops."""
     marker = session.info.get(IMPORTING)
@@ -175,7 +185,7 @@ def _link_imported(session: Session, flush_context) -> None:
             done = session.execute(update(GnuHealthLink).where(
                 GnuHealthLink.kind == LinkKind.REQUEST.value, GnuHealthLink.remote_id == marker["remote_id"])
                 .values(**values).execution_options(synchronize_session=False))
-            if done.rowcount == 0:
+            if rowcount(done) == 0:
                 session.execute(insert(GnuHealthLink).values(kind=LinkKind.REQUEST.value,
                                                              remote_id=marker["remote_id"], **values))
             session.info[IMPORTING] = True  # one request per import
@@ -189,7 +199,9 @@ def listen() -> None:
         event.listen(FlaskSession, "after_flush", _link_imported)
 
 
-def _record_problem(remote_id: int, label: str, problem: str) -> None:
+def record_problem(remote_id: int, label: str, problem: str) -> None:
+    """Why GNU Health's request ``remote_id`` was not imported, shown on the
+    settings page and retried by the next pull."""
     link = links.by_remote(LinkKind.REQUEST, remote_id)
     if link is None:
         db.session.add(GnuHealthLink(kind=LinkKind.REQUEST.value, local_id=None, remote_id=remote_id,
@@ -198,35 +210,23 @@ def _record_problem(remote_id: int, label: str, problem: str) -> None:
     else:
         link.problem = problem
         link.synced_at = utcnow()
-    db.session.commit()
 
 
-def pull_requests(client: GnuHealthClient) -> PullSummary:
-    remote = Remote(client)
-    summary = PullSummary()
+def requested_rows(remote: Remote, summary: PullSummary) -> list[dict[str, Any]]:
+    """GNU Health's requests in ``requested`` that are not imported yet
+    (counted in ``summary.seen``, all of them)."""
     rows = remote.requested_requests()
     summary.seen = len(rows)
     known = links.local_ids(LinkKind.REQUEST, [int(r["id"]) for r in rows])
+    out = []
     for row in rows:
         link = known.get(int(row["id"]))
-        if link is not None and link.local_id is not None:
-            continue
-        if _ours(row):
-            continue
-        try:
-            req = import_request(remote, row)
-        except ImportProblem as exc:
-            db.session.rollback()
-            db.session.expire_all()
-            _record_problem(int(row["id"]), str(row.get("request") or ""), str(exc))
-            summary.problems.append(str(exc))
-            continue
-        summary.imported.append(req.accession_number)
-    summary.problems.extend(_check_imported(remote))
-    return summary
+        if link is None or link.local_id is None:
+            out.append(row)
+    return out
 
 
-def _ours(row: dict) -> bool:
+def link_if_ours(row: dict[str, Any]) -> bool:
     """A request ghimaging sent there itself (its order line is one of our
     accession numbers) whose link was never written: the push's answer was
     lost after GNU Health made it. Linked now, never imported as a new order."""
@@ -239,11 +239,10 @@ def _ours(row: dict) -> bool:
     link = links.put(LinkKind.REQUEST, req.id, int(row["id"]), origin="pushed",
                      remote_state=str(row.get("state") or ""), label=req.order_number)
     link.origin = "pushed"  # a problem row of an earlier pull said "pulled": it was ours all along
-    db.session.commit()
     return True
 
 
-def _check_imported(remote: Remote) -> list[str]:
+def check_imported(remote: Remote) -> list[str]:
     """Imported requests still waiting here whose GNU Health request was
     deleted or closed there: reported on the request, never cancelled here."""
     rows = db.session.execute(select(GnuHealthLink, ImagingRequest).join(
@@ -268,37 +267,21 @@ def _check_imported(remote: Remote) -> list[str]:
             link.remote_state, link.problem = "requested", ""
             continue
         problems.append(f"{req.accession_number}: {link.problem}")
-    db.session.commit()
     return problems
 
 
-def run_pull(*, total: float | None = None) -> PullSummary:
-    """One pull with the saved settings; its outcome is recorded. ``total``
-    bounds the whole pull (a page's "Sync now"); what it did not reach is
-    left for the background loop's next pull."""
-    cfg = active_config()
-    if cfg is None:
-        return PullSummary(error="GNU Health sync is off or not configured.")
-    try:
-        with client_for(cfg, total=total) as client:
-            summary = pull_requests(client)
-    except GnuHealthError as exc:
-        db.session.rollback()
-        summary = PullSummary(error=str(exc))
-    cfg = get_config()
-    cfg.last_pull_at = utcnow()
-    cfg.last_pull_error = summary.error
-    db.session.commit()
-    return summary
+def record_pull(summary: PullSummary) -> None:
+    """When the last pull ran and how it ended, for the settings page."""
+    cfg = db.session.get(GnuHealthConfig, 1)
+    if cfg is not None:
+        cfg.last_pull_at = utcnow()
+        cfg.last_pull_error = summary.error
 
 
 def pull_due(interval: int) -> bool:
     """Claim the next pull for this process when it is due (a conditional
-    UPDATE, so that several workers do not pull at once)."""
-    from sqlalchemy import or_, update
-
-    from ..models import GnuHealthConfig
-
+    UPDATE, so that several workers do not pull at once); the caller
+    commits the claim at once, before pulling."""
     if not interval:
         return False
     now = utcnow()
@@ -306,5 +289,4 @@ def pull_due(interval: int) -> bool:
         GnuHealthConfig.id == 1, GnuHealthConfig.enabled.is_(True),
         or_(GnuHealthConfig.next_pull_at.is_(None), GnuHealthConfig.next_pull_at <= now))
         .values(next_pull_at=now + timedelta(seconds=interval)).execution_options(synchronize_session=False))
-    db.session.commit()
-    return res.rowcount == 1
+    return rowcount(res) == 1

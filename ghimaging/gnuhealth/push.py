@@ -12,15 +12,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..models import GnuHealthConfig, ImagingRequest, LinkKind, Patient, RequestState, Result
+from ..exceptions import Conflict
+from ..models import GnuHealthConfig, ImagingRequest, LinkKind, Patient, RequestState, Result, ResultImage
 from . import links
 from .client import GnuHealthError, NoProfessional
 from .remote import Remote
 
 
-class PatientMismatch(GnuHealthError):
+class PatientMismatch(GnuHealthError, Conflict):
     """GNU Health's patient with our PUID is someone else (another name or
-    birth date): never used, never overwritten; a person must look."""
+    birth date): never used, never overwritten; a person must look. A
+    conflict of data, not a failing server (it is never retried)."""
 
     code = "patient_mismatch"
 
@@ -156,7 +158,7 @@ def report_text(result: Result) -> str:
     return text
 
 
-def attachment_name(req: ImagingRequest, image) -> str:
+def attachment_name(req: ImagingRequest, image: ResultImage) -> str:
     suffix = {"image/png": "png", "image/jpeg": "jpg"}.get(image.content_type, "bin")
     return f"ghimaging-{req.accession_number}-{image.id}.{suffix}"
 
@@ -170,10 +172,9 @@ def push_result(remote: Remote, cfg: GnuHealthConfig, req: ImagingRequest, image
         return 0
     request_id = push_request(remote, cfg, req)
     result_link = links.get(LinkKind.RESULT, result.id)
-    result_id = result_link.remote_id if result_link is not None else remote.result_of_request(request_id)
-    fresh = result_id is None
-    if fresh:
-        result_id = remote.generate_result(request_id)
+    found = result_link.remote_id if result_link is not None else remote.result_of_request(request_id)
+    fresh = found is None
+    result_id = remote.generate_result(request_id) if found is None else found
     links.put(LinkKind.RESULT, result.id, result_id, origin="pushed")
     remote.write_result(result_id, {"comment": report_text(result)})
     # A result made by this very run has no attachments yet; any other may

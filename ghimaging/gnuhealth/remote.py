@@ -1,10 +1,11 @@
 """GNU Health's records as ghimaging needs them, read and written through
 the client (the facts behind each call are in DESIGN.md section 3).
 
-Every ``ensure_*`` looks the record up first (PUID, code, our accession
-number as the request's order line, the request of a result, the name of an
-attachment) and creates it only when it is not there: running one twice,
-or again after an answer was lost, creates nothing twice.
+Each record ghimaging creates there has a lookup here by a key ghimaging
+chose (PUID, code, our accession number as the request's order line, the
+request of a result, the name of an attachment): ``push`` looks first and
+creates only what is not there, so running a push twice, or again after an
+answer was lost, creates nothing twice.
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
 """GNU Health pages: settings and "Test connection", the outbox, test
 mapping, and the patient lookup used from the order form and the patient
-list. Views parse, call a service, render."""
+list. Views parse, call a service, commit once, render or redirect."""
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import BooleanField, IntegerField, PasswordField, StringField
@@ -12,12 +15,14 @@ from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from .. import crypto
 from ..auth.decorators import requires
+from ..exceptions import Conflict, Invalid, NotFound
 from ..extensions import db
 from ..models import ImagingRequest, ImagingTest, LinkKind, OutboxState
 from ..permissions import Action
 from ..querytools import bounded_int
-from . import links, outbox, pull, status
+from . import links, outbox, pull, status, worker
 from .client import GnuHealthError
+from .remote import Remote
 from .settings import (
     SettingsError,
     active_config,
@@ -32,7 +37,7 @@ from .settings import (
 bp = Blueprint("gnuhealth", __name__)
 
 
-class SettingsForm(FlaskForm):
+class SettingsForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF is untyped
     enabled = BooleanField("Sync with GNU Health")
     url = StringField("Server address", validators=[DataRequired(), Length(max=500)],
                       description="trytond's address, e.g. http://gnuhealth.local:8000/")
@@ -50,7 +55,7 @@ class SettingsForm(FlaskForm):
 
 @bp.route("/admin/gnuhealth/", methods=["GET", "POST"])
 @requires(Action.CONFIGURE)
-def settings_page():
+def settings_page() -> ResponseReturnValue:
     cfg = get_config()
     if request.method == "GET":
         form = SettingsForm(data={"enabled": cfg.enabled if cfg else True, "url": cfg.url if cfg else "",
@@ -69,6 +74,7 @@ def settings_page():
         except (GnuHealthError, crypto.CredentialError) as exc:
             flash(f"Not saved: {exc}", "error")
         else:
+            db.session.commit()
             flash("Saved. " + " ".join(report.lines()), "success")
             return redirect(url_for("gnuhealth.settings_page"))
     return render_template("gnuhealth/settings.html", form=form, cfg=get_config(), counts=outbox.counts(),
@@ -77,35 +83,39 @@ def settings_page():
 
 @bp.route("/admin/gnuhealth/check", methods=["POST"])
 @requires(Action.CONFIGURE)
-def check():
+def check() -> ResponseReturnValue:
+    """Test the saved settings; the outcome, a failure too, is recorded."""
     try:
         report = run_check(total=page_deadline())
     except (GnuHealthError, SettingsError, crypto.CredentialError) as exc:
         flash(f"Connection failed: {exc}", "error")
     else:
         flash("Connection works. " + " ".join(report.lines()), "success")
+    db.session.commit()
     return redirect(url_for("gnuhealth.settings_page"))
 
 
 @bp.route("/admin/gnuhealth/enable", methods=["POST"])
 @requires(Action.CONFIGURE)
-def enable():
+def enable() -> ResponseReturnValue:
     try:
         set_enabled(request.form.get("enabled") == "1")
     except SettingsError as exc:
         flash(str(exc), "error")
+    else:
+        db.session.commit()
     return redirect(url_for("gnuhealth.settings_page"))
 
 
 @bp.route("/admin/gnuhealth/sync", methods=["POST"])
 @requires(Action.CONFIGURE)
-def sync_now():
+def sync_now() -> ResponseReturnValue:
     if active_config() is None:
         flash("The GNU Health sync is off or not configured.", "error")
         return redirect(url_for("gnuhealth.settings_page"))
     # One pull under the page's deadline; the outbox (up to a thousand
     # items) is the background loop's work: woken now, it sends at once.
-    summary = pull.run_pull(total=page_deadline())
+    summary = worker.run_pull(total=page_deadline())
     outbox.wake.set()
     pending = outbox.counts()[OutboxState.PENDING.value]
     flash(f"{summary.line()}; outbox: {pending} pending, being sent in the background.",
@@ -115,7 +125,7 @@ def sync_now():
 
 @bp.route("/admin/gnuhealth/outbox")
 @requires(Action.CONFIGURE)
-def outbox_page():
+def outbox_page() -> ResponseReturnValue:
     state = request.args.get("state", "")
     if state not in {"", *(s.value for s in OutboxState)}:
         state = ""
@@ -125,28 +135,30 @@ def outbox_page():
 
 @bp.route("/admin/gnuhealth/outbox/<int:item_id>/retry", methods=["POST"])
 @requires(Action.CONFIGURE)
-def retry_item(item_id: int):
+def retry_item(item_id: int) -> ResponseReturnValue:
     try:
         outbox.retry(item_id)
-    except (LookupError, ValueError) as exc:
+    except (NotFound, Conflict) as exc:
         flash(str(exc), "error")
     else:
+        db.session.commit()
         flash(f"Item {item_id} will be sent again now.", "success")
     return redirect(url_for("gnuhealth.outbox_page"))
 
 
 @bp.route("/gnuhealth/requests/<int:request_id>/retry", methods=["POST"])
 @requires(Action.RETRY_SYNC)
-def retry_request(request_id: int):
+def retry_request(request_id: int) -> ResponseReturnValue:
     req = db.get_or_404(ImagingRequest, request_id)
     n = outbox.retry_request(req)
+    db.session.commit()
     flash(f"GNU Health: {n} change(s) will be sent again now." if n else "GNU Health: nothing to send.",
           "success" if n else "info")
-    return redirect(request.form.get("next") if _local(request.form.get("next"))
-                    else url_for("imaging.view_request", request_id=req.id))
+    nxt = request.form.get("next")
+    return redirect(nxt if _local(nxt) else url_for("imaging.view_request", request_id=req.id))
 
 
-def _local(target: str | None) -> bool:
+def _local(target: str | None) -> TypeGuard[str]:
     """A path on this site: "/..." but not "//host" nor "/" + backslash +
     "host" (browsers read a backslash as a slash), and no control characters
     (browsers drop tabs and newlines, so "/", tab, "/host" is "//host")."""
@@ -159,42 +171,31 @@ def _local(target: str | None) -> bool:
 
 @bp.route("/admin/gnuhealth/tests", methods=["GET", "POST"])
 @requires(Action.CONFIGURE)
-def tests_page():
+def tests_page() -> ResponseReturnValue:
     """Local tests and the GNU Health test each is sent as (by code unless mapped by hand)."""
-    cfg = get_config()
-    remote_tests, error = [], ""
-    if cfg is not None and cfg.configured:
-        try:
-            with client_for(cfg, total=page_deadline()) as client:
-                from .remote import Remote
-
-                remote_tests = Remote(client).tests()
-        except (GnuHealthError, crypto.CredentialError) as exc:
-            error = str(exc)
     if request.method == "POST":
-        from flask_wtf.csrf import validate_csrf
-
-        validate_csrf(request.form.get("csrf_token"))
         test = db.get_or_404(ImagingTest, bounded_int(request.form.get("test_id")) or 0)
         raw = (request.form.get("remote_id") or "").strip()
         remote_id = bounded_int(raw) if raw else None
         if raw and remote_id is None:
             flash("The GNU Health test id must be a whole number from 1 to 2147483647.", "error")
             return redirect(url_for("gnuhealth.tests_page"))
-        current = links.get(LinkKind.TEST, test.id)
-        if current is not None:
-            db.session.delete(current)
-            db.session.flush()
-        if remote_id:
-            taken = links.by_remote(LinkKind.TEST, remote_id)
-            if taken is not None:
-                db.session.rollback()
-                flash("That GNU Health test is already mapped to another test.", "error")
-                return redirect(url_for("gnuhealth.tests_page"))
-            links.put(LinkKind.TEST, test.id, remote_id, origin="manual")
+        try:
+            links.map_test(test.id, remote_id)
+        except Conflict as exc:
+            flash(str(exc), "error")
+            return redirect(url_for("gnuhealth.tests_page"))
         db.session.commit()
         flash(f"{test.code}: mapping saved.", "success")
         return redirect(url_for("gnuhealth.tests_page"))
+    remote_tests, error = [], ""
+    cfg = get_config()
+    if cfg is not None and cfg.configured:
+        try:
+            with client_for(cfg, total=page_deadline()) as client:
+                remote_tests = Remote(client).tests()
+        except (GnuHealthError, crypto.CredentialError) as exc:
+            error = str(exc)
     tests = db.session.scalars(select(ImagingTest).order_by(ImagingTest.code)).all()
     mapped = {t.id: links.get(LinkKind.TEST, t.id) for t in tests}
     return render_template("gnuhealth/tests.html", tests=tests, mapped=mapped, remote_tests=remote_tests,
@@ -203,7 +204,7 @@ def tests_page():
 
 @bp.route("/gnuhealth/patients")
 @requires(Action.VIEW)
-def patient_search():
+def patient_search() -> ResponseReturnValue:
     """Find GNU Health patients by PUID or name, to import them."""
     q = (request.args.get("q") or "").strip()
     results, error = [], ""
@@ -212,7 +213,7 @@ def patient_search():
         try:
             with client_for(cfg, total=page_deadline()) as client:
                 results = pull.search_patients(client, q)
-        except (GnuHealthError, pull.ImportProblem, crypto.CredentialError) as exc:
+        except (GnuHealthError, Invalid, crypto.CredentialError) as exc:
             error = str(exc)
     return render_template("gnuhealth/patients.html", q=q, results=results, error=error, enabled=cfg is not None,
                            next=request.args.get("next", "") if _local(request.args.get("next")) else "")
@@ -220,7 +221,7 @@ def patient_search():
 
 @bp.route("/gnuhealth/patients/import", methods=["POST"])
 @requires(Action.EDIT_PATIENTS)
-def patient_import():
+def patient_import() -> ResponseReturnValue:
     cfg = active_config()
     remote_id = bounded_int(request.form.get("remote_id"))
     if cfg is None or not remote_id:
@@ -231,8 +232,10 @@ def patient_import():
         with client_for(cfg, total=page_deadline()) as client:
             patient = pull.import_patient(client, remote_id)
     except (GnuHealthError, pull.ImportProblem, crypto.CredentialError) as exc:
+        db.session.rollback()
         flash(str(exc), "error")
         return redirect(url_for("gnuhealth.patient_search", q=request.form.get("q", "")))
+    db.session.commit()
     flash(f"{patient.full_name} ({patient.puid}) imported from GNU Health.", "success")
     nxt = request.form.get("next")
     if _local(nxt):

@@ -1,5 +1,5 @@
 """GNU Health connection settings and "Test connection". Shared by the
-admin page, the CLI and the background loop."""
+admin page, the CLI and the background loop; the caller commits."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from flask import current_app
 
 from .. import crypto
+from ..exceptions import Invalid
 from ..extensions import db
 from ..models import GnuHealthConfig
 from ..models._time import utcnow
@@ -16,11 +17,11 @@ from ..models.gnuhealth import OPTIONAL_MODULES, REQUIRED_MODULE
 from .client import GnuHealthClient, GnuHealthError, ModuleMissing, NoProfessional, check_url
 
 
-class SettingsError(ValueError):
+class SettingsError(Invalid):
     """Bad input on the settings form or command line; ``field`` names it."""
 
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message, fields={field: message} if field else None)
         self.field = field
 
 
@@ -149,8 +150,8 @@ def _clean(url: str, database: str, username: str) -> tuple[str, str, str]:
 
 def configure(*, url: str, database: str, username: str, password: str | None, enabled: bool = True,
               default_professional_id: int | None = None, total: float | None = None) -> CheckReport:
-    """Check the new settings for real, then save them. Nothing is saved
-    when the check fails: the error says what is wrong. ``password`` None
+    """Check the new settings for real, then put them in the session.
+    Nothing changes when the check fails: the error says what is wrong. ``password`` None
     keeps the stored one, but only at the same scheme, host and port: the
     check would otherwise send it to whatever address was typed."""
     url, database, username = _clean(url, database, username)
@@ -176,7 +177,7 @@ def configure(*, url: str, database: str, username: str, password: str | None, e
     cfg.enabled = bool(enabled)
     cfg.default_professional_id = default_professional_id
     _record(cfg, report, None)
-    db.session.commit()
+    db.session.flush()
     return report
 
 
@@ -185,11 +186,11 @@ def set_enabled(enabled: bool) -> None:
     if cfg is None or not cfg.configured:
         raise SettingsError("Configure the GNU Health server first.")
     cfg.enabled = bool(enabled)
-    db.session.commit()
 
 
 def run_check(*, total: float | None = None) -> CheckReport:
-    """Check the saved settings and record what was found (also a failure)."""
+    """Check the saved settings and record what was found; a failure is
+    recorded too, then raised: the caller commits in either case."""
     cfg = get_config()
     if cfg is None or not cfg.configured:
         raise SettingsError("GNU Health is not configured: give its address, database, user and password.")
@@ -198,10 +199,8 @@ def run_check(*, total: float | None = None) -> CheckReport:
             report = check(client, default_professional_id=cfg.default_professional_id)
     except (GnuHealthError, SettingsError, crypto.CredentialError) as exc:
         _record(cfg, None, str(exc))
-        db.session.commit()
         raise
     _record(cfg, report, None)
-    db.session.commit()
     return report
 
 

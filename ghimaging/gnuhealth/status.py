@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 
 from ..extensions import db
 from ..models import GnuHealthLink, ImagingRequest, LinkKind, OutboxItem, OutboxState
@@ -23,7 +24,7 @@ class SyncStatus:
     next_try_at: datetime | None
     attempts: int
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {"request_id": self.request_id, "state": self.state, "error": self.error or None}
 
 
@@ -50,7 +51,7 @@ def of_request(req: ImagingRequest) -> SyncStatus | None:
                       attempts=item.attempts if item is not None else 0)
 
 
-def request_json(req: ImagingRequest) -> dict | None:
+def request_json(req: ImagingRequest) -> dict[str, Any] | None:
     """The request JSON's ``gnuhealth`` field (null when not linked)."""
     status = of_request(req)
     return status.as_json() if status is not None else None
@@ -76,7 +77,7 @@ def import_problems(limit: int = 100) -> list[GnuHealthLink]:
         .order_by(GnuHealthLink.synced_at.desc()).limit(limit)))
 
 
-def request_filter(remote_id: int):
+def request_filter(remote_id: int) -> ColumnElement[bool]:
     """A WHERE condition on ImagingRequest for ``?gnuhealth_request_id=N``:
     the request linked to GNU Health's request N (none when there is none)."""
     return ImagingRequest.id.in_(select(GnuHealthLink.local_id).where(

@@ -19,7 +19,7 @@ from ..patients import service as patients
 from ..permissions import Action
 from ..querytools import bounded_int
 from ..ui import paginate
-from . import instances, links, matching, queries, servers, streaming, sync
+from . import background, instances, links, matching, queries, servers, streaming, sync
 from .client import NotFound, deadline
 from .forms import LinkForm, ServerForm
 
@@ -80,7 +80,7 @@ def view_server(server_id: int) -> ResponseReturnValue:
         else:
             db.session.commit()
             if changed:
-                servers.recheck_in_background(server.id)
+                background.recheck_in_background(server.id)
                 flash("Saved; checking the new connection details in the background.", "info")
             else:
                 flash("Saved.", "success")

@@ -1,15 +1,15 @@
 """Orthanc server configuration: add, edit, check. Shared by the pages, the
 API and the CLI. The caller commits (these functions only change the
-session), except for the background re-check, a boundary of its own."""
+session); the re-check after new connection details runs in
+``background.recheck_in_background``."""
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, current_app
+from flask import current_app
 from sqlalchemy import func, select
 
 from .. import crypto
@@ -218,7 +218,8 @@ def origin(url: str) -> tuple[str, str, int]:
 def update_server(server: OrthancServer, *, label: str, url: str, username: str, browser_url: str,
                   password: str | None = None) -> bool:
     """Change the server; returns True when the connection details changed,
-    in which case the caller commits, then re-checks (in the background).
+    in which case the caller commits, then re-checks (in the background:
+    ``background.recheck_in_background``).
 
     ``password`` None or empty keeps the stored one, but only at the same
     scheme, host and port: the stored password was given for that address
@@ -267,28 +268,6 @@ def recheck(server: OrthancServer) -> bool:
     if server.last_error == CHANGED:
         server.last_error = ""
     return True
-
-
-def recheck_in_background(server_id: int) -> threading.Thread:
-    """Re-check a server in a thread of its own, with its own session and
-    transaction (a background step: it commits the outcome). Call it after
-    the change that asked for it is committed, or the thread reads the old
-    details."""
-    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-
-    def run() -> None:
-        with app.app_context():
-            try:
-                server = db.session.get(OrthancServer, server_id)
-                if server is not None:
-                    recheck(server)
-                    db.session.commit()
-            finally:
-                db.session.remove()
-
-    t = threading.Thread(target=run, name=f"orthanc-recheck-{server_id}", daemon=True)
-    t.start()
-    return t
 
 
 def delete_server(server: OrthancServer) -> None:

@@ -665,8 +665,10 @@ if pytest is not None:
     @pytest.fixture
     def gnuhealth_settings(app, gnuhealth):
         """ghimaging configured (for real: the check runs) with the server above."""
+        from ghimaging.extensions import db
         from ghimaging.gnuhealth.settings import configure
 
         configure(url=gnuhealth.url, database=gnuhealth.database, username=gnuhealth.user,
                   password=gnuhealth.password, enabled=True)
+        db.session.commit()
         return gnuhealth
