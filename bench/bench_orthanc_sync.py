@@ -17,8 +17,11 @@ Orthanc, the script measures:
 
 taking turns, and prints medians with the ratios (a)/(b) (target <= 1.5) and
 (c)/(a) (target >= 5). It also times an incremental sync with nothing new
-(target: one request, under 50 ms) and measures the peak memory of a full sync
-at half and at all of the studies (target: no growth with the archive size).
+(target: one request, under 50 ms), measures the peak memory of a full sync
+at half and at all of the studies (target: no growth with the archive size),
+and counts the requests an incremental sync makes for a new study of 50
+series (target: at most 3 beyond the /changes pages) and for the Stable*
+changes that follow it (target: none beyond the /changes pages).
 When (a)/(b) misses its target, one more full sync runs under cProfile (and
 pyinstrument when installed) and the report says where the time goes.
 
@@ -50,6 +53,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from sqlalchemy import event, func, select
@@ -149,6 +153,7 @@ def build_template(folder: Path, orthanc: OrthancServer) -> int:
         quiet_logs()
         server = servers.add_server(label="bench", url=orthanc.url, username=orthanc.username,
                                     password=orthanc.password)
+        db.session.commit()
         server_id = server.id
         db.session.remove()
         db.engine.dispose()
@@ -185,6 +190,7 @@ class HttpMeter:
         self.responses = 0
         self.seconds = 0.0
         self.client = None
+        self.paths: list[str] = []
 
     def factory(self, server):
         client = servers.client_for(server)
@@ -204,7 +210,11 @@ class HttpMeter:
 
     def _hook(self, response, *args, **kwargs):
         self.responses += 1
+        self.paths.append(urlsplit(response.request.url).path)
         return response
+
+    def beyond_changes(self) -> int:
+        return sum(1 for p in self.paths if p != "/changes")
 
 
 class SqlMeter:
@@ -350,6 +360,32 @@ def incremental_nothing_new(instances: Instances, server_id: int, reps: int) -> 
             return {"median_ms": statistics.median(times), "p90_ms": _pct(times, 0.9),
                     "min_ms": min(times), "cpu_median_ms": statistics.median(cpus),
                     "requests": sorted(set(reqs)), "reps": reps, "times_ms": times}
+    finally:
+        instances.close(app, folder)
+
+
+def new_study_cost(instances: Instances, server_id: int, orthanc: OrthancServer, expected: int) -> dict:
+    """Requests of the incremental sync that follows the upload of one new
+    study of 50 series, then of the one that reads its Stable* changes."""
+    app, folder = instances.fresh()
+    try:
+        with app.app_context():
+            if sync.run(server_id, mode="full").error:
+                raise RuntimeError("full sync failed")
+            datasets = dicomgen.generate_studies(1, 1, 50, 1, seed=2, rows=16, cols=16)
+            for ds in datasets:
+                orthanc.upload(dicomgen.to_bytes(ds))
+            out = {}
+            for key in ("new", "stable"):
+                if key == "stable":
+                    settle(orthanc, expected, quiet=3.0)
+                meter = HttpMeter()
+                summary = sync.run(server_id, client_factory=meter.factory)
+                if summary.error or summary.mode != "incremental":
+                    raise RuntimeError(f"incremental: {summary.mode} {summary.error}")
+                out[key] = {"beyond_changes": meter.beyond_changes(), "requests": meter.responses,
+                            "changes": summary.changes, "paths": meter.paths}
+            return out
     finally:
         instances.close(app, folder)
 
@@ -557,6 +593,15 @@ def render(r: dict) -> str:
         grow = mem[1]["tracemalloc_peak"] / mem[0]["tracemalloc_peak"]
         L.append(f"  peak at {mem[1]['studies']:,} / peak at {mem[0]['studies']:,} = {grow:.2f}"
                  f"   target: no growth (about 1.0; 2.0 would be linear)   {verdict(grow <= 1.25)}")
+    if "new_study" in r:
+        new, stable = r["new_study"]["new"], r["new_study"]["stable"]
+        L.append("")
+        L.append(f"A new study of 50 series (one incremental sync.run after its upload, {new['changes']} changes): "
+                 f"{new['beyond_changes']} request(s) beyond /changes, {new['requests']} in all"
+                 f"   target <= 3   {verdict(new['beyond_changes'] <= 3)}")
+        L.append(f"Its Stable* changes, the study unchanged (the next incremental sync, {stable['changes']} changes): "
+                 f"{stable['beyond_changes']} request(s) beyond /changes, {stable['requests']} in all"
+                 f"   target 0   {verdict(stable['beyond_changes'] == 0)}")
     if "profile" in r:
         p = r["profile"]
         L.append("")
@@ -647,6 +692,9 @@ def main(argv: list[str] | None = None) -> int:
         result["sql"] = our_full_sync(instances, server_id, sql=True)["sql"]
         print(f"Incremental sync with nothing new, {args.incremental_reps} runs ...", flush=True)
         result["incremental"] = incremental_nothing_new(instances, server_id, args.incremental_reps)
+
+        print("Requests for a new study of 50 series, and for its Stable* changes ...", flush=True)
+        result["new_study"] = new_study_cost(instances, server_id, orthanc, args.studies + 1)
 
         ratio = result["a"]["median"] / result["b"]["median"]
         if args.profile == "always" or (args.profile == "auto" and ratio > TARGET_FLOOR_RATIO):

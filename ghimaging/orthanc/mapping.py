@@ -2,7 +2,9 @@
 uses (the incremental path's ORM rows and the full sync's set-based pages).
 
 A value longer than its column is cut to the column's length, read from the
-model (:func:`fit`), so a column limit has one home: the model.
+model, so a column limit has one home: the model. (The full sync maps
+thousands of studies a second: these functions read the few tags they need
+and build nothing else.)
 """
 
 from __future__ import annotations
@@ -12,88 +14,90 @@ from typing import Any
 
 from sqlalchemy import String
 
-from ..extensions import db
 from ..models import OrthancPatient, OrthancSeries, OrthancStudy
 from ..models.orthanc import name_key
 
-Json = dict[str, Any]
 
-
-def tags(data: Mapping[str, Any], key: str = "MainDicomTags") -> dict[str, str]:
-    """One block of DICOM tags of an Orthanc answer, every value as text."""
-    block = data.get(key) or {}
-    if not isinstance(block, dict):
-        return {}
-    return {k: str(v) if v is not None else "" for k, v in block.items()}
-
-
-def _limits(model: type[db.Model]) -> dict[str, int]:  # type: ignore[name-defined]
-    return {c.name: c.type.length for c in model.__table__.columns
+def _limits(model: type[Any]) -> dict[str, int]:
+    return {c.name: int(c.type.length) for c in model.__table__.columns
             if isinstance(c.type, String) and c.type.length}
 
 
-_LIMITS = {m: _limits(m) for m in (OrthancPatient, OrthancStudy, OrthancSeries)}
+PATIENT = _limits(OrthancPatient)
+STUDY = _limits(OrthancStudy)
+SERIES = _limits(OrthancSeries)
 
 
-def fit(model: type[Any], values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` with every text cut to its column's length in ``model``."""
-    limits = _LIMITS[model]
-    return {k: (v[:limits[k]] if isinstance(v, str) and k in limits else v) for k, v in values.items()}
+def _block(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    block = data.get(key)
+    return block if isinstance(block, dict) else {}
+
+
+def _text(block: Mapping[str, Any], tag: str) -> str:
+    value = block.get(tag)
+    return "" if value is None else str(value)
 
 
 def patient_id(data: Mapping[str, Any]) -> str:
     """The PatientID of a study's answer, as the patient row keys it."""
-    return str(fit(OrthancPatient, {"patient_id": tags(data, "PatientMainDicomTags").get("PatientID", "")})["patient_id"])
+    return _text(_block(data, "PatientMainDicomTags"), "PatientID")[:PATIENT["patient_id"]]
 
 
 def patient_values(data: Mapping[str, Any]) -> dict[str, Any]:
     """The Orthanc patient row of a study's answer (its PatientMainDicomTags)."""
-    ptags = tags(data, "PatientMainDicomTags")
-    values = fit(OrthancPatient, {
-        "patient_id": ptags.get("PatientID", ""), "orthanc_id": str(data.get("ParentPatient", "")),
-        "name": ptags.get("PatientName", ""), "birth_date": ptags.get("PatientBirthDate", ""),
-        "sex": ptags.get("PatientSex", ""),
-    })
-    values["name_key"] = name_key(values["name"])
-    return values
+    p = _block(data, "PatientMainDicomTags")
+    name = _text(p, "PatientName")[:PATIENT["name"]]
+    return {
+        "patient_id": _text(p, "PatientID")[:PATIENT["patient_id"]],
+        "orthanc_id": str(data.get("ParentPatient", ""))[:PATIENT["orthanc_id"]],
+        "name": name, "name_key": name_key(name)[:PATIENT["name_key"]],
+        "birth_date": _text(p, "PatientBirthDate")[:PATIENT["birth_date"]],
+        "sex": _text(p, "PatientSex")[:PATIENT["sex"]],
+    }
 
 
 def study_uid(data: Mapping[str, Any]) -> str:
     """The StudyInstanceUID, or Orthanc's id when the study has none."""
-    uid = fit(OrthancStudy, {"study_uid": tags(data).get("StudyInstanceUID", "")})["study_uid"]
-    return uid or str(data["ID"])
+    return _text(_block(data, "MainDicomTags"), "StudyInstanceUID")[:STUDY["study_uid"]] or str(data["ID"])
 
 
-def study_values(data: Mapping[str, Any]) -> dict[str, Any]:
+def study_values(data: Mapping[str, Any], patient: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The study row of ``GET /studies/{id}`` (or one item of ``/studies?expand``),
-    with the patient's identity copied in. AccessionNumber is SH: leading
-    and trailing spaces are not part of it."""
-    t = tags(data)
-    patient = patient_values(data)
-    return fit(OrthancStudy, {
-        "study_uid": study_uid(data), "orthanc_id": str(data["ID"]),
-        "patient_id": patient["patient_id"], "patient_name": patient["name"], "name_key": patient["name_key"],
-        "birth_date": patient["birth_date"], "accession_number": t.get("AccessionNumber", "").strip(),
-        "study_date": t.get("StudyDate", ""), "study_time": t.get("StudyTime", ""),
-        "description": t.get("StudyDescription", ""), "institution": t.get("InstitutionName", ""),
-        "referring_physician": t.get("ReferringPhysicianName", ""),
-        "stable": bool(data.get("IsStable", False)), "orthanc_last_update": str(data.get("LastUpdate", "")),
-    })
+    with the patient's identity (``patient``: its :func:`patient_values`, if
+    already made) copied in. AccessionNumber is SH: leading and trailing
+    spaces are not part of it."""
+    t = _block(data, "MainDicomTags")
+    p = patient or patient_values(data)
+    return {
+        "study_uid": study_uid(data), "orthanc_id": str(data["ID"])[:STUDY["orthanc_id"]],
+        "patient_id": p["patient_id"][:STUDY["patient_id"]], "patient_name": p["name"][:STUDY["patient_name"]],
+        "name_key": p["name_key"][:STUDY["name_key"]], "birth_date": p["birth_date"][:STUDY["birth_date"]],
+        "accession_number": _text(t, "AccessionNumber").strip()[:STUDY["accession_number"]],
+        "study_date": _text(t, "StudyDate")[:STUDY["study_date"]],
+        "study_time": _text(t, "StudyTime")[:STUDY["study_time"]],
+        "description": _text(t, "StudyDescription")[:STUDY["description"]],
+        "institution": _text(t, "InstitutionName")[:STUDY["institution"]],
+        "referring_physician": _text(t, "ReferringPhysicianName")[:STUDY["referring_physician"]],
+        "stable": bool(data.get("IsStable", False)),
+        "orthanc_last_update": str(data.get("LastUpdate", ""))[:STUDY["orthanc_last_update"]],
+    }
 
 
 def series_values(s: Mapping[str, Any]) -> dict[str, Any]:
     """The series row of one expanded series."""
-    t = tags(s)
+    t = _block(s, "MainDicomTags")
     try:
-        number: int | None = int(t.get("SeriesNumber", "").strip() or "x")
+        number: int | None = int(_text(t, "SeriesNumber").strip() or "x")
     except ValueError:
         number = None
     instances = s.get("Instances") or []
-    return fit(OrthancSeries, {
-        "series_uid": t.get("SeriesInstanceUID", "") or str(s["ID"]), "orthanc_id": str(s["ID"]),
-        "number": number, "description": t.get("SeriesDescription", ""), "modality": t.get("Modality", ""),
-        "instance_count": len(instances), "first_instance": instances[0] if instances else "",
-    })
+    return {
+        "series_uid": (_text(t, "SeriesInstanceUID") or str(s["ID"]))[:SERIES["series_uid"]],
+        "orthanc_id": str(s["ID"])[:SERIES["orthanc_id"]], "number": number,
+        "description": _text(t, "SeriesDescription")[:SERIES["description"]],
+        "modality": _text(t, "Modality")[:SERIES["modality"]], "instance_count": len(instances),
+        "first_instance": str(instances[0])[:SERIES["first_instance"]] if instances else "",
+    }
 
 
 def summary_values(series: Iterable[tuple[str, int]]) -> dict[str, Any]:
@@ -106,4 +110,4 @@ def summary_values(series: Iterable[tuple[str, int]]) -> dict[str, Any]:
         instances += n
         if modality and modality not in mods:
             mods.append(modality)
-    return fit(OrthancStudy, {"series_count": count, "instance_count": instances, "modalities": "\\".join(mods)})
+    return {"series_count": count, "instance_count": instances, "modalities": "\\".join(mods)[:STUDY["modalities"]]}

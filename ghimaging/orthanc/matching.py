@@ -101,13 +101,13 @@ def patient_conflict(study: OrthancStudy) -> str:
     return ""
 
 
-def unmatched() -> Select[tuple[OrthancStudy]]:
+def unmatched() -> Select[OrthancStudy]:
     """Studies linked to no request, newest first (a select for paging)."""
     return (select(OrthancStudy).where(~exists().where(StudyLink.study_id == OrthancStudy.id))
             .order_by(OrthancStudy.study_date.desc(), OrthancStudy.id.desc()))
 
 
-def to_review() -> Select[tuple[StudyLink]]:
+def to_review() -> Select[StudyLink]:
     """Links whose identity differed (name, birth date, a shared UID, a
     PatientID that is not the PUID), not yet confirmed by a person (a
     select, newest first). Links to another patient's request made with a

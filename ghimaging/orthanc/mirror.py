@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, delete, exists, select, update
+from sqlalchemy import ColumnElement, delete, distinct, func, select, update
 
 from ..extensions import db
 from ..models import ImagingRequest, OrthancPatient, OrthancSeries, OrthancServer, OrthancStudy, Patient
@@ -131,18 +131,25 @@ def summarise(study: OrthancStudy) -> None:
 def mark_shared_uids(uids: Iterable[str]) -> None:
     """Set ``uid_shared`` on every study (any server) whose UID is among
     ``uids``: true when another row has the UID under another PatientID.
-    Newly shared studies that are already linked get a warning to check."""
-    t = OrthancStudy.__table__
-    other = t.alias("other")
+    Newly shared studies that are already linked get a warning to check.
+    (One grouped read per 500 UIDs; rows are written only where the mark
+    changes, so a page of ordinary studies costs one query.)"""
     for chunk in chunks(sorted({u for u in uids if u}), 500):
-        shared = select(OrthancStudy.id).where(OrthancStudy.study_uid.in_(chunk), OrthancStudy.uid_shared.is_(True))
-        before = set(db.session.scalars(shared))
-        db.session.execute(update(t).where(t.c.study_uid.in_(chunk)).values(
-            uid_shared=exists().where(other.c.study_uid == t.c.study_uid, other.c.patient_id != t.c.patient_id))
-            .execution_options(synchronize_session=False))
-        now = set(db.session.scalars(shared))
-        if now - before:
-            flag_shared(sorted(now - before))
+        shared = set(db.session.scalars(
+            select(OrthancStudy.study_uid).where(OrthancStudy.study_uid.in_(chunk))
+            .group_by(OrthancStudy.study_uid).having(func.count(distinct(OrthancStudy.patient_id)) > 1)))
+        cleared = [u for u in chunk if u not in shared]
+        db.session.execute(update(OrthancStudy).where(OrthancStudy.study_uid.in_(cleared),
+                                                      OrthancStudy.uid_shared.is_(True))
+                           .values(uid_shared=False).execution_options(synchronize_session=False))
+        if not shared:
+            continue
+        newly = list(db.session.scalars(select(OrthancStudy.id).where(
+            OrthancStudy.study_uid.in_(sorted(shared)), OrthancStudy.uid_shared.is_(False))))
+        if newly:
+            db.session.execute(update(OrthancStudy).where(OrthancStudy.id.in_(newly)).values(uid_shared=True)
+                               .execution_options(synchronize_session=False))
+            flag_shared(sorted(newly))
 
 
 def delete_studies(server: OrthancServer, where: ColumnElement[bool]) -> tuple[int, list[ImagingRequest]]:

@@ -14,7 +14,7 @@ from ..ui import dicom_name
 
 
 def study_list(*, q: str = "", server_id: int | None = None, modality: str = "",
-               date_from: date | None = None, date_to: date | None = None) -> Select[tuple[OrthancStudy]]:
+               date_from: date | None = None, date_to: date | None = None) -> Select[OrthancStudy]:
     stmt = select(OrthancStudy)
     if server_id:
         stmt = stmt.where(OrthancStudy.server_id == server_id)
@@ -51,7 +51,7 @@ def _name_words(q: str) -> list[str]:
     return ([w for w in folded.split() if w] or [fold(q)])[:10]
 
 
-def patient_list(*, q: str = "", server_id: int | None = None) -> Select[tuple[OrthancPatient]]:
+def patient_list(*, q: str = "", server_id: int | None = None) -> Select[OrthancPatient]:
     stmt = select(OrthancPatient)
     if server_id:
         stmt = stmt.where(OrthancPatient.server_id == server_id)
