@@ -238,3 +238,12 @@ def test_openapi_documents_link_unlink_and_unmatched(app, client):
     assert "get" in paths["/studies/unmatched"]
     names = {p["name"] for p in paths["/studies/unmatched"]["get"].get("parameters", [])}
     assert {"page", "per_page"} <= names
+
+
+def test_link_errors_are_conflicts_that_the_api_answers_with_409():
+    from ghimaging.api.errors import from_domain
+    from ghimaging.orthanc import matching
+
+    plain, other = from_domain(matching.LinkError("no")), from_domain(matching.OtherPatientError("no"))
+    assert (plain.status, plain.error) == (409, "conflict")
+    assert (other.status, other.error) == (409, "other_patient")

@@ -313,3 +313,13 @@ def test_an_orthanc_that_is_down_gives_a_message_and_nothing_changes(app, linked
     assert r.status_code == 200 and "Orthanc could not delete" in text(r) and "Nothing was changed." in text(r)
     db.session.expire_all()
     assert count(OrthancStudy) == 1 and count(StudyLink) == 1
+
+
+def test_a_deletion_orthanc_did_not_make_is_an_upstream_failure():
+    from ghimaging.api.errors import from_domain
+    from ghimaging.exceptions import UpstreamFailure
+    from ghimaging.orthanc.deletion import DeleteError
+
+    assert issubclass(DeleteError, UpstreamFailure)
+    assert from_domain(DeleteError("refused")).status == 502
+    assert from_domain(DeleteError("no answer", timeout=True)).status == 504
