@@ -1,0 +1,410 @@
+"""deploy/install.sh for real, as root in a Debian 12 rootfs (debootstrap,
+cached outside the checkout: tests/support/rootfs.py): install from a copy of
+this checkout with a clean environment, start Orthanc and ghimaging from the
+installed systemd units' ExecStart lines as their User, then check what a
+clinic sees: the sign-in page, Orthanc behind its password, an order found by
+a modality's worklist C-FIND with its non-Latin name intact, a study sent by
+C-STORE linked to its order by Orthanc's push, an upgrade that keeps data and
+passwords, and an uninstall that keeps data.
+
+The rootfs shares this machine's network: the installer is given free ports
+(--http-port, --dicom-port, --app-port). amd64 runs natively; arm64 under
+qemu-user-static (several times slower, so longer waits).
+
+Environment: GHIMAGING_TEST_INSTALL_REF=<commit> installs that commit
+(git archive) with the working tree's installer files, instead of the
+working tree; GHIMAGING_TEST_KEEP_ROOTFS=1 keeps the unpacked rootfs.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shlex
+import socket
+import subprocess
+import tarfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from pydicom.dataset import Dataset
+from pynetdicom import AE
+from pynetdicom.sop_class import ModalityWorklistInformationFind
+
+from tests.support.dicomgen import make_instance
+from tests.support.rootfs import Rootfs, host_arch
+
+REPO = Path(__file__).resolve().parent.parent
+INSTALLER_FILES = ("deploy/install.sh", "deploy/install/")
+# Names a Latin-1 Orthanc would mangle: Japanese and Greek.
+PATIENTS = [
+    {"puid": "INST-JP-1", "family_name": "山田", "given_name": "太郎", "sex": "M", "birth_date": "1970-01-02"},
+    {"puid": "INST-GR-1", "family_name": "Παπαδόπουλος", "given_name": "Γιώργος", "sex": "M",
+     "birth_date": "1981-03-04"},
+]
+SLOW = {"amd64": 1, "arm64": 8}  # emulated Python is 6-10x slower
+
+
+def free_ports(n: int) -> list[int]:
+    socks, ports = [], []
+    try:
+        while len(ports) < n:
+            s = socket.socket()
+            s.bind(("0.0.0.0", 0))
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float, every: float = 0.5,
+              log: Callable[[], str] = lambda: "") -> Any:
+    """Poll ``check`` until it returns something truthy; fail saying what."""
+    ends = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < ends:
+        try:
+            last = check()
+            if last:
+                return last
+        except (requests.RequestException, OSError) as exc:
+            last = exc
+        time.sleep(every)
+    pytest.fail(f"{what}: not within {timeout:.0f} s (last: {last!r})\n{log()}")
+
+
+# -- the checkout, copied in ----------------------------------------------------------
+
+def copy_checkout(root: Rootfs, dest: str = "/src") -> None:
+    """The files git knows (no .venv, no instance data), as the clinic's IT
+    person would have them after `git clone`."""
+    target = root.file(dest)
+    target.mkdir(parents=True)
+    ref = os.environ.get("GHIMAGING_TEST_INSTALL_REF")
+    if ref:
+        archive = subprocess.run(["git", "archive", "--format=tar", ref], cwd=REPO, check=True,
+                                 capture_output=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(target, filter="data")
+        names = [n for n in _git_files() if n.startswith(INSTALLER_FILES)]
+    else:
+        names = _git_files()
+    for name in names:
+        src = REPO / name
+        if src.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            (target / name).write_bytes(src.read_bytes())
+            os.chmod(target / name, 0o644)
+
+
+def _git_files() -> list[str]:
+    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True,
+                         capture_output=True, text=True).stdout
+    return [n for n in out.splitlines() if n]
+
+
+# -- the installed units ----------------------------------------------------------------
+
+def read_unit(root: Rootfs, name: str) -> dict[str, str]:
+    """The [Service] settings of an installed unit with its drop-ins, as
+    systemd would merge them (an empty ExecStart= resets)."""
+    paths = [p for p in (f"/etc/systemd/system/{name}", f"/lib/systemd/system/{name}",
+                         f"/usr/lib/systemd/system/{name}") if root.file(p).is_file()]
+    assert paths, f"unit {name} is not installed"
+    files = [root.file(paths[0]), *sorted(root.file(f"/etc/systemd/system/{name}.d").glob("*.conf"))]
+    out: dict[str, str] = {}
+    for f in files:
+        section = ""
+        for line in f.read_text().splitlines():
+            line = line.strip()
+            if line.startswith("["):
+                section = line
+            elif section == "[Service]" and "=" in line and not line.startswith(("#", ";")):
+                key, value = line.split("=", 1)
+                out[key.strip()] = value.strip()
+    return out
+
+
+def env_file(root: Rootfs, path: str) -> dict[str, str]:
+    env = {}
+    for line in root.file(path.lstrip("-")).read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            k, v = line.split("=", 1)
+            env[k] = v.strip().strip('"')
+    return env
+
+
+def start_unit(root: Rootfs, name: str, logdir: Path) -> subprocess.Popen:
+    """Start a service the way systemd would: its ExecStart, as its User and
+    Group, with its EnvironmentFile, in its WorkingDirectory."""
+    unit = read_unit(root, name)
+    argv = shlex.split(unit["ExecStart"].lstrip("-@+!:"))
+    env = env_file(root, unit["EnvironmentFile"]) if unit.get("EnvironmentFile") else {}
+    return root.popen(argv, user=unit.get("User", "root"), group=unit.get("Group"), env=env,
+                      cwd=unit.get("WorkingDirectory", "/"), log=logdir / f"{name}.log")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(40)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+# -- DICOM, as a modality --------------------------------------------------------------
+
+def mwl_find(port: int) -> list[Dataset]:
+    ae = AE(ae_title="INSTALLTEST")
+    ae.add_requested_context(ModalityWorklistInformationFind)
+    query = Dataset()
+    query.SpecificCharacterSet = "ISO_IR 192"
+    query.PatientName = ""
+    query.PatientID = ""
+    query.AccessionNumber = ""
+    query.StudyInstanceUID = ""
+    step = Dataset()
+    step.Modality = ""
+    step.ScheduledStationAETitle = ""
+    step.ScheduledProcedureStepStartDate = ""
+    query.ScheduledProcedureStepSequence = [step]
+    assoc = ae.associate("127.0.0.1", port, ae_title="ORTHANC")
+    assert assoc.is_established, f"no DICOM association with the installed Orthanc on port {port}"
+    items, last = [], None
+    try:
+        for status, identifier in assoc.send_c_find(query, ModalityWorklistInformationFind):
+            last = status.Status if status is not None and "Status" in status else None
+            if last in (0xFF00, 0xFF01):
+                items.append(identifier)
+    finally:
+        assoc.release()
+    assert last == 0x0000, f"worklist C-FIND ended with status {last!r}"
+    return items
+
+
+def c_store(port: int, ds: Dataset) -> None:
+    ae = AE(ae_title="INSTALLTEST")
+    ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", port, ae_title="ORTHANC")
+    assert assoc.is_established, f"no DICOM association with the installed Orthanc on port {port}"
+    try:
+        status = assoc.send_c_store(ds)
+    finally:
+        assoc.release()
+    assert status is not None and status.Status == 0x0000, f"C-STORE answered {status!r}"
+
+
+# -- the web app, as a person and as an API client -----------------------------------------
+
+def sign_in(base: str, username: str, password: str) -> int:
+    """The status of a sign-in through the page: 302 when it worked."""
+    s = requests.Session()
+    page = s.get(f"{base}/login", timeout=30)
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text)
+    assert token, "no CSRF token on /login"
+    r = s.post(f"{base}/login", data={"csrf_token": token.group(1), "username": username, "password": password},
+               allow_redirects=False, timeout=30)
+    return r.status_code
+
+
+class Installed:
+    """One installation in one rootfs, and what the steps learn about it."""
+
+    def __init__(self, root: Rootfs, arch: str, logdir: Path):
+        self.root, self.arch, self.logdir = root, arch, logdir
+        self.http_port, self.dicom_port, self.app_port = free_ports(3)
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.times: dict[str, float] = {}
+        self.slow = SLOW.get(arch, 8)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.app_port}"
+
+    @property
+    def orthanc(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def install(self, *args: str) -> str:
+        t0 = time.monotonic()
+        proc = self.root.run(["bash", "/src/deploy/install.sh", *args], check=False, timeout=3600)
+        self.times.setdefault("install", time.monotonic() - t0)
+        self.runs += 1
+        (self.logdir / f"install-{self.runs}.log").write_text(proc.stdout + proc.stderr)
+        assert proc.returncode == 0, f"install.sh {' '.join(args)} failed ({proc.returncode}):\n" \
+                                     f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        return proc.stdout
+
+    def log(self, name: str) -> str:
+        path = self.logdir / f"{name}.log"
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+    def start(self) -> None:
+        self.procs["orthanc"] = start_unit(self.root, "orthanc.service", self.logdir)
+        wait_for("Orthanc answers /system", lambda: requests.get(f"{self.orthanc}/system", timeout=5,
+                                                                  auth=("ghimaging", self.orthanc_password)).ok,
+                 60 * self.slow, log=lambda: self.log("orthanc.service")
+                 + self.root.file("/var/log/orthanc/Orthanc.log").read_text(errors="replace")[-3000:]
+                 if self.root.file("/var/log/orthanc/Orthanc.log").exists() else "")
+        self.procs["ghimaging"] = start_unit(self.root, "ghimaging.service", self.logdir)
+        wait_for("ghimaging answers /login", lambda: requests.get(f"{self.base}/login", timeout=10).status_code == 200,
+                 90 * self.slow, log=lambda: self.log("ghimaging.service"))
+
+    def stop(self) -> None:
+        for name in ("ghimaging", "orthanc"):
+            if name in self.procs:
+                stop(self.procs.pop(name))
+
+    @property
+    def orthanc_password(self) -> str:
+        return self.root.file("/etc/ghimaging/orthanc-password").read_text().strip()
+
+    def api(self, method: str, path: str, **kw: Any) -> requests.Response:
+        return requests.request(method, f"{self.base}/api/v1{path}", timeout=60 * self.slow,
+                                headers={"Authorization": f"Bearer {self.token}"}, **kw)
+
+    token = ""
+    runs = 0
+
+
+def one_time_password(output: str) -> str:
+    m = re.search(r"one-time password: (\S+)", output)
+    assert m, f"the installer printed no one-time password:\n{output[-3000:]}"
+    return m.group(1)
+
+
+def run_installer_checks(arch: str, tmp_path: Path, *, full: bool) -> dict[str, float]:
+    t_all = time.monotonic()
+    keep = os.environ.get("GHIMAGING_TEST_KEEP_ROOTFS") == "1"
+    with Rootfs.unpacked(arch, keep=keep) as root:
+        inst = Installed(root, arch, tmp_path)
+        inst.times["unpack"] = root.unpack_seconds
+        copy_checkout(root)
+
+        # -- install: nothing asked, the one-time password printed ----------------
+        out = inst.install("--http-port", str(inst.http_port), "--dicom-port", str(inst.dicom_port),
+                           "--app-port", str(inst.app_port))
+        admin_password = one_time_password(out)
+        for path, mode in (("/var/lib/ghimaging/instance", 0o700), ("/etc/ghimaging/orthanc-password", 0o600),
+                           ("/etc/ghimaging/ghimaging.env", 0o640), ("/var/lib/ghimaging/worklists", 0o2750)):
+            got = root.file(path).stat().st_mode & 0o7777
+            assert got == mode, f"{path} has mode {got:o}, expected {mode:o}"
+        unit = read_unit(root, "ghimaging.service")
+        assert unit["User"] == "ghimaging"
+        assert f"--port {inst.app_port}" in unit["ExecStart"] and "--host " in unit["ExecStart"]
+        assert "--workers 1" in unit["ExecStart"]
+        # Only the push may link studies quickly: the periodic sync waits an hour.
+        with root.file("/etc/ghimaging/ghimaging.env").open("a") as fh:
+            fh.write("GHIMAGING_ORTHANC_SYNC_INTERVAL=3600\n")
+        inst.start()
+
+        # -- the sign-in page; Orthanc behind its password ------------------------------
+        assert requests.get(f"{inst.base}/login", timeout=30).status_code == 200
+        assert requests.get(f"{inst.orthanc}/system", timeout=10).status_code == 401
+        system = requests.get(f"{inst.orthanc}/system", auth=("ghimaging", inst.orthanc_password), timeout=10)
+        assert system.status_code == 200 and system.json()["Version"].startswith("1.10")
+        encoding = requests.get(f"{inst.orthanc}/tools/default-encoding",
+                                auth=("ghimaging", inst.orthanc_password), timeout=10).text
+        assert encoding.strip() == "Utf8"
+        plugins = requests.get(f"{inst.orthanc}/plugins", auth=("ghimaging", inst.orthanc_password), timeout=10).json()
+        assert {"worklists", "gdcm"} <= set(plugins), plugins
+        if full:
+            assert {"dicom-web", "web-viewer"} <= set(plugins), plugins
+        assert sign_in(inst.base, "admin", admin_password) == 302
+
+        # -- an order through the API, found by a modality's C-FIND -----------------------
+        inst.token = root.run(["ghimaging", "create-token", "admin"]).stdout.strip().splitlines()[-1]
+        servers = inst.api("GET", "/orthanc/servers").json()["items"]
+        assert [s["url"].rstrip("/") for s in servers] == [inst.orthanc], servers
+        r = inst.api("POST", "/tests", json={"code": "XR-CHEST", "name": "Chest X-ray", "modality": "CR",
+                                            "ae_title": "INSTALLTEST"})
+        assert r.status_code == 201, r.text
+        test_code = r.json()["code"]
+        orders = []
+        for patient in PATIENTS if full else PATIENTS[:1]:
+            r = inst.api("POST", "/patients", json=patient)
+            assert r.status_code == 201, r.text
+            r = inst.api("POST", "/requests", json={"patient_id": r.json()["id"], "test_code": test_code,
+                                                    "submit": True})
+            assert r.status_code == 201, r.text
+            orders.append((patient, r.json()))
+        items = {str(i.AccessionNumber): i for i in mwl_find(inst.dicom_port)}
+        for patient, order in orders:
+            item = items.get(order["accession_number"])
+            assert item is not None, f"order {order['accession_number']} not in the worklist: {sorted(items)}"
+            assert str(item.PatientName) == f"{patient['family_name']}^{patient['given_name']}"
+            assert str(item.PatientID) == patient["puid"]
+
+        # -- a study by C-STORE, linked by the push --------------------------------------------
+        patient, order = orders[0]
+        ds = make_instance(patient["puid"], f"{patient['family_name']}^{patient['given_name']}",
+                           study_uid=order["study_instance_uid"], accession=order["accession_number"])
+        t0 = time.monotonic()
+        c_store(inst.dicom_port, ds)
+        inst.times["c_store"] = time.monotonic() - t0
+
+        def linked() -> bool:
+            r = inst.api("GET", f"/requests/{order['id']}")
+            return bool(r.ok and r.json()["studies"])
+
+        # StableAge is 3 s; then Orthanc's Lua callback calls ghimaging.
+        wait_for("the stored study linked to its order (Orthanc's push)", linked, 60 * inst.slow, every=0.5,
+                 log=lambda: inst.log("ghimaging.service"))
+        inst.times["store_to_link"] = time.monotonic() - t0
+        access = inst.log("ghimaging.service")
+        assert f"POST /api/v1/orthanc/servers/{servers[0]['id']}/sync" in access, "Orthanc's push never came"
+
+        # -- re-run = upgrade: data, passwords, settings kept ------------------------------------
+        inst.stop()
+        t0 = time.monotonic()
+        out = inst.install()  # the ports are remembered
+        inst.times["upgrade"] = time.monotonic() - t0
+        assert "one-time password" not in out and "unchanged" in out
+        assert "GHIMAGING_ORTHANC_SYNC_INTERVAL=3600" in root.file("/etc/ghimaging/ghimaging.env").read_text()
+        inst.start()
+        assert sign_in(inst.base, "admin", admin_password) == 302, "the admin's password changed on upgrade"
+        r = inst.api("GET", f"/requests/{order['id']}")
+        assert r.status_code == 200 and r.json()["studies"], "the order or its link was lost on upgrade"
+        assert len(inst.api("GET", "/orthanc/servers").json()["items"]) == 1
+        # The order without images is still offered to the modality (a linked
+        # one leaves the worklist).
+        waiting = [o["accession_number"] for _, o in orders[1:]]
+        assert set(waiting) <= {str(i.AccessionNumber) for i in mwl_find(inst.dicom_port)}
+
+        # -- uninstall keeps the data ---------------------------------------------------------------
+        inst.stop()
+        root.run(["bash", "/src/deploy/install.sh", "--uninstall"])
+        assert not root.file("/etc/systemd/system/ghimaging.service").exists()
+        assert not root.file("/usr/local/bin/ghimaging").exists()
+        assert not root.file("/opt/ghimaging").exists()
+        assert not root.file("/etc/orthanc/ghimaging-push.lua").exists()
+        assert "ghimaging-push" not in root.file("/etc/orthanc/orthanc.json").read_text()
+        assert root.file("/var/lib/ghimaging/instance/ghimaging.sqlite").stat().st_size > 0
+        assert root.file("/etc/ghimaging/ghimaging.env").is_file()
+        inst.times["whole"] = time.monotonic() - t_all
+    print(f"\ninstaller on {arch}: " + ", ".join(f"{k} {v:.1f} s" for k, v in inst.times.items()))
+    return inst.times
+
+
+@pytest.fixture
+def as_root():
+    if os.geteuid() != 0:
+        pytest.fail("the installer tests run as root (debootstrap, chroot, mount): run the test command as root")
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("as_root")
+def test_installer_on_debian12_amd64(tmp_path):
+    if host_arch() != "amd64":
+        pytest.fail(f"this machine is {host_arch()}; the amd64 installer test runs on amd64")
+    run_installer_checks("amd64", tmp_path, full=True)
+
