@@ -146,12 +146,7 @@ def link_study(study_id: int) -> ResponseReturnValue:
         raise invalid({"confirm_other_patient": "Must be true or false."})
     if not isinstance(reason, str):
         raise invalid({"reason": "Must be text."})
-    try:
-        matching.link(study, req, g.api_user, confirm_other_patient=confirm, reason=reason)
-    except matching.OtherPatientError as exc:
-        raise ApiError(409, "other_patient", str(exc)) from None
-    except matching.LinkError as exc:
-        raise ApiError(409, "conflict", str(exc)) from None
+    matching.link(study, req, g.api_user, confirm_other_patient=confirm, reason=reason)  # LinkError: 409
     db.session.commit()
     return jsonify(_linked_json(study)), 201
 
@@ -162,9 +157,6 @@ def unlink_study(study_id: int) -> ResponseReturnValue:
     from ..orthanc import matching
 
     study, req, _ = _study_and_request(study_id)
-    try:
-        matching.unlink(study, req, g.api_user)
-    except matching.LinkError as exc:
-        raise ApiError(409, "conflict", str(exc)) from None
+    matching.unlink(study, req, g.api_user)  # LinkError: 409
     db.session.commit()
     return jsonify(_linked_json(study))
