@@ -302,6 +302,8 @@ def run_installer_checks(arch: str, tmp_path: Path, *, full: bool) -> dict[str, 
         assert unit["User"] == "ghimaging"
         assert f"--port {inst.app_port}" in unit["ExecStart"] and "--host " in unit["ExecStart"]
         assert "--workers 1" in unit["ExecStart"]
+        verify = root.run(["systemd-analyze", "verify", "/etc/systemd/system/ghimaging.service"], check=False)
+        assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
         # Only the push may link studies quickly: the periodic sync waits an hour.
         with root.file("/etc/ghimaging/ghimaging.env").open("a") as fh:
             fh.write("GHIMAGING_ORTHANC_SYNC_INTERVAL=3600\n")
@@ -390,6 +392,10 @@ def run_installer_checks(arch: str, tmp_path: Path, *, full: bool) -> dict[str, 
         assert "ghimaging-push" not in root.file("/etc/orthanc/orthanc.json").read_text()
         assert root.file("/var/lib/ghimaging/instance/ghimaging.sqlite").stat().st_size > 0
         assert root.file("/etc/ghimaging/ghimaging.env").is_file()
+        # --purge takes data, settings and the service user too.
+        root.run(["bash", "/src/deploy/install.sh", "--uninstall", "--purge"])
+        assert not root.file("/var/lib/ghimaging").exists() and not root.file("/etc/ghimaging").exists()
+        assert "ghimaging:" not in root.file("/etc/passwd").read_text()
         inst.times["whole"] = time.monotonic() - t_all
     print(f"\ninstaller on {arch}: " + ", ".join(f"{k} {v:.1f} s" for k, v in inst.times.items()))
     return inst.times
