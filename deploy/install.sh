@@ -297,10 +297,12 @@ fill "$HERE/ghimaging.in" "$WRAPPER" 0755 root:root "SERVICE_USER=$SERVICE_USER"
 
 section "Database"
 FIRST_ADMIN_PASSWORD=
+ADMIN_FILE=$INSTANCE/initial-admin-password
+had_admin_file=0; [[ -e $ADMIN_FILE ]] && had_admin_file=1
 init_out=$(as_app "$VENV/bin/ghimaging" init --create-admin)
-printf '%s\n' "$init_out" | grep -v 'password' | sed 's/^/    /'
-if [[ $init_out == *"First administrator created"* ]]; then
-    FIRST_ADMIN_PASSWORD=$(printf '%s\n' "$init_out" | sed -n 's/.*username admin *password \([^ ]*\).*/\1/p')
+printf '%s\n' "$init_out" | grep -v -i 'password' | sed '/^[[:space:]]*$/d; s/^/    /' || true
+if [[ $had_admin_file -eq 0 && -s $ADMIN_FILE ]]; then  # init made the first admin just now
+    FIRST_ADMIN_PASSWORD=$(head -n 1 "$ADMIN_FILE")
 fi
 
 section "Local Orthanc in ghimaging; the push from Orthanc"
