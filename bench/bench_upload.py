@@ -126,10 +126,12 @@ class App:
                        input=PASSWORD + "\n", **run)
         subprocess.run([sys.executable, "-c", f"""
 from ghimaging import create_app
+from ghimaging.extensions import db
 from ghimaging.orthanc import servers
 with create_app().app_context():
     servers.add_server(label="Main", url={orthanc.url!r}, username={orthanc.username!r},
                        password={orthanc.password!r})
+    db.session.commit()
 """], **run)
         self.workers = workers
         self.proc = None

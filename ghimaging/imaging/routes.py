@@ -54,7 +54,7 @@ def field_errors(form: FlaskForm, exc: workflow.ValidationError, default: str) -
 @bp.route("/")
 @requires(Action.VIEW)
 def dashboard() -> ResponseReturnValue:
-    counts = dict(db.session.execute(queries.state_counts()).tuples().all())
+    counts: dict[str, int] = {state: n for state, n in db.session.execute(queries.state_counts())}
     urgent = db.session.scalars(queries.request_list("requested").where(ImagingRequest.urgent.is_(True)).limit(10)).all()
     recent = db.session.scalars(queries.request_list("requested").limit(10)).all()
     return render_template("imaging/dashboard.html", counts=counts, urgent=urgent, recent=recent)
