@@ -87,7 +87,9 @@ def assert_equivalent(ours: bytes, theirs: bytes, *, sop_class_in_text: bool = F
     else:
         assert a.file_meta.MediaStorageSOPClassUID == MWL_FIND
         assert b.file_meta.MediaStorageSOPClassUID == DCMTK_DEFAULT_SOP_CLASS
-        strip = lambda rows: [r for r in rows if r[0] != "(0002,0002)"]
+        def strip(rows: list) -> list:
+            return [r for r in rows if r[0] != "(0002,0002)"]
+
         assert strip(meta(a)) == strip(meta(b))
     assert canon(a) == canon(b)
     return a

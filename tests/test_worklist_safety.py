@@ -94,14 +94,16 @@ def admin(make_user, login):
 
 
 def add_row(orthanc: OrthancServer):
-    return servers.add_server(label="Main", url=orthanc.url, username=orthanc.username, password=orthanc.password)
+    row = servers.add_server(label="Main", url=orthanc.url, username=orthanc.username, password=orthanc.password)
+    db.session.commit()  # the pages' sessions see it
+    return row
 
 
 @pytest.fixture
 def world(create_patient, create_request, catalog, doc):
     """One submitted chest X-ray (general template, ISO_IR 192) per script."""
     out = {}
-    for n, (script, (family, given)) in enumerate(NAMES.items()):
+    for script, (family, given) in NAMES.items():
         patient = create_patient(puid=f"PID-{script.upper()}", family_name=family, given_name=given)
         out[script] = create_request(patient, catalog["chest"], physician=doc, submit=True)
     return out
@@ -261,6 +263,7 @@ def test_submit_is_refused_when_the_template_cannot_hold_the_name(app, folder, l
     before = request_count()
     with pytest.raises(workflow.WorklistRefused) as err:
         workflow.create_order(patient, [latin1_chest], user=doc, physician=doc, submit=True)
+    db.session.rollback()  # the test is the boundary: a failed call is rolled back
     assert err.value.code == "worklist_charset" and err.value.characters == ["Ł", "Ş"]
     assert request_count() == before
 
@@ -341,6 +344,7 @@ def test_an_edit_that_the_template_cannot_hold_is_refused(app, folder, latin1_ch
     with pytest.raises(workflow.WorklistRefused) as err:
         workflow.update_request(req, user=doc, physician=polish, urgent=True, clinical_context="", comment="",
                                 scheduled_at=None)
+    db.session.rollback()  # the test is the boundary: a failed call is rolled back
     assert "Ł" in err.value.message and "RequestingPhysician" in err.value.message
     db.session.expire_all()
     req = db.session.get(ImagingRequest, req.id)
@@ -365,6 +369,7 @@ def test_a_patient_edit_the_template_cannot_hold_says_why_the_file_is_missing(ap
     assert path.exists()
     update_patient(patient, {"puid": patient.puid, "family_name": "Kowałski", "given_name": "Jan",
                              "birth_date": patient.birth_date, "sex": patient.sex})
+    db.session.commit()  # the test is the boundary
     assert not path.exists()
     db.session.expire_all()
     req = db.session.get(ImagingRequest, req.id)

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from ghimaging.extensions import db
 from ghimaging.imaging import workflow
 from ghimaging.models import ImagingRequest, WorklistTemplate
-from ghimaging.worklists import build_file, file_status, sandbox, templates, variables, writer
+from ghimaging.worklists import build_file, checker, file_status, sandbox, templates, variables, writer
 from ghimaging.worklists.render import RenderError, render
 
 
@@ -282,7 +282,7 @@ def test_with_the_check_switched_off_the_lookups_still_refuse(app, create_reques
     """The check of the parsed template is one line of defence; the render
     itself (no built-ins, attributes only on strings, dates and ``my``, no
     include loader, no Python blocks) is another, tested here alone."""
-    monkeypatch.setattr(sandbox, "check_stream", lambda stream, body: None)
+    monkeypatch.setattr(checker, "check_stream", lambda stream, body: None)
     req = create_request(physician=doc, submit=True)
     text, _ = body(case, canary)
     tpl = WorklistTemplate(name="evil", body=text, charset="ISO_IR 192", encoding="utf-8")

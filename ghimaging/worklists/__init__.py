@@ -1,4 +1,9 @@
-"""Modality worklists: Genshi templates rendered into .wl files."""
+"""Modality worklists: Genshi templates rendered into .wl files.
+
+The typed errors of a file that cannot be made (:class:`UnencodableError`,
+:class:`~.errors.RenderError`, :class:`~.dicomfile.DumpError`) are
+:class:`~ghimaging.exceptions.Invalid`; they stay ``ValueError`` too, for the
+callers that catch every one of them at once."""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from datetime import datetime
 
 from flask import Flask
 
+from ..exceptions import Invalid
 from ..models import ImagingRequest, WorklistTemplate
 
 log = logging.getLogger(__name__)
@@ -26,13 +32,15 @@ class WorklistFileData:
     warnings: list[str] = field(default_factory=list)
 
 
-class UnencodableError(ValueError):
+class UnencodableError(Invalid, ValueError):
     """A value the template's character set cannot hold (the template does
     not fall back to ISO_IR 192): the message names the characters, where
     they are and the template, for the person who submits."""
 
+    code = "worklist_charset"
+
     def __init__(self, message: str, *, characters: list[str], template: str, charset: str,
-                 elements: list[str]):
+                 elements: list[str]) -> None:
         super().__init__(message)
         self.characters, self.template, self.charset, self.elements = characters, template, charset, elements
 
@@ -122,7 +130,7 @@ def build_file(req: ImagingRequest, template: WorklistTemplate | None = None) ->
                 characters=bad, template=template.name, charset=declared, elements=where)
         fallback = True
         warnings = [f"Written in {UTF8} (UTF-8), not {template.charset}: {told[:-1]}, and the template is set "
-                    f"to fall back to {UTF8}. The modality must understand UTF-8 to show these names."] + warnings
+                    f"to fall back to {UTF8}. The modality must understand UTF-8 to show these names.", *warnings]
     if not (req.test.ae_title or "").strip():
         warnings.append(f"Test {req.test.code} has no scheduled station AE title (a Type 1 key): a modality "
                         "that asks for its own AE title will not find this item.")
@@ -218,10 +226,11 @@ def preview(req: ImagingRequest) -> Preview:
     return out
 
 
-def _on_request_changed(sender, request: ImagingRequest, action: str, **_) -> None:
-    """Keep the request's .wl file in step with its state. A failure is
-    recorded on the request (the page and the API say why the file is
-    missing); it never undoes the state change."""
+def _on_request_changed(sender: object, request: ImagingRequest, action: str, **_: object) -> None:
+    """Keep the request's .wl file in step with its state, inside the
+    transaction that changed it (the caller commits; a rollback puts the
+    folder back). A failure is recorded on the request (the page and the API
+    say why the file is missing); it never undoes the state change."""
     from . import writer
 
     writer.sync(request)

@@ -17,6 +17,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from ..exceptions import Invalid
+
 MWL_FIND = "1.2.840.10008.5.1.4.31"  # Modality Worklist Information Model - FIND
 ITEM, ITEM_END, SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _LINE = re.compile(r"^\s*\(([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})\)(?:\s+([A-Za-z]{2}|-))?(?:\s+(.*))?$")
@@ -24,11 +26,18 @@ _NUMERIC = {"US": int, "SS": int, "UL": int, "SL": int, "SV": int, "UV": int, "F
 _BYTES = {"OB", "OW", "OF", "OD", "OL", "OV", "UN"}
 
 
-class DumpError(ValueError):
-    def __init__(self, message: str, line: int):
-        super().__init__(f"line {line}: {message}")
+class DumpError(Invalid, ValueError):
+    """Rendered text that is not valid dump2dcm syntax, at ``line``."""
+
+    code = "worklist_syntax"
+
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
         self.line = line
         self.message = message
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
 
 
 @dataclass
@@ -99,9 +108,8 @@ def parse(text: str) -> Parsed:
             raise DumpError(f"expected '(gggg,eeee) VR [value]', got {line[:60]!r}", lineno)
         group, elem, vr, rest = int(m[1], 16), int(m[2], 16), (m[3] or "").upper(), m[4]
         tag = (group << 16) | elem
-        if not vr or vr == "-":
-            if group != 0xFFFE:
-                raise DumpError("a VR (two letters such as LO) is required after the tag", lineno)
+        if (not vr or vr == "-") and group != 0xFFFE:
+            raise DumpError("a VR (two letters such as LO) is required after the tag", lineno)
         kind, top = stack[-1]
         if tag == ITEM:
             if kind != "seq":

@@ -1,13 +1,19 @@
 """The error of a worklist template that does not compile, is not allowed
-(:mod:`.sandbox`) or does not render."""
+(:mod:`.sandbox`) or does not render: input that cannot be accepted
+(:class:`~ghimaging.exceptions.Invalid`). It stays a ``ValueError`` too, for
+the callers that catch every encoding problem of a worklist file at once."""
 
 from __future__ import annotations
 
+from ..exceptions import Invalid
 
-class RenderError(ValueError):
+
+class RenderError(Invalid, ValueError):
     """A template that does not compile or render; ``line`` when known."""
 
-    def __init__(self, message: str, line: int | None = None):
+    code = "worklist_template"
+
+    def __init__(self, message: str, line: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.line = line

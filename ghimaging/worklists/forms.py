@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
@@ -7,7 +9,7 @@ from wtforms.validators import DataRequired, Length, Optional
 from .charsets import choices
 
 
-class TemplateForm(FlaskForm):
+class TemplateForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no types
     name = StringField("Name", validators=[DataRequired(), Length(max=100)])
     charset = SelectField("Character set (SpecificCharacterSet)")
     encoding = StringField("Python encoding", validators=[DataRequired(), Length(max=32)],
@@ -22,6 +24,6 @@ class TemplateForm(FlaskForm):
                     "instead, and its request page says so; the modality must then understand UTF-8.")
     preview_request = SelectField("Preview with request", coerce=int, validate_choice=False)
 
-    def __init__(self, *a, **kw):
+    def __init__(self, *a: Any, **kw: Any) -> None:
         super().__init__(*a, **kw)
         self.charset.choices = choices()

@@ -1,57 +1,56 @@
+"""The Worklists pages: the folder, the self-test against an Orthanc, the
+folder rebuild and the template editor. Each view calls one service and
+commits once when it changed something."""
+
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from typing import Any
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from pydicom.dataset import Dataset
 from sqlalchemy import select
 
 from ..auth.decorators import requires
 from ..auth.forms import EmptyForm
 from ..extensions import db
-from ..models import ImagingRequest, OrthancServer, WorklistTemplate
+from ..models import OrthancServer, WorklistFile, WorklistTemplate
 from ..permissions import Action
 from ..querytools import bounded_int
-from . import build_file, dicomfile, sandbox, selftest, templates, writer
+from . import editor, sandbox, selftest, templates, writer
 from .forms import TemplateForm
-from .render import RenderError
 from .variables import VARIABLES
 
 bp = Blueprint("worklists", __name__, url_prefix="/admin/worklists")
 
 
-@bp.route("/")
-@requires(Action.CONFIGURE)
-def index():
+def _index_page(**extra: Any) -> str:
     folder = writer.folder()
-    files = sorted(p.name for p in folder.glob("*.wl"))
-    from ..models import WorklistFile
-
     ours = set(db.session.scalars(select(WorklistFile.filename)))
     servers = db.session.scalars(select(OrthancServer).order_by(OrthancServer.label)).all()
     rows = templates.all_templates()
-    return render_template("worklists/index.html", folder=folder, files=files, ours=ours,
-                           templates=rows, problems=templates.problems(rows), servers=servers,
-                           action_form=EmptyForm(), result=None)
+    return render_template("worklists/index.html", folder=folder, files=sorted(p.name for p in folder.glob("*.wl")),
+                           ours=ours, templates=rows, problems=templates.problems(rows), servers=servers,
+                           action_form=EmptyForm(), **{"result": None, **extra})
+
+
+@bp.route("/")
+@requires(Action.CONFIGURE)
+def index() -> ResponseReturnValue:
+    return _index_page()
 
 
 @bp.route("/test", methods=["POST"])
 @requires(Action.CONFIGURE)
-def self_test():
-    if not EmptyForm().validate_on_submit():
-        abort(400)
+def self_test() -> ResponseReturnValue:
     server = db.get_or_404(OrthancServer, bounded_int(request.form.get("server_id")) or 0)
     result = selftest.self_test(server, current_app.config["WORKLIST_DIR"])
-    folder = writer.folder()
-    from ..models import WorklistFile
-
-    ours = set(db.session.scalars(select(WorklistFile.filename)))
-    servers = db.session.scalars(select(OrthancServer).order_by(OrthancServer.label)).all()
-    rows = [dicomfile_rows(item) for item in result.items[:50]]
-    stored = templates.all_templates()
-    return render_template("worklists/index.html", folder=folder, files=sorted(p.name for p in folder.glob("*.wl")),
-                           ours=ours, templates=stored, problems=templates.problems(stored), servers=servers,
-                           action_form=EmptyForm(), result=result, result_rows=rows, tested=server)
+    db.session.commit()  # the server's encoding, read again by the test
+    return _index_page(result=result, result_rows=[dicomfile_rows(item) for item in result.items[:50]],
+                       tested=server)
 
 
-def dicomfile_rows(item) -> dict[str, str]:
+def dicomfile_rows(item: Dataset) -> dict[str, str]:
     sps = item.get("ScheduledProcedureStepSequence")
     step = sps[0] if sps else {}
     return {
@@ -66,10 +65,9 @@ def dicomfile_rows(item) -> dict[str, str]:
 
 @bp.route("/rebuild", methods=["POST"])
 @requires(Action.CONFIGURE)
-def rebuild():
-    if not EmptyForm().validate_on_submit():
-        abort(400)
+def rebuild() -> ResponseReturnValue:
     report = writer.rebuild()
+    db.session.commit()
     flash(f"Worklist folder rebuilt: {len(report.written)} written, {report.unchanged} unchanged, "
           f"{len(report.removed)} removed, {len(report.foreign)} other file(s) left alone"
           + (f"; {len(report.errors)} error(s): " + "; ".join(report.errors[:3]) if report.errors else "."),
@@ -77,56 +75,40 @@ def rebuild():
     return redirect(url_for("worklists.index"))
 
 
-def _preview_requests() -> list[ImagingRequest]:
-    return list(db.session.scalars(select(ImagingRequest).order_by(ImagingRequest.id.desc()).limit(30)))
-
-
 @bp.route("/templates/new", methods=["GET", "POST"], defaults={"template_id": None})
 @bp.route("/templates/<int:template_id>", methods=["GET", "POST"])
 @requires(Action.CONFIGURE)
-def edit_template(template_id: int | None):
+def edit_template(template_id: int | None) -> ResponseReturnValue:
+    """Preview the typed template against a request, or save it."""
     tpl = db.get_or_404(WorklistTemplate, template_id) if template_id else None
     form = TemplateForm(obj=tpl)
-    reqs = _preview_requests()
-    form.preview_request.choices = [(0, "— choose a request —")] + [
-        (r.id, f"{r.accession_number} · {r.patient.full_name} · {r.test.name}") for r in reqs]
+    reqs = editor.preview_requests()
+    form.preview_request.choices = editor.request_choices(reqs)
     if request.method == "GET" and tpl is None:
         form.body.data = templates.for_test_default_body()
         form.charset.data, form.encoding.data = "ISO_IR 192", "utf-8"
-    preview = error = None
-    rows = []
+    shown = editor.DraftPreview()
     status = 200
     if form.validate_on_submit():
         if request.form.get("action") == "preview":
-            rid = bounded_int(form.preview_request.data)
-            req = db.session.get(ImagingRequest, rid) if rid else (reqs[0] if reqs else None)
-            if req is None:
-                error = "There is no request to preview with yet."
-            else:
-                draft = WorklistTemplate(name=form.name.data, body=form.body.data, charset=form.charset.data,
-                                         encoding=form.encoding.data, utf8_fallback=form.utf8_fallback.data)
-                try:
-                    data = build_file(req, draft)
-                    preview, rows = data.text, dicomfile.describe(data.data)
-                except RenderError as exc:
-                    error, status = f"Template error: {exc}", 400
-                except dicomfile.DumpError as exc:
-                    error, status = f"The rendered text is not valid dump2dcm syntax: {exc}", 400
-                except ValueError as exc:
-                    error, status = str(exc), 400
+            draft = editor.draft(name=form.name.data, body=form.body.data, charset=form.charset.data,
+                                 encoding=form.encoding.data, utf8_fallback=form.utf8_fallback.data)
+            shown = editor.preview(draft, bounded_int(form.preview_request.data), reqs)
+            status = 400 if shown.refused else 200
         else:
             try:
                 saved = templates.save(tpl, name=form.name.data, body=form.body.data, charset=form.charset.data,
                                        encoding=form.encoding.data, comment=form.comment.data or "",
                                        is_default=form.is_default.data, utf8_fallback=form.utf8_fallback.data)
             except templates.TemplateError as exc:
-                getattr(form, exc.field).errors.append(str(exc))
+                getattr(form, exc.field).errors.append(exc.message)
                 status = 400
             else:
+                db.session.commit()
                 flash(f"Template {saved.name} saved. Run 'Rebuild folder' to rewrite waiting items.", "success")
                 return redirect(url_for("worklists.edit_template", template_id=saved.id))
     elif request.method == "POST":
         status = 400
-    return render_template("worklists/template_form.html", form=form, template=tpl, preview=preview,
-                           rows=rows, error=error, variables=VARIABLES, functions=sorted(sandbox.FUNCTIONS),
-                           methods=sorted(sandbox.METHODS)), status
+    return render_template("worklists/template_form.html", form=form, template=tpl, preview=shown.text,
+                           rows=shown.rows, error=shown.error, variables=VARIABLES,
+                           functions=sorted(sandbox.FUNCTIONS), methods=sorted(sandbox.METHODS)), status

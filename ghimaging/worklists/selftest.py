@@ -170,7 +170,7 @@ def _refresh_encoding(server: OrthancServer) -> None:
         return
     if encoding and encoding != server.default_encoding:
         server.default_encoding = encoding
-        db.session.commit()
+        db.session.flush()  # the page that ran the test commits
 
 
 def _query(server: OrthancServer, worklist_dir: str, calling_aet: str = CALLING_AET) -> FindResult:

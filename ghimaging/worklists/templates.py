@@ -1,5 +1,6 @@
 """Worklist templates: the shipped ones in ``worklist_templates/`` and the
-ones admins write in the browser."""
+ones admins write in the browser. Nothing here commits: the page or
+command that saves or loads commits."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 from sqlalchemy import select
 
 from .. import resource_dir
+from ..exceptions import Conflict, DomainError, Invalid
 from ..extensions import db
 from ..models import ImagingTest, WorklistTemplate
 from . import charsets
@@ -16,10 +18,29 @@ from .render import RenderError, compile_template
 DEFAULT_NAME = "general"
 
 
-class TemplateError(ValueError):
-    def __init__(self, message: str, field: str = "body", line: int | None = None):
+class TemplateError(DomainError):
+    """A template that cannot be saved or loaded; ``field`` names the form
+    field at fault, ``line`` the line of the body when known. The views and
+    ``ghimaging init`` catch this name; each case is one of the two kinds
+    below."""
+
+    def __init__(self, message: str, field: str = "body", line: int | None = None) -> None:
         super().__init__(message)
         self.field, self.line = field, line
+        if isinstance(self, Invalid):
+            self.fields = {field: message}
+
+
+class TemplateInvalid(TemplateError, Invalid):
+    """A name, character set or body that cannot be accepted."""
+
+    code = "worklist_template"
+
+
+class TemplateNameTaken(TemplateError, Conflict):
+    """Another template has this name."""
+
+    code = "duplicate"
 
 
 def shipped() -> list[dict]:
@@ -44,7 +65,7 @@ def check_shipped() -> None:
         try:
             compile_template(entry["body"])
         except RenderError as exc:
-            raise TemplateError(f"Shipped worklist template {entry['name']!r} (worklist_templates/"
+            raise TemplateInvalid(f"Shipped worklist template {entry['name']!r} (worklist_templates/"
                                 f"{files[entry['name']]}): {exc}", "body", exc.line) from None
 
 
@@ -72,22 +93,22 @@ def load_shipped() -> int:
         if entry.get("default") and not any_default:
             row.is_default = True
             any_default = True
-    db.session.commit()
+    db.session.flush()
     return changed
 
 
 def validate(name: str, body: str, charset: str, encoding: str) -> tuple[str, str]:
     name = (name or "").strip()
     if not name or len(name) > 100:
-        raise TemplateError("A name of 1-100 characters is required.", "name")
+        raise TemplateInvalid("A name of 1-100 characters is required.", "name")
     try:
         encoding = charsets.check_pair(charset, encoding)
     except ValueError as exc:
-        raise TemplateError(str(exc), "encoding") from None
+        raise TemplateInvalid(str(exc), "encoding") from None
     try:
         compile_template(body or "")
     except RenderError as exc:
-        raise TemplateError(str(exc), "body", exc.line) from None
+        raise TemplateInvalid(str(exc), "body", exc.line) from None
     return name, encoding
 
 
@@ -99,7 +120,7 @@ def save(template: WorklistTemplate | None, *, name: str, body: str, charset: st
     name, encoding = validate(name, body, charset, encoding)
     other = db.session.scalar(select(WorklistTemplate).where(WorklistTemplate.name == name))
     if other is not None and other is not template:
-        raise TemplateError(f"A template named {name!r} exists.", "name")
+        raise TemplateNameTaken(f"A template named {name!r} exists.", "name")
     if template is None:
         template = WorklistTemplate(name=name)
         db.session.add(template)
@@ -123,7 +144,7 @@ def save(template: WorklistTemplate | None, *, name: str, body: str, charset: st
         for t in db.session.scalars(select(WorklistTemplate).where(WorklistTemplate.is_default.is_(True))):
             t.is_default = False
         template.is_default = True
-    db.session.commit()
+    db.session.flush()
     return template
 
 

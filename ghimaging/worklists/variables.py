@@ -106,4 +106,4 @@ def build_checked(req: ImagingRequest, template: WorklistTemplate, clinic_name: 
 
 
 def sample_names() -> list[str]:
-    return list(VARIABLES) + ["my"]
+    return [*VARIABLES, "my"]

@@ -1,6 +1,14 @@
 """The worklist folder (Orthanc's ``Worklists.Database``): one
 ``<accession>.wl`` per live request, written atomically, and only files
-that ghimaging wrote are ever removed."""
+that ghimaging wrote are ever removed.
+
+Nothing here commits. A file is written (or removed) before the commit of
+the transaction that wants it, so a request is never stored as offered
+without its file; if that transaction rolls back or ends without a commit,
+the folder is put back as it was (:mod:`ghimaging.imaging.effects`): the
+file's previous bytes again, or no file. The page, API call, command or
+background step that called commits once.
+"""
 
 from __future__ import annotations
 
@@ -39,9 +47,32 @@ def is_live(req: ImagingRequest) -> bool:
     return not getattr(req, "has_images", False)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _undo_unless_committed(path: Path) -> None:
+    """Put ``path`` back as it is now if the open transaction does not commit."""
+    from ..imaging import effects
+
+    try:
+        before: bytes | None = path.read_bytes()
+    except FileNotFoundError:
+        before = None
+
+    def restore() -> None:
+        try:
+            if before is None:
+                path.unlink(missing_ok=True)
+            else:
+                _atomic_write(path, before, undo=False)
+        except OSError:
+            log.exception("worklist file %s could not be put back after a rollback", path.name)
+
+    effects.undo_unless_committed(restore)
+
+
+def _atomic_write(path: Path, data: bytes, *, undo: bool = True) -> None:
     """Temp file in the same folder, fsync, rename: Orthanc reads every *.wl
     on each C-FIND and must never see half a file."""
+    if undo:
+        _undo_unless_committed(path)
     fd, tmp = tempfile.mkstemp(prefix=".ghimaging-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -51,14 +82,11 @@ def _atomic_write(path: Path, data: bytes) -> None:
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def write(req: ImagingRequest, *, commit: bool = True) -> bool:
+def write(req: ImagingRequest) -> bool:
     """Write the request's file if it is missing or different; True if written.
 
     When the item cannot be built (a value its character set cannot hold, a
@@ -69,13 +97,11 @@ def write(req: ImagingRequest, *, commit: bool = True) -> bool:
         data = build_file(req)
     except Exception as exc:
         record_missing(req, str(exc))
-        if commit:
-            db.session.commit()
         raise
-    return put(req, data, commit=commit)
+    return put(req, data)
 
 
-def put(req: ImagingRequest, data: WorklistFileData, *, commit: bool = True) -> bool:
+def put(req: ImagingRequest, data: WorklistFileData) -> bool:
     """Write already built bytes (the submit builds them before it changes
     the state); True if the file changed."""
     digest = hashlib.sha256(data.data).hexdigest()
@@ -85,16 +111,13 @@ def put(req: ImagingRequest, data: WorklistFileData, *, commit: bool = True) -> 
     req.worklist_problem = ""
     row = db.session.scalar(select(WorklistFile).where(WorklistFile.filename == name))
     if row is not None and row.digest == digest and path.exists() and _digest(path) == digest:
-        if commit:
-            db.session.commit()
         return False
     _atomic_write(path, data.data)
     if row is None:
         row = WorklistFile(filename=name, request_id=req.id, digest=digest)
         db.session.add(row)
     row.request_id, row.digest, row.written_at = req.id, digest, utcnow()
-    if commit:
-        db.session.commit()
+    db.session.flush()
     return True
 
 
@@ -115,34 +138,30 @@ def _unlink_ours(req: ImagingRequest) -> bool:
     row = db.session.scalar(select(WorklistFile).where(WorklistFile.filename == name))
     if row is None:
         return False  # not ours: never touched
-    try:
-        (folder() / name).unlink()
-    except FileNotFoundError:
-        pass
+    _unlink(folder() / name)
     db.session.delete(row)
     return True
 
 
-def remove(req: ImagingRequest, *, commit: bool = True) -> bool:
+def _unlink(path: Path) -> None:
+    _undo_unless_committed(path)
+    path.unlink(missing_ok=True)
+
+
+def remove(req: ImagingRequest) -> bool:
+    """Withdraw the request's item (only a file ghimaging wrote); True if
+    there was one."""
     removed = _unlink_ours(req)
     if req.worklist_problem:
         req.worklist_problem = ""  # not offered any more: nothing is missing
-    if commit:
-        db.session.commit()
+    db.session.flush()
     return removed
 
 
-def discard(req: ImagingRequest) -> None:
-    """Remove a file written in a transaction that did not commit."""
-    try:
-        (folder() / filename(req)).unlink()
-    except FileNotFoundError:
-        pass
-
-
 def sync(req: ImagingRequest) -> None:
-    """Bring the request's file in step with its state; never raises (the
-    reason a file is missing is recorded on the request instead)."""
+    """Bring the request's file in step with its state; never raises for a
+    file that cannot be written or built (the reason a file is missing is
+    recorded on the request instead, for the caller's commit)."""
     try:
         if is_live(req):
             write(req)
@@ -150,10 +169,6 @@ def sync(req: ImagingRequest) -> None:
             remove(req)
     except Exception:
         log.exception("worklist file for request %s could not be updated", req.accession_number)
-        try:
-            db.session.commit()  # the recorded reason, if the session still works
-        except Exception:
-            db.session.rollback()
 
 
 def _digest(path: Path) -> str:
@@ -171,7 +186,8 @@ class RebuildReport:
 
 def rebuild() -> RebuildReport:
     """Make the folder match the database: write what is missing, rewrite
-    what changed, remove files we wrote and no longer want, leave others."""
+    what changed, remove files we wrote and no longer want, leave others.
+    The caller commits (and the folder goes back if it does not)."""
     report = RebuildReport()
     wanted: set[str] = set()
     live = db.session.scalars(select(ImagingRequest).where(ImagingRequest.state == RequestState.REQUESTED.value)
@@ -182,7 +198,7 @@ def rebuild() -> RebuildReport:
         name = filename(req)
         wanted.add(name)
         try:
-            if write(req, commit=False):
+            if write(req):
                 report.written.append(name)
             else:
                 report.unchanged += 1
@@ -190,13 +206,10 @@ def rebuild() -> RebuildReport:
             report.errors.append(f"{name}: {exc}")
     for row in list(db.session.scalars(select(WorklistFile))):
         if row.filename not in wanted:
-            try:
-                (folder() / row.filename).unlink()
-            except FileNotFoundError:
-                pass
+            _unlink(folder() / row.filename)
             db.session.delete(row)
             report.removed.append(row.filename)
-    db.session.commit()
+    db.session.flush()
     ours = wanted | set(report.removed)
     report.foreign = sorted(p.name for p in folder().glob("*.wl") if p.name not in ours)
     return report
