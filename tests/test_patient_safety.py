@@ -414,6 +414,7 @@ def test_linking_another_patients_study_by_hand_needs_a_confirmation_and_a_reaso
     assert_no_wrong_patient_link()
     # Unlinked again, the request's history still says it happened.
     matching.unlink(study(ds), d_req, None)
+    db.session.commit()  # the page below is another session
     assert db.session.scalar(select(func.count()).select_from(RequestEvent).where(
         RequestEvent.request_id == d_req.id, RequestEvent.action == "other patient's study")) == 1
     page = tech.get(f"/requests/{d_req.id}").get_data(as_text=True)
@@ -456,6 +457,7 @@ def test_an_orthanc_patient_linked_by_hand_does_not_make_its_studies_the_patient
     store(orthanc, ds)
     synced(server.id, "incremental")
     links.link_patient(study(ds).patient_row, people["D"], None)
+    db.session.commit()
     sugs = matching.suggestions(study(ds))
     assert [(s.request.id, s.same_patient) for s in sugs] == [(d_req.id, False)]
     assert "Orthanc patient linked to this patient by hand" in sugs[0].reasons

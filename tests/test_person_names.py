@@ -106,6 +106,7 @@ def test_result_page_and_print_name_the_patient_of_the_images_whole(linked, logi
     req, study = linked
     result = workflow.create_result(req, staff["rad"], radiologist=staff["rad"], result_date=date.today(),
                                     report="No acute findings.")
+    db.session.commit()  # the pages below are another session
     rad = login("rad")
     page = rad.get(f"/results/{result.id}").get_data(as_text=True)
     assert f"Images of {HONG_SHOWN}" in page

@@ -471,6 +471,7 @@ def test_a_key_image_of_an_instance_orthanc_lacks_is_a_message_not_an_image(app,
 def test_a_final_result_refuses_key_images(app, orthanc, reported, login, staff):
     req, result, ds = reported
     workflow.finalise_result(result, staff["rad"])
+    db.session.commit()  # the pages below are another session
     inst = instance_id(orthanc, ds)
     rad = login("rad")
     page = text(rad.get(f"/results/{result.id}"))
@@ -501,6 +502,7 @@ def test_a_key_image_must_come_from_a_study_linked_to_the_result(app, orthanc, r
 def test_a_rejected_addendum_still_shows_the_linked_study(app, orthanc, reported, login, staff):
     req, result, ds = reported
     workflow.finalise_result(result, staff["rad"])
+    db.session.commit()  # the pages below are another session
     rad = login("rad")
     r = rad.post(f"/results/{result.id}/addenda", {"text": ""}, token_from=f"/results/{result.id}")
     assert r.status_code == 400
