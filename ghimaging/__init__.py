@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from flask import Flask
+from flask import Flask, Request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from werkzeug.routing import Map
 
 from . import config as cfg
 from .extensions import csrf, db, login_manager, migrate
@@ -85,7 +86,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         n = app.config["PROXY_COUNT"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]  # Flask's documented way
     _upload_limits(app)  # before CSRF, which reads the form
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
@@ -124,12 +125,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
-class _Request(Flask.request_class):  # type: ignore[name-defined, misc]
+class _Request(Request):
     """Uploaded files go straight to temporary files. Werkzeug keeps parts
     under 500 KB in memory, and a folder of 500 such DICOM files would then
     sit whole in the worker's memory."""
 
-    def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
+    def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
+                         filename: str | None = None, content_length: int | None = None) -> IO[bytes]:
         import tempfile
 
         return tempfile.TemporaryFile("wb+")
@@ -145,7 +147,7 @@ def _upload_limits(app: Flask) -> None:
     from flask import request
 
     @app.before_request
-    def _raise_limits_for_uploads():
+    def _raise_limits_for_uploads() -> None:
         if request.endpoint == "uploads.upload":
             request.max_content_length = app.config["UPLOAD_MAX_BYTES"]
             request.max_form_parts = app.config["UPLOAD_MAX_FILES"] + 100
@@ -157,7 +159,7 @@ def _bounded_int_urls(app: Flask) -> None:
     from werkzeug.routing import IntegerConverter
 
     class BoundedInt(IntegerConverter):
-        def __init__(self, url_map, *args, **kwargs):
+        def __init__(self, url_map: Map, *args: Any, **kwargs: Any) -> None:
             kwargs.setdefault("max", 2**31 - 1)
             super().__init__(url_map, *args, **kwargs)
 
@@ -165,7 +167,7 @@ def _bounded_int_urls(app: Flask) -> None:
 
 
 @event.listens_for(Engine, "connect")
-def _sqlite_pragmas(dbapi_connection, connection_record) -> None:  # pragma: no cover - trivial
+def _sqlite_pragmas(dbapi_connection: object, connection_record: object) -> None:  # pragma: no cover - trivial
     """Foreign keys on, and WAL so that readers do not block the writer."""
     import sqlite3
 

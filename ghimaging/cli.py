@@ -139,13 +139,13 @@ def serve_command(host: str, port: int, workers: int, threads: int, timeout: int
 
     options = gunicorn_conf.settings(bind=f"{host}:{port}", workers=workers, threads=threads, timeout=timeout)
 
-    class _App(BaseApplication):
+    class _App(BaseApplication):  # type: ignore[misc]  # gunicorn ships no types
         def load_config(self) -> None:
             for name, value in options.items():
                 if name in self.cfg.settings:
                     self.cfg.set(name, value)
 
-        def load(self):
+        def load(self) -> Flask:
             from . import background, create_app
 
             app = create_app()
@@ -223,7 +223,7 @@ def init_app(app: Flask) -> None:
         app.cli.add_command(cmd)
 
 
-def _create_app():
+def _create_app() -> Flask:
     """``create_app`` for the console script: a bad setting is a one-line
     error, not a traceback."""
     from . import create_app

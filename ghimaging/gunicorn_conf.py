@@ -41,7 +41,7 @@ SETTINGS = ("bind", "workers", "worker_class", "threads", "timeout", "graceful_t
             "accesslog", "worker_tmp_dir", "control_socket_disable")
 
 
-def settings(**overrides) -> dict:
+def settings(**overrides: object) -> dict[str, object]:
     """These settings, with ``overrides`` (``None`` keeps the default)."""
     out = {name: globals()[name] for name in SETTINGS}
     out.update({k: v for k, v in overrides.items() if v is not None})

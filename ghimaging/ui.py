@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from flask import Flask, current_app, request
+from flask import Flask, Response, current_app, request
 from flask_login import current_user
+from flask_sqlalchemy.pagination import Pagination
 from sqlalchemy import Select
+from sqlalchemy.orm import InstrumentedAttribute
 
 from .extensions import db
 from .models import RequestState
@@ -15,7 +17,7 @@ from .permissions import can
 from .querytools import page_number
 
 
-def paginate(stmt: Select):
+def paginate(stmt: Select[Any]) -> Pagination:
     per_page = current_app.config["ITEMS_PER_PAGE"]
     page = page_number(request.args.get("page", 1))
     return db.paginate(stmt, page=page, per_page=per_page, error_out=False)
@@ -24,7 +26,7 @@ def paginate(stmt: Select):
 class IdPage:
     """The attributes of Flask-SQLAlchemy's Pagination that the pager uses."""
 
-    def __init__(self, items: list, page: int, per_page: int, total: int):
+    def __init__(self, items: list[Any], page: int, per_page: int, total: int) -> None:
         self.items, self.page, self.per_page, self.total = items, page, per_page, total
         self.pages = max(1, -(-total // per_page)) if total else 0
         self.has_prev = page > 1
@@ -33,7 +35,8 @@ class IdPage:
         self.next_num = page + 1 if self.has_next else None
 
 
-def paginate_by_id(stmt: Select, id_column, page: int | None = None, per_page: int | None = None) -> IdPage:
+def paginate_by_id(stmt: Select[Any], id_column: InstrumentedAttribute[int], page: int | None = None,
+                   per_page: int | None = None) -> IdPage:
     """Page through the ids first, then load only that page's rows.
 
     OFFSET on the full, joined SELECT makes the database build and discard
@@ -156,7 +159,7 @@ def init_app(app: Flask) -> None:
         return {"current_user": current_user, "can": lambda action: can(current_user, action)}
 
     @app.before_request
-    def _refuse_nul():
+    def _refuse_nul() -> None:
         """PostgreSQL cannot store NUL in text and nobody types one: refuse
         it up front with a clear 400 rather than failing deep in a query."""
         from itertools import chain
@@ -173,7 +176,7 @@ def init_app(app: Flask) -> None:
             abort(400, "Text must not contain NUL characters.")
 
     @app.after_request
-    def _security_headers(resp):
+    def _security_headers(resp: Response) -> Response:
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         resp.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
         resp.headers.setdefault("Referrer-Policy", "same-origin")

@@ -9,7 +9,7 @@ from ..models import Role
 from .service import password_problem
 
 
-class MultiCheckboxField(SelectMultipleField):
+class MultiCheckboxField(SelectMultipleField):  # type: ignore[misc]  # WTForms: no types installed
     widget = ListWidget(prefix_label=False)
     option_widget = CheckboxInput()
 
@@ -50,8 +50,8 @@ class UserForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no types
 
 
 class EditUserForm(UserForm):
-    password = None  # type: ignore[assignment]
-    username = None  # type: ignore[assignment]
+    password = None
+    username = None
 
 
 class ResetPasswordForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no types

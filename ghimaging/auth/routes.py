@@ -34,7 +34,7 @@ bp = Blueprint("auth", __name__)
 LOGIN_FAILED = "Unknown username or wrong password."
 
 
-@login_manager.user_loader
+@login_manager.user_loader  # type: ignore[untyped-decorator]  # Flask-Login ships no types
 def load_user(user_id: str) -> User | None:
     """Cookies carry ``<user id>:<session secret>``; the session must still
     exist server-side (see :mod:`.sessions`). The once-a-minute touch of the

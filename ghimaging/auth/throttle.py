@@ -62,7 +62,7 @@ def delay_after(failures: int, limit: int) -> int:
     if failures < limit:
         return 0
     longest: int = current_app.config["LOGIN_LOCKOUT_SECONDS"]
-    return min(2 ** min(failures - limit + 1, 30), longest)
+    return min(1 << min(failures - limit + 1, 30), longest)
 
 
 def _wait(row: LoginThrottle | None, now: datetime) -> int:

@@ -147,7 +147,7 @@ class FileStatus:
     written_at: datetime | None = None
     charset: str = ""
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, str | None]:
         return {"state": self.state, "filename": self.filename, "reason": self.reason or None,
                 "written_at": self.written_at.isoformat() + "Z" if self.written_at else None,
                 "charset": self.charset or None}
@@ -196,7 +196,7 @@ def file_status(req: ImagingRequest) -> FileStatus:
 @dataclass
 class Preview:
     text: str = ""
-    rows: list | None = None
+    rows: list[tuple[int, str, str, str, str]] | None = None
     error: str = ""
     filename: str = ""
     live: bool = False

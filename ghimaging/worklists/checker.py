@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterable
+from typing import Any, NoReturn
 
 from genshi.template.base import EXEC, EXPR, INCLUDE, SUB, TEXT
 from genshi.template.directives import (
@@ -88,11 +90,11 @@ class _Checker:
             return candidates[0]
         return min(candidates, key=lambda n: (abs(n - hint), n))
 
-    def refuse(self, message: str) -> None:
+    def refuse(self, message: str) -> NoReturn:
         raise SandboxError(f"Not allowed in a worklist template: {message}", self.line)
 
     # -- the stream ---------------------------------------------------------
-    def stream(self, events, bound: frozenset[str]) -> None:
+    def stream(self, events: Iterable[tuple[Any, Any, Any]], bound: frozenset[str]) -> None:
         for kind, data, pos in events:
             hint = pos[1] if pos and len(pos) > 1 else None
             if kind is TEXT:
@@ -119,7 +121,7 @@ class _Checker:
                 self.line = hint
                 self.refuse(f"this part of the template ({kind}).")
 
-    def directive(self, cls, name: str, value, bound: frozenset[str]) -> frozenset[str]:
+    def directive(self, cls: type, name: str, value: Any, bound: frozenset[str]) -> frozenset[str]:
         if cls in (IfDirective, ChooseDirective, WhenDirective):
             if value is not None and not isinstance(value, str):
                 self.refuse(f"{{% {name} %}} with this value.")
@@ -134,10 +136,9 @@ class _Checker:
             if not isinstance(value, str) or " in " not in value:
                 self.refuse("{% for %} must read {% for NAME in VALUES %}.")
             target, values = value.split(" in ", 1)  # exactly as Genshi splits it
-            names = self.targets(self.parse(target, "exec"), "for")
+            names = self.targets(self.statements(target), "for")
             # Genshi compiles 'iter(<values>)': check that very expression.
-            tree = self.parse(f"iter({values.strip()})", "eval")
-            call = tree.body
+            call = self.expression_tree(f"iter({values.strip()})")
             if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "iter"
                     and len(call.args) == 1 and not call.keywords):
                 self.refuse(f"{{% for %}} over \u2018{values.strip()}\u2019.")
@@ -146,21 +147,29 @@ class _Checker:
         if cls is WithDirective:
             if not isinstance(value, str):
                 self.refuse("{% with %} with this value.")
-            tree = self.parse(value.strip(), "exec")
             inner = set(bound)
-            for statement in tree.body:
+            for statement in self.statements(value.strip()):
                 if not isinstance(statement, ast.Assign):
                     self.refuse("{% with %} takes only assignments (NAME = VALUE; ...).")
                 self.whole(statement.value, frozenset(inner))
-                for target in statement.targets:
-                    inner |= self._target_names(target, "with")
+                for assigned in statement.targets:
+                    inner |= self._target_names(assigned, "with")
             return frozenset(inner)
         if cls is DefDirective:
             self.refuse("{% def %} (template functions).")
         self.refuse(f"the directive \u2018{name}\u2019.")
-        return bound
 
-    def parse(self, source: str, mode: str) -> ast.AST:
+    def expression_tree(self, source: str) -> ast.expr:
+        tree: ast.Expression = self.parse(source, "eval")
+        return tree.body
+
+    def statements(self, source: str) -> list[ast.stmt]:
+        tree: ast.Module = self.parse(source, "exec")
+        return tree.body
+
+    def parse(self, source: str, mode: str) -> Any:
+        """``source`` parsed in ``mode`` (an ``ast.Expression`` for "eval",
+        an ``ast.Module`` for "exec")."""
         try:
             return genshi_parse(source, mode)  # the very parse Genshi compiles
         except SyntaxError as exc:
@@ -169,11 +178,11 @@ class _Checker:
             raise SandboxError(f"\u2018{source.strip()[:80]}\u2019 cannot be read ({exc.__class__.__name__})",
                                self.line) from None
 
-    def targets(self, tree: ast.AST, what: str) -> frozenset[str]:
-        body = getattr(tree, "body", None)
-        if not (isinstance(body, list) and len(body) == 1 and isinstance(body[0], ast.Expr)):
+    def targets(self, statements: list[ast.stmt], what: str) -> frozenset[str]:
+        first = statements[0] if len(statements) == 1 else None
+        if not isinstance(first, ast.Expr):
             self.refuse(f"{{% {what} %}} must assign to names.")
-        return self._target_names(body[0].value, what)
+        return self._target_names(first.value, what)
 
     def _target_names(self, node: ast.AST, what: str) -> frozenset[str]:
         if isinstance(node, ast.Name):
@@ -186,12 +195,11 @@ class _Checker:
                 out |= self._target_names(elt, what)
             return out
         self.refuse(f"{{% {what} %}} must assign to names, not to \u2018{ast.unparse(node)}\u2019.")
-        return frozenset()
 
     def expression(self, source: str | None, bound: frozenset[str]) -> None:
         if not isinstance(source, str):
             self.refuse("an expression Genshi built from something other than text.")
-        self.whole(self.parse(source, "eval").body, bound)
+        self.whole(self.expression_tree(source), bound)
 
     def whole(self, node: ast.AST, bound: frozenset[str]) -> None:
         """One whole expression: its nodes, and how many operators."""
@@ -209,21 +217,21 @@ class _Checker:
         kind = type(node)
         if kind in _REFUSED_KINDS:
             self.refuse(f"{_REFUSED_KINDS[kind]} (\u2018{_shown(node)}\u2019).")
-        if kind is ast.Constant:
+        if isinstance(node, ast.Constant):
             if not (node.value is None or isinstance(node.value, (str, bool, int, float))):
                 self.refuse(f"the literal \u2018{_shown(node)}\u2019.")
             return
-        if kind is ast.Name:
+        if isinstance(node, ast.Name):
             self.name(node, bound)
             return
-        if kind is ast.Attribute:
+        if isinstance(node, ast.Attribute):
             self.node(node.value, bound)  # the leftmost problem first: __import__ before .system
             self.attribute(node.attr, node)
             return
-        if kind is ast.Call:
+        if isinstance(node, ast.Call):
             self.call(node, bound)
             return
-        if kind is ast.Subscript:
+        if isinstance(node, ast.Subscript):
             if not isinstance(node.ctx, ast.Load):
                 self.refuse(f"assignment (\u2018{_shown(node)}\u2019).")
             index = node.slice
@@ -232,12 +240,12 @@ class _Checker:
             self.node(node.value, bound)
             self.node(index, bound)
             return
-        if kind is ast.Slice:
+        if isinstance(node, ast.Slice):
             for part in (node.lower, node.upper, node.step):
                 if part is not None:
                     self.node(part, bound)
             return
-        if kind is ast.BinOp:
+        if isinstance(node, ast.BinOp):
             if isinstance(node.op, (ast.Add, ast.Sub)):
                 pass
             elif isinstance(node.op, ast.Mod):
@@ -247,27 +255,27 @@ class _Checker:
             self.node(node.left, bound)
             self.node(node.right, bound)
             return
-        if kind is ast.UnaryOp:
+        if isinstance(node, ast.UnaryOp):
             if not isinstance(node.op, (ast.Not, ast.USub, ast.UAdd)):
                 self.refuse(f"the operator in \u2018{_shown(node)}\u2019.")
             self.node(node.operand, bound)
             return
-        if kind is ast.BoolOp:
+        if isinstance(node, ast.BoolOp):
             for value in node.values:
                 self.node(value, bound)
             return
-        if kind is ast.Compare:
+        if isinstance(node, ast.Compare):
             if not all(isinstance(op, _COMPARE_OPS) for op in node.ops):
                 self.refuse(f"the comparison \u2018{_shown(node)}\u2019.")
             self.node(node.left, bound)
             for value in node.comparators:
                 self.node(value, bound)
             return
-        if kind is ast.IfExp:
+        if isinstance(node, ast.IfExp):
             for part in (node.test, node.body, node.orelse):
                 self.node(part, bound)
             return
-        if kind in (ast.Tuple, ast.List):
+        if isinstance(node, (ast.Tuple, ast.List)):
             if not isinstance(node.ctx, ast.Load):
                 self.refuse(f"assignment (\u2018{_shown(node)}\u2019).")
             for elt in node.elts:
@@ -346,7 +354,7 @@ def _shown(node: ast.AST) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def check_stream(stream, body: str) -> None:
+def check_stream(stream: Iterable[tuple[Any, Any, Any]], body: str) -> None:
     """Refuse (:class:`SandboxError`, with the line) anything in a parsed
     Genshi text template that is not part of the worklist template language."""
     _Checker(body).stream(stream, frozenset())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -56,7 +57,7 @@ def _known_vrs() -> set[str]:
     return {v.value for v in VR} - {"SQ"}
 
 
-def _value(rest: str, vr: str, lineno: int):
+def _value(rest: str, vr: str, lineno: int) -> Any:
     """The value as dump2dcm reads it: inside [...] up to the last ] on the
     line, or else the rest of the line up to a # comment."""
     rest = (rest or "").strip()
@@ -98,7 +99,7 @@ def parse(text: str) -> Parsed:
     """Parse dump text into a dataset and file meta elements (group 0002)."""
     root = Dataset()
     meta = FileMetaDataset()
-    stack: list[tuple[str, object]] = [("ds", root)]  # ("ds", Dataset) or ("seq", Sequence)
+    stack: list[tuple[str, Dataset | Sequence]] = [("ds", root)]  # ("ds", Dataset) or ("seq", Sequence)
     for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -115,7 +116,7 @@ def parse(text: str) -> Parsed:
             if kind != "seq":
                 raise DumpError("an item (fffe,e000) outside a sequence", lineno)
             item = Dataset()
-            top.append(item)  # type: ignore[union-attr]
+            top.append(item)
             stack.append(("ds", item))
             continue
         if tag == ITEM_END:
@@ -141,7 +142,7 @@ def parse(text: str) -> Parsed:
         if vr == "SQ":
             seq = Sequence()
             top.add(DataElement(tag, "SQ", seq))  # type: ignore[union-attr]
-            stack.append(("seq", top[tag].value))  # type: ignore[index]
+            stack.append(("seq", top[tag].value))
             continue
         try:
             top.add(DataElement(tag, vr, _value(rest, vr, lineno)))  # type: ignore[union-attr]

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from ..extensions import db
 from ..models import ImagingRequest, WorklistTemplate
 from . import build_file, dicomfile
-from .render import RenderError
+from .errors import RenderError
 
 
 @dataclass

@@ -32,7 +32,7 @@ def syntax_of(body: str) -> str:
     return "new"
 
 
-def compile_template(body: str):
+def compile_template(body: str) -> sandbox.SandboxedNewTextTemplate | sandbox.SandboxedOldTextTemplate:
     """The template compiled in the sandbox: :class:`RenderError` (a
     :class:`~.sandbox.SandboxError` for what is not allowed) naming the line
     if it cannot be. Nothing of the template runs here."""

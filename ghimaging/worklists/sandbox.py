@@ -36,12 +36,12 @@ the run-time half; :mod:`.checker` the check of the parsed template.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from genshi.template import NewTextTemplate, OldTextTemplate
-from genshi.template.base import INCLUDE
+from genshi.template.base import INCLUDE, Template
 from genshi.template.eval import UNDEFINED, StrictLookup, UndefinedError
 
 from .errors import RenderError
@@ -103,7 +103,7 @@ def _max(*args: Any) -> Any:
     return max(*args)
 
 
-def _enumerate(items: Iterable, start: int = 0) -> Iterable:
+def _enumerate(items: Iterable[Any], start: int = 0) -> Iterable[tuple[int, Any]]:
     return enumerate(items, start)
 
 
@@ -114,7 +114,7 @@ FUNCTIONS: dict[str, Any] = {"len": _len, "str": _str, "int": _int, "abs": _abs,
 _budget: contextvars.ContextVar[list[int]] = contextvars.ContextVar("worklist_template_items")
 
 
-def _iter(items: Iterable) -> Iterable:
+def _iter(items: Iterable[Any]) -> Iterator[Any]:
     """What ``{% for %}`` loops through (Genshi writes ``iter(...)``): at
     most :data:`MAX_ITEMS` items per render, all loops together."""
     budget = _budget.get(None) or [MAX_ITEMS]
@@ -125,13 +125,13 @@ def _iter(items: Iterable) -> Iterable:
         yield item
 
 
-def new_budget() -> contextvars.Token:
+def new_budget() -> contextvars.Token[list[int]]:
     """Start the loop budget of one render; pass the token to
     :func:`end_budget` afterwards."""
     return _budget.set([MAX_ITEMS])
 
 
-def end_budget(token: contextvars.Token) -> None:
+def end_budget(token: contextvars.Token[list[int]]) -> None:
     _budget.reset(token)
 
 
@@ -148,8 +148,8 @@ def _replace(s: str, old: str, new: str, count: int = -1) -> str:
     return s.replace(old, new, count)
 
 
-def _padding(name: str):
-    method = getattr(str, name)
+def _padding(name: str) -> Callable[..., str]:
+    method: Callable[..., str] = getattr(str, name)
 
     def pad(s: str, width: int, *args: Any) -> str:
         if int(width) > MAX_TEXT:
@@ -158,7 +158,7 @@ def _padding(name: str):
     return pad
 
 
-def _join(s: str, items: Iterable) -> str:
+def _join(s: str, items: Iterable[Any]) -> str:
     items = list(_iter(items))
     if sum(len(i) for i in items if isinstance(i, str)) + len(s) * max(0, len(items) - 1) > MAX_TEXT:
         raise SandboxError(f"A worklist template may not build text longer than {MAX_TEXT} characters.")
@@ -204,7 +204,7 @@ def _value_allowed(value: Any) -> bool:
     return False
 
 
-class SandboxLookup(StrictLookup):
+class SandboxLookup(StrictLookup):  # type: ignore[misc]  # Genshi ships no types
     """Genshi's name, attribute and item lookups for worklist templates: only
     the template's variables and :data:`FUNCTIONS`, never Python's
     built-ins; attributes only of strings (:data:`METHODS`), dates and
@@ -212,13 +212,13 @@ class SandboxLookup(StrictLookup):
     already refuses is refused here again, in case a path around it exists."""
 
     @classmethod
-    def globals(cls, data):
-        out = super().globals(data)
+    def globals(cls, data: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = super().globals(data)
         out["__builtins__"] = {}  # a name Genshi leaves untranslated finds nothing
         return out
 
     @classmethod
-    def lookup_name(cls, data, name):
+    def lookup_name(cls, data: dict[str, Any], name: str) -> Any:
         __traceback_hide__ = True
         if name.startswith("_") or name in ("defined", "value_of"):
             raise SandboxError(f"Not allowed in a worklist template: the name \u2018{name}\u2019.")
@@ -235,7 +235,7 @@ class SandboxLookup(StrictLookup):
         return value
 
     @classmethod
-    def lookup_attr(cls, obj, key):
+    def lookup_attr(cls, obj: Any, key: Any) -> Any:
         __traceback_hide__ = True
         if not isinstance(key, str) or key.startswith("_"):
             raise SandboxError(f"Not allowed in a worklist template: the attribute \u2018{key}\u2019.")
@@ -253,7 +253,7 @@ class SandboxLookup(StrictLookup):
                            f"{type(obj).__name__} value.")
 
     @classmethod
-    def lookup_item(cls, obj, key):
+    def lookup_item(cls, obj: Any, key: Any) -> Any:
         __traceback_hide__ = True
         if len(key) == 1:
             key = key[0]
@@ -266,7 +266,7 @@ class SandboxLookup(StrictLookup):
         raise SandboxError(f"Not allowed in a worklist template: an item of a {type(obj).__name__} value.")
 
     @classmethod
-    def undefined(cls, key, owner=UNDEFINED):
+    def undefined(cls, key: str, owner: Any = UNDEFINED) -> Any:
         __traceback_hide__ = True
         raise UndefinedError(key, owner=owner)
 
@@ -276,34 +276,36 @@ class _NoLoader:
 
     auto_reload = True
 
-    def load(self, *args, **kwargs):
+    def load(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise SandboxError("Not allowed in a worklist template: {% include %}.")
 
 
-class _Sandboxed:
-    """Mix-in for Genshi's text templates: the sandbox lookup, no Python
-    blocks, no includes, and :func:`check_stream` on what was parsed."""
+class _Sandboxed(Template):  # type: ignore[misc]  # Genshi ships no types
+    """Mix-in for Genshi's text templates (before them in the bases): the
+    sandbox lookup, no Python blocks, no includes, and
+    :func:`.checker.check_stream` on what was parsed."""
 
-    def __init__(self, source: str, **kwargs):
+    def __init__(self, source: str, **kwargs: Any) -> None:
         self._sandbox_body = source
         super().__init__(source, lookup=SandboxLookup, **kwargs)
 
-    def _init_loader(self):
+    def _init_loader(self) -> None:
         self.loader = _NoLoader()
 
-    def _init_filters(self):
+    def _init_filters(self) -> None:
         self.filters = [self._flatten, _refuse_includes]  # not self._include
 
-    def _parse(self, source, encoding):
+    def _parse(self, source: str, encoding: str | None) -> list[Any]:
         from .checker import check_stream  # it imports this module's lists
 
         self.allow_exec = False  # NewTextTemplate drops its own allow_exec=False
-        stream = super()._parse(source, encoding)
+        stream: list[Any] = super()._parse(source, encoding)
         check_stream(stream, self._sandbox_body)
         return stream
 
 
-def _refuse_includes(stream, ctxt, **vars):
+def _refuse_includes(stream: Iterable[tuple[Any, Any, Any]], ctxt: Any, **vars: Any
+                     ) -> Iterator[tuple[Any, Any, Any]]:
     """In place of Genshi's include filter: an include that got this far is
     refused, not dropped silently."""
     for kind, data, pos in stream:
@@ -312,9 +314,9 @@ def _refuse_includes(stream, ctxt, **vars):
         yield kind, data, pos
 
 
-class SandboxedNewTextTemplate(_Sandboxed, NewTextTemplate):
+class SandboxedNewTextTemplate(_Sandboxed, NewTextTemplate):  # type: ignore[misc]  # Genshi ships no types
     """GNU Health 5.0 syntax (``${...}``, ``{% if %}``), sandboxed."""
 
 
-class SandboxedOldTextTemplate(_Sandboxed, OldTextTemplate):
+class SandboxedOldTextTemplate(_Sandboxed, OldTextTemplate):  # type: ignore[misc]  # Genshi ships no types
     """GNU Health 4.x syntax (``$Name``, ``#if``), sandboxed."""

@@ -45,7 +45,7 @@ def query_dataset(modality: str = "", station: str = "", date: str = "", patient
 def find(host: str, port: int, called_aet: str, query: Dataset, calling_aet: str = CALLING_AET,
          timeout: float = 10) -> FindResult:
     from pynetdicom import AE
-    from pynetdicom.sop_class import ModalityWorklistInformationFind
+    from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]  # made at import
 
     ae = AE(ae_title=calling_aet)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
@@ -85,7 +85,7 @@ def target_for(server: OrthancServer, calling_aet: str = CALLING_AET) -> tuple[s
     return host, server.dicom_port or 4242, server.dicom_aet or "ORTHANC"
 
 
-def _pn(value) -> str:
+def _pn(value: object) -> str:
     """A PN as compared: NFC, no padding, no empty trailing components."""
     import unicodedata
 
@@ -93,7 +93,7 @@ def _pn(value) -> str:
     return "=".join(group.strip().rstrip("^").strip() for group in text.split("=")).rstrip("=")
 
 
-def _text(value) -> str:
+def _text(value: object) -> str:
     return str(value if value is not None else "").strip()
 
 

@@ -5,6 +5,7 @@ command that saves or loads commits."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from sqlalchemy import select
 
@@ -13,7 +14,8 @@ from ..exceptions import Conflict, DomainError, Invalid
 from ..extensions import db
 from ..models import ImagingTest, WorklistTemplate
 from . import charsets
-from .render import RenderError, compile_template
+from .errors import RenderError
+from .render import compile_template
 
 DEFAULT_NAME = "general"
 
@@ -24,11 +26,8 @@ class TemplateError(DomainError):
     ``ghimaging init`` catch this name; each case is one of the two kinds
     below."""
 
-    def __init__(self, message: str, field: str = "body", line: int | None = None) -> None:
-        super().__init__(message)
-        self.field, self.line = field, line
-        if isinstance(self, Invalid):
-            self.fields = {field: message}
+    field: str = "body"
+    line: int | None = None
 
 
 class TemplateInvalid(TemplateError, Invalid):
@@ -36,14 +35,23 @@ class TemplateInvalid(TemplateError, Invalid):
 
     code = "worklist_template"
 
+    def __init__(self, message: str, field: str = "body", line: int | None = None) -> None:
+        super().__init__(message, fields={field: message})
+        self.field, self.line = field, line
+
 
 class TemplateNameTaken(TemplateError, Conflict):
     """Another template has this name."""
 
     code = "duplicate"
 
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.field = "name"
 
-def shipped() -> list[dict]:
+
+def shipped() -> list[dict[str, Any]]:
+    """The shipped templates' entries of ``index.json``, each with its body."""
     folder = resource_dir("worklist_templates")
     index = json.loads((folder / "index.json").read_text(encoding="utf-8"))
     out = []
@@ -120,7 +128,7 @@ def save(template: WorklistTemplate | None, *, name: str, body: str, charset: st
     name, encoding = validate(name, body, charset, encoding)
     other = db.session.scalar(select(WorklistTemplate).where(WorklistTemplate.name == name))
     if other is not None and other is not template:
-        raise TemplateNameTaken(f"A template named {name!r} exists.", "name")
+        raise TemplateNameTaken(f"A template named {name!r} exists.")
     if template is None:
         template = WorklistTemplate(name=name)
         db.session.add(template)
@@ -183,4 +191,5 @@ def all_templates() -> list[WorklistTemplate]:
 
 
 def for_test_default_body() -> str:
-    return next(e["body"] for e in shipped() if e["name"] == DEFAULT_NAME)
+    body: str = next(e["body"] for e in shipped() if e["name"] == DEFAULT_NAME)
+    return body

@@ -116,8 +116,9 @@ def exposed_names(cls: type) -> frozenset[str]:
     names = _EXPOSED.get(cls)
     if names is None:
         from sqlalchemy import inspect
+        from sqlalchemy.orm import Mapper
 
-        mapper = inspect(cls)
+        mapper: Mapper[Any] = inspect(cls)
         allowed = _model_classes()
         found = {a.key for a in mapper.column_attrs}
         found |= {r.key for r in mapper.relationships if r.mapper.class_ in allowed}

@@ -85,7 +85,7 @@ def build_checked(req: ImagingRequest, template: WorklistTemplate, clinic_name: 
         "CodingSchemeDesignator": CODING_SCHEME,
         "ProcedureCodeMeaning": req.test.name,
     }
-    out = {name: v.clean(value, VARIABLES[name]) for name, value in raw.items()}
+    out: dict[str, Any] = {name: v.clean(value, VARIABLES[name]) for name, value in raw.items()}
     whole = {name: v.clean(value, VARIABLES[name], cut=False) for name, value in raw.items()}
     # Names are built from cleaned parts so that no part adds a component.
     out["PatientName"] = v.person_name(patient.family_name, patient.given_name)

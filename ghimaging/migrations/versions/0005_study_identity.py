@@ -23,13 +23,13 @@ branch_labels = None
 depends_on = None
 
 
-def _key(name):
+def _key(name: str | None) -> str:
     text = (name or "").replace("^", " ").replace("=", " ")
     decomposed = unicodedata.normalize("NFKD", text)
     return " ".join("".join(c for c in decomposed if not unicodedata.combining(c)).casefold().split())[:400]
 
 
-def upgrade():
+def upgrade() -> None:
     with op.batch_alter_table('orthanc_studies', schema=None) as batch_op:
         batch_op.add_column(sa.Column('name_key', sa.String(length=400), server_default='', nullable=False))
         batch_op.add_column(sa.Column('birth_date', sa.String(length=16), server_default='', nullable=False))
@@ -84,7 +84,7 @@ def upgrade():
                 batch_op.alter_column(column, server_default=None)
 
 
-def downgrade():
+def downgrade() -> None:
     with op.batch_alter_table('link_events', schema=None) as batch_op:
         batch_op.drop_column('patient_id')
     with op.batch_alter_table('study_links', schema=None) as batch_op:

@@ -15,7 +15,7 @@ branch_labels = None
 depends_on = None
 
 
-def upgrade():
+def upgrade() -> None:
     # Server defaults only fill the existing rows; the models give the values
     # of new ones, so the defaults are dropped again (as in 0003).
     with op.batch_alter_table('worklist_templates', schema=None) as batch_op:
@@ -35,7 +35,7 @@ def upgrade():
         batch_op.alter_column('default_encoding', server_default=None)
 
 
-def downgrade():
+def downgrade() -> None:
     with op.batch_alter_table('orthanc_servers', schema=None) as batch_op:
         batch_op.drop_column('default_encoding')
     with op.batch_alter_table('imaging_requests', schema=None) as batch_op:

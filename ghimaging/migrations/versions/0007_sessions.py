@@ -21,7 +21,7 @@ branch_labels = None
 depends_on = None
 
 
-def upgrade():
+def upgrade() -> None:
     op.create_table('user_sessions',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=False),
@@ -62,7 +62,7 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_login_throttle_last_failure_at'), ['last_failure_at'], unique=False)
 
 
-def downgrade():
+def downgrade() -> None:
     op.drop_table('login_throttle')
     op.create_table('login_throttle',
     sa.Column('key', sa.String(length=200), nullable=False),

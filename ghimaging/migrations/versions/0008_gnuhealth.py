@@ -15,7 +15,7 @@ branch_labels = None
 depends_on = None
 
 
-def upgrade():
+def upgrade() -> None:
     op.create_table('gnuhealth_config',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('enabled', sa.Boolean(), nullable=False),
@@ -73,7 +73,7 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_gnuhealth_outbox_request_id'), ['request_id'], unique=False)
 
 
-def downgrade():
+def downgrade() -> None:
     with op.batch_alter_table('gnuhealth_outbox', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_gnuhealth_outbox_request_id'))
         batch_op.drop_index(batch_op.f('ix_gnuhealth_outbox_idempotency_key'))

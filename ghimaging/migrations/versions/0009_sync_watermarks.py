@@ -16,7 +16,7 @@ branch_labels = None
 depends_on = None
 
 
-def upgrade():
+def upgrade() -> None:
     with op.batch_alter_table('orthanc_servers', schema=None) as batch_op:
         batch_op.add_column(sa.Column('content_change', sa.Integer(), nullable=False, server_default='0'))
     with op.batch_alter_table('orthanc_studies', schema=None) as batch_op:
@@ -26,7 +26,7 @@ def upgrade():
     op.execute("UPDATE orthanc_servers SET content_change = last_change")
 
 
-def downgrade():
+def downgrade() -> None:
     with op.batch_alter_table('orthanc_studies', schema=None) as batch_op:
         batch_op.drop_column('synced_change')
     with op.batch_alter_table('orthanc_servers', schema=None) as batch_op:
