@@ -190,7 +190,6 @@ def user_for_token(token: str) -> User | None:
     now = utcnow()
     if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=1):
         row.last_used_at = now
-        db.session.flush()
     user: User = row.user
     return user
 
