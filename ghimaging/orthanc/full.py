@@ -76,23 +76,26 @@ def full(server: OrthancServer, client: OrthancClient, *, page_size: int = 500, 
 def prefetched(pages: Iterable[T]) -> Iterator[T]:
     """Read the next page from Orthanc while this one is written: the HTTP
     wait and the database work overlap instead of adding up. One page ahead
-    at most, so memory stays one page."""
-    box: queue.Queue[Any] = queue.Queue(maxsize=1)
+    at most (the next page is asked for only once the consumer is done with
+    the one before the current one), so memory stays two pages."""
+    box: queue.Queue[Any] = queue.Queue()
+    ahead = threading.Semaphore(2)  # pages that may be read before the consumer is done with them
     stop = threading.Event()
     done = object()
 
     def produce() -> None:
+        source = iter(pages)
         try:
-            for page in pages:
-                while not stop.is_set():
-                    try:
-                        box.put(page, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
+            while True:
+                while not ahead.acquire(timeout=0.2):
+                    if stop.is_set():
+                        return
                 if stop.is_set():
                     return
-            box.put(done)
+                page = next(source, done)
+                box.put(page)
+                if page is done:
+                    return
         except BaseException as exc:  # handed to the consumer, raised there
             box.put(exc)
 
@@ -106,6 +109,7 @@ def prefetched(pages: Iterable[T]) -> Iterator[T]:
             if isinstance(item, BaseException):
                 raise item
             yield cast(T, item)
+            ahead.release()  # done with this page: the one after the next may be read
     finally:
         stop.set()
         thread.join(timeout=5)
