@@ -143,11 +143,10 @@ def text(resp) -> str:
 def test_a_trickling_answer_defeats_the_read_timeout_but_not_the_deadline():
     """Each byte comes within the read timeout, so only a deadline for the
     whole call ends it: 3 s here, where the read timeout alone waits for ever."""
-    with TricklingServer(interval=0.5) as fake:
-        with OrthancClient(fake.url, timeout=(3.05, 30), total_timeout=3) as client:
-            call = Slow(client.system)
-            with pytest.raises(TimedOut, match="did not answer in time"):
-                call.result(15)
+    with TricklingServer(interval=0.5) as fake, OrthancClient(fake.url, timeout=(3.05, 30), total_timeout=3) as client:
+        call = Slow(client.system)
+        with pytest.raises(TimedOut, match="did not answer in time"):
+            call.result(15)
     assert call.seconds < 10
 
 
@@ -191,7 +190,7 @@ def test_a_trickled_download_body_ends_under_the_floor_rate():
 
 def test_preview_is_a_clear_504_within_its_deadline(app, linked, login, stall):
     """Finding 16: the preview waited 60.7 s before its 502. Deadline 8 s."""
-    result, study = linked
+    _, study = linked
     instance = study.series[0].first_instance
     point_at(study.server_id, stall)
     rad = login("rad")
@@ -205,7 +204,7 @@ def test_preview_is_a_clear_504_within_its_deadline(app, linked, login, stall):
 def test_pdf_is_a_clear_504_after_the_idle_timeout(app, linked, login, stall):
     """The PDF waited 120 s a read with two retries; now IDLE seconds for
     Orthanc to start answering."""
-    result, study = linked
+    _, study = linked
     instance = study.series[0].first_instance
     point_at(study.server_id, stall)
     rad = login("rad")
@@ -235,7 +234,7 @@ def test_result_page_renders_with_a_message_within_the_page_deadline(app, linked
 def test_study_page_says_orthanc_does_not_answer(app, linked, login, stall):
     """The study page renders from the mirror and says at once that its
     previews and the download may fail (a 3 s check, then remembered)."""
-    result, study = linked
+    _, study = linked
     point_at(study.server_id, stall)
     rad = login("rad")
     r, seconds = within(30, rad.get, f"/orthanc/studies/{study.id}")
@@ -248,7 +247,7 @@ def test_study_page_says_orthanc_does_not_answer(app, linked, login, stall):
 
 
 def test_study_page_has_no_notice_when_orthanc_answers(app, linked, login):
-    result, study = linked
+    _, study = linked
     r = login("rad").get(f"/orthanc/studies/{study.id}")
     assert r.status_code == 200 and 'id="orthanc-notice"' not in text(r)
 
@@ -256,7 +255,7 @@ def test_study_page_has_no_notice_when_orthanc_answers(app, linked, login):
 def test_study_zip_gives_up_after_the_idle_timeout_with_a_message(app, linked, login, stall):
     """The ZIP waited 300 s per read with two retries (900 s): now Orthanc
     has IDLE seconds to start answering, then the study page says why."""
-    result, study = linked
+    _, study = linked
     point_at(study.server_id, stall)
     rad = login("rad")
     r, seconds = within(60, rad.get, f"/orthanc/studies/{study.id}/archive", follow_redirects=True)
@@ -271,7 +270,7 @@ def test_a_study_zip_that_trickles_is_cut_short_never_ended_as_whole(app, linked
     one, within a few IDLE periods; before, it read 256 KB a byte at a time
     (three days). Served over HTTP (the app in a thread) so that the client
     sees what a browser would."""
-    result, study = linked
+    _, study = linked
     with TricklingServer(interval=1.0, part="body") as fake:
         point_at(study.server_id, fake)
         rad = signed_in(live, "rad")
@@ -298,7 +297,7 @@ def test_the_study_zip_from_a_real_orthanc_is_whole(app, linked, login):
     import io
     import zipfile
 
-    result, study = linked
+    _, study = linked
     r = login("rad").get(f"/orthanc/studies/{study.id}/archive")
     assert r.status_code == 200
     with zipfile.ZipFile(io.BytesIO(r.data)) as zf:
@@ -307,7 +306,7 @@ def test_the_study_zip_from_a_real_orthanc_is_whole(app, linked, login):
 
 def test_sync_now_reports_a_silent_orthanc_within_the_page_deadline(app, linked, login, stall):
     """Before, "Sync now" waited 30 s a read with retries on each call."""
-    result, study = linked
+    _, study = linked
     point_at(study.server_id, stall)
     tech = login("tech")
     r, seconds = within(90, tech.post, f"/orthanc/servers/{study.server_id}/sync", {},
@@ -318,7 +317,7 @@ def test_sync_now_reports_a_silent_orthanc_within_the_page_deadline(app, linked,
 
 def test_api_sync_and_add_report_a_silent_orthanc_within_the_page_deadline(app, linked, api, stall):
     """The API's "sync now" and "add server" are waited for like the pages'."""
-    result, study = linked
+    _, study = linked
     point_at(study.server_id, stall)
     client = api("admin")
     r, seconds = within(90, client.post, f"/api/v1/orthanc/servers/{study.server_id}/sync")
@@ -350,7 +349,7 @@ def served(app, database_url):
     env.update(GHIMAGING_INSTANCE_PATH=app.instance_path, GHIMAGING_DATABASE_URL=database_url,
                GHIMAGING_ORTHANC_SYNC_INTERVAL="0", GHIMAGING_ORTHANC_RECONCILE_INTERVAL="0")
     log_path = Path(app.instance_path) / "serve.log"
-    log = open(log_path, "ab")
+    log = open(log_path, "ab")  # noqa: SIM115 - the server writes to it until the fixture ends
     proc = subprocess.Popen([sys.executable, "-c", "from ghimaging.cli import main; main()", "serve",
                              "--port", str(port)], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)

@@ -14,6 +14,7 @@ talking to the same server.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import shutil
@@ -309,10 +310,8 @@ class OrthancServer:
         """SIGTERM and wait (about 3.5 s); SIGKILL if still running after ``timeout``."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
         self._reap()
 
     def kill(self) -> None:
