@@ -8,9 +8,8 @@ not catch becomes an error page with the right status and the message."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Flask, jsonify, render_template, request
+from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -33,14 +32,14 @@ _PAGE_STATUS: dict[type[DomainError], tuple[int, str]] = {
 
 def init_app(app: Flask) -> None:
     @app.errorhandler(CSRFError)
-    def csrf_error(exc: CSRFError):
+    def csrf_error(exc: CSRFError) -> ResponseReturnValue:
         message = "The form expired or was sent from another page. Go back, reload and try again."
         if _wants_json():
             return jsonify(error="csrf", message=message), 400
         return render_template("error.html", code=400, title="Form expired", message=message), 400
 
     @app.errorhandler(RequestEntityTooLarge)
-    def too_large(exc):
+    def too_large(exc: RequestEntityTooLarge) -> ResponseReturnValue:
         from .imaging.images import human_size
 
         limit = request.max_content_length or app.config.get("MAX_CONTENT_LENGTH") or 0
@@ -54,7 +53,7 @@ def init_app(app: Flask) -> None:
         return render_template("error.html", code=413, title="Too large", message=message), 413
 
     @app.errorhandler(DomainError)
-    def domain_error(exc: DomainError) -> Any:
+    def domain_error(exc: DomainError) -> ResponseReturnValue:
         from .extensions import db
 
         db.session.rollback()
@@ -71,21 +70,22 @@ def init_app(app: Flask) -> None:
         return render_template("error.html", code=status, title=title, message=exc.message), status
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):
+    def http_error(exc: HTTPException) -> ResponseReturnValue:
         # Werkzeug's own headers (Allow on a 405, Retry-After, ...) stay.
         headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
+        code = exc.code or 500
         if _wants_json():
-            return jsonify(error=exc.name.lower().replace(" ", "_"), message=exc.description), exc.code, headers
+            return jsonify(error=exc.name.lower().replace(" ", "_"), message=exc.description), code, headers
         titles = {403: "Not allowed", 404: "Not found", 405: "Not allowed here"}
         messages = {
             403: "Your role does not allow this. Ask an administrator if you need it.",
             404: "There is nothing here. It may have been removed, or the address is mistyped.",
         }
-        return render_template("error.html", code=exc.code, title=titles.get(exc.code, exc.name),
-                               message=messages.get(exc.code, exc.description)), exc.code, headers
+        return render_template("error.html", code=code, title=titles.get(code, exc.name),
+                               message=messages.get(code, exc.description or "")), code, headers
 
     @app.errorhandler(Exception)
-    def server_error(exc: Exception):
+    def server_error(exc: Exception) -> ResponseReturnValue:
         app.logger.exception("unhandled error on %s %s", request.method, request.path)
         from .extensions import db
 
