@@ -14,6 +14,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterable, Iterator
+from itertools import chain
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import CursorResult, delete, select, update
@@ -47,12 +48,16 @@ def full(server: OrthancServer, client: OrthancClient, *, page_size: int = 500, 
     last = client.last_change()
     generation = server.sync_generation + 1
     server.sync_generation = generation  # committed with the first page
-    for items in prefetched(client.iter_pages("studies", page_size)):
-        summary.studies_updated += bulk.write_study_page(server_id, items, generation, last)
-        mark_shared_uids(mapping.study_uid(d) for d in items)
-        pace.checkpoint(Batch())
-    for items in prefetched(client.iter_pages("series", page_size)):
-        bulk.write_series_page(server_id, items, generation)
+    # One stream of pages, studies first: the first page of series is read
+    # while the last page of studies is written.
+    pages = chain(((True, p) for p in client.iter_pages("studies", page_size)),
+                  ((False, p) for p in client.iter_pages("series", page_size)))
+    for is_study, items in prefetched(pages):
+        if is_study:
+            summary.studies_updated += bulk.write_study_page(server_id, items, generation, last)
+            mark_shared_uids(mapping.study_uid(d) for d in items)
+        else:
+            bulk.write_series_page(server_id, items, generation)
         pace.checkpoint(Batch())
     bulk.summarise_bare(server_id, generation)
     db.session.execute(delete(OrthancSeries).where(
