@@ -41,8 +41,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from ghimaging import MIGRATIONS_DIR, create_app  # noqa: E402
+from ghimaging.extensions import db  # noqa: E402
 from ghimaging.gnuhealth import client as ghc  # noqa: E402
-from ghimaging.gnuhealth import outbox  # noqa: E402
+from ghimaging.gnuhealth import worker  # noqa: E402
 from ghimaging.gnuhealth.settings import configure  # noqa: E402
 from tests.support import gnuhealth as support  # noqa: E402
 
@@ -161,17 +162,18 @@ def main() -> None:
             logging.getLogger("alembic").setLevel(logging.WARNING)
             upgrade(directory=str(MIGRATIONS_DIR))
             configure(url=gh.url, database=gh.database, username=gh.user, password=gh.password)
+            db.session.commit()
             rad, reqs = make_results(n, "BENCH")
             t = time.perf_counter()
             with Counting() as c:
-                pushed = outbox.drain()
+                pushed = worker.drain()
             out["requests_ms_per_request"] = (time.perf_counter() - t) * 1000 / n
             out["requests_calls_per_request"] = c.calls / n
             assert pushed.sent >= n and not pushed.errors, pushed.line()
             finalise_all(rad, reqs)
             t = time.perf_counter()
             with Counting() as c:
-                drained = outbox.drain()
+                drained = worker.drain()
             elapsed = time.perf_counter() - t
             assert not drained.errors, drained.line()
             out["ours_ms_per_result"] = elapsed * 1000 / n

@@ -12,7 +12,7 @@ import contextvars
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from flask.testing import FlaskClient
@@ -79,7 +79,7 @@ class IsolatedClient(FlaskClient):
 class SharedTemplateCache(BytecodeCache):
     """Compiled templates shared by the per-test apps (checked by checksum)."""
 
-    store: dict[str, bytes] = {}
+    store: ClassVar[dict[str, bytes]] = {}
 
     def load_bytecode(self, bucket):
         if bucket.key in self.store:
@@ -190,7 +190,9 @@ def api(app, make_user) -> Callable:
 
     def make(*roles: str) -> Api:
         user = make_user(f"api{next(counter)}", *roles)
-        return Api(create_token(user, "test"), user)
+        token = create_token(user, "test")
+        db.session.commit()
+        return Api(token, user)
 
     return make
 
@@ -238,8 +240,9 @@ def orthanc_row(app, orthanc):
     """The Orthanc above, added to ghimaging through the service (checked for real)."""
     from ghimaging.orthanc import servers
 
-    return servers.add_server(label="Main", url=orthanc.url, username=orthanc.username,
-                              password=orthanc.password)
+    row = servers.add_server(label="Main", url=orthanc.url, username=orthanc.username, password=orthanc.password)
+    db.session.commit()
+    return row
 
 
 @pytest.fixture
