@@ -420,6 +420,11 @@ def test_installer_on_debian12_amd64(tmp_path):
     run_installer_checks("amd64", tmp_path, full=True)
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("as_root")
+def test_installer_on_debian12_arm64_emulated(tmp_path):
+    run_installer_checks("arm64", tmp_path, full=False)
+
 
 def test_orthanc_configuration_is_edited_in_place(tmp_path):
     """deploy/install/configure_orthanc.py on Debian's own /etc/orthanc files:
