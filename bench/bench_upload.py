@@ -121,8 +121,8 @@ class App:
             self.env["GHIMAGING_UPLOAD_CONNECTIONS"] = str(connections)
         cli = [sys.executable, "-c", "from ghimaging.cli import main; main()"]
         run = dict(env=self.env, cwd=ROOT, check=True, capture_output=True, text=True, timeout=300)
-        subprocess.run(cli + ["init"], **run)
-        subprocess.run(cli + ["create-user", "tech", "--role", "technologist", "--password-stdin"],
+        subprocess.run([*cli, "init"], **run)
+        subprocess.run([*cli, "create-user", "tech", "--role", "technologist", "--password-stdin"],
                        input=PASSWORD + "\n", **run)
         subprocess.run([sys.executable, "-c", f"""
 from ghimaging import create_app
@@ -142,7 +142,7 @@ with create_app().app_context():
         self.close()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(self.workdir / "gunicorn.log", "ab")
+        self.log = open(self.workdir / "gunicorn.log", "ab")  # noqa: SIM115 - closed by close()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--workers", str(self.workers), "--timeout", "900",
              "--bind", f"127.0.0.1:{self.port}", "--worker-tmp-dir", "/dev/shm", "wsgi:app"],
@@ -286,7 +286,7 @@ def timed(name: str, fn: Callable[[], dict], orthanc: OrthancServer, app: App, s
 
 
 def counts_of(answer: dict) -> dict:
-    return answer["counts"] if "counts" in answer else answer
+    return answer.get("counts", answer)
 
 
 # --------------------------------------------------------------------------- profile
@@ -319,7 +319,7 @@ def profile_in_process(workdir: Path, app: App, orthanc: OrthancServer, forms: d
             server_id = str(db.session.scalar(select(Row.id)))
         body = MultipartFile({"server_id": server_id}, files)
 
-        def go():
+        def go(client: Any = client, body: MultipartFile = body) -> dict[str, int]:
             resp = client.post("/upload/?format=json", input_stream=body, content_length=len(body),
                                content_type=body.content_type)
             assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
@@ -372,7 +372,7 @@ def render(res: dict) -> str:
                      f"{res['total_mb'] / med(runs):.1f} | {med(runs, 'cpu_app'):.1f} | {med(runs, 'cpu_orthanc'):.1f} | "
                      f"{med(runs, 'cpu_client'):.1f} |")
     lines.append("")
-    for name, (num, den) in res["ratios"].items():
+    for name, (num, _den) in res["ratios"].items():
         lines.append(f"* throughput {name}: {num:.3f}  ({'met' if num >= TARGET_RATIO else 'MISSED'}, target >= {TARGET_RATIO})")
     lines.append("")
     lines.append("Peak RSS of the gunicorn tree over idle (MB), by upload size:")
@@ -466,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
                 app.start()
                 app.warm(warm_parts, warm_zip)
                 signed_in = app.session()
-                r = timed(f"{form}-{size}", lambda payload=payload: app.upload(payload, signed_in), orthanc, app, True)
+                r = timed(f"{form}-{size}", lambda payload=payload, signed_in=signed_in: app.upload(payload, signed_in), orthanc, app, True)
                 memory[form][size] = {k: v for k, v in r.items() if k != "answer"}
                 print(f"  {form} {size}: idle {r['idle_mb']:.0f} MB, +{r['grew_mb']:.0f} MB", flush=True)
         res["memory"] = memory

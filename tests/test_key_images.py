@@ -71,7 +71,7 @@ def test_an_image_without_a_stored_window_is_not_black(orthanc):
     inst = instance_of(orthanc, ds)
     # What went wrong before: Orthanc's /rendered maps all 16 stored bits.
     rendered = orthanc.session.get(f"{orthanc.url}/instances/{inst}/rendered", timeout=30).content
-    (low, high), _ = pixel_stats(rendered)
+    (_low, high), _ = pixel_stats(rendered)
     assert high <= 20, "the case this test is about: /rendered is (almost) black here"
     with client_of(orthanc) as client:
         png = rendering.display_png(client, inst)
@@ -198,7 +198,7 @@ def series_figures(html: str) -> dict[str, str]:
 
 
 def test_study_page_shows_placeholders_for_series_with_no_picture(app, mixed, login, orthanc):
-    req, study, datasets = mixed
+    _req, study, datasets = mixed
     html = text(login("rad").get(f"/orthanc/studies/{study.id}"))
     figures = series_figures(html)
     assert set(figures) == {"1", "2", "3", "4", "5"}
@@ -220,7 +220,7 @@ def test_with_orthanc_away_the_study_page_still_renders_its_placeholders(app, mi
     whatever its SOP class; the PDF filed as OT cannot be asked about, so it
     gets a preview that the page's script turns into "No preview" (see the
     browser test)."""
-    req, study, datasets = mixed
+    _req, study, _datasets = mixed
     orthanc.kill()
     rad = login("rad")
     for _ in range(2):  # the second view does not try Orthanc again (paused after the failure)
@@ -233,7 +233,7 @@ def test_with_orthanc_away_the_study_page_still_renders_its_placeholders(app, mi
 
 
 def test_every_preview_the_study_page_shows_is_a_readable_png(app, mixed, login):
-    req, study, datasets = mixed
+    _req, study, _datasets = mixed
     rad = login("rad")
     html = text(rad.get(f"/orthanc/studies/{study.id}"))
     sources = re.findall(r'<img [^>]*data-preview src="([^"]+)"', html)
@@ -245,14 +245,14 @@ def test_every_preview_the_study_page_shows_is_a_readable_png(app, mixed, login)
 
 
 def test_the_preview_of_a_non_image_is_415_with_a_sentence(app, mixed, login, orthanc):
-    req, study, datasets = mixed
+    _req, study, datasets = mixed
     inst = instance_of(orthanc, datasets[3])
     r = login("rad").get(f"/orthanc/servers/{study.server_id}/instances/{inst}/preview")
     assert r.status_code == 415 and "not an image" in text(r)
 
 
 def test_an_encapsulated_pdf_opens_through_the_app(app, mixed, login, orthanc, tmp_path):
-    req, study, datasets = mixed
+    _req, study, datasets = mixed
     inst = instance_of(orthanc, datasets[4])
     r = login("rad").get(f"/orthanc/servers/{study.server_id}/instances/{inst}/pdf")
     assert r.status_code == 200 and r.mimetype == "application/pdf"
@@ -266,7 +266,7 @@ def test_an_encapsulated_pdf_opens_through_the_app(app, mixed, login, orthanc, t
 
 
 def test_the_pdf_route_needs_login_and_a_pdf(app, client, mixed, login, orthanc):
-    req, study, datasets = mixed
+    _req, study, datasets = mixed
     pdf = instance_of(orthanc, datasets[4])
     r = client.get(f"/orthanc/servers/{study.server_id}/instances/{pdf}/pdf")
     assert r.status_code == 302 and "/login" in r.headers["Location"]
@@ -343,7 +343,7 @@ def test_browser_study_page_with_placeholders_and_a_cjk_name(app, mixed, browser
     from tests.support.factories import PASSWORD
 
     expect = playwright_api.expect
-    req, study, datasets = mixed
+    req, study, _datasets = mixed
     context = browser.new_context(viewport={"width": 1280, "height": 1000}, locale="en-GB")
     page = context.new_page()
     try:

@@ -329,7 +329,7 @@ def test_a_closed_request_cannot_be_edited(browser, create_request, doc):
 
 def test_submit_from_the_request_page(browser, create_request, doc):
     req = create_request(user=doc)
-    assert 'action="/requests/%d/submit"' % req.id in page(browser.get(f"/requests/{req.id}"))
+    assert f'action="/requests/{req.id}/submit"' in page(browser.get(f"/requests/{req.id}"))
     r = browser.post(f"/requests/{req.id}/submit", token_from=f"/requests/{req.id}")
     assert r.status_code == 302
     db.session.refresh(req)

@@ -210,13 +210,13 @@ def test_a_damaged_zip_is_rejected_with_its_name(tech, orthanc):
 def write_zip_bomb(path: Path, size: int = 200 * 1024**2, name: str = "bomb.dcm") -> None:
     """One member of ``size`` zeros (after a DICOM preamble), written in chunks."""
     chunk = bytes(1024**2)
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
-        with zf.open(name, "w", force_zip64=True) as member:
-            member.write(bytes(128) + b"DICM")
-            left = size - 132
-            while left > 0:
-                member.write(chunk[:left])
-                left -= len(chunk)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf, \
+            zf.open(name, "w", force_zip64=True) as member:
+        member.write(bytes(128) + b"DICM")
+        left = size - 132
+        while left > 0:
+            member.write(chunk[:left])
+            left -= len(chunk)
 
 
 def test_a_zip_bomb_is_stopped_with_a_clear_message(tech, orthanc, tmp_path):
@@ -437,8 +437,8 @@ def test_uploading_for_a_request_links_the_study_to_it(tech, orthanc, create_req
     assert outcomes(r) == {"cd/IM1": ("stored", "")}
     db.session.expire_all()
     study = db.session.scalar(select(OrthancStudy))
-    assert [l.request_id for l in matching.requests_of(study)] == [req.id]
-    assert [l.method for l in matching.studies_of(req)] == ["manual"]
+    assert [link.request_id for link in matching.requests_of(study)] == [req.id]
+    assert [link.method for link in matching.studies_of(req)] == ["manual"]
     assert req.images_available and not other.images_available
     assert r.get_json()["study_links"][0]["id"] == study.id
 
@@ -469,4 +469,4 @@ def test_an_upload_keeping_the_worklist_uid_links_itself(tech, orthanc, create_r
     req = create_request(submit=True)
     send(tech, [("IM1", dcm(req.patient.puid, "X^Y", study_uid=req.study_instance_uid))])
     db.session.expire_all()
-    assert [l.request_id for l in matching.requests_of(db.session.scalar(select(OrthancStudy)))] == [req.id]
+    assert [link.request_id for link in matching.requests_of(db.session.scalar(select(OrthancStudy)))] == [req.id]

@@ -79,8 +79,8 @@ def instance(tmp_path_factory):
            "GHIMAGING_INSTANCE_PATH": str(base / "instance"), "GHIMAGING_ORTHANC_SYNC_INTERVAL": "0",
            "GHIMAGING_ORTHANC_RECONCILE_INTERVAL": "0"}  # default limits: 200 MB is far over MAX_CONTENT_LENGTH
     run = dict(env=env, cwd=ROOT, check=True, capture_output=True, text=True, timeout=120)
-    subprocess.run(CLI + ["init"], **run)
-    subprocess.run(CLI + ["create-user", "tech", "--role", "technologist", "--password-stdin"],
+    subprocess.run([*CLI, "init"], **run)
+    subprocess.run([*CLI, "create-user", "tech", "--role", "technologist", "--password-stdin"],
                    input=PASSWORD + "\n", **run)
     subprocess.run([sys.executable, "-c", f"""
 from ghimaging import create_app
@@ -104,8 +104,8 @@ def served(instance):
     """``ghimaging serve`` (gunicorn, 2 workers) on a free port, fresh for each
     test: a worker keeps its high-water mark, so a reused one would hide growth."""
     base, port = instance["base"], free_port()
-    log = open(base / "serve.log", "ab")
-    proc = subprocess.Popen(CLI + ["serve", "--port", str(port), "--workers", "2", "--timeout", "600"],
+    log = open(base / "serve.log", "ab")  # noqa: SIM115 - closed when the server stops
+    proc = subprocess.Popen([*CLI, "serve", "--port", str(port), "--workers", "2", "--timeout", "600"],
                             env=instance["env"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
