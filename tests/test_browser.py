@@ -12,6 +12,7 @@ import playwright.sync_api as playwright_api
 import pytest
 from flask import url_for
 
+from ghimaging.extensions import db
 from tests.support.browser import shoot as browser_shot
 from tests.support.browser import sign_in as browser_sign_in
 from tests.support.factories import PASSWORD, png_bytes
@@ -192,6 +193,7 @@ def populated(app, make_user, catalog, create_patient):
     workflow.submit(done, user)
     result = workflow.create_result(done, user, radiologist=user, result_date=date.today(), report="Normal.",
                                     new_images=[workflow.NewImage(png_bytes(), "key.png", "Key image")])
+    db.session.commit()  # the fixture is the boundary: the served pages see it
     with app.test_request_context():
         paths = [
             url_for("imaging.dashboard"),
