@@ -14,20 +14,6 @@ UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+$")
 PATIENT = {"puid": "API-0001", "family_name": "Silva", "given_name": "Ana", "birth_date": "1975-04-30", "sex": "F"}
 
 
-@pytest.fixture
-def make_user(app):
-    """API users never type a password; skip the costly hash."""
-    from ghimaging.models import Role, User
-
-    def make(username: str, *roles: str, **_):
-        user = User(username=username, full_name=username.title(), password_hash="!")
-        user.set_roles([Role(r) for r in roles])
-        db.session.add(user)
-        db.session.commit()
-        return user
-
-    return make
-
 
 @pytest.fixture
 def doc(api, catalog):

@@ -56,20 +56,6 @@ def app_config():
     return {"ORTHANC_TIMEOUT": 1}
 
 
-@pytest.fixture
-def make_user(app):
-    """The fuzz user never types a password; skip the costly hash."""
-    from ghimaging.models import Role, User
-
-    def make(username: str, *roles: str, **_):
-        user = User(username=username, full_name=username.title(), password_hash="!")
-        user.set_roles([Role(r) for r in roles])
-        db.session.add(user)
-        db.session.commit()
-        return user
-
-    return make
-
 
 class World:
     """The seeded rows, the ids the hooks draw from, and :meth:`reset`."""

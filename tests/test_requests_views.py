@@ -11,26 +11,6 @@ from sqlalchemy import func, select
 from ghimaging.extensions import db
 from ghimaging.imaging import workflow
 from ghimaging.models import ImagingRequest
-from tests.support.factories import PASSWORD
-
-
-@pytest.fixture
-def make_user(app):
-    """Real users who sign in with the real login form, with a cheap password
-    hash: the default scrypt costs more than the rest of a test."""
-    from werkzeug.security import generate_password_hash
-
-    from ghimaging.models import Role, User
-
-    def make(username: str, *roles: str, full_name: str = "") -> User:
-        user = User(username=username, full_name=full_name or username.title(),
-                    password_hash=generate_password_hash(PASSWORD, "pbkdf2:sha256:1000"))
-        user.set_roles([Role(r) for r in roles])
-        db.session.add(user)
-        db.session.commit()
-        return user
-
-    return make
 
 
 @pytest.fixture

@@ -15,25 +15,7 @@ from ghimaging.extensions import db
 from ghimaging.imaging import workflow
 from ghimaging.imaging.images import thumb_name
 from ghimaging.models import Result, ResultImage
-from tests.support.factories import PASSWORD, png_bytes
-
-
-@pytest.fixture
-def make_user(app):
-    """Real sign-in, cheap password hash (scrypt would dominate the run time)."""
-    from werkzeug.security import generate_password_hash
-
-    from ghimaging.models import Role, User
-
-    def make(username: str, *roles: str, full_name: str = ""):
-        user = User(username=username, full_name=full_name or username.title(),
-                    password_hash=generate_password_hash(PASSWORD, "pbkdf2:sha256:1000"))
-        user.set_roles([Role(r) for r in roles])
-        db.session.add(user)
-        db.session.commit()
-        return user
-
-    return make
+from tests.support.factories import png_bytes
 
 
 @pytest.fixture

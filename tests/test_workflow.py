@@ -26,21 +26,6 @@ def assert_dicom_uid(uid: str) -> None:
     assert UID_RE.match(uid), f"not a valid DICOM UID: {uid!r}"
 
 
-@pytest.fixture
-def make_user(app):
-    """Staff without a usable password: these tests never sign in, and
-    skipping the password hash keeps them fast."""
-    from ghimaging.models import Role, User
-
-    def make(username: str, *roles: str) -> User:
-        user = User(username=username, full_name=username.title(), password_hash="!")
-        user.set_roles([Role(r) for r in roles])
-        db.session.add(user)
-        db.session.commit()
-        return user
-
-    return make
-
 
 @pytest.fixture
 def doc(make_user):

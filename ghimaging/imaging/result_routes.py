@@ -23,7 +23,7 @@ from ..models import ImagingRequest, Result, ResultImage, Role
 from ..permissions import Action
 from . import images, people, reporting, workflow
 from .forms import AddendumForm, ResultForm
-from .routes import bp, field_errors
+from .routes import bp, field_errors, step
 
 
 def _new_images(form: ResultForm) -> list[reporting.NewImage]:
@@ -102,15 +102,10 @@ def add_key_image(result_id: int) -> ResponseReturnValue:
     instance_id = request.form.get("instance_id", "")
     if server is None or not instances.valid_id(instance_id):
         abort(404)
-    try:
-        with deadline(instances.setting("ORTHANC_PAGE_DEADLINE")):  # the radiologist waits
-            reporting.add_key_image(result, current_user, server, instance_id, request.form.get("caption", ""))
-    except workflow.WorkflowError as exc:
-        db.session.rollback()
-        flash(str(exc), "error")
-    else:
-        db.session.commit()
-        flash("Key image added to the report.", "success")
+    caption = request.form.get("caption", "")
+    with deadline(instances.setting("ORTHANC_PAGE_DEADLINE")):  # the radiologist waits
+        step(lambda: reporting.add_key_image(result, current_user, server, instance_id, caption),
+             "Key image added to the report.")
     return redirect(url_for("imaging.view_result", result_id=result.id) + "#images")
 
 
@@ -151,14 +146,7 @@ def edit_result(result_id: int) -> ResponseReturnValue:
 @requires(Action.REPORT)
 def finalise_result(result_id: int) -> ResponseReturnValue:
     result = db.get_or_404(Result, result_id)
-    try:
-        reporting.finalise_result(result, current_user)
-    except workflow.WorkflowError as exc:
-        db.session.rollback()
-        flash(str(exc), "error")
-    else:
-        db.session.commit()
-        flash("Result finalised; it is now read-only.", "success")
+    step(lambda: reporting.finalise_result(result, current_user), "Result finalised; it is now read-only.")
     return redirect(url_for("imaging.view_result", result_id=result.id))
 
 
@@ -167,16 +155,9 @@ def finalise_result(result_id: int) -> ResponseReturnValue:
 def add_addendum(result_id: int) -> ResponseReturnValue:
     result = db.get_or_404(Result, result_id)
     form = AddendumForm()
-    if form.validate_on_submit():
-        try:
-            reporting.add_addendum(result, current_user, form.text.data or "")
-        except workflow.WorkflowError as exc:
-            db.session.rollback()
-            flash(str(exc), "error")
-        else:
-            db.session.commit()
-            flash("Addendum added.", "success")
-            return redirect(url_for("imaging.view_result", result_id=result.id))
+    if form.validate_on_submit() and step(lambda: reporting.add_addendum(result, current_user, form.text.data or ""),
+                                          "Addendum added."):
+        return redirect(url_for("imaging.view_result", result_id=result.id))
     return _result_page(result, form), 400
 
 

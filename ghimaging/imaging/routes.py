@@ -7,6 +7,7 @@ its field, with nothing of it kept."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +37,20 @@ def scheduled(form: OrderForm | EditRequestForm) -> datetime | None:
         return None
     t = form.scheduled_time.data or datetime.min.time()
     return datetime.combine(form.scheduled_date.data, t)
+
+
+def step(change: Callable[[], object], done: str, refused: str = "") -> bool:
+    """One button's change: call the service, then commit and say ``done``;
+    or roll back and say why not (after ``refused``). True if it was made."""
+    try:
+        change()
+    except workflow.WorkflowError as exc:
+        db.session.rollback()
+        flash(f"{refused}{exc.message}", "error")
+        return False
+    db.session.commit()
+    flash(done, "success")
+    return True
 
 
 def field_errors(form: FlaskForm, exc: workflow.ValidationError, default: str) -> None:
@@ -177,17 +192,8 @@ def edit_request(request_id: int) -> ResponseReturnValue:
 @requires(Action.ORDER)
 def submit_request(request_id: int) -> ResponseReturnValue:
     req = _get_request(request_id)
-    try:
-        workflow.submit(req, current_user)
-    except workflow.WorklistRefused as exc:
-        db.session.rollback()
-        flash(f"Not submitted: {exc.message}", "error")
-    except workflow.WorkflowError as exc:
-        db.session.rollback()
-        flash(str(exc), "error")
-    else:
-        db.session.commit()
-        flash(f"Request {req.accession_number} submitted.", "success")
+    number = req.accession_number
+    if step(lambda: workflow.submit(req, current_user), f"Request {number} submitted.", "Not submitted: "):
         for warning in ordering.worklist_warnings([req]):
             flash(warning, "info")
     return redirect(url_for("imaging.view_request", request_id=req.id))
@@ -198,15 +204,9 @@ def submit_request(request_id: int) -> ResponseReturnValue:
 def cancel_request(request_id: int) -> ResponseReturnValue:
     req = _get_request(request_id)
     form = CancelForm()
+    number = req.accession_number
     if form.validate_on_submit():
-        try:
-            workflow.cancel(req, current_user, form.reason.data or "")
-        except workflow.WorkflowError as exc:
-            db.session.rollback()
-            flash(str(exc), "error")
-        else:
-            db.session.commit()
-            flash(f"Request {req.accession_number} cancelled.", "success")
+        if step(lambda: workflow.cancel(req, current_user, form.reason.data or ""), f"Request {number} cancelled."):
             return redirect(url_for("imaging.view_request", request_id=req.id))
     else:
         for errs in form.errors.values():
