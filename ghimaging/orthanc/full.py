@@ -81,10 +81,10 @@ def full(server: OrthancServer, client: OrthancClient, *, page_size: int = 500, 
 def prefetched(pages: Iterable[T]) -> Iterator[T]:
     """Read the next page from Orthanc while this one is written: the HTTP
     wait and the database work overlap instead of adding up. One page ahead
-    at most (the next page is asked for only once the consumer is done with
-    the one before the current one), so memory stays two pages."""
+    at most: the next page is asked for when the consumer takes the current
+    one, so memory holds two pages (the current one and the next)."""
     box: queue.Queue[Any] = queue.Queue()
-    ahead = threading.Semaphore(2)  # pages that may be read before the consumer is done with them
+    ahead = threading.Semaphore(1)  # pages that may be read before the consumer takes them
     stop = threading.Event()
     done = object()
 
@@ -113,8 +113,8 @@ def prefetched(pages: Iterable[T]) -> Iterator[T]:
                 return
             if isinstance(item, BaseException):
                 raise item
+            ahead.release()  # taken: the next page may be read while this one is written
             yield cast(T, item)
-            ahead.release()  # done with this page: the one after the next may be read
     finally:
         stop.set()
         thread.join(timeout=5)
