@@ -100,6 +100,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         cli,
         errors,
         gnuhealth,
+        health,
         imaging,
         orthanc,
         patients,
@@ -121,6 +122,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     uploads.init_app(app)
     api.init_app(app)
     gnuhealth.init_app(app)
+    app.register_blueprint(health.bp)
     cli.init_app(app)
     return app
 

@@ -5,6 +5,7 @@ as the pages and the API and commits once when they succeeded;
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 from flask import Flask, current_app
@@ -214,12 +215,41 @@ def worklists_write_command() -> None:
         raise click.ClickException(f"{len(report.errors)} worklist file(s) could not be written.")
 
 
+@click.command("backup")
+@click.argument("target", type=click.Path(dir_okay=False, writable=True, path_type=Path))
+@with_appcontext
+def backup_command(target: Path) -> None:
+    """Write a backup of this instance (database, keys, result images) to
+    TARGET, readable by its owner only. Safe while the application runs."""
+    from . import backup
+
+    click.echo(backup.backup(target).line())
+
+
+@click.command("restore")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace the data this instance already holds.")
+@with_appcontext
+def restore_command(source: Path, force: bool) -> None:
+    """Restore a backup made by ``ghimaging backup`` into this (empty)
+    instance. Stop the service first."""
+    from . import backup
+    from .exceptions import DomainError
+
+    try:
+        summary = backup.restore(source, force=force)
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"restored {summary.line()}")
+
+
 def init_app(app: Flask) -> None:
     from .gnuhealth.commands import gnuhealth_group
 
     app.cli.add_command(worklists_group)
     app.cli.add_command(gnuhealth_group)
-    for cmd in (init_command, create_user_command, create_token_command, serve_command, sync_command):
+    for cmd in (init_command, create_user_command, create_token_command, serve_command, sync_command,
+                backup_command, restore_command):
         app.cli.add_command(cmd)
 
 

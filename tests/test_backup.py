@@ -121,3 +121,45 @@ def test_a_backup_of_the_other_database_kind_is_refused(app, tmp_path):
     with pytest.raises(Invalid, match=f"holds a {other} database"):
         backup.restore(foreign, force=True)
     assert db.session.scalar(text("SELECT 1")) == 1
+
+
+def test_the_cli_backs_up_and_restores_an_installed_instance(tmp_path, fresh_url):
+    """As an IT person would: `ghimaging backup` on one instance, `ghimaging
+    restore` on a new one, each in its own process with its own settings."""
+    import subprocess
+    import sys
+
+    from tests.support.factories import PASSWORD
+
+    def cli(instance: Path, url: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "GHIMAGING_INSTANCE_PATH": str(instance), "GHIMAGING_DATABASE_URL": url}
+        return subprocess.run([sys.executable, "-c", "from ghimaging.cli import main; main()", *args], env=env,
+                              input=stdin, capture_output=True, text=True, timeout=120, check=False)
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    sqlite = fresh_url.startswith("sqlite")
+    first_url = f"sqlite:///{tmp_path / 'first.sqlite'}" if sqlite else fresh_url
+    second_url = f"sqlite:///{tmp_path / 'second.sqlite'}" if sqlite else fresh_url + "_restored"
+    admin = None if sqlite else create_engine(fresh_url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    if admin is not None:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{second_url.rsplit("/", 1)[1]}"'))
+    try:
+        assert cli(first, first_url, "init").returncode == 0
+        made = cli(first, first_url, "create-user", "boss", "--role", "admin", "--password-stdin",
+                   stdin=PASSWORD + "\n")
+        assert made.returncode == 0, made.stderr
+        out = cli(first, first_url, "backup", str(tmp_path / "b.tar.gz"))
+        assert out.returncode == 0, out.stderr
+        assert "b.tar.gz" in out.stdout and stat.S_IMODE(os.stat(tmp_path / "b.tar.gz").st_mode) == 0o600
+        refused = cli(first, first_url, "restore", str(tmp_path / "b.tar.gz"))
+        assert refused.returncode == 1 and "already holds data" in refused.stderr
+        done = cli(second, second_url, "restore", str(tmp_path / "b.tar.gz"))
+        assert done.returncode == 0, done.stderr
+        assert all_rows(second_url) == all_rows(first_url)
+        assert (second / "secret_key").read_bytes() == (first / "secret_key").read_bytes()
+    finally:
+        if admin is not None:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{second_url.rsplit("/", 1)[1]}" WITH (FORCE)'))
+            admin.dispose()

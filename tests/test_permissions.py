@@ -31,7 +31,7 @@ from ghimaging.permissions import Action as Permission
 from tests.support.web import CsrfClient
 
 ROLES = ("admin", "physician", "technologist", "radiologist")
-PUBLIC_ENDPOINTS = {"auth.login", "static"}
+PUBLIC_ENDPOINTS = {"auth.login", "static", "health.healthz"}
 #: API routes that need no action: the API's own description.
 API_PUBLIC_ENDPOINTS = {"api.openapi"}
 READ_METHODS = {"GET", "HEAD", "OPTIONS"}
