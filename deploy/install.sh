@@ -174,7 +174,19 @@ cleanup() {
 }
 trap cleanup EXIT
 APT=(apt-get -q -y -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
-"${APT[@]}" update >/dev/null
+for try in 1 2 3; do  # a mirror in the middle of a sync fails for a minute
+    "${APT[@]}" update >/dev/null && break
+    if [[ $try -eq 3 ]]; then
+        # One index out of date (seen: a proxy's stale bookworm-security armhf
+        # list) need not stop the install: apt-get install says if a package
+        # is really missing. Say it loudly, though.
+        echo "install.sh: WARNING: apt-get update failed 3 times (errors above); going on with the package" \
+             "lists apt has. Run 'apt-get update && apt-get upgrade' once the mirror answers." >&2
+        break
+    fi
+    echo "    apt-get update failed (attempt $try); trying again in 15 s"
+    sleep 15
+done
 "${APT[@]}" install --no-install-recommends "${PACKAGES[@]}" >/dev/null
 echo "    $(dpkg-query -W -f='${Package} ${Version}, ' "${PACKAGES[@]:0:4}" | sed 's/, $//')"
 
