@@ -1,7 +1,7 @@
 """The background threads of a serving process, started in one place.
 
 ``ghimaging serve`` and ``wsgi.py`` call :func:`start` once per worker
-process; ``create_app`` never does (tests, the CLI and migrations must not
+process, ``ghimaging worker`` runs them alone; ``create_app`` never does (tests, the CLI and migrations must not
 start threads). Each thread is leased or claims its work in the database,
 so several processes and hosts never do the same work twice."""
 
@@ -40,9 +40,25 @@ class Slot(Generic[T]):
                 self._thread = None
 
 
-def start(app: Flask) -> None:
+def start(app: Flask, *, serving: bool = True) -> bool:
+    """Start the background threads in this process; a serving process
+    leaves them to ``ghimaging worker`` when RUN_BACKGROUND is false.
+    Whether they were started."""
+    if serving and not app.config["RUN_BACKGROUND"]:
+        return False
     from .gnuhealth import worker as gnuhealth_worker
     from .orthanc import worker as orthanc_worker
 
     orthanc_worker.start(app)  # Orthanc sync (incremental, reconcile)
     gnuhealth_worker.start(app)  # GNU Health pull and outbox; idles while the sync is off
+    return True
+
+
+def stop() -> None:
+    """Stop this process's background threads, waiting for the step each
+    is in to finish (a sync page is committed or rolled back, never cut)."""
+    from .gnuhealth import worker as gnuhealth_worker
+    from .orthanc import worker as orthanc_worker
+
+    orthanc_worker.stop()
+    gnuhealth_worker.stop()

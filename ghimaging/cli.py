@@ -156,6 +156,28 @@ def serve_command(host: str, port: int, workers: int, threads: int, timeout: int
     _App().run()
 
 
+@click.command("worker")
+@with_appcontext
+def worker_command() -> None:
+    """Run the background work alone (Orthanc sync, worklist files, GNU
+    Health outbox) until stopped (SIGTERM or Ctrl-C). For several app hosts
+    on one PostgreSQL: run it beside them, or let every app process run it
+    too; the per-server lease keeps one sync at a time either way."""
+    import signal
+    import threading
+
+    from . import background
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    background.start(current_app._get_current_object(), serving=False)  # type: ignore[attr-defined]
+    click.echo("ghimaging worker: background work running; stop with SIGTERM or Ctrl-C", err=True)
+    stop.wait()
+    background.stop()
+    click.echo("ghimaging worker: stopped", err=True)
+
+
 @click.command("sync")
 @click.option("--server", "label", help="Only the server with this label.")
 @click.option("--full", is_flag=True, help="Read everything again instead of following /changes.")
@@ -249,7 +271,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(worklists_group)
     app.cli.add_command(gnuhealth_group)
     for cmd in (init_command, create_user_command, create_token_command, serve_command, sync_command,
-                backup_command, restore_command):
+                backup_command, restore_command, worker_command):
         app.cli.add_command(cmd)
 
 

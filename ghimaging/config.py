@@ -64,6 +64,9 @@ class Defaults:
     # reconciliations; 0 disables.
     ORTHANC_SYNC_INTERVAL = 60
     ORTHANC_RECONCILE_INTERVAL = 900
+    # Whether serving processes run the background work (Orthanc sync,
+    # GNU Health) themselves; false where `ghimaging worker` runs it apart.
+    RUN_BACKGROUND = True
     ORTHANC_TIMEOUT = 30
     # Calls made while someone waits (seconds): all of one page's calls, one
     # preview, and a ZIP/PDF download's wait to start and between reads.
