@@ -62,13 +62,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from ghimaging import MIGRATIONS_DIR, create_app
-from ghimaging.extensions import db
-from ghimaging.models import OrthancPatient, OrthancSeries, OrthancStudy
-from ghimaging.models import OrthancServer as ServerRow
-from ghimaging.orthanc import servers, sync
-from tests.support import dicomgen
-from tests.support.orthanc import OrthancServer
+from ghimaging import MIGRATIONS_DIR, create_app  # noqa: E402 (after sys.path)
+from ghimaging.extensions import db  # noqa: E402 (after sys.path)
+from ghimaging.models import OrthancPatient, OrthancSeries, OrthancStudy  # noqa: E402 (after sys.path)
+from ghimaging.models import OrthancServer as ServerRow  # noqa: E402 (after sys.path)
+from ghimaging.orthanc import servers, sync  # noqa: E402 (after sys.path)
+from tests.support import dicomgen  # noqa: E402 (after sys.path)
+from tests.support.orthanc import OrthancServer  # noqa: E402 (after sys.path)
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 PAGE = 500             # what sync.full pages by (its default)
@@ -259,7 +259,8 @@ def our_full_sync(instances: Instances, server_id: int, *, sql: bool = False,
     try:
         with app.app_context():
             sqlm = SqlMeter(db.engine) if sql else None
-            call = lambda: sync.run(server_id, mode="full", client_factory=meter.factory)
+            def call():
+                return sync.run(server_id, mode="full", client_factory=meter.factory)
             c0, t0 = time.process_time(), time.perf_counter()
             summary = wrap(call) if wrap else call()
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0

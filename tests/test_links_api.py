@@ -105,7 +105,7 @@ def test_a_cancelled_request_cannot_be_linked(app, walk_in, api, doc):
                               "unknown", "list"])
 @pytest.mark.parametrize("action", [link, unlink], ids=["link", "unlink"])
 def test_a_bad_request_id_is_422(app, walk_in, api, body, action):
-    req, study = walk_in
+    _req, study = walk_in
     r = action(api("technologist"), study.id, body)
     assert r.status_code == 422, r.get_data(as_text=True)
     assert r.json["error"] == "validation" and "request_id" in r.json["fields"]
@@ -116,7 +116,7 @@ def test_a_bad_request_id_is_422(app, walk_in, api, body, action):
                                 {"data": "{not json", "content_type": "application/json"}],
                          ids=["list", "string", "form", "broken-json"])
 def test_a_body_that_is_not_a_json_object_is_400(app, walk_in, api, kw):
-    req, study = walk_in
+    _req, study = walk_in
     client = api("technologist")
     r = client.client.post(f"/api/v1/studies/{study.id}/link", headers=client.headers, **kw)
     assert r.status_code == 400 and r.json["error"] == "bad_request"
@@ -125,7 +125,7 @@ def test_a_body_that_is_not_a_json_object_is_400(app, walk_in, api, kw):
 @pytest.mark.parametrize("study_id", ["999999", "0", "99999999999999999999"])
 @pytest.mark.parametrize("action", ["link", "unlink"])
 def test_an_unknown_study_is_404(app, walk_in, api, study_id, action):
-    req, study = walk_in
+    req, _study = walk_in
     client = api("technologist")
     r = client.post(f"/api/v1/studies/{study_id}/{action}", json={"request_id": req.id})
     assert r.status_code == 404 and r.json["error"] == "not_found"

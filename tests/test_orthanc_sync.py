@@ -62,7 +62,7 @@ def test_incremental_sync_picks_up_new_studies_and_new_series(orthanc_row, uploa
     # a new study, and a second series for an existing study
     extra_series = dicomgen.make_instance("G0-00000", "PETROV^LIN", study_uid=first[0].StudyInstanceUID,
                                           modality="CR", series_number=2, rows=16, cols=16)
-    upload(gen(1, seed=7) + [extra_series])
+    upload([*gen(1, seed=7), extra_series])
     summary = sync.run(orthanc_row.id)
     assert summary.mode == "incremental" and summary.error == ""
     assert count(OrthancStudy) == 3

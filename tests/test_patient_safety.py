@@ -104,7 +104,7 @@ def study(ds: Dataset) -> OrthancStudy:
 
 
 def linked_requests(ds: Dataset) -> list[int]:
-    return [l.request_id for l in matching.requests_of(study(ds))]
+    return [lk.request_id for lk in matching.requests_of(study(ds))]
 
 
 def assert_no_wrong_patient_link() -> None:
@@ -238,7 +238,7 @@ def test_a_different_birth_date_is_flagged_and_names_match_across_case_accents_a
 
 # -- one StudyInstanceUID under two PatientIDs -------------------------------------------------
 
-@pytest.mark.parametrize("mode", SYNC_MODES + ("reconcile",))
+@pytest.mark.parametrize("mode", (*SYNC_MODES, "reconcile"))
 def test_one_uid_under_two_patient_ids_is_two_studies_both_flagged_neither_linked(
         app, orthanc, server, people, order, mode):
     m_req = order(people["M"])
@@ -274,7 +274,7 @@ def test_a_second_patient_arriving_with_a_linked_uid_flags_the_link_and_stays_un
     link = matching.requests_of(study(m_ds))[0]
     assert "also used by a study of another patient" in link.warning and link.needs_review
     # The first study's images stay M's: the request still shows exactly one study, M's.
-    assert [l.study.patient_id for l in matching.studies_of(m_req)] == ["M-300"]
+    assert [lk.study.patient_id for lk in matching.studies_of(m_req)] == ["M-300"]
     for _ in range(2):
         assert sync.run(server.id, mode="reconcile").error == ""
         assert db.session.get(OrthancServer, server.id).needs_full_sync is False
@@ -324,9 +324,9 @@ def test_the_right_studies_still_link_by_uid_by_accession_and_by_an_accession_wi
           image("N-400", "Nakamura^Ken", birth="19600708", extra={"AccessionNumber": " " + spaced.accession_number}))
     synced(server.id, mode)
     db.session.expire_all()
-    got = {l.request_id: l.method for l in db.session.scalars(select(StudyLink))}
+    got = {lk.request_id: lk.method for lk in db.session.scalars(select(StudyLink))}
     assert got == {by_uid.id: "study_uid", by_acc.id: "accession", spaced.id: "accession"}
-    assert all(not l.warning for l in db.session.scalars(select(StudyLink)))
+    assert all(not lk.warning for lk in db.session.scalars(select(StudyLink)))
     assert_no_wrong_patient_link()
 
 
@@ -409,7 +409,7 @@ def test_linking_another_patients_study_by_hand_needs_a_confirmation_and_a_reaso
     assert "Wrong ID typed" in alert.group(0)
     assert re.search(r'<li class="error"><span class="when">[^<]*</span> <strong>Other patient&#39;s study</strong>',
                      page), "the request's history shows it in red"
-    link_event = [e for e in matching.history(study(ds)) if e.action == "link"][0]
+    link_event = next(e for e in matching.history(study(ds)) if e.action == "link")
     assert "Reason: Wrong ID typed" in link_event.note
     assert_no_wrong_patient_link()
     # Unlinked again, the request's history still says it happened.

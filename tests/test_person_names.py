@@ -78,13 +78,13 @@ def linked(app, orthanc, orthanc_row, staff, create_patient, create_request):
 
 
 def test_orthanc_keeps_every_group_and_so_does_the_mirror(linked, orthanc):
-    req, study = linked
+    _req, study = linked
     assert orthanc.get(f"/studies/{study.orthanc_id}")["PatientMainDicomTags"]["PatientName"] == HONG
     assert study.patient_name == HONG
 
 
 def test_study_page_shows_the_name_whole(linked, login):
-    req, study = linked
+    _req, study = linked
     html = login("rad").get(f"/orthanc/studies/{study.id}").get_data(as_text=True)
     patient = re.search(r"<dt>Patient</dt><dd>([^<]*)<br>", html).group(1)
     assert patient == HONG_SHOWN
@@ -93,7 +93,7 @@ def test_study_page_shows_the_name_whole(linked, login):
 
 
 def test_studies_list_and_orthanc_patient_page_show_the_name_whole(linked, login):
-    req, study = linked
+    _req, study = linked
     rad = login("rad")
     assert HONG_SHOWN in rad.get("/orthanc/studies").get_data(as_text=True)
     assert HONG_SHOWN in rad.get("/orthanc/patients").get_data(as_text=True)
@@ -103,7 +103,7 @@ def test_studies_list_and_orthanc_patient_page_show_the_name_whole(linked, login
 
 
 def test_result_page_and_print_name_the_patient_of_the_images_whole(linked, login, staff):
-    req, study = linked
+    req, _study = linked
     result = workflow.create_result(req, staff["rad"], radiologist=staff["rad"], result_date=date.today(),
                                     report="No acute findings.")
     db.session.commit()  # the pages below are another session
@@ -118,7 +118,7 @@ def test_result_page_and_print_name_the_patient_of_the_images_whole(linked, logi
 
 
 def test_api_gives_the_raw_name_and_its_display_form(linked, api):
-    req, study = linked
+    req, _study = linked
     got = api("radiologist").get(f"/api/v1/requests/{req.id}").json
     assert len(got["studies"]) == 1
     item = got["studies"][0]
@@ -129,7 +129,7 @@ def test_api_gives_the_raw_name_and_its_display_form(linked, api):
 def test_api_study_gives_the_raw_name_and_its_display_form(linked, api):
     """Needs ``"patient_name_display"`` in ``orthanc.queries.study_json``
     (the study list, one study and the Inbox items are built by it)."""
-    req, study = linked
+    _req, study = linked
     client = api("radiologist")
     one = client.get(f"/api/v1/studies/{study.id}").json
     assert one["patient_name"] == HONG and one["patient_name_display"] == HONG_SHOWN

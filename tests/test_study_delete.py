@@ -75,7 +75,7 @@ def delete(client, study, confirm=None, **kw):
 # -- studies ------------------------------------------------------------------------------------
 
 def test_admin_sees_a_delete_form_that_names_the_patient_and_the_study(app, linked, login):
-    req, study = linked
+    _req, study = linked
     page = text(login("boss").get(f"/orthanc/studies/{study.id}"))
     assert f'action="/orthanc/studies/{study.id}/delete"' in page
     assert f'name="confirm" value="{study.study_uid}"' in page
@@ -111,7 +111,7 @@ def test_admin_deletes_a_study_in_orthanc_and_everywhere_else(app, linked, ortha
 def test_a_deleted_studys_patient_leaves_the_orthanc_patient_list(app, linked, orthanc, login):
     """Orthanc drops a patient with its last study; the mirror must too,
     without waiting for a reconciliation that has nothing left to remove."""
-    req, study = linked
+    _req, study = linked
     admin = login("boss")
     assert delete(admin, study).status_code == 302
     assert orthanc.get("/patients") == []
@@ -122,7 +122,7 @@ def test_a_deleted_studys_patient_leaves_the_orthanc_patient_list(app, linked, o
 
 @pytest.mark.parametrize("confirm", [False, "", "1.2.3", "wrong"], ids=["missing", "empty", "other-uid", "text"])
 def test_delete_without_the_confirmation_naming_the_study_is_refused(app, linked, orthanc, login, confirm):
-    req, study = linked
+    _req, study = linked
     r = delete(login("boss"), study, confirm=confirm, follow_redirects=True)
     assert r.status_code == 200 and "needs the confirmation" in text(r)
     assert in_orthanc(orthanc, "studies", study.orthanc_id)
@@ -132,7 +132,7 @@ def test_delete_without_the_confirmation_naming_the_study_is_refused(app, linked
 
 
 def test_delete_without_a_csrf_token_is_refused(app, linked, orthanc, login):
-    req, study = linked
+    _req, study = linked
     admin = login("boss")
     r = admin.client.post(f"/orthanc/studies/{study.id}/delete", data={"confirm": study.study_uid})
     assert r.status_code == 400 and "Form expired" in text(r)
@@ -143,7 +143,7 @@ def test_delete_without_a_csrf_token_is_refused(app, linked, orthanc, login):
 
 @pytest.mark.parametrize("user", ["doc", "tech", "rad"])
 def test_only_an_admin_may_delete_a_study(app, linked, orthanc, login, user):
-    req, study = linked
+    _req, study = linked
     r = delete(login(user), study)
     assert r.status_code == 403
     assert in_orthanc(orthanc, "studies", study.orthanc_id)
@@ -154,7 +154,7 @@ def test_only_an_admin_may_delete_a_study(app, linked, orthanc, login, user):
 def test_anonymous_delete_goes_to_login(app, linked, orthanc, client):
     from tests.support.web import CsrfClient
 
-    req, study = linked
+    _req, study = linked
     r = CsrfClient(client).post(f"/orthanc/studies/{study.id}/delete", {"confirm": study.study_uid},
                                 token_from="/login")
     assert r.status_code == 302 and "/login" in r.headers["Location"]
@@ -175,7 +175,7 @@ def test_a_study_already_gone_from_orthanc_counts_as_deleted(app, linked, orthan
 
 
 def test_delete_of_an_unknown_study_is_404(app, linked, login):
-    req, study = linked
+    _req, study = linked
     admin = login("boss")
     r = admin.post("/orthanc/studies/999999/delete", {"confirm": study.study_uid},
                    token_from=f"/orthanc/studies/{study.id}")
@@ -196,7 +196,7 @@ def delete_series(client, study, series, confirm=None, **kw):
 
 
 def test_admin_deletes_one_series_and_the_study_keeps_the_other(app, linked, orthanc, login, staff):
-    req, study = linked
+    _req, study = linked
     first, second = series_of(study)
     admin = login("boss")
     page = admin.get(f"/orthanc/studies/{study.id}").get_data(as_text=True)
@@ -227,7 +227,7 @@ def test_deleting_the_last_series_deletes_the_study_too(app, linked, orthanc, lo
 
 
 def test_series_delete_needs_its_confirmation_and_an_admin(app, linked, orthanc, login):
-    req, study = linked
+    _req, study = linked
     first = series_of(study)[0]
     r = delete_series(login("boss"), study, first, confirm=study.study_uid, follow_redirects=True)
     assert "needs the confirmation that names the series" in text(r)
@@ -307,7 +307,7 @@ def test_an_orthanc_that_refuses_to_delete_gives_a_clear_message_and_nothing_cha
 
 
 def test_an_orthanc_that_is_down_gives_a_message_and_nothing_changes(app, linked, orthanc, login):
-    req, study = linked
+    _req, study = linked
     orthanc.kill()
     r = delete(login("boss"), study, follow_redirects=True)
     assert r.status_code == 200 and "Orthanc could not delete" in text(r) and "Nothing was changed." in text(r)

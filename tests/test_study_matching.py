@@ -190,7 +190,7 @@ def test_a_modality_that_keeps_the_study_uid_gets_its_study_linked_to_the_order(
 
     study = study_of(ds)
     links = links_of(req)
-    assert [(l.study_id, l.method) for l in links] == [(study.id, "study_uid")]
+    assert [(lk.study_id, lk.method) for lk in links] == [(study.id, "study_uid")]
     assert not wl_file(app, req).exists()
     assert c_find(orthanc, req.accession_number) == []
     db.session.refresh(req)
@@ -220,7 +220,7 @@ def test_a_modality_that_keeps_only_the_accession_number_is_matched_by_accession
     synced(orthanc_row)
 
     study = study_of(ds)
-    assert [(l.study_id, l.method) for l in links_of(req)] == [(study.id, "accession")]
+    assert [(lk.study_id, lk.method) for lk in links_of(req)] == [(study.id, "accession")]
     assert not wl_file(app, req).exists()
     assert c_find(orthanc, req.accession_number) == []
     db.session.refresh(req)
@@ -257,7 +257,7 @@ def test_a_study_with_neither_number_lands_in_the_inbox_and_is_linked_by_hand(
     r = tech.post(f"/orthanc/studies/{study.id}/link", {"request_id": req.id, "back": "/orthanc/unmatched"},
                   token_from="/orthanc/unmatched")
     assert r.status_code == 302 and r.headers["Location"].endswith("/orthanc/unmatched")
-    assert [(l.study_id, l.method, l.created_by_id) for l in links_of(req)] == [(study.id, "manual", staff["tech"].id)]
+    assert [(lk.study_id, lk.method, lk.created_by_id) for lk in links_of(req)] == [(study.id, "manual", staff["tech"].id)]
     event = db.session.scalar(select(LinkEvent).where(LinkEvent.study_uid == study.study_uid))
     assert (event.action, event.method, event.user_id, event.request_id) == ("link", "manual", staff["tech"].id, req.id)
     assert before <= event.at <= datetime.utcnow() + timedelta(seconds=5)
@@ -424,7 +424,7 @@ def instance_id(orthanc, ds) -> str:
 def test_a_result_written_before_the_study_arrives_shows_it_afterwards(app, orthanc, reported, login):
     req, result, ds = reported
     study = study_of(ds)
-    assert [(l.study_id, l.method) for l in links_of(req)] == [(study.id, "study_uid")]
+    assert [(lk.study_id, lk.method) for lk in links_of(req)] == [(study.id, "study_uid")]
     rad = login("rad")
     page = text(rad.get(f"/results/{result.id}"))
     inst = instance_id(orthanc, ds)
@@ -458,7 +458,7 @@ def test_adding_a_key_image_copies_orthancs_rendered_png_into_the_result(app, or
 
 
 def test_a_key_image_of_an_instance_orthanc_lacks_is_a_message_not_an_image(app, orthanc, reported, login):
-    req, result, ds = reported
+    _req, result, ds = reported
     rad = login("rad")
     r = rad.post(f"/results/{result.id}/key-images",
                  {"server_id": study_of(ds).server_id, "instance_id": "00000000-00000000-00000000-00000000-00000000"},
@@ -469,7 +469,7 @@ def test_a_key_image_of_an_instance_orthanc_lacks_is_a_message_not_an_image(app,
 
 
 def test_a_final_result_refuses_key_images(app, orthanc, reported, login, staff):
-    req, result, ds = reported
+    _req, result, ds = reported
     workflow.finalise_result(result, staff["rad"])
     db.session.commit()  # the pages below are another session
     inst = instance_id(orthanc, ds)
@@ -487,7 +487,7 @@ def test_a_final_result_refuses_key_images(app, orthanc, reported, login, staff)
 def test_a_key_image_must_come_from_a_study_linked_to_the_result(app, orthanc, reported, login):
     """Only the instance id travels in the form: an instance of another
     patient's study must not end up printed with this report."""
-    req, result, ds = reported
+    _req, result, ds = reported
     foreign = dicomgen.make_instance("SOMEONE-ELSE", "OTHER^PATIENT", rows=16, cols=16)
     orthanc.upload(foreign)
     rad = login("rad")
@@ -500,7 +500,7 @@ def test_a_key_image_must_come_from_a_study_linked_to_the_result(app, orthanc, r
 
 
 def test_a_rejected_addendum_still_shows_the_linked_study(app, orthanc, reported, login, staff):
-    req, result, ds = reported
+    _req, result, ds = reported
     workflow.finalise_result(result, staff["rad"])
     db.session.commit()  # the pages below are another session
     rad = login("rad")
@@ -589,6 +589,6 @@ def test_the_merge_id_rule_links_when_switched_on(app, orthanc, orthanc_row, ord
     ds = merge_id_study(orthanc, req)
     synced(orthanc_row)
     study = study_of(ds)
-    assert [(l.study_id, l.method) for l in links_of(req)] == [(study.id, "merge_id")]
+    assert [(lk.study_id, lk.method) for lk in links_of(req)] == [(study.id, "merge_id")]
     db.session.refresh(req)
     assert req.images_available is True and not wl_file(app, req).exists()
