@@ -52,6 +52,7 @@ OPT=/opt/ghimaging
 VENV=$OPT/venv
 WRAPPER=/usr/local/bin/ghimaging
 UNIT=/etc/systemd/system/ghimaging.service
+WORKER_UNIT=/etc/systemd/system/ghimaging-worker.service
 LUA=/etc/orthanc/ghimaging-push.lua
 
 # Defaults, then what the last run remembered, then this run's options.
@@ -121,7 +122,8 @@ if [[ $UNINSTALL -eq 1 ]]; then
     elif command -v systemctl >/dev/null 2>&1; then
         systemctl disable ghimaging.service >/dev/null 2>&1 || true
     fi
-    rm -f "$UNIT" "$WRAPPER" "$LUA"
+    if systemd_running; then systemctl disable --now ghimaging-worker.service >/dev/null 2>&1 || true; fi
+    rm -f "$UNIT" "$WORKER_UNIT" "$WRAPPER" "$LUA"
     if [[ -f /etc/orthanc/orthanc.json ]]; then
         python3 "$HERE/configure_orthanc.py" --dir /etc/orthanc --remove-lua
     fi
@@ -338,6 +340,10 @@ echo "    Orthanc server #$SERVER_ID; OnStableStudy -> POST $SYNC_URL (user orth
 section "Services"
 fill "$HERE/ghimaging.service.in" "$UNIT" 0644 root:root \
     "APP_HOST=$APP_HOST" "APP_PORT=$APP_PORT" "THREADS=$THREADS"
+if as_app "$VENV/bin/ghimaging" worker --help >/dev/null 2>&1; then
+    # For several app hosts: the background work alone (not enabled here).
+    fill "$HERE/ghimaging-worker.service.in" "$WORKER_UNIT" 0644 root:root
+fi
 if [[ -n $TEMP_ORTHANC_PID ]]; then
     kill "$TEMP_ORTHANC_PID"; wait "$TEMP_ORTHANC_PID" 2>/dev/null || true
     TEMP_ORTHANC_PID=
@@ -351,11 +357,15 @@ if systemd_running; then
     systemctl restart ghimaging.service
     STARTED=1
     echo "    orthanc.service and ghimaging.service enabled and (re)started"
+    if [[ -f $WORKER_UNIT ]]; then
+        systemctl try-restart ghimaging-worker.service || true  # only if someone enabled it
+    fi
 else
     if command -v systemctl >/dev/null 2>&1; then
         systemctl enable orthanc.service ghimaging.service >/dev/null 2>&1 || true
     fi
     echo "    units installed: $UNIT (and Debian's orthanc.service)"
+    [[ -f $WORKER_UNIT ]] && echo "    also $WORKER_UNIT (not enabled: see inside for several app hosts)"
 fi
 
 # ------------------------------------------------------------------- summary

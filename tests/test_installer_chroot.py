@@ -302,8 +302,10 @@ def run_installer_checks(arch: str, tmp_path: Path, *, full: bool) -> dict[str, 
         assert unit["User"] == "ghimaging"
         assert f"--port {inst.app_port}" in unit["ExecStart"] and "--host " in unit["ExecStart"]
         assert "--workers 1" in unit["ExecStart"]
-        verify = root.run(["systemd-analyze", "verify", "/etc/systemd/system/ghimaging.service"], check=False)
-        assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
+        for name in ("ghimaging.service", "ghimaging-worker.service"):
+            verify = root.run(["systemd-analyze", "verify", f"/etc/systemd/system/{name}"], check=False)
+            assert verify.returncode == 0 and not verify.stderr.strip(), f"{name}: {verify.stderr}"
+        assert read_unit(root, "ghimaging-worker.service")["ExecStart"].endswith("ghimaging worker")
         # Only the push may link studies quickly: the periodic sync waits an hour.
         with root.file("/etc/ghimaging/ghimaging.env").open("a") as fh:
             fh.write("GHIMAGING_ORTHANC_SYNC_INTERVAL=3600\n")
@@ -322,6 +324,10 @@ def run_installer_checks(arch: str, tmp_path: Path, *, full: bool) -> dict[str, 
         if full:
             assert {"dicom-web", "web-viewer"} <= set(plugins), plugins
         assert sign_in(inst.base, "admin", admin_password) == 302
+        health = wait_for("/healthz 200", lambda: (r := requests.get(f"{inst.base}/healthz", timeout=30)).status_code
+                          == 200 and r, 60 * inst.slow, every=2)
+        assert health.json()["status"] == "ok", health.text
+        assert inst.orthanc_password not in health.text and str(inst.http_port) not in health.text
 
         # -- an order through the API, found by a modality's C-FIND -----------------------
         inst.token = root.run(["ghimaging", "create-token", "admin"]).stdout.strip().splitlines()[-1]
@@ -391,6 +397,7 @@ def run_installer_checks(arch: str, tmp_path: Path, *, full: bool) -> dict[str, 
         inst.stop()
         root.run(["bash", "/src/deploy/install.sh", "--uninstall"])
         assert not root.file("/etc/systemd/system/ghimaging.service").exists()
+        assert not root.file("/etc/systemd/system/ghimaging-worker.service").exists()
         assert not root.file("/usr/local/bin/ghimaging").exists()
         assert not root.file("/opt/ghimaging").exists()
         assert not root.file("/etc/orthanc/ghimaging-push.lua").exists()
