@@ -3,9 +3,12 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     from ..extensions import csrf
-    from . import (
-        orthanc,  # noqa: F401 - registers its routes on bp
-        servers,  # noqa: F401 - registers its routes on bp
+    from . import (  # noqa: F401 - each module registers its routes on bp
+        catalog,
+        orthanc,
+        patients,
+        requests,
+        servers,
     )
     from .routes import bp
 

@@ -232,6 +232,3 @@ def me() -> ResponseReturnValue:
     u = api_user()
     return jsonify(id=u.id, username=u.username, roles=sorted(r.value for r in u.roles))
 
-
-# The endpoints, each module registering its routes on bp.
-from . import catalog, patients, requests  # noqa: E402,F401
