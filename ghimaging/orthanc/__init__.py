@@ -2,10 +2,9 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from . import images, inbox, matching, rendering  # noqa: F401  (register their views on bp)
+    from . import images, inbox, matching, rendering  # noqa: F401  (images and inbox register their views on bp)
     from .routes import bp
 
-    matching.connect()
     app.register_blueprint(bp)
     # Templates ask what a series holds (preview or placeholder) and which
     # studies a request's report is about (the print names their patients).

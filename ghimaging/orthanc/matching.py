@@ -135,8 +135,3 @@ def inbox_notes(studies: Iterable[OrthancStudy]) -> tuple[dict[int, list[Suggest
         suggested[study.id] = suggestions(study, limit=4)
         reasons[study.id] = assess(study).reasons
     return suggested, reasons
-
-
-def connect() -> None:
-    """Nothing to connect any more: the sync runner matches the studies it
-    touched itself. Kept while ``orthanc/__init__.py`` still calls it."""
