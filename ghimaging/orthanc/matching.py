@@ -58,7 +58,7 @@ from .suggestions import SUGGEST_DAYS, Suggestion, suggestions
 
 __all__ = [
     "LINKABLE", "SUGGEST_DAYS", "Assessment", "LinkError", "OtherPatientError", "Suggestion", "assess", "confirm",
-    "connect", "dicom_id", "flag_shared", "forget_studies", "history", "identity_differences", "inbox_notes", "link",
+    "dicom_id", "flag_shared", "forget_studies", "history", "identity_differences", "inbox_notes", "link",
     "match_generation", "match_study", "name_matches", "near_id_reason", "patient_conflict", "patient_identity",
     "reoffer", "requests_of", "same_patient", "studies_of", "study_identity", "suggestions", "to_review", "unlink",
     "unmatched", "warnings_of",
