@@ -65,15 +65,21 @@ def _failed(what: str, server: OrthancServer, exc: OrthancError | crypto.Credent
     return DownloadFailed(instances.failure_message(server, exc), timeout=isinstance(exc, TimedOut))
 
 
+def _client(server: OrthancServer, what: str, idle: float) -> OrthancClient:
+    """A client for one download: no retries (the body is streamed once),
+    each read bounded by ``idle``."""
+    try:
+        return servers.client_for(server, timeout=(instances.CONNECT_TIMEOUT, idle), retries=0)
+    except crypto.CredentialError as exc:
+        raise _failed(what, server, exc) from None
+
+
 def study_zip(study: OrthancStudy) -> Response:
     """The study as a ZIP, streamed through the application in chunks."""
     server = study.server
     idle = instances.setting("ORTHANC_DOWNLOAD_IDLE_TIMEOUT")
     what = f"ZIP of study {study.id}"
-    try:
-        client = servers.client_for(server, timeout=(instances.CONNECT_TIMEOUT, idle), retries=0)
-    except crypto.CredentialError as exc:
-        raise _failed(what, server, exc) from None
+    client = _client(server, what, idle)
     try:
         upstream = client.archive(study.orthanc_id, idle=idle)
     except OrthancError as exc:
@@ -94,10 +100,7 @@ def instance_pdf(server: OrthancServer, orthanc_id: str) -> Response:
     PDF signature is never passed on as a PDF (:class:`DownloadFailed`)."""
     idle = instances.setting("ORTHANC_DOWNLOAD_IDLE_TIMEOUT")
     what = f"PDF {orthanc_id}"
-    try:
-        client = servers.client_for(server, timeout=(instances.CONNECT_TIMEOUT, idle), retries=0)
-    except crypto.CredentialError as exc:
-        raise _failed(what, server, exc) from None
+    client = _client(server, what, idle)
     upstream = None
     try:
         upstream = client.pdf(orthanc_id, idle=idle)
