@@ -30,6 +30,7 @@ import sqlite3
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -105,7 +106,7 @@ def _revision() -> str:
     return str(db.session.scalar(text("SELECT version_num FROM alembic_version")) or "")
 
 
-def _instance_files(instance: Path) -> Any:
+def _instance_files(instance: Path) -> Iterator[tuple[str, Path]]:
     for name in KEY_FILES:
         if (instance / name).is_file():
             yield name, instance / name

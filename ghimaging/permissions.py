@@ -1,7 +1,8 @@
 """Who may do what: the one map from action to roles.
 
 Pages (:func:`ghimaging.auth.decorators.requires`), the API
-(:func:`ghimaging.api.routes.need`), templates (``can('order')``) and the
+(:func:`ghimaging.api.routes.need`), templates (``can('order')``, which is
+:meth:`User.can <ghimaging.models.users.User.can>`) and the
 services that check a person's role (the ordering physician must be allowed
 to order) all ask this map, so a rule changes in one line and the
 permission-matrix test (tests/test_permissions.py) reads the same map.
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from typing import Protocol
 
 from .models.users import Role
 
@@ -67,11 +67,6 @@ PERMISSIONS: dict[Action, frozenset[Role] | None] = {
 }
 
 
-class HasRoles(Protocol):
-    @property
-    def roles(self) -> set[Role]: ...
-
-
 def allowed(roles: Iterable[Role], action: Action | str) -> bool:
     """Whether a person with ``roles`` may do ``action``. An unknown action
     name raises ``ValueError``: a typo in a template must not hide a button
@@ -81,13 +76,6 @@ def allowed(roles: Iterable[Role], action: Action | str) -> bool:
     if wanted is None:
         return True
     return Role.ADMIN in mine or bool(wanted & mine)
-
-
-def can(user: HasRoles | None, action: Action | str) -> bool:
-    """``allowed`` for a user object (``None`` or anonymous: never)."""
-    if user is None or not getattr(user, "is_authenticated", True):
-        return False
-    return allowed(user.roles, action)
 
 
 def roles_for(action: Action | str) -> frozenset[Role]:

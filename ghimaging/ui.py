@@ -13,7 +13,6 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from .extensions import db
 from .models import RequestState
-from .permissions import can
 from .querytools import page_number
 
 
@@ -156,7 +155,8 @@ def init_app(app: Flask) -> None:
 
     @app.context_processor
     def _globals() -> dict[str, Any]:
-        return {"current_user": current_user, "can": lambda action: can(current_user, action)}
+        return {"current_user": current_user,
+                "can": lambda action: current_user.is_authenticated and current_user.can(action)}
 
     @app.before_request
     def _refuse_nul() -> None:
