@@ -45,6 +45,10 @@ class Action(str, enum.Enum):
     MANAGE_CATALOG = "manage_catalog"
     # Clinic settings, Orthanc servers, worklist templates, GNU Health.
     CONFIGURE = "configure"
+    # Ask for an Orthanc sync sooner than the periodic one. Open to every
+    # account, including the role-less account whose token Orthanc's push
+    # script holds: it reveals nothing and changes nothing but timing.
+    WAKE_SYNC = "wake_sync"
 
 
 #: ``None``: every signed-in person, whatever their roles.
@@ -64,6 +68,7 @@ PERMISSIONS: dict[Action, frozenset[Role] | None] = {
     Action.MANAGE_USERS: frozenset(),
     Action.MANAGE_CATALOG: frozenset(),
     Action.CONFIGURE: frozenset(),
+    Action.WAKE_SYNC: EVERYONE,
 }
 
 

@@ -49,6 +49,10 @@ class OrthancServer(Model):
     orthanc_last: Mapped[int] = mapped_column(default=0)  # Orthanc's own last index when we last looked
     needs_full_sync: Mapped[bool] = mapped_column(default=True)
     last_sync_at: Mapped[datetime | None]
+    # When someone (Orthanc's push, a person) last asked for a sync sooner
+    # than the periodic one. Kept in the database, not in a process, so that
+    # whichever process or host runs the background loop sees it.
+    sync_wanted_at: Mapped[datetime | None]
     last_full_sync_at: Mapped[datetime | None]
     last_reconcile_at: Mapped[datetime | None]
     sync_generation: Mapped[int] = mapped_column(default=0)
