@@ -21,6 +21,8 @@ from . import sessions, throttle
 
 MIN_PASSWORD_LENGTH = 8
 NO_ROLE = "Give the user at least one role."
+SERVICE_ACCOUNT_FIXED = "A service account has no roles and no password; it can only be enabled or disabled."
+SAME_PASSWORD = "Choose a password different from the one you signed in with."
 # A hash to check against when the username does not exist, so that a wrong
 # username costs the same time as a wrong password.
 _DUMMY_HASH: str | None = None
@@ -55,20 +57,36 @@ def find_user(username: str) -> User | None:
     return find_casefolded(User, User.username, username)
 
 
-def create_user(username: str, password: str, roles: list[Role], full_name: str = "",
-                email: str = "", active: bool = True) -> User:
+def is_service_account(user: User) -> bool:
+    """An account with no role is a program's (Orthanc's push script), made
+    by :func:`create_service_account`: a person always has a role (creating
+    or editing one without a role is refused), so no flag is needed."""
+    return not user.roles
+
+
+def _free_username(username: str) -> str:
     username = username.strip()
     if not username or len(username) > 64 or any(c.isspace() for c in username):
         raise UserInvalid("Username must be 1-64 characters without spaces.",
                           fields={"username": "Username must be 1-64 characters without spaces."})
     if find_user(username):
         raise UserConflict(f"A user named {username!r} already exists.", code="duplicate")
+    return username
+
+
+def create_user(username: str, password: str, roles: list[Role], full_name: str = "",
+                email: str = "", active: bool = True, *, must_change_password: bool = False) -> User:
+    """A person. ``must_change_password``: the password was chosen by
+    someone else (an administrator, the installer), so the person must
+    choose their own at the next sign-in (:mod:`.gate`)."""
+    username = _free_username(username)
     problem = password_problem(password)
     if problem:
         raise UserInvalid(problem, fields={"password": problem})
     if not roles:
         raise UserInvalid(NO_ROLE, fields={"roles": NO_ROLE})
-    user = User(username=username, full_name=full_name.strip(), email=email.strip(), active=active)
+    user = User(username=username, full_name=full_name.strip(), email=email.strip(), active=active,
+                must_change_password=must_change_password)
     user.set_password(password)
     user.set_roles(roles)
     db.session.add(user)
@@ -76,8 +94,36 @@ def create_user(username: str, password: str, roles: list[Role], full_name: str 
     return user
 
 
+def create_service_account(username: str, full_name: str) -> User:
+    """An account for a program (Orthanc's push), used only with API tokens
+    (:func:`create_token`). It has no role, so the permission map gives it
+    only what every account may do (its own account, waking a sync); its
+    password is random and thrown away, and :func:`authenticate` refuses it
+    whatever is typed, so it never signs in to the pages. Callers look the
+    name up first (:func:`find_user`) when they must be idempotent."""
+    user = User(username=_free_username(username), full_name=full_name.strip(), active=True)
+    user.set_password(secrets.token_urlsafe(32))
+    db.session.add(user)
+    db.session.flush()
+    return user
+
+
+def set_service_account_active(user: User, active: bool) -> None:
+    """The one change the admin page makes to a service account. Its tokens
+    stay while it is disabled (they stop working, :func:`user_for_token`)
+    so that enabling it again does not mean reconfiguring Orthanc; a token
+    to end for good is revoked on the same page."""
+    if not is_service_account(user):
+        raise UserConflict("This is a person's account, not a service account.", code="not_service_account")
+    user.active = active
+    db.session.flush()
+
+
 def update_user(user: User, *, full_name: str, email: str, roles: list[Role], active: bool,
                 acting: User) -> None:
+    if is_service_account(user):
+        # Giving it a role would turn a program's account into a person's.
+        raise UserConflict(SERVICE_ACCOUNT_FIXED, code="service_account")
     if not roles:
         raise UserInvalid(NO_ROLE, fields={"roles": NO_ROLE})
     if user.id == acting.id and (not active or Role.ADMIN not in roles):
@@ -103,14 +149,19 @@ def _ensure_other_admin(user: User) -> None:
 
 
 def change_password(user: User, password: str, *, keep: UserSession | None = None,
-                    revoke_tokens: bool = False) -> None:
+                    revoke_tokens: bool = False, chosen_by_user: bool) -> None:
     """A new password ends every session of the user but ``keep`` (the one
     making the change), and their API tokens if asked: whoever knew the old
-    password may have signed in or made a token with it."""
+    password may have signed in or made a token with it. A password not
+    ``chosen_by_user`` must be changed at the next sign-in; one they chose
+    lifts that."""
+    if is_service_account(user):
+        raise UserConflict(SERVICE_ACCOUNT_FIXED, code="service_account")
     problem = password_problem(password)
     if problem:
         raise UserInvalid(problem, fields={"password": problem})
     user.set_password(password)
+    user.must_change_password = not chosen_by_user
     sessions.end_all(user, keep=keep)
     if revoke_tokens:
         _delete_tokens(user)
@@ -122,14 +173,20 @@ def change_own_password(user: User, current: str, password: str, *, revoke_token
     :func:`change_password` keeping the session that asks."""
     if not user.check_password(current):
         raise UserInvalid(fields={"current_password": "This is not your current password."})
-    change_password(user, password, keep=user.current_session, revoke_tokens=revoke_tokens)
+    if user.check_password(password):
+        # Above all for a one-time password: keeping it would keep a
+        # password someone else knows.
+        raise UserInvalid(SAME_PASSWORD, fields={"new_password": SAME_PASSWORD})
+    change_password(user, password, keep=user.current_session, revoke_tokens=revoke_tokens, chosen_by_user=True)
 
 
 def reset_password(user: User, password: str, *, acting: User) -> None:
     """An administrator's reset: the user's sessions and API tokens all end
-    (an admin resetting their own password keeps the session doing it)."""
+    (an admin resetting their own password keeps the session doing it), and
+    the user must choose their own password at the next sign-in (an admin
+    resetting their own chose it themselves)."""
     keep = acting.current_session if acting.id == user.id else None
-    change_password(user, password, keep=keep, revoke_tokens=True)
+    change_password(user, password, keep=keep, revoke_tokens=True, chosen_by_user=acting.id == user.id)
 
 
 def end_access(user: User) -> None:
@@ -158,7 +215,9 @@ def authenticate(username: str, password: str, remote_addr: str | None) -> User 
         check_password_hash(_DUMMY_HASH, password)
         ok = False
     else:
-        ok = user.check_password(password) and user.active
+        # A service account's password is random and unknown, but it is
+        # refused anyway: its only way in is an API token.
+        ok = user.check_password(password) and user.active and not is_service_account(user)
     if ok:
         throttle.record_success(username, remote_addr)
         return user
