@@ -256,6 +256,14 @@ def document(server_url: str) -> dict[str, Any]:
                              params=_ID, body=_ref("ServerPatch")),
             },
             "/orthanc/servers/{id}/sync": {"post": _sync_op()},
+            "/orthanc/servers/{id}/wake": {"post": _op(
+                "Ask for a sync now (Orthanc's push calls this; any account, a role-less one too): recorded and "
+                "answered at once without calling Orthanc; the background loop syncs within seconds",
+                "Accepted", {"type": "object", "required": ["server_id", "wanted_at"], "properties": {
+                    "server_id": {"type": "integer"},
+                    "wanted_at": {"type": "integer", "description": "when the sync was asked for, in milliseconds "
+                                                                    "since 1970-01-01 UTC"}}},
+                403, 404, params=_ID, code="202")},
             "/studies": {"get": _op("Mirrored studies", "Studies", _list("Study"), 400, params=[
                 _q("study_instance_uid"), _q("accession_number"), _q("patient_id", desc="DICOM PatientID"),
                 _q("server_id", "integer", minimum=1, maximum=2**31 - 1), *_PAGE])},

@@ -56,6 +56,19 @@ def sync_server(server_id: int) -> ResponseReturnValue:
     return jsonify(summary.as_dict()), status
 
 
+@bp.post("/orthanc/servers/<int:server_id>/wake")
+@need(Action.WAKE_SYNC)
+def wake_server(server_id: int) -> ResponseReturnValue:
+    """Ask for a sync now (Orthanc's push calls this): recorded and answered
+    at once, the sync runs in the background loop. Never calls Orthanc."""
+    from ..orthanc import wake
+
+    wanted = wake.want_sync(server_id)  # NotFound: 404
+    db.session.commit()
+    wake.nudge()
+    return jsonify({"server_id": server_id, "wanted_at": wake.epoch_ms(wanted)}), 202
+
+
 @bp.get("/studies")
 def list_studies() -> ResponseReturnValue:
     stmt = select(OrthancStudy)

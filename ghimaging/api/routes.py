@@ -88,7 +88,18 @@ def _authenticate() -> None:
     # commits nothing else, a refused POST rolls back).
     db.session.commit()
     g.api_user = user
+    _check_undeclared_read(user)
     return None
+
+
+def _check_undeclared_read(user: User) -> None:
+    """A route that declares no action reads the clinic's records (writes
+    must declare one: tests/test_permissions.py): it needs ``VIEW``. Without
+    this, an account with no role (Orthanc's push account, whose token sits
+    in a file on the Orthanc host) could read every patient."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    if view is not None and getattr(view, "required_action", None) is None and not user.can(Action.VIEW):
+        raise ApiError(403, "forbidden", "Your role does not allow this.")
 
 
 @bp.after_request
@@ -228,6 +239,7 @@ def openapi() -> ResponseReturnValue:
 
 
 @bp.get("/me")
+@need(Action.OWN_ACCOUNT)
 def me() -> ResponseReturnValue:
     u = api_user()
     return jsonify(id=u.id, username=u.username, roles=sorted(r.value for r in u.roles))
