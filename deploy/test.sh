@@ -103,7 +103,7 @@ have Orthanc || missing+=(orthanc)
 [[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]] || missing+=(fonts-wqy-microhei)
 bash deploy/pg-cluster.sh bindir >/dev/null 2>&1 || missing+=(postgresql)
 # The installer's tests: a Debian 12 rootfs made by debootstrap (cached
-# compressed), and an emulated arm64 one (qemu-user-static + binfmt_misc).
+# compressed), and emulated arm64 and armhf ones (qemu-user-static + binfmt_misc).
 have debootstrap || missing+=(debootstrap)
 have zstd || missing+=(zstd)
 [[ -x /usr/bin/qemu-aarch64-static ]] || missing+=(qemu-user-static)
@@ -133,6 +133,22 @@ else
 fi
 echo "    pip install -e '.[test]'"
 .venv/bin/python -m pip install -q -e '.[test]'
+# Two versions of the two libraries whose minimums are Debian 12's (the
+# installer uses python3-cryptography and python3-pil on 32-bit Raspberry Pi
+# OS): the SQLite pass runs on the newest, the PostgreSQL pass on exactly
+# Debian's, so a change that needs a newer one fails here.
+DEBIAN12_PINS=(cryptography==38.0.4 pillow==9.4.0)
+use_newest_pins() {
+    .venv/bin/python -m pip install -q --upgrade cryptography pillow
+}
+use_debian12_pins() {
+    .venv/bin/python -m pip install -q "${DEBIAN12_PINS[@]}"
+}
+pin_versions() {
+    .venv/bin/python -c 'import importlib.metadata as m; print(", ".join(f"{n} {m.version(n)}" for n in ("cryptography", "pillow")))'
+}
+use_newest_pins
+echo "    $(pin_versions)"
 
 # ------------------------------------------------- GNU Health test server
 # A GNU Health 5.0 venv and template databases for the XML-RPC sync tests,
@@ -144,10 +160,11 @@ section "GNU Health test server"
 
 # ---------------------------------------------- Debian rootfs for the installer
 # Built once per machine outside the checkout (see tests/support/rootfs.py)
-# and unpacked per test: amd64, and arm64 under qemu (slow only when cold).
+# and unpacked per test: amd64, and arm64 and armhf under qemu (slow only when cold).
 section "Debian 12 rootfs for the installer tests"
 .venv/bin/python -m tests.support.rootfs build amd64 </dev/null
 .venv/bin/python -m tests.support.rootfs build arm64 </dev/null
+.venv/bin/python -m tests.support.rootfs build armhf </dev/null
 
 # ------------------------------------------------------------ lint and types
 # ruff (lint, import order) on the code and the tests; mypy --strict on the
@@ -170,13 +187,23 @@ set -e
 # ---------------------------------------------------------- test: PostgreSQL
 section "pytest on PostgreSQL"
 PG_DIR=$(mktemp -d /tmp/ghimaging-pg.XXXXXX)
-cleanup() { bash "$REPO_ROOT/deploy/pg-cluster.sh" stop "$PG_DIR" || true; }
+cleanup() {
+    bash "$REPO_ROOT/deploy/pg-cluster.sh" stop "$PG_DIR" || true
+    # Leave .venv as the SQLite pass had it.
+    [[ ${PINNED_DEBIAN12:-0} -eq 0 ]] || use_newest_pins || warn "could not restore the newest cryptography and Pillow"
+}
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
 pg_rc=0
-if pg_url=$(bash deploy/pg-cluster.sh start "$PG_DIR"); then
+PINNED_DEBIAN12=1
+if ! use_debian12_pins; then
+    warn "could not install ${DEBIAN12_PINS[*]}"
+    pg_rc=1
+fi
+echo "    on Debian 12's versions: $(pin_versions)"
+if [[ $pg_rc -eq 0 ]] && pg_url=$(bash deploy/pg-cluster.sh start "$PG_DIR"); then
     echo "    cluster: ${pg_url/ghimaging:ghimaging@/ghimaging:***@}"
     set +e
     # The installer's chroot tests install with SQLite whatever the host's
@@ -184,7 +211,7 @@ if pg_url=$(bash deploy/pg-cluster.sh start "$PG_DIR"); then
     GHIMAGING_TEST_DATABASE_URL=$pg_url .venv/bin/python -m pytest --ignore=tests/test_installer_chroot.py "$@"
     pg_rc=$?
     set -e
-else
+elif [[ $pg_rc -eq 0 ]]; then
     warn "could not start the PostgreSQL cluster"
     pg_rc=1
 fi
