@@ -1,0 +1,134 @@
+"""Orthanc's push, end to end: a real Orthanc 1.10.1 loads a Lua script
+through its configuration (``LuaScripts``), as the installer sets it up; its
+``OnStableStudy`` POSTs to the wake endpoint of the app served over HTTP
+with the role-less push token; the app's background loop syncs. The
+periodic sync is an hour away, so only the push can link the study.
+
+No ``HttpTimeout`` is configured (Orthanc's default, 60 s): the wake
+answers at once without calling Orthanc, so Orthanc's Lua lock is held
+only for that short call and the sync's own requests to Orthanc are not
+stuck behind it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from sqlalchemy import select
+
+from ghimaging.extensions import db
+from ghimaging.models import ImagingRequest, OrthancServer, StudyLink
+from ghimaging.orthanc import sync
+from ghimaging.orthanc import worker as orthanc_worker
+from ghimaging.orthanc.commands import orthanc_group
+from tests.support import dicomgen
+from tests.support.orthanc import OrthancServer as RealOrthanc
+from tests.support.orthanc import find_free_port
+
+NEVER = 3600
+
+#: The script body the installer writes (its @WAKE_URL@ and @TOKEN@ filled in).
+PUSH_LUA = """\
+local GHIMAGING_WAKE_URL = '@WAKE_URL@'
+local GHIMAGING_TOKEN = '@TOKEN@'
+
+function OnStableStudy(studyId, tags, metadata)
+  -- HttpPost returns nil (and Orthanc logs the error) when ghimaging is
+  -- down or refuses; pcall keeps any other failure out of Orthanc.
+  local ok, answer = pcall(HttpPost, GHIMAGING_WAKE_URL, '',
+                           { ['Authorization'] = 'Bearer ' .. GHIMAGING_TOKEN })
+  if ok and answer ~= nil then
+    print('ghimaging: sync asked for stable study ' .. studyId)
+  else
+    print('ghimaging: could not ask for a sync (' .. tostring(answer) .. '); the periodic sync will find ' .. studyId)
+  end
+end
+"""
+
+
+@pytest.fixture
+def app_config():
+    return {"ORTHANC_SYNC_INTERVAL": NEVER, "ORTHANC_RECONCILE_INTERVAL": 0}
+
+
+def cli(app, *args: str, stdin: str | None = None) -> dict:
+    r = app.test_cli_runner().invoke(orthanc_group, [*args, "--json"], input=stdin)
+    assert r.exit_code == 0, r.output
+    return json.loads(r.output)
+
+
+def with_push(orthanc: RealOrthanc, wake_url: str, token: str) -> None:
+    """Write the script and restart Orthanc with it in ``LuaScripts`` (same ports)."""
+    script = orthanc.workdir / "ghimaging-push.lua"
+    script.write_text(PUSH_LUA.replace("@WAKE_URL@", wake_url).replace("@TOKEN@", token))
+    script.chmod(0o600)
+    orthanc.extra_config["LuaScripts"] = [str(script)]
+    assert "HttpTimeout" not in orthanc.config()
+    orthanc.restart(graceful=False)
+
+
+def linked(req: ImagingRequest) -> bool:
+    db.session.expire_all()
+    return db.session.scalar(select(StudyLink).where(StudyLink.request_id == req.id)) is not None
+
+
+def wait_for(cond, seconds: float = 60.0) -> bool:
+    """Poll ``cond``. The bound is generous for a loaded machine (the study
+    is stable 1 s after its last instance here): not a timing claim."""
+    end = time.monotonic() + seconds
+    while not cond() and time.monotonic() < end:
+        time.sleep(0.2)
+    return bool(cond())
+
+
+def image_for(req: ImagingRequest):
+    return dicomgen.make_instance(req.patient.puid, "Doe^Jane", study_uid=req.study_instance_uid,
+                                  accession=req.accession_number, rows=16, cols=16)
+
+
+def c_store(orthanc: RealOrthanc, ds) -> None:
+    from pydicom.uid import ExplicitVRLittleEndian
+    from pynetdicom import AE
+
+    ae = AE(ae_title="XRAY1")
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 60
+    ae.add_requested_context(ds.SOPClassUID, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", orthanc.dicom_port, ae_title=orthanc.aet)
+    assert assoc.is_established, orthanc.log_tail()
+    try:
+        status = assoc.send_c_store(ds)
+    finally:
+        assoc.release()
+    assert status is not None and status.Status == 0x0000, f"C-STORE answered {status}\n{orthanc.log_tail()}"
+
+
+def test_a_c_store_is_linked_within_seconds_through_orthancs_lua_push(app, live, orthanc, create_request):
+    server_id = cli(app, "add", "--url", orthanc.url, "--user", orthanc.username, "--password-stdin",
+                    stdin=orthanc.password + "\n")["server_id"]
+    token = cli(app, "push-token")["token"]
+    with_push(orthanc, f"{live}/api/v1/orthanc/servers/{server_id}/wake", token)
+    assert sync.run(server_id).error == ""  # the first full sync, before the loop starts
+    req = create_request(submit=True)
+    assert orthanc_worker.start(app) is not None
+    try:
+        c_store(orthanc, image_for(req))
+        assert wait_for(lambda: linked(req)), orthanc.log_tail()
+        assert "ghimaging: sync asked for stable study" in orthanc.log_tail(200)
+        db.session.expire_all()
+        row = db.session.get_one(OrthancServer, server_id)
+        assert row.sync_wanted_at is None and row.failures == 0
+    finally:
+        orthanc_worker.stop()
+
+
+def test_orthanc_keeps_storing_when_ghimaging_is_down(app, orthanc):
+    """A push that finds nobody is logged by Orthanc and costs nothing else:
+    the next study is stored as usual (the periodic sync finds both)."""
+    with_push(orthanc, f"http://127.0.0.1:{find_free_port()}/api/v1/orthanc/servers/1/wake", "ghi_nobody")
+    first = dicomgen.make_instance("P-1", "Doe^Jane", rows=16, cols=16)
+    c_store(orthanc, first)
+    assert wait_for(lambda: "could not ask for a sync" in orthanc.log_tail(200)), orthanc.log_tail()
+    c_store(orthanc, dicomgen.make_instance("P-2", "Doe^John", rows=16, cols=16))
+    assert len(orthanc.get("/studies")) == 2
