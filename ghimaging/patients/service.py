@@ -7,6 +7,7 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import Select, and_, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from ..exceptions import Conflict, Invalid
 from ..extensions import db
@@ -87,12 +88,25 @@ def validate(data: dict[str, Any], patient: Patient | None = None) -> dict[str, 
     return out
 
 
+def _flush(puid: str) -> None:
+    """Flush, telling a PUID taken at the same moment by another request
+    (another worker or host: the lookup in :func:`validate` saw nothing,
+    the unique index did) as the same 409 as one taken before."""
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        if by_puid(puid) is not None:
+            raise DuplicatePuid({"puid": f"Another patient already has PUID {puid}."}) from None
+        raise
+
+
 def create_patient(data: dict[str, Any]) -> Patient:
     clean = validate(data)
     patient = Patient(**clean)
     patient.refresh_search_key()
     db.session.add(patient)
-    db.session.flush()
+    _flush(clean["puid"])
     return patient
 
 
@@ -101,7 +115,7 @@ def update_patient(patient: Patient, data: dict[str, Any]) -> Patient:
     for k, v in clean.items():
         setattr(patient, k, v)
     patient.refresh_search_key()
-    db.session.flush()
+    _flush(clean["puid"])
     from ..imaging.workflow import announce_waiting
 
     announce_waiting(ImagingRequest.patient_id == patient.id)  # the modality must see the new name
