@@ -1,17 +1,59 @@
 """The ``ghimaging`` command. Every command works through the same services
 as the pages and the API and commits once when they succeeded;
-``flask --app ghimaging`` gives the same commands."""
+``flask --app ghimaging`` gives the same commands.
+
+Importing this module costs click alone: the application is created by the
+commands that need it (``@with_appcontext``), the services they call are
+imported inside them, and the commands kept elsewhere are listed in
+:data:`LAZY` (see :mod:`ghimaging.cligroup`). ``ghimaging --help`` and the
+gunicorn master of ``ghimaging serve`` never build the application.
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from flask import Flask, current_app
-from flask.cli import FlaskGroup, with_appcontext
 
-from .models import Role
+from . import gunicorn_conf
+from .cligroup import CommandGroup, LazyCommand, current_app_object, with_appcontext
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+#: Commands kept in other modules: name -> ("module:attribute", the line
+#: ``ghimaging --help`` shows for it, which must be the command's own).
+LAZY: dict[str, tuple[str, str]] = {
+    "gnuhealth": ("ghimaging.gnuhealth.commands:gnuhealth_group", "Optional sync with a GNU Health server."),
+    "db": ("flask_migrate.cli:db", "Perform database migrations."),
+}
+#: Flask's own commands, which ``flask --app ghimaging`` has from Flask itself.
+FLASK_COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("flask.cli:run_command", "Run a development server."),
+    "shell": ("flask.cli:shell_command", "Run a shell in the app context."),
+    "routes": ("flask.cli:routes_command", "Show the routes for the app."),
+}
+
+
+class _Roles(click.Choice):  # type: ignore[type-arg]
+    """The roles of ``ghimaging.models.Role``, read when an option is parsed
+    or its help shown (the models are not imported to list the commands)."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property  # type: ignore[override]
+    def choices(self) -> Sequence[str]:
+        from .models import Role
+
+        return tuple(r.value for r in Role)
+
+    @choices.setter
+    def choices(self, value: Sequence[str]) -> None:
+        pass
 
 
 @click.command("init")
@@ -27,6 +69,8 @@ def init_command(create_admin: bool) -> None:
     from . import MIGRATIONS_DIR
     from .catalog.service import seed
     from .extensions import db
+
+    current_app = current_app_object()
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
     upgrade(directory=str(MIGRATIONS_DIR))
@@ -58,7 +102,7 @@ def _first_admin() -> str | None:
 
     from .auth import service
     from .extensions import db
-    from .models import User
+    from .models import Role, User
 
     if db.session.scalar(select(func.count()).select_from(User)):
         return None
@@ -72,7 +116,7 @@ def _tell_first_password(password: str) -> None:
     private file (written after the commit: no file for a user not made)."""
     import os
 
-    path = os.path.join(current_app.instance_path, "initial-admin-password")
+    path = os.path.join(current_app_object().instance_path, "initial-admin-password")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(password + "\n")
@@ -85,7 +129,7 @@ def _tell_first_password(password: str) -> None:
 @click.command("create-user")
 @click.argument("username")
 @click.option("--role", "roles", multiple=True, required=True,
-              type=click.Choice([r.value for r in Role]), help="Repeat for several roles.")
+              type=_Roles(), help="Repeat for several roles.")
 @click.option("--full-name", default="")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @with_appcontext
@@ -93,6 +137,7 @@ def create_user_command(username: str, roles: tuple[str, ...], full_name: str, p
     """Add a user (there is no self-registration)."""
     from .auth import service
     from .extensions import db
+    from .models import Role
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -126,17 +171,17 @@ def create_token_command(username: str, name: str) -> None:
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 for the LAN.")
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1), help="Worker processes.")
-@click.option("--threads", default=8, show_default=True, type=click.IntRange(min=1),
+@click.option("--workers", default=gunicorn_conf.workers, show_default=True, type=click.IntRange(min=1),
+              help="Worker processes (one holds the background work too; more cost memory, see gunicorn_conf).")
+@click.option("--threads", default=gunicorn_conf.threads, show_default=True, type=click.IntRange(min=1),
               help="Requests each worker serves at once (a slow Orthanc or client holds one thread).")
-@click.option("--timeout", default=120, show_default=True, type=click.IntRange(min=0),
+@click.option("--timeout", default=gunicorn_conf.timeout, show_default=True, type=click.IntRange(min=0),
               help="Seconds before a worker whose main loop stopped is replaced (not a limit on one request).")
 def serve_command(host: str, port: int, workers: int, threads: int, timeout: int) -> None:
     """Run the application under gunicorn, threaded workers (see
-    ``ghimaging/gunicorn_conf.py``)."""
+    ``ghimaging/gunicorn_conf.py``). The application is built in the worker,
+    not in this (master) process."""
     from gunicorn.app.base import BaseApplication
-
-    from . import gunicorn_conf
 
     options = gunicorn_conf.settings(bind=f"{host}:{port}", workers=workers, threads=threads, timeout=timeout)
 
@@ -171,7 +216,7 @@ def worker_command() -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    background.start(current_app._get_current_object(), serving=False)  # type: ignore[attr-defined]
+    background.start(current_app_object(), serving=False)
     click.echo("ghimaging worker: background work running; stop with SIGTERM or Ctrl-C", err=True)
     stop.wait()
     background.stop()
@@ -265,14 +310,16 @@ def restore_command(source: Path, force: bool) -> None:
     click.echo(f"restored {summary.line()}")
 
 
-def init_app(app: Flask) -> None:
-    from .gnuhealth.commands import gnuhealth_group
+COMMANDS = (init_command, create_user_command, create_token_command, serve_command, sync_command, backup_command,
+            restore_command, worker_command, worklists_group)
 
-    app.cli.add_command(worklists_group)
-    app.cli.add_command(gnuhealth_group)
-    for cmd in (init_command, create_user_command, create_token_command, serve_command, sync_command,
-                backup_command, restore_command, worker_command):
+
+def init_app(app: Flask) -> None:
+    """The same commands on ``app.cli``, for ``flask --app ghimaging``."""
+    for cmd in COMMANDS:
         app.cli.add_command(cmd)
+    for name, (target, help_line) in LAZY.items():
+        app.cli.add_command(LazyCommand(name, target, help_line))
 
 
 def _create_app() -> Flask:
@@ -287,5 +334,11 @@ def _create_app() -> Flask:
         raise click.ClickException(f"configuration: {exc}") from None
 
 
+main_group = CommandGroup(_create_app, {**LAZY, **FLASK_COMMANDS}, name="ghimaging",
+                          help="ghimaging: radiology front end for small clinics.")
+for _cmd in COMMANDS:
+    main_group.add_command(_cmd)
+
+
 def main() -> None:
-    FlaskGroup(create_app=_create_app, help="ghimaging: radiology front end for small clinics.")(prog_name="ghimaging")
+    main_group(prog_name="ghimaging")

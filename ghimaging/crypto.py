@@ -2,13 +2,13 @@
 
 The key lives in the instance folder (``credentials.key``, mode 0600), apart
 from the database, so a copied database alone does not reveal passwords.
+``cryptography`` is imported by the first call, not with the application.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from cryptography.fernet import Fernet, InvalidToken
 from flask import current_app
 
 from .config import write_private
@@ -31,6 +31,8 @@ class CredentialError(UpstreamFailure, RuntimeError):
 
 
 def _key() -> bytes:
+    from cryptography.fernet import Fernet
+
     path = Path(current_app.instance_path) / KEY_FILE
     try:
         return path.read_bytes().strip()
@@ -46,12 +48,16 @@ def _key() -> bytes:
 def encrypt(secret: str) -> str:
     if not secret:
         return ""
+    from cryptography.fernet import Fernet
+
     return Fernet(_key()).encrypt(secret.encode()).decode()
 
 
 def decrypt(token: str) -> str:
     if not token:
         return ""
+    from cryptography.fernet import Fernet, InvalidToken
+
     try:
         return Fernet(_key()).decrypt(token.encode()).decode()
     except InvalidToken:

@@ -3,10 +3,10 @@ and blueprints can import them without importing the application."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from flask import Flask
 from flask_login import LoginManager
-from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
@@ -39,4 +39,31 @@ else:
     Model = db.Model
 login_manager = LoginManager()
 csrf = CSRFProtect()
+
+
+class Migrate:
+    """Flask-Migrate, bound when first used. Alembic (with Mako and Pygments)
+    takes several MB and a tenth of a second to import, and only ``ghimaging
+    init``, ``restore`` and ``flask db`` migrate: ``init_app`` puts a
+    stand-in at ``app.extensions["migrate"]`` that binds the real
+    ``flask_migrate.Migrate`` to the app the first time anything reads it
+    (the migrations' env.py, ``flask_migrate.upgrade``), which replaces it."""
+
+    def init_app(self, app: Flask, db: SQLAlchemy, **options: Any) -> None:
+        app.extensions["migrate"] = _UnboundMigrate(app, db, options)
+
+
+class _UnboundMigrate:
+    def __init__(self, app: Flask, db: SQLAlchemy, options: dict[str, Any]) -> None:
+        self._app, self._db, self._options = app, db, options
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        from flask_migrate import Migrate as Bound
+
+        Bound(self._app, self._db, **self._options)  # sets app.extensions["migrate"] to the real one
+        return getattr(self._app.extensions["migrate"], name)
+
+
 migrate = Migrate()

@@ -23,9 +23,9 @@ from __future__ import annotations
 import os
 
 bind = "127.0.0.1:8000"
-workers = 2
+workers = 1  # the installer's unit: one process holds the app and its background threads
 worker_class = "gthread"
-threads = 8
+threads = 4
 timeout = 120
 graceful_timeout = 30
 keepalive = 5  # seconds an idle kept-alive connection is held (in the main loop, not a thread)

@@ -291,5 +291,6 @@ def test_both_ways_of_serving_use_threaded_workers(app, database_url, tmp_path, 
         proc.wait(30)
     text = log_path.read_text()
     assert "Using worker: gthread" in text
-    assert len(set(re.findall(r"Booting worker with pid: (\d+)", text))) == 2
+    # One worker by default: the installer's unit (a whole process per worker costs memory on a Pi).
+    assert len(set(re.findall(r"Booting worker with pid: (\d+)", text))) == 1
     assert "Control socket" not in text

@@ -1,4 +1,5 @@
-"""Report images: validated with Pillow, stored under the instance folder."""
+"""Report images: validated with Pillow (imported by the first image stored,
+not with the application), stored under the instance folder."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 from flask import current_app
-from PIL import Image, UnidentifiedImageError
 
 from ..config import private_dir, write_private
 from ..exceptions import Invalid
@@ -51,6 +51,8 @@ def image_dir() -> Path:
 def store(stream: BinaryIO, filename: str) -> StoredImage:
     """Check that ``stream`` is a PNG or JPEG of sane size, then save it with
     a random name and a JPEG thumbnail beside it."""
+    from PIL import Image, UnidentifiedImageError
+
     limit = current_app.config["RESULT_IMAGE_MAX_BYTES"]
     data = stream.read(limit + 1)
     if len(data) > limit:

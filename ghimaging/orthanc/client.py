@@ -5,21 +5,24 @@ connect and read timeouts on every call, retries with backoff for idempotent
 reads only. Every failure is one of the errors of
 :mod:`ghimaging.orthanc.errors`; a call made while a person waits ends by
 its deadline (:mod:`ghimaging.orthanc.deadlines`). Both modules' public
-names are also importable from here.
+names are also importable from here. requests is imported when the first
+client is made (:mod:`.transport`), not with the application.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlsplit
 
-import requests
-from urllib3.util.retry import Retry
-
-from .deadlines import GuardedAdapter, arm, deadline, disarm, end_of_call, iter_body, remaining, struck
+from .deadlines import arm, deadline, disarm, end_of_call, remaining, struck
 from .errors import BadAnswer, NotFound, OrthancError, TimedOut, Unauthorized, Unreachable
+
+if TYPE_CHECKING:
+    import requests
+
+    from .transport import iter_body
 
 __all__ = [
     "DEFAULT_TIMEOUT", "BadAnswer", "NotFound", "OrthancClient", "OrthancError", "TimedOut", "Unauthorized",
@@ -27,6 +30,14 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT = (3.05, 30.0)  # connect, read
+
+
+def __getattr__(name: str) -> Any:
+    if name == "iter_body":  # requests' world: loaded on first use
+        from .transport import iter_body
+
+        return iter_body
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def check_url(url: str) -> str:
@@ -60,6 +71,11 @@ class OrthancClient:
         self.timeout = timeout
         self.total_timeout = total_timeout
         self.request_count = 0  # for sync summaries and benches
+        import requests
+        from urllib3.util.retry import Retry
+
+        from .transport import GuardedAdapter
+
         self.session = requests.Session()
         if username or password:
             self.session.auth = (username, password)
@@ -86,6 +102,8 @@ class OrthancClient:
         """One call. ``total`` (else the client's ``total_timeout``) and any
         :func:`deadline` scope bound it as a whole; for ``stream=True`` up to
         the headers, the body then being bounded by the read timeout."""
+        import requests
+
         self.request_count += 1
         timeout = kw.pop("timeout", self.timeout)
         started = time.monotonic()

@@ -9,8 +9,10 @@ this thread. A watchdog thread shuts the connection's socket down when the
 deadline passes, which ends a blocked read at once; the call then raises
 :class:`~ghimaging.orthanc.errors.TimedOut`. For a streamed answer (ZIP,
 PDF) the deadline covers the wait for the headers; its body is bounded by
-the read timeout (an idle timeout, see :func:`iter_body`). Calls without a
-deadline (the sync thread) behave as before.
+the read timeout (an idle timeout, see :func:`~ghimaging.orthanc.transport.iter_body`).
+Calls without a deadline (the sync thread) behave as before. The parts that
+are made of requests' and urllib3's classes live in :mod:`.transport`, which
+the client imports when it is first made.
 """
 
 from __future__ import annotations
@@ -25,14 +27,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, HTTPError, ReadTimeoutError
-
-from .errors import TimedOut, Unreachable
 
 _scope: contextvars.ContextVar[float | None] = contextvars.ContextVar("orthanc_deadline", default=None)
 
@@ -58,39 +52,6 @@ def remaining() -> float | None:
     """Seconds left in the current :func:`deadline` scope (None outside one)."""
     end = _scope.get()
     return None if end is None else end - time.monotonic()
-
-
-def iter_body(resp: requests.Response, *, idle: float, floor: int = 64 * 1024,
-              size: int = 256 * 1024) -> Iterator[bytes]:
-    """The body of a streamed answer (``stream=True``) in chunks as they come.
-
-    A read waits at most the call's read timeout (give ``idle`` the same
-    value); and for every ``idle`` seconds spent reading at least ``floor``
-    bytes must arrive, so an Orthanc that sends a byte now and then cannot
-    keep a download, and the thread serving it, going for ever (64 KB per
-    30 s is far below any real Orthanc). Time spent by the consumer between
-    chunks (a slow browser) does not count. Raises :class:`TimedOut` or
-    :class:`Unreachable`; an answer cut short raises too, never ends quietly.
-    The caller closes ``resp``."""
-    raw = resp.raw
-    reading, got = 0.0, 0
-    while True:
-        started = time.monotonic()
-        try:
-            chunk = raw.read1(size, decode_content=True)
-        except (ReadTimeoutError, TimeoutError):
-            raise TimedOut(f"Orthanc stopped sending for {idle:.0f} s.") from None
-        except (HTTPError, OSError) as exc:
-            raise Unreachable(f"Orthanc's answer broke off ({exc.__class__.__name__}).") from None
-        if not chunk:
-            return
-        reading += time.monotonic() - started
-        got += len(chunk)
-        if reading >= idle:
-            if got < floor:
-                raise TimedOut(f"Orthanc sent only {got} bytes in {reading:.0f} s.")
-            reading, got = 0.0, 0
-        yield chunk
 
 
 class _Guard:
@@ -152,58 +113,18 @@ _WATCHDOG = _Watchdog()
 _local = threading.local()  # the deadline of the call this thread is making, and its guards
 
 
-def _guard(sock: socket.socket | None) -> None:
-    at = getattr(_local, "deadline", None)
+def call_end() -> float | None:
+    """The deadline of the call this thread is making (see :func:`arm`)."""
+    end: float | None = getattr(_local, "deadline", None)
+    return end
+
+
+def watch_socket(sock: socket.socket | None) -> None:
+    """Put ``sock`` in the watchdog's care until this thread's call ends
+    (nothing when the call has no deadline)."""
+    at = call_end()
     if at is not None and sock is not None:
         _local.guards.append(_WATCHDOG.watch(sock, at))
-
-
-class _GuardedConnection:
-    """Puts the socket of every call made under a deadline in the watchdog's
-    care: a new connection once connected (before TLS, headers and body), a
-    reused one before its request is sent."""
-
-    def _new_conn(self):  # type: ignore[no-untyped-def]
-        at = getattr(_local, "deadline", None)
-        if at is not None and at <= time.monotonic():  # e.g. a retry after the deadline passed
-            raise ConnectTimeoutError(self, "the deadline passed before connecting")
-        sock = super()._new_conn()  # type: ignore[misc]
-        _guard(sock)
-        return sock
-
-    def request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        _guard(self.sock)  # type: ignore[attr-defined]
-        return super().request(*args, **kwargs)  # type: ignore[misc]
-
-
-class _GuardedHTTPConnection(_GuardedConnection, HTTPConnection):
-    pass
-
-
-class _GuardedHTTPSConnection(_GuardedConnection, HTTPSConnection):
-    pass
-
-
-class _HTTPPool(HTTPConnectionPool):
-    ConnectionCls = _GuardedHTTPConnection
-
-
-class _HTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _GuardedHTTPSConnection
-
-
-class GuardedAdapter(HTTPAdapter):
-    """requests' adapter with connections the deadline watchdog can stop."""
-
-    def init_poolmanager(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-
-    def proxy_manager_for(self, proxy, **proxy_kwargs):  # type: ignore[no-untyped-def]
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        if not proxy.lower().startswith("socks"):
-            manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-        return manager
 
 
 # -- one call's deadline, for the client -------------------------------------------

@@ -3,7 +3,7 @@ the PDF of an encapsulated PDF instance.
 
 Orthanc has ``ORTHANC_DOWNLOAD_IDLE_TIMEOUT`` seconds to start answering and
 at most that long between reads; an answer that breaks off is cut short,
-never ended as if whole (see ``deadlines.iter_body``). A download that cannot
+never ended as if whole (see ``transport.iter_body``). A download that cannot
 start raises :class:`DownloadFailed` (its message names the server by its
 label, never its address); one Orthanc does not hold raises the client's
 ``NotFound`` (404).
@@ -14,15 +14,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from itertools import chain
+from typing import TYPE_CHECKING
 
-import requests
 from flask import Response
 
 from .. import crypto
 from ..exceptions import UpstreamFailure
 from ..models import OrthancServer, OrthancStudy
 from . import instances, servers
-from .client import NotFound, OrthancClient, OrthancError, TimedOut, iter_body
+from .client import NotFound, OrthancClient, OrthancError, TimedOut
+
+if TYPE_CHECKING:
+    import requests
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +91,8 @@ def study_zip(study: OrthancStudy) -> Response:
             raise
         raise _failed(what, server, exc) from None
     instances.note(server)
+    from .transport import iter_body
+
     name = "".join(c if c.isalnum() or c in "-_" else "_"
                    for c in (study.accession_number or study.patient_id or str(study.id)))
     return passthrough(client, upstream, iter_body(upstream, idle=idle), "application/zip",
@@ -102,6 +107,8 @@ def instance_pdf(server: OrthancServer, orthanc_id: str) -> Response:
     what = f"PDF {orthanc_id}"
     client = _client(server, what, idle)
     upstream = None
+    from .transport import iter_body
+
     try:
         upstream = client.pdf(orthanc_id, idle=idle)
         chunks = iter_body(upstream, idle=idle)

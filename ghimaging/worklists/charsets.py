@@ -2,14 +2,13 @@
 
 Only single-valued terms are offered: a worklist template declares one
 character set and is encoded with one codec. The pairs come from pydicom's
-own table, so whatever pydicom can write, we accept.
+own table (read when first needed: pydicom is not loaded with the
+application), so whatever pydicom can write, we accept.
 """
 
 from __future__ import annotations
 
 import codecs
-
-from pydicom.charset import python_encoding
 
 # Friendly labels for the ones clinics use most.
 COMMON = {
@@ -34,6 +33,8 @@ def _norm(codec: str) -> str:
 
 def known_terms() -> dict[str, str]:
     """Term -> Python codec for every single-byte or Unicode term pydicom knows."""
+    from pydicom.charset import python_encoding
+
     out = {}
     for term, codec in python_encoding.items():
         if not term or term.startswith("ISO 2022") or "\\" in term:

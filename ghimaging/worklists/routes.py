@@ -1,14 +1,14 @@
 """The Worklists pages: the folder, the self-test against an Orthanc, the
 folder rebuild and the template editor. Each view calls one service and
-commits once when it changed something."""
+commits once when it changed something. The services that need pydicom and
+Genshi are imported by the views that use them, not with the application."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from pydicom.dataset import Dataset
 from sqlalchemy import select
 
 from ..auth.decorators import requires
@@ -17,14 +17,19 @@ from ..extensions import db
 from ..models import OrthancServer, WorklistFile, WorklistTemplate
 from ..permissions import Action
 from ..querytools import bounded_int
-from . import editor, sandbox, selftest, templates, writer
+from . import writer
 from .forms import TemplateForm
 from .variables import VARIABLES
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 bp = Blueprint("worklists", __name__, url_prefix="/admin/worklists")
 
 
 def _index_page(**extra: Any) -> str:
+    from . import templates
+
     folder = writer.folder()
     ours = set(db.session.scalars(select(WorklistFile.filename)))
     servers = db.session.scalars(select(OrthancServer).order_by(OrthancServer.label)).all()
@@ -43,6 +48,8 @@ def index() -> ResponseReturnValue:
 @bp.route("/test", methods=["POST"])
 @requires(Action.CONFIGURE)
 def self_test() -> ResponseReturnValue:
+    from . import selftest
+
     server = db.get_or_404(OrthancServer, bounded_int(request.form.get("server_id")) or 0)
     result = selftest.self_test(server, current_app.config["WORKLIST_DIR"])
     db.session.commit()  # the server's encoding, read again by the test
@@ -80,6 +87,8 @@ def rebuild() -> ResponseReturnValue:
 @requires(Action.CONFIGURE)
 def edit_template(template_id: int | None) -> ResponseReturnValue:
     """Preview the typed template against a request, or save it."""
+    from . import editor, sandbox, templates
+
     tpl = db.get_or_404(WorklistTemplate, template_id) if template_id else None
     form = TemplateForm(obj=tpl)
     reqs = editor.preview_requests()
