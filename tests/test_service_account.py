@@ -126,3 +126,58 @@ def test_the_users_page_shows_it_as_a_service_account(as_admin, pusher):
     row = re.search(r"<tr[^>]*>\s*<td><a[^>]*>orthanc-push</a>.*?</tr>", page, re.S)
     assert row is not None
     assert "Service account" in row.group(0)
+
+
+def test_its_edit_page_offers_only_active_and_tokens(as_admin, pusher):
+    page = as_admin.get(f"/admin/users/{pusher.id}").get_data(as_text=True)
+    assert 'name="active"' in page and "Service account" in page
+    for person_only in ('name="roles"', 'name="reset-new_password"', 'name="full_name"', 'name="email"'):
+        assert person_only not in page
+
+
+def test_saving_it_changes_only_whether_it_is_active(as_admin, pusher):
+    """A post carrying a person's fields (roles) changes nothing but Active."""
+    r = as_admin.post(f"/admin/users/{pusher.id}", {"roles": ["admin"], "full_name": "Someone"},
+                      token_from=f"/admin/users/{pusher.id}")
+    assert r.status_code == 302
+    db.session.expire_all()
+    assert pusher.roles == set() and not pusher.active and pusher.full_name == "Orthanc push"
+    as_admin.post(f"/admin/users/{pusher.id}", {"active": "y"}, token_from=f"/admin/users/{pusher.id}")
+    db.session.expire_all()
+    assert pusher.active
+
+
+def test_a_password_reset_of_it_is_refused_with_a_message(as_admin, pusher):
+    r = as_admin.post(f"/admin/users/{pusher.id}/password", {"reset-new_password": "An0ther-long-secret"},
+                      token_from="/admin/users/new", follow_redirects=True)
+    assert service.SERVICE_ACCOUNT_FIXED in flashes(r)
+    db.session.expire_all()
+    assert not pusher.check_password("An0ther-long-secret") and not pusher.must_change_password
+
+
+def test_an_admin_makes_and_revokes_its_tokens(app, as_admin, pusher):
+    r = as_admin.post(f"/admin/users/{pusher.id}/tokens", {"token-name": "Orthanc on the Pi"},
+                      token_from=f"/admin/users/{pusher.id}")
+    assert r.status_code == 200
+    token = html.unescape(re.search(r'<pre class="token" id="token">([^<]+)</pre>', r.get_data(as_text=True)).group(1))
+    call = bearer(app, token)
+    assert call("GET", "/api/v1/me").get_json()["username"] == "orthanc-push"
+    page = as_admin.get(f"/admin/users/{pusher.id}").get_data(as_text=True)
+    assert "Orthanc on the Pi" in page and token[:10] in page and token not in page
+    token_id = pusher.tokens[0].id
+    r = as_admin.post(f"/admin/users/{pusher.id}/tokens/{token_id}/delete", token_from=f"/admin/users/{pusher.id}")
+    assert r.status_code == 302
+    assert call("GET", "/api/v1/me").status_code == 401
+
+
+def test_an_admin_cannot_make_or_revoke_a_persons_tokens(app, as_admin, make_user):
+    alice = make_user("alice", "physician")
+    theirs = service.create_token(alice, "alice's script")
+    db.session.commit()
+    made = as_admin.post(f"/admin/users/{alice.id}/tokens", {"token-name": "x"}, token_from="/admin/users/new")
+    revoked = as_admin.post(f"/admin/users/{alice.id}/tokens/{alice.tokens[0].id}/delete",
+                            token_from="/admin/users/new")
+    assert (made.status_code, revoked.status_code) == (409, 404)
+    db.session.expire_all()
+    assert [t.name for t in alice.tokens] == ["alice's script"]
+    assert bearer(app, theirs)("GET", "/api/v1/me").status_code == 200

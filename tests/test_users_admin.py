@@ -171,6 +171,35 @@ def test_the_edit_page_shows_the_current_roles(as_admin, alice):
     assert checked == {"physician"}
 
 
+def shown(body: str) -> dict:
+    """What the edit form shows ticked and filled in."""
+    return {"roles": set(re.findall(r'<input checked id="[^"]+" name="roles"[^>]* value="(\w+)">', body)),
+            "active": re.search(r'<input checked id="active" name="active"', body) is not None,
+            "full_name": re.search(r'name="full_name" type="text" value="([^"]*)"', body).group(1)}
+
+
+def test_a_failed_password_reset_shows_the_account_as_it_is(as_admin, make_user):
+    """Issue 13's trap: the reset form posts only its own field, and the
+    edit form rebuilt from that post showed "Active" unticked: saving it
+    next would have disabled the person."""
+    bob = make_user("bob", "physician", "radiologist", full_name="Bob Okafor")
+    r = as_admin.post(f"/admin/users/{bob.id}/password", {"reset-new_password": "short"})
+    assert r.status_code == 400
+    assert shown(r.get_data(as_text=True)) == {"roles": {"physician", "radiologist"}, "active": True,
+                                               "full_name": "Bob Okafor"}
+
+
+def test_a_refused_save_shows_what_the_admin_typed_not_a_blank_form(as_admin, admin):
+    """A save the service refuses (one's own admin role) shows the values
+    posted, ticked boxes included, for the admin to correct."""
+    r = as_admin.post(f"/admin/users/{admin.id}", edit_form(admin, roles=["physician", "radiologist"],
+                                                            full_name="Root Renamed"))
+    assert r.status_code == 400
+    assert shown(r.get_data(as_text=True)) == {"roles": {"physician", "radiologist"}, "active": True,
+                                               "full_name": "Root Renamed"}
+    assert fresh_user("root").roles == {Role.ADMIN}
+
+
 def test_editing_a_user_with_no_roles_is_refused(as_admin, alice):
     r = as_admin.post(f"/admin/users/{alice.id}", edit_form(alice, roles=None))
     assert r.status_code == 400

@@ -1,5 +1,7 @@
 """Signing in, sessions, users and API tokens (see :mod:`.routes` for the
-pages and the user loader, :mod:`.service` for the rules)."""
+pages and the user loader, :mod:`.admin_routes` for user administration,
+:mod:`.service` for the rules, :mod:`.gate` for a password someone else
+chose)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,10 @@ from ..extensions import login_manager
 
 
 def init_app(app: Flask) -> None:
+    from . import admin_routes, gate  # noqa: F401  # admin_routes: the administration pages, on bp too
     from .routes import bp  # also registers the user loader
+
+    gate.init_app(app)
 
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in to continue."

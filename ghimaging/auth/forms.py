@@ -46,7 +46,8 @@ class UserForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no types
     roles = MultiCheckboxField("Roles", choices=ROLE_CHOICES,
                                validators=[DataRequired("Choose at least one role.")])
     active = BooleanField("Active", default=True)
-    password = PasswordField("Password", validators=[DataRequired(), _strong, Length(max=200)])
+    password = PasswordField("Password", validators=[DataRequired(), _strong, Length(max=200)],
+                             description="A one-time password: they choose their own when they first sign in.")
 
 
 class EditUserForm(UserForm):
@@ -54,8 +55,16 @@ class EditUserForm(UserForm):
     username = None
 
 
+class ServiceAccountForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no types
+    """All an administrator changes on a program's account."""
+
+    active = BooleanField("Active", description="While disabled its tokens are refused; they work again when "
+                                                "it is enabled.")
+
+
 class ResetPasswordForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no types
-    new_password = PasswordField("New password", validators=[DataRequired(), _strong, Length(max=200)])
+    new_password = PasswordField("New password", validators=[DataRequired(), _strong, Length(max=200)],
+                                 description="A one-time password: they choose their own at the next sign-in.")
 
 
 class TokenForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no types

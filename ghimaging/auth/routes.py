@@ -11,22 +11,17 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_user, logout_user
 from flask_login.utils import decode_cookie
 from flask_wtf import FlaskForm
-from sqlalchemy import select
 
 from ..extensions import db, login_manager
-from ..models import Role, User
+from ..models import User
 from ..permissions import Action
-from . import service, sessions, throttle
+from . import gate, service, sessions, throttle
 from .decorators import requires
 from .forms import (
     ChangePasswordForm,
-    ClearThrottleForm,
-    EditUserForm,
     EmptyForm,
     LoginForm,
-    ResetPasswordForm,
     TokenForm,
-    UserForm,
 )
 
 bp = Blueprint("auth", __name__)
@@ -140,6 +135,29 @@ def account() -> ResponseReturnValue:
     return _account_page(form), status
 
 
+@bp.route("/account/password", methods=["GET", "POST"])
+@requires(Action.OWN_ACCOUNT)
+def choose_password() -> ResponseReturnValue:
+    """Where :mod:`.gate` sends a person whose password someone else chose;
+    the only page (with signing out) they reach until they chose their own.
+    Anyone else changes their password on the account page."""
+    if not current_user.must_change_password:
+        return redirect(url_for("auth.account"))
+    form = ChangePasswordForm()
+    form.current_password.label.text = "Password you were given"
+    if form.validate_on_submit():
+        try:
+            service.change_own_password(current_user, form.current_password.data, form.new_password.data)
+        except service.UserError as exc:
+            _show_on_form(form, exc, "current_password")
+        else:
+            db.session.commit()
+            flash("Your password is changed: from now on only you know it.", "success")
+            return redirect(_safe_next(request.args.get("next")))
+    status = 400 if request.method == "POST" and form.errors else 200
+    return render_template("auth/choose_password.html", form=form, message=gate.MESSAGE), status
+
+
 def _show_on_form(form: FlaskForm, exc: service.UserError, default: str) -> None:
     """The error under the field it names (``default`` when it names none)."""
     fields = exc.fields if isinstance(exc, service.UserInvalid) and exc.fields else {default: exc.message}
@@ -201,120 +219,3 @@ def delete_token(token_id: int) -> ResponseReturnValue:
     db.session.commit()
     flash("Token revoked.", "success")
     return redirect(url_for("auth.account"))
-
-
-# -- administration ---------------------------------------------------------
-
-@bp.route("/admin/users")
-@requires(Action.MANAGE_USERS)
-def users() -> ResponseReturnValue:
-    rows = db.session.scalars(select(User).order_by(User.username)).all()
-    return render_template("auth/users.html", users=rows)
-
-
-@bp.route("/admin/users/new", methods=["GET", "POST"])
-@requires(Action.MANAGE_USERS)
-def new_user() -> ResponseReturnValue:
-    form = UserForm()
-    if form.validate_on_submit():
-        try:
-            user = service.create_user(form.username.data, form.password.data,
-                                       [Role(r) for r in form.roles.data],
-                                       form.full_name.data or "", form.email.data or "", active=form.active.data)
-        except service.UserError as exc:
-            _show_on_form(form, exc, "username")
-        else:
-            db.session.commit()
-            flash(f"User {user.username} created.", "success")
-            return redirect(url_for("auth.users"))
-    status = 400 if request.method == "POST" else 200
-    return render_template("auth/user_form.html", form=form, user=None), status
-
-
-@bp.route("/admin/users/<int:user_id>", methods=["GET", "POST"])
-@requires(Action.MANAGE_USERS)
-def edit_user(user_id: int) -> ResponseReturnValue:
-    user = db.get_or_404(User, user_id)
-    form = EditUserForm(obj=user) if request.method == "GET" else EditUserForm()
-    if request.method == "GET":
-        form.roles.data = sorted(r.value for r in user.roles)
-        form.active.data = user.active
-    reset = ResetPasswordForm(prefix="reset")
-    if form.validate_on_submit():
-        try:
-            service.update_user(user, full_name=form.full_name.data or "", email=form.email.data or "",
-                                roles=[Role(r) for r in form.roles.data], active=form.active.data,
-                                acting=current_user)
-        except service.UserError as exc:
-            flash(exc.message, "error")
-        else:
-            db.session.commit()
-            flash(f"User {user.username} saved.", "success")
-            return redirect(url_for("auth.users"))
-    status = 400 if request.method == "POST" else 200
-    return _user_page(user, form, reset), status
-
-
-def _user_page(user: User, form: EditUserForm, reset: ResetPasswordForm) -> str:
-    return render_template("auth/user_form.html", form=form, user=user, reset=reset, end_form=EmptyForm(),
-                           session_count=sessions.count_active(user), token_count=len(user.tokens))
-
-
-@bp.route("/admin/users/<int:user_id>/password", methods=["POST"])
-@requires(Action.MANAGE_USERS)
-def reset_password(user_id: int) -> ResponseReturnValue:
-    user = db.get_or_404(User, user_id)
-    reset = ResetPasswordForm(prefix="reset")
-    if reset.validate_on_submit():
-        service.reset_password(user, reset.new_password.data, acting=current_user)
-        db.session.commit()
-        flash(f"Password of {user.username} reset; their other sessions are signed out and their API tokens "
-              "revoked.", "success")
-        return redirect(url_for("auth.edit_user", user_id=user.id))
-    form = EditUserForm(obj=user)
-    form.roles.data = sorted(r.value for r in user.roles)
-    return _user_page(user, form, reset), 400
-
-
-@bp.route("/admin/users/<int:user_id>/sessions/end", methods=["POST"])
-@requires(Action.MANAGE_USERS)
-def end_user_sessions(user_id: int) -> ResponseReturnValue:
-    user = db.get_or_404(User, user_id)
-    ended = sessions.end_all(user)
-    db.session.commit()
-    if user.id == current_user.id:
-        _sign_out()
-        flash("You are signed out everywhere.", "info")
-        return redirect(url_for("auth.login"))
-    flash(f"{user.username} is signed out everywhere ({ended} session{'s' if ended != 1 else ''} ended).",
-          "success")
-    return redirect(url_for("auth.edit_user", user_id=user.id))
-
-
-@bp.route("/admin/sign-in-throttles")
-@requires(Action.MANAGE_USERS)
-def throttles() -> ResponseReturnValue:
-    return render_template("auth/throttles.html", rows=throttle.current(), seconds_left=throttle.seconds_left,
-                           address_limit=current_app.config["LOGIN_MAX_FAILURES"] * throttle.ADDRESS_FACTOR,
-                           clear_form=ClearThrottleForm(), all_form=EmptyForm())
-
-
-@bp.route("/admin/sign-in-throttles/clear", methods=["POST"])
-@requires(Action.MANAGE_USERS)
-def clear_throttle() -> ResponseReturnValue:
-    form = ClearThrottleForm()
-    if not form.validate_on_submit():
-        abort(400)
-    if not throttle.clear(form.key.data):
-        flash("That throttle had already ended.", "info")
-    else:
-        flash("Throttle cleared.", "success")
-    return redirect(url_for("auth.throttles"))
-
-
-@bp.route("/admin/sign-in-throttles/clear-all", methods=["POST"])
-@requires(Action.MANAGE_USERS)
-def clear_all_throttles() -> ResponseReturnValue:
-    cleared = throttle.clear_all()
-    flash(f"{cleared} throttle{'s' if cleared != 1 else ''} cleared.", "success")
-    return redirect(url_for("auth.throttles"))

@@ -240,17 +240,40 @@ def create_token(user: User, name: str = "") -> str:
     return token
 
 
+def create_service_token(user: User, name: str = "") -> str:
+    """A token an administrator makes for a service account (a person's
+    tokens are made by that person only)."""
+    if not is_service_account(user):
+        raise UserConflict("Only a service account's tokens are made by an administrator.",
+                           code="not_service_account")
+    return create_token(user, name)
+
+
 def user_for_token(token: str) -> User | None:
     """The active user of ``token``, or None. Its last use is stamped at
     most once a minute; the API request that asked commits it."""
-    row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
-    if row is None or not row.user.active:
+    row = _active_token(token)
+    if row is None:
         return None
     now = utcnow()
     if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=1):
         row.last_used_at = now
     user: User = row.user
     return user
+
+
+def token_owner(token: str) -> User | None:
+    """The active user of ``token`` without marking it used (the check of
+    :mod:`.gate`, before the API's own)."""
+    row = _active_token(token)
+    return row.user if row is not None else None
+
+
+def _active_token(token: str) -> ApiToken | None:
+    if not token:
+        return None
+    row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    return row if row is not None and row.user.active else None
 
 
 def _delete_tokens(user: User) -> None:
