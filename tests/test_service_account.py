@@ -84,6 +84,19 @@ def test_it_cannot_sign_in_even_with_its_password_and_looks_like_a_wrong_passwor
     assert counted is not None and counted.failures == 1
 
 
+def test_its_token_wakes_a_sync_and_reads_nothing(app, pusher, orthanc_row):
+    """What Orthanc's push does with it, and what a leaked copy cannot."""
+    token = service.create_token(pusher, "Orthanc push")
+    db.session.commit()
+    call = bearer(app, token)
+    woken = call("POST", f"/api/v1/orthanc/servers/{orthanc_row.id}/wake")
+    assert (woken.status_code, woken.get_json()["server_id"]) == (202, orthanc_row.id)
+    assert call("POST", f"/api/v1/orthanc/servers/{orthanc_row.id + 1000}/wake").status_code == 404
+    for path in ("/api/v1/patients", "/api/v1/requests", "/api/v1/studies", "/api/v1/orthanc/servers"):
+        r = call("GET", path)
+        assert (r.status_code, r.get_json()["error"]) == (403, "forbidden"), path
+
+
 def test_its_token_reaches_its_own_account_and_no_clinical_write(app, pusher):
     token = service.create_token(pusher, "Orthanc push")
     db.session.commit()
