@@ -198,3 +198,13 @@ def test_list_shows_label_address_and_last_sync_never_the_password(app, orthanc)
     assert (item["label"], item["url"], item["last_sync_at"]) == ("This Orthanc", orthanc.url, None)
     for out in (run(app, "list").output, r.output):
         assert orthanc.password not in out and "password" not in out
+
+
+def test_a_password_basic_authentication_cannot_carry_is_refused_on_add_and_on_update(app, orthanc):
+    r = add(app, orthanc, password="pass—word")
+    assert r.exit_code != 0 and "Latin-1" in r.output, r.output
+    assert rows() == []
+    assert add(app, orthanc).exit_code == 0
+    r = add(app, orthanc, password="pass—word")
+    assert r.exit_code != 0 and "Latin-1" in r.output, r.output
+    assert crypto.decrypt(rows()[0].password_enc) == orthanc.password

@@ -132,3 +132,60 @@ def test_orthanc_keeps_storing_when_ghimaging_is_down(app, orthanc):
     assert wait_for(lambda: "could not ask for a sync" in orthanc.log_tail(200)), orthanc.log_tail()
     c_store(orthanc, dicomgen.make_instance("P-2", "Doe^John", rows=16, cols=16))
     assert len(orthanc.get("/studies")) == 2
+
+
+@pytest.fixture
+def calls_inside_writes(app, monkeypatch):
+    """Orthanc requests made while this thread's database connection holds
+    uncommitted writes (each as ``(method, path)``)."""
+    import threading
+
+    from sqlalchemy import event
+
+    from ghimaging.orthanc.client import OrthancClient
+
+    local, found = threading.local(), []
+
+    def wrote(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
+            local.wrote = True
+
+    def ended(conn):
+        local.wrote = False
+
+    real = OrthancClient._request
+
+    def request(self, method, path, *args, **kw):
+        if getattr(local, "wrote", False):
+            found.append((method, path))
+        return real(self, method, path, *args, **kw)
+
+    engine = db.engine
+    listeners = [("after_cursor_execute", wrote), ("commit", ended), ("rollback", ended)]
+    for name, fn in listeners:
+        event.listen(engine, name, fn)
+    monkeypatch.setattr(OrthancClient, "_request", request)
+    yield found
+    for name, fn in listeners:
+        event.remove(engine, name, fn)
+
+
+def test_nothing_asks_orthanc_while_holding_a_write_lock(app, orthanc, create_request, calls_inside_writes):
+    """What makes the push safe without a short global HttpTimeout: while
+    the push waits for the wake, every REST request to Orthanc waits for
+    Orthanc's Lua lock (checked on 1.10.1), and the wake writes one row. A
+    sync (or a registration) that asked Orthanc while holding a write lock
+    could keep the wake waiting for it, each side waiting for the other."""
+    server_id = cli(app, "add", "--url", orthanc.url, "--user", orthanc.username, "--password-stdin",
+                    stdin=orthanc.password + "\n")["server_id"]
+    for n in range(3):
+        orthanc.upload(dicomgen.to_bytes(dicomgen.make_instance(f"P-{n}", "Doe^Jane", rows=8, cols=8)))
+    assert sync.run(server_id).error == ""  # full
+    req = create_request(submit=True)
+    orthanc.upload(dicomgen.to_bytes(image_for(req)))
+    assert sync.run(server_id).error == ""  # incremental
+    assert sync.run(server_id, mode="reconcile").error == ""
+    assert linked(req)
+    cli(app, "add", "--url", orthanc.url, "--user", orthanc.username, "--password-stdin",
+        stdin=orthanc.password + "\n")  # the installer's re-run
+    assert calls_inside_writes == []

@@ -6,18 +6,25 @@ instead of adding a second one; when the installer moved Orthanc to another
 port, the caller names the old address and that row is updated. Either way
 the server is checked for real first, by the same services as the Orthanc
 page (:mod:`.servers`), and nothing is saved when the check fails.
+
+The check runs before anything is written: Orthanc may be running our push
+script already, and while its callback waits for the wake endpoint, every
+REST request to Orthanc waits too (checked on 1.10.1). A check made inside
+an open write transaction would keep the wake waiting for our lock while
+we wait for Orthanc's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flask import current_app
 from sqlalchemy import select
 
 from ..extensions import db
 from ..models import OrthancServer
-from .client import check_url
-from .servers import CheckFailed, ServerError, add_server, recheck, update_server
+from .client import OrthancClient, OrthancError, Unauthorized, check_url
+from .servers import CheckFailed, ServerError, _apply, add_server, check, update_server
 
 DEFAULT_LABEL = "This Orthanc"
 
@@ -63,9 +70,20 @@ def register(*, url: str, username: str, password: str, label: str = "",
         server = add_server(label=label or _free_label(DEFAULT_LABEL), url=url, username=username,
                             password=password)
         return Registered(server, "added")
+    timeout = (3.05, float(current_app.config["ORTHANC_TIMEOUT"]))
+    with OrthancClient(_normal(url), username.strip(), password, retries=0, timeout=timeout) as client:
+        try:
+            result = check(client)
+        except Unauthorized as exc:
+            raise CheckFailed(str(exc), "password") from None
+        except OrthancError as exc:
+            raise CheckFailed(str(exc), "url") from None
+        except UnicodeError:  # what update_server would refuse: say it the same way
+            raise ServerError("The username or password can only use Latin-1 characters (HTTP Basic "
+                              "authentication cannot carry others).", "password") from None
     update_server(existing, label=label or existing.label, url=url, username=username,
                   browser_url=existing.browser_url, password=password)
-    if not recheck(existing):
-        raise CheckFailed(existing.last_error, "url")
+    _apply(existing, result)
+    existing.last_error = ""
     db.session.flush()
     return Registered(existing, "updated")
