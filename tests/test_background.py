@@ -50,7 +50,7 @@ def test_a_wake_in_this_process_runs_a_tick_at_once_and_stop_ends_the_wait(app):
     try:
         assert _until(lambda: loop.ticks == 1)
         wake.nudge()
-        assert _until(lambda: loop.ticks == 2)
+        assert _until(lambda: loop.ticks >= 2)
     finally:
         loop.stop(timeout=30)
     assert not loop.is_alive()
