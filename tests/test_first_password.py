@@ -170,6 +170,17 @@ def test_a_user_an_admin_creates_must_choose_their_own(app, first_admin):
     assert sent_to_choose(carol.get("/"))
 
 
+def test_the_users_page_shows_who_still_has_a_one_time_password(app, first_admin, make_user):
+    make_user("alice", "physician")
+    c = sign_in(app, "admin")
+    choose(c, OWN)
+    c.post(f"/admin/users/{service.find_user('alice').id}/password", {"reset-new_password": "Given-by-admin-1"},
+           token_from="/admin/users")
+    rows = dict(re.findall(r'<td><a href="[^"]+">(\w+)</a></td>(.*?)</tr>', c.get("/admin/users").get_data(as_text=True),
+                           re.S))
+    assert {name: "One-time password" in row for name, row in rows.items()} == {"admin": False, "alice": True}
+
+
 def test_changing_ones_own_password_clears_the_flag(app, make_user):
     """However it was set: the account page's change is a password the
     person chose too."""

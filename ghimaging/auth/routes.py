@@ -1,5 +1,7 @@
-"""The sign-in, account and user-administration pages, and the user loader
-that every signed-in request passes through. Each view calls the service
+"""The sign-in and account pages, the page to choose one's own password
+(:mod:`.gate` sends people there), and the user loader that every
+signed-in request passes through (user administration: :mod:`.admin_routes`,
+on the same blueprint). Each view calls the service
 (:mod:`.service`, :mod:`.sessions`; :mod:`.throttle` keeps its own
 transaction) and commits once when it succeeded; the error handlers roll
 back what failed."""
