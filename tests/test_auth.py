@@ -247,6 +247,16 @@ def test_a_mismatched_confirmation_is_refused(login, alice):
     assert reload(alice).check_password(PASSWORD)
 
 
+def test_the_same_password_again_is_refused(login, alice):
+    """Not a change at all: whoever knew it before still knows it."""
+    before = alice.password_hash
+    c = login("alice")
+    r = change(c, PASSWORD, PASSWORD)
+    assert r.status_code == 400
+    assert field_errors(r, "new_password") == ["Choose a password different from the one you signed in with."]
+    assert reload(alice).password_hash == before  # a new hash would have a new salt
+
+
 def test_changing_the_password_keeps_this_session_and_ends_the_others(login, app, alice):
     here = login("alice")
     elsewhere = login("alice")
