@@ -59,7 +59,7 @@ def full(server: OrthancServer, client: OrthancClient, *, page_size: int = 500, 
         else:
             bulk.write_series_page(server_id, items, generation)
         pace.checkpoint(Batch())
-    bulk.summarise_bare(server_id, generation)
+    bulk.summarise_rest(server_id, generation)
     db.session.execute(delete(OrthancSeries).where(
         OrthancSeries.seen_generation != generation,
         OrthancSeries.study_id.in_(select(OrthancStudy.id).where(OrthancStudy.server_id == server_id,

@@ -43,14 +43,21 @@ def patient_id(data: Mapping[str, Any]) -> str:
     return _text(_block(data, "PatientMainDicomTags"), "PatientID")[:PATIENT["patient_id"]]
 
 
-def patient_values(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The Orthanc patient row of a study's answer (its PatientMainDicomTags)."""
+def patient_values(data: Mapping[str, Any], keys: dict[str, str] | None = None) -> dict[str, Any]:
+    """The Orthanc patient row of a study's answer (its PatientMainDicomTags).
+    ``keys``: search keys of names already folded (a page of studies passes
+    one dict: folding a name is the dearest step here)."""
     p = _block(data, "PatientMainDicomTags")
     name = _text(p, "PatientName")[:PATIENT["name"]]
+    key = keys.get(name) if keys is not None else None
+    if key is None:
+        key = name_key(name)[:PATIENT["name_key"]]
+        if keys is not None:
+            keys[name] = key
     return {
         "patient_id": _text(p, "PatientID")[:PATIENT["patient_id"]],
         "orthanc_id": str(data.get("ParentPatient", ""))[:PATIENT["orthanc_id"]],
-        "name": name, "name_key": name_key(name)[:PATIENT["name_key"]],
+        "name": name, "name_key": key,
         "birth_date": _text(p, "PatientBirthDate")[:PATIENT["birth_date"]],
         "sex": _text(p, "PatientSex")[:PATIENT["sex"]],
     }
