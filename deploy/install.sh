@@ -22,12 +22,18 @@
 # webviewer) and python3-venv; configures Orthanc (authentication with a
 # generated password, DefaultEncoding Utf8, the worklist plugin on
 # /var/lib/ghimaging/worklists, DicomAlwaysAllowFindWorklist, StableAge 3,
-# a Lua callback that tells ghimaging about each new study); creates the
+# a Lua callback that wakes ghimaging's sync for each new study); creates the
 # system user "ghimaging"; installs the app into /opt/ghimaging/venv (wheels
-# only); settings in /etc/ghimaging/ghimaging.env; data in
-# /var/lib/ghimaging/instance (0700); initialises the database; creates the
-# first admin with a one-time password; registers the local Orthanc; installs
-# the systemd unit ghimaging.service and the `ghimaging` command.
+# only, no compiler; on 32-bit ARM Debian's python3-cryptography and
+# python3-pil, for which PyPI has no wheels there); settings in
+# /etc/ghimaging/ghimaging.env; data in /var/lib/ghimaging/instance (0700);
+# initialises the database; creates the first admin with a one-time password
+# that must be changed at the first sign-in; registers the local Orthanc
+# (`ghimaging orthanc add`: the same server when its port changes) and the
+# role-less account whose token Orthanc's push holds; installs the systemd
+# units ghimaging.service (one gunicorn gthread worker, the background work
+# inside it) and ghimaging-worker.service (not enabled), and the `ghimaging`
+# command.
 # Where systemd is not running (a container, a chroot) it installs the units
 # and prints how to start the two services.
 set -euo pipefail
@@ -46,7 +52,7 @@ ETC=/etc/ghimaging
 ENV_FILE=$ETC/ghimaging.env
 STATE=$ETC/install.conf
 ORTHANC_PASSWORD_FILE=$ETC/orthanc-password
-PUSH_TOKEN_FILE=$ETC/orthanc-push-token
+OLD_PUSH_TOKEN_FILE=$ETC/orthanc-push-token  # earlier installers kept the token here too
 ORTHANC_USER_NAME=ghimaging
 OPT=/opt/ghimaging
 VENV=$OPT/venv
@@ -64,8 +70,9 @@ if [[ -f $STATE ]]; then
         esac
     done <"$STATE"
 fi
+PREV_HTTP_PORT=$HTTP_PORT  # Orthanc's port as the last run registered it
 UNINSTALL=0 PURGE=0
-usage() { sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^# What it does/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
     case $1 in
         --lan) LAN=1 ;;
@@ -151,11 +158,15 @@ ARCH=$(dpkg --print-architecture)
 section "System packages ($ARCH)"
 PACKAGES=(orthanc orthanc-gdcm orthanc-dicomweb orthanc-webviewer python3 python3-venv ca-certificates)
 SYSTEM_SITE=()
+DEBIAN_PY=0
 if [[ $ARCH == armhf || $ARCH == armel ]]; then
-    # No wheels for Pillow and cffi/cryptography here, and no compiler on the
-    # target: Debian's own builds, seen from the venv.
+    # 32-bit ARM (Raspberry Pi OS 32-bit): PyPI has no armv7l wheels for
+    # Pillow and cffi (cryptography's), and the target has no compiler.
+    # Debian's own builds (cryptography 38, Pillow 9.4), seen from the venv;
+    # every other dependency has an armv7l or pure-Python wheel.
     PACKAGES+=(python3-cryptography python3-pil)
     SYSTEM_SITE=(--system-site-packages)
+    DEBIAN_PY=1
 fi
 export DEBIAN_FRONTEND=noninteractive
 POLICY_ADDED=0
@@ -291,9 +302,13 @@ start_orthanc
 
 # ---------------------------------------------------------------- the app
 section "ghimaging into $VENV"
-install -d -m 0755 "$OPT" "$OPT/lib"
-install -m 0644 "$HERE/setup_app.py" "$OPT/lib/setup_app.py"
-if ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+install -d -m 0755 "$OPT"
+rm -rf "$OPT/lib"  # earlier installers' setup script: `ghimaging orthanc` does its job
+venv_ok() {  # a working venv, with Debian's packages in sight when they are needed
+    "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1 || return 1
+    [[ $DEBIAN_PY -eq 0 ]] || grep -q '^include-system-site-packages = true' "$VENV/pyvenv.cfg"
+}
+if ! venv_ok; then
     rm -rf "$VENV"
     python3 -m venv "${SYSTEM_SITE[@]}" "$VENV"
 fi
@@ -305,7 +320,15 @@ WHEEL=("$WHEELS"/ghimaging-*.whl)
 # Same version number as the one installed: force the new code in.
 "$VENV/bin/pip" install -q --no-deps --force-reinstall "${WHEEL[0]}"
 echo "    $("$VENV/bin/python" -c 'import importlib.metadata as m; print("ghimaging", m.version("ghimaging"))')" \
-     "from $SRC"
+     "from $SRC (wheels only: no compiler needed)"
+if [[ $DEBIAN_PY -eq 0 ]]; then
+    echo "    database: SQLite in $INSTANCE (PostgreSQL: see the README)"
+else
+    echo "    from Debian: $("$VENV/bin/python" -c 'import importlib.metadata as m
+print(", ".join(f"{n} {m.version(n)}" for n in ("cryptography", "Pillow")))')"
+    echo "    database: SQLite in $INSTANCE (psycopg-binary has no wheel for $ARCH, so PostgreSQL is" \
+         "not offered here)"
+fi
 
 fill "$HERE/ghimaging.in" "$WRAPPER" 0755 root:root "SERVICE_USER=$SERVICE_USER"
 
@@ -320,21 +343,40 @@ if [[ $had_admin_file -eq 0 && -s $ADMIN_FILE ]]; then  # init made the first ad
 fi
 
 section "Local Orthanc in ghimaging; the push from Orthanc"
-NEW_TOKEN=()
-[[ -s $PUSH_TOKEN_FILE ]] || NEW_TOKEN=(--new-token)
-setup_out=$(as_app "$VENV/bin/python" "$OPT/lib/setup_app.py" --orthanc-url "http://127.0.0.1:$HTTP_PORT" \
-    --orthanc-user "$ORTHANC_USER_NAME" "${NEW_TOKEN[@]}" <"$ORTHANC_PASSWORD_FILE" | tail -n 1)
-SERVER_ID=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["server_id"])' "$setup_out")
-TOKEN=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["token"] or "")' "$setup_out")
-if [[ -n $TOKEN ]]; then
-    (umask 077; printf '%s\n' "$TOKEN" >"$PUSH_TOKEN_FILE")
-fi
-TOKEN=$(<"$PUSH_TOKEN_FILE")
+# `ghimaging orthanc ...` of the installed app (registered in its CLI; an app
+# whose CLI lacks the group still has the module).
+app_orthanc() {
+    if [[ -z ${ORTHANC_CLI:-} ]]; then
+        ORTHANC_CLI=module
+        as_app "$VENV/bin/ghimaging" orthanc --help >/dev/null 2>&1 && ORTHANC_CLI=command
+    fi
+    if [[ $ORTHANC_CLI == command ]]; then
+        as_app "$VENV/bin/ghimaging" orthanc "$@"
+    else
+        as_app "$VENV/bin/python" -c 'import sys
+from flask.cli import ScriptInfo
+from ghimaging import create_app
+from ghimaging.orthanc.commands import orthanc_group
+orthanc_group.main(sys.argv[1:], prog_name="ghimaging orthanc", obj=ScriptInfo(create_app=create_app))' "$@"
+    fi
+}
+json_field() { python3 -c 'import json,sys; print(json.loads(sys.argv[2])[sys.argv[1]])' "$1" "$2"; }
+ORTHANC_URL=http://127.0.0.1:$HTTP_PORT
+REPLACE=()  # Orthanc moved to another port: the same server, at its new address
+[[ $PREV_HTTP_PORT != "$HTTP_PORT" ]] && REPLACE=(--replace-url "http://127.0.0.1:$PREV_HTTP_PORT")
+added=$(app_orthanc add --url "$ORTHANC_URL" --user "$ORTHANC_USER_NAME" --password-stdin "${REPLACE[@]}" \
+        --json <"$ORTHANC_PASSWORD_FILE" | tail -n 1)
+SERVER_ID=$(json_field server_id "$added")
+# A new push token each run (the account's earlier one stops working): only
+# the Lua script below holds it.
+TOKEN=$(json_field token "$(app_orthanc push-token --json | tail -n 1)")
+rm -f "$OLD_PUSH_TOKEN_FILE"
 case $APP_HOST in 0.0.0.0|::|127.0.0.1|'') PUSH_HOST=127.0.0.1 ;; *) PUSH_HOST=$APP_HOST ;; esac
-SYNC_URL="http://$PUSH_HOST:$APP_PORT/api/v1/orthanc/servers/$SERVER_ID/sync"
-fill "$HERE/ghimaging-push.lua.in" "$LUA" 0640 root:orthanc "SYNC_URL=$SYNC_URL" "TOKEN=$TOKEN"
+WAKE_URL="http://$PUSH_HOST:$APP_PORT/api/v1/orthanc/servers/$SERVER_ID/wake"
+fill "$HERE/ghimaging-push.lua.in" "$LUA" 0640 root:orthanc "WAKE_URL=$WAKE_URL" "TOKEN=$TOKEN"
 configure_orthanc
-echo "    Orthanc server #$SERVER_ID; OnStableStudy -> POST $SYNC_URL (user orthanc-push)"
+echo "    Orthanc server #$SERVER_ID at $ORTHANC_URL ($(json_field action "$added"));" \
+     "OnStableStudy -> POST $WAKE_URL (role-less user orthanc-push)"
 
 # ------------------------------------------------------------------ services
 section "Services"
@@ -377,7 +419,8 @@ section "Done"
 echo "    ghimaging:  http://$SHOWN_HOST:$APP_PORT/"
 if [[ -n $FIRST_ADMIN_PASSWORD ]]; then
     echo "    sign in as: admin   one-time password: $FIRST_ADMIN_PASSWORD"
-    echo "                (also in $INSTANCE/initial-admin-password; change it after signing in, then delete that file)"
+    echo "                It must be changed at the first sign-in (ghimaging asks for a new one at once)."
+    echo "                Until then it is also in $INSTANCE/initial-admin-password: delete that file afterwards."
 else
     echo "    users, passwords and data: unchanged (an upgrade)"
 fi

@@ -137,6 +137,18 @@ def write(path: Path, text: str, *, mode: int | None = None, group: str | None =
     os.replace(tmp, path)
 
 
+#: The HttpTimeout earlier installers set (see main).
+OLD_HTTP_TIMEOUT = 2
+
+
+def original_option(path: Path, key: str, default: object) -> object:
+    """``key`` as the file had it before ghimaging first changed it."""
+    backup = path.with_name(path.name + ".before-ghimaging")
+    if backup.is_file():
+        return json.loads(strip_comments(backup.read_text())).get(key, default)
+    return default
+
+
 def remove_lua(folder: Path) -> int:
     main_file = folder / "orthanc.json"
     text = main_file.read_text()
@@ -179,15 +191,12 @@ def main(argv: list[str]) -> int:
         "DefaultEncoding": "Utf8",
         "DicomAlwaysAllowFindWorklist": True,
         "StableAge": args.stable_age,
-        # Seconds an HTTP call made by Orthanc may take. A Lua callback holds
-        # Orthanc's Lua lock, and every REST request waits for that lock (to
-        # look for IncomingHttpRequestFilter): while the push below waits for
-        # ghimaging, ghimaging's own calls to Orthanc wait too. 2 s lets the
-        # push go out and Orthanc answer again (1.10 has no SetHttpTimeout for
-        # Lua alone; a peer can set its own "Timeout").
-        "HttpTimeout": 2,
     }
     current = json.loads(strip_comments(text))
+    if current.get("HttpTimeout") == OLD_HTTP_TIMEOUT:
+        # An earlier installer shortened it for a push that waited for the
+        # sync; the wake endpoint answers at once, so Debian's value is back.
+        options["HttpTimeout"] = original_option(main_file, "HttpTimeout", 60)
     lua = [s for s in current.get("LuaScripts", []) if "ghimaging" not in Path(s).name]
     if args.lua and not args.no_lua:
         lua.append(args.lua)
