@@ -106,7 +106,8 @@ def time_v(cmd: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
     assert m, r.stderr
     seconds = int(m.group(1) or 0) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.stderr).group(1))
-    return {"seconds": seconds, "max_rss_mb": rss / 1024, "stdout": r.stdout}
+    cpu = sum(float(re.search(rf"{kind} time \(seconds\): ([\d.]+)", r.stderr).group(1)) for kind in ("User", "System"))
+    return {"seconds": seconds, "cpu_s": cpu, "max_rss_mb": rss / 1024, "stdout": r.stdout}
 
 
 # --------------------------------------------------------------------------- the app
@@ -115,14 +116,25 @@ def time_v(cmd: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
 class UnitApp(ServedApp):
     """``ghimaging serve`` exactly as the unit's ExecStart runs it: the
     console script, one worker, ``THREADS`` threads, the background loop on
-    with the default intervals."""
+    with the default intervals. ``preload``: gunicorn with the same
+    settings and ``--preload`` instead (the application built in the master
+    before the worker is forked), to compare."""
+
+    preload = False
+
+    def command(self, port: int) -> list[str]:
+        if self.preload:
+            return [sys.executable, "-m", "gunicorn", "--config", "python:ghimaging.gunicorn_conf", "--preload",
+                    "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", str(THREADS),
+                    "ghimaging:create_app()"]
+        return [str(BIN / "ghimaging"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                "--threads", str(THREADS)]
 
     def start(self, wait: float = 60) -> UnitApp:
         port = free_port()
         self._log = open(self.base / "serve.log", "ab")  # noqa: SIM115 - closed by stop()
         self.proc = subprocess.Popen(
-            [str(BIN / "ghimaging"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-             "--threads", str(THREADS)],
+            self.command(port),
             env=self.env, cwd=self.base, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         self.url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + wait
@@ -144,12 +156,107 @@ class UnitApp(ServedApp):
         finally:
             con.close()
 
+    def want_full_sync(self) -> None:
+        """The next tick syncs again (each served variant then loads what a tick loads)."""
+        con = sqlite3.connect(self.base / "instance" / "ghimaging.sqlite", timeout=10)
+        try:
+            con.execute("UPDATE orthanc_servers SET needs_full_sync = 1, last_sync_at = NULL")
+            con.commit()
+        finally:
+            con.close()
+
+    def idle(self) -> dict[str, Any]:
+        """Started, one background tick, a few pages, then idle: the figures."""
+        self.want_full_sync()
+        self.start()
+        self.wait_for_tick(None)
+        pages = browse(self)
+        time.sleep(2.0)
+        out = tree_figures(self.pid)
+        out["pages"] = pages
+        self.stop()
+        return out
+
     def wait_for_tick(self, after: str | None, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while self.last_sync() == after:
             if time.monotonic() > deadline:
                 raise RuntimeError("no background tick:\n" + self.log_tail())
             time.sleep(0.2)
+
+
+def as_installed(env: dict[str, str], work: Path) -> None:
+    """Compiled modules are kept, as pip does for an installed package (the
+    checkout's environment may say PYTHONDONTWRITEBYTECODE): in a folder of
+    the run's own, filled by the set-up commands before anything is timed."""
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+
+
+FLOOR_APP = '''
+"""The frameworks ghimaging stands on and nothing of ghimaging: Flask,
+Flask-SQLAlchemy on SQLite, Flask-Login, Flask-WTF's CSRF, one page."""
+from flask import Flask, render_template_string
+from flask_login import LoginManager
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+class Base(DeclarativeBase):
+    pass
+
+db = SQLAlchemy(model_class=Base)
+
+class Item(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str]
+
+app = Flask(__name__)
+app.config.update(SECRET_KEY="floor", SQLALCHEMY_DATABASE_URI="sqlite:///" + __file__ + ".sqlite")
+db.init_app(app)
+CSRFProtect(app)
+login = LoginManager(app)
+login.user_loader(lambda user_id: None)
+with app.app_context():
+    db.create_all()
+
+@app.route("/")
+def index():
+    return render_template_string("<ul>{% for i in items %}<li>{{ i.name }}</li>{% endfor %}</ul>",
+                                  items=db.session.scalars(db.select(Item)).all())
+'''
+
+
+def floor_pss(work: Path, env: dict[str, str]) -> dict[str, Any]:
+    """The same gunicorn shape serving FLOOR_APP: what the frameworks alone cost."""
+    folder = work / "floor"
+    folder.mkdir()
+    (folder / "floor.py").write_text(FLOOR_APP)
+    port = free_port()
+    log = open(folder / "gunicorn.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "--worker-class", "gthread", "--no-control-socket",
+                             "--workers", "1", "--threads", str(THREADS), "--bind", f"127.0.0.1:{port}", "floor:app"],
+                            env=env, cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the floor app did not start:\n" + (folder / "gunicorn.log").read_text()[-3000:])
+            time.sleep(0.2)
+        for _ in range(5):
+            requests.get(f"http://127.0.0.1:{port}/", timeout=5)
+        time.sleep(1.0)
+        return tree_figures(proc.pid)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(20)
+        log.close()
 
 
 def browse(app: UnitApp) -> list[tuple[str, int]]:
@@ -261,12 +368,20 @@ def render(res: dict[str, Any]) -> str:
               "Idle, per process (PSS / RSS MB): " + ", ".join(
                   f"{p}: {v['pss_mb']:.1f} / {v['rss_mb']:.1f}" for p, v in idle["processes"].items())
               + f"; summed RSS {idle['rss_mb']:.1f} MB",
+              f"With gunicorn's --preload instead (app built in the master, then forked): PSS "
+              f"{res['idle_preload']['pss_mb']:.1f} MB ("
+              + ", ".join(f"{p}: {v['pss_mb']:.1f}" for p, v in res['idle_preload']['processes'].items()) + ")",
+              f"Floor, the frameworks alone (Flask, Flask-SQLAlchemy on SQLite, Flask-Login, CSRF, one page) served "
+              f"the same way: PSS {res['floor_idle']['pss_mb']:.1f} MB (RSS {res['floor_idle']['rss_mb']:.1f}); "
+              f"ghimaging is {idle['pss_mb'] / res['floor_idle']['pss_mb']:.2f}x that",
               f"Pages fetched before idle: {', '.join(f'{p} {c}' for p, c in res['pages'])}",
               f"ghimaging --help: runs {', '.join(f'{s:.3f}' for s in help_['runs'])} s; floors (median of 5): "
               f"python -c pass {res['floor_pass_s']:.3f} s, python -c 'import flask' {res['floor_flask_s']:.3f} s; "
               f"--help is {help_['median_s'] / res['floor_flask_s']:.2f}x the flask floor",
-              f"ghimaging sync: runs {', '.join(f'{s:.3f}' for s in sync['runs'])} s, max RSS "
-              f"{sync['max_rss_mb']:.1f} MB; its output: {sync['line']}"]
+              f"ghimaging sync: runs {', '.join(f'{s:.3f}' for s in sync['runs'])} s (CPU {sync['cpu_s']:.3f} s), "
+              f"max RSS {sync['max_rss_mb']:.1f} MB; floor python -c '{res['frameworks']}' "
+              f"{res['floor_frameworks_s']:.3f} s, sync is {sync['median_s'] / res['floor_frameworks_s']:.2f}x that; "
+              f"its output: {sync['line']}"]
     for u in res["uploads"]:
         lines.append(f"Upload {u['form']}: {u['bytes'] / 1024**2:.0f} MB, {u['counts']}; idle PSS {u['idle_pss_mb']:.1f} "
                      f"-> peak {u['peak_pss_mb']:.1f} MB; RSS {u['idle_rss_mb']:.1f} -> {u['peak_rss_mb']:.1f} MB "
@@ -302,24 +417,35 @@ def main() -> int:
         # The unit's environment: default sync intervals (the first tick syncs at once).
         app = UnitApp(work, orthanc, env={"GHIMAGING_ORTHANC_SYNC_INTERVAL": "60",
                                           "GHIMAGING_ORTHANC_RECONCILE_INTERVAL": "900"})
+        as_installed(app.env, work)
         app.setup()
-        app.start()
-        app.wait_for_tick(None)
-        res["pages"] = browse(app)
-        time.sleep(2.0)
-        res["idle"] = tree_figures(app.pid)
+        res["idle"] = app.idle()
+        res["pages"] = res["idle"].pop("pages")
         print(f"idle PSS {res['idle']['pss_mb']:.1f} MB", flush=True)
+        app.preload = True
+        res["idle_preload"] = app.idle()
+        app.preload = False
+        print(f"idle PSS, preloaded {res['idle_preload']['pss_mb']:.1f} MB", flush=True)
+
+        res["floor_idle"] = floor_pss(work, app.env)
+        print(f"floor PSS {res['floor_idle']['pss_mb']:.1f} MB", flush=True)
 
         env, cwd = app.env, work
         py = sys.executable
+        frameworks = "import flask, sqlalchemy.orm, flask_sqlalchemy"
+        for cmd in ([py, "-c", frameworks], [str(BIN / "ghimaging"), "--help"], [str(BIN / "ghimaging"), "sync"]):
+            wall(cmd, env, cwd)  # compiled modules written once, as an installed package has them
         res["floor_pass_s"] = statistics.median(wall([py, "-c", "pass"], env, cwd) for _ in range(5))
         res["floor_flask_s"] = statistics.median(wall([py, "-c", "import flask"], env, cwd) for _ in range(5))
+        res["frameworks"] = frameworks
+        res["floor_frameworks_s"] = statistics.median(wall([py, "-c", frameworks], env, cwd) for _ in range(5))
         runs = [wall([str(BIN / "ghimaging"), "--help"], env, cwd) for _ in range(5)]
         res["help"] = {"runs": runs, "median_s": statistics.median(runs)}
         print(f"--help {res['help']['median_s']:.3f} s", flush=True)
 
         syncs = [time_v([str(BIN / "ghimaging"), "sync"], env, cwd) for _ in range(5)]
         res["sync"] = {"runs": [s["seconds"] for s in syncs], "median_s": statistics.median(s["seconds"] for s in syncs),
+                       "cpu_s": statistics.median(s["cpu_s"] for s in syncs),
                        "max_rss_mb": max(s["max_rss_mb"] for s in syncs),
                        "line": " / ".join(syncs[-1]["stdout"].strip().splitlines())}
         print(f"sync {res['sync']['median_s']:.3f} s", flush=True)

@@ -179,26 +179,18 @@ def create_token_command(username: str, name: str) -> None:
               help="Seconds before a worker whose main loop stopped is replaced (not a limit on one request).")
 def serve_command(host: str, port: int, workers: int, threads: int, timeout: int) -> None:
     """Run the application under gunicorn, threaded workers (see
-    ``ghimaging/gunicorn_conf.py``). The application is built in the worker,
-    not in this (master) process."""
-    from gunicorn.app.base import BaseApplication
+    ``ghimaging/gunicorn_conf.py``)."""
+    import os
 
-    options = gunicorn_conf.settings(bind=f"{host}:{port}", workers=workers, threads=threads, timeout=timeout)
-
-    class _App(BaseApplication):  # type: ignore[misc]  # gunicorn ships no types
-        def load_config(self) -> None:
-            for name, value in options.items():
-                if name in self.cfg.settings:
-                    self.cfg.set(name, value)
-
-        def load(self) -> Flask:
-            from . import background, create_app
-
-            app = create_app()
-            background.start(app)  # once per worker process
-            return app
-
-    _App().run()
+    # This process becomes gunicorn's master (same pid, for systemd): it then
+    # holds gunicorn alone, not this command line, and builds no application;
+    # each worker builds its own and starts the background threads.
+    argv = [sys.executable, "-m", "gunicorn", "--config", "python:ghimaging.gunicorn_conf",
+            "--bind", f"{host}:{port}", "--workers", str(workers), "--threads", str(threads),
+            "--timeout", str(timeout), gunicorn_conf.APP]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
 
 
 @click.command("worker")

@@ -1,6 +1,11 @@
-"""How ghimaging is served by gunicorn: ``ghimaging serve`` applies these
-settings, and ``gunicorn -c python:ghimaging.gunicorn_conf wsgi:app`` reads
-the same ones.
+"""How ghimaging is served by gunicorn: ``ghimaging serve`` runs gunicorn
+with this module as its configuration (its options set bind, workers,
+threads and timeout), and ``gunicorn -c python:ghimaging.gunicorn_conf
+wsgi:app`` reads the same settings.
+
+One worker by default, as the installer's unit runs it: a Raspberry Pi with
+1 GB also runs Orthanc, and every worker process holds a whole application
+(see bench/bench_footprint.py); ``--workers`` adds more.
 
 Threaded workers (``gthread``): with the default ``sync`` workers a request
 waiting on a silent Orthanc, a long upload or a client that sends its
@@ -21,6 +26,10 @@ and a process that stops answering is still replaced.
 from __future__ import annotations
 
 import os
+from typing import Any
+
+#: The application gunicorn loads in each worker (``ghimaging serve``).
+APP = "ghimaging:create_app()"
 
 bind = "127.0.0.1:8000"
 workers = 1  # the installer's unit: one process holds the app and its background threads
@@ -35,14 +44,18 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm
 # one path for every server run by the user: ghimaging does not use it.
 control_socket_disable = True
 
-# The only settings this module stands for; ``ghimaging serve`` sets them
-# (those the installed gunicorn knows: older ones lack the control socket).
-SETTINGS = ("bind", "workers", "worker_class", "threads", "timeout", "graceful_timeout", "keepalive",
-            "accesslog", "worker_tmp_dir", "control_socket_disable")
 
+def post_worker_init(worker: Any) -> None:
+    """The background threads (Orthanc sync, worklist files, GNU Health
+    outbox) in each worker once its application is loaded; not in the
+    master, which never loads it (no ``preload_app``: measured in
+    bench/bench_footprint.py, a preloaded master costs more memory than it
+    shares). Started once per process whichever way the app was loaded
+    (``wsgi.py`` starts them too)."""
+    from flask import Flask
 
-def settings(**overrides: object) -> dict[str, object]:
-    """These settings, with ``overrides`` (``None`` keeps the default)."""
-    out = {name: globals()[name] for name in SETTINGS}
-    out.update({k: v for k, v in overrides.items() if v is not None})
-    return out
+    from . import background
+
+    app = worker.wsgi
+    if isinstance(app, Flask) and app.import_name == "ghimaging":
+        background.start(app)
