@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -29,23 +30,9 @@ from tests.support.orthanc import find_free_port
 
 NEVER = 3600
 
-#: The script body the installer writes (its @WAKE_URL@ and @TOKEN@ filled in).
-PUSH_LUA = """\
-local GHIMAGING_WAKE_URL = '@WAKE_URL@'
-local GHIMAGING_TOKEN = '@TOKEN@'
-
-function OnStableStudy(studyId, tags, metadata)
-  -- HttpPost returns nil (and Orthanc logs the error) when ghimaging is
-  -- down or refuses; pcall keeps any other failure out of Orthanc.
-  local ok, answer = pcall(HttpPost, GHIMAGING_WAKE_URL, '',
-                           { ['Authorization'] = 'Bearer ' .. GHIMAGING_TOKEN })
-  if ok and answer ~= nil then
-    print('ghimaging: sync asked for stable study ' .. studyId)
-  else
-    print('ghimaging: could not ask for a sync (' .. tostring(answer) .. '); the periodic sync will find ' .. studyId)
-  end
-end
-"""
+#: The script the installer writes (its @WAKE_URL@ and @TOKEN@ filled in): the
+#: shipped file itself, so this test checks what a clinic gets.
+PUSH_LUA = (Path(__file__).resolve().parents[1] / "deploy" / "install" / "ghimaging-push.lua.in").read_text()
 
 
 @pytest.fixture
@@ -61,6 +48,7 @@ def cli(app, *args: str, stdin: str | None = None) -> dict:
 
 def with_push(orthanc: RealOrthanc, wake_url: str, token: str) -> None:
     """Write the script and restart Orthanc with it in ``LuaScripts`` (same ports)."""
+    assert PUSH_LUA.count("@WAKE_URL@") == 1 and PUSH_LUA.count("@TOKEN@") == 1
     script = orthanc.workdir / "ghimaging-push.lua"
     script.write_text(PUSH_LUA.replace("@WAKE_URL@", wake_url).replace("@TOKEN@", token))
     script.chmod(0o600)
