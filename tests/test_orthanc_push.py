@@ -12,6 +12,7 @@ stuck behind it.
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from pathlib import Path
@@ -158,7 +159,8 @@ def calls_inside_writes(app, monkeypatch):
         event.remove(engine, name, fn)
 
 
-def test_nothing_asks_orthanc_while_holding_a_write_lock(app, orthanc, create_request, calls_inside_writes):
+def test_nothing_asks_orthanc_while_holding_a_write_lock(app, orthanc, create_request, make_user, login,
+                                                         calls_inside_writes):
     """What makes the push safe without a short global HttpTimeout: while
     the push waits for the wake, every REST request to Orthanc waits for
     Orthanc's Lua lock (checked on 1.10.1), and the wake writes one row. A
@@ -176,4 +178,9 @@ def test_nothing_asks_orthanc_while_holding_a_write_lock(app, orthanc, create_re
     assert linked(req)
     cli(app, "add", "--url", orthanc.url, "--user", orthanc.username, "--password-stdin",
         stdin=orthanc.password + "\n")  # the installer's re-run
+    make_user("tech", "technologist")
+    data = {"server_id": str(server_id), "files": [(io.BytesIO(dicomgen.to_bytes(
+        dicomgen.make_instance("P-UP", "Up^Load", rows=8, cols=8))), "up.dcm")]}
+    r = login("tech").post("/upload/?format=json", data, token_from="/upload/", content_type="multipart/form-data")
+    assert r.status_code == 200 and r.get_json()["counts"]["stored"] == 1  # stored, then synced at once
     assert calls_inside_writes == []
