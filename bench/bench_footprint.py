@@ -57,6 +57,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from ghimaging import gunicorn_conf  # noqa: E402
 from tests.support import dicomgen  # noqa: E402
 from tests.support.loadtools import Sampler, ServedApp, free_port, rss_kb, tree  # noqa: E402
 from tests.support.orthanc import OrthancServer  # noqa: E402
@@ -64,7 +65,7 @@ from tests.support.orthanc import OrthancServer  # noqa: E402
 OUT_DIR = Path(__file__).resolve().parent / "out"
 BIN = Path(sys.executable).parent
 TARGETS = {"idle_pss_mb": 60.0, "help_s": 0.3, "sync_s": 0.5, "upload_growth_mb": 30.0}
-THREADS = 4  # deploy/install.sh's default
+THREADS = gunicorn_conf.threads  # ghimaging serve's default (--threads)
 
 
 # --------------------------------------------------------------------------- measures
