@@ -297,3 +297,29 @@ def test_a_second_host_without_the_first_hosts_credentials_key_cannot_reach_orth
     done = lone.run("sync")
     assert "cannot be decrypted" in done.stdout + done.stderr, done
     assert (lone.instance / "credentials.key").read_bytes() != (a.instance / "credentials.key").read_bytes()
+
+
+def test_a_puid_another_host_registers_between_the_check_and_the_insert_is_a_409(api, app, monkeypatch):
+    """The race of the test above made certain: the other host's patient is
+    committed after this request's lookup found the PUID free and before
+    its insert. The unique index refuses the insert; the answer is the same
+    409 as for a PUID taken earlier, not a 500."""
+    from ghimaging.extensions import db
+    from ghimaging.patients import service
+
+    real_validate = service.validate
+
+    def validate_then_other_host_commits(data, patient=None):
+        clean = real_validate(data, patient)
+        with db.engine.begin() as other:  # another connection: the other host
+            other.execute(text(
+                "INSERT INTO patients (puid, family_name, given_name, sex, phone, notes, search_key, created_at,"
+                " updated_at) VALUES ('RACE-X', 'Other', 'Host', 'F', '', '', 'race-x other host',"
+                " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+        return clean
+
+    monkeypatch.setattr(service, "validate", validate_then_other_host_commits)
+    r = api("physician").post("/api/v1/patients", {"puid": "RACE-X", "family_name": "This", "given_name": "Host",
+                                                   "sex": "M"})
+    assert r.status_code == 409, r.get_data(as_text=True)
+    assert "Another patient already has PUID RACE-X." in r.get_data(as_text=True)
