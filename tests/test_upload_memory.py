@@ -3,7 +3,8 @@ gunicorn (``ghimaging serve``) as a subprocess, a real Orthanc, 500 real
 DICOM files of about 400 KB, the multipart body streamed from disk by the
 client, and the resident memory of the app's processes sampled every 50 ms.
 
-A memory bound, not a timing: the peak must stay under IDLE + 100 MB."""
+A memory bound, not a timing: the peak must stay under IDLE + 30 MB (issue
+11: a Raspberry Pi with 1 GB also runs Orthanc)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "s3cret-Passw0rd"
 N_FILES = 500
 SIDE = 448  # 448 x 448 x 2 bytes: about 400 KB per instance, 200 MB in all
-BOUND_MB = 100
+BOUND_MB = 30
 
 
 # -- the data -------------------------------------------------------------------
@@ -101,11 +102,12 @@ CLI = [sys.executable, "-c", "from ghimaging.cli import main; main()"]
 
 @pytest.fixture
 def served(instance):
-    """``ghimaging serve`` (gunicorn, 2 workers) on a free port, fresh for each
-    test: a worker keeps its high-water mark, so a reused one would hide growth."""
+    """``ghimaging serve`` (gunicorn, its default: one worker, as the installer
+    runs it) on a free port, fresh for each test: a worker keeps its
+    high-water mark, so a reused one would hide growth."""
     base, port = instance["base"], free_port()
     log = open(base / "serve.log", "ab")  # noqa: SIM115 - closed when the server stops
-    proc = subprocess.Popen([*CLI, "serve", "--port", str(port), "--workers", "2", "--timeout", "600"],
+    proc = subprocess.Popen([*CLI, "serve", "--port", str(port), "--timeout", "600"],
                             env=instance["env"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -158,7 +160,7 @@ def idle_kb(served) -> int:
     files = write_folder(warm, n=10)
     archive = warm / "warm.zip"
     write_zip(archive, n=10)
-    for _ in range(4):  # the workers take turns
+    for _ in range(2):
         assert post(served, [(p.name, p) for p in files]).status_code == 200
         assert post(served, [(archive.name, archive)]).status_code == 200
     with Sampler(served["pid"]) as sampler:
