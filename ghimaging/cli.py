@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 #: ``ghimaging --help`` shows for it, which must be the command's own).
 LAZY: dict[str, tuple[str, str]] = {
     "gnuhealth": ("ghimaging.gnuhealth.commands:gnuhealth_group", "Optional sync with a GNU Health server."),
+    "orthanc": ("ghimaging.orthanc.commands:orthanc_group", "Orthanc servers and the push that wakes the sync."),
     "db": ("flask_migrate.cli:db", "Perform database migrations."),
 }
 #: Flask's own commands, which ``flask --app ghimaging`` has from Flask itself.
