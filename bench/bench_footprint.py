@@ -6,26 +6,35 @@ One run, one machine, a real Orthanc 1.10.1 (the test suite's
 in a temporary folder (``ghimaging init``, a technologist, the Orthanc
 added: what an administrator does). Then:
 
-1. **Idle PSS.** ``ghimaging serve --workers 1 --threads 4`` (the unit's
-   ExecStart: gunicorn, one gthread worker, the background loop a thread in
-   it) with the default sync intervals; a signed-in technologist fetches a
-   few pages, the first background tick syncs the Orthanc; then, idle, the
-   PSS of the gunicorn master and its worker from ``/proc/PID/smaps_rollup``,
-   summed (PSS shares the pages the two processes have in common, so the sum
-   is what the app costs the machine). Target <= 60 MB.
+1. **Idle PSS.** ``ghimaging serve --workers 1`` (the unit's ExecStart:
+   gunicorn, one gthread worker with serve's default threads, the background
+   loop a thread in it) with the default sync intervals: the first
+   background tick syncs the Orthanc, a signed-in technologist fetches a few
+   pages; then, idle, the PSS of the gunicorn master and its worker from
+   ``/proc/PID/smaps_rollup``, summed (PSS shares the pages the processes
+   have in common, so the sum is what the app costs the machine). Target
+   <= 60 MB. Measured the same way, to compare: gunicorn's ``--preload``
+   (the app built in the master, then forked), and a floor, the frameworks
+   alone (Flask, Flask-SQLAlchemy on SQLite, Flask-Login, CSRF, one page)
+   served in the same shape.
 2. **``ghimaging --help``**, wall time of the whole process, median of 5,
-   beside two floors measured in the same run: ``python -c pass`` and
+   beside floors measured in the same run: ``python -c pass`` and
    ``python -c "import flask"``. Target <= 0.3 s.
 3. **``ghimaging sync``** of that idle server (one Orthanc, nothing new) as a
-   whole process under ``/usr/bin/time -v``: wall (median of 5) and maximum
-   RSS. Target <= 0.5 s.
+   whole process under ``/usr/bin/time -v``: wall (median of 5), CPU and
+   maximum RSS, beside the floor ``python -c "import flask, sqlalchemy.orm,
+   flask_sqlalchemy"``. Target <= 0.5 s.
 4. **A 200 MB upload** (500 DICOM files of about 400 KB in one stored ZIP;
    ``--folder`` adds the same as 500 parts of one request) to a freshly
    started server warmed by small uploads of both forms: growth of the
    summed PSS and RSS of the served processes over their idle figure,
    sampled every 50 ms. Target <= 30 MB.
 
-Run it from the checkout: ``python bench/bench_footprint.py`` (two to three
+Compiled modules are kept (``PYTHONPYCACHEPREFIX`` in the run's folder,
+written by the set-up commands), as pip leaves them for an installed
+package, whatever PYTHONDONTWRITEBYTECODE says in the caller's environment.
+
+Run it from the checkout: ``python bench/bench_footprint.py`` (three to four
 minutes on two cores; ``--help`` for the knobs). Report:
 ``bench/out/footprint.txt``; every number: ``bench/out/footprint.json``.
 """
