@@ -165,6 +165,12 @@ class Host:
                                               "csrf_token": csrf_token(page)},
                    allow_redirects=False, timeout=30)
         assert r.status_code == 302, r.text[:300]
+        # Follow the redirect as a browser does: the page it renders gives
+        # the new session its CSRF token. (Pages rendered at once before
+        # that each make a token of their own, and all but the last one's
+        # forms are refused: seen here, reported, not what this tests.)
+        s.get(self.url + r.headers["Location"] if r.headers["Location"].startswith("/") else r.headers["Location"],
+              timeout=30)
         return s
 
     def upload(self, session: requests.Session, files: list[tuple[str, bytes]], request_id: str = "") -> requests.Response:
