@@ -77,7 +77,7 @@ def test_ghimaging_help_builds_no_app_and_loads_neither_flask_nor_sqlalchemy(tmp
     assert seen["heavy"] == {}
     assert seen["extra"] == {"flask": False, "sqlalchemy": False, "ghimaging.models": False}
     for name in ("init", "create-user", "create-token", "serve", "sync", "worker", "backup", "restore",
-                 "worklists", "gnuhealth", "db", "run", "shell", "routes"):
+                 "worklists", "gnuhealth", "orthanc", "db", "run", "shell", "routes"):
         assert f"\n  {name} " in r.stdout, name
     assert not (tmp_path / "instance").exists()  # no app was built, so no instance folder either
 
@@ -92,8 +92,9 @@ def test_serving_builds_the_app_in_the_worker_not_in_the_cli(tmp_path):
     assert seen["extra"] == {"sqlalchemy": False, "ghimaging.models": False}
 
 
-def test_a_worklist_render_an_upload_parse_and_a_password_load_their_libraries_when_used(tmp_path):
-    """The lazy paths: each library arrives with the first call that needs it."""
+def test_a_password_the_worklist_templates_and_an_orthanc_client_load_their_libraries_when_used(tmp_path):
+    """The lazy paths: each library arrives with the first call that needs it
+    (uploads, previews and report images: their own test files)."""
     code = """
 from ghimaging import create_app
 app = create_app()
@@ -108,10 +109,14 @@ with app.test_request_context():
 assert "genshi" in sys.modules
 from ghimaging.worklists.charsets import choices
 assert ("ISO_IR 192", "ISO_IR 192 — Unicode (UTF-8)") in choices() and "pydicom" in sys.modules
+from ghimaging.orthanc.client import OrthancClient
+assert "requests" not in sys.modules
+OrthancClient("http://127.0.0.1:9").close()
+assert "requests" in sys.modules
 """
     seen, r = probe(code, tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert set(seen["heavy"]) >= {"cryptography", "genshi", "pydicom"}
+    assert set(seen["heavy"]) >= {"cryptography", "genshi", "pydicom", "requests"}
 
 
 LAZY = {**cli.LAZY, **cli.FLASK_COMMANDS}
