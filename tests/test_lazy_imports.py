@@ -103,16 +103,16 @@ from ghimaging.crypto import decrypt, encrypt
 with app.app_context():
     assert decrypt(encrypt("s3cret")) == "s3cret"
 assert "cryptography" in sys.modules and "genshi" not in sys.modules and "pydicom" not in sys.modules
+from ghimaging.orthanc.client import OrthancClient
+assert "requests" not in sys.modules
+OrthancClient("http://127.0.0.1:9").close()
+assert "requests" in sys.modules
 with app.test_request_context():
     from ghimaging.worklists import templates
     templates.check_shipped()  # compiles the shipped templates
 assert "genshi" in sys.modules
 from ghimaging.worklists.charsets import choices
 assert ("ISO_IR 192", "ISO_IR 192 — Unicode (UTF-8)") in choices() and "pydicom" in sys.modules
-from ghimaging.orthanc.client import OrthancClient
-assert "requests" not in sys.modules
-OrthancClient("http://127.0.0.1:9").close()
-assert "requests" in sys.modules
 """
     seen, r = probe(code, tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
