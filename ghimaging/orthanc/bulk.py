@@ -126,6 +126,20 @@ _SUMMARY = (update(_studies_t).where(_studies_t.c.id == bindparam("b_id"))
             .values(series_count=bindparam("b_series"), instance_count=bindparam("b_instances"),
                     modalities=bindparam("b_mods")))
 
+# The reads of every page, built once (their id lists are bound when run).
+_PATIENT_ROWS = (select(OrthancPatient.id, OrthancPatient.patient_id, OrthancPatient.local_patient_id,
+                        OrthancPatient.link_mode, Patient.id)
+                 .outerjoin(Patient, Patient.puid == OrthancPatient.patient_id)
+                 .where(OrthancPatient.server_id == bindparam("server"),
+                        OrthancPatient.patient_id.in_(bindparam("ids", expanding=True))))
+_PARENTS = (select(OrthancStudy.orthanc_id, OrthancStudy.id, OrthancStudy.series_count)
+            .where(OrthancStudy.server_id == bindparam("server"),
+                   OrthancStudy.orthanc_id.in_(bindparam("ids", expanding=True))))
+_SERIES_ROWS = (select(OrthancSeries.study_id, OrthancSeries.modality, OrthancSeries.instance_count)
+                .where(OrthancSeries.study_id.in_(bindparam("ids", expanding=True)),
+                       OrthancSeries.seen_generation == bindparam("g"))
+                .order_by(OrthancSeries.study_id, OrthancSeries.number, OrthancSeries.id))
+
 PATIENT_COLUMNS = ("orthanc_id", "name", "name_key", "birth_date", "sex", "seen_generation", "updated_at")
 
 
@@ -139,11 +153,7 @@ def _patients(server_id: int, page: list[dict[str, Any]], generation: int) -> di
         patients[values["patient_id"]] = {**values, "server_id": server_id, "seen_generation": generation,
                                           "local_patient_id": None, "link_mode": "", "updated_at": now}
     upsert(OrthancPatient, list(patients.values()), ("server_id", "patient_id"), PATIENT_COLUMNS)
-    rows = db.session.execute(
-        select(OrthancPatient.id, OrthancPatient.patient_id, OrthancPatient.local_patient_id,
-               OrthancPatient.link_mode, Patient.id)
-        .outerjoin(Patient, Patient.puid == OrthancPatient.patient_id)
-        .where(OrthancPatient.server_id == server_id, OrthancPatient.patient_id.in_(list(patients)))).all()
+    rows = db.session.execute(_PATIENT_ROWS, {"server": server_id, "ids": list(patients)}).all()
     row_ids = {}
     relink = []
     for row_id, pid, local_id, mode, want in rows:
@@ -201,8 +211,7 @@ def write_series_page(server_id: int, items: list[dict[str, Any]], generation: i
     ran, or a study has no series) is summed by :func:`summarise_rest`."""
     parents = list({str(s.get("ParentStudy")) for s in items})
     studies = {orthanc_id: (study_id, count) for orthanc_id, study_id, count in db.session.execute(
-        select(OrthancStudy.orthanc_id, OrthancStudy.id, OrthancStudy.series_count).where(
-            OrthancStudy.server_id == server_id, OrthancStudy.orthanc_id.in_(parents)))}
+        _PARENTS, {"server": server_id, "ids": parents})}
     rows = []
     found: dict[int, list[tuple[str, int]]] = {}
     for s in items:
@@ -233,8 +242,9 @@ def summarise_rest(server_id: int, generation: int) -> None:
             .scalar_subquery())
     ids = list(db.session.scalars(select(OrthancStudy.id).where(
         OrthancStudy.server_id == server_id, OrthancStudy.seen_generation == generation,
-        or_(OrthancStudy.series_count != rows,
-            and_(rows == 0, or_(OrthancStudy.instance_count != 0, OrthancStudy.modalities != ""))))))
+        or_(OrthancStudy.series_count != rows,  # else series_count is the rows' count:
+            and_(OrthancStudy.series_count == 0, or_(OrthancStudy.instance_count != 0,
+                                                     OrthancStudy.modalities != ""))))))
     for chunk in chunks(ids, 500):
         found = _series_of(chunk, generation)
         _write_summaries({sid: found.get(sid, []) for sid in chunk})
@@ -245,10 +255,7 @@ def _series_of(ids: Sequence[int], generation: int) -> dict[int, list[tuple[str,
     in series order."""
     series: dict[int, list[tuple[str, int]]] = {}
     if ids:
-        for study_id, modality, count in db.session.execute(
-                select(OrthancSeries.study_id, OrthancSeries.modality, OrthancSeries.instance_count)
-                .where(OrthancSeries.study_id.in_(ids), OrthancSeries.seen_generation == generation)
-                .order_by(OrthancSeries.study_id, OrthancSeries.number, OrthancSeries.id)):
+        for study_id, modality, count in db.session.execute(_SERIES_ROWS, {"ids": list(ids), "g": generation}):
             series.setdefault(study_id, []).append((modality, count))
     return series
 

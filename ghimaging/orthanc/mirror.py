@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, delete, distinct, func, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, distinct, func, select, update
 
 from ..extensions import db
 from ..models import ImagingRequest, OrthancPatient, OrthancSeries, OrthancServer, OrthancStudy, Patient
@@ -128,6 +128,16 @@ def summarise(study: OrthancStudy) -> None:
         setattr(study, key, value)
 
 
+# The two statements every page of studies runs, built once: their UID
+# lists are bound at execution (building an IN of 500 values anew cost more
+# than SQLite's answer).
+_SHARED = (select(OrthancStudy.study_uid).where(OrthancStudy.study_uid.in_(bindparam("uids", expanding=True)))
+           .group_by(OrthancStudy.study_uid).having(func.count(distinct(OrthancStudy.patient_id)) > 1))
+_CLEAR = (update(OrthancStudy).where(OrthancStudy.study_uid.in_(bindparam("uids", expanding=True)),
+                                     OrthancStudy.uid_shared.is_(True))
+          .values(uid_shared=False).execution_options(synchronize_session=False))
+
+
 def mark_shared_uids(uids: Iterable[str]) -> None:
     """Set ``uid_shared`` on every study (any server) whose UID is among
     ``uids``: true when another row has the UID under another PatientID.
@@ -135,13 +145,10 @@ def mark_shared_uids(uids: Iterable[str]) -> None:
     (One grouped read per 500 UIDs; rows are written only where the mark
     changes, so a page of ordinary studies costs one query.)"""
     for chunk in chunks(sorted({u for u in uids if u}), 500):
-        shared = set(db.session.scalars(
-            select(OrthancStudy.study_uid).where(OrthancStudy.study_uid.in_(chunk))
-            .group_by(OrthancStudy.study_uid).having(func.count(distinct(OrthancStudy.patient_id)) > 1)))
+        shared = set(db.session.scalars(_SHARED, {"uids": list(chunk)}))
         cleared = [u for u in chunk if u not in shared]
-        db.session.execute(update(OrthancStudy).where(OrthancStudy.study_uid.in_(cleared),
-                                                      OrthancStudy.uid_shared.is_(True))
-                           .values(uid_shared=False).execution_options(synchronize_session=False))
+        if cleared:
+            db.session.execute(_CLEAR, {"uids": cleared})
         if not shared:
             continue
         newly = list(db.session.scalars(select(OrthancStudy.id).where(
