@@ -316,18 +316,22 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 WHEELS=$(mktemp -d)
 "$VENV/bin/pip" wheel -q --no-deps --only-binary=:all: -w "$WHEELS" "$SRC"
 WHEEL=("$WHEELS"/ghimaging-*.whl)
-"$VENV/bin/pip" install -q --only-binary=:all: "${WHEEL[0]}"
+# PostgreSQL's driver where it has a wheel (psycopg-binary: amd64, arm64), so
+# that GHIMAGING_DATABASE_URL may name a PostgreSQL database later.
+EXTRAS=; [[ $DEBIAN_PY -eq 0 ]] && EXTRAS="[postgresql]"
+"$VENV/bin/pip" install -q --only-binary=:all: "${WHEEL[0]}$EXTRAS"
 # Same version number as the one installed: force the new code in.
 "$VENV/bin/pip" install -q --no-deps --force-reinstall "${WHEEL[0]}"
 echo "    $("$VENV/bin/python" -c 'import importlib.metadata as m; print("ghimaging", m.version("ghimaging"))')" \
      "from $SRC (wheels only: no compiler needed)"
 if [[ $DEBIAN_PY -eq 0 ]]; then
-    echo "    database: SQLite in $INSTANCE (PostgreSQL: see the README)"
+    echo "    database: SQLite in $INSTANCE (psycopg installed: GHIMAGING_DATABASE_URL in $ENV_FILE" \
+         "may name a PostgreSQL database instead; see the README)"
 else
     echo "    from Debian: $("$VENV/bin/python" -c 'import importlib.metadata as m
 print(", ".join(f"{n} {m.version(n)}" for n in ("cryptography", "Pillow")))')"
-    echo "    database: SQLite in $INSTANCE (psycopg-binary has no wheel for $ARCH, so PostgreSQL is" \
-         "not offered here)"
+    echo "    database: SQLite in $INSTANCE only (psycopg-binary has no wheel for $ARCH and there is no" \
+         "compiler, so the PostgreSQL driver is not installed)"
 fi
 
 fill "$HERE/ghimaging.in" "$WRAPPER" 0755 root:root "SERVICE_USER=$SERVICE_USER"

@@ -222,7 +222,7 @@ fi
 # -------------------------------------------------------------------- summary
 section "Summary"
 status() { if [[ $1 -eq 0 ]]; then echo "PASS"; else echo "FAIL (exit $1)"; fi; }
-echo "SUMMARY: ruff=$(status "$ruff_rc")  mypy=$(status "$mypy_rc")  sqlite=$(status "$sqlite_rc")  postgresql=$(status "$pg_rc")"
+echo "SUMMARY: ruff=$(status "$ruff_rc")  mypy=$(status "$mypy_rc")  sqlite=$(status "$sqlite_rc")  postgresql(${DEBIAN12_PINS[*]})=$(status "$pg_rc")"
 if [[ $ruff_rc -ne 0 || $mypy_rc -ne 0 || $sqlite_rc -ne 0 || $pg_rc -ne 0 ]]; then
     exit 1
 fi

@@ -336,6 +336,9 @@ def run_installer_checks(arch: str, tmp_path: Path, *, full: bool) -> dict[str, 
         if arch == "armhf":  # Debian's builds where PyPI has no wheel; said so
             assert re.search(r"from Debian: cryptography 38\.[\d.]+, Pillow 9\.4\.", out), out[-3000:]
             assert "psycopg-binary has no wheel" in out
+        else:  # PostgreSQL's driver where it has a wheel
+            assert "psycopg installed" in out
+            root.run(["/opt/ghimaging/venv/bin/python", "-c", "import psycopg"])
         for path, mode in (("/var/lib/ghimaging/instance", 0o700), ("/etc/ghimaging/orthanc-password", 0o600),
                            ("/etc/ghimaging/ghimaging.env", 0o640), ("/var/lib/ghimaging/worklists", 0o2750)):
             got = root.file(path).stat().st_mode & 0o7777
