@@ -378,9 +378,10 @@ def render(res: dict[str, Any]) -> str:
               "Idle, per process (PSS / RSS MB): " + ", ".join(
                   f"{p}: {v['pss_mb']:.1f} / {v['rss_mb']:.1f}" for p, v in idle["processes"].items())
               + f"; summed RSS {idle['rss_mb']:.1f} MB",
-              f"With gunicorn's --preload instead (app built in the master, then forked): PSS "
-              f"{res['idle_preload']['pss_mb']:.1f} MB ("
-              + ", ".join(f"{p}: {v['pss_mb']:.1f}" for p, v in res['idle_preload']['processes'].items()) + ")",
+              *([f"With gunicorn's --preload instead (app built in the master, then forked): PSS "
+                 f"{res['idle_preload']['pss_mb']:.1f} MB ("
+                 + ", ".join(f"{p}: {v['pss_mb']:.1f}" for p, v in res['idle_preload']['processes'].items()) + ")"]
+                if "idle_preload" in res else []),
               f"Floor, the frameworks alone (Flask, Flask-SQLAlchemy on SQLite, Flask-Login, CSRF, one page) served "
               f"the same way: PSS {res['floor_idle']['pss_mb']:.1f} MB (RSS {res['floor_idle']['rss_mb']:.1f}); "
               f"ghimaging is {idle['pss_mb'] / res['floor_idle']['pss_mb']:.2f}x that",
@@ -409,6 +410,7 @@ def main() -> int:
     ap.add_argument("--side", type=int, default=448, help="image side in pixels (448: about 400 KB a file)")
     ap.add_argument("--folder", action="store_true", help="also upload the files as 500 parts of one request")
     ap.add_argument("--no-upload", action="store_true", help="skip the upload figures")
+    ap.add_argument("--no-preload", action="store_true", help="skip the --preload comparison")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = ap.parse_args()
 
@@ -432,10 +434,11 @@ def main() -> int:
         res["idle"] = app.idle()
         res["pages"] = res["idle"].pop("pages")
         print(f"idle PSS {res['idle']['pss_mb']:.1f} MB", flush=True)
-        app.preload = True
-        res["idle_preload"] = app.idle()
-        app.preload = False
-        print(f"idle PSS, preloaded {res['idle_preload']['pss_mb']:.1f} MB", flush=True)
+        if not args.no_preload:
+            app.preload = True
+            res["idle_preload"] = app.idle()
+            app.preload = False
+            print(f"idle PSS, preloaded {res['idle_preload']['pss_mb']:.1f} MB", flush=True)
 
         res["floor_idle"] = floor_pss(work, app.env)
         print(f"floor PSS {res['floor_idle']['pss_mb']:.1f} MB", flush=True)
