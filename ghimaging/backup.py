@@ -76,8 +76,15 @@ def backup(target: Path) -> Summary:
     instance = Path(current_app.instance_path)
     revision = _revision()
     target = target.resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="ghimaging-backup-", dir=target.parent) as tmp:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        folder = tempfile.TemporaryDirectory(prefix="ghimaging-backup-", dir=target.parent)
+    except OSError as exc:  # the installed command runs as the service user: /root is not its
+        import getpass
+
+        raise BackupError(f"The backup cannot write into {target.parent} ({exc.strerror}): choose a folder user "
+                          f"{getpass.getuser()} may write, such as /var/backups/ghimaging.") from None
+    with folder as tmp:
         work = Path(tmp)
         if kind == "sqlite":
             dump, name = work / "database.sqlite", "database.sqlite"

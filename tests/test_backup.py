@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 import tarfile
 from pathlib import Path
@@ -122,6 +123,17 @@ def test_a_backup_of_the_other_database_kind_is_refused(app, tmp_path):
         backup.restore(foreign, force=True)
     assert db.session.scalar(text("SELECT 1")) == 1
 
+
+
+def test_a_backup_into_a_folder_it_cannot_write_says_so(app, tmp_path):
+    """The installed `ghimaging` command runs as the service user, so `sudo
+    ghimaging backup /root/x.tar.gz` meets a folder it may not write (a
+    traceback before); here the folder is a file, which the tests can make
+    as root."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    with pytest.raises(Invalid, match=re.escape(f"cannot write into {blocker} ")):
+        backup.backup(blocker / "backup.tar.gz")
 
 def test_the_cli_backs_up_and_restores_an_installed_instance(tmp_path, fresh_url):
     """As an IT person would: `ghimaging backup` on one instance, `ghimaging
