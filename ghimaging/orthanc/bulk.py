@@ -30,9 +30,10 @@ from . import mapping
 from .mirror import chunks
 
 _STATEMENTS: dict[tuple[str, tuple[str, ...], tuple[str, ...], str], Any] = {}
-# By statement (held here, so its identity is never reused), database kind
-# and the rows' keys. The statements are the module's own, a few.
-_PREPARED: dict[tuple[Any, str, tuple[str, ...]], _Prepared] = {}
+# By statement (held here, so its identity is never reused), dialect and
+# parameter style, and the rows' keys. The statements are the module's own,
+# a few.
+_PREPARED: dict[tuple[Any, type[Dialect], str, tuple[str, ...]], _Prepared] = {}
 
 
 def upsert(model: type[Any], rows: list[dict[str, Any]], keys: Sequence[str], columns: Sequence[str]) -> None:
@@ -111,7 +112,7 @@ def executemany(stmt: Any, rows: list[dict[str, Any]]) -> None:
         return
     conn = db.session.connection()
     names = tuple(rows[0])
-    key = (stmt, conn.dialect.name, names)
+    key = (stmt, type(conn.dialect), conn.dialect.paramstyle, names)
     prepared = _PREPARED.get(key)
     if prepared is None:
         prepared = _PREPARED[key] = _Prepared(stmt, conn.dialect, names)
