@@ -1,5 +1,6 @@
 """A served app under a load of list pages and API calls while Orthanc
-syncs (the background loop of each worker and syncs asked through the API)
+syncs (the background loop of each worker, syncs asked through the API and
+wakes as Orthanc's push sends them)
 and DICOM uploads run: no 5xx, and no lock error ("database is locked",
 deadlock, serialization failure) in any answer or in the server's log.
 
@@ -61,6 +62,8 @@ def served(tmp_path, fresh_url, orthanc):
         for _, data in one_study(100 + n):
             orthanc.upload(data)
     host.start()
+    for user in PAGES:  # each chooses their own password at the first sign-in
+        host.signed_in(user)
     admin = host.api(host.token("admin"))
     r = admin.post("/api/v1/orthanc/servers", {"label": "Main", "url": orthanc.url, "username": orthanc.username,
                                                "password": orthanc.password})
@@ -115,9 +118,12 @@ def test_list_pages_and_api_calls_under_syncs_and_uploads_answer_without_5xx_or_
             if p.status_code == 201:
                 seen("phys", "POST order", phys.post("/api/v1/requests", {
                     "patient_id": p.json()["id"], "test_code": TEST_CODE, "submit": True}))
-        else:
+        elif i % 2:
             _, tech = clients("tech")
             seen("tech", "POST sync", tech.post(f"/api/v1/orthanc/servers/{server_id}/sync"))
+        else:  # as Orthanc's push does: the background loop syncs soon after
+            _, tech = clients("tech")
+            seen("tech", "POST wake", tech.post(f"/api/v1/orthanc/servers/{server_id}/wake"))
 
     def uploads() -> None:
         browser = host.signed_in("tech")
@@ -130,11 +136,11 @@ def test_list_pages_and_api_calls_under_syncs_and_uploads_answer_without_5xx_or_
             job.result()
     host.stop()
 
-    expected = {"POST patient": {201}, "POST order": {201}, "POST sync": {200, 409}}
+    expected = {"POST patient": {201}, "POST order": {201}, "POST sync": {200, 409}, "POST wake": {202}}
     wrong = [a for a in answers if a[2] not in expected.get(a[1], {200})]
     assert not wrong, wrong[:10]
     assert not [a for a in answers if LOCK_ERRORS.search(a[3])]
     assert not host.log_problems(), host.log_problems()[:20]
     assert len(answers) >= REQUESTS + UPLOADS
     kinds = {a[1] for a in answers}
-    assert {"upload", "POST sync", "POST order"} <= kinds and any(k.startswith("/api/") for k in kinds)
+    assert {"upload", "POST sync", "POST wake", "POST order"} <= kinds and any(k.startswith("/api/") for k in kinds)

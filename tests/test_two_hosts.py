@@ -172,6 +172,8 @@ def test_two_hosts_sync_one_at_a_time_without_duplicates_and_number_orders_uniqu
     a.spawn(), b.spawn()
     a.ready(), b.ready()
     pids = {"host-a": a.pids(), "host-b": b.pids()}
+    for user in ("admin", "phys", "tech"):  # each chooses their own password at the first sign-in
+        a.signed_in(user)
     admin = a.api(a.token("admin"))
     assert admin.post("/api/v1/tests", {"code": TEST_CODE, "name": "Chest, two hosts", "modality": "CR",
                                         "ae_title": "XRAY1"}).status_code == 201

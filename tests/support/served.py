@@ -25,6 +25,10 @@ import requests
 from .loadtools import CLI, ROOT, free_port, tree
 
 PASSWORD = "s3cret-Passw0rd"
+#: What a user made by ``create-user`` chooses at the first sign-in.
+OWN_PASSWORD = "Chosen-by-me-2026"
+#: Passwords users chose, by (database, username): shared by the hosts of one database.
+_passwords: dict[tuple[str, str], str] = {}
 #: What a served process must never write or answer under load.
 LOCK_ERRORS = re.compile(r"database is locked|deadlock detected|could not serialize|"
                          r"OperationalError|IntegrityError", re.IGNORECASE)
@@ -158,10 +162,15 @@ class Host:
         return Api(self.url, token)
 
     def signed_in(self, username: str) -> requests.Session:
-        """A browser-like session signed in through the login form."""
+        """A browser-like session signed in through the login form. A user
+        made by ``create-user`` (a password someone else chose) is led to
+        choose their own at the first sign-in, as a person would; until
+        then their API tokens are refused, so tests sign each user in once
+        before using tokens."""
+        key = (self.env["GHIMAGING_DATABASE_URL"].split("?")[0], username)
         s = new_session()
         page = s.get(self.url + "/login", timeout=30).text
-        r = s.post(self.url + "/login", data={"username": username, "password": PASSWORD,
+        r = s.post(self.url + "/login", data={"username": username, "password": _passwords.get(key, PASSWORD),
                                               "csrf_token": csrf_token(page)},
                    allow_redirects=False, timeout=30)
         assert r.status_code == 302, r.text[:300]
@@ -169,8 +178,15 @@ class Host:
         # the new session its CSRF token. (Pages rendered at once before
         # that each make a token of their own, and all but the last one's
         # forms are refused: seen here, reported, not what this tests.)
-        s.get(self.url + r.headers["Location"] if r.headers["Location"].startswith("/") else r.headers["Location"],
-              timeout=30)
+        landed = s.get(self.url + r.headers["Location"] if r.headers["Location"].startswith("/")
+                       else r.headers["Location"], timeout=30)
+        if "/account/password" in landed.url:
+            r = s.post(landed.url, data={"csrf_token": csrf_token(landed.text), "current_password": PASSWORD,
+                                         "new_password": OWN_PASSWORD, "confirm": OWN_PASSWORD},
+                       allow_redirects=False, timeout=30)
+            assert r.status_code == 302, r.text[-1000:]
+            _passwords[key] = OWN_PASSWORD
+            s.get(self.url + "/", timeout=30)
         return s
 
     def upload(self, session: requests.Session, files: list[tuple[str, bytes]], request_id: str = "") -> requests.Response:
