@@ -13,10 +13,11 @@ PostgreSQL, which host wrote it: each host's ``application_name``).
 Which database: two hosts need a database server, so on the suite's
 PostgreSQL pass (``GHIMAGING_TEST_DATABASE_URL``, set by ``bash
 deploy/test.sh``) the two hosts share a fresh PostgreSQL database. On the
-SQLite pass there is no database server: the same test then runs two app
-processes of one machine on one SQLite file (WAL), the setup of
-``ghimaging serve`` beside ``ghimaging worker``; the rules (one sync at a
-time, no duplicates, unique numbers) are the same.
+SQLite pass there is no database server: the same test then runs the two
+hosts' processes on one SQLite file (WAL), as several processes of one
+machine share it (``ghimaging serve --workers 2``, or ``serve`` beside
+``ghimaging worker``); the rules (one sync at a time, no duplicates,
+unique numbers) are the same.
 """
 
 from __future__ import annotations
