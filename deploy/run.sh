@@ -4,7 +4,7 @@
 #
 #   bash deploy/run.sh            # http://<this machine>:8000
 #   HOST=127.0.0.1 PORT=8080 bash deploy/run.sh
-#   WORKERS=2 THREADS=8 bash deploy/run.sh   # gunicorn processes x threads each
+#   WORKERS=1 THREADS=8 bash deploy/run.sh   # gunicorn processes x threads each
 #
 # On the first run it creates the user "admin" and prints its password.
 set -euo pipefail
@@ -13,7 +13,7 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO_ROOT"
 HOST=${HOST:-0.0.0.0}
 PORT=${PORT:-8000}
-WORKERS=${WORKERS:-2}
+WORKERS=${WORKERS:-1}
 THREADS=${THREADS:-8}
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 

@@ -108,7 +108,8 @@ def _first_admin() -> str | None:
     if db.session.scalar(select(func.count()).select_from(User)):
         return None
     password = secrets.token_urlsafe(12)
-    service.create_user("admin", password, [Role.ADMIN], full_name="Administrator")
+    service.create_user("admin", password, [Role.ADMIN], full_name="Administrator",
+                        must_change_password=True)
     return password
 
 
@@ -123,7 +124,7 @@ def _tell_first_password(password: str) -> None:
         fh.write(password + "\n")
     click.echo("")
     click.echo("  First administrator created:  username admin   password " + password)
-    click.echo(f"  (also saved in {path}; change it after signing in, then delete that file)")
+    click.echo(f"  (also saved in {path}; you choose your own password at the first sign-in, then delete that file)")
     click.echo("")
 
 
@@ -145,7 +146,8 @@ def create_user_command(username: str, roles: tuple[str, ...], full_name: str, p
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
-        user = service.create_user(username, password, [Role(r) for r in roles], full_name=full_name)
+        user = service.create_user(username, password, [Role(r) for r in roles], full_name=full_name,
+                                   must_change_password=True)
     except service.UserError as exc:
         raise click.ClickException(exc.message) from None
     db.session.commit()

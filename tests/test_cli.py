@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from ghimaging.auth.service import change_own_password
 from ghimaging.extensions import db
 from ghimaging.models import ModalityType, Role, User
 from tests.support.factories import PASSWORD
@@ -75,7 +76,8 @@ def test_create_user_reads_the_password_from_stdin_and_takes_several_roles(runne
     user = db.session.scalar(select(User).where(User.username == "alice"))
     assert user.roles == {Role.PHYSICIAN, Role.RADIOLOGIST}
     assert user.password_hash != PASSWORD
-    assert login("alice").get("/requests/new").status_code == 200
+    # The password was typed by whoever ran the command: alice chooses her own first.
+    assert login("alice").get("/requests/new").location == "/account/password?next=/requests/new"
 
 
 def test_create_user_asks_twice_when_the_password_is_not_piped(runner):
@@ -209,6 +211,11 @@ def test_console_script_creates_users_and_tokens(app, script):
 
     tok = script("create-token", "june")
     assert tok.returncode == 0, tok.stderr
+    # June's token works once she has chosen her own password.
+    assert me(app, tok.stdout.strip()).get_json()["error"] == "password_change_required"
+    june = db.session.scalar(select(User).where(User.username == "june"))
+    change_own_password(june, PASSWORD, "June-chose-this-1")
+    db.session.commit()
     assert me(app, tok.stdout.strip()).get_json()["username"] == "june"
     assert user_count() == 1
 

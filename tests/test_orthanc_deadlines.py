@@ -342,7 +342,7 @@ def test_adding_a_server_that_never_answers_is_refused_within_the_page_deadline(
 
 @pytest.fixture
 def served(app, database_url):
-    """``ghimaging serve`` (its defaults: gunicorn, 2 processes) on the
+    """``ghimaging serve`` (its defaults: gunicorn, 1 process x 8 threads) on the
     suite's database and this test's instance folder, sync thread off."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GHIMAGING_", "FLASK_"))}

@@ -82,12 +82,15 @@ def instance(tmp_path_factory):
     run = dict(env=env, cwd=ROOT, check=True, capture_output=True, text=True, timeout=120)
     subprocess.run([*CLI, "init"], **run)
     subprocess.run([*CLI, "create-user", "tech", "--role", "technologist", "--password-stdin"],
-                   input=PASSWORD + "\n", **run)
+                   input="Given-by-admin-1\n", **run)
     subprocess.run([sys.executable, "-c", f"""
 from ghimaging import create_app
+from ghimaging.auth import service
 from ghimaging.extensions import db
 from ghimaging.orthanc import servers
 with create_app().app_context():
+    # create-user's password is the admin's choice: tech chooses their own
+    service.change_own_password(service.find_user("tech"), "Given-by-admin-1", {PASSWORD!r})
     servers.add_server(label="Main", url={orthanc.url!r}, username={orthanc.username!r}, password={orthanc.password!r})
     db.session.commit()
 """], **run)
