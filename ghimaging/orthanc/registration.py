@@ -24,7 +24,7 @@ from sqlalchemy import select
 from ..extensions import db
 from ..models import OrthancServer
 from .client import OrthancClient, OrthancError, Unauthorized, check_url
-from .servers import CheckFailed, ServerError, _apply, add_server, check, update_server
+from .servers import CheckFailed, ServerError, add_server, apply_check, check, update_server
 
 DEFAULT_LABEL = "This Orthanc"
 
@@ -83,7 +83,7 @@ def register(*, url: str, username: str, password: str, label: str = "",
                               "authentication cannot carry others).", "password") from None
     update_server(existing, label=label or existing.label, url=url, username=username,
                   browser_url=existing.browser_url, password=password)
-    _apply(existing, result)
+    apply_check(existing, result)
     existing.last_error = ""
     db.session.flush()
     return Registered(existing, "updated")

@@ -107,7 +107,8 @@ def default_encoding(client: OrthancClient) -> str:
     return text if text.isalnum() and len(text) <= 32 else ""
 
 
-def _apply(server: OrthancServer, result: CheckResult) -> None:
+def apply_check(server: OrthancServer, result: CheckResult) -> None:
+    """Record what a successful check read from Orthanc on the row."""
     server.validated = True
     server.checked_at = utcnow()
     server.version = result.version[:32]
@@ -194,7 +195,7 @@ def add_server(*, label: str, url: str, username: str = "", password: str = "", 
             raise CheckFailed(str(exc), "url") from None
     server = OrthancServer(label=label, url=url, browser_url=browser_url, username=username,
                            password_enc=crypto.encrypt(password), needs_full_sync=True)
-    _apply(server, result)
+    apply_check(server, result)
     db.session.add(server)
     db.session.flush()
     return server
@@ -264,7 +265,7 @@ def recheck(server: OrthancServer) -> bool:
             "characters); enter them again.")
         server.last_error_at = utcnow()
         return False
-    _apply(server, result)
+    apply_check(server, result)
     if server.last_error == CHANGED:
         server.last_error = ""
     return True
