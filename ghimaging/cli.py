@@ -284,8 +284,13 @@ def backup_command(target: Path) -> None:
     """Write a backup of this instance (database, keys, result images) to
     TARGET, readable by its owner only. Safe while the application runs."""
     from . import backup
+    from .exceptions import DomainError
 
-    click.echo(backup.backup(target).line())
+    try:
+        summary = backup.backup(target)
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(summary.line())
 
 
 @click.command("restore")

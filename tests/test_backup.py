@@ -134,6 +134,11 @@ def test_a_backup_into_a_folder_it_cannot_write_says_so(app, tmp_path):
     blocker.write_text("")
     with pytest.raises(Invalid, match=re.escape(f"cannot write into {blocker} ")):
         backup.backup(blocker / "backup.tar.gz")
+    # The command says it in one line, with a non-zero exit, not a traceback.
+    said = app.test_cli_runner().invoke(args=["backup", str(blocker / "backup.tar.gz")])
+    assert said.exit_code == 1
+    assert f"Error: The backup cannot write into {blocker} " in said.output
+    assert "Traceback" not in said.output
 
 def test_the_cli_backs_up_and_restores_an_installed_instance(tmp_path, fresh_url):
     """As an IT person would: `ghimaging backup` on one instance, `ghimaging

@@ -87,6 +87,23 @@ def token_works(app, token: str) -> bool:
     return r.status_code == 200
 
 
+# -- pages opened at once after signing in -----------------------------------
+
+def test_pages_opened_at_once_after_sign_in_share_one_form_token(app, alice):
+    """A browser restoring several tabs right after signing in loads them in
+    parallel with the sign-in's cookie: each page's form must still be
+    accepted, whichever page's cookie the browser keeps last."""
+    c = sign_in(app, "alice")
+    after_sign_in = cookie(c, "session")
+    tabs = [replay(app, session=after_sign_in) for _ in range(2)]
+    tokens = [re.search(r'name="csrf_token" value="([^"]+)"', tab.get("/account").get_data(as_text=True)).group(1)
+              for tab in tabs]
+    last = tabs[-1].client  # the cookie the browser kept: the last page's
+    for token in tokens:
+        r = last.post("/account/tokens", data={"token-name": "tab", "csrf_token": token})
+        assert r.status_code == 200, r.status_code
+
+
 # -- signing out ends the session for good -------------------------------------
 
 def test_a_session_cookie_saved_before_logout_is_refused_after_it(app, alice):

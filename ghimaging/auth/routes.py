@@ -13,6 +13,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_user, logout_user
 from flask_login.utils import decode_cookie
 from flask_wtf import FlaskForm
+from flask_wtf.csrf import generate_csrf
 
 from ..extensions import db, login_manager
 from ..models import User
@@ -90,11 +91,14 @@ def _forget_browser_session() -> None:
 
 def _sign_in(user: User, *, remember: bool) -> None:
     """A fresh server-side session, and cookies naming it (a new remember-me
-    value at every sign-in)."""
+    value at every sign-in). The new session's form token is made here, not
+    by the first page: tabs a browser restores at once after signing in
+    would each make their own, and the forms of all but one were refused."""
     _forget_browser_session()
     session.permanent = True  # PERMANENT_SESSION_LIFETIME applies
     sessions.create(user, remember=remember)
     login_user(user, remember=remember)
+    generate_csrf()
     if not remember and current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token") in request.cookies:
         session["_remember"] = "clear"  # an older remember-me cookie of this browser goes
 
