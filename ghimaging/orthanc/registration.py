@@ -18,13 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import current_app
 from sqlalchemy import select
 
 from ..extensions import db
 from ..models import OrthancServer
-from .client import OrthancClient, OrthancError, Unauthorized, check_url
-from .servers import CheckFailed, ServerError, add_server, apply_check, check, update_server
+from .client import check_url
+from .servers import ServerError, add_server, apply_check, check_credentials, update_server
 
 DEFAULT_LABEL = "This Orthanc"
 
@@ -70,17 +69,11 @@ def register(*, url: str, username: str, password: str, label: str = "",
         server = add_server(label=label or _free_label(DEFAULT_LABEL), url=url, username=username,
                             password=password)
         return Registered(server, "added")
-    timeout = (3.05, float(current_app.config["ORTHANC_TIMEOUT"]))
-    with OrthancClient(_normal(url), username.strip(), password, retries=0, timeout=timeout) as client:
-        try:
-            result = check(client)
-        except Unauthorized as exc:
-            raise CheckFailed(str(exc), "password") from None
-        except OrthancError as exc:
-            raise CheckFailed(str(exc), "url") from None
-        except UnicodeError:  # what update_server would refuse: say it the same way
-            raise ServerError("The username or password can only use Latin-1 characters (HTTP Basic "
-                              "authentication cannot carry others).", "password") from None
+    try:
+        result = check_credentials(_normal(url), username.strip(), password)
+    except UnicodeError:  # what update_server would refuse: say it the same way
+        raise ServerError("The username or password can only use Latin-1 characters (HTTP Basic "
+                          "authentication cannot carry others).", "password") from None
     update_server(existing, label=label or existing.label, url=url, username=username,
                   browser_url=existing.browser_url, password=password)
     apply_check(existing, result)

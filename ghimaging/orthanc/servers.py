@@ -176,6 +176,21 @@ def _label_taken(label: str, server: OrthancServer | None) -> bool:
     return other is not None and other is not server
 
 
+def check_credentials(url: str, username: str, password: str,
+                      timeout: tuple[float, float] | None = None) -> CheckResult:
+    """:func:`check` with these credentials, before anything is saved: a
+    refusal is a :class:`CheckFailed` on the password, anything else on the
+    URL (the form and the command line show it on that field)."""
+    timeout = timeout or (3.05, float(current_app.config["ORTHANC_TIMEOUT"]))
+    with OrthancClient(url, username, password, retries=0, timeout=timeout) as client:
+        try:
+            return check(client)
+        except Unauthorized as exc:
+            raise CheckFailed(str(exc), "password") from None
+        except OrthancError as exc:
+            raise CheckFailed(str(exc), "url") from None
+
+
 def add_server(*, label: str, url: str, username: str = "", password: str = "", browser_url: str = "",
                timeout: tuple[float, float] | None = None) -> OrthancServer:
     """Check the server for real, then add it to the session (flushed, so it
@@ -185,14 +200,7 @@ def add_server(*, label: str, url: str, username: str = "", password: str = "", 
     _check_password(password)
     if _label_taken(label, None):
         raise LabelTaken(f"A server labelled {label!r} already exists.", "label")
-    timeout = timeout or (3.05, float(current_app.config["ORTHANC_TIMEOUT"]))
-    with OrthancClient(url, username, password, retries=0, timeout=timeout) as client:
-        try:
-            result = check(client)
-        except Unauthorized as exc:
-            raise CheckFailed(str(exc), "password") from None
-        except OrthancError as exc:
-            raise CheckFailed(str(exc), "url") from None
+    result = check_credentials(url, username, password, timeout)
     server = OrthancServer(label=label, url=url, browser_url=browser_url, username=username,
                            password_enc=crypto.encrypt(password), needs_full_sync=True)
     apply_check(server, result)
