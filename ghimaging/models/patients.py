@@ -11,7 +11,11 @@ from ._time import utcnow
 
 
 def fold(text: str) -> str:
-    """Case- and accent-insensitive form used for searching."""
+    """Case- and accent-insensitive form used for searching. ASCII text
+    (most names a sync folds) is only case-folded: NFKD leaves it as it is
+    and it has no combining marks."""
+    if text.isascii():
+        return text.casefold()
     import unicodedata
 
     decomposed = unicodedata.normalize("NFKD", text or "")
