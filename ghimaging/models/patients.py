@@ -14,11 +14,12 @@ def fold(text: str) -> str:
     """Case- and accent-insensitive form used for searching. ASCII text
     (most names a sync folds) is only case-folded: NFKD leaves it as it is
     and it has no combining marks."""
+    text = text or ""
     if text.isascii():
         return text.casefold()
     import unicodedata
 
-    decomposed = unicodedata.normalize("NFKD", text or "")
+    decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
