@@ -347,23 +347,7 @@ if [[ $had_admin_file -eq 0 && -s $ADMIN_FILE ]]; then  # init made the first ad
 fi
 
 section "Local Orthanc in ghimaging; the push from Orthanc"
-# `ghimaging orthanc ...` of the installed app (registered in its CLI; an app
-# whose CLI lacks the group still has the module).
-app_orthanc() {
-    if [[ -z ${ORTHANC_CLI:-} ]]; then
-        ORTHANC_CLI=module
-        as_app "$VENV/bin/ghimaging" orthanc --help >/dev/null 2>&1 && ORTHANC_CLI=command
-    fi
-    if [[ $ORTHANC_CLI == command ]]; then
-        as_app "$VENV/bin/ghimaging" orthanc "$@"
-    else
-        as_app "$VENV/bin/python" -c 'import sys
-from flask.cli import ScriptInfo
-from ghimaging import create_app
-from ghimaging.orthanc.commands import orthanc_group
-orthanc_group.main(sys.argv[1:], prog_name="ghimaging orthanc", obj=ScriptInfo(create_app=create_app))' "$@"
-    fi
-}
+app_orthanc() { as_app "$VENV/bin/ghimaging" orthanc "$@"; }
 json_field() { python3 -c 'import json,sys; print(json.loads(sys.argv[2])[sys.argv[1]])' "$1" "$2"; }
 ORTHANC_URL=http://127.0.0.1:$HTTP_PORT
 REPLACE=()  # Orthanc moved to another port: the same server, at its new address
