@@ -2,14 +2,18 @@
 cached outside the checkout: tests/support/rootfs.py): install from a copy of
 this checkout with a clean environment, start Orthanc and ghimaging from the
 installed systemd units' ExecStart lines as their User, then check what a
-clinic sees: the sign-in page, Orthanc behind its password, an order found by
-a modality's worklist C-FIND with its non-Latin name intact, a study sent by
-C-STORE linked to its order by Orthanc's push, an upgrade that keeps data and
-passwords, and an uninstall that keeps data.
+clinic sees: the sign-in page, the one-time password that must be replaced
+at the first sign-in, Orthanc behind its password, an order found by a
+modality's worklist C-FIND with its non-Latin name intact, a study sent by
+C-STORE linked to its order by Orthanc's push (the wake endpoint), an
+upgrade that keeps data and passwords and moves the registered Orthanc to a
+new port, and an uninstall that keeps data. No compiler in the rootfs, before
+or after the install.
 
 The rootfs shares this machine's network: the installer is given free ports
-(--http-port, --dicom-port, --app-port). amd64 runs natively; arm64 under
-qemu-user-static (several times slower, so longer waits).
+(--http-port, --dicom-port, --app-port). amd64 runs natively; arm64 and armhf
+(32-bit Raspberry Pi OS) under qemu-user-static (several times slower, so
+longer waits). Where systemd is PID 1: tests/test_installer_systemd.py.
 
 Environment: GHIMAGING_TEST_INSTALL_REF=<commit> installs that commit
 (git archive) with the working tree's installer files, instead of the
