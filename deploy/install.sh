@@ -62,7 +62,7 @@ WORKER_UNIT=/etc/systemd/system/ghimaging-worker.service
 LUA=/etc/orthanc/ghimaging-push.lua
 
 # Defaults, then what the last run remembered, then this run's options.
-LAN=0 APP_HOST=0.0.0.0 APP_PORT=8000 HTTP_PORT=8042 DICOM_PORT=4242 THREADS=4
+LAN=0 APP_HOST=0.0.0.0 APP_PORT=8000 HTTP_PORT=8042 DICOM_PORT=4242 THREADS=8
 if [[ -f $STATE ]]; then
     while IFS='=' read -r key value; do
         case $key in

@@ -62,16 +62,16 @@ def served(tmp_path, fresh_url, orthanc):
         for _, data in one_study(100 + n):
             orthanc.upload(data)
     host.start()
-    for user in PAGES:  # each chooses their own password at the first sign-in
-        host.signed_in(user)
-    admin = host.api(host.token("admin"))
-    r = admin.post("/api/v1/orthanc/servers", {"label": "Main", "url": orthanc.url, "username": orthanc.username,
-                                               "password": orthanc.password})
-    assert r.status_code == 201, r.text
-    r = admin.post("/api/v1/tests", {"code": TEST_CODE, "name": "Chest under load", "modality": "CR",
-                                     "ae_title": "XRAY1"})
-    assert r.status_code == 201, r.text
-    try:
+    try:  # from here on the served processes are stopped whatever fails
+        for user in PAGES:  # each chooses their own password at the first sign-in
+            host.signed_in(user)
+        admin = host.api(host.token("admin"))
+        r = admin.post("/api/v1/orthanc/servers", {"label": "Main", "url": orthanc.url, "username": orthanc.username,
+                                                   "password": orthanc.password})
+        assert r.status_code == 201, r.text
+        r = admin.post("/api/v1/tests", {"code": TEST_CODE, "name": "Chest under load", "modality": "CR",
+                                         "ae_title": "XRAY1"})
+        assert r.status_code == 201, r.text
         yield host, r.json()
     finally:
         host.stop()
