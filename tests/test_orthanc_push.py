@@ -26,6 +26,7 @@ from ghimaging.orthanc import sync
 from ghimaging.orthanc import worker as orthanc_worker
 from ghimaging.orthanc.commands import orthanc_group
 from tests.support import dicomgen
+from tests.support.lockprobe import LockProbe
 from tests.support.orthanc import OrthancServer as RealOrthanc
 from tests.support.orthanc import find_free_port
 
@@ -124,49 +125,20 @@ def test_orthanc_keeps_storing_when_ghimaging_is_down(app, orthanc):
 
 
 @pytest.fixture
-def calls_inside_writes(app, monkeypatch):
-    """Orthanc requests made while this thread's database connection holds
-    uncommitted writes (each as ``(method, path)``)."""
-    import threading
-
-    from sqlalchemy import event
-
-    from ghimaging.orthanc.client import OrthancClient
-
-    local, found = threading.local(), []
-
-    def wrote(conn, cursor, statement, *args):
-        if statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
-            local.wrote = True
-
-    def ended(conn):
-        local.wrote = False
-
-    real = OrthancClient._request
-
-    def request(self, method, path, *args, **kw):
-        if getattr(local, "wrote", False):
-            found.append((method, path))
-        return real(self, method, path, *args, **kw)
-
-    engine = db.engine
-    listeners = [("after_cursor_execute", wrote), ("commit", ended), ("rollback", ended)]
-    for name, fn in listeners:
-        event.listen(engine, name, fn)
-    monkeypatch.setattr(OrthancClient, "_request", request)
-    yield found
-    for name, fn in listeners:
-        event.remove(engine, name, fn)
+def probe(app, orthanc):
+    """Orthanc behind a hop that records the requests arriving while the
+    database holds uncommitted writes (tests/support/lockprobe.py)."""
+    with LockProbe(orthanc.url, app.config["DATABASE_URL"]) as hop:
+        yield hop
 
 
-def test_nothing_asks_orthanc_while_holding_a_write_lock(app, orthanc, create_request, make_user, login,
-                                                         calls_inside_writes):
+def test_nothing_asks_orthanc_while_holding_a_write_lock(app, orthanc, create_request, make_user, login, probe):
     """What makes the push safe without a short global HttpTimeout: while
     the push waits for the wake, every REST request to Orthanc waits for
     Orthanc's Lua lock (checked on 1.10.1), and the wake writes one row. A
     sync (or a registration) that asked Orthanc while holding a write lock
     could keep the wake waiting for it, each side waiting for the other."""
-    server_id = cli(app, "add", "--url", orthanc.url, "--user", orthanc.username, "--password-stdin",
+    server_id = cli(app, "add", "--url", probe.url, "--user", orthanc.username, "--password-stdin",
                     stdin=orthanc.password + "\n")["server_id"]
     for n in range(3):
         orthanc.upload(dicomgen.to_bytes(dicomgen.make_instance(f"P-{n}", "Doe^Jane", rows=8, cols=8)))
@@ -176,11 +148,12 @@ def test_nothing_asks_orthanc_while_holding_a_write_lock(app, orthanc, create_re
     assert sync.run(server_id).error == ""  # incremental
     assert sync.run(server_id, mode="reconcile").error == ""
     assert linked(req)
-    cli(app, "add", "--url", orthanc.url, "--user", orthanc.username, "--password-stdin",
+    cli(app, "add", "--url", probe.url, "--user", orthanc.username, "--password-stdin",
         stdin=orthanc.password + "\n")  # the installer's re-run
     make_user("tech", "technologist")
     data = {"server_id": str(server_id), "files": [(io.BytesIO(dicomgen.to_bytes(
         dicomgen.make_instance("P-UP", "Up^Load", rows=8, cols=8))), "up.dcm")]}
     r = login("tech").post("/upload/?format=json", data, token_from="/upload/", content_type="multipart/form-data")
     assert r.status_code == 200 and r.get_json()["counts"]["stored"] == 1  # stored, then synced at once
-    assert calls_inside_writes == []
+    assert probe.seen > 10  # the syncs, the registration and the upload went through it
+    assert probe.found == []
