@@ -28,7 +28,7 @@ from ghimaging.orthanc.commands import orthanc_group
 from tests.support import dicomgen
 from tests.support.lockprobe import LockProbe
 from tests.support.orthanc import OrthancServer as RealOrthanc
-from tests.support.orthanc import find_free_port
+from tests.support.orthanc import c_store, find_free_port
 
 NEVER = 3600
 
@@ -78,21 +78,6 @@ def image_for(req: ImagingRequest):
                                   accession=req.accession_number, rows=16, cols=16)
 
 
-def c_store(orthanc: RealOrthanc, ds) -> None:
-    from pydicom.uid import ExplicitVRLittleEndian
-    from pynetdicom import AE
-
-    ae = AE(ae_title="XRAY1")
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 60
-    ae.add_requested_context(ds.SOPClassUID, ExplicitVRLittleEndian)
-    assoc = ae.associate("127.0.0.1", orthanc.dicom_port, ae_title=orthanc.aet)
-    assert assoc.is_established, orthanc.log_tail()
-    try:
-        status = assoc.send_c_store(ds)
-    finally:
-        assoc.release()
-    assert status is not None and status.Status == 0x0000, f"C-STORE answered {status}\n{orthanc.log_tail()}"
-
 
 def test_a_c_store_is_linked_within_seconds_through_orthancs_lua_push(app, live, orthanc, create_request):
     server_id = cli(app, "add", "--url", orthanc.url, "--user", orthanc.username, "--password-stdin",
@@ -126,8 +111,10 @@ def test_orthanc_keeps_storing_when_ghimaging_is_down(app, orthanc):
 
 @pytest.fixture
 def probe(app, orthanc):
-    """Orthanc behind a hop that records the requests arriving while the
-    database holds uncommitted writes (tests/support/lockprobe.py)."""
+    """Orthanc behind a hop that holds each request until the database
+    takes a write, as Orthanc does while its push waits for the wake, and
+    records the requests the writes never let through
+    (tests/support/lockprobe.py)."""
     with LockProbe(orthanc.url, app.config["DATABASE_URL"]) as hop:
         yield hop
 

@@ -1,21 +1,28 @@
-"""A real HTTP hop in front of a real Orthanc that asks the database, at
-the moment each request arrives, whether someone holds uncommitted writes.
+"""A real HTTP hop in front of a real Orthanc that behaves as Orthanc
+does while its Lua push waits for ghimaging's wake: it holds each request
+until the database takes a write.
 
 Why: Orthanc 1.10.1 holds its Lua lock while the push's ``HttpPost`` waits
-for ghimaging's wake, and every REST request waits for that lock; the wake
-writes one row. A request to Orthanc made while ghimaging holds a write
-would wait for Orthanc while the wake waits for the write. The probe sees
-that from outside, as the wake would: on SQLite it tries ``BEGIN
-IMMEDIATE`` without waiting (refused while another connection holds the
-write lock); on PostgreSQL it looks for another session of the database
-with a transaction id (one is assigned at the first write). Nothing of the
-application is patched; the request then goes on to Orthanc unchanged.
+for the wake, every REST request waits for that lock, and the wake writes
+one row. If ghimaging asked Orthanc while the asking transaction held
+writes, the request would wait for the wake and the wake for the write:
+each side waiting for the other. The hop sees it from outside, as the wake
+would: on SQLite it tries ``BEGIN IMMEDIATE`` without waiting (refused
+while another connection holds the write lock); on PostgreSQL it looks for
+another session of the database with a transaction id (assigned at the
+first write). Writes held by another thread that does not wait for this
+request (the full sync writes a page while the next is read) are released
+within moments and the request goes on; writes still held after
+``patience`` seconds can only be waiting for this request, and the request
+is recorded in ``found`` (then let through, so the test ends instead of
+hanging). Nothing of the application is patched.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
@@ -53,11 +60,12 @@ def writes_held(database_url: str) -> bool:
 
 class LockProbe:
     """Serves on a free loopback port (``url``) and forwards to ``target``;
-    ``found`` lists ``(method, path)`` of requests that arrived while
-    writes were held."""
+    ``found`` lists ``(method, path)`` of requests that writes kept waiting
+    for ``patience`` seconds (a generous bound: a write that does not wait
+    for the request ends in milliseconds, one that does never ends)."""
 
-    def __init__(self, target: str, database_url: str) -> None:
-        self.target, self.database_url = target.rstrip("/"), database_url
+    def __init__(self, target: str, database_url: str, *, patience: float = 20.0) -> None:
+        self.target, self.database_url, self.patience = target.rstrip("/"), database_url, patience
         self.found: list[tuple[str, str]] = []
         self.seen = 0
         probe = self
@@ -80,8 +88,12 @@ class LockProbe:
             def _forward(self) -> None:
                 body = self._body()
                 probe.seen += 1
-                if writes_held(probe.database_url):
-                    probe.found.append((self.command, self.path.split("?")[0]))
+                deadline = time.monotonic() + probe.patience
+                while writes_held(probe.database_url):
+                    if time.monotonic() > deadline:
+                        probe.found.append((self.command, self.path.split("?")[0]))
+                        break
+                    time.sleep(0.02)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
                 r = requests.request(self.command, probe.target + self.path, data=body or None,
                                      headers=headers, timeout=60)
