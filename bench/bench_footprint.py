@@ -68,7 +68,7 @@ if str(ROOT) not in sys.path:
 
 from ghimaging import gunicorn_conf  # noqa: E402
 from tests.support import dicomgen  # noqa: E402
-from tests.support.loadtools import Sampler, ServedApp, free_port, rss_kb, tree  # noqa: E402
+from tests.support.loadtools import Sampler, ServedApp, free_port, rss_kb, tree, wait_serving  # noqa: E402
 from tests.support.orthanc import OrthancServer  # noqa: E402
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
@@ -147,17 +147,10 @@ class UnitApp(ServedApp):
             self.command(port),
             env=self.env, cwd=self.base, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         self.url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                if requests.get(self.url + "/login", timeout=5).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("ghimaging serve did not start:\n" + self.log_tail())
-            time.sleep(0.2)
+        if not wait_serving(self.url, self.proc, wait):
+            self.stop()
+            raise RuntimeError("ghimaging serve did not start:\n" + self.log_tail())
+        return self
 
     def last_sync(self) -> str | None:
         con = sqlite3.connect(self.base / "instance" / "ghimaging.sqlite", timeout=10)

@@ -10,8 +10,6 @@ from datetime import timedelta
 
 import pytest
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian
-from pynetdicom import AE
 from sqlalchemy import select
 
 from ghimaging.auth import service as auth
@@ -21,7 +19,7 @@ from ghimaging.models._time import utcnow
 from ghimaging.orthanc import sync, wake
 from ghimaging.orthanc import worker as orthanc_worker
 from tests.support import dicomgen
-from tests.support.orthanc import OrthancServer as RealOrthanc
+from tests.support.orthanc import c_store
 
 #: Far longer than any test: only a wake can make the loop sync.
 NEVER = 3600
@@ -31,19 +29,6 @@ NEVER = 3600
 def app_config():
     return {"ORTHANC_SYNC_INTERVAL": NEVER, "ORTHANC_RECONCILE_INTERVAL": 0}
 
-
-def c_store(orthanc: RealOrthanc, ds: Dataset) -> None:
-    """The modality's C-STORE; fails unless Orthanc answers Success."""
-    ae = AE(ae_title="XRAY1")
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 60
-    ae.add_requested_context(ds.SOPClassUID, ExplicitVRLittleEndian)
-    assoc = ae.associate("127.0.0.1", orthanc.dicom_port, ae_title=orthanc.aet)
-    assert assoc.is_established, orthanc.log_tail()
-    try:
-        status = assoc.send_c_store(ds)
-    finally:
-        assoc.release()
-    assert status is not None and status.Status == 0x0000, f"C-STORE answered {status}\n{orthanc.log_tail()}"
 
 
 def image_for(req: ImagingRequest) -> Dataset:

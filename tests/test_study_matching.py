@@ -18,7 +18,7 @@ import pydicom
 import pytest
 from PIL import Image
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityWorklistInformationFind
 from sqlalchemy import select
@@ -28,7 +28,7 @@ from ghimaging.imaging import workflow
 from ghimaging.models import ImagingRequest, LinkEvent, OrthancStudy, Result, StudyLink
 from ghimaging.orthanc import sync
 from tests.support import dicomgen
-from tests.support.orthanc import WORKLISTS_PLUGIN, OrthancServer
+from tests.support.orthanc import WORKLISTS_PLUGIN, OrthancServer, c_store
 from tests.support.web import CsrfClient
 
 
@@ -119,18 +119,6 @@ def acquire(answer: Dataset, *, keep_uid: bool = True, keep_accession: bool = Tr
         accession=str(answer.AccessionNumber) if keep_accession else "MOD-" + generate_uid()[-8:],
         modality=modality, rows=32, cols=32, **kw)
 
-
-def c_store(orthanc: OrthancServer, ds: Dataset) -> None:
-    ae = AE(ae_title="XRAY1")
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 60
-    ae.add_requested_context(ds.SOPClassUID, ExplicitVRLittleEndian)
-    assoc = ae.associate("127.0.0.1", orthanc.dicom_port, ae_title=orthanc.aet)
-    assert assoc.is_established, orthanc.log_tail()
-    try:
-        status = assoc.send_c_store(ds)
-    finally:
-        assoc.release()
-    assert status is not None and status.Status == 0x0000, f"C-STORE answered {status}\n{orthanc.log_tail()}"
 
 
 def modality_sends(orthanc: OrthancServer, req: ImagingRequest, **kw) -> Dataset:

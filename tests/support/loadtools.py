@@ -106,6 +106,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_serving(url: str, proc: subprocess.Popen, wait: float) -> bool:
+    """Poll ``url + '/login'`` until it answers 200 (True), or until the
+    served process ends or ``wait`` seconds pass (False: the caller stops
+    it and says why, with its log)."""
+    import requests
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            if requests.get(url + "/login", timeout=5).status_code == 200:
+                return True
+        except requests.RequestException:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+
+
 def tree(pid: int) -> list[int]:
     out, todo = [], [pid]
     while todo:
@@ -240,19 +258,10 @@ with create_app().app_context():
                                      env=self.env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True, preexec_fn=self._limits)
         self.url = f"http://127.0.0.1:{port}"
-        import requests
-
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                if requests.get(self.url + "/login", timeout=5).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("ghimaging serve did not start:\n" + self.log_tail())
-            time.sleep(0.2)
+        if not wait_serving(self.url, self.proc, wait):
+            self.stop()
+            raise RuntimeError("ghimaging serve did not start:\n" + self.log_tail())
+        return self
 
     @property
     def pid(self) -> int:

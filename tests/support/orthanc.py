@@ -453,3 +453,21 @@ class TricklingServer(SilentServer):
                 conn.sendall(b"a")
         except OSError:  # the caller gave up and closed the connection
             return
+
+
+def c_store(orthanc: OrthancServer, ds: Any) -> None:
+    """The modality's C-STORE of ``ds`` to ``orthanc`` (pynetdicom, AE
+    XRAY1); fails unless Orthanc answers Success."""
+    from pydicom.uid import ExplicitVRLittleEndian
+    from pynetdicom import AE
+
+    ae = AE(ae_title="XRAY1")
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 60
+    ae.add_requested_context(ds.SOPClassUID, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", orthanc.dicom_port, ae_title=orthanc.aet)
+    assert assoc.is_established, orthanc.log_tail()
+    try:
+        status = assoc.send_c_store(ds)
+    finally:
+        assoc.release()
+    assert status is not None and status.Status == 0x0000, f"C-STORE answered {status}\n{orthanc.log_tail()}"

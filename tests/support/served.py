@@ -16,13 +16,12 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from .loadtools import CLI, ROOT, free_port, tree
+from .loadtools import CLI, ROOT, free_port, tree, wait_serving
 
 PASSWORD = "s3cret-Passw0rd"
 #: What a user made by ``create-user`` chooses at the first sign-in.
@@ -120,17 +119,10 @@ class Host:
     def ready(self, wait: float = 120) -> Host:
         """Wait until the host answers ``/login``."""
         assert self.proc is not None
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                if requests.get(self.url + "/login", timeout=5).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError("ghimaging serve did not start:\n" + self.log()[-3000:])
-            time.sleep(0.3)
+        if not wait_serving(self.url, self.proc, wait):
+            self.stop()
+            raise AssertionError("ghimaging serve did not start:\n" + self.log()[-3000:])
+        return self
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
