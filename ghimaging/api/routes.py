@@ -20,6 +20,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import Select
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from ..auth import gate
 from ..auth import service as auth
 from ..exceptions import DomainError
 from ..extensions import db
@@ -84,6 +85,8 @@ def _authenticate() -> None:
     user = auth.user_for_token(token.strip())
     if user is None:
         raise ApiError(401, "unauthorized", "The token is not valid.")
+    if user.must_change_password:  # a password someone else chose: auth/gate.py
+        raise ApiError(403, "password_change_required", gate.API_MESSAGE)
     # The token's last use is stored whatever the call does next (a GET
     # commits nothing else, a refused POST rolls back).
     db.session.commit()

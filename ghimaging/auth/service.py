@@ -262,13 +262,6 @@ def user_for_token(token: str) -> User | None:
     return user
 
 
-def token_owner(token: str) -> User | None:
-    """The active user of ``token`` without marking it used (the check of
-    :mod:`.gate`, before the API's own)."""
-    row = _active_token(token)
-    return row.user if row is not None else None
-
-
 def _active_token(token: str) -> ApiToken | None:
     if not token:
         return None
