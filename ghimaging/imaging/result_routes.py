@@ -161,15 +161,6 @@ def add_addendum(result_id: int) -> ResponseReturnValue:
     return _result_page(result, form), 400
 
 
-@bp.route("/results/<int:result_id>/print")
-@requires(Action.VIEW)
-def print_result(result_id: int) -> ResponseReturnValue:
-    from ..settings.service import clinic_settings
-
-    result = db.get_or_404(Result, result_id)
-    return render_template("imaging/print.html", result=result, req=result.request, clinic=clinic_settings())
-
-
 @bp.route("/results/images/<name>")
 @requires(Action.VIEW)
 def result_image(name: str) -> ResponseReturnValue:
