@@ -39,6 +39,12 @@ class User(Model):
     # admin's printed password, an administrator's reset): until they choose
     # their own, they may do nothing but change it.
     must_change_password: Mapped[bool] = mapped_column(default=False, server_default=false())
+    #: What the signature block of a printed report puts under the name
+    #: ("MD, Radiologist"); each person edits their own on the account page.
+    credentials: Mapped[str] = mapped_column(String(200), default="")
+    #: When this person last looked at their start page: the physician's
+    #: "results ready since your last visit" counts from here.
+    queue_seen_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     role_rows: Mapped[list[UserRole]] = relationship(
