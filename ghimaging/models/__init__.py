@@ -15,6 +15,7 @@ from .imaging import (
 from .links import LinkEvent, StudyLink
 from .orthanc import OrthancPatient, OrthancSeries, OrthancServer, OrthancStudy
 from .patients import Patient, Sex
+from .reporting import ReportDraft, ReportTemplate
 from .settings import Setting
 from .users import ApiToken, LoginThrottle, Role, User, UserRole, UserSession
 from .worklists import WorklistFile, WorklistTemplate
@@ -38,7 +39,9 @@ __all__ = [
     "OutboxKind",
     "OutboxState",
     "Patient",
+    "ReportDraft",
     "ReportStyle",
+    "ReportTemplate",
     "RequestEvent",
     "RequestState",
     "Result",

@@ -46,6 +46,9 @@ class Patient(Model):
     sex: Mapped[str] = mapped_column(String(1), default="O")
     phone: Mapped[str] = mapped_column(String(50), default="")
     notes: Mapped[str] = mapped_column(Text, default="")
+    # Allergies and warnings the reporting desk shows above everything else
+    # (contrast allergy, pacemaker, pregnancy); empty when there are none.
+    alerts: Mapped[str] = mapped_column(Text, default="")
     # PUID and names case-folded by Python: SQLite's lower() and PostgreSQL's
     # under the C locale fold only ASCII, and "Élodie" must be found as "élodie".
     search_key: Mapped[str] = mapped_column(Text, default="")
