@@ -56,26 +56,66 @@ def paginate_by_id(stmt: Select[Any], id_column: InstrumentedAttribute[int], pag
     return IdPage([rows[i] for i in ids if i in rows], page, per_page, total)
 
 
-def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    """Stored instants are naive UTC; show them in the server's local zone."""
+def local_time(value: datetime | date | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """A stored instant (naive UTC) in the clinic's time zone and date
+    format; a date (no time of day) in the date format alone.
+
+    ``fmt`` is a strftime pattern in which ``%Y-%m-%d`` stands for "the
+    clinic's date format": ``localtime('%Y-%m-%d')`` is the date alone,
+    ``localtime('%H:%M:%S')`` the time with seconds. The clinic's settings
+    are read once per request (``clock.clinic_locale``).
+    """
+    from . import clock
+
     if value is None:
         return ""
-    return value.replace(tzinfo=UTC).astimezone().strftime(fmt)
-
-
-def wall_time(value: datetime | date | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    if value is None:
-        return ""
+    loc = clock.clinic_locale()
     if isinstance(value, datetime):
-        return value.strftime(fmt)
-    return value.strftime("%Y-%m-%d")
+        shown = value.replace(tzinfo=UTC).astimezone(loc.zone)
+        return shown.strftime(fmt.replace("%Y-%m-%d", loc.date_pattern))
+    return value.strftime(loc.date_pattern)
+
+
+#: The former name, kept for templates: since issue 13 every stored time is
+#: UTC (``scheduled_at`` too), so "wall time" is the clinic's local time.
+wall_time = local_time
+
+
+def day(value: date | datetime | None) -> str:
+    """A calendar date (a birth date, a result's date) in the clinic's date
+    format; a datetime is taken as a stored instant and converted first."""
+    if value is None:
+        return ""
+    return local_time(value, "%Y-%m-%d")
 
 
 def dicom_date(value: str | None) -> str:
-    """DICOM DA (YYYYMMDD) as YYYY-MM-DD; anything else as it is."""
+    """DICOM DA (YYYYMMDD) in the clinic's date format; anything else (a
+    range, a partial date) as it is."""
     if value and len(value) == 8 and value.isdigit():
-        return f"{value[:4]}-{value[4:6]}-{value[6:]}"
+        try:
+            return date(int(value[:4]), int(value[4:6]), int(value[6:])).strftime(_date_pattern())
+        except ValueError:  # 20261331: not a date, shown as stored
+            return value
     return value or ""
+
+
+def dicom_time(value: str | None) -> str:
+    """DICOM TM (HHMMSS.FFFFFF, parts may be missing) as HH:MM (:SS when
+    not zero); anything else as it is. A DICOM time is the modality's wall
+    clock and is not converted."""
+    text = (value or "").strip()
+    digits = text.split(".")[0]
+    if not digits.isdigit() or len(digits) not in (2, 4, 6):
+        return text
+    hh, mm, ss = digits[:2], digits[2:4] or "00", digits[4:6] or "00"
+    return f"{hh}:{mm}" + (f":{ss}" if ss != "00" else "")
+
+
+def _date_pattern() -> str:
+    from . import clock
+
+    return clock.clinic_locale().date_pattern
 
 
 def _pn_group(group: str, *, alphabetic: bool) -> str:
@@ -142,16 +182,24 @@ def local_path(target: str | None, default: str) -> str:
     return default if parts.scheme or parts.netloc else target
 
 
+def _clinic_today() -> date:
+    from . import clock
+
+    return clock.today()
+
+
 def init_app(app: Flask) -> None:
     from .imaging.images import human_size
 
     app.jinja_env.filters["filesize"] = human_size
     app.jinja_env.filters["dicomdate"] = dicom_date
     app.jinja_env.filters["dicomname"] = dicom_name
+    app.jinja_env.filters["dicomtime"] = dicom_time
     app.jinja_env.filters["localtime"] = local_time
     app.jinja_env.filters["walltime"] = wall_time
+    app.jinja_env.filters["day"] = day
     app.jinja_env.globals["RequestState"] = RequestState
-    app.jinja_env.globals["today"] = date.today
+    app.jinja_env.globals["today"] = _clinic_today
 
     @app.context_processor
     def _globals() -> dict[str, Any]:

@@ -45,9 +45,12 @@ def plausible_date(errors: dict[str, str], field: str, value: date | datetime | 
 
 
 def parse_scheduled(value: str) -> datetime | None:
-    """``YYYY-MM-DDTHH:MM`` in clinic local time, or with an offset (then
-    converted to clinic local time); None for an empty text. Anything else,
-    or a date outside the years above, is ValidationError on ``scheduled_at``."""
+    """``YYYY-MM-DDTHH:MM`` in the clinic's local time, or with an offset, as
+    the naive UTC instant to store (``clock.to_utc``); None for an empty
+    text. Anything else, or a date outside the years above (as typed, and
+    once converted), is ValidationError on ``scheduled_at``."""
+    from .. import clock
+
     if not value:
         return None
     usage = "Use YYYY-MM-DDTHH:MM (clinic local time)."
@@ -56,19 +59,22 @@ def parse_scheduled(value: str) -> datetime | None:
     except ValueError:
         raise ValidationError({"scheduled_at": usage}) from None
     problem = date_problem(when, "The scheduled time")
-    if not problem and when.tzinfo:
-        when = when.astimezone().replace(tzinfo=None)  # cannot overflow within the years allowed
-        problem = date_problem(when, "The scheduled time")
-    if problem:
-        raise ValidationError({"scheduled_at": problem})
-    return when
+    stored = None
+    if not problem:
+        stored = clock.to_utc(when)  # cannot overflow within the years allowed
+        problem = date_problem(stored, "The scheduled time")
+    if problem or stored is None:
+        raise ValidationError({"scheduled_at": problem or usage})
+    return stored
 
 
 def parse_result_date(value: str) -> date:
-    """``YYYY-MM-DD`` (today when empty) within the years above, or
-    ValidationError on ``date``."""
+    """``YYYY-MM-DD`` (the clinic's today when empty) within the years
+    above, or ValidationError on ``date``."""
+    from .. import clock
+
     try:
-        day = date.fromisoformat(value) if value else date.today()
+        day = date.fromisoformat(value) if value else clock.today()
     except ValueError:
         raise ValidationError({"date": "Use YYYY-MM-DD."}) from None
     problem = date_problem(day, "The date of the result")

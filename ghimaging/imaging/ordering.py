@@ -28,7 +28,7 @@ class Order:
     urgent: bool = False
     clinical_context: str = ""
     comment: str = ""
-    scheduled_at: datetime | None = None
+    scheduled_at: datetime | None = None  # naive UTC: the boundary converts what was typed (clock.to_utc)
     submit: bool = False
     warnings: list[str] = field(default_factory=list)
 

@@ -1,17 +1,26 @@
+"""The clinic's settings page and its logo (served to any signed-in person:
+the printed report shows it)."""
+
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from datetime import UTC, date, datetime
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
-from wtforms import StringField, TextAreaField
+from flask_wtf.file import FileField
+from wtforms import SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
+from .. import clock
 from ..auth.decorators import requires
 from ..extensions import db
 from ..permissions import Action
 from . import service
 
 bp = Blueprint("settings", __name__, url_prefix="/admin/settings")
+
+_EXAMPLE_DAY = date(2026, 11, 30)
 
 
 class ClinicForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship no types
@@ -20,6 +29,25 @@ class ClinicForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship
     clinic_phone = StringField("Phone", validators=[Optional(), Length(max=100)])
     report_footer = TextAreaField("Report footer", validators=[Optional(), Length(max=1000)],
                                   description="Printed at the bottom of every report.")
+    time_zone = StringField("Time zone", validators=[DataRequired(), Length(max=64)],
+                            description="Where the clinic is (type a city, e.g. Berlin or La_Paz). Times are "
+                                        "shown, typed and sent to the modalities' worklists in this zone.")
+    language = SelectField("Language", choices=list(service.LANGUAGES.items()),
+                           description="Of the printed report and PDF; the screens' language when a "
+                                       "person has not chosen one.")
+    date_format = SelectField("Date format", choices=[(k, _EXAMPLE_DAY.strftime(p))
+                                                      for k, p in clock.DATE_FORMATS.items()],
+                              description="How dates are shown, here for 30 November 2026.")
+    paper_size = SelectField("Paper size", choices=list(service.PAPER_SIZES.items()),
+                             description="Of the printed report and its PDF.")
+    logo = FileField("Logo", description="PNG or JPEG, at most 2 MB; printed at the top of every report.")
+
+
+class RemoveLogoForm(FlaskForm):  # type: ignore[misc]
+    pass
+
+
+_SAVED = (*service.CLINIC_KEYS, *service.LOCALE_KEYS)
 
 
 @bp.route("/", methods=["GET", "POST"])
@@ -27,9 +55,51 @@ class ClinicForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship
 def clinic() -> ResponseReturnValue:
     form = ClinicForm(data=service.clinic_settings()) if request.method == "GET" else ClinicForm()
     if form.validate_on_submit():
-        service.save_clinic_settings({k: getattr(form, k).data for k in service.CLINIC_KEYS})
-        db.session.commit()
-        flash("Settings saved.", "success")
-        return redirect(url_for("settings.clinic"))
+        upload = form.logo.data
+        data = upload.read(service.LOGO_MAX_BYTES + 1) if upload and upload.filename else b""
+        replaced = None
+        try:
+            service.save_clinic_settings({k: getattr(form, k).data for k in _SAVED})
+            if upload and upload.filename:
+                replaced = service.save_logo(data)
+        except service.SettingsError as exc:
+            db.session.rollback()
+            for name, message in exc.fields.items():
+                getattr(form, name).errors = [*getattr(form, name).errors, message]
+        else:
+            db.session.commit()
+            service.discard(replaced)
+            flash("Settings saved.", "success")
+            return redirect(url_for("settings.clinic"))
     status = 400 if request.method == "POST" else 200
-    return render_template("settings/clinic.html", form=form), status
+    from zoneinfo import available_timezones
+
+    now = datetime.now(UTC).replace(tzinfo=None)
+    return render_template("settings/clinic.html", form=form, zones=sorted(available_timezones()),
+                           has_logo=service.logo_path() is not None, remove_form=RemoveLogoForm(),
+                           clinic_now=now, clinic_offset=clock.utc_offset(now)), status
+
+
+@bp.route("/logo/remove", methods=["POST"])
+@requires(Action.CONFIGURE)
+def remove_logo() -> ResponseReturnValue:
+    form = RemoveLogoForm()
+    if form.validate_on_submit():
+        old = service.remove_logo()
+        db.session.commit()
+        service.discard(old)
+        flash("Logo removed.", "success")
+    return redirect(url_for("settings.clinic"))
+
+
+@bp.route("/logo")
+@requires(Action.OWN_ACCOUNT)
+def logo() -> ResponseReturnValue:
+    """The logo for the printed report: signed-in people only, never kept
+    by a shared cache."""
+    path = service.logo_path()
+    if path is None:
+        abort(404)
+    resp = send_file(path, mimetype=service.logo_mimetype(path), max_age=0, conditional=True, etag=True)
+    resp.headers["Cache-Control"] = "private, no-cache"
+    return resp

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from typing import Any
 
 MAX_LEN = {"AE": 16, "AS": 4, "CS": 16, "DA": 8, "DS": 16, "DT": 26, "IS": 12, "LO": 64, "LT": 10240,
@@ -81,10 +81,11 @@ def age(birth: date | None, on: date) -> str:
     return f"{(on - birth).days:03d}D"
 
 
-def utc_offset(local_wall_time: datetime) -> str:
-    """``+HHMM`` of the machine's time zone at that wall-clock time (DST
-    included), as TimezoneOffsetFromUTC wants."""
-    aware = local_wall_time.astimezone()
+def utc_offset(local_wall_time: datetime, zone: tzinfo | None = None) -> str:
+    """``+HHMM`` of ``zone`` at that wall-clock time (DST included), as
+    TimezoneOffsetFromUTC wants; without ``zone``, the machine's. The
+    worklist passes the clinic's zone (``clock.zone()``)."""
+    aware = local_wall_time.replace(tzinfo=zone) if zone is not None else local_wall_time.astimezone()
     offset = aware.utcoffset()
     minutes = int(offset.total_seconds() // 60) if offset else 0
     sign = "+" if minutes >= 0 else "-"

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import current_app
 
+from .. import clock
 from ..models import ImagingRequest, WorklistTemplate
 from . import values as v
 
@@ -32,12 +33,9 @@ CODING_SCHEME = "99GHIMG"
 
 
 def scheduled_wall_time(req: ImagingRequest) -> datetime:
-    """The scheduled time, or the time it was ordered (local wall clock)."""
-    if req.scheduled_at:
-        return req.scheduled_at
-    from datetime import UTC
-
-    return req.created_at.replace(tzinfo=UTC).astimezone().replace(tzinfo=None)
+    """The scheduled time, or the time it was ordered, on the clinic's wall
+    clock (both are stored as UTC): what the modality shows and matches."""
+    return clock.to_local(req.scheduled_at or req.created_at)
 
 
 def merge_id(req: ImagingRequest) -> str:
@@ -75,7 +73,7 @@ def build_checked(req: ImagingRequest, template: WorklistTemplate, clinic_name: 
         "RequestedProcedureDescription": req.test.name,
         "ScheduledProcedureStepStartDate": v.da(when),
         "ScheduledProcedureStepStartTime": v.tm(when),
-        "TimezoneOffsetFromUTC": v.utc_offset(when),
+        "TimezoneOffsetFromUTC": clock.utc_offset(req.scheduled_at or req.created_at),
         "ScheduledStationAETitle": req.test.ae_title,
         "Modality": req.test.modality.code,
         "ScheduledProcedureStepID": req.accession_number,
