@@ -81,9 +81,12 @@ def test_a_post_elsewhere_is_refused_and_changes_nothing(app, first_admin):
     assert service.find_user("mallory") is None
 
 
-def test_signing_out_and_static_files_stay_reachable(app, first_admin):
+def test_signing_out_static_files_and_the_health_check_stay_reachable(app, first_admin):
     c = sign_in(app, "admin")
     assert c.get("/static/css/app.css").status_code == 200
+    # A monitor's check in the same browser still gets the health answer, not the choose page.
+    health = c.get("/healthz")
+    assert health.status_code in (200, 503) and health.is_json and "database" in health.get_json()["checks"]
     r = c.post("/logout", token_from=CHOOSE)
     assert urlsplit(r.location).path == "/login"
     assert urlsplit(c.get("/").location).path == "/login"

@@ -20,7 +20,7 @@ from flask_login import current_user
 
 #: What such a browser may still reach: the page to choose a password,
 #: signing out, and the style sheets and scripts those pages need.
-EXEMPT = frozenset({"auth.choose_password", "auth.logout", "static"})
+EXEMPT = frozenset({"auth.choose_password", "auth.logout", "static", "health.healthz"})
 MESSAGE = "Choose your own password before you continue: the one you signed in with was given to you."
 #: What the API answers (403 ``password_change_required``) for such a person's token.
 API_MESSAGE = ("The token's user must choose their own password on the web pages before the token works "
