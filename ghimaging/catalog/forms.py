@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, SelectField, StringField
+from wtforms import BooleanField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
 
@@ -21,3 +21,11 @@ class TestForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship n
     worklist_template = SelectField("Worklist template", validators=[Optional()], validate_choice=True,
                                     description="The template that writes this test's worklist items.")
     active = BooleanField("Active (can be ordered)", default=True)
+
+
+class ReportTemplateForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship no types
+    name = StringField("Name", validators=[DataRequired("Give the template a name."), Length(max=100)],
+                       description="What the radiologist picks on the desk, e.g. “Normal chest, PA”.")
+    text = TextAreaField("Text", validators=[DataRequired("Write the text the template inserts."),
+                                             Length(max=20_000)],
+                         description="Inserted at the cursor of the report; the radiologist edits it there.")

@@ -5,11 +5,12 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from ..auth.decorators import requires
+from ..auth.forms import EmptyForm
 from ..extensions import db
-from ..models import ImagingTest, ModalityType
+from ..models import ImagingTest, ModalityType, ReportTemplate
 from ..permissions import Action
-from . import service
-from .forms import ModalityForm, TestForm
+from . import report_templates, service
+from .forms import ModalityForm, ReportTemplateForm, TestForm
 
 bp = Blueprint("catalog", __name__, url_prefix="/catalog")
 
@@ -19,7 +20,8 @@ bp = Blueprint("catalog", __name__, url_prefix="/catalog")
 def index() -> ResponseReturnValue:
     tests = db.session.scalars(select(ImagingTest).join(ImagingTest.modality)
                                .order_by(ModalityType.code, ImagingTest.name)).all()
-    return render_template("catalog/index.html", tests=tests, modalities=service.all_modalities())
+    return render_template("catalog/index.html", tests=tests, modalities=service.all_modalities(),
+                           template_counts=report_templates.counts())
 
 
 @bp.route("/modalities/new", methods=["GET", "POST"], defaults={"modality_id": None})
@@ -88,3 +90,45 @@ def _flash_lost_worklists(test: ImagingTest) -> None:
     if lost:
         flash(f"{len(lost)} waiting request(s) of this test are no longer in the worklist: "
               f"{lost[0].accession_number}: {lost[0].worklist_problem}", "error")
+
+
+@bp.route("/tests/<int:test_id>/report-templates")
+@requires(Action.MANAGE_CATALOG)
+def report_templates_page(test_id: int) -> ResponseReturnValue:
+    t = db.get_or_404(ImagingTest, test_id)
+    return render_template("catalog/report_templates.html", test=t, templates=report_templates.of_test(t),
+                           action_form=EmptyForm())
+
+
+@bp.route("/tests/<int:test_id>/report-templates/new", methods=["GET", "POST"], defaults={"template_id": None})
+@bp.route("/tests/<int:test_id>/report-templates/<int:template_id>", methods=["GET", "POST"])
+@requires(Action.MANAGE_CATALOG)
+def report_template(test_id: int, template_id: int | None) -> ResponseReturnValue:
+    t = db.get_or_404(ImagingTest, test_id)
+    tpl = db.get_or_404(ReportTemplate, template_id) if template_id else None
+    if tpl is not None and tpl.test_id != t.id:
+        return redirect(url_for("catalog.report_template", test_id=tpl.test_id, template_id=tpl.id))
+    form = ReportTemplateForm(obj=tpl)
+    if form.validate_on_submit():
+        try:
+            report_templates.save(tpl, t, name=form.name.data or "", text=form.text.data or "")
+        except service.CatalogError as exc:
+            db.session.rollback()
+            getattr(form, exc.field or "name").errors.append(str(exc))
+        else:
+            db.session.commit()
+            flash("Report template saved.", "success")
+            return redirect(url_for("catalog.report_templates_page", test_id=t.id))
+    status = 400 if request.method == "POST" else 200
+    return render_template("catalog/report_template_form.html", form=form, test=t, template=tpl), status
+
+
+@bp.route("/report-templates/<int:template_id>/delete", methods=["POST"])
+@requires(Action.MANAGE_CATALOG)
+def delete_report_template(template_id: int) -> ResponseReturnValue:
+    tpl = db.get_or_404(ReportTemplate, template_id)
+    test_id = tpl.test_id
+    report_templates.delete(tpl)  # CSRF is checked for every POST (extensions.csrf)
+    db.session.commit()
+    flash("Report template deleted.", "success")
+    return redirect(url_for("catalog.report_templates_page", test_id=test_id))

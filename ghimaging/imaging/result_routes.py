@@ -1,6 +1,7 @@
-"""Pages for results: writing (which closes the request), viewing,
-editing, finalising, addenda, key images from Orthanc, printing, and the
-report images themselves.
+"""Pages for results: the reporting desk (writing and editing a result
+beside the images, with templates and an autosaved draft), viewing,
+finalising, addenda, key images from Orthanc, and the report images
+themselves.
 
 Each view parses its form, calls one service of :mod:`.reporting`, commits
 once and redirects; a refused change is said at its field or flashed, with
@@ -11,7 +12,17 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from flask import abort, current_app, flash, redirect, render_template, request, send_from_directory, url_for
+from flask import (
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy import select
@@ -21,7 +32,7 @@ from ..auth.forms import EmptyForm
 from ..extensions import db
 from ..models import ImagingRequest, Result, ResultImage, Role
 from ..permissions import Action
-from . import images, people, reporting, workflow
+from . import desk, drafts, images, people, reporting, workflow
 from .forms import AddendumForm, ResultForm
 from .routes import bp, field_errors, step
 
@@ -49,6 +60,22 @@ def _result_page(result: Result, addendum_form: AddendumForm) -> str:
                            action_form=EmptyForm(), studies=studies)
 
 
+def _finalising() -> bool:
+    """The desk's "Save and finalise" button (the other one only saves)."""
+    return request.form.get("finalise") == "1"
+
+
+def _desk(form: ResultForm, req: ImagingRequest, result: Result | None, status: int) -> ResponseReturnValue:
+    """The reporting desk: the page's GET restores the user's newest draft
+    into the editor (and says so); a refused POST keeps what was typed."""
+    context = desk.build(req, current_user)
+    restored = request.method == "GET" and context.draft is not None
+    if restored and context.draft is not None:
+        form.report.data = context.draft.text
+    return render_template("imaging/result_form.html", form=form, req=req, result=result, desk=context,
+                           restored=restored, action_form=EmptyForm()), status
+
+
 @bp.route("/requests/<int:request_id>/result", methods=["GET", "POST"])
 @requires(Action.REPORT)
 def new_result(request_id: int) -> ResponseReturnValue:
@@ -69,7 +96,8 @@ def new_result(request_id: int) -> ResponseReturnValue:
             result = reporting.create_result(
                 req, current_user, radiologist=people.by_id(form.radiologist.data),
                 result_date=form.result_date.data or date.today(), report=form.report.data or "",
-                report_style=form.report_style.data or "", new_images=_new_images(form))
+                report_style=form.report_style.data or "", new_images=_new_images(form), final=_finalising())
+            drafts.clear(req, current_user)
         except workflow.ValidationError as exc:
             field_errors(form, exc, "report")
         except workflow.TransitionError as exc:
@@ -77,10 +105,36 @@ def new_result(request_id: int) -> ResponseReturnValue:
             flash(str(exc), "error")
         else:
             db.session.commit()
-            flash(f"Result saved; request {req.accession_number} is done.", "success")
+            flash(f"Result finalised; request {req.accession_number} is {req.state}." if result.is_final else
+                  f"Preliminary result saved for request {req.accession_number}; it is final once finalised.",
+                  "success")
             return redirect(url_for("imaging.view_result", result_id=result.id))
-    status = 400 if request.method == "POST" else 200
-    return render_template("imaging/result_form.html", form=form, req=req, result=None), status
+    return _desk(form, req, None, 400 if request.method == "POST" else 200)
+
+
+@bp.route("/requests/<int:request_id>/draft", methods=["POST"])
+@requires(Action.REPORT)
+def save_draft(request_id: int) -> ResponseReturnValue:
+    """The desk's autosave (JSON, under the page's CSRF token in the
+    X-CSRFToken header): ``{"text": "..."}``; empty text discards the draft."""
+    req = db.session.get(ImagingRequest, request_id)
+    if req is None:
+        return jsonify(error="not_found", message="No such request."), 404
+    if (request.content_length or 0) > drafts.MAX_CHARS * 4 + 1024:
+        return jsonify(error="too_large", message="The draft is too long to keep."), 413
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or "text" not in body:
+        return jsonify(error="invalid", message='Send JSON: {"text": "..."}.'), 400
+    try:
+        draft = drafts.save(req, current_user, body["text"])
+    except workflow.ValidationError as exc:
+        db.session.rollback()
+        return jsonify(error="invalid", message=exc.message, fields=exc.errors), 422
+    except workflow.TransitionError as exc:
+        db.session.rollback()
+        return jsonify(error="conflict", message=exc.message), 409
+    db.session.commit()
+    return jsonify(saved=draft is not None, saved_at=draft.saved_at.isoformat() + "Z" if draft else None)
 
 
 @bp.route("/results/<int:result_id>")
@@ -129,6 +183,9 @@ def edit_result(result_id: int) -> ResponseReturnValue:
                 result_date=form.result_date.data or result.result_date, report=form.report.data or "",
                 report_style=form.report_style.data or "", new_images=_new_images(form), captions=captions,
                 remove_images=remove)
+            if _finalising():
+                reporting.finalise_result(result, current_user)
+            drafts.clear(result.request, current_user)
         except workflow.ValidationError as exc:
             field_errors(form, exc, "report")
         except workflow.TransitionError as exc:
@@ -136,10 +193,9 @@ def edit_result(result_id: int) -> ResponseReturnValue:
             flash(str(exc), "error")
         else:
             db.session.commit()
-            flash("Result saved.", "success")
+            flash("Result saved and finalised." if result.is_final else "Result saved.", "success")
             return redirect(url_for("imaging.view_result", result_id=result.id))
-    status = 400 if request.method == "POST" else 200
-    return render_template("imaging/result_form.html", form=form, req=result.request, result=result), status
+    return _desk(form, result.request, result, 400 if request.method == "POST" else 200)
 
 
 @bp.route("/results/<int:result_id>/finalise", methods=["POST"])

@@ -1,0 +1,71 @@
+"""What the reporting desk shows around the report editor: the patient's
+header (age, sex, alerts), the patient's prior requests with their studies
+and reports, the test's report templates, and the drafts kept for this
+request. Read-only: the desk's changes go through :mod:`.reporting` and
+:mod:`.drafts`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from ..catalog import report_templates
+from ..extensions import db
+from ..models import ImagingRequest, ReportDraft, ReportTemplate, RequestState, User
+from . import drafts
+
+#: Prior requests listed on the desk (newest first); older ones are on the patient's page.
+PRIORS_MAX = 20
+
+
+@dataclass
+class Prior:
+    """One earlier request of the patient, as the desk lists it."""
+
+    req: ImagingRequest
+    label: str  # what a person reads: "Final report", "Images, not reported", …
+
+
+@dataclass
+class Desk:
+    req: ImagingRequest
+    age: int | None
+    alerts: list[str]
+    priors: list[Prior]
+    templates: list[ReportTemplate]
+    draft: ReportDraft | None
+    others: list[ReportDraft] = field(default_factory=list)
+
+
+def _label(req: ImagingRequest) -> str:
+    result = req.result
+    if result is not None:
+        return "Final report" if result.is_final else "Preliminary report"
+    if req.state == RequestState.CANCELLED.value:
+        return "Cancelled"
+    return "Images, not reported" if req.images_available else "No images yet"
+
+
+def priors(req: ImagingRequest, limit: int = PRIORS_MAX) -> list[Prior]:
+    """The patient's other requests, newest first, cancelled ones left out
+    unless they have images (a cancelled order with images is still history)."""
+    rows = db.session.scalars(
+        select(ImagingRequest).options(selectinload(ImagingRequest.result))
+        .where(ImagingRequest.patient_id == req.patient_id, ImagingRequest.id != req.id)
+        .order_by(ImagingRequest.created_at.desc(), ImagingRequest.id.desc()).limit(limit))
+    return [Prior(r, _label(r)) for r in rows
+            if r.state != RequestState.CANCELLED.value or r.images_available]
+
+
+def alerts_of(text: str) -> list[str]:
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]
+
+
+def build(req: ImagingRequest, user: User, today: date | None = None) -> Desk:
+    patient = req.patient
+    return Desk(req=req, age=patient.age_on(today or date.today()), alerts=alerts_of(patient.alerts),
+                priors=priors(req), templates=report_templates.of_test(req.test_id),
+                draft=drafts.mine(req, user), others=drafts.others(req, user))
