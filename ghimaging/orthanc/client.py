@@ -262,6 +262,30 @@ class OrthancClient:
         resp = self._request("GET", f"/instances/{instance_id}/rendered", headers={"Accept": "image/png"})
         return resp.content, resp.headers.get("Content-Type", "image/png")
 
+    def rendered_frame(self, instance_id: str, frame: int, center: float | None = None,
+                       width: float | None = None) -> tuple[bytes, str]:
+        """One frame as an 8-bit PNG (``/frames/{n}/rendered``). With
+        ``center``/``width`` Orthanc 1.10.1 applies that window, in rescaled
+        units (HU for CT), instead of the one stored in the file (checked)."""
+        params = None if center is None or width is None else {"window-center": f"{center:g}",
+                                                                "window-width": f"{width:g}"}
+        resp = self._request("GET", f"/instances/{instance_id}/frames/{frame}/rendered", params=params,
+                             headers={"Accept": "image/png"})
+        return resp.content, resp.headers.get("Content-Type", "image/png")
+
+    def frame_values(self, instance_id: str, frame: int = 0) -> bytes:
+        """One frame's stored values as a 16-bit greyscale PNG (``image-uint16``)."""
+        resp = self._request("GET", f"/instances/{instance_id}/frames/{frame}/image-uint16",
+                             headers={"Accept": "image/png"})
+        return resp.content
+
+    def instance_tags(self, orthanc_id: str) -> dict[str, Any]:
+        """The instance's elements by keyword (``/tags?simplify``; no pixel data)."""
+        data = self.get_json(f"/instances/{orthanc_id}/tags", simplify="")
+        if not isinstance(data, dict):
+            raise BadAnswer("Orthanc's instance tags answer has an unexpected shape.")
+        return data
+
     def instance_metadata(self, orthanc_id: str) -> dict[str, str]:
         """Orthanc's own metadata of an instance (``SopClassUid``,
         ``TransferSyntax``…), read from its index without opening the file."""

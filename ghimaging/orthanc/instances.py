@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -169,3 +169,69 @@ def notice(server: OrthancServer) -> str:
     except OrthancError:  # it answered: other pages say what is wrong with it
         return ""
     return ""
+
+
+# -- the viewer: many small calls in a row -------------------------------------------
+
+def _pool() -> dict[tuple[int, str, str, str], OrthancClient]:
+    pool: dict[tuple[int, str, str, str], OrthancClient] = current_app.extensions.setdefault(
+        "ghimaging.viewer_clients", {})
+    return pool
+
+
+def _pooled(server: OrthancServer) -> OrthancClient:
+    """One client per server and process, kept: the viewer asks Orthanc for
+    a frame at every scroll step, and a new client each time would pay for
+    decrypting the password and a new connection per frame. Keyed on the
+    stored address and credentials, so a changed server gets a new one.
+    Requests' sessions are safe to share between threads for these GETs;
+    each call's deadline is the calling thread's own (see :mod:`.deadlines`)."""
+    pool = _pool()
+    key = (server.id, server.url, server.username, server.password_enc)
+    client = pool.get(key)
+    if client is None:
+        for old in [k for k in pool if k[0] == server.id]:
+            pool.pop(old).close()
+        client = client_for(server, timeout=(CONNECT_TIMEOUT, float(current_app.config.get("ORTHANC_TIMEOUT", 30))),
+                            retries=0)
+        pool[key] = client
+    return client
+
+
+@contextmanager
+def viewing(server: OrthancServer, seconds: float) -> Iterator[OrthancClient]:
+    """The kept client of ``server`` for calls that must end within
+    ``seconds``; each outcome is recorded for the server, as :func:`calling`
+    does. Raises the client's errors and ``crypto.CredentialError``."""
+    try:
+        client = _pooled(server)
+        with deadline(seconds):
+            yield client
+    except (OrthancError, crypto.CredentialError) as exc:
+        note(server, exc)
+        raise
+    note(server)
+
+
+def _members() -> dict[str, frozenset[str]]:
+    members: dict[str, frozenset[str]] = current_app.extensions.setdefault("ghimaging.series_members", {})
+    return members
+
+
+def remember_members(series_orthanc_id: str, instance_ids: Iterable[str]) -> None:
+    """Instances seen in a series (an Orthanc id is a hash of the UIDs, so an
+    instance never moves to another series; a series can only gain some)."""
+    members = _members()
+    if len(members) >= 2_000:  # bounded
+        members.clear()
+    members[series_orthanc_id] = members.get(series_orthanc_id, frozenset()) | frozenset(instance_ids)
+
+
+def in_series(client: OrthancClient, series_orthanc_id: str, instance_id: str) -> bool:
+    """Whether ``instance_id`` belongs to the series: from what this process
+    has seen, else asked of Orthanc once (``/series/{id}``)."""
+    if instance_id in _members().get(series_orthanc_id, frozenset()):
+        return True
+    found = client.series(series_orthanc_id).get("Instances") or []
+    remember_members(series_orthanc_id, [str(i) for i in found])
+    return instance_id in _members()[series_orthanc_id]

@@ -21,11 +21,15 @@ no picture (reports, PDFs, RT objects), become messages a person can act on.
 
 from __future__ import annotations
 
+import io
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .client import BadAnswer, OrthancClient, OrthancError
+from .client import BadAnswer, NotFound, OrthancClient, OrthancError
 
 if TYPE_CHECKING:
     from ..models import OrthancSeries, OrthancServer
@@ -239,6 +243,9 @@ def display_png(client: OrthancClient, instance_id: str) -> bytes:
     kind = kind_of_sop_class(meta.get("SopClassUid", ""))
     if not kind.image:
         raise NotAnImage(f"this is not an image ({kind.label}); there is no picture to show.")
+    shown = _shown.get()
+    if shown is not None and shown.instance_id == instance_id:
+        return frame_png(client, shown)
     try:
         if _window_width(client, instance_id) is not None:
             data, ctype = client.rendered(instance_id)
@@ -254,3 +261,96 @@ def display_png(client: OrthancClient, instance_id: str) -> bytes:
     if not data.startswith(PNG_SIGNATURE) or ctype.split(";")[0].strip().lower() != "image/png":
         raise BadAnswer(f"Orthanc answered {ctype or 'no content type'} instead of a PNG image.")
     return data
+
+
+# -- the built-in viewer: one frame under a chosen window ------------------------------
+
+#: Window presets a CT series offers (center, width in HU); other modalities
+#: start from the window of the image itself.
+PRESETS: dict[str, tuple[tuple[str, float, float], ...]] = {
+    "CT": (("Brain", 40, 80), ("Lung", -600, 1500), ("Bone", 400, 1800), ("Abdomen", 40, 400)),
+}
+
+
+@dataclass(frozen=True)
+class View:
+    """Exactly what the viewer shows: one frame of an instance under a
+    window (center, width in rescaled units), or under none for a colour
+    image, which has no window."""
+
+    instance_id: str
+    frame: int = 0
+    center: float | None = None
+    width: float | None = None
+
+    @property
+    def windowed(self) -> bool:
+        return self.center is not None and self.width is not None
+
+
+def _first_number(value: object) -> float | None:
+    text = value[0] if isinstance(value, list) and value else value
+    try:
+        number = float(str(text).split("\\")[0].strip())
+    except ValueError:
+        return None
+    return number if number == number and abs(number) < 1e9 else None  # not NaN, not absurd
+
+
+def default_window(client: OrthancClient, instance_id: str) -> tuple[float, float] | None:
+    """The window an image brings (center, width in rescaled units): the one
+    stored in the file, else its own minimum to maximum (what ``/preview``
+    shows); None for a colour image. One or two calls to Orthanc."""
+    tags = client.instance_tags(instance_id)
+    samples = _first_number(tags.get("SamplesPerPixel")) or 1
+    if samples != 1 or not str(tags.get("PhotometricInterpretation", "MONOCHROME2")).startswith("MONOCHROME"):
+        return None
+    center, width = _first_number(tags.get("WindowCenter")), _first_number(tags.get("WindowWidth"))
+    if center is not None and width is not None and width > 0:
+        return center, width
+    from PIL import Image  # Pillow: loaded by the first image without a stored window
+
+    with Image.open(io.BytesIO(client.frame_values(instance_id, 0))) as img:
+        low, high = img.getextrema()  # one band: (minimum, maximum)
+    if not isinstance(low, (int, float)) or not isinstance(high, (int, float)):
+        raise BadAnswer("Orthanc's grey values of the image are not one band.")
+    slope = _first_number(tags.get("RescaleSlope")) or 1.0
+    intercept = _first_number(tags.get("RescaleIntercept")) or 0.0
+    a, b = sorted((float(low) * slope + intercept, float(high) * slope + intercept))
+    return (a + b) / 2, max(b - a, 1.0)
+
+
+def frame_png(client: OrthancClient, view: View) -> bytes:
+    """The PNG of ``view`` rendered by Orthanc: the viewer's frames and the
+    key image taken from the viewer are this same picture. Raises
+    :class:`CannotDecode` for pixel data Orthanc cannot decode and the
+    client's errors (``NotFound`` for a frame that does not exist)."""
+    try:
+        data, ctype = client.rendered_frame(view.instance_id, view.frame, view.center, view.width)
+    except BadAnswer as exc:
+        if exc.status == 415:
+            raise CannotDecode("Orthanc cannot decode this image. Installing the orthanc-gdcm plugin on the "
+                               "Orthanc server adds JPEG 2000 and other compressed formats.") from None
+        if exc.status == 400:  # a frame number past the end
+            raise NotFound(f"frame {view.frame} of {view.instance_id} not found in Orthanc.") from None
+        raise
+    if not data.startswith(PNG_SIGNATURE) or ctype.split(";")[0].strip().lower() != "image/png":
+        raise BadAnswer(f"Orthanc answered {ctype or 'no content type'} instead of a PNG image.")
+    return data
+
+
+_shown: ContextVar[View | None] = ContextVar("viewer_shown", default=None)
+
+
+@contextmanager
+def showing(view: View) -> Iterator[None]:
+    """Inside, :func:`display_png` of ``view``'s instance renders ``view``
+    (its frame and window): how "add as key image" from the viewer stores
+    what the viewer shows through the one key image service
+    (``reporting.add_key_image``), until that service takes the view as an
+    argument."""
+    token = _shown.set(view)
+    try:
+        yield
+    finally:
+        _shown.reset(token)

@@ -1,0 +1,189 @@
+"""The built-in viewer's endpoints: a series' frames rendered by Orthanc
+and passed through the application, and "add as key image" of what the
+viewer shows.
+
+The browser never talks to Orthanc (no Orthanc address or password in a
+page). A frame is served only for a series mirrored here (its row id is in
+the URL) and an instance Orthanc places in that series; the window is
+applied by Orthanc (``/frames/{n}/rendered`` with ``window-center`` and
+``window-width``, checked on 1.10.1), so the key image taken from the view
+is the same rendering. Frames are cached by the browser alone
+(``Cache-Control: private``) and revalidated by ETag without asking Orthanc.
+Failures answer JSON with a sentence for people (the widget shows it over
+the image), never a 500.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any
+
+from flask import Response, current_app, jsonify, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+
+from .. import crypto
+from ..auth.decorators import requires
+from ..extensions import db
+from ..models import ImagingRequest, OrthancSeries, OrthancStudy, Result
+from ..orthanc import instances, rendering
+from ..orthanc.client import NotFound, OrthancError, TimedOut, deadline
+from ..permissions import Action
+from . import reporting, workflow
+from .routes import bp
+
+MAX_FRAME = 100_000
+CACHE = "private, max-age=86400"
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    resp = jsonify(error=code, message=message)
+    resp.status_code = status
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def _orthanc_failed(series: OrthancSeries, exc: Exception) -> Response:
+    server = series.study.server
+    current_app.logger.warning("viewer: series %s on %s: %s", series.orthanc_id, server.label, exc)
+    if isinstance(exc, rendering.CannotDecode):
+        return _error(415, "cannot_decode", str(exc))
+    return _error(504 if isinstance(exc, TimedOut) else 502, "orthanc", instances.failure_message(server, exc))
+
+
+def _series(series_id: int) -> OrthancSeries | None:
+    return db.session.get(OrthancSeries, series_id)
+
+
+@bp.app_template_global("viewer_studies")
+def viewer_studies(req: ImagingRequest) -> list[tuple[OrthancStudy, list[tuple[OrthancSeries, rendering.Kind]]]]:
+    """The request's linked studies (``matching.studies_of``) with their
+    series, for the widget's series picker."""
+    from ..orthanc.matching import studies_of
+
+    return [(link.study, [(se, rendering.series_kind(se)) for se in link.study.series]) for link in studies_of(req)]
+
+
+def _number(tags: dict[str, Any], name: str, default: int) -> int:
+    try:
+        return int(str(tags.get(name, "")).strip() or default)
+    except ValueError:
+        return default
+
+
+@bp.route("/viewer/series/<int:series_id>")
+@requires(Action.VIEW)
+def viewer_series(series_id: int) -> ResponseReturnValue:
+    """The series' instances in InstanceNumber order, their frame counts,
+    the window the images bring and the presets of the modality."""
+    series = _series(series_id)
+    if series is None:
+        return _error(404, "not_found", "This series is not in ghimaging (deleted, or not synchronised yet).")
+    try:
+        with instances.viewing(series.study.server, instances.setting("ORTHANC_PAGE_DEADLINE")) as client:
+            items = client.series_instances(series.orthanc_id)
+            listed: list[dict[str, Any]] = []
+            for it in items if isinstance(items, list) else []:
+                tags = it.get("MainDicomTags") or {}
+                listed.append({"id": str(it.get("ID", "")), "number": _number(tags, "InstanceNumber", 0),
+                               "frames": max(1, _number(tags, "NumberOfFrames", 1))})
+            listed.sort(key=lambda x: (x["number"], x["id"]))
+            window = rendering.default_window(client, listed[0]["id"]) if listed else None
+    except NotFound:
+        return _error(404, "not_found", "Orthanc no longer has this series.")
+    except (OrthancError, crypto.CredentialError) as exc:
+        return _orthanc_failed(series, exc)
+    instances.remember_members(series.orthanc_id, [i["id"] for i in listed])
+    presets = [{"label": label, "center": c, "width": w}
+               for label, c, w in rendering.PRESETS.get(series.modality.strip().upper(), ())]
+    return jsonify(id=series.id, modality=series.modality, description=series.description, number=series.number,
+                   instances=listed, window=list(window) if window else None, presets=presets,
+                   base=url_for("imaging.viewer_series", series_id=series.id) + "/instances/")
+
+
+def _window() -> tuple[float | None, float | None] | None:
+    """(center, width) from ``c`` and ``w``; (None, None) when neither is
+    given; None when they are not a usable window."""
+    raw_c, raw_w = request.args.get("c"), request.args.get("w")
+    if raw_c is None and raw_w is None:
+        return None, None
+    try:
+        center, width = float(raw_c or ""), float(raw_w or "")
+    except ValueError:
+        return None
+    if not (math.isfinite(center) and math.isfinite(width)) or width <= 0 or max(abs(center), width) > 1e7:
+        return None
+    return round(center, 2), round(width, 2)
+
+
+@bp.route("/viewer/series/<int:series_id>/instances/<orthanc_id>/frames/<int:frame>")
+@requires(Action.VIEW)
+def viewer_frame(series_id: int, orthanc_id: str, frame: int) -> ResponseReturnValue:
+    """One frame as a PNG under the window ``c``/``w`` (rescaled units)."""
+    series = _series(series_id)
+    if series is None or not instances.valid_id(orthanc_id) or frame >= MAX_FRAME:
+        return _error(404, "not_found", "This image is not in ghimaging.")
+    window = _window()
+    if window is None:
+        return _error(400, "bad_window", "The window must be two numbers, the width above zero.")
+    view = rendering.View(orthanc_id, frame, *window)
+    etag = hashlib.sha256(repr(("v1", series.orthanc_id, view)).encode()).hexdigest()[:32]
+    if request.if_none_match.contains(etag):
+        resp = Response(status=304)
+    else:
+        try:
+            with instances.viewing(series.study.server, instances.setting("ORTHANC_PREVIEW_DEADLINE")) as client:
+                if not instances.in_series(client, series.orthanc_id, orthanc_id):
+                    return _error(404, "not_found", "This image is not in this series.")
+                data = rendering.frame_png(client, view)
+        except NotFound:
+            return _error(404, "not_found", "Orthanc does not have this image (any more).")
+        except (OrthancError, crypto.CredentialError) as exc:
+            return _orthanc_failed(series, exc)
+        resp = Response(data, mimetype="image/png")
+    resp.set_etag(etag)
+    resp.headers["Cache-Control"] = CACHE
+    return resp
+
+
+@bp.route("/viewer/results/<int:result_id>/key-images", methods=["POST"])
+@requires(Action.REPORT)
+def viewer_key_image(result_id: int) -> ResponseReturnValue:
+    """Store the view (instance, frame, window) as a key image of the
+    result, through the key image service; answers the image's URLs."""
+    result = db.session.get(Result, result_id)
+    data = request.get_json(silent=True) or {}
+    series = _series(int(data.get("series_id") or 0)) if str(data.get("series_id", "")).isdigit() else None
+    orthanc_id = str(data.get("instance_id", ""))
+    if result is None or series is None or not instances.valid_id(orthanc_id):
+        return _error(404, "not_found", "This result or image is not in ghimaging.")
+    try:
+        frame = int(data.get("frame", 0))
+        center = None if data.get("center") is None else float(data["center"])
+        width = None if data.get("width") is None else float(data["width"])
+    except (TypeError, ValueError):
+        return _error(400, "bad_view", "The frame and window must be numbers.")
+    if not 0 <= frame < MAX_FRAME or (center is None) != (width is None) or (width is not None and width <= 0):
+        return _error(400, "bad_view", "The frame and window must be numbers, the width above zero.")
+    view = rendering.View(orthanc_id, frame, center, width)
+    server = series.study.server
+    try:
+        with instances.viewing(server, instances.setting("ORTHANC_PAGE_DEADLINE")) as client:
+            if not instances.in_series(client, series.orthanc_id, orthanc_id):
+                return _error(404, "not_found", "This image is not in this series.")
+        with deadline(instances.setting("ORTHANC_PAGE_DEADLINE")), rendering.showing(view):
+            image = reporting.add_key_image(result, current_user, server, orthanc_id, str(data.get("caption", "")))
+    except workflow.ValidationError as exc:
+        db.session.rollback()
+        return _error(422, "invalid", " ".join(exc.errors.values()))
+    except workflow.WorkflowError as exc:
+        db.session.rollback()
+        return _error(409, "conflict", exc.message)
+    except (OrthancError, crypto.CredentialError) as exc:
+        db.session.rollback()
+        return _orthanc_failed(series, exc)
+    db.session.commit()
+    thumb = image.stored_name.rsplit(".", 1)[0] + ".thumb.jpg"
+    return jsonify(id=image.id, caption=image.caption, url=url_for("imaging.result_image", name=image.stored_name),
+                   thumb=url_for("imaging.result_image", name=thumb)), 201
