@@ -24,8 +24,8 @@ class TestForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship n
 
 
 class ReportTemplateForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship no types
-    name = StringField("Name", validators=[DataRequired("Give the template a name."), Length(max=100)],
+    name = StringField("Name", validators=[DataRequired("Give the template a name."), Length(max=100, message="At most 100 characters.")],
                        description="What the radiologist picks on the desk, e.g. “Normal chest, PA”.")
     text = TextAreaField("Text", validators=[DataRequired("Write the text the template inserts."),
-                                             Length(max=20_000)],
+                                             Length(max=20_000, message="At most 20,000 characters.")],
                          description="Inserted at the cursor of the report; the radiologist edits it there.")
