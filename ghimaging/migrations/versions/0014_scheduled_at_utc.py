@@ -12,13 +12,14 @@ Revises: 0013
 Create Date: 2026-11-30 16:30:00
 
 """
+import contextlib
 import os
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 
 revision = '0014'
@@ -39,10 +40,8 @@ def machine_zone() -> str:
         target = str(localtime.resolve())
         if 'zoneinfo/' in target:
             candidates.append(target.split('zoneinfo/', 1)[1])
-    try:
+    with contextlib.suppress(OSError):
         candidates.append(Path('/etc/timezone').read_text().strip())
-    except OSError:
-        pass
     for name in candidates:
         if name:
             try:
