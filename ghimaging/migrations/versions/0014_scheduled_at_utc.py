@@ -21,7 +21,6 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = '0014'
 down_revision = '0013'
 branch_labels = None
