@@ -72,7 +72,7 @@
     var self = this;
     self.presets.textContent = "";
     if (!body.window) return; // a colour image has no window
-    var list = [{ label: "Image", center: body.window[0], width: body.window[1] }].concat(body.presets);
+    var list = [{ label: "Default", center: body.window[0], width: body.window[1] }].concat(body.presets);
     list.forEach(function (p) {
       var b = document.createElement("button");
       b.type = "button"; b.className = "button small"; b.textContent = p.label;

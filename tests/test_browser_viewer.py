@@ -1,0 +1,161 @@
+"""The built-in viewer in Debian's headless Chromium, on the reporting desk
+(``/results/<id>/edit``) served from the suite's database against a real
+Orthanc: scroll a multi-instance CT series (wheel, keys, slider), change
+the window (preset and drag), add a key image; on a tablet viewport with
+touch (a swipe scrolls, a tap adds). Screenshots land in
+test-artifacts/screenshots/."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import playwright.sync_api as playwright_api
+import pytest
+from pydicom.uid import generate_uid
+
+from ghimaging.extensions import db
+from ghimaging.imaging import reporting
+from ghimaging.models import ImagingRequest, Result
+from ghimaging.orthanc import sync
+from ghimaging.orthanc.matching import studies_of
+from tests.support import dicomgen
+from tests.support.browser import shoot
+from tests.support.browser import sign_in as browser_sign_in
+from tests.support.factories import PASSWORD
+
+expect = playwright_api.expect
+pytestmark = pytest.mark.browser
+
+DESKTOP = {"width": 1366, "height": 768}
+TABLET = {"width": 820, "height": 1180}
+COUNT = 6
+
+
+@pytest.fixture
+def desk(app, orthanc, orthanc_row, make_user, create_patient, create_request):
+    """A radiologist, a request with a 6-image CT series mirrored and
+    linked, and its preliminary result. Returns (result id, instance ids in order)."""
+    doc = make_user("doc", "physician")
+    rad = make_user("rad", "radiologist", full_name="Dr Rui Costa")
+    patient = create_patient(family_name="Almeida", given_name="Beatriz")
+    req = create_request(patient, submit=True, user=doc, physician=doc, clinical_context="Headache for 3 days.")
+    series_uid = generate_uid()
+    ids = []
+    for i in range(COUNT):
+        ds = dicomgen.make_instance(patient.puid, "Almeida^Beatriz", req.study_instance_uid, series_uid,
+                                    accession=req.accession_number, modality="CT", rows=192, cols=192,
+                                    instance_number=i + 1, series_description="HEAD AXIAL",
+                                    extra={"RescaleIntercept": -1024, "RescaleSlope": 1,
+                                           "WindowCenter": 40, "WindowWidth": 400})
+        ids.append(orthanc.upload(dicomgen.to_bytes(ds))["ID"])
+    summary = sync.run(orthanc_row.id, mode="full")
+    assert summary.error == "", summary.error
+    db.session.expire_all()
+    req = db.session.get(ImagingRequest, req.id)
+    assert len(studies_of(req)) == 1
+    result = reporting.create_result(req, rad, radiologist=rad, result_date=date.today(), report="No bleed.")
+    db.session.commit()
+    return result.id, ids
+
+
+def stage_instance(page) -> str:
+    return page.locator("[data-stage]").get_attribute("data-instance") or ""
+
+
+def wait_for(page, instance: str, window: str | None = None) -> None:
+    stage = page.locator("[data-stage]")
+    expect(stage).to_have_attribute("data-instance", instance)
+    if window is not None:
+        expect(stage).to_have_attribute("data-window", window)
+
+
+def key_images(result_id: int) -> list:
+    db.session.expire_all()
+    return list(db.session.get(Result, result_id).images)
+
+
+def test_scroll_window_and_add_a_key_image_on_the_desk(browser, live, shots, desk):
+    result_id, ids = desk
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    try:
+        browser_sign_in(page, live, "rad", PASSWORD)
+        page.goto(f"{live}/results/{result_id}/edit")
+        wait_for(page, ids[0], "40/400")
+        expect(page.locator("[data-counter]")).to_have_text(f"Image 1 of {COUNT}")
+        stage = page.locator("[data-stage]")
+        stage.hover()
+        page.mouse.wheel(0, 120)
+        wait_for(page, ids[1])
+        stage.focus()
+        page.keyboard.press("ArrowDown")
+        wait_for(page, ids[2])
+        page.keyboard.press("End")
+        wait_for(page, ids[-1])
+        expect(page.locator("[data-counter]")).to_have_text(f"Image {COUNT} of {COUNT}")
+        page.locator("[data-slider]").evaluate("(s) => { s.value = 4; s.dispatchEvent(new Event('input')); }")
+        wait_for(page, ids[3])
+        page.get_by_role("button", name="Lung").click()
+        wait_for(page, ids[3], "-600/1500")
+        # A drag in window mode: right widens, down raises the level.
+        page.get_by_role("button", name="Window", exact=True).click()
+        box = stage.bounding_box()
+        assert box
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(x, y)
+        page.mouse.down()
+        page.mouse.move(x + 40, y + 20, steps=4)
+        page.mouse.up()
+        expect(stage).not_to_have_attribute("data-window", "-600/1500")
+        page.wait_for_function("() => !document.querySelector('[data-viewer]').viewer.loading")
+        shown = stage.get_attribute("data-window") or ""
+        center, width = (float(v) for v in shown.split("/"))
+        assert width > 1500 and center > -600, shown
+        shoot(page, shots, "viewer-desk-1366")
+        page.fill("[data-caption]", "Axial slice 4")
+        page.get_by_role("button", name="Add as key image").click()
+        expect(page.locator("[data-key-status]")).to_contain_text("Key image added")
+        expect(page.locator("[data-key-list] img")).to_have_count(1)
+        [image] = key_images(result_id)
+        assert image.caption == "Axial slice 4"
+        assert page.evaluate("document.querySelector('[data-viewer]').viewer.shown.window.join('/')") == shown
+        shoot(page, shots, "viewer-desk-1366-key-image")
+    finally:
+        context.close()
+
+
+def swipe(page, cdp, x: float, y: float, dy: float, steps: int = 6) -> None:
+    """One finger down at (x, y), moved by dy, lifted: real touch events."""
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
+    for i in range(1, steps + 1):
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y + dy * i / steps}]})
+    page.wait_for_timeout(150)  # the finger rests before lifting: no fling, which would swallow the next tap
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y + dy}]})
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+
+def test_a_tablet_swipes_through_the_series_and_taps_a_key_image(browser, live, shots, desk):
+    result_id, ids = desk
+    context = browser.new_context(viewport=TABLET, has_touch=True, is_mobile=True, device_scale_factor=1)
+    page = context.new_page()
+    try:
+        browser_sign_in(page, live, "rad", PASSWORD)
+        page.goto(f"{live}/results/{result_id}/edit")
+        wait_for(page, ids[0], "40/400")
+        stage = page.locator("[data-stage]")
+        stage.scroll_into_view_if_needed()
+        box = stage.bounding_box()
+        assert box
+        cdp = context.new_cdp_session(page)
+        swipe(page, cdp, box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.3, box["height"] * 0.5)
+        expect(stage).not_to_have_attribute("data-instance", ids[0])
+        moved_to = ids.index(stage_instance(page))
+        assert moved_to > 0
+        page.get_by_role("button", name="Bone").tap()
+        wait_for(page, ids[moved_to], "400/1800")
+        shoot(page, shots, "viewer-desk-820")
+        page.get_by_role("button", name="Add as key image").tap()
+        expect(page.locator("[data-key-status]")).to_contain_text("Key image added")
+        assert len(key_images(result_id)) == 1
+    finally:
+        context.close()
