@@ -1,22 +1,40 @@
-"""The printed report (and, later, its PDF): one page of its own so the
-print layout can grow without touching the reporting desk's views."""
+"""The printed report and its PDF: one template (imaging/print.html) from
+one context (:mod:`.printing`), so what is printed in the browser and what
+is emailed or attached in GNU Health say the same thing."""
 
 from __future__ import annotations
 
-from flask import render_template
+import re
+
+from flask import Response, render_template, request
 from flask.typing import ResponseReturnValue
 
 from ..auth.decorators import requires
 from ..extensions import db
 from ..models import Result
 from ..permissions import Action
+from . import printing
 from .routes import bp
 
 
 @bp.route("/results/<int:result_id>/print")
 @requires(Action.VIEW)
 def print_result(result_id: int) -> ResponseReturnValue:
-    from ..settings.service import clinic_settings
-
     result = db.get_or_404(Result, result_id)
-    return render_template("imaging/print.html", result=result, req=result.request, clinic=clinic_settings())
+    return render_template("imaging/print.html", **printing.build(result).template_values())
+
+
+@bp.route("/results/<int:result_id>/report.pdf")
+@requires(Action.VIEW)
+def print_pdf(result_id: int) -> ResponseReturnValue:
+    """The same page rendered on the server (WeasyPrint); a download named
+    for the accession number, never kept by a shared cache."""
+    result = db.get_or_404(Result, result_id)
+    html = render_template("imaging/print.html", **printing.build(result, pdf=True).template_values())
+    base_url = request.host_url
+    pdf = printing.render_pdf(html, base_url, printing.LocalFiles(base_url, result))
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", result.request.accession_number) or str(result.id)
+    return Response(pdf, mimetype="application/pdf", headers={
+        "Content-Disposition": f'attachment; filename="report-{name}.pdf"',
+        "Cache-Control": "private, no-store",
+    })
