@@ -201,3 +201,49 @@ def test_pdf_needs_a_role_and_a_sign_in(login, make_user, client, req, staff):
     r = client.get(f"/results/{result.id}/report.pdf")
     assert r.status_code == 302 and "/login" in r.location
     assert login("doc").get("/results/999999/report.pdf").status_code == 404
+
+
+def test_the_pdf_renderer_fetches_nothing_from_the_network_or_the_disk(app, req, staff, tmp_path):
+    """Only the page's own stylesheet and key images are read; a URL to
+    another host (here a real local server that counts its requests) or a
+    file: URL is refused, so text in a report can never make the server
+    fetch or embed anything else."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from ghimaging.imaging import printing
+
+    hits: list[str] = []
+
+    class Counting(BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.end_headers()
+            self.wfile.write(png_bytes().getvalue())
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Counting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(png_bytes().getvalue())
+    result = make_result(req, staff["rad"], report="Short.", images=1)
+    try:
+        with app.test_request_context(base_url="http://clinic.example/"):
+            base = "http://clinic.example/"
+            files = printing.LocalFiles(base, result)
+            own = f'{base.rstrip("/")}/results/images/{result.images[0].stored_name}'
+            page = (f'<link rel="stylesheet" href="http://127.0.0.1:{server.server_port}/x.css">'
+                    f'<img src="http://127.0.0.1:{server.server_port}/x.png"><img src="{secret.as_uri()}">'
+                    f'<img src="{own}"><p>text</p>')
+            pdf = printing.render_pdf(page, base, files)
+    finally:
+        server.shutdown()
+    assert hits == []
+    path = tmp_path / "x.pdf"
+    path.write_bytes(pdf)
+    listed = subprocess.run(["pdfimages", "-list", str(path)], capture_output=True, text=True, check=True).stdout
+    assert len([line for line in listed.splitlines()[2:] if line.strip()]) == 1, listed  # the key image alone

@@ -76,5 +76,11 @@ class ClearThrottleForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no 
     key = StringField("Throttle", validators=[DataRequired(), Length(max=200)])
 
 
+class CredentialsForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no types
+    credentials = StringField("Credentials on printed reports", validators=[Optional(), Length(max=200)],
+                              description="The line under your name in a report's signature block, "
+                                          "e.g. 'MD, Consultant Radiologist'.")
+
+
 class EmptyForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no types
     """A form with only the CSRF token, for buttons that post."""

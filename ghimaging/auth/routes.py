@@ -22,6 +22,7 @@ from . import gate, service, sessions, throttle
 from .decorators import requires
 from .forms import (
     ChangePasswordForm,
+    CredentialsForm,
     EmptyForm,
     LoginForm,
     TokenForm,
@@ -141,6 +142,20 @@ def account() -> ResponseReturnValue:
     return _account_page(form), status
 
 
+@bp.route("/account/credentials", methods=["POST"])
+@requires(Action.OWN_ACCOUNT)
+def save_credentials() -> ResponseReturnValue:
+    """One's own credentials line (the printed report's signature block);
+    each person edits only their own."""
+    form = CredentialsForm()
+    if not form.validate_on_submit():
+        return _account_page(ChangePasswordForm(formdata=None), form), 400
+    current_user.credentials = " ".join((form.credentials.data or "").split())
+    db.session.commit()
+    flash("Your credentials line is saved; printed reports you sign show it.", "success")
+    return redirect(url_for("auth.account"))
+
+
 @bp.route("/account/password", methods=["GET", "POST"])
 @requires(Action.OWN_ACCOUNT)
 def choose_password() -> ResponseReturnValue:
@@ -172,8 +187,11 @@ def _show_on_form(form: FlaskForm, exc: service.UserError, default: str) -> None
         field.errors.append(message)
 
 
-def _account_page(form: ChangePasswordForm) -> str:
+def _account_page(form: ChangePasswordForm, credentials_form: CredentialsForm | None = None) -> str:
+    if credentials_form is None:
+        credentials_form = CredentialsForm(formdata=None, credentials=current_user.credentials)
     return render_template("auth/account.html", form=form, token_form=TokenForm(prefix="token"),
+                           credentials_form=credentials_form,
                            tokens=current_user.tokens, delete_form=EmptyForm(),
                            sessions=sessions.active(current_user), here=current_user.current_session)
 
