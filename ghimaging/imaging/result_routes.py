@@ -193,7 +193,9 @@ def edit_result(result_id: int) -> ResponseReturnValue:
             flash(str(exc), "error")
         else:
             db.session.commit()
-            flash("Result saved and finalised." if result.is_final else "Result saved.", "success")
+            req = result.request
+            flash(f"Result finalised; request {req.accession_number} is {req.state}." if result.is_final else
+                  "Result saved.", "success")
             return redirect(url_for("imaging.view_result", result_id=result.id))
     return _desk(form, result.request, result, 400 if request.method == "POST" else 200)
 
