@@ -48,7 +48,13 @@ def select_locale() -> str:
     chosen = supported(getattr(current_user, "language", None)) if current_user else None
     if chosen:
         return chosen
-    return request.accept_languages.best_match(LANGUAGES) or DEFAULT
+    # In the browser's order of preference, a regional tag counting for its
+    # language ("es-BO" is Spanish even before "en;q=0.5").
+    for tag, _quality in request.accept_languages:
+        found = supported(tag)
+        if found:
+            return found
+    return DEFAULT
 
 
 def init_app(app: Flask) -> None:

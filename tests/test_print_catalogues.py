@@ -57,3 +57,36 @@ def test_the_committed_mo_is_the_compiled_po(lang):
     with open(CATALOGUES / lang / "LC_MESSAGES" / "messages.mo", "rb") as f:
         mo = {m.id: m.string for m in read_mo(f) if m.id}
     assert mo == po, "run: pybabel compile -d ghimaging/translations"
+
+
+def test_babel_follows_accept_language_for_pages_and_the_clinic_for_the_print(app, make_user, login, create_request):
+    """i18n.init_app as the factory calls it: a page's language is the
+    browser's; the print's stays the clinic's even with Babel's own ``_``
+    installed in every template."""
+    from datetime import date
+
+    from flask_babel import gettext, refresh
+
+    from ghimaging import i18n
+    from ghimaging.extensions import db
+    from ghimaging.imaging import workflow
+    from ghimaging.models import Setting
+
+    if "babel" not in app.extensions:
+        i18n.init_app(app)
+    with app.test_request_context("/", headers={"Accept-Language": "es-BO, en;q=0.5"}):
+        refresh()  # the test's app context outlives each request context; a served request has its own
+        assert i18n.select_locale() == "es" and gettext("Imaging report") == "Informe radiológico"
+    with app.test_request_context("/", headers={"Accept-Language": "fr, de;q=0.8"}):
+        refresh()  # the test's app context outlives each request context; a served request has its own
+        assert gettext("Imaging report") == "Radiologischer Befund"
+    with app.test_request_context("/", headers={"Accept-Language": "fr"}):
+        refresh()  # the test's app context outlives each request context; a served request has its own
+        assert gettext("Imaging report") == "Imaging report"
+    rad = make_user("rad", "radiologist")
+    result = workflow.create_result(create_request(submit=True), rad, radiologist=rad, result_date=date(2024, 5, 2),
+                                    report="Normal.")
+    db.session.merge(Setting(key="language", value="de"))
+    db.session.commit()
+    body = login("rad").get(f"/results/{result.id}/print", headers={"Accept-Language": "es"}).get_data(as_text=True)
+    assert "Radiologischer Befund" in body and "Informe" not in body
