@@ -210,3 +210,14 @@ def test_key_image_refused_for_other_series_final_results_and_other_roles(linked
     db.session.commit()
     final = post_json(rad, f"/viewer/results/{result.id}/key-images", body)
     assert final.status_code == 409 and "final" in final.get_json()["message"]
+
+
+def test_orthanc_viewer_links_are_for_administrators_and_say_they_need_orthancs_sign_in(linked, login, make_user):
+    _req, _result, series, _ids = linked
+    study_page = f"/orthanc/studies/{series.study_id}"
+    staff_html = login("rad").get(study_page).get_data(as_text=True)
+    assert "Orthanc Explorer" not in staff_html and "explorer.html" not in staff_html
+    make_user("boss", "admin")
+    admin_html = login("boss").get(study_page).get_data(as_text=True)
+    assert "explorer.html#study?uuid=" in admin_html
+    assert "Orthanc's own sign-in" in admin_html

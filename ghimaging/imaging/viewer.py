@@ -22,6 +22,8 @@ from typing import Any
 from flask import Response, current_app, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from .. import crypto
 from ..auth.decorators import requires
@@ -53,7 +55,10 @@ def _orthanc_failed(series: OrthancSeries, exc: Exception) -> Response:
 
 
 def _series(series_id: int) -> OrthancSeries | None:
-    return db.session.get(OrthancSeries, series_id)
+    """The mirrored series with its study and server, in one query (a frame
+    is asked for at every scroll step)."""
+    return db.session.scalar(select(OrthancSeries).where(OrthancSeries.id == series_id)
+                             .options(joinedload(OrthancSeries.study).joinedload(OrthancStudy.server)))
 
 
 @bp.app_template_global("viewer_studies")
