@@ -412,18 +412,18 @@ def test_technologist_cannot_submit_or_cancel(api, doc, patient, path, payload):
 
 # -- results ------------------------------------------------------------------
 
-def test_radiologist_posts_a_result_that_closes_the_request(api, doc, patient):
+def test_radiologist_posts_a_preliminary_result_the_request_stays_requested(api, doc, patient):
     rid = order(doc, patient, submit=True).get_json()["id"]
     rad = api("radiologist")
     r = rad.post(f"/api/v1/requests/{rid}/result", json={"report": "No fracture.", "date": "2024-05-02"})
     assert r.status_code == 201, r.get_json()
     body = r.get_json()
-    assert body["state"] == "done" and body["result_id"]
+    assert body["state"] == "requested" and body["result_id"]
     res = body["result"]
     assert (res["report"], res["date"], res["radiologist"], res["final"]) == \
         ("No fracture.", "2024-05-02", rad.user.username, False)
-    assert body["events"][-1]["action"] == "complete"
-    assert doc.get("/api/v1/requests?state=done").get_json()["total"] == 1
+    assert body["events"][-1]["action"] == "result written"
+    assert doc.get("/api/v1/requests?state=done").get_json()["total"] == 0
 
 
 def test_result_can_be_final_at_once(api, doc, patient):
@@ -431,6 +431,8 @@ def test_result_can_be_final_at_once(api, doc, patient):
     r = api("radiologist").post(f"/api/v1/requests/{rid}/result", json={"report": "Normal.", "final": True})
     assert r.status_code == 201
     assert r.get_json()["result"]["final"] is True
+    assert r.get_json()["state"] == "done"  # finalising closes the request
+    assert doc.get("/api/v1/requests?state=done").get_json()["total"] == 1
 
 
 def test_result_on_a_draft_is_409(api, doc, patient):

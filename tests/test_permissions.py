@@ -201,7 +201,7 @@ ACTIONS = [
     Action("write a result", ("POST", "/requests/1/result"), {"admin", "radiologist"},
            lambda w: {"id": w.create_request(w.patient, submit=True).id},
            lambda c, ctx: c.post(f"/requests/{ctx['id']}/result", _result_form("Normal chest.")),
-           lambda ctx: _fresh(ImagingRequest, ctx["id"]).state == "done"),
+           lambda ctx: _fresh(ImagingRequest, ctx["id"]).result is not None),
     Action("edit a result", ("POST", "/results/1/edit"), {"admin", "radiologist"},
            lambda w: {"id": _result(w).id},
            lambda c, ctx: c.post(f"/results/{ctx['id']}/edit", _result_form("Revised.")),

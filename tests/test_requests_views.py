@@ -155,7 +155,8 @@ def mixed(create_request, create_patient, catalog, doc):
     urgent = create_request(pb, catalog["abd"], user=doc, submit=True, urgent=True)
     later = create_request(pb, user=doc, submit=True)
     done = create_request(pb, user=doc, submit=True)
-    workflow.create_result(done, doc, radiologist=None, result_date=done.created_at.date(), report="ok")
+    workflow.create_result(done, doc, radiologist=None, result_date=done.created_at.date(), report="ok",
+                           final=True)  # a final result closes the request
     cancelled = create_request(pa, user=doc)
     workflow.cancel(cancelled, doc, "duplicate")
     db.session.commit()
@@ -360,15 +361,18 @@ def test_cancel_without_a_reason_is_refused(browser, create_request, doc, reason
     assert req.state == "requested" and len(req.events) == 2
 
 
-def test_cancelling_a_done_request_is_refused_with_a_message(browser, create_request, doc):
+@pytest.mark.parametrize("final,message", [(True, "is done; it cannot be cancelled"),
+                                           (False, "has a result; it cannot be cancelled")])
+def test_cancelling_a_reported_request_is_refused_with_a_message(browser, create_request, doc, final, message):
     req = create_request(user=doc, submit=True)
-    workflow.create_result(req, doc, radiologist=None, result_date=req.created_at.date(), report="ok")
+    workflow.create_result(req, doc, radiologist=None, result_date=req.created_at.date(), report="ok", final=final)
     db.session.commit()
+    state = req.state
     r = browser.post(f"/requests/{req.id}/cancel", {"reason": "oops"}, token_from=f"/requests/{req.id}")
     assert 400 <= r.status_code < 500
-    assert f"Request {req.accession_number} is done; it cannot be cancelled" in page(r)
+    assert f"Request {req.accession_number} {message}" in page(r)
     db.session.refresh(req)
-    assert req.state == "done"
+    assert req.state == state == ("done" if final else "requested")
 
 
 @pytest.mark.parametrize("role", ["technologist", "radiologist"])

@@ -78,7 +78,7 @@ def test_generate_result_with_two_images_and_captions(app, reader, req, rad):
     result = db.session.scalar(select(Result))
     assert r.location.endswith(f"/results/{result.id}")
     db.session.refresh(req)
-    assert req.state == "done"
+    assert req.state == "requested" and not result.is_final  # a preliminary result does not close the request
     assert (result.radiologist_id, result.result_date, result.report) == \
         (rad.id, date(2024, 5, 2), "Fracture of the left 5th rib.")
     assert [(i.original_name, i.caption, i.content_type) for i in result.images] == [
@@ -86,7 +86,7 @@ def test_generate_result_with_two_images_and_captions(app, reader, req, rad):
     assert image_files(app) == sorted([i.stored_name for i in result.images] +
                                       [thumb_name(i.stored_name) for i in result.images])
     body = page(reader.get(r.location))
-    assert f"request {req.accession_number} is done" in body
+    assert f"Preliminary result saved for request {req.accession_number}" in body
     for img in result.images:
         assert f'src="/results/images/{thumb_name(img.stored_name)}"' in body
     assert "AP view" in body and "Oblique" in body

@@ -53,9 +53,17 @@ def _result(req, user, *images, report="No acute findings.", **kw):
 
 
 @pytest.fixture
-def done(requested, rad):
+def reported(requested, rad):
+    """A preliminary result: the request stays requested."""
     _result(requested, rad)
     return requested
+
+
+@pytest.fixture
+def done(reported, rad):
+    """Its result finalised: the request is done."""
+    workflow.finalise_result(reported.result, rad)
+    return reported
 
 
 @pytest.fixture
@@ -135,12 +143,37 @@ def test_cancel_is_refused_from_done_or_cancelled(request, state, doc):
     assert req.state == state
 
 
-def test_create_result_completes_a_requested_request(requested, rad):
+def test_a_preliminary_result_leaves_the_request_requested(requested, rad):
     result = _result(requested, rad)
     db.session.refresh(requested)
-    assert requested.state == "done"
-    assert requested.result.id == result.id
-    assert events(requested)[-1] == ("rad", "requested", "complete", "done")
+    assert requested.state == "requested"
+    assert requested.result.id == result.id and not result.is_final
+    assert events(requested)[-1] == ("rad", "requested", "result written", "requested")
+
+
+def test_finalising_the_result_completes_the_request(reported, rad):
+    workflow.finalise_result(reported.result, rad)
+    db.session.refresh(reported)
+    assert reported.state == "done"
+    assert events(reported)[-2:] == [("rad", "requested", "complete", "done"),
+                                     ("rad", "done", "result finalised", "done")]
+
+
+def test_a_result_written_final_completes_the_request_at_once(requested, rad):
+    _result(requested, rad, final=True)
+    db.session.refresh(requested)
+    assert requested.state == "done" and requested.result.is_final
+
+
+def test_a_reported_request_can_no_longer_be_cancelled_or_edited(reported, doc):
+    assert not workflow.can("cancel", reported) and not workflow.editable(reported)
+    with pytest.raises(TransitionError, match="has a result; it cannot be cancelled"):
+        workflow.cancel(reported, doc, "too late")
+    with pytest.raises(TransitionError, match="is reported; it can no longer be edited"):
+        workflow.update_request(reported, user=doc, physician=doc, urgent=True, clinical_context="x",
+                                comment="y", scheduled_at=None)
+    db.session.refresh(reported)
+    assert reported.state == "requested" and reported.urgent is False
 
 
 @pytest.mark.parametrize("state", ["draft", "cancelled"])
@@ -153,9 +186,11 @@ def test_create_result_is_refused_unless_requested(request, state, rad):
     assert db.session.scalar(select(func.count()).select_from(Result)) == 0
 
 
-def test_a_done_request_cannot_get_a_second_result(done, rad):
-    with pytest.raises(TransitionError, match=done.accession_number):
-        _result(done, rad, report="second opinion")
+@pytest.mark.parametrize("state", ["reported", "done"])
+def test_a_reported_request_cannot_get_a_second_result(request, state, rad):
+    req = request.getfixturevalue(state)
+    with pytest.raises(TransitionError, match=req.accession_number):
+        _result(req, rad, report="second opinion")
     assert db.session.scalar(select(func.count()).select_from(Result)) == 1
 
 
@@ -372,8 +407,7 @@ def test_request_changed_fires_with_the_action(catalog, create_patient, doc, rad
         workflow.cancel(b, doc, "duplicate")
         result = _result(a, rad)
         workflow.finalise_result(result, rad)
-        assert seen == [(a.id, "edit"), (a.id, "submit"), (b.id, "cancel"), (a.id, "complete"),
-                        (a.id, "finalise")]
+        assert seen == [(a.id, "edit"), (a.id, "submit"), (b.id, "cancel"), (a.id, "finalise")]
         seen.clear()
         c = workflow.create_order(create_patient(), [catalog["chest"]], user=doc, submit=True)[0]
         assert seen == [(c.id, "submit")]
@@ -502,12 +536,12 @@ def test_result_needs_a_radiologist_and_a_known_style(requested, rad, make_user)
     assert requested.state == "requested"
 
 
-def test_update_result_before_finalising(app, done, rad):
-    result = done.result
+def test_update_result_before_finalising(app, reported, rad):
+    result = reported.result
     first = _result_images_after_update(result, rad)
     assert first.report == "Revised." and first.report_style == "without_captions"
     assert [i.caption for i in first.images] == ["new"]
-    assert events(done)[-1] == ("rad", "done", "result edited", "done")
+    assert events(reported)[-1] == ("rad", "requested", "result edited", "requested")
     assert len(image_files(app)) == 2
 
 
@@ -526,11 +560,11 @@ def test_update_result_removes_images_and_their_files(app, requested, rad):
     assert image_files(app) == sorted([b.stored_name, thumb_name(b.stored_name)])
 
 
-def test_finalised_result_is_read_only(app, done, rad):
-    result = done.result
+def test_finalised_result_is_read_only(app, reported, rad):
+    result = reported.result
     workflow.finalise_result(result, rad)
     assert result.is_final and result.finalised_by_id == rad.id
-    assert events(done)[-1] == ("rad", "done", "result finalised", "done")
+    assert events(reported)[-1] == ("rad", "done", "result finalised", "done")
     with pytest.raises(TransitionError, match="final"):
         _result_images_after_update(result, rad)
     db.session.refresh(result)
@@ -547,8 +581,8 @@ def test_an_empty_report_cannot_be_finalised(requested, rad):
     assert not result.is_final
 
 
-def test_addenda_only_on_final_results(done, rad):
-    result = done.result
+def test_addenda_only_on_final_results(reported, rad):
+    result = reported.result
     with pytest.raises(TransitionError, match="final"):
         workflow.add_addendum(result, rad, "Also: small effusion.")
     assert result.addenda == []
@@ -558,4 +592,4 @@ def test_addenda_only_on_final_results(done, rad):
     workflow.add_addendum(result, rad, "  Also: small effusion. ")
     db.session.refresh(result)
     assert [(a.text, a.author.username) for a in result.addenda] == [("Also: small effusion.", "rad")]
-    assert events(done)[-1] == ("rad", "done", "addendum", "done")
+    assert events(reported)[-1] == ("rad", "done", "addendum", "done")

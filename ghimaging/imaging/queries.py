@@ -4,9 +4,9 @@ joined in the same SELECT)."""
 from __future__ import annotations
 
 from sqlalchemy import Select, func, or_, select, union
-from sqlalchemy.orm import lazyload
+from sqlalchemy.orm import lazyload, selectinload
 
-from ..models import ImagingRequest, ImagingTest, Patient, RequestState
+from ..models import ImagingRequest, ImagingTest, Patient, RequestState, Result
 from ..models.patients import fold
 from ..querytools import contains
 
@@ -14,7 +14,10 @@ TABS = ["draft", "requested", "done", "cancelled", "all"]
 
 
 def request_list(state: str = "all", q: str = "", patient_id: int | None = None) -> Select[ImagingRequest]:
-    stmt = select(ImagingRequest).options(lazyload(ImagingRequest.requesting_physician))
+    # The result comes in one more SELECT per page: each row shows the
+    # state people see (imaging/progress.py), which needs it.
+    stmt = select(ImagingRequest).options(lazyload(ImagingRequest.requesting_physician),
+                                          selectinload(ImagingRequest.result).options(lazyload(Result.request)))
     if state in {s.value for s in RequestState}:
         stmt = stmt.where(ImagingRequest.state == state)
     if patient_id is not None:

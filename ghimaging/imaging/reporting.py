@@ -1,5 +1,6 @@
-"""Results: written for a requested request (which becomes done), edited
-until final, finalised, amended by addenda, illustrated by report images
+"""Results: written for a requested request (preliminary: the request
+stays requested), edited until final, finalised (which closes the request:
+done; the rule is :mod:`.states`'), amended by addenda, illustrated by report images
 and key images copied from Orthanc.
 
 One service for the page and the API: :func:`create_result` (with
@@ -82,9 +83,9 @@ def _event(result: Result, user: User, action: str, note: str = "") -> None:
 def create_result(req: ImagingRequest, user: User, *, radiologist: User | None, result_date: date,
                   report: str, report_style: str = ReportStyle.WITH_IMAGES.value,
                   new_images: Iterable[NewImage] = (), final: bool = False) -> Result:
-    """Write the result of a requested request and close the request;
-    ``final`` finalises it in the same transaction (checked before anything
-    is written)."""
+    """Write the (preliminary) result of a requested request, which stays
+    requested; ``final`` finalises it in the same transaction (checked
+    before anything is written), which closes the request."""
     if final and not (report or "").strip():
         raise ValidationError({"report": "Write the report before finalising it."})
     if req.result is not None:
@@ -98,13 +99,13 @@ def create_result(req: ImagingRequest, user: User, *, radiologist: User | None, 
                     report=(report or "").strip(), report_style=report_style, created_by_id=user.id)
     db.session.add(result)
     _attach(result, stored)
-    states.transition(req, "complete", user)
+    req.events.append(RequestEvent(user_id=user.id, action="result written", from_state=req.state,
+                                   to_state=req.state, note="preliminary"))
     try:
         db.session.flush()
     except IntegrityError:  # another result was saved at the same moment
         db.session.rollback()
-        raise TransitionError(f"Request {req.accession_number} already has a result.", state="done") from None
-    states.announce(req, "complete")
+        raise TransitionError(f"Request {req.accession_number} already has a result.", state=req.state) from None
     if final:
         finalise_result(result, user)
     return result
@@ -143,13 +144,16 @@ def finalise_result(result: Result, user: User) -> Result:
         raise TransitionError("This result is already final.", state=result.request.state)
     if not result.report.strip():
         raise ValidationError({"report": "Write the report before finalising it."})
+    req = result.request
     result.finalised_at = utcnow()
     result.finalised_by_id = user.id
     if result.radiologist is None and user.can(Action.REPORT):
         result.radiologist = user
+    if states.can("complete", req):  # a request closed before (by an older rule) stays as it is
+        states.transition(req, "complete", user)
     _event(result, user, "result finalised")
     db.session.flush()
-    states.announce(result.request, "finalise")
+    states.announce(req, "finalise")
     return result
 
 

@@ -26,7 +26,7 @@ from ..patients import service as patients
 from ..permissions import Action
 from ..querytools import bounded_int
 from ..ui import paginate_by_id
-from . import ordering, people, queries, workflow
+from . import ordering, people, progress, queries, queues, workflow
 from .forms import CancelForm, EditRequestForm, OrderForm
 
 bp = Blueprint("imaging", __name__)
@@ -66,13 +66,41 @@ def field_errors(form: FlaskForm, exc: workflow.ValidationError, default: str) -
             flash(message, "error")
 
 
+@bp.app_template_global("progress")
+def _progress(req: ImagingRequest) -> progress.Progress:
+    """The state a request shows, in every template and macro."""
+    return progress.of(req)
+
+
+@bp.app_context_processor
+def _queue_helpers() -> dict[str, object]:
+    """``queue_counts()`` for the navigation (counted only when the page asks)."""
+    return {"queue_counts": _nav_counts}
+
+
+def _nav_counts() -> dict[str, int]:
+    if not current_user.is_authenticated or current_user.must_change_password:
+        return {}
+    return queues.counts(current_user)
+
+
 @bp.route("/")
 @requires(Action.VIEW)
 def dashboard() -> ResponseReturnValue:
-    counts: dict[str, int] = {state: n for state, n in db.session.execute(queries.state_counts())}
-    urgent = db.session.scalars(queries.request_list("requested").where(ImagingRequest.urgent.is_(True)).limit(10)).all()
-    recent = db.session.scalars(queries.request_list("requested").limit(10)).all()
-    return render_template("imaging/dashboard.html", counts=counts, urgent=urgent, recent=recent)
+    page = queues.start_page(current_user)
+    counts: dict[str, int] = {}
+    urgent: list[ImagingRequest] = []
+    recent: list[ImagingRequest] = []
+    if not any(k in page for k in ("technologist", "radiologist", "physician")):
+        counts = {state: n for state, n in db.session.execute(queries.state_counts())}
+        urgent = list(db.session.scalars(queries.request_list("requested")
+                                         .where(ImagingRequest.urgent.is_(True)).limit(10)))
+        recent = list(db.session.scalars(queries.request_list("requested").limit(10)))
+    html = render_template("imaging/dashboard.html", page=page, counts=counts, urgent=urgent, recent=recent)
+    if "physician" in page:
+        queues.mark_seen(current_user)  # after the page is built: it showed what was new
+        db.session.commit()
+    return html
 
 
 @bp.route("/requests")
@@ -142,7 +170,8 @@ def _request_page(req: ImagingRequest, cancel_form: CancelForm) -> str:
         ImagingRequest.order_number == req.order_number, ImagingRequest.id != req.id)).all()
     studies = [(link, servers.viewer_links(link.study.server, link.study)) for link in matching.studies_of(req)]
     return render_template("imaging/request.html", req=req, siblings=siblings, cancel_form=cancel_form,
-                           action_form=EmptyForm(), state_allows=workflow.can, worklist=preview(req),
+                           action_form=EmptyForm(), state_allows=workflow.can, editable=workflow.editable,
+                           worklist=preview(req),
                            studies=studies)
 
 
@@ -156,8 +185,9 @@ def view_request(request_id: int) -> ResponseReturnValue:
 @requires(Action.ORDER)
 def edit_request(request_id: int) -> ResponseReturnValue:
     req = _get_request(request_id)
-    if req.state_enum not in workflow.EDITABLE:
-        flash(f"Request {req.accession_number} is {req.state}; it can no longer be edited.", "error")
+    if not workflow.editable(req):
+        flash(f"Request {req.accession_number} is {workflow.not_editable_reason(req)}; it can no longer be edited.",
+              "error")
         return redirect(url_for("imaging.view_request", request_id=req.id))
     form = EditRequestForm(obj=req)
     form.physician.choices = people.choices(Role.PHYSICIAN)

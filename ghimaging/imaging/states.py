@@ -1,6 +1,15 @@
 """The states of an imaging request and the one way to move between them.
 
-draft -> requested -> done, and cancelled from draft or requested. A move is
+draft -> requested -> done, and cancelled from draft or requested (GNU
+Health's states). The rule for results, kept here: writing a result does
+not close the request (its result is *preliminary* and the request stays
+``requested``); finalising the result closes it (``complete``: done). A
+request with a result, preliminary or final, can no longer be cancelled or
+edited: the report answers the order as it was. What people see on pages
+(scheduled, images received, preliminary, final) is derived from these
+states in :mod:`.progress`.
+
+A move is
 a conditional UPDATE inside the caller's transaction, so two people acting
 at once cannot both pass the check; the caller commits.
 
@@ -37,8 +46,19 @@ _signals = Namespace()
 request_changed = _signals.signal("request-changed")
 
 
+def has_result(req: ImagingRequest) -> bool:
+    return req.result is not None
+
+
 def can(action: str, req: ImagingRequest) -> bool:
+    if action == "cancel" and has_result(req):
+        return False
     return req.state_enum in TRANSITIONS[action][0]
+
+
+def editable(req: ImagingRequest) -> bool:
+    """Its order may still be changed: draft or requested, and not reported."""
+    return req.state_enum in EDITABLE and not has_result(req)
 
 
 def check(action: str, req: ImagingRequest) -> None:
@@ -46,6 +66,9 @@ def check(action: str, req: ImagingRequest) -> None:
     may take ``action`` now."""
     allowed, _ = TRANSITIONS[action]
     current = req.state_enum
+    if action == "cancel" and current in allowed and has_result(req):
+        raise TransitionError(f"Request {req.accession_number} has a result; it cannot be cancelled.",
+                              state=current.value)
     if current not in allowed:
         raise TransitionError(
             f"Request {req.accession_number} is {current.value}; it cannot be {_DONE_WORD[action]} "

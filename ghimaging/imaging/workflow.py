@@ -25,7 +25,7 @@ from . import checks, numbers, states
 from .checks import EARLIEST_DAY, LATEST_DAY, date_problem, parse_scheduled
 from .errors import TransitionError, ValidationError, WorkflowError, WorklistRefused, WorklistUnwritable
 from .reporting import NewImage, add_addendum, add_key_image, create_result, finalise_result, update_result
-from .states import EDITABLE, TRANSITIONS, can, request_changed
+from .states import EDITABLE, TRANSITIONS, can, editable, request_changed
 
 if TYPE_CHECKING:
     from ..worklists import WorklistFileData
@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 __all__ = [
     "EARLIEST_DAY", "EDITABLE", "LATEST_DAY", "TRANSITIONS", "NewImage", "TransitionError", "ValidationError",
     "WorkflowError", "WorklistRefused", "WorklistUnwritable", "add_addendum", "add_key_image", "announce_waiting",
-    "can", "cancel", "create_order", "create_result", "date_problem", "finalise_result", "parse_scheduled",
-    "request_changed", "submit", "update_request", "update_result", "waiting_without_file",
+    "can", "cancel", "create_order", "create_result", "date_problem", "editable", "finalise_result",
+    "not_editable_reason", "parse_scheduled", "request_changed", "submit", "update_request", "update_result", "waiting_without_file",
 ]
 
 S = states.S
@@ -124,9 +124,9 @@ def create_order(patient: Patient, tests: Iterable[ImagingTest], *, user: User |
 def update_request(req: ImagingRequest, *, user: User | None, physician: User | None,
                    urgent: bool, clinical_context: str, comment: str,
                    scheduled_at: datetime | None) -> ImagingRequest:
-    if req.state_enum not in EDITABLE:
-        raise TransitionError(f"Request {req.accession_number} is {req.state}; it can no longer be edited.",
-                              state=req.state)
+    if not editable(req):
+        raise TransitionError(f"Request {req.accession_number} is {not_editable_reason(req)}; it can no longer "
+                              "be edited.", state=req.state)
     errors: dict[str, str] = {}
     clinical_context = checks.text(errors, "clinical_context", clinical_context, checks.TEXT_MAX)
     comment = checks.text(errors, "comment", comment, checks.TEXT_MAX)
@@ -150,6 +150,11 @@ def update_request(req: ImagingRequest, *, user: User | None, physician: User | 
     db.session.flush()
     states.announce(req, "edit")
     return req
+
+
+def not_editable_reason(req: ImagingRequest) -> str:
+    """Why the order can no longer be changed, in the words of its page."""
+    return "reported" if states.has_result(req) and req.state_enum in EDITABLE else req.state
 
 
 def announce_waiting(condition: ColumnElement[bool]) -> int:

@@ -58,6 +58,12 @@ class ImagingRequest(Model):
         # The list page: a state tab, urgent first, newest first.
         Index("ix_imaging_requests_list", "state", "urgent", "id"),
         Index("ix_imaging_requests_all", "urgent", "id"),
+        # The start page's queues (imaging/queues.py): a day's exams by
+        # scheduled time; to report (requested, images in, urgent first,
+        # oldest first); a physician's own orders.
+        Index("ix_imaging_requests_scheduled", "scheduled_at", "id"),
+        Index("ix_imaging_requests_queue", "state", "images_available", "urgent", "id"),
+        Index("ix_imaging_requests_physician", "requesting_physician_id", "state", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -129,6 +135,8 @@ class Result(Model):
     ``gnuhealth.imaging.test.result``)."""
 
     __tablename__ = "results"
+    # Preliminary results (NULL) and those finalised since a moment (queues).
+    __table_args__ = (Index("ix_results_finalised", "finalised_at", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     request_id: Mapped[int] = mapped_column(ForeignKey("imaging_requests.id"), unique=True)

@@ -1,0 +1,254 @@
+"""The work queues of the start page, one per role, and their counts in
+the navigation.
+
+- technologist: today's exams per station (AE title, else modality), urgent
+  first then by scheduled time, each once; yesterday's not performed; the
+  requested ones with no time;
+- radiologist: to report (images received, no result: urgent first, then
+  oldest), preliminary results (yours, then others'), finalised today;
+- physician: your orders with a result finalised since your last visit,
+  and your orders still waiting.
+
+Each queue is one indexed query with a limit (the indexes are in
+``models/imaging.py``, migration 0011), so a clinic's history does not slow
+the page: ``bench/bench_queues.py`` measures it. Which state a row shows is
+:mod:`.progress`'s; "today" is the clinic's day (:func:`clinic_zone`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import Any
+
+from sqlalchemy import Select, exists, func, select
+from sqlalchemy.orm import lazyload, selectinload
+
+from ..extensions import db
+from ..models import ImagingRequest, OrthancStudy, RequestState, Result, Role, StudyLink, User
+from ..models._time import utcnow
+
+S = RequestState
+LIMIT = 50  # rows per queue: more is a list to search, not a queue
+
+
+def clinic_zone() -> tzinfo:
+    """The clinic's time zone: the setting ``time_zone`` once clinic
+    settings have it, UTC until then (the one place to change)."""
+    from ..settings.service import clinic_settings
+
+    name = clinic_settings().get("time_zone", "")
+    if name:
+        try:
+            from zoneinfo import ZoneInfo
+
+            return ZoneInfo(name)
+        except (KeyError, ValueError):  # ZoneInfoNotFoundError is a KeyError
+            pass
+    return UTC
+
+
+@dataclass(frozen=True)
+class Day:
+    """The clinic's day: its date, its bounds in wall-clock time (as
+    ``scheduled_at`` is stored) and its start in UTC (as ``finalised_at``)."""
+
+    date: date
+    start: datetime
+    end: datetime
+    start_utc: datetime
+
+    @classmethod
+    def of(cls, now_utc: datetime | None = None, zone: tzinfo | None = None) -> Day:
+        zone = zone or clinic_zone()
+        now = (now_utc or utcnow()).replace(tzinfo=UTC).astimezone(zone)
+        start = datetime.combine(now.date(), time.min)
+        start_utc = start.replace(tzinfo=zone).astimezone(UTC).replace(tzinfo=None)
+        return cls(now.date(), start, start + timedelta(days=1), start_utc)
+
+
+def _rows() -> Select[ImagingRequest]:
+    """Requests with what a row shows (patient, test, physician joined; the
+    result in one more SELECT for the whole page)."""
+    return select(ImagingRequest).options(
+        selectinload(ImagingRequest.result).options(lazyload(Result.request)))
+
+
+def _no_result() -> Any:
+    return ~exists().where(Result.request_id == ImagingRequest.id)
+
+
+def _all(stmt: Select[ImagingRequest]) -> list[ImagingRequest]:
+    return list(db.session.scalars(stmt.limit(LIMIT)).unique())
+
+
+# -- technologist ------------------------------------------------------------------------
+
+
+@dataclass
+class Station:
+    key: str
+    label: str
+    rows: list[ImagingRequest] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Images:
+    count: int
+    at: datetime
+    study_id: int
+
+
+def station_of(req: ImagingRequest) -> tuple[str, str]:
+    """(key, label) of the station that performs ``req``: the test's AE title
+    (what the modality asks the worklist for), else its modality."""
+    test = req.test
+    if test.ae_title:
+        return test.ae_title, f"{test.ae_title} · {test.modality.name}"
+    return test.modality.code, test.modality.name
+
+
+def today_stmt(day: Day) -> Select[ImagingRequest]:
+    return _rows().where(ImagingRequest.scheduled_at >= day.start, ImagingRequest.scheduled_at < day.end,
+                         ImagingRequest.state.in_([S.REQUESTED.value, S.DONE.value]))
+
+
+def _waiting() -> Any:
+    return (ImagingRequest.state == S.REQUESTED.value) & ImagingRequest.images_available.is_(False)
+
+
+def technologist_today(day: Day) -> list[Station]:
+    """Today's requested and done exams, per station; in each, urgent first,
+    then by scheduled time."""
+    stmt = today_stmt(day).order_by(ImagingRequest.urgent.desc(), ImagingRequest.scheduled_at,
+                                    ImagingRequest.id)
+    stations: dict[str, Station] = {}
+    for req in db.session.scalars(stmt.limit(4 * LIMIT)).unique():
+        key, label = station_of(req)
+        stations.setdefault(key, Station(key, label)).rows.append(req)
+    return sorted(stations.values(), key=lambda s: s.key)
+
+
+def yesterday_not_performed(day: Day) -> list[ImagingRequest]:
+    return _all(_rows().where(ImagingRequest.scheduled_at >= day.start - timedelta(days=1),
+                              ImagingRequest.scheduled_at < day.start, _waiting())
+                .order_by(ImagingRequest.urgent.desc(), ImagingRequest.scheduled_at, ImagingRequest.id))
+
+
+def not_scheduled() -> list[ImagingRequest]:
+    return _all(_rows().where(ImagingRequest.scheduled_at.is_(None), _waiting())
+                .order_by(ImagingRequest.urgent.desc(), ImagingRequest.id))
+
+
+def images_of(requests: Sequence[ImagingRequest]) -> dict[int, Images]:
+    """Instances received and when the first study was linked, per request
+    (one grouped SELECT for the page)."""
+    ids = [r.id for r in requests if r.images_available]
+    if not ids:
+        return {}
+    rows = db.session.execute(
+        select(StudyLink.request_id, func.sum(OrthancStudy.instance_count), func.min(StudyLink.created_at),
+               func.min(StudyLink.study_id))
+        .join(OrthancStudy, OrthancStudy.id == StudyLink.study_id)
+        .where(StudyLink.request_id.in_(ids)).group_by(StudyLink.request_id))
+    return {rid: Images(int(n or 0), at, study) for rid, n, at, study in rows}
+
+
+# -- radiologist ---------------------------------------------------------------------------
+
+
+def to_report_stmt() -> Select[ImagingRequest]:
+    return _rows().where(ImagingRequest.state == S.REQUESTED.value, ImagingRequest.images_available.is_(True),
+                         _no_result())
+
+
+def to_report() -> list[ImagingRequest]:
+    return _all(to_report_stmt().order_by(ImagingRequest.urgent.desc(), ImagingRequest.id))
+
+
+def preliminary(user: User) -> tuple[list[ImagingRequest], list[ImagingRequest]]:
+    """Results not yet final: the user's own, and everybody else's."""
+    base = (_rows().join(Result, Result.request_id == ImagingRequest.id)
+            .where(Result.finalised_at.is_(None)).order_by(ImagingRequest.urgent.desc(), Result.id))
+    mine = _all(base.where(Result.radiologist_id == user.id))
+    others = _all(base.where((Result.radiologist_id != user.id) | Result.radiologist_id.is_(None)))
+    return mine, others
+
+
+def finalised_today(day: Day) -> list[ImagingRequest]:
+    return _all(_rows().join(Result, Result.request_id == ImagingRequest.id)
+                .where(Result.finalised_at >= day.start_utc).order_by(Result.finalised_at.desc()))
+
+
+# -- physician --------------------------------------------------------------------------------
+
+
+def _since(user: User) -> datetime:
+    """The physician's last visit; a first visit looks back a week."""
+    return user.queue_seen_at or utcnow() - timedelta(days=7)
+
+
+def results_since_stmt(user: User, since: datetime) -> Select[ImagingRequest]:
+    return (_rows().join(Result, Result.request_id == ImagingRequest.id)
+            .where(ImagingRequest.requesting_physician_id == user.id, Result.finalised_at > since))
+
+
+def new_results(user: User) -> list[ImagingRequest]:
+    return _all(results_since_stmt(user, _since(user)).order_by(Result.finalised_at.desc()))
+
+
+def my_waiting(user: User) -> list[ImagingRequest]:
+    """The physician's orders not closed yet (drafts to submit, exams to
+    perform, results not final), urgent first, then oldest."""
+    return _all(_rows().where(ImagingRequest.requesting_physician_id == user.id,
+                              ImagingRequest.state.in_([S.DRAFT.value, S.REQUESTED.value]))
+                .order_by(ImagingRequest.urgent.desc(), ImagingRequest.id))
+
+
+def mark_seen(user: User) -> None:
+    """The physician has seen their start page: "since your last visit"
+    counts from now. Flushes; the page commits."""
+    user.queue_seen_at = utcnow()
+    db.session.flush()
+
+
+# -- the start page and the navigation ---------------------------------------------------------
+
+
+def _count(stmt: Select[Any]) -> int:
+    return db.session.scalar(select(func.count()).select_from(
+        stmt.with_only_columns(ImagingRequest.id).order_by(None).subquery())) or 0
+
+
+def counts(user: User) -> dict[str, int]:
+    """The numbers in the navigation, one indexed count per role the user has."""
+    out: dict[str, int] = {}
+    if Role.TECHNOLOGIST in user.roles:
+        day = Day.of()
+        out["today"] = _count(today_stmt(day).where(_waiting()))
+    if Role.RADIOLOGIST in user.roles:
+        out["to_report"] = _count(to_report_stmt())
+    if Role.PHYSICIAN in user.roles:
+        out["results"] = _count(results_since_stmt(user, _since(user)))
+    return out
+
+
+def start_page(user: User) -> dict[str, Any]:
+    """Every section the user's roles give, for the start page."""
+    day = Day.of()
+    page: dict[str, Any] = {"day": day}
+    if Role.TECHNOLOGIST in user.roles:
+        stations = technologist_today(day)
+        yesterday = yesterday_not_performed(day)
+        unscheduled = not_scheduled()
+        page["technologist"] = {"stations": stations, "yesterday": yesterday, "unscheduled": unscheduled,
+                                "images": images_of([r for s in stations for r in s.rows]
+                                                    + yesterday + unscheduled)}
+    if Role.RADIOLOGIST in user.roles:
+        mine, others = preliminary(user)
+        page["radiologist"] = {"to_report": to_report(), "mine": mine, "others": others,
+                               "finalised": finalised_today(day)}
+    if Role.PHYSICIAN in user.roles:
+        page["physician"] = {"new": new_results(user), "waiting": my_waiting(user), "since": user.queue_seen_at}
+    return page
