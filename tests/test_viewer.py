@@ -221,3 +221,50 @@ def test_orthanc_viewer_links_are_for_administrators_and_say_they_need_orthancs_
     admin_html = login("boss").get(study_page).get_data(as_text=True)
     assert "explorer.html#study?uuid=" in admin_html
     assert "Orthanc's own sign-in" in admin_html
+
+
+@pytest.fixture
+def odd_series(app, orthanc, orthanc_row, staff, create_patient, create_request):
+    """A request whose study holds an image with no stored window (series 1)
+    and a multi-frame image of 3 frames (series 2). Returns {number: series row}."""
+    patient = create_patient(family_name="Odd", given_name="Series")
+    req = create_request(patient, submit=True, user=staff["doc"], physician=staff["doc"])
+    common = {"accession": req.accession_number}
+    unwindowed = dicomgen.make_unwindowed(patient.puid, "Odd^Series", req.study_instance_uid, series_number=1,
+                                          rows=32, cols=32, modality="MR", **common)
+    multi = dicomgen.make_instance(patient.puid, "Odd^Series", req.study_instance_uid, series_number=2,
+                                   rows=16, cols=16, modality="US", **common)
+    multi.NumberOfFrames = 3
+    multi.PixelData = bytes(512) + bytes([0xFF, 0x0F]) * 256 + bytes(512)  # black, white, black
+    for ds in (unwindowed, multi):
+        orthanc.upload(dicomgen.to_bytes(ds))
+    assert sync.run(orthanc_row.id, mode="full").error == ""
+    db.session.expire_all()
+    [link] = studies_of(db.session.get(ImagingRequest, req.id))
+    return {se.number: se for se in link.study.series}
+
+
+def test_an_image_without_a_stored_window_opens_on_its_own_range(odd_series, login):
+    rad = login("rad")
+    body = rad.get(f"/viewer/series/{odd_series[1].id}").get_json()
+    # make_unwindowed's values run from 0 to 4095 with no rescale: the window spans them
+    assert body["window"] == [2047.5, 4095]
+    assert body["presets"] == []  # presets are for CT; an MR starts from the image
+    frame = rad.get(frame_url(odd_series[1], body["instances"][0]["id"], window="c=2047.5&w=4095"))
+    with Image.open(io.BytesIO(frame.data)) as img:
+        low, high = img.convert("L").getextrema()
+    assert high - low > 200, "not black: the window the viewer opens on shows the picture"
+
+
+def test_a_multi_frame_image_is_scrolled_frame_by_frame(odd_series, login):
+    rad = login("rad")
+    series = odd_series[2]
+    body = rad.get(f"/viewer/series/{series.id}").get_json()
+    [inst] = body["instances"]
+    assert inst["frames"] == 3
+    c, w = body["window"]
+    pictures = [rad.get(frame_url(series, inst["id"], n, f"c={c}&w={w}")) for n in range(3)]
+    assert [p.status_code for p in pictures] == [200, 200, 200]
+    black, white, black_again = (grey(p.data, 8, 8) for p in pictures)
+    assert black == black_again == 0 and white > 240
+    assert rad.get(frame_url(series, inst["id"], 3, f"c={c}&w={w}")).status_code == 404
