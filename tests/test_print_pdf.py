@@ -234,7 +234,7 @@ def test_the_pdf_renderer_fetches_nothing_from_the_network_or_the_disk(app, req,
     try:
         with app.test_request_context(base_url="http://clinic.example/"):
             base = "http://clinic.example/"
-            files = printing.LocalFiles(base, result)
+            files = printing.LocalFiles(base, printing.build(result, pdf=True))
             own = f'{base.rstrip("/")}/results/images/{result.images[0].stored_name}'
             page = (f'<link rel="stylesheet" href="http://127.0.0.1:{server.server_port}/x.css">'
                     f'<img src="http://127.0.0.1:{server.server_port}/x.png"><img src="{secret.as_uri()}">'
@@ -247,3 +247,20 @@ def test_the_pdf_renderer_fetches_nothing_from_the_network_or_the_disk(app, req,
     path.write_bytes(pdf)
     listed = subprocess.run(["pdfimages", "-list", str(path)], capture_output=True, text=True, check=True).stdout
     assert len([line for line in listed.splitlines()[2:] if line.strip()]) == 1, listed  # the key image alone
+
+
+def test_the_print_page_has_no_inline_style_and_its_page_css_follows_the_clinic(login, req, staff):
+    """The pages' Content-Security-Policy refuses inline style, so paper
+    size and the page counter come in a stylesheet of their own."""
+    set_clinic(paper_size="Letter", language="es")
+    result = make_result(req, staff["rad"], report="Short.")
+    c = login("doc")
+    r = c.get(f"/results/{result.id}/print")
+    assert "style-src 'self'" in r.headers["Content-Security-Policy"]
+    body = r.get_data(as_text=True)
+    assert "<style" not in body and " style=" not in body
+    assert 'href="/results/print-page.css"' in body
+    css = c.get("/results/print-page.css")
+    assert css.status_code == 200 and css.mimetype == "text/css"
+    assert css.get_data(as_text=True).strip() == \
+        '@page { size: Letter; @bottom-right { content: "Página " counter(page) " de " counter(pages); } }'

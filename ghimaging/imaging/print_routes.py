@@ -24,15 +24,27 @@ def print_result(result_id: int) -> ResponseReturnValue:
     return render_template("imaging/print.html", **printing.build(result).template_values())
 
 
+@bp.route("/results/print-page.css")
+@requires(Action.VIEW)
+def print_page_css() -> ResponseReturnValue:
+    """The clinic's paper size and "Page x of y" in its language (the
+    pages' CSP allows no inline style)."""
+    from ..settings.service import clinic_settings
+
+    css = printing.page_css(*printing.page_setup(clinic_settings()))
+    return Response(css, mimetype="text/css", headers={"Cache-Control": "private, no-cache"})
+
+
 @bp.route("/results/<int:result_id>/report.pdf")
 @requires(Action.VIEW)
 def print_pdf(result_id: int) -> ResponseReturnValue:
     """The same page rendered on the server (WeasyPrint); a download named
     for the accession number, never kept by a shared cache."""
     result = db.get_or_404(Result, result_id)
-    html = render_template("imaging/print.html", **printing.build(result, pdf=True).template_values())
+    context = printing.build(result, pdf=True)
+    html = render_template("imaging/print.html", **context.template_values())
     base_url = request.host_url
-    pdf = printing.render_pdf(html, base_url, printing.LocalFiles(base_url, result))
+    pdf = printing.render_pdf(html, base_url, printing.LocalFiles(base_url, context))
     name = re.sub(r"[^A-Za-z0-9._-]", "_", result.request.accession_number) or str(result.id)
     return Response(pdf, mimetype="application/pdf", headers={
         "Content-Disposition": f'attachment; filename="report-{name}.pdf"',

@@ -62,9 +62,8 @@ class PrintContext:
     pdf: bool = False
 
     def template_values(self) -> dict[str, Any]:
-        tr = translator(self.language)
-        return {"p": self, "result": self.result, "req": self.req, "clinic": self.clinic, "_": tr,
-                "page_counter": page_counter_css(tr), "thumbnails": False}
+        return {"p": self, "result": self.result, "req": self.req, "clinic": self.clinic,
+                "_": translator(self.language), "thumbnails": False}
 
 
 def _day(value: date | None) -> str:
@@ -123,18 +122,30 @@ def _logo_src() -> str:
     return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
 
 
+def page_setup(clinic: dict[str, str]) -> tuple[str, str]:
+    """The print's language and paper size from the clinic's settings."""
+    paper = clinic.get("paper_size", "A4")
+    return supported(clinic.get("language")) or "en", paper if paper in PAPER_SIZES else "A4"
+
+
+def page_css(language: str, paper: str) -> str:
+    """The @page rule of the clinic's paper size and language: a stylesheet
+    of its own, since the pages' Content-Security-Policy allows no inline
+    style."""
+    return f"@page {{ size: {paper}; @bottom-right {{ content: {page_counter_css(translator(language))}; }} }}\n"
+
+
 def build(result: Result, *, pdf: bool = False) -> PrintContext:
     from ..settings.service import clinic_settings
 
     clinic = clinic_settings()
     req = result.request
     patient = req.patient
-    paper = clinic.get("paper_size", "A4")
+    language, paper = page_setup(clinic)
     signer = result.finalised_by if result.is_final and result.finalised_by else result.radiologist
     return PrintContext(
         result=result, req=req, clinic=clinic,
-        language=supported(clinic.get("language")) or "en",
-        paper_size=paper if paper in PAPER_SIZES else "A4",
+        language=language, paper_size=paper,
         logo_src=_logo_src(),
         patient_name=patient.full_name, puid=patient.puid, birth_date=_day(patient.birth_date),
         sex=patient.sex, accession=req.accession_number,
@@ -171,24 +182,28 @@ def page_counter_css(_: Translator) -> str:
 # -- the PDF -------------------------------------------------------------------
 
 class LocalFiles:
-    """The only things the PDF renderer may read: the print stylesheet and
+    """The only things the PDF renderer may read: the print stylesheets and
     the report's key images, by the URLs the page gives them; anything else
     (another host, another path, file:) is refused. Inline data: URLs (the
     logo) need no fetch."""
 
-    def __init__(self, base_url: str, result: Result) -> None:
+    def __init__(self, base_url: str, context: PrintContext) -> None:
+        root = base_url.rstrip("/")
         static = Path(current_app.static_folder or "")
         images = Path(current_app.config["RESULT_IMAGE_DIR"])
+        self.made: dict[str, bytes] = {
+            root + url_for("imaging.print_page_css"): page_css(context.language, context.paper_size).encode()}
         self.files: dict[str, Path] = {
-            base_url.rstrip("/") + url_for("static", filename="css/print.css"): static / "css" / "print.css"}
-        for img in result.images:
-            self.files[base_url.rstrip("/") + url_for("imaging.result_image", name=img.stored_name)] = \
+            root + url_for("static", filename="css/print.css"): static / "css" / "print.css"}
+        for img in context.result.images:
+            self.files[root + url_for("imaging.result_image", name=img.stored_name)] = \
                 images / Path(img.stored_name).name
 
     def read(self, url: str) -> tuple[bytes, str]:
-        if url.startswith("data:"):
-            raise LookupError("data: URLs are decoded by the renderer")
-        path = self.files.get(url.split("#", 1)[0])
+        url = url.split("#", 1)[0]
+        if url in self.made:
+            return self.made[url], "text/css"
+        path = self.files.get(url)
         if path is None:
             raise PermissionError(f"not fetched while rendering a report: {url}")
         return path.read_bytes(), mimetypes.guess_type(path.name)[0] or "application/octet-stream"
