@@ -153,6 +153,8 @@ def test_a_tablet_swipes_through_the_series_and_taps_a_key_image(browser, live, 
         assert moved_to > 0
         page.get_by_role("button", name="Bone").tap()
         wait_for(page, ids[moved_to], "400/1800")
+        expect(page.get_by_role("button", name="Bone")).to_have_attribute("aria-pressed", "true")
+        expect(page.get_by_role("button", name="Lung")).to_have_attribute("aria-pressed", "false")
         shoot(page, shots, "viewer-desk-820")
         page.get_by_role("button", name="Add as key image").tap()
         expect(page.locator("[data-key-status]")).to_contain_text("Key image added")

@@ -77,6 +77,8 @@
       var b = document.createElement("button");
       b.type = "button"; b.className = "button small"; b.textContent = p.label;
       b.title = "Window " + round(p.width) + ", level " + round(p.center);
+      b.setAttribute("data-center", p.center); b.setAttribute("data-width", p.width);
+      b.setAttribute("aria-pressed", "false");
       b.addEventListener("click", function () { self.setWindow(p.center, p.width); });
       self.presets.appendChild(b);
     });
@@ -97,6 +99,11 @@
     this.slider.value = this.index + 1;
     this.counter.textContent = "Image " + (this.index + 1) + " of " + this.frames.length;
     this.wl.textContent = this.window ? "W " + Math.round(this.window[1]) + " · L " + Math.round(this.window[0]) : "";
+    var win = this.window;
+    Array.prototype.forEach.call(this.presets.querySelectorAll("button"), function (b) {
+      var on = !!win && +b.getAttribute("data-center") === win[0] && +b.getAttribute("data-width") === win[1];
+      b.setAttribute("aria-pressed", on ? "true" : "false");
+    });
     this.wanted = { url: this.url(), index: this.index, window: this.window ? this.window.slice() : null };
     if (!this.loading) this.load();
   };
