@@ -34,38 +34,41 @@ LIMIT = 50  # rows per queue: more is a list to search, not a queue
 
 
 def clinic_zone() -> tzinfo:
-    """The clinic's time zone: the setting ``time_zone`` once clinic
-    settings have it, UTC until then (the one place to change)."""
-    from ..settings.service import clinic_settings
+    """The clinic's time zone (the ``time_zone`` setting, through
+    :mod:`ghimaging.clock`): the one place the queues ask for it."""
+    from .. import clock
 
-    name = clinic_settings().get("time_zone", "")
-    if name:
-        try:
-            from zoneinfo import ZoneInfo
+    return clock.zone()
 
-            return ZoneInfo(name)
-        except (KeyError, ValueError):  # ZoneInfoNotFoundError is a KeyError
-            pass
-    return UTC
+
+CalendarDate = date  # (inside Day, ``date`` is the field)
 
 
 @dataclass(frozen=True)
 class Day:
-    """The clinic's day: its date, its bounds in wall-clock time (as
-    ``scheduled_at`` is stored) and its start in UTC (as ``finalised_at``)."""
+    """The clinic's day: its date on the clinic's calendar and where it
+    starts and ends as stored instants (naive UTC, as ``scheduled_at`` and
+    ``finalised_at`` are; a day may last 23 or 25 hours)."""
 
     date: date
     start: datetime
     end: datetime
-    start_utc: datetime
+    zone: tzinfo
 
     @classmethod
     def of(cls, now_utc: datetime | None = None, zone: tzinfo | None = None) -> Day:
         zone = zone or clinic_zone()
-        now = (now_utc or utcnow()).replace(tzinfo=UTC).astimezone(zone)
-        start = datetime.combine(now.date(), time.min)
-        start_utc = start.replace(tzinfo=zone).astimezone(UTC).replace(tzinfo=None)
-        return cls(now.date(), start, start + timedelta(days=1), start_utc)
+        return cls.on((now_utc or utcnow()).replace(tzinfo=UTC).astimezone(zone).date(), zone)
+
+    @classmethod
+    def on(cls, day: CalendarDate, zone: tzinfo) -> Day:
+        def instant(d: CalendarDate) -> datetime:
+            return datetime.combine(d, time.min, zone).astimezone(UTC).replace(tzinfo=None)
+
+        return cls(day, instant(day), instant(day + timedelta(days=1)), zone)
+
+    def before(self) -> Day:
+        return Day.on(self.date - timedelta(days=1), self.zone)
 
 
 def _rows() -> Select[ImagingRequest]:
@@ -131,8 +134,9 @@ def technologist_today(day: Day) -> list[Station]:
 
 
 def yesterday_not_performed(day: Day) -> list[ImagingRequest]:
-    return _all(_rows().where(ImagingRequest.scheduled_at >= day.start - timedelta(days=1),
-                              ImagingRequest.scheduled_at < day.start, _waiting())
+    yesterday = day.before()
+    return _all(_rows().where(ImagingRequest.scheduled_at >= yesterday.start,
+                              ImagingRequest.scheduled_at < yesterday.end, _waiting())
                 .order_by(ImagingRequest.urgent.desc(), ImagingRequest.scheduled_at, ImagingRequest.id))
 
 
@@ -178,7 +182,7 @@ def preliminary(user: User) -> tuple[list[ImagingRequest], list[ImagingRequest]]
 
 def finalised_today(day: Day) -> list[ImagingRequest]:
     return _all(_rows().join(Result, Result.request_id == ImagingRequest.id)
-                .where(Result.finalised_at >= day.start_utc).order_by(Result.finalised_at.desc()))
+                .where(Result.finalised_at >= day.start, Result.finalised_at < day.end).order_by(Result.finalised_at.desc()))
 
 
 # -- physician --------------------------------------------------------------------------------

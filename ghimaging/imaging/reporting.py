@@ -145,12 +145,15 @@ def finalise_result(result: Result, user: User) -> Result:
     if not result.report.strip():
         raise ValidationError({"report": "Write the report before finalising it."})
     req = result.request
+    if states.can("complete", req):  # a request closed before (by an older rule) stays as it is
+        states.transition(req, "complete", user)
+        # Flushed first, so that GNU Health's outbox sends the request's
+        # change before its result (as when a result closed the request).
+        db.session.flush()
     result.finalised_at = utcnow()
     result.finalised_by_id = user.id
     if result.radiologist is None and user.can(Action.REPORT):
         result.radiologist = user
-    if states.can("complete", req):  # a request closed before (by an older rule) stays as it is
-        states.transition(req, "complete", user)
     _event(result, user, "result finalised")
     db.session.flush()
     states.announce(req, "finalise")

@@ -17,6 +17,7 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 
+from .. import clock
 from ..auth.decorators import requires
 from ..auth.forms import EmptyForm
 from ..catalog import service as catalog
@@ -33,10 +34,11 @@ bp = Blueprint("imaging", __name__)
 
 
 def scheduled(form: OrderForm | EditRequestForm) -> datetime | None:
+    """What was typed (the clinic's wall clock) as the UTC instant stored."""
     if not form.scheduled_date.data:
         return None
     t = form.scheduled_time.data or datetime.min.time()
-    return datetime.combine(form.scheduled_date.data, t)
+    return clock.to_utc(datetime.combine(form.scheduled_date.data, t))
 
 
 def step(change: Callable[[], object], done: str, refused: str = "") -> bool:
@@ -194,8 +196,9 @@ def edit_request(request_id: int) -> ResponseReturnValue:
     if request.method == "GET":
         form.physician.data = req.requesting_physician_id or 0
         if req.scheduled_at:
-            form.scheduled_date.data = req.scheduled_at.date()
-            form.scheduled_time.data = req.scheduled_at.time()
+            local = clock.to_local(req.scheduled_at)
+            form.scheduled_date.data = local.date()
+            form.scheduled_time.data = local.time()
     worklist_error = ""
     if form.validate_on_submit():
         try:
