@@ -4,8 +4,18 @@ Each host is set up as a second host really is (README, *Production →
 Several hosts*): its own instance folder, the same database URL, and the
 two shared keys (``credentials.key`` decrypts the stored Orthanc password,
 ``secret_key`` signs sessions) copied from the first host before it ever
-starts. Each serves with ``ghimaging serve`` and runs its own background
-loop. What is checked comes from the database and Orthanc, not from timing:
+starts. The main test runs twice, once for each way a host may run its
+background work (Orthanc sync, worklist files, GNU Health outbox):
+
+- ``serve``: each host serves with ``ghimaging serve`` and runs its own
+  background loop in its served process (the installer's single unit);
+- ``worker``: each host serves with ``GHIMAGING_RUN_BACKGROUND=false`` and
+  runs ``ghimaging worker`` beside it (the installer's
+  ``ghimaging-worker.service``, for several app hosts). The two served
+  processes then sync only when a request asks (an upload, *Sync now*),
+  never on their own; the two workers race for the lease.
+
+What is checked comes from the database and Orthanc, not from timing:
 test-only triggers log every change of a server's lease owner and, for
 every mirrored row written, who held the lease at that moment (and, on
 PostgreSQL, which host wrote it: each host's ``application_name``).
@@ -134,12 +144,15 @@ def dicom(puid: str, name: str, study_uid: str | None = None, accession: str = "
 
 
 @pytest.fixture
-def two_hosts(tmp_path, fresh_url, orthanc):
+def two_hosts(request, tmp_path, fresh_url, orthanc):
     """Hosts A and B, set up as the README says and not yet serving; the
-    database with the test's triggers; Orthanc logging every HTTP request."""
+    database with the test's triggers; Orthanc logging every HTTP request.
+    Parametrised indirectly: ``worker`` gives each host a ``ghimaging
+    worker`` beside a served process that leaves the background work to it."""
     kind = "postgresql" if fresh_url.startswith("postgresql") else "sqlite"
     settings = {**SHARED_SETTINGS, "GHIMAGING_WORKLIST_DIR": str(tmp_path / "worklists")}
-    a = Host(tmp_path / "host-a", with_app_name(fresh_url, "host-a"), env=settings)
+    separate = getattr(request, "param", "serve") == "worker"
+    a = Host(tmp_path / "host-a", with_app_name(fresh_url, "host-a"), env=settings, separate_worker=separate)
     a.cli("init")
     for user, role in (("admin", "admin"), ("phys", "physician"), ("tech", "technologist")):
         a.create_user(user, role)
@@ -148,7 +161,7 @@ def two_hosts(tmp_path, fresh_url, orthanc):
                   f"    servers.add_server(label='Main', url={orthanc.url!r}, username={orthanc.username!r},"
                   f" password={orthanc.password!r})\n    db.session.commit()\n")
     subprocess.run([sys.executable, "-c", add_server], env=a.env, check=True, capture_output=True, timeout=120)
-    b = Host(tmp_path / "host-b", with_app_name(fresh_url, "host-b"), env=settings)
+    b = Host(tmp_path / "host-b", with_app_name(fresh_url, "host-b"), env=settings, separate_worker=separate)
     b.copy_secrets_from(a)
     b.cli("init")  # on a database already made: nothing to do, as on an upgrade
     engine = create_engine(fresh_url)
@@ -164,15 +177,22 @@ def two_hosts(tmp_path, fresh_url, orthanc):
         engine.dispose()
 
 
+@pytest.mark.parametrize("two_hosts", ["serve", "worker"], indirect=True)
 def test_two_hosts_sync_one_at_a_time_without_duplicates_and_number_orders_uniquely(two_hosts, orthanc, tmp_path):
     kind, a, b, engine = two_hosts
     hosts = (a, b)
+    separate = a.separate_worker
     for n in range(4):  # studies waiting before either host starts: both race for the first, full sync
         for data in dicom(f"OLD{n}", f"Old^Patient{n}"):
             orthanc.upload(data)
     a.spawn(), b.spawn()
     a.ready(), b.ready()
-    pids = {"host-a": a.pids(), "host-b": b.pids()}
+    served = {"host-a": a.pids(), "host-b": b.pids()}
+    workers = {"host-a": a.worker_pids(), "host-b": b.worker_pids()}
+    assert all(workers.values()) == separate, workers  # each worker still running beside its host
+    pids = {host: served[host] | workers[host] for host in served}
+    # Whose loop must win the lease on each host: the worker's, or (without one) the served process's.
+    loops = workers if separate else served
     for user in ("admin", "phys", "tech"):  # each chooses their own password at the first sign-in
         a.signed_in(user)
     admin = a.api(a.token("admin"))
@@ -255,9 +275,33 @@ def test_two_hosts_sync_one_at_a_time_without_duplicates_and_number_orders_uniqu
     wait_until("every study mirrored", lambda: db_rows("SELECT count(*) FROM orthanc_studies")[0][0] == in_orthanc)
     wait_until("every order linked", lambda: db_rows(
         "SELECT count(DISTINCT request_id) FROM study_links")[0][0] == len(orders))
-    wait_until("the lease held by both hosts at some time", lambda: {
+    wait_until("the lease held by both hosts' background loops at some time", lambda: {
         host for (owner,) in db_rows("SELECT new_owner FROM test_lease_log WHERE new_owner IS NOT NULL")
-        for host, ids in pids.items() if owner_pid(owner) in ids} == {"host-a", "host-b"})
+        for host, ids in loops.items() if owner_pid(owner) in ids} == {"host-a", "host-b"})
+
+    # Quiet now: no request that syncs is in flight, so only a background
+    # loop may take the lease. A wake (Orthanc's push) sent to each host in
+    # turn is answered by a loop, which clears the wish once it has synced;
+    # the woken process's own loop, if it has one, is nudged at once while
+    # the other loops sleep, so a served process whose loop runs despite
+    # RUN_BACKGROUND=false takes the lease here.
+    def last_lease_id() -> int:
+        return db_rows("SELECT coalesce(max(id), 0) FROM test_lease_log")[0][0]
+
+    def wish_cleared() -> bool:
+        return db_rows("SELECT sync_wanted_at FROM orthanc_servers")[0][0] is None
+
+    quiet_from = last_lease_id()
+    for round_ in range(3):
+        for i, host in enumerate(hosts):
+            wait_until("no sync wanted", wish_cleared)
+            assert seen("wake", tech[i].post(f"/api/v1/orthanc/servers/{server_id}/wake")).status_code == 202
+            wait_until(f"the wake sent to {host.base.name} (round {round_}) answered by a sync", wish_cleared)
+    quiet = [owner for (owner,) in db_rows(
+        f"SELECT new_owner FROM test_lease_log WHERE id > {quiet_from} AND new_owner IS NOT NULL")]
+    strays = [owner for owner in quiet if owner_pid(owner) not in loops["host-a"] | loops["host-b"]]
+    assert quiet and not strays, f"the lease taken with no request asking, not by {loops}: {strays}"
+    assert all(h.worker is None or h.worker.poll() is None for h in hosts), "a worker ended by itself"
     a.stop(), b.stop()
 
     # No 5xx, no lock errors, nothing unexpected answered.
@@ -278,6 +322,17 @@ def test_two_hosts_sync_one_at_a_time_without_duplicates_and_number_orders_uniqu
     if kind == "postgresql":  # and by the host that held it
         strays = [(tbl, holder, app) for tbl, holder, app in writes if owner_pid(holder) not in pids[app]]
         assert not strays, strays
+    if separate:
+        # With RUN_BACKGROUND off a served process syncs only when a request
+        # asks (an upload, Sync now), each time under an owner of its own; a
+        # background loop takes the lease again and again under one owner
+        # (orthanc/worker.py SyncWorker.owner). No served owner twice, then.
+        taken = [owner for (owner,) in db_rows("SELECT new_owner FROM test_lease_log WHERE new_owner IS NOT NULL")]
+        by_served = [owner for owner in taken if any(owner_pid(owner) in ids for ids in served.values())]
+        again = sorted({owner for owner in by_served if by_served.count(owner) > 1})
+        assert not again, f"a served process took the lease again and again (its background loop ran): {again}"
+        for host in hosts:
+            assert "ghimaging worker: background work running" in host.worker_log(), host.worker_log()[-2000:]
     # One full sync, though both hosts started needing one (read in the database and in Orthanc's log).
     assert db_rows("SELECT sync_generation FROM orthanc_servers")[0][0] == 1
     assert len(re.findall(r"\(http\) GET /series$", orthanc.log_path.read_text(), re.MULTILINE)) == 1
@@ -316,8 +371,8 @@ def test_a_puid_another_host_registers_between_the_check_and_the_insert_is_a_409
         clean = real_validate(data, patient)
         with db.engine.begin() as other:  # another connection: the other host
             other.execute(text(
-                "INSERT INTO patients (puid, family_name, given_name, sex, phone, notes, search_key, created_at,"
-                " updated_at) VALUES ('RACE-X', 'Other', 'Host', 'F', '', '', 'race-x other host',"
+                "INSERT INTO patients (puid, family_name, given_name, sex, phone, notes, alerts, search_key,"
+                " created_at, updated_at) VALUES ('RACE-X', 'Other', 'Host', 'F', '', '', '', 'race-x other host',"
                 " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
         return clean
 

@@ -2,11 +2,14 @@
 host has its own instance folder and settings, runs the ``ghimaging``
 command for its set-up (``init``, ``create-user``, ``create-token``) and
 serves with ``ghimaging serve`` (gunicorn, the background loop inside each
-worker). Shared by the two-host and load tests.
+worker) or, as a setup with several app hosts may, serves with
+``GHIMAGING_RUN_BACKGROUND=false`` and runs ``ghimaging worker`` beside it
+(``separate_worker``). Shared by the two-host and load tests.
 
 Logs (gunicorn's access log and the app's own) go to ``serve.log`` in the
 host's folder, so a test can look for 5xx answers, tracebacks and lock
-errors in what the server wrote, not only in what the client saw.
+errors in what the server wrote, not only in what the client saw; a
+separate worker's output goes to ``worker.log`` beside it.
 """
 
 from __future__ import annotations
@@ -54,10 +57,12 @@ def new_session() -> requests.Session:
 
 class Host:
     """One app host: ``base/instance`` is its instance folder, ``env`` more
-    ``GHIMAGING_*`` settings (the database URL is one of them)."""
+    ``GHIMAGING_*`` settings (the database URL is one of them). With
+    ``separate_worker`` the served processes leave the background work to a
+    ``ghimaging worker`` process that ``spawn`` starts beside them."""
 
     def __init__(self, base: Path, database_url: str, *, env: dict[str, str] | None = None,
-                 workers: int = 1, threads: int = 6):
+                 workers: int = 1, threads: int = 6, separate_worker: bool = False):
         self.base = base
         self.instance = base / "instance"
         base.mkdir(parents=True, exist_ok=True)
@@ -66,10 +71,15 @@ class Host:
         self.env = {**inherited, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
                     "GHIMAGING_INSTANCE_PATH": str(self.instance), "GHIMAGING_DATABASE_URL": database_url,
                     **(env or {})}
+        if separate_worker:
+            self.env["GHIMAGING_RUN_BACKGROUND"] = "false"
+        self.separate_worker = separate_worker
         self.workers, self.threads = workers, threads
         self.proc: subprocess.Popen[bytes] | None = None
+        self.worker: subprocess.Popen[bytes] | None = None
         self.url = ""
         self.log_path = base / "serve.log"
+        self.worker_log_path = base / "worker.log"
 
     # -- set-up with the ghimaging command --------------------------------
     def run(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -114,6 +124,10 @@ class Host:
                 [*CLI, "serve", "--port", str(port), "--workers", str(self.workers), "--threads", str(self.threads)],
                 env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.url = f"http://127.0.0.1:{port}"
+        if self.separate_worker:
+            with open(self.worker_log_path, "ab") as log:
+                self.worker = subprocess.Popen([*CLI, "worker"], env=self.env, cwd=ROOT, stdout=log,
+                                               stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
     def ready(self, wait: float = 120) -> Host:
@@ -125,28 +139,33 @@ class Host:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        for proc in (self.proc, self.worker):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
 
     def pids(self) -> set[int]:
         """The gunicorn master and its workers (empty once stopped)."""
         return set(tree(self.proc.pid)) if self.proc is not None and self.proc.poll() is None else set()
 
+    def worker_pids(self) -> set[int]:
+        """The ``ghimaging worker`` process (empty without one, or once stopped)."""
+        return set(tree(self.worker.pid)) if self.worker is not None and self.worker.poll() is None else set()
+
     def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return _read(self.log_path)
+
+    def worker_log(self) -> str:
+        return _read(self.worker_log_path)
 
     def log_problems(self) -> list[str]:
-        """Lines of the served log that show a 5xx answer, a traceback or a
-        database lock error."""
-        return [line for line in self.log().splitlines()
+        """Lines of the served log (and the worker's) that show a 5xx
+        answer, a traceback or a database lock error."""
+        return [line for line in (self.log() + "\n" + self.worker_log()).splitlines()
                 if SERVER_ERROR_LINE.search(line) or LOCK_ERRORS.search(line) or line.startswith("Traceback")]
 
     # -- clients ----------------------------------------------------------
@@ -191,6 +210,13 @@ class Host:
                                   "request_id": request_id},
                             files=[("files", (name, data, "application/dicom")) for name, data in files],
                             headers={"Accept": "application/json"})
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
 
 
 def csrf_token(page: str) -> str:
