@@ -46,7 +46,7 @@ def statuses(body: str, sid: str) -> dict[str, str]:
     out = {}
     for acc, tr in re.findall(r'<tr[^>]*data-request="([^"]+)">(.*?)</tr>', section(body, sid), re.S):
         status = re.search(r'data-status="([^"]+)"', tr)
-        detail = re.search(r'<small class="muted">([^<]*)</small>\s*</td>\s*<td class="actions"', tr)
+        detail = re.search(r'<small class="muted">([^<]*)</small>\s*</td>\s*<td class="open-cell"', tr)
         out[acc] = status.group(1) + (f" ({detail.group(1).split(' · ')[0]})" if detail else "")
     return out
 
