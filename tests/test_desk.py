@@ -248,3 +248,25 @@ def test_another_radiologists_draft_is_named_not_shown_as_mine(app, reader, req,
     assert other.post(url, result_form(bo, "Bo's wording"), token_from=url).status_code == 302
     assert the_draft(req, bo) is None
     assert the_draft(req, rad) == "Rita's private wording"
+
+
+def test_orthancs_own_viewers_are_offered_to_administrators_only_on_the_result(app, orthanc, orthanc_row, rad,
+                                                                              reader, req, make_user, login):
+    from pydicom.uid import generate_uid
+
+    from ghimaging.orthanc import sync
+    from tests.support import dicomgen
+
+    ds = dicomgen.make_instance(req.patient.puid, "Nakamura^Ken", req.study_instance_uid, generate_uid(),
+                                accession=req.accession_number)
+    orthanc.upload(dicomgen.to_bytes(ds))
+    assert sync.run(orthanc_row.id, mode="full").error == ""
+    result = workflow.create_result(db.session.get(ImagingRequest, req.id), rad, radiologist=rad,
+                                    result_date=req.created_at.date(), report="Normal.")
+    db.session.commit()
+    body = page(reader.get(f"/results/{result.id}"))
+    assert "data-preview" in body, "the study is linked and shown"
+    assert "Orthanc Explorer" not in body and "data-orthanc-viewers" not in body
+    make_user("root", "admin")
+    admin = page(login("root").get(f"/results/{result.id}"))
+    assert "Orthanc Explorer" in admin and "Orthanc's own sign-in" in admin
