@@ -264,3 +264,19 @@ def test_the_print_page_has_no_inline_style_and_its_page_css_follows_the_clinic(
     assert css.status_code == 200 and css.mimetype == "text/css"
     assert css.get_data(as_text=True).strip() == \
         '@page { size: Letter; @bottom-right { content: "Página " counter(page) " de " counter(pages); } }'
+
+
+def test_without_images_the_examination_date_is_when_the_request_was_done(login, req, staff):
+    """No linked study: the time the request was marked done, in the
+    clinic's zone; before that (a preliminary report) none."""
+    result = make_result(req, staff["rad"], report="Short.")
+    c = login("doc")
+    body = html.unescape(c.get(f"/results/{result.id}/print").get_data(as_text=True))
+    assert re.search(r'<td class="exam-when">—</td>', body)
+    workflow.finalise_result(result, staff["rad"])
+    db.session.commit()
+    done = [e for e in req.events if e.action == "complete"][-1]
+    from ghimaging.ui import local_time
+
+    body = html.unescape(c.get(f"/results/{result.id}/print").get_data(as_text=True))
+    assert f'<td class="exam-when">{local_time(done.at)}</td>' in body
