@@ -280,3 +280,22 @@ def test_without_images_the_examination_date_is_when_the_request_was_done(login,
 
     body = html.unescape(c.get(f"/results/{result.id}/print").get_data(as_text=True))
     assert f'<td class="exam-when">{local_time(done.at)}</td>' in body
+
+
+def test_dates_follow_the_clinics_zone_and_format_in_the_pdf(login, linked_req, staff, tmp_path):
+    """Birth date and the study's date in the clinic's date format; the
+    finalised time, stored in UTC, in the clinic's zone; the study's time
+    as the modality wrote it."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    set_clinic(date_format="dd.mm.yyyy", time_zone="America/La_Paz")
+    result = make_result(linked_req, staff["rad"], final=True)
+    result.finalised_at = datetime(2024, 5, 2, 2, 30)  # 22:30 the day before in La Paz (UTC-4)
+    db.session.commit()
+    assert datetime(2024, 5, 2, 2, 30, tzinfo=ZoneInfo("UTC")).astimezone(ZoneInfo("America/La_Paz")).hour == 22
+    pages = [squeeze(p) for p in get_pdf(login("doc"), result, tmp_path)]
+    for text in pages:
+        assert "Born 09.04.1971" in text
+    assert "Examination date 11.03.2024 14:30".casefold() in pages[0].casefold()
+    assert "Finalised 01.05.2024 22:30 by Dr Rita Rad." in pages[-1]

@@ -67,12 +67,8 @@ class PrintContext:
 
 
 def _day(value: date | None) -> str:
-    """A calendar date in the clinic's date format (ui.day, the locale's
-    filter), ISO until that filter exists."""
-    if value is None:
-        return ""
-    day = getattr(ui, "day", None)
-    return str(day(value)) if day else value.isoformat()
+    """A calendar date in the clinic's date format."""
+    return ui.day(value)
 
 
 def _instant(value: datetime | None) -> str:
@@ -82,13 +78,8 @@ def _instant(value: datetime | None) -> str:
 
 def _dicom_when(study_date: str, study_time: str) -> str:
     """StudyDate and StudyTime as the modality wrote them (its wall clock,
-    not converted)."""
-    dicom_time = getattr(ui, "dicom_time", None)
-    if dicom_time:
-        shown_time = str(dicom_time(study_time))
-    else:
-        shown_time = f"{study_time[:2]}:{study_time[2:4]}" if study_time[:4].isdigit() else ""
-    return " ".join(p for p in (ui.dicom_date(study_date), shown_time) if p)
+    not converted), the date in the clinic's format."""
+    return " ".join(p for p in (ui.dicom_date(study_date), ui.dicom_time(study_time)) if p)
 
 
 def examination_time(req: ImagingRequest) -> str:
@@ -109,14 +100,12 @@ def _signature(user: User | None) -> Signature | None:
 
 
 def _logo_src() -> str:
-    """The clinic's logo as a data: URL, or "" (no logo, or the settings
-    have no logo yet). Inline, so the print page needs no extra route and
+    """The clinic's logo as a data: URL, or "" (none uploaded). Inline, so the print page needs no extra route and
     the PDF renderer fetches nothing."""
-    from ..settings import service
+    from ..settings.service import logo_path
 
-    logo_path = getattr(service, "logo_path", None)
-    path: Path | None = logo_path() if logo_path else None
-    if path is None or not path.is_file():
+    path = logo_path()
+    if path is None:
         return ""
     mime = mimetypes.guess_type(path.name)[0] or "image/png"
     return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
