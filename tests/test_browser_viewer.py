@@ -161,3 +161,21 @@ def test_a_tablet_swipes_through_the_series_and_taps_a_key_image(browser, live, 
         assert len(key_images(result_id)) == 1
     finally:
         context.close()
+
+
+def test_orthanc_going_away_is_said_over_the_image(browser, live, desk, orthanc):
+    result_id, ids = desk
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    try:
+        browser_sign_in(page, live, "rad", PASSWORD)
+        page.goto(f"{live}/results/{result_id}/edit")
+        wait_for(page, ids[0], "40/400")
+        orthanc.kill()
+        page.locator("[data-stage]").focus()
+        page.keyboard.press("End")  # a frame the browser has not kept
+        expect(page.locator("[data-message]")).to_be_visible()
+        expect(page.locator("[data-message]")).to_contain_text("cannot be reached")
+        expect(page.locator("[data-stage]")).to_have_attribute("data-instance", ids[0])  # the last good one stays
+    finally:
+        context.close()

@@ -268,3 +268,18 @@ def test_a_multi_frame_image_is_scrolled_frame_by_frame(odd_series, login):
     black, white, black_again = (grey(p.data, 8, 8) for p in pictures)
     assert black == black_again == 0 and white > 240
     assert rad.get(frame_url(series, inst["id"], 3, f"c={c}&w={w}")).status_code == 404
+
+
+def test_the_widget_waits_for_a_saved_result_before_adding_key_images(app, orthanc, orthanc_row, staff, login,
+                                                                       create_patient, create_request):
+    """On the page that writes a new result the viewer shows the images, and
+    its key image button is disabled with the reason (no result yet)."""
+    patient = create_patient(family_name="New", given_name="Report")
+    req = create_request(patient, submit=True, user=staff["doc"], physician=staff["doc"])
+    [ds] = ct_series(patient, req, count=1)
+    orthanc.upload(dicomgen.to_bytes(ds))
+    assert sync.run(orthanc_row.id, mode="full").error == ""
+    html = login("rad").get(f"/requests/{req.id}/result").get_data(as_text=True)
+    assert "data-viewer" in html and "/viewer/series/" in html
+    assert "data-add-key" not in html and "data-key-url" not in html
+    assert "Save the report first" in html
