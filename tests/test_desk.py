@@ -270,3 +270,25 @@ def test_orthancs_own_viewers_are_offered_to_administrators_only_on_the_result(a
     make_user("root", "admin")
     admin = page(login("root").get(f"/results/{result.id}"))
     assert "Orthanc Explorer" in admin and "Orthanc's own sign-in" in admin
+
+
+def test_two_saves_of_one_users_draft_at_once_keep_one_row(app, reader, req, rad, monkeypatch):
+    """The second save's look-up ran before the first one's insert committed
+    (a fault the real page shows only by chance: the look-up is made to miss
+    once); it writes into the row instead of failing with a 500."""
+    send_draft(reader, req, {"text": "first"})
+    token = reader.token(f"/requests/{req.id}/result")
+    real, missed = drafts.mine, []
+
+    def miss_once(r, u):
+        if not missed:
+            missed.append(True)
+            return None
+        return real(r, u)
+
+    monkeypatch.setattr(drafts, "mine", miss_once)
+    r = send_draft(reader, req, {"text": "second"}, token=token)
+    assert missed, "the look-up was made to miss"
+    assert r.status_code == 200 and r.get_json()["saved"] is True
+    assert the_draft(req, rad) == "second"
+    assert len(db.session.scalars(select(ReportDraft)).all()) == 1

@@ -9,6 +9,7 @@ Nothing here commits: the endpoint does, once."""
 from __future__ import annotations
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import ImagingRequest, ReportDraft, User
@@ -51,7 +52,17 @@ def save(req: ImagingRequest, user: User, text: object) -> ReportDraft | None:
         db.session.add(draft)
     draft.text = text
     draft.saved_at = utcnow()
-    db.session.flush()
+    try:
+        db.session.flush()
+    except IntegrityError:
+        # The same user's other save (the page's pagehide beside a debounced
+        # one) made the row between our look-up and this insert: write into it.
+        db.session.rollback()
+        draft = mine(req, user)
+        if draft is None:
+            raise
+        draft.text, draft.saved_at = text, utcnow()
+        db.session.flush()
     return draft
 
 
