@@ -292,3 +292,25 @@ def test_two_saves_of_one_users_draft_at_once_keep_one_row(app, reader, req, rad
     assert r.status_code == 200 and r.get_json()["saved"] is True
     assert the_draft(req, rad) == "second"
     assert len(db.session.scalars(select(ReportDraft)).all()) == 1
+
+
+def test_the_patients_studies_without_a_request_are_listed_with_the_priors(app, orthanc, orthanc_row, reader, req):
+    from pydicom.uid import generate_uid
+
+    from ghimaging.orthanc import sync
+    from tests.support import dicomgen
+
+    for date_, description in [("20190302", "CT head (outside)"), ("20230711", "US abdomen (outside)")]:
+        ds = dicomgen.make_instance(req.patient.puid, "Nakamura^Ken", generate_uid(), generate_uid(), modality="CT",
+                                    study_date=date_, study_description=description)
+        orthanc.upload(dicomgen.to_bytes(ds))
+    other = dicomgen.make_instance("SOMEONE-ELSE", "Other^Person", generate_uid(), generate_uid(),
+                                   study_description="Not this patient")
+    orthanc.upload(dicomgen.to_bytes(other))
+    assert sync.run(orthanc_row.id, mode="full").error == ""
+    body = page(reader.get(f"/requests/{req.id}/result"))
+    priors = body[body.index("Prior studies and reports"):]
+    assert "Studies without a request" in priors
+    assert priors.index("US abdomen (outside)") < priors.index("CT head (outside)"), "newest first"
+    assert "Not this patient" not in priors
+    assert "No earlier imaging" not in priors

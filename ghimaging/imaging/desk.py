@@ -1,6 +1,6 @@
 """What the reporting desk shows around the report editor: the patient's
 header (age, sex, alerts), the patient's prior requests with their studies
-and reports, the test's report templates, and the drafts kept for this
+and reports and the patient's studies that answer no request, the test's report templates, and the drafts kept for this
 request. Read-only: the desk's changes go through :mod:`.reporting` and
 :mod:`.drafts`."""
 
@@ -14,7 +14,7 @@ from sqlalchemy.orm import selectinload
 
 from ..catalog import report_templates
 from ..extensions import db
-from ..models import ImagingRequest, ReportDraft, ReportTemplate, RequestState, User
+from ..models import ImagingRequest, OrthancStudy, ReportDraft, ReportTemplate, RequestState, StudyLink, User
 from . import drafts
 
 #: Prior requests listed on the desk (newest first); older ones are on the patient's page.
@@ -38,6 +38,7 @@ class Desk:
     templates: list[ReportTemplate]
     draft: ReportDraft | None
     others: list[ReportDraft] = field(default_factory=list)
+    studies: list[OrthancStudy] = field(default_factory=list)
 
 
 def _label(req: ImagingRequest) -> str:
@@ -60,6 +61,15 @@ def priors(req: ImagingRequest, limit: int = PRIORS_MAX) -> list[Prior]:
             if r.state != RequestState.CANCELLED.value or r.images_available]
 
 
+def unlinked_studies(req: ImagingRequest, limit: int = PRIORS_MAX) -> list[OrthancStudy]:
+    """Studies in Orthanc with the patient's PUID that answer no request
+    (made elsewhere, or never linked): history too, newest first."""
+    linked = select(StudyLink.study_id)
+    return list(db.session.scalars(
+        select(OrthancStudy).where(OrthancStudy.patient_id == req.patient.puid, OrthancStudy.id.not_in(linked))
+        .order_by(OrthancStudy.study_date.desc(), OrthancStudy.id.desc()).limit(limit)))
+
+
 def alerts_of(text: str) -> list[str]:
     return [line.strip() for line in (text or "").splitlines() if line.strip()]
 
@@ -68,4 +78,4 @@ def build(req: ImagingRequest, user: User, today: date | None = None) -> Desk:
     patient = req.patient
     return Desk(req=req, age=patient.age_on(today or date.today()), alerts=alerts_of(patient.alerts),
                 priors=priors(req), templates=report_templates.of_test(req.test_id),
-                draft=drafts.mine(req, user), others=drafts.others(req, user))
+                draft=drafts.mine(req, user), others=drafts.others(req, user), studies=unlinked_studies(req))
