@@ -59,10 +59,10 @@ class ImagingRequest(Model):
         Index("ix_imaging_requests_list", "state", "urgent", "id"),
         Index("ix_imaging_requests_all", "urgent", "id"),
         # The start page's queues (imaging/queues.py): a day's exams by
-        # scheduled time; to report (requested, images in, urgent first,
-        # oldest first); a physician's own orders.
+        # scheduled time; those waiting for the modality (today, yesterday,
+        # no time) and those with images in (to report); a physician's own.
         Index("ix_imaging_requests_scheduled", "scheduled_at", "id"),
-        Index("ix_imaging_requests_queue", "state", "images_available", "urgent", "id"),
+        Index("ix_imaging_requests_queue", "state", "images_available", "scheduled_at"),
         Index("ix_imaging_requests_physician", "requesting_physician_id", "state", "id"),
     )
 

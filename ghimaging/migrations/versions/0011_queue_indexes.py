@@ -16,7 +16,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_index('ix_imaging_requests_scheduled', 'imaging_requests', ['scheduled_at', 'id'])
-    op.create_index('ix_imaging_requests_queue', 'imaging_requests', ['state', 'images_available', 'urgent', 'id'])
+    op.create_index('ix_imaging_requests_queue', 'imaging_requests', ['state', 'images_available', 'scheduled_at'])
     op.create_index('ix_imaging_requests_physician', 'imaging_requests', ['requesting_physician_id', 'state', 'id'])
     op.create_index('ix_results_finalised', 'results', ['finalised_at', 'id'])
 
