@@ -159,10 +159,19 @@ def test_desk_on_a_desktop_from_queue_to_final(browser, live, shots, clinic):
         assert draft_of(req) == "Comparison: none.\n" + NORMAL
         screens(page, shots, "desk-01-new-1366x768")
 
-        # Reopened, the draft comes back with a notice.
-        page.reload()
+        # Leaving the page at once (long before the next autosave) still
+        # keeps what was typed; reopened, the draft comes back with a notice.
+        report.press_sequentially(" Signed.", delay=10)
+        page.goto(f"{live}/requests/{req.id}")
+        wanted = "Comparison: none.\n" + NORMAL + " Signed."
+        for _ in range(100):
+            if draft_of(req) == wanted:
+                break
+            page.wait_for_timeout(100)
+        assert draft_of(req) == wanted
+        page.goto(f"{live}/requests/{req.id}/result")
         expect(page.locator("[data-restored]")).to_contain_text("Your unsaved draft")
-        expect(report).to_have_value("Comparison: none.\n" + NORMAL)
+        expect(report).to_have_value(wanted)
 
         page.get_by_role("button", name="Save as preliminary").click()
         expect(page.locator(".flash-success")).to_contain_text("Preliminary result saved")
