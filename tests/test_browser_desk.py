@@ -87,20 +87,21 @@ def wait_image(page, counter: str) -> None:
 
 
 def open_first_to_report(page, base: str, req) -> None:
-    # TODO(lead): start from the radiologist's "To report" queue once QUEUES'
-    # start page is committed: goto "/", first row of "#to-report", its
-    # "Report" link (the queue version is in DESK's report). Until then the
-    # desk is opened from the request page.
-    page.goto(f"{base}/requests/{req.id}")
-    page.get_by_role("link", name="Generate result").click()
+    """The radiologist's start page, "To report": the first row is this request; one click to the desk."""
+    page.goto(base + "/")
+    rows = page.locator("#to-report tbody tr")
+    expect(rows.first).to_contain_text(req.patient.full_name)
+    expect(rows.first.get_by_role("link", name="Report")).to_have_attribute("href", f"/requests/{req.id}/result")
+    rows.first.get_by_role("link", name="Report").click()
     expect(page).to_have_url(f"{base}/requests/{req.id}/result")
 
 
-def in_queue(page, base: str, req) -> bool:
-    """Whether the request still waits for a report (TODO(lead): read "#to-report" on "/" once committed)."""
-    page.goto(f"{base}/requests/{req.id}")
-    return page.get_by_role("link", name="Generate result").count() > 0 or \
-        page.get_by_role("button", name="Finalise").count() > 0
+def sections_with(page, base: str, req) -> list[str]:
+    """The radiologist's start page sections that list the request."""
+    page.goto(base + "/")
+    expect(page.locator("#to-report")).to_be_visible()
+    return [name for name in ("to-report", "preliminary-mine", "preliminary-others", "finalised-today")
+            if req.patient.full_name in page.locator(f"#{name}").inner_text()]
 
 
 def screens(page, folder, name: str) -> None:
@@ -176,6 +177,8 @@ def test_desk_on_a_desktop_from_queue_to_final(browser, live, shots, clinic):
         page.get_by_role("button", name="Save as preliminary").click()
         expect(page.locator(".flash-success")).to_contain_text("Preliminary result saved")
         assert draft_of(req) is None
+        assert sections_with(page, live, req) == ["preliminary-mine"]
+        page.go_back()
         page.get_by_role("link", name="Edit").click()
         wait_image(page, f"Image 1 of {INSTANCES}")
 
@@ -209,7 +212,7 @@ def test_desk_on_a_desktop_from_queue_to_final(browser, live, shots, clinic):
         result = db.session.scalar(select(Result))
         assert result.is_final and result.request.state == "done"
         assert [i.caption for i in result.images] == ["Right lower lobe"], "the key image stays"
-        assert not in_queue(page, live, req)
+        assert sections_with(page, live, req) == ["finalised-today"], "the item left the queue"
     finally:
         context.close()
 
@@ -259,6 +262,6 @@ def test_desk_on_a_tablet_with_touch(browser, live, shots, clinic):
         expect(page.locator(".flash-success")).to_contain_text("Result finalised")
         db.session.expire_all()
         assert db.session.scalar(select(Result)).is_final
-        assert not in_queue(page, live, req)
+        assert sections_with(page, live, req) == ["finalised-today"], "the item left the queue"
     finally:
         context.close()
