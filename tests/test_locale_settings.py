@@ -107,10 +107,10 @@ def test_a_logo_is_kept_private_served_to_signed_in_people_replaced_and_removed(
     assert stat.S_IMODE(first.stat().st_mode) == 0o600
     assert stat.S_IMODE(first.parent.stat().st_mode) == 0o700
 
-    anonymous = client.get("/admin/settings/logo")
+    anonymous = client.get("/clinic/logo")
     assert anonymous.status_code == 302 and "/login" in anonymous.headers["Location"]
     make_user("doc", "physician")
-    served = login("doc").get("/admin/settings/logo")
+    served = login("doc").get("/clinic/logo")
     assert served.status_code == 200 and served.mimetype == "image/png"
     assert served.data == first.read_bytes()
     assert "private" in served.headers["Cache-Control"] and "public" not in served.headers["Cache-Control"]
@@ -125,7 +125,7 @@ def test_a_logo_is_kept_private_served_to_signed_in_people_replaced_and_removed(
     assert admin.post("/admin/settings/logo/remove", {}, token_from=URL).status_code == 302
     db.session.expire_all()
     assert service.logo_path() is None and logo_files(app) == []
-    assert login("doc").get("/admin/settings/logo").status_code == 404
+    assert login("doc").get("/clinic/logo").status_code == 404
 
 
 def test_only_admins_open_the_settings(app, make_user, login):

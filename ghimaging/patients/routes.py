@@ -8,7 +8,7 @@ from ..auth.decorators import requires
 from ..extensions import db
 from ..models import ImagingRequest, Patient
 from ..permissions import Action
-from ..ui import paginate
+from ..ui import day, paginate
 from . import service
 from .forms import PatientForm
 
@@ -33,6 +33,7 @@ def lookup() -> ResponseReturnValue:
     rows = db.session.scalars(service.search_query(q).limit(15)).all()
     return jsonify([{"id": p.id, "puid": p.puid, "name": p.full_name,
                      "birth_date": p.birth_date.isoformat() if p.birth_date else "",
+                     "born": day(p.birth_date),  # in the clinic's date format, for people
                      "sex": p.sex} for p in rows])
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from .. import clock
 from ..exceptions import Conflict, Invalid
 from ..extensions import db
 from ..models import ImagingRequest, Patient, Sex
@@ -70,7 +71,7 @@ def validate(data: dict[str, Any], patient: Patient | None = None) -> dict[str, 
             out["birth_date"] = date.fromisoformat(str(bd))
         except ValueError:
             errors["birth_date"] = "Birth date must be a date as YYYY-MM-DD."
-    if out.get("birth_date") and out["birth_date"] > date.today():
+    if out.get("birth_date") and out["birth_date"] > clock.today():  # the clinic's today, not the server's
         errors["birth_date"] = "Birth date is in the future."
     if out.get("birth_date") and out["birth_date"].year < 1880:
         errors["birth_date"] = "Birth date is before 1880."

@@ -19,6 +19,8 @@ from ..permissions import Action
 from . import service
 
 bp = Blueprint("settings", __name__, url_prefix="/admin/settings")
+#: What every signed-in person may fetch (the printed report's logo): not under /admin.
+clinic_bp = Blueprint("clinic", __name__, url_prefix="/clinic")
 
 _EXAMPLE_DAY = date(2026, 11, 30)
 
@@ -92,7 +94,7 @@ def remove_logo() -> ResponseReturnValue:
     return redirect(url_for("settings.clinic"))
 
 
-@bp.route("/logo")
+@clinic_bp.route("/logo")
 @requires(Action.OWN_ACCOUNT)
 def logo() -> ResponseReturnValue:
     """The logo for the printed report: signed-in people only, never kept
