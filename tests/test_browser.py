@@ -101,7 +101,7 @@ def test_order_submit_report_and_print_with_an_image(browser, server, shots, mak
         chest_row.locator("a").first.click()
         page.get_by_role("button", name="Submit").click()
         expect(page.locator(".flash-success")).to_contain_text("submitted")
-        expect(page.locator("h1 .badge").first).to_have_text("Requested")
+        expect(page.locator("h1 .badge").first).to_have_text("Scheduled")  # the state people see
         shoot(page, shots, "07-request-submitted")
 
         # Generate its result with an image and a caption.
@@ -112,7 +112,8 @@ def test_order_submit_report_and_print_with_an_image(browser, server, shots, mak
             {"name": "chest.png", "mimeType": "image/png", "buffer": png_bytes(size=(64, 48)).getvalue()}])
         page.fill("#new_images-0-caption", CAPTION)
         shoot(page, shots, "08-result-form")
-        page.get_by_role("button", name="Save result and close request").click()
+        page.once("dialog", lambda dialog: dialog.accept())  # "Finalise this report?"
+        page.get_by_role("button", name="Save and finalise").click()
         expect(page.locator(".flash-success")).to_contain_text("is done")
         expect(page.locator(".report-images figure img")).to_have_count(1)
         shoot(page, shots, "09-result")
