@@ -34,9 +34,9 @@ fi
 echo "==> installing ghimaging into .venv"
 .venv/bin/pip install -q --upgrade pip >/dev/null
 if [[ ${GHIMAGING_DATABASE_URL:-} == postgresql* ]]; then
-    .venv/bin/pip install -q -e '.[postgresql]'
+    .venv/bin/pip install -q -e '.[postgresql,pdf]'
 else
-    .venv/bin/pip install -q -e .
+    .venv/bin/pip install -q -e '.[pdf]'
 fi
 
 echo "==> preparing the database"

@@ -98,6 +98,12 @@ have Orthanc || missing+=(orthanc)
 [[ -f /usr/share/orthanc/plugins/libOrthancGdcm.so ]] || missing+=(orthanc-gdcm)
 { have findscu && have storescu && have dump2dcm; } || missing+=(dcmtk)
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+# The report's PDF (WeasyPrint draws with Pango; DejaVu is its font) and
+# pdftotext, which the PDF tests read each page with.
+have pdftotext || missing+=(poppler-utils)
+ldconfig -p | grep -q libpangoft2-1.0.so.0 || missing+=(libpango-1.0-0 libpangoft2-1.0-0)
+ldconfig -p | grep -q libharfbuzz-subset.so.0 || missing+=(libharfbuzz-subset0)
+[[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || missing+=(fonts-dejavu-core)
 # A font with Chinese, Japanese and Korean letters, so the screenshots of
 # pages with CJK patient names show the names (4 MB; Debian has none by default).
 [[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]] || missing+=(fonts-wqy-microhei)

@@ -104,6 +104,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
 
     ui.init_app(app)
+    from . import i18n
+
+    i18n.init_app(app)
     errors.init_app(app)
     auth.init_app(app)
     catalog.init_app(app)

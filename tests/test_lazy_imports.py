@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: transport.py), Alembic (migrations). GNU Health's xmlrpc.client is left
 #: out: the standard library's, under 1 MB.
 HEAVY = ("pydicom", "pynetdicom", "genshi", "PIL", "cryptography", "requests", "urllib3", "flask_migrate",
-         "alembic")
+         "alembic", "weasyprint")
 
 # Prints, as JSON, each heavy module present and who imported it first.
 _PROBE = """
