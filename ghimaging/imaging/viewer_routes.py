@@ -23,12 +23,11 @@ from flask import Response, current_app, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload
 
 from .. import crypto
 from ..auth.decorators import requires
 from ..extensions import db
-from ..models import ImagingRequest, OrthancSeries, OrthancStudy, Result
+from ..models import ImagingRequest, OrthancSeries, OrthancServer, OrthancStudy, Result
 from ..orthanc import instances, rendering
 from ..orthanc.client import NotFound, OrthancError, TimedOut, deadline
 from ..permissions import Action
@@ -46,19 +45,29 @@ def _error(status: int, code: str, message: str) -> Response:
     return resp
 
 
-def _orthanc_failed(series: OrthancSeries, exc: Exception) -> Response:
-    server = series.study.server
-    current_app.logger.warning("viewer: series %s on %s: %s", series.orthanc_id, server.label, exc)
+def _orthanc_failed(server: instances.Server, what: str, exc: Exception) -> Response:
+    current_app.logger.warning("viewer: %s on %s: %s", what, server.label, exc)
     if isinstance(exc, rendering.CannotDecode):
         return _error(415, "cannot_decode", str(exc))
     return _error(504 if isinstance(exc, TimedOut) else 502, "orthanc", instances.failure_message(server, exc))
 
 
 def _series(series_id: int) -> OrthancSeries | None:
-    """The mirrored series with its study and server, in one query (a frame
-    is asked for at every scroll step)."""
-    return db.session.scalar(select(OrthancSeries).where(OrthancSeries.id == series_id)
-                             .options(joinedload(OrthancSeries.study).joinedload(OrthancStudy.server)))
+    return db.session.get(OrthancSeries, series_id)
+
+
+def _frame_source(series_id: int) -> tuple[str, instances.ServerRef] | None:
+    """(the series' Orthanc id, its server's columns) for a mirrored series,
+    in one query that loads no rows: a frame is asked for at every scroll
+    step, and loading the study with its patient costs more than the rest
+    of the request."""
+    row = db.session.execute(
+        select(OrthancSeries.orthanc_id, OrthancServer.id, OrthancServer.url, OrthancServer.username,
+               OrthancServer.password_enc, OrthancServer.label)
+        .join(OrthancStudy, OrthancStudy.id == OrthancSeries.study_id)
+        .join(OrthancServer, OrthancServer.id == OrthancStudy.server_id)
+        .where(OrthancSeries.id == series_id)).first()
+    return None if row is None else (row[0], instances.ServerRef(*row[1:]))
 
 
 @bp.app_template_global("viewer_studies")
@@ -98,7 +107,7 @@ def viewer_series(series_id: int) -> ResponseReturnValue:
     except NotFound:
         return _error(404, "not_found", "Orthanc no longer has this series.")
     except (OrthancError, crypto.CredentialError) as exc:
-        return _orthanc_failed(series, exc)
+        return _orthanc_failed(series.study.server, f"series {series.orthanc_id}", exc)
     instances.remember_members(series.orthanc_id, [i["id"] for i in listed])
     presets = [{"label": label, "center": c, "width": w}
                for label, c, w in rendering.PRESETS.get(series.modality.strip().upper(), ())]
@@ -126,26 +135,27 @@ def _window() -> tuple[float | None, float | None] | None:
 @requires(Action.VIEW)
 def viewer_frame(series_id: int, orthanc_id: str, frame: int) -> ResponseReturnValue:
     """One frame as a PNG under the window ``c``/``w`` (rescaled units)."""
-    series = _series(series_id)
-    if series is None or not instances.valid_id(orthanc_id) or frame >= MAX_FRAME:
+    source = _frame_source(series_id)
+    if source is None or not instances.valid_id(orthanc_id) or frame >= MAX_FRAME:
         return _error(404, "not_found", "This image is not in ghimaging.")
+    series_orthanc_id, server = source
     window = _window()
     if window is None:
         return _error(400, "bad_window", "The window must be two numbers, the width above zero.")
     view = rendering.View(orthanc_id, frame, *window)
-    etag = hashlib.sha256(repr(("v1", series.orthanc_id, view)).encode()).hexdigest()[:32]
+    etag = hashlib.sha256(repr(("v1", series_orthanc_id, view)).encode()).hexdigest()[:32]
     if request.if_none_match.contains(etag):
         resp = Response(status=304)
     else:
         try:
-            with instances.viewing(series.study.server, instances.setting("ORTHANC_PREVIEW_DEADLINE")) as client:
-                if not instances.in_series(client, series.orthanc_id, orthanc_id):
+            with instances.viewing(server, instances.setting("ORTHANC_PREVIEW_DEADLINE")) as client:
+                if not instances.in_series(client, series_orthanc_id, orthanc_id):
                     return _error(404, "not_found", "This image is not in this series.")
                 data = rendering.frame_png(client, view)
         except NotFound:
             return _error(404, "not_found", "Orthanc does not have this image (any more).")
         except (OrthancError, crypto.CredentialError) as exc:
-            return _orthanc_failed(series, exc)
+            return _orthanc_failed(server, f"frame {frame} of {orthanc_id}", exc)
         resp = Response(data, mimetype="image/png")
     resp.set_etag(etag)
     resp.headers["Cache-Control"] = CACHE
@@ -187,7 +197,7 @@ def viewer_key_image(result_id: int) -> ResponseReturnValue:
         return _error(409, "conflict", exc.message)
     except (OrthancError, crypto.CredentialError) as exc:
         db.session.rollback()
-        return _orthanc_failed(series, exc)
+        return _orthanc_failed(server, f"key image {orthanc_id}", exc)
     db.session.commit()
     thumb = image.stored_name.rsplit(".", 1)[0] + ".thumb.jpg"
     return jsonify(id=image.id, caption=image.caption, url=url_for("imaging.result_image", name=image.stored_name),

@@ -17,6 +17,7 @@ import re
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app, g
@@ -56,11 +57,26 @@ def _states() -> dict[tuple[int, str], tuple[float, str]]:
     return states
 
 
-def _key(server: OrthancServer) -> tuple[int, str]:
+@dataclass(frozen=True)
+class ServerRef:
+    """The columns of a server that calls need, read without loading the row
+    (the viewer reads them with a frame's series in one light query)."""
+
+    id: int
+    url: str
+    username: str
+    password_enc: str
+    label: str
+
+
+Server = OrthancServer | ServerRef
+
+
+def _key(server: Server) -> tuple[int, str]:
     return (server.id, server.url)
 
 
-def failure_message(server: OrthancServer, exc: Exception) -> str:
+def failure_message(server: Server, exc: Exception) -> str:
     """What a page says when Orthanc did not answer. It names the server by
     its label: Orthanc's address is not shown to users."""
     if isinstance(exc, TimedOut):
@@ -72,14 +88,14 @@ def failure_message(server: OrthancServer, exc: Exception) -> str:
     return f"Orthanc {server.label} gave an unexpected answer."
 
 
-def note(server: OrthancServer, exc: Exception | None = None) -> None:
+def note(server: Server, exc: Exception | None = None) -> None:
     """Record how a call to ``server`` went (None: it answered). Only not
     answering counts as a failure: a 404 or 415 is an answer."""
     failed = isinstance(exc, (Unreachable, crypto.CredentialError))
     _states()[_key(server)] = (time.monotonic(), failure_message(server, exc) if exc is not None and failed else "")
 
 
-def recent_failure(server: OrthancServer, within: float = REMEMBER_SECONDS) -> str:
+def recent_failure(server: Server, within: float = REMEMBER_SECONDS) -> str:
     """The message of a failure recorded less than ``within`` seconds ago, or ""."""
     at, message = _states().get(_key(server), (0.0, ""))
     return message if message and time.monotonic() - at < within else ""
@@ -179,7 +195,7 @@ def _pool() -> dict[tuple[int, str, str, str], OrthancClient]:
     return pool
 
 
-def _pooled(server: OrthancServer) -> OrthancClient:
+def _pooled(server: Server) -> OrthancClient:
     """One client per server and process, kept: the viewer asks Orthanc for
     a frame at every scroll step, and a new client each time would pay for
     decrypting the password and a new connection per frame. Keyed on the
@@ -192,14 +208,14 @@ def _pooled(server: OrthancServer) -> OrthancClient:
     if client is None:
         for old in [k for k in pool if k[0] == server.id]:
             pool.pop(old).close()
-        client = client_for(server, timeout=(CONNECT_TIMEOUT, float(current_app.config.get("ORTHANC_TIMEOUT", 30))),
-                            retries=0)
+        client = OrthancClient(server.url, server.username, crypto.decrypt(server.password_enc), retries=0,
+                               timeout=(CONNECT_TIMEOUT, float(current_app.config.get("ORTHANC_TIMEOUT", 30))))
         pool[key] = client
     return client
 
 
 @contextmanager
-def viewing(server: OrthancServer, seconds: float) -> Iterator[OrthancClient]:
+def viewing(server: Server, seconds: float) -> Iterator[OrthancClient]:
     """The kept client of ``server`` for calls that must end within
     ``seconds``; each outcome is recorded for the server, as :func:`calling`
     does. Raises the client's errors and ``crypto.CredentialError``."""
