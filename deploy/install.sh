@@ -24,8 +24,10 @@
 # /var/lib/ghimaging/worklists, DicomAlwaysAllowFindWorklist, StableAge 3,
 # a Lua callback that wakes ghimaging's sync for each new study); creates the
 # system user "ghimaging"; installs the app into /opt/ghimaging/venv (wheels
-# only, no compiler; on 32-bit ARM Debian's python3-cryptography and
-# python3-pil, for which PyPI has no wheels there); settings in
+# only, no compiler; on 32-bit ARM Debian's python3-cryptography,
+# python3-pil, python3-cffi and python3-brotli, for which PyPI has no wheels
+# there) with WeasyPrint for the PDF report (and the Pango, HarfBuzz and
+# DejaVu font packages it loads); settings in
 # /etc/ghimaging/ghimaging.env; data in /var/lib/ghimaging/instance (0700);
 # initialises the database; creates the first admin with a one-time password
 # that must be changed at the first sign-in; registers the local Orthanc
@@ -157,14 +159,19 @@ fi
 ARCH=$(dpkg --print-architecture)
 section "System packages ($ARCH)"
 PACKAGES=(orthanc orthanc-gdcm orthanc-dicomweb orthanc-webviewer python3 python3-venv ca-certificates)
+# The PDF report (WeasyPrint): it dlopens gobject, pango, pangoft2, harfbuzz,
+# harfbuzz-subset and fontconfig (the first two pull in glib, harfbuzz and
+# fontconfig), and needs one font family.
+PACKAGES+=(libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core)
 SYSTEM_SITE=()
 DEBIAN_PY=0
 if [[ $ARCH == armhf || $ARCH == armel ]]; then
     # 32-bit ARM (Raspberry Pi OS 32-bit): PyPI has no armv7l wheels for
-    # Pillow and cffi (cryptography's), and the target has no compiler.
-    # Debian's own builds (cryptography 38, Pillow 9.4), seen from the venv;
-    # every other dependency has an armv7l or pure-Python wheel.
-    PACKAGES+=(python3-cryptography python3-pil)
+    # Pillow and cffi (cryptography's and WeasyPrint's), nor for brotli, and
+    # the target has no compiler. Debian's own builds (cryptography 38,
+    # Pillow 9.4, cffi 1.15, brotli 1.0), seen from the venv; every other
+    # dependency has an armv7l or pure-Python wheel.
+    PACKAGES+=(python3-cryptography python3-pil python3-cffi python3-brotli)
     SYSTEM_SITE=(--system-site-packages)
     DEBIAN_PY=1
 fi
@@ -318,8 +325,21 @@ WHEELS=$(mktemp -d)
 WHEEL=("$WHEELS"/ghimaging-*.whl)
 # PostgreSQL's driver where it has a wheel (psycopg-binary: amd64, arm64), so
 # that GHIMAGING_DATABASE_URL may name a PostgreSQL database later.
-EXTRAS=; [[ $DEBIAN_PY -eq 0 ]] && EXTRAS="[postgresql]"
+# WeasyPrint for the PDF report (the extra "pdf") where all its wheels exist.
+EXTRAS=; [[ $DEBIAN_PY -eq 0 ]] && EXTRAS="[postgresql,pdf]"
 "$VENV/bin/pip" install -q --only-binary=:all: "${WHEEL[0]}$EXTRAS"
+if [[ $DEBIAN_PY -eq 1 ]]; then
+    # WeasyPrint on 32-bit ARM, without its dependency resolution: it asks
+    # for fonttools[woff], whose zopfli has no armv7l wheel and no Debian
+    # package (and would need a compiler). WOFF fonts are for web pages; the
+    # report uses the system's fonts, so fonttools without the extra does.
+    # Its other dependencies are pure Python, or Debian's (python3-cffi,
+    # python3-pil, python3-brotli above). Versions tested together; pip
+    # leaves them alone when a re-run finds them installed.
+    "$VENV/bin/pip" install -q --no-deps --only-binary=:all: \
+        weasyprint==70.0 fonttools==4.68.0 pydyf==0.13.0 tinycss2==1.5.1 cssselect2==0.10.1 \
+        tinyhtml5==2.1.0 pyphen==0.18.1 webencodings==0.6.1
+fi
 # Same version number as the one installed: force the new code in.
 "$VENV/bin/pip" install -q --no-deps --force-reinstall "${WHEEL[0]}"
 echo "    $("$VENV/bin/python" -c 'import importlib.metadata as m; print("ghimaging", m.version("ghimaging"))')" \
@@ -332,6 +352,18 @@ else
 print(", ".join(f"{n} {m.version(n)}" for n in ("cryptography", "Pillow")))')"
     echo "    database: SQLite in $INSTANCE only (psycopg-binary has no wheel for $ARCH and there is no" \
          "compiler, so the PostgreSQL driver is not installed)"
+fi
+
+# A PDF really rendered, as the service will (libraries, fonts, cffi): said
+# either way; without it the report prints from the browser only.
+if pdf_out=$(as_app "$VENV/bin/python" -c '
+import importlib.metadata as m, weasyprint
+assert weasyprint.HTML(string="<p>Report</p>").write_pdf().startswith(b"%PDF")
+print("WeasyPrint", m.version("weasyprint"))' 2>&1); then
+    echo "    PDF reports: $(tail -n 1 <<<"$pdf_out") renders"
+else
+    echo "install.sh: WARNING: PDF reports will not render (Print and the browser's Save as PDF still work):" >&2
+    tail -n 5 <<<"$pdf_out" >&2
 fi
 
 fill "$HERE/ghimaging.in" "$WRAPPER" 0755 root:root "SERVICE_USER=$SERVICE_USER"

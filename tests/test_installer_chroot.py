@@ -256,6 +256,35 @@ def choose_own_password(base: str, one_time: str) -> None:
     assert sign_in(base, "admin", one_time) != 302, "the one-time password still works"
 
 
+RAD_PASSWORD = "Radiologist-own-pw-3"
+
+
+def report_pdf(inst: Installed, order: dict[str, Any]) -> bytes:
+    """A radiologist made with the installed command chooses a password,
+    writes and finalises the order's result through the API, and downloads
+    the report's PDF from the running service (WeasyPrint in its venv, the
+    Debian libraries it loads, the service user's rights)."""
+    inst.root.run(["ghimaging", "create-user", "rad", "--role", "radiologist", "--full-name", "Dr Rad",
+                   "--password-stdin"], input="Radiologist-one-time-1\n")
+    s = requests.Session()
+    assert sign_in(inst.base, "rad", "Radiologist-one-time-1", s) == 302
+    page = s.get(f"{inst.base}/account/password", timeout=30 * inst.slow)
+    r = s.post(page.url, data={"csrf_token": csrf(page), "current_password": "Radiologist-one-time-1",
+                               "new_password": RAD_PASSWORD, "confirm": RAD_PASSWORD},
+               allow_redirects=False, timeout=30 * inst.slow)
+    assert r.status_code == 302, f"choosing a password answered {r.status_code}"
+    token = inst.root.run(["ghimaging", "create-token", "rad"]).stdout.strip().splitlines()[-1]
+    r = requests.post(f"{inst.base}/api/v1/requests/{order['id']}/result", timeout=60 * inst.slow,
+                      headers={"Authorization": f"Bearer {token}"},
+                      json={"report": "Lungs clear. No fracture.", "final": True})
+    assert r.status_code == 201, r.text
+    result_id = r.json()["result"]["id"]
+    pdf = s.get(f"{inst.base}/results/{result_id}/report.pdf", timeout=120 * inst.slow)
+    assert pdf.status_code == 200, f"{pdf.status_code}: {pdf.text[:2000]}\n{inst.log('ghimaging.service')}"
+    assert pdf.headers["Content-Type"] == "application/pdf"
+    return pdf.content
+
+
 class Installed:
     """One installation in one rootfs, and what the steps learn about it."""
 
@@ -423,6 +452,13 @@ def run_installer_checks(arch: str, tmp_path: Path, *, full: bool) -> dict[str, 
         inst.times["store_to_link"] = time.monotonic() - t0
         access = inst.log("ghimaging.service")
         assert f"POST /api/v1/orthanc/servers/{servers[0]['id']}/wake" in access, "Orthanc's push never came"
+
+        # -- the report as a PDF, rendered by the installed service -------------------------------
+        assert re.search(r"PDF reports: WeasyPrint [\d.]+ renders", out), out[-3000:]
+        t0 = time.monotonic()
+        pdf = report_pdf(inst, order)
+        inst.times["report_pdf"] = time.monotonic() - t0
+        assert pdf.startswith(b"%PDF-") and b"%%EOF" in pdf[-1024:], pdf[:200]
 
         if not full:  # emulated: the checks the issue asks for at least
             inst.times["whole"] = time.monotonic() - t_all
