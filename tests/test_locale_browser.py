@@ -45,6 +45,11 @@ def test_an_admin_sets_the_zone_date_format_and_logo(browser, live, shots, make_
                                  " <= window.innerWidth"), name
             assert page.evaluate("[...document.querySelectorAll('#clinic-settings .card')].every("
                                  "c => c.scrollWidth <= c.clientWidth)"), name
+        page.fill("#time_zone", "Europe/Atlantis")
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_text("Unknown time zone")).to_be_visible()
+        expect(page.locator("#time_zone")).to_have_value("Europe/Atlantis")  # kept for correcting
+        shoot(page, shots, "settings-error-tablet")
     finally:
         page.close()
     db.session.expire_all()
