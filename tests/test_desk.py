@@ -67,6 +67,11 @@ def the_draft(req, user) -> str | None:
     return d.text if d else None
 
 
+def priors_of(body: str) -> str:
+    start = body.index("Prior studies and reports")
+    return body[start:body.index("</section>", start)]
+
+
 def result_form(rad, report="Fracture of the left 5th rib.", **extra):
     data = {"radiologist": rad.id, "result_date": "2024-05-02", "report_style": "with_images", "report": report}
     data.update(extra)
@@ -94,7 +99,7 @@ def test_the_desk_shows_patient_alerts_question_physician_and_priors_newest_firs
     assert alerts == ["Allergic to iodinated contrast", "Pacemaker"]
     assert "Fall on the stairs; rib fracture?" in body and "Patient uses a wheelchair." in body
     assert "Dr Otto Order" in body
-    priors = body[body.index("Prior studies and reports"):]
+    priors = priors_of(body)
     links = re.findall(r'<li><a href="([^"]+)">', priors)
     assert links == [f"/results/{newer.result.id}", f"/requests/{older.id}"], "newest first, not this one"
     assert f"/requests/{req.id}\"" not in priors and f"/requests/{cancelled.id}\"" not in priors
@@ -309,7 +314,7 @@ def test_the_patients_studies_without_a_request_are_listed_with_the_priors(app, 
     orthanc.upload(dicomgen.to_bytes(other))
     assert sync.run(orthanc_row.id, mode="full").error == ""
     body = page(reader.get(f"/requests/{req.id}/result"))
-    priors = body[body.index("Prior studies and reports"):]
+    priors = priors_of(body)
     assert "Studies without a request" in priors
     assert priors.index("US abdomen (outside)") < priors.index("CT head (outside)"), "newest first"
     assert "Not this patient" not in priors
