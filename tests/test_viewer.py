@@ -283,3 +283,13 @@ def test_the_widget_waits_for_a_saved_result_before_adding_key_images(app, ortha
     assert "data-viewer" in html and "/viewer/series/" in html
     assert "data-add-key" not in html and "data-key-url" not in html
     assert "Save the report first" in html
+
+
+def test_frames_come_again_once_orthanc_is_back(linked, login, orthanc):
+    """The viewer keeps one connection to Orthanc per server; a restarted
+    Orthanc (the kept connection dead) serves the next frame."""
+    _req, _result, series, ids = linked
+    rad = login("rad")
+    assert rad.get(frame_url(series, ids[1], window="c=40&w=400")).status_code == 200
+    orthanc.restart(graceful=False)
+    assert rad.get(frame_url(series, ids[2], window="c=40&w=400")).status_code == 200

@@ -201,14 +201,16 @@ def _pooled(server: Server) -> OrthancClient:
     decrypting the password and a new connection per frame. Keyed on the
     stored address and credentials, so a changed server gets a new one.
     Requests' sessions are safe to share between threads for these GETs;
-    each call's deadline is the calling thread's own (see :mod:`.deadlines`)."""
+    each call's deadline is the calling thread's own (see :mod:`.deadlines`).
+    One retry: a kept connection that Orthanc closed meanwhile is opened
+    again rather than failing a frame."""
     pool = _pool()
     key = (server.id, server.url, server.username, server.password_enc)
     client = pool.get(key)
     if client is None:
         for old in [k for k in pool if k[0] == server.id]:
             pool.pop(old).close()
-        client = OrthancClient(server.url, server.username, crypto.decrypt(server.password_enc), retries=0,
+        client = OrthancClient(server.url, server.username, crypto.decrypt(server.password_enc), retries=1,
                                timeout=(CONNECT_TIMEOUT, float(current_app.config.get("ORTHANC_TIMEOUT", 30))))
         pool[key] = client
     return client
