@@ -125,7 +125,8 @@ def test_desk_on_a_desktop_from_queue_to_final(browser, live, shots, clinic):
     req = clinic
     context = browser.new_context(viewport=DESKTOP, locale="en-GB")
     page = context.new_page()
-    page.on("dialog", lambda d: d.accept())
+    asked: list[str] = []
+    page.on("dialog", lambda d: (asked.append(d.message), d.accept()))
     try:
         browser_sign_in(page, live, "rad", PASSWORD)
         open_first_to_report(page, live, req)
@@ -206,8 +207,10 @@ def test_desk_on_a_desktop_from_queue_to_final(browser, live, shots, clinic):
         assert [i.caption for i in result.images] == ["Right lower lobe"]
         screens(page, shots, "desk-02-edit-1366x768")
 
+        assert asked == []
         page.get_by_role("button", name="Save and finalise").click()
         expect(page.locator(".flash-success")).to_contain_text("Result finalised")
+        assert asked == ["Finalise this report? It becomes read-only; later changes are addenda."]
         db.session.expire_all()
         result = db.session.scalar(select(Result))
         assert result.is_final and result.request.state == "done"
