@@ -55,7 +55,7 @@
         body.instances.forEach(function (it) {
           for (var f = 0; f < it.frames; f++) self.frames.push([it.id, f]);
         });
-        self.defaultWindow = body.window;
+        self.word = self.frames.length > body.instances.length ? "Frame " : "Image ";
         self.window = body.window ? body.window.slice() : null;
         self.index = 0;
         self.slider.max = Math.max(1, self.frames.length);
@@ -97,7 +97,7 @@
     if (!this.frames.length) return;
     this.index = clamp(this.index, 0, this.frames.length - 1);
     this.slider.value = this.index + 1;
-    this.counter.textContent = "Image " + (this.index + 1) + " of " + this.frames.length;
+    this.counter.textContent = this.word + (this.index + 1) + " of " + this.frames.length;
     this.wl.textContent = this.window ? "W " + Math.round(this.window[1]) + " · L " + Math.round(this.window[0]) : "";
     var win = this.window;
     Array.prototype.forEach.call(this.presets.querySelectorAll("button"), function (b) {
