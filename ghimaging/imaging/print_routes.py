@@ -39,12 +39,20 @@ def print_page_css() -> ResponseReturnValue:
 @requires(Action.VIEW)
 def print_pdf(result_id: int) -> ResponseReturnValue:
     """The same page rendered on the server (WeasyPrint); a download named
-    for the accession number, never kept by a shared cache."""
+    for the accession number, never kept by a shared cache. Where WeasyPrint
+    is not installed (the ``pdf`` extra) or cannot load its libraries, a
+    page saying so and pointing to Print (503), never a 500."""
     result = db.get_or_404(Result, result_id)
     context = printing.build(result, pdf=True)
     html = render_template("imaging/print.html", **context.template_values())
     base_url = request.host_url
-    pdf = printing.render_pdf(html, base_url, printing.LocalFiles(base_url, context))
+    try:
+        pdf = printing.render_pdf(html, base_url, printing.LocalFiles(base_url, context))
+    except printing.PdfUnavailable:
+        # An optional part of this installation, not a fault: said as such
+        # (503: this server, not the request), with the way that works.
+        return render_template("imaging/pdf_unavailable.html", result=result), 503, {
+            "Cache-Control": "no-store", "Retry-After": "86400"}
     name = re.sub(r"[^A-Za-z0-9._-]", "_", result.request.accession_number) or str(result.id)
     return Response(pdf, mimetype="application/pdf", headers={
         "Content-Disposition": f'attachment; filename="report-{name}.pdf"',

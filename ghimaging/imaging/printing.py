@@ -198,12 +198,32 @@ class LocalFiles:
         return path.read_bytes(), mimetypes.guess_type(path.name)[0] or "application/octet-stream"
 
 
-def render_pdf(html: str, base_url: str, files: LocalFiles) -> bytes:
-    """The print page's HTML as PDF bytes (WeasyPrint, loaded here only)."""
-    import weasyprint  # type: ignore[import-untyped]  # WeasyPrint ships no types
-    from weasyprint.urls import URLFetcher, URLFetcherResponse  # type: ignore[import-untyped]
+class PdfUnavailable(Exception):
+    """WeasyPrint cannot be loaded on this server: not installed (it is the
+    optional extra ``pdf``) or its system libraries (Pango, HarfBuzz) are
+    missing, which cffi reports as OSError. The print page still works; the
+    browser's Save as PDF does what the server cannot."""
 
-    class Fetcher(URLFetcher):  # type: ignore[misc]  # WeasyPrint ships no types
+
+def _weasyprint() -> Any:
+    """The ``weasyprint`` module, or PdfUnavailable saying why not."""
+    try:
+        import weasyprint  # type: ignore[import-untyped]  # WeasyPrint ships no types
+        import weasyprint.urls  # type: ignore[import-untyped]
+    except (ImportError, OSError) as exc:
+        current_app.logger.warning("PDF report refused: WeasyPrint cannot be loaded (%s: %s)",
+                                   type(exc).__name__, exc)
+        raise PdfUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    return weasyprint
+
+
+def render_pdf(html: str, base_url: str, files: LocalFiles) -> bytes:
+    """The print page's HTML as PDF bytes (WeasyPrint, loaded here only);
+    PdfUnavailable when it cannot be loaded on this server."""
+    weasyprint = _weasyprint()
+    URLFetcher, URLFetcherResponse = weasyprint.urls.URLFetcher, weasyprint.urls.URLFetcherResponse
+
+    class Fetcher(URLFetcher):  # type: ignore[misc,valid-type]  # WeasyPrint ships no types
         def fetch(self, url: str, headers: Any = None) -> Any:
             if url.startswith("data:"):
                 return super().fetch(url, headers)
