@@ -189,7 +189,7 @@ def test_a_modality_that_keeps_the_study_uid_gets_its_study_linked_to_the_order(
     assert f"/orthanc/studies/{study.id}" in page and "matched automatically" in page
     listing = doc.get("/requests?state=requested").get_data(as_text=True)
     row = re.search(rf"<tr[^>]*>(?:(?!</tr>).)*{req.accession_number}(?:(?!</tr>).)*</tr>", listing, re.S)
-    assert row and 'title="Images available"' in row.group(0)
+    assert row and 'data-progress="images">Images received<' in row.group(0)
 
     got = api("physician").get(f"/api/v1/requests/{req.id}").json
     assert got["images_available"] is True
@@ -310,7 +310,8 @@ def test_unlinking_a_request_that_is_done_does_not_put_it_back_on_the_worklist(
     req = order()
     ds = modality_sends(orthanc, req)
     synced(orthanc_row)
-    workflow.create_result(req, staff["rad"], radiologist=staff["rad"], result_date=date.today(), report="Normal.")
+    workflow.create_result(req, staff["rad"], radiologist=staff["rad"], result_date=date.today(), report="Normal.",
+                           final=True)  # a final result closes the request
     matching.unlink(study_of(ds), req, staff["rad"])
     assert not wl_file(app, req).exists()
     assert c_find(orthanc, req.accession_number) == []

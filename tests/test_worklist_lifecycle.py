@@ -142,11 +142,11 @@ def test_cancelling_removes_the_file(app, folder, create_request, doc, login):
     assert registered() == set()
 
 
-def test_a_result_completes_the_request_and_removes_the_file(app, folder, create_request, doc, make_user):
+def test_a_final_result_completes_the_request_and_removes_the_file(app, folder, create_request, doc, make_user):
     rad = make_user("rad", "radiologist")
     req = create_request(physician=doc, submit=True)
     other = create_request(physician=doc, submit=True)
-    workflow.create_result(req, rad, radiologist=rad, result_date=date.today(), report="Normal.")
+    workflow.create_result(req, rad, radiologist=rad, result_date=date.today(), report="Normal.", final=True)
     assert not wl(folder, req).exists()
     assert wl(folder, other).exists()
     assert registered() == {wl(folder, other).name}
