@@ -54,7 +54,8 @@ def venv(wheel, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("venv") / "env"
     assert ROOT not in path.parents, "the virtual environment must be outside the checkout"
     run([sys.executable, "-m", "venv", path], cwd=path.parent)
-    run([path / "bin" / "python", "-m", "pip", "install", "--quiet", wheel], cwd=path.parent)
+    # With the extra "pdf" (WeasyPrint), as deploy/install.sh installs it.
+    run([path / "bin" / "python", "-m", "pip", "install", "--quiet", f"{wheel}[pdf]"], cwd=path.parent)
     return path
 
 
@@ -70,6 +71,18 @@ def test_wheel_ships_templates_static_files_and_migrations(wheel):
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "ghimaging = ghimaging.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_installed_pdf_extra_renders_a_pdf(venv, tmp_path):
+    """The extra "pdf" brings WeasyPrint, and it renders with this machine's
+    Pango and fonts from the installed venv (deploy/install.sh checks the
+    same as the service user; tests/test_installer_chroot.py downloads a
+    report's PDF from the installed service on each architecture)."""
+    code = ("import weasyprint, ghimaging.imaging.printing as p; "
+            "pdf = weasyprint.HTML(string='<p>Report</p>').write_pdf(); "
+            "assert pdf.startswith(b'%PDF-'), pdf[:20]; print(len(pdf), weasyprint.__file__)")
+    out = run([venv / "bin" / "python", "-c", code], cwd=tmp_path).stdout.split()
+    assert int(out[0]) > 500 and Path(out[1]).is_relative_to(venv), out
 
 
 def free_port() -> int:
