@@ -5,7 +5,9 @@ installed systemd units' ExecStart lines as their User, then check what a
 clinic sees: the sign-in page, the one-time password that must be replaced
 at the first sign-in, Orthanc behind its password, an order found by a
 modality's worklist C-FIND with its non-Latin name intact, a study sent by
-C-STORE linked to its order by Orthanc's push (the wake endpoint), an
+C-STORE linked to its order by Orthanc's push (the wake endpoint), the
+finalised report downloaded as a PDF rendered by the installed service
+(WeasyPrint and the Debian libraries it loads, on every architecture), an
 upgrade that keeps data and passwords and moves the registered Orthanc to a
 new port, and an uninstall that keeps data. No compiler in the rootfs, before
 or after the install.
@@ -537,9 +539,11 @@ def test_installer_on_debian12_arm64_emulated(tmp_path):
 @pytest.mark.slow
 @pytest.mark.usefixtures("as_root")
 def test_installer_on_raspberry_pi_os_armhf_emulated(tmp_path):
-    """32-bit Raspberry Pi OS is Debian 12 armhf: no wheels for Pillow and
-    cffi, no compiler. The installer takes Debian's python3-cryptography and
-    python3-pil, everything else from wheels."""
+    """32-bit Raspberry Pi OS is Debian 12 armhf: no wheels for Pillow,
+    cffi, brotli and zopfli, no compiler. The installer takes Debian's
+    python3-cryptography, python3-pil, python3-cffi and python3-brotli,
+    everything else from wheels (WeasyPrint's pure-Python ones without
+    fonttools' woff extra); the report's PDF still renders."""
     run_installer_checks("armhf", tmp_path, full=False)
 
 
