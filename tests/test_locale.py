@@ -192,3 +192,20 @@ def test_a_modality_asking_orthanc_gets_the_local_time_and_offset(app, la_paz, c
     step = item.ScheduledProcedureStepSequence[0]
     assert (step.ScheduledProcedureStepStartDate, step.ScheduledProcedureStepStartTime) == ("20261130", "090000")
     assert item.TimezoneOffsetFromUTC == "-0400"
+
+
+def test_a_template_reading_my_scheduled_at_gets_the_clinic_time(app, la_paz, catalog, create_patient, doc_api):
+    """``${my.scheduled_at}`` in a clinic's own template is the same wall
+    clock as ScheduledProcedureStepStartTime, not the stored UTC."""
+    from sqlalchemy import select
+
+    from ghimaging.models import WorklistTemplate
+    from ghimaging.worklists import build_file, templates
+
+    body = ("(0008,0005) CS [ISO_IR 192]\n(0008,0050) SH [${AccessionNumber}]\n"
+            "(0040,1004) LO [${my.scheduled_at.isoformat()} ${my.scheduled_at.day} ${my.scheduled_at.hour}]\n")
+    templates.save(None, name="mine", body=body, charset="ISO_IR 192", encoding="utf-8")
+    db.session.commit()
+    req = order(doc_api, create_patient(), "2026-11-30T23:30")
+    text = build_file(req, db.session.scalar(select(WorklistTemplate).where(WorklistTemplate.name == "mine"))).text
+    assert "(0040,1004) LO [2026-11-30T23:30:00 30 23]" in text

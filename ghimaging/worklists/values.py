@@ -12,6 +12,8 @@ import unicodedata
 from datetime import date, datetime, tzinfo
 from typing import Any
 
+from ..clock import to_local
+
 MAX_LEN = {"AE": 16, "AS": 4, "CS": 16, "DA": 8, "DS": 16, "DT": 26, "IS": 12, "LO": 64, "LT": 10240,
            "PN": 64, "SH": 16, "ST": 1024, "TM": 16, "UC": 10240, "UI": 64, "UT": 10240}
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\]\[\\]")
@@ -177,7 +179,9 @@ def _safe(value: Any) -> Any:
     """A value as a template may hold it (see :class:`SafeProxy`)."""
     if isinstance(value, str):
         return clean(value, "LO")
-    if value is None or isinstance(value, (bool, int, float, date, datetime)):
+    if isinstance(value, datetime):  # a stored instant (naive UTC): the modality reads the clinic's clock
+        return to_local(value)
+    if value is None or isinstance(value, (bool, int, float, date)):
         return value
     if isinstance(value, _model_classes()):
         return SafeProxy(value)
