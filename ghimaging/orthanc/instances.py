@@ -212,6 +212,13 @@ def _pooled(server: Server) -> OrthancClient:
             pool.pop(old).close()
         client = OrthancClient(server.url, server.username, crypto.decrypt(server.password_enc), retries=1,
                                timeout=(CONNECT_TIMEOUT, float(current_app.config.get("ORTHANC_TIMEOUT", 30))))
+        # The environment's proxy and CA bundle settings, read once for the
+        # kept client instead of at every call (as requests does by default).
+        session = client.session
+        env = session.merge_environment_settings(client.url, {}, None, None, None)
+        session.proxies.update(env["proxies"])
+        session.verify = env["verify"]
+        session.trust_env = False
         pool[key] = client
     return client
 
