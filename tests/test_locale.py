@@ -15,6 +15,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
+from sqlalchemy import select
 
 from ghimaging.extensions import db
 from ghimaging.models import ImagingRequest
@@ -209,3 +210,27 @@ def test_a_template_reading_my_scheduled_at_gets_the_clinic_time(app, la_paz, ca
     req = order(doc_api, create_patient(), "2026-11-30T23:30")
     text = build_file(req, db.session.scalar(select(WorklistTemplate).where(WorklistTemplate.name == "mine"))).text
     assert "(0040,1004) LO [2026-11-30T23:30:00 30 23]" in text
+
+
+def test_the_order_and_edit_forms_take_and_give_back_the_clinic_time(app, la_paz, catalog, create_patient,
+                                                                       make_user, login):
+    """09:00 typed on the order form in La Paz is 13:00 UTC stored; the edit
+    form offers 09:00 again, and saving it unchanged moves nothing."""
+    doc = make_user("doc", "physician")
+    patient = create_patient()
+    c = login("doc")
+    r = c.post("/requests/new", {"patient": patient.puid, "tests": str(catalog["chest"].id), "physician": doc.id,
+                                 "scheduled_date": "2026-12-15", "scheduled_time": "09:00", "action": "submit"},
+               token_from="/requests/new")
+    assert r.status_code == 302, text_of(r)[:500]
+    req = db.session.scalars(select(ImagingRequest)).one()
+    assert req.scheduled_at == datetime(2026, 12, 15, 13, 0)
+    edit = c.get(f"/requests/{req.id}/edit").get_data(as_text=True)
+    assert re.search(r'id="scheduled_time"[^>]*value="09:00', edit) or 'value="09:00"' in edit
+    assert 'value="2026-12-15"' in edit
+    r = c.post(f"/requests/{req.id}/edit", {"physician": doc.id, "scheduled_date": "2026-12-15",
+                                           "scheduled_time": "09:00", "clinical_context": "", "comment": ""},
+               token_from=f"/requests/{req.id}/edit")
+    assert r.status_code == 302, text_of(r)[:500]
+    db.session.expire_all()
+    assert db.session.get(ImagingRequest, req.id).scheduled_at == datetime(2026, 12, 15, 13, 0)
