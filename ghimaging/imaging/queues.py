@@ -148,11 +148,7 @@ def yesterday_not_performed(day: Day) -> list[ImagingRequest]:
 
 
 def not_scheduled() -> list[ImagingRequest]:
-    # Ordered by expressions (a cast, ``+ 0``), so that SQLite's planner looks the
-    # rows up in the waiting-and-untimed range of the queue index rather
-    # than walking every requested request in the list index's order.
-    return _all(_rows().where(ImagingRequest.scheduled_at.is_(None), _waiting())
-                .order_by(cast(ImagingRequest.urgent, Integer).desc(), ImagingRequest.id + 0))
+    return _all(_rows().where(ImagingRequest.scheduled_at.is_(None), _waiting()).order_by(*_urgent_then_oldest()))
 
 
 def images_of(requests: Sequence[ImagingRequest]) -> dict[int, Images]:
@@ -177,8 +173,15 @@ def to_report_stmt() -> Select[ImagingRequest]:
                          _no_result())
 
 
+def _urgent_then_oldest() -> tuple[Any, Any]:
+    """Urgent first, then oldest, as expressions: SQLite's planner then
+    looks the rows up in their range of the queue index instead of walking
+    every requested request in the list index's order to skip the sort."""
+    return cast(ImagingRequest.urgent, Integer).desc(), ImagingRequest.id + 0
+
+
 def to_report() -> list[ImagingRequest]:
-    return _all(to_report_stmt().order_by(ImagingRequest.urgent.desc(), ImagingRequest.id))
+    return _all(to_report_stmt().order_by(*_urgent_then_oldest()))
 
 
 def preliminary(user: User) -> tuple[list[ImagingRequest], list[ImagingRequest]]:
