@@ -42,7 +42,8 @@ def supported(code: str | None) -> str | None:
 
 def select_locale() -> str:
     """The language of a page: the person's own choice (an account field,
-    once one exists), else the browser's ``Accept-Language``, else English."""
+    once one exists), else the browser's ``Accept-Language``, else the
+    clinic's language (a browser that names none of ours)."""
     from flask_login import current_user
 
     chosen = supported(getattr(current_user, "language", None)) if current_user else None
@@ -54,7 +55,9 @@ def select_locale() -> str:
         found = supported(tag)
         if found:
             return found
-    return DEFAULT
+    from . import clock
+
+    return supported(clock.clinic_locale().language) or DEFAULT
 
 
 def init_app(app: Flask) -> None:

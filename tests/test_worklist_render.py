@@ -151,14 +151,20 @@ def test_timezone_offset_west_of_greenwich_is_negative(monkeypatch):
 
 
 def test_rendered_file_carries_the_scheduled_times_own_offset(berlin, create_request):
+    from ghimaging.settings.service import save_clinic_settings
+
+    save_clinic_settings({"time_zone": "Europe/Berlin"})  # the offset is the clinic's zone's, not the machine's
+    db.session.commit()
     winter = create_request(submit=True, scheduled_at=datetime(2025, 1, 20, 8, 15))
     summer = create_request(submit=True, scheduled_at=datetime(2025, 7, 20, 8, 15))
     _, text_w = render_text(winter)
     _, text_s = render_text(summer)
     assert element(text_w, "0008,0201") == "+0100"
     assert element(text_s, "0008,0201") == "+0200"
+    # Stored instants are UTC: 08:15 UTC is 09:15 in Berlin in January, 10:15 in July.
+    assert element(text_w, "0040,0003") == "091500"
     assert element(text_s, "0040,0002") == "20250720"
-    assert element(text_s, "0040,0003") == "081500"
+    assert element(text_s, "0040,0003") == "101500"
 
 
 # -- the variables of a real request ----------------------------------------

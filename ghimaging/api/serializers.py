@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import clock
 from ..models import ImagingRequest, ImagingTest, Result
 from ..ui import dicom_name
 
@@ -37,7 +38,7 @@ def request_json(r: ImagingRequest, *, detail: bool = False) -> dict[str, Any]:
         "patient_id": r.patient_id, "patient_puid": r.patient.puid, "test_code": r.test.code,
         "test_name": r.test.name, "modality": r.test.modality.code, "urgent": r.urgent,
         "clinical_context": r.clinical_context, "comment": r.comment,
-        "scheduled_at": r.scheduled_at.isoformat(timespec="minutes") if r.scheduled_at else None,
+        "scheduled_at": clock.to_local_aware(r.scheduled_at).isoformat(timespec="minutes") if r.scheduled_at else None,
         "requesting_physician": r.requesting_physician.username if r.requesting_physician else None,
         "cancel_reason": r.cancel_reason or None,
         "created_at": r.created_at.isoformat() + "Z",

@@ -43,7 +43,7 @@
   var list = document.getElementById(input.getAttribute("list"));
   var picked = document.getElementById("patient-picked");
   var timer = null, last = "", byPuid = {}, seq = 0;
-  function show(p) { if (picked && p) picked.textContent = p.name + " · born " + (p.birth_date || "—") + " · " + p.sex; }
+  function show(p) { if (picked && p) picked.textContent = p.name + " · born " + (p.born || p.birth_date || "—") + " · " + p.sex; }
   input.addEventListener("input", function () {
     var q = input.value.trim();
     if (byPuid[q]) { show(byPuid[q]); return; }
@@ -62,8 +62,8 @@
             byPuid[p.puid] = p;
             var o = document.createElement("option");
             o.value = p.puid;
-            o.label = p.name + " · " + (p.birth_date || "—");
-            o.textContent = p.name + " · " + (p.birth_date || "—");
+            o.label = p.name + " · " + (p.born || p.birth_date || "—");
+            o.textContent = p.name + " · " + (p.born || p.birth_date || "—");
             list.appendChild(o);
           });
           if (rows.length === 1 && rows[0].puid === q) show(rows[0]);
