@@ -46,6 +46,14 @@ def synced(orthanc_row, upload):
 
 
 @pytest.fixture
+def admin_reader(make_user, login):
+    """Orthanc's own viewers ask for Orthanc's own sign-in, which only
+    administrators have: only they are shown the links."""
+    make_user("boss", "admin")
+    return login("boss")
+
+
+@pytest.fixture
 def reader(make_user, login):
     """Any signed-in member of staff may read the mirror."""
     make_user("rad", "radiologist")
@@ -282,28 +290,28 @@ def set_server(server_id: int, **values) -> None:
     db.session.commit()
 
 
-def test_orthanc_explorer_is_always_linked_and_nothing_else_without_plugins(app, synced, reader, orthanc):
+def test_orthanc_explorer_is_always_linked_and_nothing_else_without_plugins(app, synced, admin_reader, orthanc):
     s = study("ACC-1")
-    links = viewer_links(reader.get(f"/orthanc/studies/{s.id}").get_data(as_text=True))
+    links = viewer_links(admin_reader.get(f"/orthanc/studies/{s.id}").get_data(as_text=True))
     assert links == {"Orthanc Explorer": f"{orthanc.url}/app/explorer.html#study?uuid={s.orthanc_id}"}
 
 
-def test_viewer_links_are_built_on_the_browser_url(app, synced, reader, orthanc):
+def test_viewer_links_are_built_on_the_browser_url(app, synced, admin_reader, orthanc):
     set_server(synced.id, browser_url="https://pacs.clinic.example/orthanc",
                plugins="explorer.js,ohif,stone-webviewer")
     s = study("ACC-1")
-    html = reader.get(f"/orthanc/studies/{s.id}").get_data(as_text=True)
+    html = admin_reader.get(f"/orthanc/studies/{s.id}").get_data(as_text=True)
     links = viewer_links(html)
     assert links["Orthanc Explorer"] == f"https://pacs.clinic.example/orthanc/app/explorer.html#study?uuid={s.orthanc_id}"
     assert all(href.startswith("https://pacs.clinic.example/orthanc/") for href in links.values())
     assert orthanc.url not in html  # the REST URL stays private when a browser URL is set
 
 
-def test_viewer_links_follow_the_detected_plugins(app, synced, reader):
+def test_viewer_links_follow_the_detected_plugins(app, synced, admin_reader):
     s = study("ACC-3")
     base = "https://pacs.example"
     set_server(synced.id, browser_url=base, plugins="dicom-web,ohif,orthanc-explorer-2,stone-webviewer,web-viewer")
-    links = viewer_links(reader.get(f"/orthanc/studies/{s.id}").get_data(as_text=True))
+    links = viewer_links(admin_reader.get(f"/orthanc/studies/{s.id}").get_data(as_text=True))
     first_series = min(s.series, key=lambda se: se.number).orthanc_id
     assert links == {
         "Orthanc Explorer": f"{base}/app/explorer.html#study?uuid={s.orthanc_id}",
@@ -313,7 +321,7 @@ def test_viewer_links_follow_the_detected_plugins(app, synced, reader):
         "Orthanc Explorer 2": f"{base}/ui/app/#/filtered-studies?StudyInstanceUID={s.study_uid}",
     }
     set_server(synced.id, plugins="worklists,ohif")
-    links = viewer_links(reader.get(f"/orthanc/studies/{s.id}").get_data(as_text=True))
+    links = viewer_links(admin_reader.get(f"/orthanc/studies/{s.id}").get_data(as_text=True))
     assert set(links) == {"Orthanc Explorer", "OHIF"}
 
 
