@@ -72,7 +72,9 @@ SCHEMAS: dict[str, Any] = {
         "given_name": {"type": "string", "maxLength": 100},
         "birth_date": {"type": ["string", "null"], "format": "date"},
         "sex": {"type": "string", "enum": ["F", "M", "O"]}, "phone": {"type": "string"},
-        "notes": {"type": "string"}}},
+        "notes": {"type": "string"},
+        "alerts": {"type": "string", "maxLength": 2000,
+                   "description": "Alerts and allergies, one per line (shown on the order form and the desk)"}}},
     "Patient": {"allOf": [{"type": "object", "properties": {"id": {"type": "integer"}}}, _ref("PatientIn")]},
     "TestIn": {"type": "object", "required": ["code", "name", "modality", "ae_title"], "properties": {
         "code": {"type": "string", "minLength": 1, "maxLength": 32},

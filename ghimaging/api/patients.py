@@ -12,7 +12,7 @@ from ..permissions import Action
 from .errors import invalid, not_found
 from .routes import _page, _paged, body, bp, need
 
-FIELDS = ("puid", "family_name", "given_name", "birth_date", "sex", "phone", "notes")
+FIELDS = ("puid", "family_name", "given_name", "birth_date", "sex", "phone", "notes", "alerts")
 
 
 @bp.get("/patients")

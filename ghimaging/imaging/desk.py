@@ -12,6 +12,7 @@ from datetime import date
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from .. import clock
 from ..catalog import report_templates
 from ..extensions import db
 from ..models import ImagingRequest, OrthancStudy, ReportDraft, ReportTemplate, RequestState, StudyLink, User
@@ -76,6 +77,6 @@ def alerts_of(text: str) -> list[str]:
 
 def build(req: ImagingRequest, user: User, today: date | None = None) -> Desk:
     patient = req.patient
-    return Desk(req=req, age=patient.age_on(today or date.today()), alerts=alerts_of(patient.alerts),
+    return Desk(req=req, age=patient.age_on(today or clock.today()), alerts=alerts_of(patient.alerts),
                 priors=priors(req), templates=report_templates.of_test(req.test_id),
                 draft=drafts.mine(req, user), others=drafts.others(req, user), studies=unlinked_studies(req))

@@ -9,7 +9,6 @@ nothing of it kept."""
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 from flask import (
@@ -27,6 +26,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy import select
 
+from .. import clock
 from ..auth.decorators import requires
 from ..auth.forms import EmptyForm
 from ..extensions import db
@@ -88,14 +88,14 @@ def new_result(request_id: int) -> ResponseReturnValue:
     form = ResultForm()
     form.radiologist.choices = people.choices(Role.RADIOLOGIST)
     if request.method == "GET":
-        form.result_date.data = date.today()
+        form.result_date.data = clock.today()
         if (me := people.or_self(None, current_user, Role.RADIOLOGIST)) is not None:
             form.radiologist.data = me.id  # the one "nobody named: yourself" rule
     if form.validate_on_submit():
         try:
             result = reporting.create_result(
                 req, current_user, radiologist=people.by_id(form.radiologist.data),
-                result_date=form.result_date.data or date.today(), report=form.report.data or "",
+                result_date=form.result_date.data or clock.today(), report=form.report.data or "",
                 report_style=form.report_style.data or "", new_images=_new_images(form), final=_finalising())
             drafts.clear(req, current_user)
         except workflow.ValidationError as exc:

@@ -17,3 +17,6 @@ class PatientForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms shi
                       validators=[DataRequired("Choose F, M or O.")])
     phone = StringField("Phone", validators=[Optional(), Length(max=50)])
     notes = TextAreaField("Notes", validators=[Optional(), Length(max=5000)])
+    alerts = TextAreaField("Alerts and allergies (one per line)",
+                           validators=[Optional(), Length(max=2000, message="At most 2000 characters.")],
+                           description="Shown in red on the order form and the reporting desk.")

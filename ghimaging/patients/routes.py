@@ -34,14 +34,14 @@ def lookup() -> ResponseReturnValue:
     return jsonify([{"id": p.id, "puid": p.puid, "name": p.full_name,
                      "birth_date": p.birth_date.isoformat() if p.birth_date else "",
                      "born": day(p.birth_date),  # in the clinic's date format, for people
-                     "sex": p.sex} for p in rows])
+                     "sex": p.sex, "alerts": service.alerts_of(p.alerts)} for p in rows])
 
 
 def _save(form: PatientForm, patient: Patient | None) -> Patient | None:
     """Create or update, and commit; None when a field is refused (said at
     the field, nothing saved)."""
     data = {k: getattr(form, k).data for k in ("puid", "family_name", "given_name", "birth_date",
-                                                 "sex", "phone", "notes")}
+                                                 "sex", "phone", "notes", "alerts")}
     try:
         saved = service.create_patient(data) if patient is None else service.update_patient(patient, data)
     except service.PatientError as exc:

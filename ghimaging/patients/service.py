@@ -16,6 +16,10 @@ from ..models import ImagingRequest, Patient, Sex
 from ..models.patients import fold
 from ..querytools import contains
 
+#: Alerts and allergies, one per line: shown on the order form and the desk,
+#: so short enough to be read at a glance.
+ALERTS_MAX = 2000
+
 # DICOM LO allows 64 characters, no backslash or control characters.
 _BAD_CHARS = set("\\") | {chr(i) for i in range(32)}
 
@@ -39,7 +43,8 @@ class DuplicatePuid(PatientError, Conflict):
 
 def validate(data: dict[str, Any], patient: Patient | None = None) -> dict[str, Any]:
     """Clean ``data`` (puid, family_name, given_name, birth_date, sex, phone,
-    notes) or raise :class:`PatientError` with a message per field."""
+    notes, alerts) or raise :class:`PatientError` with a message per field.
+    ``alerts`` left out keeps the patient's (a GNU Health import has none to give)."""
     errors: dict[str, str] = {}
     out: dict[str, Any] = {}
     duplicate = False
@@ -84,9 +89,19 @@ def validate(data: dict[str, Any], patient: Patient | None = None) -> dict[str, 
         if len(value) > limit:
             errors[field] = f"At most {limit} characters."
         out[field] = value
+    if "alerts" in data or patient is None:
+        alerts = "\n".join(alerts_of(str(data.get("alerts") or "")))
+        if len(alerts) > ALERTS_MAX:
+            errors["alerts"] = f"At most {ALERTS_MAX} characters."
+        out["alerts"] = alerts
     if errors:
         raise DuplicatePuid(errors) if duplicate and set(errors) == {"puid"} else PatientError(errors)
     return out
+
+
+def alerts_of(text: str | None) -> list[str]:
+    """A patient's alerts as shown: one per line, blank lines dropped."""
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]
 
 
 def _flush(puid: str) -> None:
@@ -142,5 +157,5 @@ def to_json(p: Patient) -> dict[str, Any]:
     return {
         "id": p.id, "puid": p.puid, "family_name": p.family_name, "given_name": p.given_name,
         "birth_date": p.birth_date.isoformat() if p.birth_date else None, "sex": p.sex,
-        "phone": p.phone, "notes": p.notes,
+        "phone": p.phone, "notes": p.notes, "alerts": p.alerts or "",
     }

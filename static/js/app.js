@@ -43,10 +43,28 @@
   var list = document.getElementById(input.getAttribute("list"));
   var picked = document.getElementById("patient-picked");
   var timer = null, last = "", byPuid = {}, seq = 0;
-  function show(p) { if (picked && p) picked.textContent = p.name + " · born " + (p.born || p.birth_date || "—") + " · " + p.sex; }
+  var alertBox = document.getElementById("patient-alerts");
+  // The picked patient's alerts and allergies, one per line, in red; none
+  // shown while the box names nobody we know (never another patient's).
+  function showAlerts(lines) {
+    if (!alertBox) return;
+    var ul = alertBox.querySelector("ul");
+    ul.innerHTML = "";
+    (lines || []).forEach(function (a) {
+      var li = document.createElement("li");
+      li.textContent = a;
+      ul.appendChild(li);
+    });
+    alertBox.hidden = !(lines && lines.length);
+  }
+  function show(p) {
+    if (picked && p) picked.textContent = p.name + " · born " + (p.born || p.birth_date || "—") + " · " + p.sex;
+    if (p) showAlerts(p.alerts);
+  }
   input.addEventListener("input", function () {
     var q = input.value.trim();
     if (byPuid[q]) { show(byPuid[q]); return; }
+    showAlerts([]);
     clearTimeout(timer);
     if (!q || q === last) return;
     list.innerHTML = "";  // no stale suggestions while the new ones load
