@@ -433,3 +433,41 @@ def test_a_shipped_template_that_fails_the_check_is_not_loaded(app, monkeypatch)
     assert f"'{first['name']}'" in str(err.value) and "Not allowed in a worklist template" in str(err.value)
     assert err.value.line == len(first["body"].splitlines()) + 1
     assert db.session.scalar(select(WorklistTemplate)) is None  # nothing loaded
+
+
+# -- dates: strftime with the directives a worklist needs --------------------------
+
+STRFTIME = """\
+(0008,0050) SH [${AccessionNumber}]
+(0040,0002) DA [${my.scheduled_at.strftime('%Y%m%d')}]
+(0040,0003) TM [${my.scheduled_at.strftime('%H%M%S')}]
+(0040,0007) LO [${my.scheduled_at.strftime('%d/%m/%y %H:%M, day %j, 100%%')}]
+(0040,0009) SH [${my.patient.birth_date.strftime('%d.%m.%Y %H')}]
+"""
+
+
+def test_strftime_on_a_date_renders_with_the_listed_directives(app, create_request, create_patient):
+    """``strftime`` is a date method templates may call, but Python's
+    imports ``time`` through ``__import__`` (absent in the sandbox): every
+    render failed with ``KeyError: '__import__'``. The sandbox formats
+    itself, with a fixed list of directives."""
+    templates.save(None, name="dates", body=STRFTIME, charset="ISO_IR 192", encoding="utf-8")
+    patient = create_patient(birth_date=datetime(1969, 7, 20).date())
+    req = create_request(patient, submit=True, scheduled_at=datetime(2025, 3, 4, 10, 5, 9))
+    row = db.session.scalar(select(WorklistTemplate).where(WorklistTemplate.name == "dates"))
+    text = build_file(req, row).text
+    assert element(text, "0040,0002") == ["20250304"]
+    assert element(text, "0040,0003") == ["100509"]
+    assert element(text, "0040,0007") == ["04/03/25 10:05, day 063, 100%"]
+    assert element(text, "0040,0009") == ["20.07.1969 00"]
+
+
+@pytest.mark.parametrize("pattern", ["%c", "%A", "%Z %Y", "%", "%Y%"])
+def test_strftime_refuses_other_directives_saying_which_it_takes(app, create_request, pattern):
+    body = f"(0008,0050) SH [${{AccessionNumber}}]\n(0040,0002) DA [${{my.scheduled_at.strftime('{pattern}')}}]\n"
+    req = create_request(submit=True, scheduled_at=datetime(2025, 3, 4, 10, 5))
+    with pytest.raises(RenderError) as exc:
+        build_file(req, WorklistTemplate(name="x", body=body, charset="ISO_IR 192", encoding="utf-8"))
+    message = str(exc.value)
+    assert "strftime" in message and "%Y %m %d %H %M %S" in message, message
+    assert "__import__" not in message

@@ -182,6 +182,44 @@ DATE_ATTRS = frozenset({"year", "month", "day", "hour", "minute", "second", "iso
 DATE_CALLS = frozenset({"isoformat", "strftime", "weekday", "isoweekday"})
 
 
+#: ``strftime`` directives a template may use, and what each gives. Python's
+#: own ``strftime`` imports ``time`` through ``__import__``, which the
+#: sandbox's empty ``__builtins__`` does not have; and the locale-dependent
+#: directives (%A, %b, %c ...) would change with the server's locale.
+STRFTIME_DIRECTIVES: dict[str, Callable[[date], str]] = {
+    "Y": lambda d: f"{d.year:04d}",
+    "m": lambda d: f"{d.month:02d}",
+    "d": lambda d: f"{d.day:02d}",
+    "H": lambda d: f"{getattr(d, 'hour', 0):02d}",
+    "M": lambda d: f"{getattr(d, 'minute', 0):02d}",
+    "S": lambda d: f"{getattr(d, 'second', 0):02d}",
+    "y": lambda d: f"{d.year % 100:02d}",
+    "j": lambda d: f"{d.timetuple().tm_yday:03d}",
+    "%": lambda d: "%",
+}
+_STRFTIME_HELP = " ".join("%" + k for k in STRFTIME_DIRECTIVES)
+
+
+def _strftime(value: date, pattern: Any) -> str:
+    """``value.strftime(pattern)`` for the directives of
+    :data:`STRFTIME_DIRECTIVES`; any other is refused, naming those."""
+    if not isinstance(pattern, str):
+        raise SandboxError("strftime takes a text pattern, e.g. strftime('%Y%m%d').")
+    _bounded(pattern)
+    out: list[str] = []
+    chars = iter(pattern)
+    for ch in chars:
+        if ch != "%":
+            out.append(ch)
+            continue
+        code = next(chars, "")
+        if code not in STRFTIME_DIRECTIVES:
+            raise SandboxError(f"strftime in a worklist template takes only {_STRFTIME_HELP}; "
+                               f"not \u2018%{code}\u2019.")
+        out.append(STRFTIME_DIRECTIVES[code](value))
+    return _bounded("".join(out))
+
+
 def allowed_names() -> frozenset[str]:
     """Names a template may use besides the ones its loops and ``with``
     define: the documented variables, ``my`` and :data:`FUNCTIONS`."""
@@ -247,6 +285,8 @@ class SandboxLookup(StrictLookup):  # type: ignore[misc]  # Genshi ships no type
         if isinstance(obj, str) and key in METHODS:
             method = METHODS[key]
             return lambda *args, **kwargs: method(obj, *args, **kwargs)
+        if isinstance(obj, (date, datetime)) and key == "strftime":
+            return lambda pattern: _strftime(obj, pattern)
         if isinstance(obj, (date, datetime)) and key in DATE_ATTRS:
             return getattr(obj, key)
         raise SandboxError(f"Not allowed in a worklist template: \u2018.{key}\u2019 on a "
