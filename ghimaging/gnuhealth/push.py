@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import clock
 from ..exceptions import Conflict
 from ..models import GnuHealthConfig, ImagingRequest, LinkKind, Patient, RequestState, Result, ResultImage
+from ..ui import local_time
 from . import links
 from .client import GnuHealthError, NoProfessional
 from .remote import Remote
@@ -154,7 +156,8 @@ def report_text(result: Result) -> str:
         text += f"\n\n— {who}"
     for add in result.addenda:
         author = add.author.display_name if add.author else ""
-        text += f"\n\nAddendum {add.created_at:%Y-%m-%d %H:%M} UTC{(' — ' + author) if author else ''}:\n{add.text}"
+        when = f"{local_time(add.created_at)} ({clock.zone().key})"  # the clinic's clock, as its pages show
+        text += f"\n\nAddendum {when}{(' — ' + author) if author else ''}:\n{add.text}"
     return text
 
 
