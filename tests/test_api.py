@@ -120,7 +120,7 @@ def test_create_patient_answers_201_with_the_patient(api):
     r = api("technologist").post("/api/v1/patients", json=PATIENT)
     assert r.status_code == 201, r.get_json()
     body = r.get_json()
-    assert body == {**PATIENT, "id": body["id"], "phone": "", "notes": ""}
+    assert body == {**PATIENT, "id": body["id"], "phone": "", "notes": "", "alerts": ""}
     assert r.headers["Location"].endswith(f"/api/v1/patients/{body['id']}")
 
 

@@ -223,7 +223,8 @@ def test_lookup_gives_json_suggestions(tech, registry):
     assert r.status_code == 200 and r.is_json
     p = registry["A-100"]
     assert r.json == [{"id": p.id, "puid": "A-100", "name": "Müller, Hans",
-                       "birth_date": p.birth_date.isoformat(), "sex": p.sex}]
+                       "birth_date": p.birth_date.isoformat(), "born": p.birth_date.isoformat(),
+                       "sex": p.sex, "alerts": []}]
 
 
 def test_lookup_with_an_empty_query_gives_no_suggestions(tech, registry):
