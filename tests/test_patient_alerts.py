@@ -151,18 +151,22 @@ def test_the_picker_answer_carries_the_alerts(app, tech, create_patient):
 
 
 @pytest.mark.browser
-def test_picking_a_patient_shows_their_alerts_in_the_browser(browser, live, make_user, create_patient, catalog):
+@pytest.mark.parametrize("viewport", [{"width": 1366, "height": 768}, {"width": 820, "height": 1180}],
+                         ids=["desktop", "tablet"])
+def test_picking_a_patient_shows_their_alerts_in_the_browser(browser, live, shots, make_user, create_patient,
+                                                             catalog, viewport):
     from playwright.sync_api import expect
 
-    from tests.support.browser import sign_in
+    from tests.support.browser import shoot, sign_in
     from tests.support.factories import PASSWORD
 
-    make_user("doc", "physician")
-    flagged = create_patient(puid="AL-B1", family_name="Choque")
-    flagged.alerts = "Allergic to iodinated contrast"
+    make_user("doc", "physician", "technologist")
+    flagged = create_patient(puid="AL-B1", family_name="Choque", given_name="Rosa")
+    flagged.alerts = "Allergic to iodinated contrast\nPacemaker"
     create_patient(puid="AL-B2", family_name="Vargas")
     db.session.commit()
-    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    size = f"{viewport['width']}"
+    context = browser.new_context(viewport=viewport)
     page_ = context.new_page()
     try:
         sign_in(page_, live, "doc", PASSWORD)
@@ -173,7 +177,9 @@ def test_picking_a_patient_shows_their_alerts_in_the_browser(browser, live, make
         expect(page_.locator("#patient-options option")).to_have_count(1)
         page_.locator("#patient").fill("AL-B1")
         expect(box).to_be_visible()
-        expect(box).to_contain_text("Allergic to iodinated contrast")
+        expect(box.locator("li")).to_have_text(["Allergic to iodinated contrast", "Pacemaker"])
+        shoot(page_, shots, f"alerts-order-form-{size}")
+        assert page_.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
         page_.locator("#patient").fill("")
         page_.locator("#patient").press_sequentially("Vargas", delay=30)
         expect(box).to_be_hidden()
@@ -181,6 +187,15 @@ def test_picking_a_patient_shows_their_alerts_in_the_browser(browser, live, make
         page_.locator("#patient").fill("AL-B2")
         expect(page_.locator("#patient-picked")).to_contain_text("Vargas")
         expect(box).to_be_hidden()
+
+        page_.goto(live + f"/patients/{flagged.id}")
+        expect(page_.locator("#patient-alerts li")).to_have_text(["Allergic to iodinated contrast", "Pacemaker"])
+        shoot(page_, shots, f"alerts-patient-page-{size}")
+        assert page_.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+        page_.goto(live + f"/patients/{flagged.id}/edit")
+        expect(page_.get_by_label("Alerts and allergies (one per line)")).to_have_value(
+            "Allergic to iodinated contrast\nPacemaker")
+        shoot(page_, shots, f"alerts-patient-form-{size}")
     finally:
         context.close()
 
