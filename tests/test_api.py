@@ -266,7 +266,8 @@ def test_create_request_answers_201_with_numbers_and_state(doc, patient):
 
 
 def test_create_request_submitted_at_once(doc, patient):
-    assert order(doc, patient, submit=True).get_json()["state"] == "requested"
+    submitted = order(doc, patient, submit=True).get_json()
+    assert (submitted["state"], submitted["progress"]) == ("requested", "scheduled")
 
 
 def test_several_tests_share_one_order_number(doc, patient):
@@ -419,6 +420,7 @@ def test_radiologist_posts_a_preliminary_result_the_request_stays_requested(api,
     assert r.status_code == 201, r.get_json()
     body = r.get_json()
     assert body["state"] == "requested" and body["result_id"]
+    assert body["progress"] == "preliminary"  # what pages show (imaging/progress.py)
     res = body["result"]
     assert (res["report"], res["date"], res["radiologist"], res["final"]) == \
         ("No fracture.", "2024-05-02", rad.user.username, False)
@@ -430,6 +432,7 @@ def test_result_can_be_final_at_once(api, doc, patient):
     rid = order(doc, patient, submit=True).get_json()["id"]
     r = api("radiologist").post(f"/api/v1/requests/{rid}/result", json={"report": "Normal.", "final": True})
     assert r.status_code == 201
+    assert (r.get_json()["state"], r.get_json()["progress"]) == ("done", "final")
     assert r.get_json()["result"]["final"] is True
     assert r.get_json()["state"] == "done"  # finalising closes the request
     assert doc.get("/api/v1/requests?state=done").get_json()["total"] == 1

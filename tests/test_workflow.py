@@ -407,7 +407,7 @@ def test_request_changed_fires_with_the_action(catalog, create_patient, doc, rad
         workflow.cancel(b, doc, "duplicate")
         result = _result(a, rad)
         workflow.finalise_result(result, rad)
-        assert seen == [(a.id, "edit"), (a.id, "submit"), (b.id, "cancel"), (a.id, "finalise")]
+        assert seen == [(a.id, "edit"), (a.id, "submit"), (b.id, "cancel"), (a.id, "result"), (a.id, "finalise")]
         seen.clear()
         c = workflow.create_order(create_patient(), [catalog["chest"]], user=doc, submit=True)[0]
         assert seen == [(c.id, "submit")]

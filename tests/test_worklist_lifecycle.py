@@ -152,6 +152,24 @@ def test_a_final_result_completes_the_request_and_removes_the_file(app, folder, 
     assert registered() == {wl(folder, other).name}
 
 
+
+def test_a_preliminary_result_takes_the_item_off_the_worklist(app, folder, create_request, doc, make_user, runner):
+    """Reported without linked images (a study sent elsewhere, linked later):
+    the exam was performed, so the modality must not be offered it again,
+    though the request stays requested until the result is final."""
+    rad = make_user("rad", "radiologist")
+    req = create_request(physician=doc, submit=True)
+    assert wl(folder, req).exists()
+    workflow.create_result(req, rad, radiologist=rad, result_date=date.today(), report="Preliminary.")
+    db.session.commit()
+    assert req.state == "requested"
+    assert not wl(folder, req).exists()
+    assert registered() == set()
+    # A repair of the folder does not put it back either.
+    assert runner.invoke(args=["worklists", "write"]).exit_code == 0
+    assert not wl(folder, req).exists()
+
+
 # -- ghimaging worklists write ------------------------------------------------
 
 def test_worklists_write_repairs_the_folder_and_leaves_foreign_files(app, folder, runner, create_request, doc):

@@ -101,7 +101,12 @@ SCHEMAS: dict[str, Any] = {
         "patient_id": {"type": "integer"}, "patient_puid": {"type": "string"}, "test_code": {"type": "string"},
         "test_name": {"type": "string"}, "modality": {"type": "string"}, "urgent": {"type": "boolean"},
         "clinical_context": {"type": "string"}, "comment": {"type": "string"},
-        "scheduled_at": {"type": ["string", "null"], "description": "clinic local time with its UTC offset, YYYY-MM-DDTHH:MM+HH:MM"}, "requesting_physician": {"type": ["string", "null"]},
+        "progress": {"type": "string", "enum": ["draft", "scheduled", "images", "preliminary", "final", "cancelled"],
+                     "description": "what pages show: from the state, the linked studies and the result "
+                                    "(a preliminary result leaves the request requested; finalising closes it)"},
+        "scheduled_at": {"type": ["string", "null"],
+                         "description": "clinic local time with its UTC offset, YYYY-MM-DDTHH:MM+HH:MM"},
+        "requesting_physician": {"type": ["string", "null"]},
         "cancel_reason": {"type": ["string", "null"]}, "created_at": {"type": "string"},
         "result_id": {"type": ["integer", "null"]}, "images_available": {"type": "boolean"},
         "gnuhealth": {"type": ["object", "null"], "description": "null when not linked to GNU Health",

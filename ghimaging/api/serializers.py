@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import clock
+from ..imaging import progress
 from ..models import ImagingRequest, ImagingTest, Result
 from ..ui import dicom_name
 
@@ -33,7 +34,7 @@ def result_json(r: Result) -> dict[str, Any]:
 
 def request_json(r: ImagingRequest, *, detail: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "id": r.id, "order_number": r.order_number, "state": r.state,
+        "id": r.id, "order_number": r.order_number, "state": r.state, "progress": progress.of(r).value,
         "accession_number": r.accession_number, "study_instance_uid": r.study_instance_uid,
         "patient_id": r.patient_id, "patient_puid": r.patient.puid, "test_code": r.test.code,
         "test_name": r.test.name, "modality": r.test.modality.code, "urgent": r.urgent,

@@ -108,6 +108,8 @@ def create_result(req: ImagingRequest, user: User, *, radiologist: User | None, 
         raise TransitionError(f"Request {req.accession_number} already has a result.", state=req.state) from None
     if final:
         finalise_result(result, user)
+    else:
+        states.announce(req, "result")  # reported: off the worklist (worklists.writer.is_live)
     return result
 
 

@@ -41,8 +41,10 @@ def filename(req: ImagingRequest) -> str:
 
 
 def is_live(req: ImagingRequest) -> bool:
-    """A request the modality should find: requested, images not yet in."""
-    if req.state != RequestState.REQUESTED.value:
+    """A request the modality should find: requested, images not yet in,
+    not reported (a preliminary result leaves the request requested, but
+    the exam was done: offering it again would invite a second one)."""
+    if req.state != RequestState.REQUESTED.value or req.result is not None:
         return False
     return not getattr(req, "has_images", False)
 
