@@ -275,6 +275,14 @@ def test_orthancs_own_viewers_are_offered_to_administrators_only_on_the_result(a
     make_user("root", "admin")
     admin = page(login("root").get(f"/results/{result.id}"))
     assert "Orthanc Explorer" in admin and "Orthanc's own sign-in" in admin
+    # The request page links the same study: the same rule.
+    staff_request = page(reader.get(f"/requests/{req.id}"))
+    assert "Orthanc Explorer" not in staff_request and "data-orthanc-viewers" not in staff_request
+    admin_request = page(login("root").get(f"/requests/{req.id}"))
+    assert "Orthanc Explorer" in admin_request and "Orthanc's own sign-in" in admin_request
+    # The radiologist's start page continues a preliminary report at the desk, not on the read-only page.
+    start = page(login(rad.username).get("/"))
+    assert f'href="/results/{result.id}/edit"' in start
 
 
 def test_two_saves_of_one_users_draft_at_once_keep_one_row(app, reader, req, rad, monkeypatch):
