@@ -29,6 +29,7 @@ from .errors import TransitionError, ValidationError
 
 if TYPE_CHECKING:
     from ..models import OrthancServer
+    from ..orthanc.rendering import View
 
 
 @dataclass
@@ -178,11 +179,12 @@ def add_addendum(result: Result, user: User, text: str) -> ResultAddendum:
 
 
 def add_key_image(result: Result, user: User, server: OrthancServer, instance_id: str,
-                  caption: str = "") -> ResultImage:
-    """The instance as the preview showed it (PNG, same window), stored with the report."""
+                  caption: str = "", view: View | None = None) -> ResultImage:
+    """The instance as the preview showed it (PNG, same window), or, from the
+    viewer, exactly ``view`` (its frame and window), stored with the report."""
     from ..orthanc.client import OrthancError
     from ..orthanc.matching import studies_of
-    from ..orthanc.rendering import display_png
+    from ..orthanc.rendering import display_png, frame_png
     from ..orthanc.servers import client_for
 
     if result.is_final:
@@ -196,7 +198,10 @@ def add_key_image(result: Result, user: User, server: OrthancServer, instance_id
                       for se in link.study.series}
             if parent not in linked:
                 raise ValidationError({"images": "This image is not from a study linked to this request."})
-            data = display_png(client, instance_id)  # the picture the preview showed
+            if view is not None and view.instance_id == instance_id:
+                data = frame_png(client, view)  # what the viewer shows
+            else:
+                data = display_png(client, instance_id)  # the picture the preview showed
     except OrthancError as exc:
         raise ValidationError({"images": f"Orthanc could not render the image: {exc}"}) from None
     _attach(result, _store([NewImage(io.BytesIO(data), f"{instance_id}.png", caption)]))

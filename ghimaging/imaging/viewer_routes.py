@@ -187,8 +187,9 @@ def viewer_key_image(result_id: int) -> ResponseReturnValue:
         with instances.viewing(server, instances.setting("ORTHANC_PAGE_DEADLINE")) as client:
             if not instances.in_series(client, series.orthanc_id, orthanc_id):
                 return _error(404, "not_found", "This image is not in this series.")
-        with deadline(instances.setting("ORTHANC_PAGE_DEADLINE")), rendering.showing(view):
-            image = reporting.add_key_image(result, current_user, server, orthanc_id, str(data.get("caption", "")))
+        with deadline(instances.setting("ORTHANC_PAGE_DEADLINE")):
+            image = reporting.add_key_image(result, current_user, server, orthanc_id, str(data.get("caption", "")),
+                                            view=view)
     except workflow.ValidationError as exc:
         db.session.rollback()
         return _error(422, "invalid", " ".join(exc.errors.values()))

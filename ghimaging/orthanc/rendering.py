@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -243,9 +240,6 @@ def display_png(client: OrthancClient, instance_id: str) -> bytes:
     kind = kind_of_sop_class(meta.get("SopClassUid", ""))
     if not kind.image:
         raise NotAnImage(f"this is not an image ({kind.label}); there is no picture to show.")
-    shown = _shown.get()
-    if shown is not None and shown.instance_id == instance_id:
-        return frame_png(client, shown)
     try:
         if _window_width(client, instance_id) is not None:
             data, ctype = client.rendered(instance_id)
@@ -337,20 +331,3 @@ def frame_png(client: OrthancClient, view: View) -> bytes:
     if not data.startswith(PNG_SIGNATURE) or ctype.split(";")[0].strip().lower() != "image/png":
         raise BadAnswer(f"Orthanc answered {ctype or 'no content type'} instead of a PNG image.")
     return data
-
-
-_shown: ContextVar[View | None] = ContextVar("viewer_shown", default=None)
-
-
-@contextmanager
-def showing(view: View) -> Iterator[None]:
-    """Inside, :func:`display_png` of ``view``'s instance renders ``view``
-    (its frame and window): how "add as key image" from the viewer stores
-    what the viewer shows through the one key image service
-    (``reporting.add_key_image``), until that service takes the view as an
-    argument."""
-    token = _shown.set(view)
-    try:
-        yield
-    finally:
-        _shown.reset(token)
