@@ -136,8 +136,8 @@ def test_order_submit_report_and_print_with_an_image(browser, server, shots, mak
         # The other request of the order is still a draft.
         page.goto(server + "/patients/")
         page.get_by_role("link", name=PUID).click()
-        expect(rows.filter(has_text="Abdominal ultrasound").locator(".badge.state-draft")).to_have_count(1)
-        expect(rows.filter(has_text="Chest X-ray PA").locator(".badge.state-done")).to_have_count(1)
+        expect(rows.filter(has_text="Abdominal ultrasound").locator(".badge.progress-draft")).to_have_count(1)
+        expect(rows.filter(has_text="Chest X-ray PA").locator(".badge.progress-final")).to_have_count(1)
     finally:
         context.close()
 

@@ -284,7 +284,7 @@ def test_the_patient_page_lists_the_patients_requests(tech, create_patient, crea
     assert draft.accession_number in body and submitted.accession_number in body
     assert other.accession_number not in body
     assert "Chest X-ray PA" in body and "Abdominal ultrasound" in body
-    assert "state-draft" in body and "state-requested" in body
+    assert 'data-progress="draft"' in body and 'data-progress="scheduled"' in body
 
 
 def test_a_patient_without_requests_says_so(tech, create_patient):

@@ -213,6 +213,12 @@ def test_every_page_that_shows_a_state_shows_the_state_people_see(login, every_s
         assert row and f'data-progress="{expected}"' in row.group(0), expected
         page = client.get(f"/requests/{req.id}").get_data(as_text=True)
         assert re.search(rf'<h1>.*data-progress="{expected}"', page), expected
+        patient_page = client.get(f"/patients/{req.patient_id}").get_data(as_text=True)
+        row = re.search(rf'<tr[^>]*>(?:(?!</tr>).)*?/requests/{req.id}".*?</tr>', patient_page, re.S)
+        assert row and f'data-progress="{expected}"' in row.group(0), ("patient page", expected)
+        if req.result is not None:
+            result_page = client.get(f"/results/{req.result.id}").get_data(as_text=True)
+            assert re.search(rf'<h1>.*data-progress="{expected}"', result_page), ("result page", expected)
     # The technical states stay behind the words: no "Done"/"Requested" badge on the lists.
     assert "state-done" not in listed and "state-requested" not in listed
     states = {"final": "done", "preliminary": "requested", "images": "requested", "scheduled": "requested"}

@@ -3,6 +3,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from ..auth.decorators import requires
 from ..extensions import db
@@ -96,5 +97,6 @@ def _flash_lost_worklists(patient: Patient) -> None:
 def view(patient_id: int) -> ResponseReturnValue:
     patient = db.get_or_404(Patient, patient_id)
     reqs = db.session.scalars(select(ImagingRequest).where(ImagingRequest.patient_id == patient.id)
+                              .options(selectinload(ImagingRequest.result))  # the state shown needs it
                               .order_by(ImagingRequest.id.desc())).all()
     return render_template("patients/view.html", patient=patient, requests=reqs)
