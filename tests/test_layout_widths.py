@@ -1,0 +1,145 @@
+"""Nothing wider than the screen, for every role, on a desktop (1366x768) and
+a portrait tablet (820x1180), in Debian's Chromium: every page the
+navigation reaches and the main detail pages (a patient, a request in each
+state, a result, the reporting desk, a study, a user, a test, a worklist
+template with its preview, the settings). At 820 the menu is folded behind
+"Menu" until pressed (mouse or keyboard), then every link shows.
+Screenshots in test-artifacts/screenshots/layout-*.png."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from ghimaging.extensions import db
+from ghimaging.worklists.templates import load_shipped
+from tests.support.browser import shoot, sign_in
+from tests.support.factories import PASSWORD
+from tests.test_queues import _report, arrives
+
+VIEWPORTS = {"desktop": {"width": 1366, "height": 768}, "tablet": {"width": 820, "height": 1180}}
+ROLES = {"admin": "admin", "doc": "physician", "tech": "technologist", "rad": "radiologist"}
+
+
+@pytest.fixture
+def clinic(app, make_user, create_request, create_patient, catalog, orthanc, orthanc_row):
+    users = {name: make_user(name, role, full_name=f"Dr {role.title()} Longname-Example") for name, role in ROLES.items()}
+    doc, rad = users["doc"], users["rad"]
+    load_shipped()
+    patient = create_patient(family_name="Fernández-Oyelaran de la Cruz", given_name="María Guadalupe Ngozi")
+    draft = create_request(patient, catalog["chest"], user=doc, physician=doc)
+    scheduled = create_request(patient, catalog["abd"], user=doc, physician=doc, submit=True,
+                               clinical_context="Right upper quadrant pain after meals. Gallstones? " * 4)
+    images = create_request(patient, catalog["chest"], user=doc, physician=doc, submit=True)
+    final = create_request(patient, catalog["chest"], user=doc, physician=doc, submit=True)
+    arrives(orthanc, orthanc_row, images, instances=2)
+    arrives(orthanc, orthanc_row, final, instances=1)
+    result = _report(final, rad, final=True)
+    db.session.commit()
+    from ghimaging.models import OrthancStudy
+
+    study = db.session.scalars(db.select(OrthancStudy)).first()
+    return {
+        "details": [f"/patients/{patient.id}", f"/patients/{patient.id}/edit", f"/requests/{draft.id}",
+                    f"/requests/{scheduled.id}", f"/requests/{images.id}", f"/requests/{final.id}",
+                    f"/results/{result.id}", f"/requests/{images.id}/result", f"/orthanc/studies/{study.id}",
+                    f"/admin/users/{users['doc'].id}", f"/catalog/tests/{catalog['chest'].id}",
+                    "/admin/worklists/templates/new", "/admin/settings/", "/requests/new", "/account"],
+    }
+
+
+def _too_wide(page) -> int | None:
+    """The page's width when it is wider than the window, else None."""
+    width, inner = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    return width if width > inner else None
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_no_page_is_wider_than_the_screen(browser, live, shots, clinic, viewport):
+    wide: dict[str, int] = {}
+    for user in ROLES:
+        ctx = browser.new_context(viewport=VIEWPORTS[viewport])
+        page = ctx.new_page()
+        try:
+            sign_in(page, live, user, PASSWORD)
+            nav = page.eval_on_selector_all("#mainnav a", "els => els.map(a => a.getAttribute('href'))")
+            assert len(nav) >= 4, nav
+            for path in dict.fromkeys([p.split("#")[0] for p in nav] + clinic["details"]):
+                page.goto(live + path)
+                if (w := _too_wide(page)) is not None:
+                    wide[f"{user} {path}"] = w
+            if user == "admin":
+                page.goto(live + "/admin/worklists/")
+                page.locator("table.table a[href*='/templates/']").first.click()
+                page.get_by_role("button", name="Preview").click()
+                expect(page.locator("pre.dump")).to_be_visible()
+                if (w := _too_wide(page)) is not None:
+                    wide["admin worklist template preview"] = w
+                shoot(page, shots, f"layout-template-preview-{viewport}")
+        finally:
+            ctx.close()
+    assert not wide, f"wider than {VIEWPORTS[viewport]['width']} px: {wide}"
+
+
+def test_the_tablet_menu_folds_behind_its_button(browser, live, shots, clinic):
+    ctx = browser.new_context(viewport=VIEWPORTS["tablet"])
+    page = ctx.new_page()
+    try:
+        sign_in(page, live, "admin", PASSWORD)
+        menu = page.get_by_role("button", name="Menu")
+        links = page.locator("#mainnav a")
+        assert links.count() >= 11, links.count()  # an administrator's menu
+        expect(menu).to_be_visible()
+        expect(menu).to_have_attribute("aria-expanded", "false")
+        expect(page.locator("#mainnav")).to_be_hidden()
+        assert _too_wide(page) is None
+        shoot(page, shots, "layout-admin-menu-closed-820")
+        menu.focus()
+        page.keyboard.press("Enter")  # by keyboard, as by mouse
+        expect(menu).to_have_attribute("aria-expanded", "true")
+        for i in range(links.count()):
+            expect(links.nth(i)).to_be_visible()
+            box = links.nth(i).bounding_box()
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= VIEWPORTS["tablet"]["width"], box
+        expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+        assert _too_wide(page) is None
+        shoot(page, shots, "layout-admin-menu-open-820")
+        page.keyboard.press("Space")  # and closed again
+        expect(menu).to_have_attribute("aria-expanded", "false")
+        expect(page.locator("#mainnav")).to_be_hidden()
+    finally:
+        ctx.close()
+
+
+def test_the_desktop_menu_is_one_line_and_sign_out_is_readable(browser, live, clinic):
+    ctx = browser.new_context(viewport=VIEWPORTS["desktop"])
+    page = ctx.new_page()
+    try:
+        sign_in(page, live, "admin", PASSWORD)
+        expect(page.get_by_role("button", name="Menu")).to_be_hidden()
+        tops = page.eval_on_selector_all("#mainnav a, #mainnav button",
+                                         "els => els.map(e => Math.round(e.getBoundingClientRect().top))")
+        assert len(set(tops)) == 1, tops  # one row
+        ratio = page.evaluate(_CONTRAST, "#mainnav button.link")
+        assert ratio >= 4.5, ratio
+    finally:
+        ctx.close()
+
+
+# WCAG 2 contrast of an element's text against the first opaque background
+# behind it (its own or an ancestor's).
+_CONTRAST = """sel => {
+  const el = document.querySelector(sel);
+  const rgb = s => s.match(/[\\d.]+/g).map(Number);
+  const lum = c => { const [r, g, b] = c.slice(0, 3).map(v => { v /= 255;
+      return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  let bg = null;
+  for (let e = el; e && !bg; e = e.parentElement) {
+    const c = rgb(getComputedStyle(e).backgroundColor);
+    if (c.length < 4 || c[3] === 1) bg = c;
+    if (c.length === 4 && c[3] === 0) continue;
+  }
+  const fg = lum(rgb(getComputedStyle(el).color)), b = lum(bg || [255, 255, 255]);
+  return (Math.max(fg, b) + 0.05) / (Math.min(fg, b) + 0.05);
+}"""
