@@ -69,7 +69,10 @@ def load(user_id: str) -> User | None:
     uid_text, _, secret = user_id.partition(":")
     if not uid_text.isdigit() or not secret:
         return None  # also every cookie from before sessions were kept here
-    row = db.session.scalar(select(UserSession).options(joinedload(UserSession.user))
+    # One statement for the session, its user and the user's roles: this runs
+    # before every page and every viewer frame.
+    row = db.session.scalar(select(UserSession)
+                           .options(joinedload(UserSession.user).joinedload(User.role_rows))
                            .where(UserSession.secret_hash == _hash(secret)))
     now = utcnow()
     if row is None or row.user_id != int(uid_text) or row.expires_at <= now or not row.user.active:
