@@ -144,3 +144,50 @@ _CONTRAST = """sel => {
   const fg = lum(rgb(getComputedStyle(el).color)), b = lum(bg || [255, 255, 255]);
   return (Math.max(fg, b) + 0.05) / (Math.min(fg, b) + 0.05);
 }"""
+
+
+@pytest.fixture
+def mwl(app, tmp_path):
+    """A real Orthanc with the worklist plugin reading the app's folder."""
+    from pathlib import Path
+
+    from tests.support.orthanc import OrthancServer
+
+    server = OrthancServer(tmp_path / "orthanc-mwl", worklists=True, worklist_dir=Path(app.config["WORKLIST_DIR"]))
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_the_test_worklist_table_scrolls_inside_its_card(browser, live, shots, mwl, make_user, catalog,
+                                                         create_patient, create_request, viewport):
+    from ghimaging.orthanc import servers
+
+    make_user("admin", "admin")
+    servers.add_server(label="Main", url=mwl.url, username=mwl.username, password=mwl.password)
+    for n in range(3):
+        patient = create_patient(family_name=f"Fernández-Oyelaran de la Cruz {n}", given_name="María Guadalupe")
+        create_request(patient, catalog["chest"], submit=True)
+    db.session.commit()
+    ctx = browser.new_context(viewport=VIEWPORTS[viewport])
+    page = ctx.new_page()
+    try:
+        sign_in(page, live, "admin", PASSWORD)
+        page.goto(live + "/admin/worklists/")
+        page.get_by_role("button", name="Test worklist").click()
+        expect(page.locator("#selftest-items td").first).to_be_visible()
+        assert _too_wide(page) is None
+        last = page.locator("#selftest-items th").last
+        last.scroll_into_view_if_needed()  # reachable by scrolling the table, never cut off
+        box = last.bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= VIEWPORTS[viewport]["width"], box
+        clipped = page.evaluate("""() => { const out = [];
+            for (let e = document.querySelector('#selftest-items table'); e; e = e.parentElement) {
+              const s = getComputedStyle(e).overflowX;
+              if (s === 'hidden' || s === 'clip') out.push(e.tagName + '.' + e.className);
+            } return out; }""")
+        assert not clipped, clipped
+        shoot(page, shots, f"layout-test-worklist-{viewport}")
+    finally:
+        ctx.close()
