@@ -31,7 +31,7 @@ def rss_mb() -> float:
 
 
 def _gunicorn() -> None:
-    import gunicorn.app.base  # noqa: F401
+    import gunicorn.app.base
     import gunicorn.workers.gthread  # noqa: F401
 
 
