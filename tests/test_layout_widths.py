@@ -107,6 +107,11 @@ def test_the_tablet_menu_folds_behind_its_button(browser, live, shots, clinic):
         page.keyboard.press("Space")  # and closed again
         expect(menu).to_have_attribute("aria-expanded", "false")
         expect(page.locator("#mainnav")).to_be_hidden()
+        menu.click()
+        links.first.focus()
+        page.keyboard.press("Escape")  # folds it from inside, focus back on the button
+        expect(page.locator("#mainnav")).to_be_hidden()
+        expect(menu).to_be_focused()
     finally:
         ctx.close()
 

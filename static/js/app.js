@@ -14,6 +14,15 @@
       t.setAttribute("aria-expanded", open ? "true" : "false");
     }
   });
+  // Escape folds an open menu (at tablet width) and gives focus back to its button.
+  document.addEventListener("keydown", function (ev) {
+    if (ev.key !== "Escape") return;
+    var btn = document.querySelector("[data-toggle-nav][aria-expanded=true]");
+    if (!btn) return;
+    document.getElementById(btn.getAttribute("aria-controls")).classList.remove("open");
+    btn.setAttribute("aria-expanded", "false");
+    btn.focus();
+  });
 
   // A preview Orthanc cannot draw (an undecodable or non-image instance) is
   // replaced by a placeholder that says so, instead of a broken image.
