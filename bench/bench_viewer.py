@@ -35,7 +35,6 @@ import math
 import os
 import platform
 import random
-import re
 import shutil
 import signal
 import statistics
@@ -54,7 +53,7 @@ OUT_DIR = Path(__file__).resolve().parent / "out"
 sys.path.insert(0, str(ROOT))
 
 from tests.support import dicomgen  # noqa: E402
-from tests.support.loadtools import cpu_seconds, free_port, tree  # noqa: E402
+from tests.support.loadtools import cpu_seconds, free_port, sign_in, tree, wait_serving  # noqa: E402
 from tests.support.orthanc import OrthancServer  # noqa: E402
 
 PASSWORD = "bench-Passw0rd"
@@ -121,25 +120,11 @@ with create_app().app_context():
             [sys.executable, "-m", "gunicorn", "-c", "python:ghimaging.gunicorn_conf",
              "--bind", f"127.0.0.1:{self.port}", "--worker-tmp-dir", "/dev/shm", "wsgi:app"],
             env=self.env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(self.url + "/login", timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("gunicorn did not start:\n" + (workdir / "gunicorn.log").read_text()[-3000:])
-            time.sleep(0.2)
+        if not wait_serving(self.url, self.proc, 60):
+            raise RuntimeError("gunicorn did not start:\n" + (workdir / "gunicorn.log").read_text()[-3000:])
 
     def session(self) -> requests.Session:
-        s = requests.Session()
-        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', s.get(self.url + "/login").text)
-        assert token
-        r = s.post(self.url + "/login", data={"username": "rad", "password": PASSWORD,
-                                               "csrf_token": token.group(1)}, allow_redirects=False)
-        assert r.status_code == 302, r.text[:300]
-        return s
+        return sign_in(self.url, "rad", PASSWORD)
 
     def close(self) -> None:
         if self.proc.poll() is None:

@@ -124,6 +124,20 @@ def wait_serving(url: str, proc: subprocess.Popen, wait: float) -> bool:
         time.sleep(0.2)
 
 
+def sign_in(url: str, username: str, password: str):
+    """A ``requests`` session signed in through the login form, as a browser
+    would (its CSRF token read from the page)."""
+    import requests
+
+    s = requests.Session()
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', s.get(url + "/login").text)
+    assert token, "no CSRF token on the login page"
+    r = s.post(url + "/login", data={"username": username, "password": password, "csrf_token": token.group(1)},
+               allow_redirects=False)
+    assert r.status_code == 302, r.text[:300]
+    return s
+
+
 def tree(pid: int) -> list[int]:
     out, todo = [], [pid]
     while todo:
@@ -292,13 +306,7 @@ with create_app().app_context():
     def signed_in(self):
         """A signed-in technologist's session, the upload form's CSRF token
         and the Orthanc server's id, read from the pages as a browser would."""
-        import requests
-
-        s = requests.Session()
-        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', s.get(self.url + "/login").text).group(1)
-        r = s.post(self.url + "/login", data={"username": "tech", "password": self.PASSWORD, "csrf_token": token},
-                   allow_redirects=False)
-        assert r.status_code == 302, r.text[:300]
+        s = sign_in(self.url, "tech", self.PASSWORD)
         page = s.get(self.url + "/upload/").text
         token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
         server_id = re.search(r'<select id="server_id" name="server_id"><option value="(\d+)"', page).group(1)
