@@ -93,6 +93,11 @@ def test_the_tablet_menu_folds_behind_its_button(browser, live, shots, clinic):
         expect(menu).to_have_attribute("aria-expanded", "false")
         expect(page.locator("#mainnav")).to_be_hidden()
         assert _too_wide(page) is None
+        # Sign out on the blue bar, inside the screen (it sat past the bar's
+        # right end, light text on the grey page, before) and readable there
+        out, bar = page.locator(".topbar .signout button").bounding_box(), page.locator(".topbar").bounding_box()
+        assert out and bar and out["x"] + out["width"] <= bar["x"] + bar["width"] <= VIEWPORTS["tablet"]["width"], out
+        assert page.evaluate(_CONTRAST, ".topbar .signout button") >= 4.5
         shoot(page, shots, "layout-admin-menu-closed-820")
         menu.focus()
         page.keyboard.press("Enter")  # by keyboard, as by mouse
