@@ -16,7 +16,8 @@ from .. import clock
 from ..catalog import report_templates
 from ..extensions import db
 from ..models import ImagingRequest, OrthancStudy, ReportDraft, ReportTemplate, RequestState, StudyLink, User
-from . import drafts
+from ..orthanc import matching
+from . import drafts, progress
 
 #: Prior requests listed on the desk (newest first); older ones are on the patient's page.
 PRIORS_MAX = 20
@@ -27,7 +28,16 @@ class Prior:
     """One earlier request of the patient, as the desk lists it."""
 
     req: ImagingRequest
-    label: str  # what a person reads: "Final report", "Images, not reported", …
+    label: str  # the state people see (:mod:`.progress`), as on every other page
+
+
+@dataclass
+class UnlinkedStudy:
+    """A study with the patient's PUID that answers no request, and what
+    in it disagrees with the register (empty: nothing does)."""
+
+    study: OrthancStudy
+    warnings: list[str]
 
 
 @dataclass
@@ -39,16 +49,7 @@ class Desk:
     templates: list[ReportTemplate]
     draft: ReportDraft | None
     others: list[ReportDraft] = field(default_factory=list)
-    studies: list[OrthancStudy] = field(default_factory=list)
-
-
-def _label(req: ImagingRequest) -> str:
-    result = req.result
-    if result is not None:
-        return "Final report" if result.is_final else "Preliminary report"
-    if req.state == RequestState.CANCELLED.value:
-        return "Cancelled"
-    return "Images, not reported" if req.images_available else "No images yet"
+    studies: list[UnlinkedStudy] = field(default_factory=list)
 
 
 def priors(req: ImagingRequest, limit: int = PRIORS_MAX) -> list[Prior]:
@@ -58,17 +59,29 @@ def priors(req: ImagingRequest, limit: int = PRIORS_MAX) -> list[Prior]:
         select(ImagingRequest).options(selectinload(ImagingRequest.result))
         .where(ImagingRequest.patient_id == req.patient_id, ImagingRequest.id != req.id)
         .order_by(ImagingRequest.created_at.desc(), ImagingRequest.id.desc()).limit(limit))
-    return [Prior(r, _label(r)) for r in rows
+    return [Prior(r, progress.of(r).label) for r in rows
             if r.state != RequestState.CANCELLED.value or r.images_available]
 
 
-def unlinked_studies(req: ImagingRequest, limit: int = PRIORS_MAX) -> list[OrthancStudy]:
+def unlinked_studies(req: ImagingRequest, limit: int = PRIORS_MAX) -> list[UnlinkedStudy]:
     """Studies in Orthanc with the patient's PUID that answer no request
-    (made elsewhere, or never linked): history too, newest first."""
+    (made elsewhere, or never linked): history too, newest first.
+
+    A PUID alone does not make a study this patient's: the matching trusts
+    PatientID only with a name and birth date that agree, and holds the
+    others in the Inbox. They are still listed here, not left out: a
+    study of this patient typed with a misspelt name is real history the
+    radiologist may need, and hiding it would hide the Inbox problem too.
+    But each carries what disagrees, in words, from the one identity check
+    (:func:`..orthanc.identity.identity_differences`) and the study's own
+    warnings (a UID shared with another patient's study), and the desk
+    shows it as "check before using", never as a plain prior."""
     linked = select(StudyLink.study_id)
-    return list(db.session.scalars(
+    rows = db.session.scalars(
         select(OrthancStudy).where(OrthancStudy.patient_id == req.patient.puid, OrthancStudy.id.not_in(linked))
-        .order_by(OrthancStudy.study_date.desc(), OrthancStudy.id.desc()).limit(limit)))
+        .order_by(OrthancStudy.study_date.desc(), OrthancStudy.id.desc()).limit(limit))
+    return [UnlinkedStudy(st, matching.identity_differences(st, req.patient) + matching.warnings_of(st))
+            for st in rows]
 
 
 def alerts_of(text: str) -> list[str]:
