@@ -95,6 +95,7 @@ def create_result(req: ImagingRequest, user: User, *, radiologist: User | None, 
     if errors:
         raise ValidationError(errors)
     states.check("complete", req)
+    states.claim_for_result(req)  # in the database too: a cancel at the same moment loses
     stored = _store(new_images)
     result = Result(request=req, radiologist=radiologist, result_date=result_date,
                     report=(report or "").strip(), report_style=report_style, created_by_id=user.id)
@@ -148,6 +149,9 @@ def finalise_result(result: Result, user: User) -> Result:
     if not result.report.strip():
         raise ValidationError({"report": "Write the report before finalising it."})
     req = result.request
+    if req.state_enum is states.S.CANCELLED:  # never a final report on a cancelled order
+        raise TransitionError(f"Request {req.accession_number} is cancelled; its result cannot be finalised.",
+                              state=req.state)
     if states.can("complete", req):  # a request closed before (by an older rule) stays as it is
         states.transition(req, "complete", user)
         # Flushed first, so that GNU Health's outbox sends the request's

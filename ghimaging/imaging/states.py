@@ -22,10 +22,11 @@ all, files included (see :mod:`.effects`).
 from __future__ import annotations
 
 from blinker import Namespace
-from sqlalchemy import update
+from sqlalchemy import ColumnElement, exists, select, update
 
 from ..extensions import db
-from ..models import ImagingRequest, RequestEvent, RequestState, User
+from ..models import ImagingRequest, RequestEvent, RequestState, Result, User
+from ..models._time import utcnow
 from .errors import TransitionError
 
 S = RequestState
@@ -84,19 +85,56 @@ def transition(req: ImagingRequest, action: str, user: User | None, note: str = 
     current = req.state_enum
     if req.id is not None:
         # A conditional UPDATE, so two people acting at once cannot both pass
-        # the check (cancel in one tab, submit in another).
-        res = db.session.execute(
-            update(ImagingRequest).where(ImagingRequest.id == req.id,
-                                         ImagingRequest.state.in_([s.value for s in allowed]))
-            .values(state=target.value).execution_options(synchronize_session=False))
-        if getattr(res, "rowcount", 1) != 1:
-            db.session.rollback()
-            db.session.refresh(req)
-            raise TransitionError(f"Request {req.accession_number} was just changed by someone else; "
-                                  f"it is now {req.state}.", state=req.state)
+        # the check (cancel in one tab, submit in another; cancel while a
+        # result is being written: see :func:`claim_for_result`).
+        conditions: list[ColumnElement[bool]] = [ImagingRequest.state.in_([s.value for s in allowed])]
+        if action == "cancel":
+            _wait_for_writers(req)
+            conditions.append(_unreported())
+        _conditional(req, conditions, state=target.value)
     req.state = target.value
     req.events.append(RequestEvent(user_id=user.id if user else None, action=action,
                                    from_state=current.value, to_state=target.value, note=note))
+
+
+def hold_editable(req: ImagingRequest) -> None:
+    """Claim ``req`` for an edit of its order: a conditional UPDATE that
+    passes only while it is editable *in the database* (draft or requested,
+    no result), so an edit and a result written at once cannot both pass."""
+    _wait_for_writers(req)
+    _conditional(req, [ImagingRequest.state.in_([s.value for s in EDITABLE]), _unreported()],
+                 updated_at=utcnow())
+
+
+def claim_for_result(req: ImagingRequest) -> None:
+    """Claim ``req`` for its first result: a conditional UPDATE that passes
+    only while it is requested in the database. A cancel committed a moment
+    before fails it; a cancel after it waits for the row and then finds the
+    result (:func:`transition`), so never a cancelled order with a report."""
+    _conditional(req, [ImagingRequest.state == S.REQUESTED.value], updated_at=utcnow())
+
+
+def _unreported() -> ColumnElement[bool]:
+    return ~exists().where(Result.request_id == ImagingRequest.id)
+
+
+def _wait_for_writers(req: ImagingRequest) -> None:
+    """Lock the row first (PostgreSQL; SQLite has one writer anyway): the
+    conditional UPDATE that follows then reads results committed by the
+    writer it waited for (a re-checked UPDATE alone would not see them)."""
+    db.session.execute(select(ImagingRequest.id).where(ImagingRequest.id == req.id).with_for_update())
+
+
+def _conditional(req: ImagingRequest, conditions: list[ColumnElement[bool]], **values: object) -> None:
+    res = db.session.execute(
+        update(ImagingRequest).where(ImagingRequest.id == req.id, *conditions)
+        .values(**values).execution_options(synchronize_session=False))
+    if getattr(res, "rowcount", 1) != 1:
+        db.session.rollback()
+        db.session.refresh(req)
+        now = "reported" if has_result(req) and req.state_enum in EDITABLE else req.state
+        raise TransitionError(f"Request {req.accession_number} was just changed by someone else; "
+                              f"it is now {now}.", state=req.state)
 
 
 def announce(req: ImagingRequest, action: str) -> None:

@@ -134,6 +134,7 @@ def update_request(req: ImagingRequest, *, user: User | None, physician: User | 
     checks.plausible_date(errors, "scheduled_at", scheduled_at, "The scheduled time")
     if errors:
         raise ValidationError(errors)
+    states.hold_editable(req)  # in the database too: a result written at the same moment wins
     req.requesting_physician = physician
     req.urgent = bool(urgent)
     req.clinical_context = clinical_context
