@@ -293,3 +293,73 @@ def test_frames_come_again_once_orthanc_is_back(linked, login, orthanc):
     assert rad.get(frame_url(series, ids[1], window="c=40&w=400")).status_code == 200
     orthanc.restart(graceful=False)
     assert rad.get(frame_url(series, ids[2], window="c=40&w=400")).status_code == 200
+
+
+def test_odd_key_image_bodies_are_refused_with_a_message_never_a_500(linked, login):
+    """Whatever JSON the key image endpoint gets, it answers 400 or 404
+    with a sentence, stores nothing, and a good body still works after."""
+    _req, result, series, ids = linked
+    rad = login("rad")
+    path = f"/viewer/results/{result.id}/key-images"
+    good = {"series_id": series.id, "instance_id": ids[1], "frame": 0, "center": 40, "width": 400}
+    head = f'{{"series_id": {series.id}, "instance_id": "{ids[1]}", '
+    raw_bodies = ["[1]", "null", '"text"', "5", "true", "{", "[]", '{"series_id": 1e400}',
+                  head + '"frame": 1e400, "center": 40, "width": 400}',
+                  head + '"frame": 0, "center": NaN, "width": 400}',
+                  head + '"frame": 0, "center": 40, "width": Infinity}']
+    odd_ids = ["²", "١٢", "1²", " 1", "-1", -1, 1.5, True, [series.id], {"id": series.id}, 10**30, str(10**30), None]
+    dict_bodies = [{**good, "series_id": v} for v in odd_ids]
+    dict_bodies += [{**good, "frame": v} for v in (-1, 1.5, "²", 10**400, True, [0], {"n": 0}, 100_000)]
+    dict_bodies += [{**good, k: v} for k in ("center", "width")
+                    for v in ("abc", [1], {"v": 1}, True, 10**400, "1e400", "nan", 1e8)]
+    dict_bodies += [{**good, "width": 0}, {**good, "width": -5}, {**good, "center": None},
+                    {**good, "caption": {"nested": ["x"]}}, {**good, "caption": 12}, {**good, "instance_id": [ids[1]]}]
+    answers = [rad.client.post(path, data=raw, content_type="application/json",
+                               headers={"X-CSRFToken": rad.token(), "Accept": "application/json"})
+               for raw in raw_bodies]
+    answers += [post_json(rad, path, body) for body in dict_bodies]
+    for body, r in zip(raw_bodies + dict_bodies, answers, strict=True):
+        assert r.status_code in (400, 404), (body, r.status_code, r.get_data(as_text=True)[:200])
+        assert r.get_json()["message"], body
+    assert [a.status_code for a in answers[:7]] == [400] * 7  # not a JSON object: said so
+    assert db.session.get(Result, result.id).images == []
+    assert post_json(rad, path, {**good, "series_id": str(series.id), "frame": "0"}).status_code == 201
+
+
+@pytest.mark.parametrize("fault", ["not a png", "colour png", "32-bit image"])
+def test_a_series_whose_grey_values_pillow_cannot_read_opens_without_a_window(
+        fault, app, orthanc, orthanc_row, staff, login, create_patient, create_request, monkeypatch, caplog):
+    """An unwindowed greyscale image whose 16-bit values cannot be measured
+    still opens (window None: Orthanc's own rendering), logged, never a 500
+    or a refused series. The 32-bit image is real (Orthanc 1.10.1 answers 415
+    for its values and frames: the frame then says so); a PNG Pillow cannot
+    read or one of three bands is a fault Orthanc does not give on demand."""
+    from ghimaging.orthanc.client import OrthancClient
+
+    patient = create_patient(family_name="Grey", given_name="Values")
+    req = create_request(patient, submit=True, user=staff["doc"], physician=staff["doc"])
+    ds = dicomgen.make_unwindowed(patient.puid, "Grey^Values", req.study_instance_uid, rows=8, cols=8,
+                                  modality="MR", accession=req.accession_number)
+    if fault == "32-bit image":
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelData = 32, 32, 31, bytes(8 * 8 * 4)
+    else:
+        colour = io.BytesIO()
+        Image.new("RGB", (8, 8), (10, 20, 30)).save(colour, format="PNG")
+        fake = b"not a png" if fault == "not a png" else colour.getvalue()
+        monkeypatch.setattr(OrthancClient, "frame_values", lambda self, instance_id, frame=0: fake)
+    orthanc.upload(dicomgen.to_bytes(ds))
+    assert sync.run(orthanc_row.id, mode="full").error == ""
+    db.session.expire_all()
+    [link] = studies_of(db.session.get(ImagingRequest, req.id))
+    series = link.study.series[0]
+    rad = login("rad")
+    r = rad.get(f"/viewer/series/{series.id}")
+    assert r.status_code == 200, r.get_data(as_text=True)
+    body = r.get_json()
+    assert body["window"] is None and len(body["instances"]) == 1
+    assert "no window for" in caplog.text
+    frame = rad.get(frame_url(series, body["instances"][0]["id"]))
+    if fault == "32-bit image":
+        assert frame.status_code == 415 and "cannot decode" in frame.get_json()["message"]
+    else:
+        assert frame.status_code == 200 and frame.data.startswith(b"\x89PNG")

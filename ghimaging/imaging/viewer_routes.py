@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from typing import Any
 
 from flask import Response, current_app, jsonify, request, url_for
@@ -162,25 +163,50 @@ def viewer_frame(series_id: int, orthanc_id: str, frame: int) -> ResponseReturnV
     return resp
 
 
+def _row_id(value: object) -> int | None:
+    """A row id from JSON: an integer or ASCII digits (``"²"`` passes
+    ``str.isdigit`` but not ``int``), within a database integer; else None."""
+    if isinstance(value, bool):
+        return None
+    text = str(value) if isinstance(value, (int, str)) else ""
+    return int(text) if re.fullmatch(r"[0-9]{1,9}", text) else None
+
+
+def _level(value: object) -> float | bool | None:
+    """A window center or width from JSON: None when absent, False when not
+    a finite number within the range ``_window`` accepts for frames."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return False
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return False
+    return number if math.isfinite(number) and abs(number) <= 1e7 else False
+
+
 @bp.route("/viewer/results/<int:result_id>/key-images", methods=["POST"])
 @requires(Action.REPORT)
 def viewer_key_image(result_id: int) -> ResponseReturnValue:
     """Store the view (instance, frame, window) as a key image of the
     result, through the key image service; answers the image's URLs."""
     result = db.session.get(Result, result_id)
-    data = request.get_json(silent=True) or {}
-    series = _series(int(data.get("series_id") or 0)) if str(data.get("series_id", "")).isdigit() else None
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        return _error(400, "bad_view", "The request must be a JSON object naming the series, image and window.")
+    series_id = _row_id(data.get("series_id"))
+    series = _series(series_id) if series_id is not None else None
     orthanc_id = str(data.get("instance_id", ""))
     if result is None or series is None or not instances.valid_id(orthanc_id):
         return _error(404, "not_found", "This result or image is not in ghimaging.")
-    try:
-        frame = int(data.get("frame", 0))
-        center = None if data.get("center") is None else float(data["center"])
-        width = None if data.get("width") is None else float(data["width"])
-    except (TypeError, ValueError):
-        return _error(400, "bad_view", "The frame and window must be numbers.")
-    if not 0 <= frame < MAX_FRAME or (center is None) != (width is None) or (width is not None and width <= 0):
+    frame, center, width = _row_id(data.get("frame", 0)), _level(data.get("center")), _level(data.get("width"))
+    caption = "" if data.get("caption") is None else data["caption"]
+    if (frame is None or frame >= MAX_FRAME or center is False or width is False
+            or (center is None) != (width is None) or (width is not None and width <= 0)):
         return _error(400, "bad_view", "The frame and window must be numbers, the width above zero.")
+    if not isinstance(caption, str):
+        return _error(400, "bad_view", "The caption must be text.")
     view = rendering.View(orthanc_id, frame, center, width)
     server = series.study.server
     try:
@@ -188,8 +214,7 @@ def viewer_key_image(result_id: int) -> ResponseReturnValue:
             if not instances.in_series(client, series.orthanc_id, orthanc_id):
                 return _error(404, "not_found", "This image is not in this series.")
         with deadline(instances.setting("ORTHANC_PAGE_DEADLINE")):
-            image = reporting.add_key_image(result, current_user, server, orthanc_id, str(data.get("caption", "")),
-                                            view=view)
+            image = reporting.add_key_image(result, current_user, server, orthanc_id, caption, view=view)
     except workflow.ValidationError as exc:
         db.session.rollback()
         return _error(422, "invalid", " ".join(exc.errors.values()))

@@ -294,7 +294,11 @@ def _first_number(value: object) -> float | None:
 def default_window(client: OrthancClient, instance_id: str) -> tuple[float, float] | None:
     """The window an image brings (center, width in rescaled units): the one
     stored in the file, else its own minimum to maximum (what ``/preview``
-    shows); None for a colour image. One or two calls to Orthanc."""
+    shows); None for a colour image, and None (logged) when Pillow cannot
+    read Orthanc's grey values or Orthanc cannot give them (415): the
+    viewer then opens on Orthanc's own rendering instead of refusing the
+    whole series. One or two calls to Orthanc; its other failures
+    (``OrthancError``) still raise."""
     tags = client.instance_tags(instance_id)
     samples = _first_number(tags.get("SamplesPerPixel")) or 1
     if samples != 1 or not str(tags.get("PhotometricInterpretation", "MONOCHROME2")).startswith("MONOCHROME"):
@@ -304,10 +308,24 @@ def default_window(client: OrthancClient, instance_id: str) -> tuple[float, floa
         return center, width
     from PIL import Image  # Pillow: loaded by the first image without a stored window
 
-    with Image.open(io.BytesIO(client.frame_values(instance_id, 0))) as img:
-        low, high = img.getextrema()  # one band: (minimum, maximum)
+    try:
+        values = client.frame_values(instance_id, 0)
+    except BadAnswer as exc:
+        if exc.status != 415:
+            raise
+        # Orthanc cannot give these values as 16 bits (a 32-bit image, checked
+        # on 1.10.1): the series still opens, its frames say what is wrong.
+        log.warning("viewer: no window for %s, Orthanc cannot give its grey values: %s", instance_id, exc)
+        return None
+    try:
+        with Image.open(io.BytesIO(values)) as img:
+            low, high = img.getextrema()  # one band: (minimum, maximum)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:  # UnidentifiedImageError is an OSError
+        log.warning("viewer: no window for %s, Pillow cannot read its grey values: %s", instance_id, exc)
+        return None
     if not isinstance(low, (int, float)) or not isinstance(high, (int, float)):
-        raise BadAnswer("Orthanc's grey values of the image are not one band.")
+        log.warning("viewer: no window for %s, its grey values are not one band", instance_id)
+        return None
     slope = _first_number(tags.get("RescaleSlope")) or 1.0
     intercept = _first_number(tags.get("RescaleIntercept")) or 0.0
     a, b = sorted((float(low) * slope + intercept, float(high) * slope + intercept))
