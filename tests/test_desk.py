@@ -46,19 +46,45 @@ def token_of(client: CsrfClient, path: str) -> str:
     return client.token(path)
 
 
-def send_draft(client: CsrfClient, req, body, *, token: str | None = "page", raw: bytes | None = None):
-    """POST the desk's autosave as its script does (JSON, token in X-CSRFToken)."""
+def opened(client: CsrfClient, path: str, *, required: bool = True) -> str:
+    """The saved report's version the desk at ``path`` carries (its hidden
+    field); "" where the page has none (not required: a refused page)."""
+    body = client.get(path).get_data(as_text=True)
+    m = re.search(r'<input[^>]*name="version"[^>]*>', body)
+    if m is None and not required:
+        return ""
+    assert m, f"no version field on {path}"
+    v = re.search(r'value="([^"]*)"', m.group(0))
+    return html.unescape(v.group(1)) if v else ""
+
+
+def desk_of(req) -> str:
     db.session.expire_all()
     result = db.session.get(ImagingRequest, req.id).result
-    desk = f"/results/{result.id}/edit" if result is not None else f"/requests/{req.id}/result"
+    return f"/results/{result.id}/edit" if result is not None else f"/requests/{req.id}/result"
+
+
+def send_draft(client: CsrfClient, req, body, *, token: str | None = "page", raw: bytes | None = None,
+               version: str | None = "page"):
+    """POST the desk's autosave as its script does (JSON, token in X-CSRFToken,
+    the version of the desk it was typed on)."""
+    desk = desk_of(req)
     headers = {"Accept": "application/json"}
     if token == "page":
         headers["X-CSRFToken"] = token_of(client, desk)
     elif token:
         headers["X-CSRFToken"] = token
+    if body is not None and version is not None and "version" not in body:
+        body = {**body, "version": opened(client, desk, required=False) if version == "page" else version}
     data = raw if raw is not None else json.dumps(body).encode()
     return client.client.post(f"/requests/{req.id}/draft", data=data, headers=headers,
                               content_type="application/json")
+
+
+def editor_text(body: str) -> str:
+    m = re.search(r'<textarea[^>]*name="report"[^>]*>(.*?)</textarea>', body, re.S)
+    assert m, "no report editor"
+    return m.group(1).strip()
 
 
 def the_draft(req, user) -> str | None:
@@ -141,7 +167,8 @@ def test_save_as_preliminary_leaves_the_result_editable_on_the_desk(app, reader,
     assert not result.is_final
     edit = page(reader.get(f"/results/{result.id}/edit"))
     assert "Fracture of the left 5th rib." in edit and "Save and finalise" in edit
-    r = reader.post(f"/results/{result.id}/edit", result_form(rad, "Revised.", finalise="1"),
+    r = reader.post(f"/results/{result.id}/edit", result_form(rad, "Revised.", finalise="1",
+                                                              version=opened(reader, f"/results/{result.id}/edit")),
                     token_from=f"/results/{result.id}/edit")
     assert r.status_code == 302
     db.session.expire_all()
@@ -194,7 +221,8 @@ def test_a_draft_of_a_preliminary_result_is_restored_on_its_edit_page(app, reade
     result = db.session.scalar(select(Result))
     edit = page(reader.get(f"/results/{result.id}/edit"))
     assert "Saved text, and more typed." in edit and "was restored" in edit
-    assert reader.post(f"/results/{result.id}/edit", result_form(rad, "Saved text, and more typed."),
+    assert reader.post(f"/results/{result.id}/edit", result_form(rad, "Saved text, and more typed.",
+                                                                version=opened(reader, f"/results/{result.id}/edit")),
                        token_from=f"/results/{result.id}/edit").status_code == 302
     assert the_draft(req, rad) is None
 
@@ -220,9 +248,11 @@ def test_without_the_csrf_token_a_draft_is_refused(app, reader, req, rad):
     (b"not json", 400),
     (b"[1, 2]", 400),
     (b'{"report": "wrong key"}', 400),
-    (b'{"text": 42}', 422),
-    (b'{"text": null}', 422),
-    (json.dumps({"text": "x" * (drafts.MAX_CHARS + 1)}).encode(), 422),
+    (b'{"text": 42, "version": ""}', 422),
+    (b'{"text": null, "version": ""}', 422),
+    (b'{"text": "no version"}', 422),
+    (b'{"text": "bad version", "version": 7}', 422),
+    (json.dumps({"text": "x" * (drafts.MAX_CHARS + 1), "version": ""}).encode(), 422),
     (json.dumps({"text": "x" * (drafts.MAX_CHARS * 4 + 2000)}).encode(), 413),
 ])
 def test_bad_drafts_are_refused_with_json(app, reader, req, rad, raw, status):

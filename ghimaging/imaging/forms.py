@@ -9,6 +9,7 @@ from wtforms import (
     FieldList,
     Form,
     FormField,
+    HiddenField,
     SelectField,
     StringField,
     TextAreaField,
@@ -74,6 +75,9 @@ class ResultForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship
     # Not "images": ResultForm(obj=result) would fill the upload slots from
     # the result's stored images.
     new_images = FieldList(FormField(ImageSlot), min_entries=3, max_entries=12)
+    # The saved report's version the desk was opened on (drafts.version_of;
+    # "" for a new result): a save over a later one is refused, not applied.
+    version = HiddenField(default="")
 
 
 class AddendumForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship no types

@@ -65,21 +65,55 @@ def _finalising() -> bool:
     return request.form.get("finalise") == "1"
 
 
-def _desk(form: ResultForm, req: ImagingRequest, result: Result | None, status: int) -> ResponseReturnValue:
-    """The reporting desk: the page's GET restores the user's newest draft
-    into the editor (and says so); a refused POST keeps what was typed."""
+def _desk(form: ResultForm, req: ImagingRequest, result: Result | None, status: int, *,
+          conflict: bool = False) -> ResponseReturnValue:
+    """The reporting desk. Its GET puts the user's draft back into the editor
+    only when it was typed over the report as saved now; a draft from before
+    someone's later save is shown beside it to read and copy, and the editor
+    keeps the saved report. A refused POST keeps what was typed; a
+    ``conflict`` (saved by someone since the page was opened) also shows the
+    saved report, and the form now carries its version, so saving again
+    replaces it knowingly."""
     context = desk.build(req, current_user)
-    restored = request.method == "GET" and context.draft is not None
-    if restored and context.draft is not None:
-        form.report.data = context.draft.text
+    draft = context.draft
+    fresh = draft is not None and drafts.current(draft, result)
+    restored = request.method == "GET" and fresh
+    if restored and draft is not None:
+        form.report.data = draft.text
+    if request.method == "GET" or conflict:
+        form.version.data = drafts.version_of(result)
+    stale = draft if draft is not None and not fresh else None
+    saver = drafts.last_saver(result) if result is not None and (stale or conflict) else None
     return render_template("imaging/result_form.html", form=form, req=req, result=result, desk=context,
-                           restored=restored, action_form=EmptyForm()), status
+                           restored=restored, stale=stale, saver=saver, conflict=conflict,
+                           action_form=EmptyForm()), status
+
+
+def _saved_since(form: ResultForm, result: Result) -> bool:
+    """The form was opened on an older version of ``result`` than the saved
+    one: say so at the report (the typed text stays in the form)."""
+    if form.version.data == drafts.version_of(result):
+        return False
+    who = drafts.last_saver(result)
+    form.report.errors = [*form.report.errors, (
+        f"{who.display_name if who else 'Someone'} saved this report after you opened it, so your text was not "
+        "saved. It is still below; the saved report is shown above it. Compare them, then save again to "
+        "replace the saved report with your text.")]
+    return True
 
 
 @bp.route("/requests/<int:request_id>/result", methods=["GET", "POST"])
 @requires(Action.REPORT)
 def new_result(request_id: int) -> ResponseReturnValue:
     req = db.get_or_404(ImagingRequest, request_id)
+    if req.result is not None and request.method == "POST":
+        # Someone saved a result while this desk was open: nothing of theirs
+        # is replaced and nothing typed here is lost.
+        form = ResultForm()
+        form.radiologist.choices = people.choices(Role.RADIOLOGIST)
+        form.validate()
+        _saved_since(form, req.result)
+        return _desk(form, req, req.result, 409, conflict=True)
     if req.result is not None:
         return redirect(url_for("imaging.view_result", result_id=req.result.id))
     if not workflow.can("complete", req):
@@ -97,7 +131,7 @@ def new_result(request_id: int) -> ResponseReturnValue:
                 req, current_user, radiologist=people.by_id(form.radiologist.data),
                 result_date=form.result_date.data or clock.today(), report=form.report.data or "",
                 report_style=form.report_style.data or "", new_images=_new_images(form), final=_finalising())
-            drafts.clear(req, current_user)
+            drafts.saved(result, current_user)
         except workflow.ValidationError as exc:
             field_errors(form, exc, "report")
         except workflow.TransitionError as exc:
@@ -116,7 +150,9 @@ def new_result(request_id: int) -> ResponseReturnValue:
 @requires(Action.REPORT)
 def save_draft(request_id: int) -> ResponseReturnValue:
     """The desk's autosave (JSON, under the page's CSRF token in the
-    X-CSRFToken header): ``{"text": "..."}``; empty text discards the draft."""
+    X-CSRFToken header): ``{"text": "...", "version": "..."}`` (the form's
+    hidden version); empty text discards the draft. A draft typed over an
+    older saved report than the current one is refused (409)."""
     req = db.session.get(ImagingRequest, request_id)
     if req is None:
         return jsonify(error="not_found", message="No such request."), 404
@@ -126,7 +162,7 @@ def save_draft(request_id: int) -> ResponseReturnValue:
     if not isinstance(body, dict) or "text" not in body:
         return jsonify(error="invalid", message='Send JSON: {"text": "..."}.'), 400
     try:
-        draft = drafts.save(req, current_user, body["text"])
+        draft = drafts.save(req, current_user, body["text"], body.get("version"))
     except workflow.ValidationError as exc:
         db.session.rollback()
         return jsonify(error="invalid", message=exc.message, fields=exc.errors), 422
@@ -175,6 +211,8 @@ def edit_result(result_id: int) -> ResponseReturnValue:
     if request.method == "GET":
         form.radiologist.data = result.radiologist_id or 0
     if form.validate_on_submit():
+        if _saved_since(form, result):
+            return _desk(form, result.request, result, 409, conflict=True)
         captions = {img.id: request.form.get(f"caption-{img.id}", img.caption) for img in result.images}
         remove = [img.id for img in result.images if request.form.get(f"remove-{img.id}")]
         try:
@@ -185,7 +223,7 @@ def edit_result(result_id: int) -> ResponseReturnValue:
                 remove_images=remove)
             if _finalising():
                 reporting.finalise_result(result, current_user)
-            drafts.clear(result.request, current_user)
+            drafts.saved(result, current_user)
         except workflow.ValidationError as exc:
             field_errors(form, exc, "report")
         except workflow.TransitionError as exc:

@@ -47,5 +47,9 @@ class ReportDraft(Model):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     text: Mapped[str] = mapped_column(Text, default="")
     saved_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: The saved result's ``updated_at`` the text was typed over (None: no
+    #: result yet). A draft older than the saved report is never put back
+    #: into the editor over it (:mod:`ghimaging.imaging.drafts`).
+    based_on: Mapped[datetime | None] = mapped_column(default=None)
 
     user: Mapped[User] = relationship(lazy="joined")

@@ -10,6 +10,11 @@
   var url = form.getAttribute("data-draft-url");
   var token = form.querySelector("input[name=csrf_token]").value;
   var status = form.querySelector("[data-autosave-status]");
+  // The saved report's version this page was opened on: the server keeps no
+  // draft typed over an older one (someone saved the report since).
+  var versionInput = form.querySelector("input[name=version]");
+  var version = versionInput ? versionInput.value : "";
+  var stopped = false;
   var DELAY = 2000;
   var timer = null;
   var sent = report ? report.value : "";
@@ -18,17 +23,18 @@
   function say(text) { if (status) status.textContent = text; }
 
   function save(keepalive) {
-    if (!report || submitting) return;
+    if (!report || submitting || stopped) return;
     var text = report.value;
     if (text === sent) return;
     sent = text;
-    var body = JSON.stringify({ text: text });
+    var body = JSON.stringify({ text: text, version: version });
     fetch(url, {
       method: "POST", credentials: "same-origin", keepalive: !!keepalive && body.length < 60000,
       headers: { "Content-Type": "application/json", "X-CSRFToken": token, "Accept": "application/json" },
       body: body
     }).then(function (resp) {
       return resp.json().then(function (data) {
+        if (resp.status === 409) { stopped = true; say(data.message || "The report was saved since this page was opened."); return; }
         if (!resp.ok) { sent = null; say("The draft could not be kept: " + (data.message || resp.status)); return; }
         var at = new Date();
         say(data.saved ? "Draft kept at " + at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) + "."
@@ -58,14 +64,15 @@
     if (timer) clearTimeout(timer);
   });
 
-  // Discard a restored draft: forget it on the server, show the saved text.
+  // Discard a restored (or an older) draft: forget it on the server, show
+  // the saved text.
   var discard = document.querySelector("[data-discard-draft]");
   if (discard) {
     discard.addEventListener("click", function () {
       fetch(url, {
         method: "POST", credentials: "same-origin",
         headers: { "Content-Type": "application/json", "X-CSRFToken": token, "Accept": "application/json" },
-        body: JSON.stringify({ text: "" })
+        body: JSON.stringify({ text: "", version: version })
       }).then(function (resp) { if (resp.ok) { submitting = true; window.location.reload(); } });
     });
   }

@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column('user_id', sa.Integer(), nullable=False),
         sa.Column('text', sa.Text(), nullable=False),
         sa.Column('saved_at', sa.DateTime(), nullable=False),
+        sa.Column('based_on', sa.DateTime(), nullable=True),
         sa.ForeignKeyConstraint(['request_id'], ['imaging_requests.id'], ondelete='CASCADE'),
         sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('id'),
