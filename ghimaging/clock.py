@@ -11,7 +11,7 @@ time, so a change made in the browser is seen at once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 #: The date formats a clinic may choose: setting value -> strftime pattern.
@@ -121,13 +121,20 @@ def utc_offset(utc: datetime) -> str:
 
 def today() -> date:
     """Today's date on the clinic's wall calendar."""
-    return datetime.now(UTC).astimezone(zone()).date()
+    return local_date(datetime.now(UTC).replace(tzinfo=None))
 
 
-def day_bounds(day: date) -> tuple[datetime, datetime]:
-    """The stored (naive UTC) instants where the clinic's ``day`` starts and
-    the next day starts: ``start <= scheduled_at < end`` is "on that day"."""
-    tz = zone()
+def local_date(utc: datetime, tz: tzinfo | None = None) -> date:
+    """The calendar date of a stored instant (naive UTC) in the clinic's
+    zone (or ``tz``): a DICOM StudyDate, "today" on a start page."""
+    return utc.replace(tzinfo=UTC).astimezone(tz or zone()).date()
+
+
+def day_bounds(day: date, tz: tzinfo | None = None) -> tuple[datetime, datetime]:
+    """The stored (naive UTC) instants where the clinic's ``day`` (in its
+    zone, or ``tz``) starts and the next day starts: ``start <= scheduled_at
+    < end`` is "on that day" (23 or 25 hours at a DST change)."""
+    tz = tz or zone()
     start = datetime.combine(day, datetime.min.time(), tz).astimezone(UTC).replace(tzinfo=None)
     end = datetime.combine(day + timedelta(days=1), datetime.min.time(), tz).astimezone(UTC).replace(tzinfo=None)
     return start, end

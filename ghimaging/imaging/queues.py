@@ -19,15 +19,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import Integer, Select, cast, exists, func, select
 from sqlalchemy.orm import defaultload, lazyload, selectinload
 
+from .. import clock
 from ..extensions import db
 from ..models import ImagingRequest, OrthancStudy, RequestState, Result, Role, StudyLink, User
 from ..models._time import utcnow
+from ..permissions import Action, allowed
 
 S = RequestState
 LIMIT = 50  # rows per queue: more is a list to search, not a queue
@@ -35,9 +37,7 @@ LIMIT = 50  # rows per queue: more is a list to search, not a queue
 
 def clinic_zone() -> tzinfo:
     """The clinic's time zone (the ``time_zone`` setting, through
-    :mod:`ghimaging.clock`): the one place the queues ask for it."""
-    from .. import clock
-
+    :mod:`ghimaging.clock`, which also does every conversion)."""
     return clock.zone()
 
 
@@ -58,14 +58,11 @@ class Day:
     @classmethod
     def of(cls, now_utc: datetime | None = None, zone: tzinfo | None = None) -> Day:
         zone = zone or clinic_zone()
-        return cls.on((now_utc or utcnow()).replace(tzinfo=UTC).astimezone(zone).date(), zone)
+        return cls.on(clock.local_date(now_utc or utcnow(), zone), zone)
 
     @classmethod
     def on(cls, day: CalendarDate, zone: tzinfo) -> Day:
-        def instant(d: CalendarDate) -> datetime:
-            return datetime.combine(d, time.min, zone).astimezone(UTC).replace(tzinfo=None)
-
-        return cls(day, instant(day), instant(day + timedelta(days=1)), zone)
+        return cls(day, *clock.day_bounds(day, zone), zone)
 
     def before(self) -> Day:
         return Day.on(self.date - timedelta(days=1), self.zone)
@@ -214,8 +211,12 @@ def results_since_stmt(user: User, since: datetime) -> Select[ImagingRequest]:
             .where(ImagingRequest.requesting_physician_id + 0 == user.id, Result.finalised_at > since))
 
 
-def new_results(user: User) -> list[ImagingRequest]:
-    return _all(results_since_stmt(user, _since(user)).order_by(Result.finalised_at.desc()))
+def new_results(user: User, until: datetime) -> list[ImagingRequest]:
+    """Results finalised since the last visit and up to ``until``, the
+    instant :func:`mark_seen` then records: one finalised while the page is
+    built is new on the next visit rather than never."""
+    return _all(results_since_stmt(user, _since(user)).where(Result.finalised_at <= until)
+                .order_by(Result.finalised_at.desc()))
 
 
 def my_waiting(user: User) -> list[ImagingRequest]:
@@ -226,10 +227,11 @@ def my_waiting(user: User) -> list[ImagingRequest]:
                 .order_by(ImagingRequest.urgent.desc(), ImagingRequest.id))
 
 
-def mark_seen(user: User) -> None:
+def mark_seen(user: User, at: datetime) -> None:
     """The physician has seen their start page: "since your last visit"
-    counts from now. Flushes; the page commits."""
-    user.queue_seen_at = utcnow()
+    counts from ``at``, the instant taken before the page read its queues
+    (``start_page``'s ``now``), never later. Flushes; the page commits."""
+    user.queue_seen_at = at
     db.session.flush()
 
 
@@ -241,34 +243,55 @@ def _count(stmt: Select[Any]) -> int:
         stmt.with_only_columns(ImagingRequest.id).order_by(None).subquery())) or 0
 
 
+#: Each queue and the action it serves (the permission map decides who may).
+QUEUE_ACTIONS: dict[str, Action] = {
+    "technologist": Action.PERFORM, "radiologist": Action.REPORT, "physician": Action.ORDER}
+
+
+def queues_of(user: User) -> set[str]:
+    """The queues on the user's start page and navigation: the actions their
+    clinical roles allow, by the permission map. The administrator role,
+    which may do everything, brings no queue by itself: an administrator
+    keeps the overview, and gets a queue with a clinical role."""
+    if not user.active:
+        return set()
+    clinical = user.roles - {Role.ADMIN}
+    return {name for name, action in QUEUE_ACTIONS.items() if allowed(clinical, action)}
+
+
 def counts(user: User) -> dict[str, int]:
-    """The numbers in the navigation, one indexed count per role the user has."""
+    """The numbers in the navigation, one indexed count per queue the user has."""
     out: dict[str, int] = {}
-    if Role.TECHNOLOGIST in user.roles:
+    mine = queues_of(user)
+    if "technologist" in mine:
         day = Day.of()
         out["today"] = _count(today_stmt(day).where(_waiting()))
-    if Role.RADIOLOGIST in user.roles:
+    if "radiologist" in mine:
         out["to_report"] = _count(to_report_stmt())
-    if Role.PHYSICIAN in user.roles:
+    if "physician" in mine:
         out["results"] = _count(results_since_stmt(user, _since(user)))
     return out
 
 
-def start_page(user: User) -> dict[str, Any]:
-    """Every section the user's roles give, for the start page."""
-    day = Day.of()
-    page: dict[str, Any] = {"day": day}
-    if Role.TECHNOLOGIST in user.roles:
+def start_page(user: User, now: datetime | None = None) -> dict[str, Any]:
+    """Every section the user's queues give, for the start page. ``now`` (a
+    stored instant, taken before any queue is read) is the page's "today"
+    and what :func:`mark_seen` records as seen."""
+    now = now or utcnow()
+    day = Day.of(now)
+    page: dict[str, Any] = {"day": day, "now": now}
+    mine = queues_of(user)
+    if "technologist" in mine:
         stations = technologist_today(day)
         yesterday = yesterday_not_performed(day)
         unscheduled = not_scheduled()
         page["technologist"] = {"stations": stations, "yesterday": yesterday, "unscheduled": unscheduled,
                                 "images": images_of([r for s in stations for r in s.rows]
                                                     + yesterday + unscheduled)}
-    if Role.RADIOLOGIST in user.roles:
-        mine, others = preliminary(user)
-        page["radiologist"] = {"to_report": to_report(), "mine": mine, "others": others,
+    if "radiologist" in mine:
+        own, others = preliminary(user)
+        page["radiologist"] = {"to_report": to_report(), "mine": own, "others": others,
                                "finalised": finalised_today(day)}
-    if Role.PHYSICIAN in user.roles:
-        page["physician"] = {"new": new_results(user), "waiting": my_waiting(user), "since": user.queue_seen_at}
+    if "physician" in mine:
+        page["physician"] = {"new": new_results(user, now), "waiting": my_waiting(user), "since": user.queue_seen_at}
     return page

@@ -100,7 +100,7 @@ def dashboard() -> ResponseReturnValue:
         recent = list(db.session.scalars(queries.request_list("requested").limit(10)))
     html = render_template("imaging/dashboard.html", page=page, counts=counts, urgent=urgent, recent=recent)
     if "physician" in page:
-        queues.mark_seen(current_user)  # after the page is built: it showed what was new
+        queues.mark_seen(current_user, page["now"])  # what was new up to the moment the page read
         db.session.commit()
     return html
 
