@@ -45,7 +45,7 @@ def statuses(body: str, sid: str) -> dict[str, str]:
     """Accession -> what the technologist's row says (and its detail)."""
     out = {}
     for acc, tr in re.findall(r'<tr[^>]*data-request="([^"]+)">(.*?)</tr>', section(body, sid), re.S):
-        status = re.search(r'data-status="([^"]+)"', tr)
+        status = re.search(r'data-progress="([^"]+)"', tr)
         detail = re.search(r'<small class="muted">([^<]*)</small>\s*</td>\s*<td class="open-cell"', tr)
         out[acc] = status.group(1) + (f" ({detail.group(1).split(' · ')[0]})" if detail else "")
     return out
@@ -114,7 +114,7 @@ def test_queues_follow_the_requests_through_their_day(app, staff, login, create_
     assert rows(body, "station-US1") == [acc["c"]]
     assert rows(body, "yesterday") == [acc["d"]]
     assert rows(body, "unscheduled") == [acc["e"]]
-    assert set(statuses(body, "today").values()) == {"waiting"}
+    assert set(statuses(body, "today").values()) == {"scheduled"}
     assert acc["f"] not in body and acc["old"] not in body
     assert f'href="/upload/?request_id={a.id}"' in body and f'href="/requests/{a.id}"' in body
     assert nav(body) == {"today": 4}
@@ -142,7 +142,7 @@ def test_queues_follow_the_requests_through_their_day(app, staff, login, create_
     assert rows(body, "preliminary-mine") == [acc["a"]] and rows(body, "preliminary-others") == []
     body = start(rad2)
     assert rows(body, "preliminary-mine") == [] and rows(body, "preliminary-others") == [acc["a"]]
-    assert statuses(start(tech), "station-XRAY1")[acc["a"]] == "reported"
+    assert statuses(start(tech), "station-XRAY1")[acc["a"]] == "preliminary (2 images)"
     assert 'data-progress="preliminary"' in section(start(phys), "waiting")
     assert rows(start(phys), "new-results") == []  # a preliminary result is not ready yet
 
@@ -165,8 +165,8 @@ def test_queues_follow_the_requests_through_their_day(app, staff, login, create_
     body = start(tech)
     assert section(body, "station-US1") == "" and section(body, "yesterday") == ""
     assert rows(body, "station-XRAY1") == [acc["b"], acc["a"], acc["other"]]
-    assert statuses(body, "station-XRAY1") == {acc["b"]: "images (1 image)", acc["a"]: "reported",
-                                               acc["other"]: "waiting"}
+    assert statuses(body, "station-XRAY1") == {acc["b"]: "images (1 image)", acc["a"]: "final (2 images)",
+                                               acc["other"]: "scheduled"}
 
 
 def test_a_user_with_several_roles_sees_each_section(staff, login, create_request, catalog):
@@ -223,6 +223,52 @@ def test_every_page_that_shows_a_state_shows_the_state_people_see(login, every_s
     assert "state-done" not in listed and "state-requested" not in listed
     states = {"final": "done", "preliminary": "requested", "images": "requested", "scheduled": "requested"}
     assert {k: every_state[k].state for k in states} == states
+
+
+def test_the_technologists_rows_and_the_desks_priors_show_the_state_from_progress(
+        staff, login, create_request, create_patient, catalog, orthanc, orthanc_row):
+    """One patient's exams today in every state the technologist meets,
+    among them a request closed without a result (in GNU Health): each row
+    and each prior on the desk shows progress.of's badge and nothing else
+    (no "Reported" beside a preliminary report, no "Waiting" for a closed
+    exam)."""
+    day = queues.Day.of()
+    doc, rad = staff["doc"], staff["rad"]
+    patient = create_patient()
+
+    def order(hours, **kw):
+        return create_request(patient, catalog["chest"], user=doc, physician=doc, submit=True,
+                              scheduled_at=day.start + timedelta(hours=hours), **kw)
+
+    reqs = {"scheduled": order(8), "images": order(9), "preliminary": order(10), "final": order(11),
+            "closed": order(12)}
+    for key in ("images", "preliminary", "final"):
+        arrives(orthanc, orthanc_row, reqs[key], instances=1)
+    _report(reqs["preliminary"], rad)
+    _report(reqs["final"], rad, final=True)
+    reqs["closed"].state = "done"  # closed in GNU Health: no images, no result here
+    db.session.commit()
+    expected = {k: progress.of(db.session.get(ImagingRequest, r.id)).value for k, r in reqs.items()}
+    assert expected == {"scheduled": "scheduled", "images": "images", "preliminary": "preliminary",
+                        "final": "final", "closed": "final"}
+
+    body = start(login("tech"))
+    shown = statuses(body, "station-XRAY1")
+    assert {k: shown[r.accession_number].split(" ")[0] for k, r in reqs.items()} == expected
+    table = section(body, "station-XRAY1")
+    assert ">Reported<" not in table and ">Waiting<" not in table
+    assert shown[reqs["images"].accession_number] == "images (1 image)", "the image count stays beside the badge"
+
+    desk_for = order(13)
+    desk = login("rad").get(f"/requests/{desk_for.id}/result").get_data(as_text=True)
+    priors = desk[desk.index("Prior studies and reports"):]
+    priors = priors[:priors.index("</section>")]
+    for key, req in reqs.items():
+        db.session.refresh(req)
+        href = f"/results/{req.result.id}" if req.result else f"/requests/{req.id}"
+        item = re.search(rf'<li><a href="{href}">.*?</li>', priors, re.S)
+        assert item and f'data-progress="{expected[key]}"' in item.group(0), key
+        assert len(re.findall("data-progress", item.group(0))) == 1, key
 
 
 def test_the_sql_twin_of_the_displayed_state_agrees(every_state):
