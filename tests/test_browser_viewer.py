@@ -7,6 +7,7 @@ test-artifacts/screenshots/."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import playwright.sync_api as playwright_api
@@ -177,5 +178,109 @@ def test_orthanc_going_away_is_said_over_the_image(browser, live, desk, orthanc)
         expect(page.locator("[data-message]")).to_be_visible()
         expect(page.locator("[data-message]")).to_contain_text("cannot be reached")
         expect(page.locator("[data-stage]")).to_have_attribute("data-instance", ids[0])  # the last good one stays
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def two_series(app, orthanc, orthanc_row, make_user, create_patient, create_request):
+    """A preliminary result whose study holds two CT series of different
+    sizes and windows (series 1: 3 images 96 px, 40/400; series 2: 3 images
+    128 px, 300/1500). Returns (result id, {number: (series id, instance ids)})."""
+    doc = make_user("doc", "physician")
+    rad = make_user("rad", "radiologist")
+    patient = create_patient(family_name="Two", given_name="Series")
+    req = create_request(patient, submit=True, user=doc, physician=doc)
+    ids: dict[int, list[str]] = {1: [], 2: []}
+    for number, size, (center, width) in ((1, 96, (40, 400)), (2, 128, (300, 1500))):
+        series_uid = generate_uid()
+        for i in range(3):
+            ds = dicomgen.make_instance(patient.puid, "Two^Series", req.study_instance_uid, series_uid,
+                                        accession=req.accession_number, modality="CT", rows=size, cols=size,
+                                        series_number=number, instance_number=i + 1,
+                                        series_description=f"SERIES {number}",
+                                        extra={"RescaleIntercept": -1024, "RescaleSlope": 1,
+                                               "WindowCenter": center, "WindowWidth": width})
+            ids[number].append(orthanc.upload(dicomgen.to_bytes(ds))["ID"])
+    assert sync.run(orthanc_row.id, mode="full").error == ""
+    db.session.expire_all()
+    [link] = studies_of(db.session.get(ImagingRequest, req.id))
+    rows = {se.number: se.id for se in link.study.series}
+    result = reporting.create_result(req, rad, radiologist=rad, result_date=date.today(), report="Two series.")
+    db.session.commit()
+    return result.id, {n: (rows[n], ids[n]) for n in (1, 2)}
+
+
+class Held:
+    """Requests matching ``pattern`` wait until ``release()``: a slow answer on demand."""
+
+    def __init__(self, page, pattern: str) -> None:
+        self.routes: list = []
+        self.page, self.regex, self.held = page, re.compile(pattern), True
+        page.route(self.regex, self.handle)
+
+    def handle(self, route) -> None:
+        if self.held:
+            self.routes.append(route)
+        else:
+            route.continue_()
+
+    def wait_held(self) -> None:
+        for _ in range(200):
+            if self.routes:
+                break
+            self.page.wait_for_timeout(50)
+        assert self.routes, f"no request matched {self.regex.pattern}"
+
+    def release(self) -> None:
+        self.held = False
+        while self.routes:
+            self.routes.pop(0).continue_()
+
+
+def test_switching_series_stores_the_key_image_that_was_on_the_screen(app, browser, live, two_series):
+    """A slow answer for the first series lands after the user picked the
+    second: it is dropped, and the key image added is the second series'
+    frame on the screen, under its window. While a newly picked series has
+    not shown a frame, the key image button is disabled."""
+    result_id, series = two_series
+    (first_id, first), (second_id, second) = series[1], series[2]
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    try:
+        browser_sign_in(page, live, "rad", PASSWORD)
+        slow_json = Held(page, rf"/viewer/series/{first_id}$")
+        first_frames = Held(page, rf"/viewer/series/{first_id}/instances/")
+        page.goto(f"{live}/results/{result_id}/edit")
+        add = page.get_by_role("button", name="Add as key image")
+        expect(add).to_be_disabled()  # nothing on the screen yet
+        slow_json.wait_held()
+        page.select_option("[data-series]", f"/viewer/series/{second_id}")
+        wait_for(page, second[0], "300/1500")
+        expect(page.locator("[data-stage]")).to_have_attribute("data-series-id", str(second_id))
+        page.locator("[data-stage]").focus()
+        page.keyboard.press("End")
+        wait_for(page, second[2])
+        with page.expect_response(re.compile(rf"/viewer/series/{first_id}$")):
+            slow_json.release()  # the first series' answer arrives late; its frames would be slow too
+        page.wait_for_timeout(300)  # let the script handle it (there is no event for "ignored")
+        expect(page.locator("[data-counter]")).to_have_text("Image 3 of 3")
+        page.fill("[data-caption]", "Second series, last image")
+        add.click()
+        expect(page.locator("[data-key-status]")).to_contain_text("Key image added")
+        shown_src = page.locator("[data-image]").get_attribute("src") or ""
+        assert f"/viewer/series/{second_id}/instances/{second[2]}/frames/0" in shown_src
+        [image] = key_images(result_id)
+        with open(app.config["RESULT_IMAGE_DIR"] + "/" + image.stored_name, "rb") as fh:
+            stored = fh.read()
+        assert stored == page.request.get(live + shown_src).body(), "the key image is the frame on the screen"
+        # Picking the first series again: until its frame is shown, no key image can be added.
+        page.select_option("[data-series]", f"/viewer/series/{first_id}")
+        expect(page.locator("[data-counter]")).to_have_text("Image 1 of 3")
+        expect(add).to_be_disabled()
+        expect(page.locator("[data-stage]")).to_have_attribute("data-instance", second[2])  # still on the screen
+        first_frames.release()
+        wait_for(page, first[0], "40/400")
+        expect(add).to_be_enabled()
     finally:
         context.close()

@@ -28,6 +28,9 @@
     this.mode = "scroll";
     this.zoom = 1; this.panX = 0; this.panY = 0;
     this.loading = false; this.wanted = null; this.shownUrl = null;
+    this.seq = 0;       // bumped by open(): answers and frames of an older pick are dropped
+    this.shown = null;  // what the screen holds: {series, instance, frame, window, index}
+    this.addButton = q("[data-add-key]");
     this.bind();
     if (this.select) {
       var first = Array.prototype.find.call(this.select.options, function (o) { return !o.disabled; });
@@ -41,13 +44,18 @@
     this.msg.hidden = !text;
   };
 
+  // A new pick: nothing of the previous series may be stored as a key image
+  // from now on, and a slow answer of an earlier pick is dropped (seq).
   Viewer.prototype.open = function (url) {
-    var self = this;
+    var self = this, seq = ++self.seq;
     self.say("");
     self.counter.textContent = "Loading…";
+    self.shown = null; self.wanted = null;
+    self.keyReady();
     fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { return r.json().then(function (body) { return [r, body]; }); })
       .then(function (pair) {
+        if (seq !== self.seq) return; // the user picked another series meanwhile
         var r = pair[0], body = pair[1];
         if (!r.ok) { self.counter.textContent = ""; self.say(body.message || "The images cannot be shown now."); return; }
         self.series = body;
@@ -65,7 +73,16 @@
         if (!self.frames.length) { self.counter.textContent = ""; self.say("Orthanc lists no images in this series now."); return; }
         self.show();
       })
-      .catch(function () { self.counter.textContent = ""; self.say("The images cannot be shown now: ghimaging did not answer."); });
+      .catch(function () {
+        if (seq !== self.seq) return;
+        self.counter.textContent = ""; self.say("The images cannot be shown now: ghimaging did not answer.");
+      });
+  };
+
+  // The key image button works only while a frame of the picked series is on
+  // the screen (and no key image is being added).
+  Viewer.prototype.keyReady = function () {
+    if (this.addButton) this.addButton.disabled = !this.shown || this.adding === true;
   };
 
   Viewer.prototype.buildPresets = function (body) {
@@ -104,7 +121,9 @@
       var on = !!win && +b.getAttribute("data-center") === win[0] && +b.getAttribute("data-width") === win[1];
       b.setAttribute("aria-pressed", on ? "true" : "false");
     });
-    this.wanted = { url: this.url(), index: this.index, window: this.window ? this.window.slice() : null };
+    var fr = this.frames[this.index];
+    this.wanted = { url: this.url(), index: this.index, window: this.window ? this.window.slice() : null,
+                    series: this.series.id, instance: fr[0], frame: fr[1], seq: this.seq };
     if (!this.loading) this.load();
   };
 
@@ -116,18 +135,21 @@
     var probe = new Image();
     probe.onload = function () {
       self.loading = false;
+      if (want.seq !== self.seq) { self.load(); return; } // a frame of the series left behind
       self.img.src = want.url;
       self.shownUrl = want.url;
-      var fr = self.frames[want.index] || [];
-      self.stage.setAttribute("data-instance", fr[0] || "");
-      self.stage.setAttribute("data-frame", String(fr[1] || 0));
+      self.stage.setAttribute("data-series-id", String(want.series));
+      self.stage.setAttribute("data-instance", want.instance);
+      self.stage.setAttribute("data-frame", String(want.frame));
       self.stage.setAttribute("data-window", want.window ? want.window.join("/") : "");
       self.shown = want;
+      self.keyReady();
       self.say("");
       self.load();
     };
     probe.onerror = function () {
       self.loading = false;
+      if (want.seq !== self.seq) { self.load(); return; }
       fetch(want.url, { credentials: "same-origin" }).then(function (r) { return r.json(); })
         .then(function (b) { self.say(b.message || "This image cannot be shown."); })
         .catch(function () { self.say("This image cannot be shown now."); })
@@ -224,18 +246,23 @@
         if (z === "fit") self.fit(); else self.zoomBy(z === "in" ? 1.25 : 0.8);
       });
     });
-    var add = self.root.querySelector("[data-add-key]");
-    if (add) add.addEventListener("click", function () { self.addKey(add); });
+    if (self.addButton) {
+      var add = self.addButton;
+      add.disabled = true; // until a frame is on the screen
+      add.addEventListener("click", function () { self.addKey(add); });
+    }
   };
 
-  // "Add as key image": exactly the frame and window on the screen.
+  // "Add as key image": exactly the series, frame and window on the screen,
+  // as recorded when that frame was displayed (never the current pick's
+  // lists, which may already belong to another series).
   Viewer.prototype.addKey = function (button) {
     var self = this, shown = self.shown;
-    if (!shown || !self.series) { self.keyStatus.textContent = "Wait for the image to load."; return; }
-    var fr = self.frames[shown.index];
-    var body = { series_id: self.series.id, instance_id: fr[0], frame: fr[1],
+    if (!shown) { self.keyStatus.textContent = "Wait for the image to load."; return; }
+    var body = { series_id: shown.series, instance_id: shown.instance, frame: shown.frame,
                  center: shown.window ? shown.window[0] : null, width: shown.window ? shown.window[1] : null,
                  caption: self.caption ? self.caption.value : "" };
+    self.adding = true;
     button.disabled = true;
     self.keyStatus.textContent = "Adding…";
     fetch(self.root.getAttribute("data-key-url"), {
@@ -255,7 +282,7 @@
         self.root.dispatchEvent(new CustomEvent("viewer:key-image", { detail: b, bubbles: true }));
       })
       .catch(function () { self.keyStatus.textContent = "The key image was not added: ghimaging did not answer."; })
-      .then(function () { button.disabled = false; });
+      .then(function () { self.adding = false; self.keyReady(); });
   };
 
   function start() {
