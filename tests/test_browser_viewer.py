@@ -238,7 +238,7 @@ class Held:
             self.routes.pop(0).continue_()
 
 
-def test_switching_series_stores_the_key_image_that_was_on_the_screen(app, browser, live, two_series):
+def test_switching_series_stores_the_key_image_that_was_on_the_screen(app, browser, live, shots, two_series):
     """A slow answer for the first series lands after the user picked the
     second: it is dropped, and the key image added is the second series'
     frame on the screen, under its window. While a newly picked series has
@@ -279,6 +279,7 @@ def test_switching_series_stores_the_key_image_that_was_on_the_screen(app, brows
         expect(page.locator("[data-counter]")).to_have_text("Image 1 of 3")
         expect(add).to_be_disabled()
         expect(page.locator("[data-stage]")).to_have_attribute("data-instance", second[2])  # still on the screen
+        shoot(page, shots, "viewer-key-waits-for-the-new-series-1366")
         first_frames.release()
         wait_for(page, first[0], "40/400")
         expect(add).to_be_enabled()
