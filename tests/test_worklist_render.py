@@ -134,20 +134,31 @@ def berlin(monkeypatch):
     time.tzset()
 
 
-def test_timezone_offset_is_the_local_offset_of_that_date_with_dst(berlin):
-    assert values.utc_offset(datetime(2024, 1, 15, 9, 30)) == "+0100"
-    assert values.utc_offset(datetime(2024, 7, 15, 9, 30)) == "+0200"
-    assert values.utc_offset(datetime(2024, 10, 27, 12, 0)) == "+0100"  # the day DST ends
+def _clinic_zone(name: str) -> None:
+    from ghimaging.settings.service import save_clinic_settings
+
+    save_clinic_settings({"time_zone": name})
+    db.session.commit()
 
 
-def test_timezone_offset_west_of_greenwich_is_negative(monkeypatch):
-    monkeypatch.setenv("TZ", "America/Sao_Paulo")
-    time.tzset()
-    try:
-        assert values.utc_offset(datetime(2024, 7, 1, 12, 0)) == "-0300"
-    finally:
-        monkeypatch.undo()
-        time.tzset()
+def test_timezone_offset_is_the_clinics_offset_at_that_instant_with_dst(app, berlin):
+    from ghimaging import clock
+
+    _clinic_zone("Europe/Berlin")
+    assert clock.utc_offset(datetime(2024, 1, 15, 8, 30)) == "+0100"
+    assert clock.utc_offset(datetime(2024, 7, 15, 7, 30)) == "+0200"
+    assert clock.utc_offset(datetime(2024, 10, 27, 0, 59)) == "+0200"  # the night DST ends: still summer
+    assert clock.utc_offset(datetime(2024, 10, 27, 1, 0)) == "+0100"
+
+
+def test_timezone_offset_is_the_clinics_not_the_machines(app, berlin):
+    """The machine runs on Berlin time; the clinic is in Sao Paulo. One
+    offset function (clock's), fed by the clinic's setting only."""
+    from ghimaging import clock
+
+    _clinic_zone("America/Sao_Paulo")
+    assert clock.utc_offset(datetime(2024, 7, 1, 15, 0)) == "-0300"
+    assert not hasattr(values, "utc_offset"), "a second offset function, falling back to the machine's zone"
 
 
 def test_rendered_file_carries_the_scheduled_times_own_offset(berlin, create_request):

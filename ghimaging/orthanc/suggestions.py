@@ -10,6 +10,7 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select
 
+from .. import clock
 from ..extensions import db
 from ..models import ImagingRequest, OrthancStudy, Patient, RequestState
 from ..models.patients import fold
@@ -76,8 +77,10 @@ def suggestions(study: OrthancStudy, limit: int = 5) -> list[Suggestion]:
     day = _study_day(study)
     conds = list(who)
     if day:
-        start = datetime.combine(day - timedelta(days=SUGGEST_DAYS), datetime.min.time())
-        end = datetime.combine(day + timedelta(days=SUGGEST_DAYS + 1), datetime.min.time())
+        # The study's day is the clinic's calendar day (what the modality's
+        # clock said); scheduled_at and created_at are stored UTC.
+        start = clock.day_bounds(day - timedelta(days=SUGGEST_DAYS))[0]
+        end = clock.day_bounds(day + timedelta(days=SUGGEST_DAYS))[1]
         conds.append(or_(and_(ImagingRequest.scheduled_at >= start, ImagingRequest.scheduled_at < end),
                          and_(ImagingRequest.created_at >= start, ImagingRequest.created_at < end)))
     if not conds:
@@ -117,7 +120,7 @@ def suggestions(study: OrthancStudy, limit: int = 5) -> list[Suggestion]:
             reasons.append(f"same modality ({req.test.modality.code})")
             score += 2
         when = req.scheduled_at or req.created_at
-        if day and when and abs((when.date() - day).days) <= SUGGEST_DAYS:
+        if day and when and abs((clock.local_date(when) - day).days) <= SUGGEST_DAYS:
             reasons.append("scheduled within a few days" if req.scheduled_at else "ordered within a few days")
             score += 1
         if req.state == RequestState.REQUESTED.value:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import date, datetime, tzinfo
+from datetime import date, datetime
 from typing import Any
 
 from ..clock import to_local
@@ -81,18 +81,6 @@ def age(birth: date | None, on: date) -> str:
     if months >= 1:
         return f"{months:03d}M"
     return f"{(on - birth).days:03d}D"
-
-
-def utc_offset(local_wall_time: datetime, zone: tzinfo | None = None) -> str:
-    """``+HHMM`` of ``zone`` at that wall-clock time (DST included), as
-    TimezoneOffsetFromUTC wants; without ``zone``, the machine's. The
-    worklist passes the clinic's zone (``clock.zone()``)."""
-    aware = local_wall_time.replace(tzinfo=zone) if zone is not None else local_wall_time.astimezone()
-    offset = aware.utcoffset()
-    minutes = int(offset.total_seconds() // 60) if offset else 0
-    sign = "+" if minutes >= 0 else "-"
-    minutes = abs(minutes)
-    return f"{sign}{minutes // 60:02d}{minutes % 60:02d}"
 
 
 #: Names never shown to a template, whatever the model: secrets and the
