@@ -129,7 +129,8 @@ def test_the_desk_shows_patient_alerts_question_physician_and_priors_newest_firs
     links = re.findall(r'<li><a href="([^"]+)">', priors)
     assert links == [f"/results/{newer.result.id}", f"/requests/{older.id}"], "newest first, not this one"
     assert f"/requests/{req.id}\"" not in priors and f"/requests/{cancelled.id}\"" not in priors
-    assert "Preliminary report" in priors and "No images yet" in priors
+    # Each prior shows the state people see elsewhere (the progress badge).
+    assert 'data-progress="preliminary">Preliminary<' in priors and 'data-progress="scheduled">Scheduled<' in priors
 
 
 def test_a_patient_without_alerts_or_priors(app, reader, req):
