@@ -200,6 +200,82 @@ def test_picking_a_patient_shows_their_alerts_in_the_browser(browser, live, shot
         context.close()
 
 
+@pytest.mark.browser
+def test_the_picker_names_only_the_patient_whose_puid_the_field_holds(browser, live, make_user, create_patient):
+    """Three ways the order form once named the wrong patient: a PUID that
+    is part of longer ones ("QX-1" also finds "QX-10") named nobody; an
+    answer to an earlier search, arriving after a cached patient was picked,
+    replaced them; and the patient the form opened with stayed named (alerts
+    gone) after an unknown PUID was typed."""
+    from playwright.sync_api import expect
+
+    from tests.support.browser import sign_in
+    from tests.support.factories import PASSWORD
+
+    make_user("doc", "physician", "technologist")
+    one = create_patient(puid="QX-1", family_name="Zuniga", given_name="Uno")
+    one.alerts = "Latex allergy"
+    create_patient(puid="QX-10", family_name="Abarca", given_name="Diez")  # sorted first in the answer
+    flagged = create_patient(puid="AL-B1", family_name="Choque", given_name="Rosa")
+    flagged.alerts = "Allergic to iodinated contrast\nPacemaker"
+    create_patient(puid="AL-B2", family_name="Vargas", given_name="Ana")
+    db.session.commit()
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    page_ = context.new_page()
+    field, said, box = page_.locator("#patient"), page_.locator("#patient-picked"), page_.locator("#patient-alerts")
+    try:
+        sign_in(page_, live, "doc", PASSWORD)
+
+        # The exact PUID among several answers.
+        page_.goto(live + "/requests/new")
+        field.fill("QX-1")
+        expect(page_.locator("#patient-options option")).to_have_count(2)
+        expect(said).to_contain_text("Zuniga, Uno")
+        expect(box.locator("li")).to_have_text(["Latex allergy"])
+        field.fill("QX-10")  # known now: shown at once, the other's alert gone
+        expect(said).to_contain_text("Abarca, Diez")
+        expect(box).to_be_hidden()
+
+        # An answer to an earlier search arrives after another patient was picked.
+        held = []
+        page_.route("**/patients/lookup?q=AL-B1*", lambda route: held.append(route))
+        field.fill("")
+        field.press_sequentially("Vargas", delay=30)
+        expect(page_.locator("#patient-options option")).to_have_count(1)  # AL-B2 known now
+        field.fill("AL-B1")
+        expect(said).not_to_contain_text("Vargas")
+        for _ in range(100):
+            if held:
+                break
+            page_.wait_for_timeout(50)
+        assert held, "the search for AL-B1 was sent"
+        field.fill("AL-B2")
+        expect(said).to_contain_text("Vargas, Ana")
+        with page_.expect_response(lambda r: "q=AL-B1" in r.url) as answer:
+            held[0].continue_()
+        answer.value.finished()
+        page_.evaluate("() => new Promise(r => setTimeout(r, 300))")  # let the page handle the late answer
+        expect(field).to_have_value("AL-B2")
+        expect(said).to_contain_text("Vargas, Ana")
+        expect(said).not_to_contain_text("Choque")
+        expect(box).to_be_hidden()
+
+        # The patient the form opened with, then an unknown PUID typed over it.
+        page_.unroute("**/patients/lookup?q=AL-B1*")
+        page_.goto(live + f"/requests/new?patient_id={flagged.id}")
+        expect(said).to_contain_text("Choque, Rosa")
+        expect(box).to_be_visible()
+        field.fill("NOBODY-404")
+        expect(said).not_to_contain_text("Choque")
+        expect(said).to_contain_text("Type a name or PUID")
+        expect(box).to_be_hidden()
+        field.fill("AL-B1")  # and back: named again, alerts again
+        expect(said).to_contain_text("Choque, Rosa")
+        expect(box.locator("li")).to_have_text(["Allergic to iodinated contrast", "Pacemaker"])
+    finally:
+        context.close()
+
+
 # -- the clinic's day and date format on the result pages --------------------------
 
 def _zone_on_another_day() -> str:

@@ -47,12 +47,18 @@
   });
 
   // Patient picker: suggestions as you type, the PUID goes into the field.
+  // The line under the field names a patient only while the field holds
+  // exactly that patient's PUID (an exact match, "P-1" is not "P-10"), and
+  // only from an answer to what the field still says: anything else shows
+  // the neutral hint and no alerts, never the patient shown before.
   var input = document.querySelector("input[data-lookup]");
   if (!input) return;
   var list = document.getElementById(input.getAttribute("list"));
   var picked = document.getElementById("patient-picked");
   var timer = null, last = "", byPuid = {}, seq = 0;
   var alertBox = document.getElementById("patient-alerts");
+  var hint = picked ? (picked.getAttribute("data-hint") ||
+    (input.value.trim() ? "Type a name or PUID and pick from the list." : picked.textContent)) : "";
   // The picked patient's alerts and allergies, one per line, in red; none
   // shown while the box names nobody we know (never another patient's).
   function showAlerts(lines) {
@@ -67,14 +73,18 @@
     alertBox.hidden = !(lines && lines.length);
   }
   function show(p) {
-    if (picked && p) picked.textContent = p.name + " · born " + (p.born || p.birth_date || "—") + " · " + p.sex;
-    if (p) showAlerts(p.alerts);
+    if (picked) picked.textContent = p.name + " · born " + (p.born || p.birth_date || "—") + " · " + p.sex;
+    showAlerts(p.alerts);
+  }
+  function showNobody() {
+    if (picked) picked.textContent = hint;
+    showAlerts([]);
   }
   input.addEventListener("input", function () {
     var q = input.value.trim();
-    if (byPuid[q]) { show(byPuid[q]); return; }
-    showAlerts([]);
     clearTimeout(timer);
+    if (byPuid[q]) { seq++; show(byPuid[q]); return; }  // seq++: no older answer may replace it
+    showNobody();
     if (!q || q === last) return;
     list.innerHTML = "";  // no stale suggestions while the new ones load
     timer = setTimeout(function () {
@@ -83,17 +93,21 @@
       fetch(input.getAttribute("data-lookup") + "?q=" + encodeURIComponent(q), { credentials: "same-origin" })
         .then(function (r) { return r.ok ? r.json() : []; })
         .then(function (rows) {
-          if (mine !== seq) return;  // an older answer arriving late
+          rows.forEach(function (p) { byPuid[p.puid] = p; });
+          if (mine !== seq || input.value.trim() !== q) {  // an older answer arriving late
+            if (last === q) last = "";  // typing q again asks again
+            return;
+          }
           list.innerHTML = "";
           rows.forEach(function (p) {
-            byPuid[p.puid] = p;
             var o = document.createElement("option");
             o.value = p.puid;
             o.label = p.name + " · " + (p.born || p.birth_date || "—");
             o.textContent = p.name + " · " + (p.born || p.birth_date || "—");
             list.appendChild(o);
           });
-          if (rows.length === 1 && rows[0].puid === q) show(rows[0]);
+          var exact = rows.find(function (p) { return p.puid === q; });
+          if (exact) show(exact);
         });
     }, 180);
   });
