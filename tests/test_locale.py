@@ -234,3 +234,28 @@ def test_the_order_and_edit_forms_take_and_give_back_the_clinic_time(app, la_paz
     assert r.status_code == 302, text_of(r)[:500]
     db.session.expire_all()
     assert db.session.get(ImagingRequest, req.id).scheduled_at == datetime(2026, 12, 15, 13, 0)
+
+
+def test_changing_the_clinic_zone_rewrites_the_waiting_worklist_items(app, la_paz, catalog, create_patient,
+                                                                       doc_api, make_user):
+    """09:00 in La Paz is 13:00 UTC, so 14:00 in Berlin: a modality reading
+    the item after the move must see 14:00 and +0100, not the old 09:00
+    -0400. A reported request stays off the worklist."""
+    from ghimaging.imaging import workflow
+
+    req = order(doc_api, create_patient(), "2026-11-30T09:00")
+    reported = order(doc_api, create_patient(), "2026-11-30T10:00")
+    rad = make_user("rad", "radiologist")
+    workflow.create_result(reported, rad, radiologist=rad, result_date=date(2026, 11, 30), report="Normal.")
+    db.session.commit()
+    path = Path(app.config["WORKLIST_DIR"]) / f"{reported.accession_number}.wl"
+    assert not path.exists()
+    step = wl_file(app, req).ScheduledProcedureStepSequence[0]
+    assert (step.ScheduledProcedureStepStartTime, wl_file(app, req).TimezoneOffsetFromUTC) == ("090000", "-0400")
+
+    set_clinic(time_zone="Europe/Berlin")
+    ds = wl_file(app, req)
+    step = ds.ScheduledProcedureStepSequence[0]
+    assert (step.ScheduledProcedureStepStartDate, step.ScheduledProcedureStepStartTime) == ("20261130", "140000")
+    assert ds.TimezoneOffsetFromUTC == "+0100"
+    assert not path.exists()

@@ -93,7 +93,9 @@ def _check_locale(key: str, value: str) -> str:
 
 def save_clinic_settings(values: dict[str, str]) -> None:
     """Store the given keys (others stay); SettingsError for a bad value,
-    before anything is changed."""
+    before anything is changed. A new time zone rewrites the waiting
+    worklist items in the same transaction: a modality reads their start
+    time and offset in the clinic's zone."""
     checked: dict[str, str] = {}
     for key, (label, limit, _) in CLINIC_KEYS.items():
         if key in values:
@@ -104,12 +106,19 @@ def save_clinic_settings(values: dict[str, str]) -> None:
     for key in LOCALE_KEYS:
         if key in values:
             checked[key] = _check_locale(key, (values[key] or "").strip())
+    zone_before = clinic_settings()["time_zone"]
     for key, value in checked.items():
         _put(key, value)
     db.session.flush()
     from ..clock import forget
 
     forget()
+    if "time_zone" in checked and (checked["time_zone"] or LOCALE_KEYS["time_zone"]) != zone_before:
+        from sqlalchemy import true
+
+        from ..imaging.workflow import announce_waiting
+
+        announce_waiting(true())  # each live item rewritten (worklists.writer), in the new zone
 
 
 # -- the logo -------------------------------------------------------------------
