@@ -145,8 +145,12 @@ def test_the_edit_page_refuses_a_long_caption_instead_of_cutting_it(app, create_
     img = result.images[0]
     url = f"/results/{result.id}/edit"
     browser = login("rad3")
+    from ghimaging.imaging import drafts
+
     r = browser.post(url, {"radiologist": rad.id, "result_date": "2024-05-02", "report_style": "with_images",
-                           "report": "Changed.", f"caption-{img.id}": LONG}, token_from=url)
+                           "report": "Changed.", f"caption-{img.id}": LONG,
+                           "version": drafts.version_of(result)},  # opened on the saved report (not stale)
+                     token_from=url)
     assert r.status_code == 400
     assert f"the caption is longer than {checks.CAPTION_MAX} characters" in html.unescape(r.get_data(as_text=True))
     db.session.expire_all()
