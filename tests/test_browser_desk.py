@@ -268,3 +268,55 @@ def test_desk_on_a_tablet_with_touch(browser, live, shots, clinic):
         assert sections_with(page, live, req) == ["finalised-today"], "the item left the queue"
     finally:
         context.close()
+
+
+def test_a_report_saved_by_another_radiologist_is_never_overwritten_by_an_open_desk(browser, live, shots, clinic,
+                                                                                     make_user):
+    """Rita types on the desk; Bea saves a result meanwhile. Rita's autosave
+    is refused (said under the editor), her Save is refused with her text
+    kept and Bea's report shown; reopened, the desk shows Bea's report and
+    Rita's older draft only to read."""
+    from ghimaging.imaging import reporting
+
+    req = clinic
+    bea = make_user("radb", "radiologist", full_name="Dr Bea Second")
+    context = browser.new_context(viewport=DESKTOP, locale="en-GB")
+    page = context.new_page()
+    try:
+        browser_sign_in(page, live, "rad", PASSWORD)
+        page.goto(f"{live}/requests/{req.id}/result")
+        page.locator("textarea[name=report]").fill("A: old draft, no findings")
+        page.locator("textarea[name=report]").dispatch_event("input")
+        expect(page.locator("[data-autosave-status]")).to_contain_text("Draft kept at")
+
+        reporting.create_result(db.session.get(ImagingRequest, req.id), bea, radiologist=bea,
+                                result_date=date.today(), report="B: FRACTURE of left radius")
+        db.session.commit()
+
+        page.locator("textarea[name=report]").fill("A: old draft, no findings. Typed on.")
+        page.locator("textarea[name=report]").dispatch_event("input")
+        expect(page.locator("[data-autosave-status]")).to_contain_text("saved by Dr Bea Second after this page")
+        page.get_by_role("button", name="Save as preliminary").click()
+        expect(page.locator("[data-conflict]")).to_contain_text("B: FRACTURE of left radius")
+        expect(page.locator("textarea[name=report]")).to_have_value("A: old draft, no findings. Typed on.")
+        screens(page, shots, "desk-10-saved-by-another-1366x768")
+        db.session.expire_all()
+        assert db.session.scalar(select(Result)).report == "B: FRACTURE of left radius"
+
+        for viewport, name in ((DESKTOP, "1366x768"), (TABLET, "820x1180")):
+            page.set_viewport_size(viewport)
+            page.goto(f"{live}/results/{db.session.scalar(select(Result)).id}/edit")
+            expect(page.locator("textarea[name=report]")).to_have_value("B: FRACTURE of left radius")
+            stale = page.locator("[data-stale-draft]")
+            expect(stale).to_contain_text("written before Dr Bea Second's save")
+            stale.locator("summary").click()
+            expect(stale.locator("textarea")).to_have_value("A: old draft, no findings")
+            no_sideways_scroll(page)
+            screens(page, shots, f"desk-11-older-draft-{name}")
+        # Discarded: the notice goes, the saved report stays, the draft is gone.
+        page.locator("[data-stale-draft] [data-discard-draft]").click()
+        expect(page.locator("[data-stale-draft]")).to_have_count(0)
+        expect(page.locator("textarea[name=report]")).to_have_value("B: FRACTURE of left radius")
+        assert draft_of(req) is None
+    finally:
+        context.close()

@@ -73,7 +73,14 @@
         method: "POST", credentials: "same-origin",
         headers: { "Content-Type": "application/json", "X-CSRFToken": token, "Accept": "application/json" },
         body: JSON.stringify({ text: "", version: version })
-      }).then(function (resp) { if (resp.ok) { submitting = true; window.location.reload(); } });
+      }).then(function (resp) {
+        if (!resp.ok) return;
+        // An older draft beside the saved report: only its notice goes (the
+        // editor may hold text typed on a refused save; no reload loses it).
+        var notice = discard.closest("[data-stale-draft]");
+        if (notice) { notice.remove(); return; }
+        submitting = true; window.location.reload();
+      });
     });
   }
 
