@@ -57,8 +57,7 @@
   var picked = document.getElementById("patient-picked");
   var timer = null, last = "", byPuid = {}, seq = 0;
   var alertBox = document.getElementById("patient-alerts");
-  var hint = picked ? (picked.getAttribute("data-hint") ||
-    (input.value.trim() ? "Type a name or PUID and pick from the list." : picked.textContent)) : "";
+  var hint = picked ? (picked.getAttribute("data-hint") || picked.textContent) : "";
   // The picked patient's alerts and allergies, one per line, in red; none
   // shown while the box names nobody we know (never another patient's).
   function showAlerts(lines) {
