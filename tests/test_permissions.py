@@ -24,7 +24,7 @@ from werkzeug.routing import IntegerConverter
 
 from ghimaging import create_app
 from ghimaging.extensions import db
-from ghimaging.imaging import workflow
+from ghimaging.imaging import drafts, workflow
 from ghimaging.models import ImagingRequest, ModalityType, Patient, Result, ResultAddendum, Role
 from ghimaging.permissions import PERMISSIONS, allowed, roles_for
 from ghimaging.permissions import Action as Permission
@@ -204,7 +204,8 @@ ACTIONS = [
            lambda ctx: _fresh(ImagingRequest, ctx["id"]).result is not None),
     Action("edit a result", ("POST", "/results/1/edit"), {"admin", "radiologist"},
            lambda w: {"id": _result(w).id},
-           lambda c, ctx: c.post(f"/results/{ctx['id']}/edit", _result_form("Revised.")),
+           lambda c, ctx: c.post(f"/results/{ctx['id']}/edit", {**_result_form("Revised."),
+                                                                 "version": drafts.version_of(_fresh(Result, ctx["id"]))}),
            lambda ctx: _fresh(Result, ctx["id"]).report == "Revised."),
     Action("finalise a result", ("POST", "/results/1/finalise"), {"admin", "radiologist"},
            lambda w: {"id": _result(w).id},

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from ghimaging.extensions import db
-from ghimaging.imaging import workflow
+from ghimaging.imaging import drafts, workflow
 from ghimaging.imaging.images import thumb_name
 from ghimaging.models import Result, ResultImage
 from tests.support.factories import png_bytes
@@ -252,6 +252,7 @@ def test_edit_a_preliminary_result(app, reader, req, rad):
     r = reader.post(url, result_form(rad, style="without_captions", report="Revised report.", **{
         f"caption-{img.id}": "new caption", "new_images-0-file": (png_bytes(fmt="JPEG"), "extra.jpg"),
         "new_images-0-caption": "",
+        "version": drafts.version_of(result),  # the version the desk was opened on
     }), token_from=url)
     assert r.status_code == 302
     db.session.refresh(result)
