@@ -44,7 +44,6 @@ import platform
 import pstats
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -65,7 +64,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.support import dicomgen  # noqa: E402
-from tests.support.loadtools import MultipartFile, Sampler, cpu_seconds, free_port, tree  # noqa: E402
+from tests.support.loadtools import MultipartFile, Sampler, cpu_seconds, free_port, stop_group, tree  # noqa: E402
 from tests.support.orthanc import OrthancServer  # noqa: E402
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
@@ -193,13 +192,7 @@ with create_app().app_context():
     def close(self) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc)
         self.log.close()
 
 

@@ -36,7 +36,6 @@ import os
 import platform
 import random
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -53,7 +52,7 @@ OUT_DIR = Path(__file__).resolve().parent / "out"
 sys.path.insert(0, str(ROOT))
 
 from tests.support import dicomgen  # noqa: E402
-from tests.support.loadtools import cpu_seconds, free_port, sign_in, tree, wait_serving  # noqa: E402
+from tests.support.loadtools import cpu_seconds, free_port, sign_in, stop_group, tree, wait_serving  # noqa: E402
 from tests.support.orthanc import OrthancServer  # noqa: E402
 
 PASSWORD = "bench-Passw0rd"
@@ -127,13 +126,7 @@ with create_app().app_context():
         return sign_in(self.url, "rad", PASSWORD)
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc)
         self.log.close()
 
 

@@ -138,6 +138,20 @@ def sign_in(url: str, username: str, password: str):
     return s
 
 
+def stop_group(proc: subprocess.Popen, grace: float = 20) -> None:
+    """End a served process started with ``start_new_session=True`` and all
+    it started (gunicorn's master and workers): SIGTERM to its group, SIGKILL
+    after ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def tree(pid: int) -> list[int]:
     out, todo = [], [pid]
     while todo:
@@ -292,13 +306,8 @@ with create_app().app_context():
             return ""
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        if self.proc is not None:
+            stop_group(self.proc)
         if self._log is not None:
             self._log.close()
             self._log = None
