@@ -13,6 +13,7 @@ import pytest
 from pydicom.uid import generate_uid
 from sqlalchemy import select
 
+from ghimaging import clock
 from ghimaging.extensions import db
 from ghimaging.imaging import progress, queues, workflow
 from ghimaging.models import ImagingRequest, User
@@ -299,7 +300,7 @@ def test_the_queues_take_the_clinics_time_zone(app):
 
     from ghimaging.settings.service import save_clinic_settings
 
-    assert queues.clinic_zone() == ZoneInfo("UTC")
+    assert clock.zone() == ZoneInfo("UTC")
     save_clinic_settings({"time_zone": "America/La_Paz"})
     db.session.commit()
-    assert queues.clinic_zone() == ZoneInfo("America/La_Paz")
+    assert clock.zone() == ZoneInfo("America/La_Paz")

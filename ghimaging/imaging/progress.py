@@ -80,7 +80,8 @@ def of(req: ImagingRequest) -> Progress:
     return Progress.IMAGES if req.images_available else Progress.SCHEDULED
 
 
-def _no_result() -> ColumnElement[bool]:
+def no_result() -> ColumnElement[bool]:
+    """Requests with no result yet (the start page's queues use it too)."""
     return ~exists().where(Result.request_id == ImagingRequest.id)
 
 
@@ -103,4 +104,4 @@ def condition(progress: Progress) -> ColumnElement[bool]:
             (state == S.DONE.value) | ImagingRequest.id.in_(
                 select(Result.request_id).where(Result.finalised_at.is_not(None))))
     images = true() if progress is Progress.IMAGES else false()
-    return and_(state == S.REQUESTED.value, ImagingRequest.images_available == images, _no_result())
+    return and_(state == S.REQUESTED.value, ImagingRequest.images_available == images, no_result())

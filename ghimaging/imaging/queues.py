@@ -12,7 +12,7 @@ the navigation.
 Each queue is one indexed query with a limit (the indexes are in
 ``models/imaging.py``, migration 0011), so a clinic's history does not slow
 the page: ``bench/bench_queues.py`` measures it. Which state a row shows is
-:mod:`.progress`'s; "today" is the clinic's day (:func:`clinic_zone`).
+:mod:`.progress`'s; "today" is the clinic's day (``clock.zone()``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import Integer, Select, cast, exists, func, select
+from sqlalchemy import Integer, Select, cast, func, select
 from sqlalchemy.orm import defaultload, lazyload, selectinload
 
 from .. import clock
@@ -30,15 +30,10 @@ from ..extensions import db
 from ..models import ImagingRequest, OrthancStudy, RequestState, Result, Role, StudyLink, User
 from ..models._time import utcnow
 from ..permissions import Action, allowed
+from . import progress
 
 S = RequestState
 LIMIT = 50  # rows per queue: more is a list to search, not a queue
-
-
-def clinic_zone() -> tzinfo:
-    """The clinic's time zone (the ``time_zone`` setting, through
-    :mod:`ghimaging.clock`, which also does every conversion)."""
-    return clock.zone()
 
 
 CalendarDate = date  # (inside Day, ``date`` is the field)
@@ -57,7 +52,7 @@ class Day:
 
     @classmethod
     def of(cls, now_utc: datetime | None = None, zone: tzinfo | None = None) -> Day:
-        zone = zone or clinic_zone()
+        zone = zone or clock.zone()
         return cls.on(clock.local_date(now_utc or utcnow(), zone), zone)
 
     @classmethod
@@ -77,10 +72,6 @@ def _rows() -> Select[ImagingRequest]:
         defaultload(ImagingRequest.requesting_physician).lazyload(User.role_rows),
         selectinload(ImagingRequest.result).options(
             lazyload(Result.request), defaultload(Result.radiologist).lazyload(User.role_rows)))
-
-
-def _no_result() -> Any:
-    return ~exists().where(Result.request_id == ImagingRequest.id)
 
 
 def _all(stmt: Select[ImagingRequest]) -> list[ImagingRequest]:
@@ -167,7 +158,7 @@ def images_of(requests: Sequence[ImagingRequest]) -> dict[int, Images]:
 
 def to_report_stmt() -> Select[ImagingRequest]:
     return _rows().where(ImagingRequest.state == S.REQUESTED.value, ImagingRequest.images_available.is_(True),
-                         _no_result())
+                         progress.no_result())
 
 
 def _urgent_then_oldest() -> tuple[Any, Any]:
