@@ -84,12 +84,8 @@ def unlinked_studies(req: ImagingRequest, limit: int = PRIORS_MAX) -> list[Unlin
             for st in rows]
 
 
-def alerts_of(text: str) -> list[str]:
-    return [line.strip() for line in (text or "").splitlines() if line.strip()]
-
-
 def build(req: ImagingRequest, user: User, today: date | None = None) -> Desk:
     patient = req.patient
-    return Desk(req=req, age=patient.age_on(today or clock.today()), alerts=alerts_of(patient.alerts),
+    return Desk(req=req, age=patient.age_on(today or clock.today()), alerts=patient.alert_lines,
                 priors=priors(req), templates=report_templates.of_test(req.test_id),
                 draft=drafts.mine(req, user), others=drafts.others(req, user), studies=unlinked_studies(req))

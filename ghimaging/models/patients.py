@@ -49,6 +49,11 @@ class Patient(Model):
     # Allergies and warnings the reporting desk shows above everything else
     # (contrast allergy, pacemaker, pregnancy); empty when there are none.
     alerts: Mapped[str] = mapped_column(Text, default="")
+
+    @property
+    def alert_lines(self) -> list[str]:
+        """The alerts as shown (patient page, order form, desk, picker)."""
+        return alert_lines(self.alerts)
     # PUID and names case-folded by Python: SQLite's lower() and PostgreSQL's
     # under the C locale fold only ASCII, and "Élodie" must be found as "élodie".
     search_key: Mapped[str] = mapped_column(Text, default="")
@@ -71,3 +76,8 @@ class Patient(Model):
             return None
         b = self.birth_date
         return day.year - b.year - ((day.month, day.day) < (b.month, b.day))
+
+
+def alert_lines(text: str | None) -> list[str]:
+    """Alerts one per line, blank lines dropped: how they are stored and shown."""
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]

@@ -35,7 +35,7 @@ def lookup() -> ResponseReturnValue:
     return jsonify([{"id": p.id, "puid": p.puid, "name": p.full_name,
                      "birth_date": p.birth_date.isoformat() if p.birth_date else "",
                      "born": day(p.birth_date),  # in the clinic's date format, for people
-                     "sex": p.sex, "alerts": service.alerts_of(p.alerts)} for p in rows])
+                     "sex": p.sex, "alerts": p.alert_lines} for p in rows])
 
 
 def _save(form: PatientForm, patient: Patient | None) -> Patient | None:

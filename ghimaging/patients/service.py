@@ -13,7 +13,7 @@ from .. import clock
 from ..exceptions import Conflict, Invalid
 from ..extensions import db
 from ..models import ImagingRequest, Patient, Sex
-from ..models.patients import fold
+from ..models.patients import alert_lines, fold
 from ..querytools import contains
 
 #: Alerts and allergies, one per line: shown on the order form and the desk,
@@ -90,18 +90,13 @@ def validate(data: dict[str, Any], patient: Patient | None = None) -> dict[str, 
             errors[field] = f"At most {limit} characters."
         out[field] = value
     if "alerts" in data or patient is None:
-        alerts = "\n".join(alerts_of(str(data.get("alerts") or "")))
+        alerts = "\n".join(alert_lines(str(data.get("alerts") or "")))
         if len(alerts) > ALERTS_MAX:
             errors["alerts"] = f"At most {ALERTS_MAX} characters."
         out["alerts"] = alerts
     if errors:
         raise DuplicatePuid(errors) if duplicate and set(errors) == {"puid"} else PatientError(errors)
     return out
-
-
-def alerts_of(text: str | None) -> list[str]:
-    """A patient's alerts as shown: one per line, blank lines dropped."""
-    return [line.strip() for line in (text or "").splitlines() if line.strip()]
 
 
 def _flush(puid: str) -> None:
