@@ -135,13 +135,38 @@ def update_patient(patient: Patient, data: dict[str, Any]) -> Patient:
 
 def search_query(q: str = "") -> Select[Patient]:
     """PUID exactly, or every word of ``q`` somewhere in the PUID or names,
-    ignoring case and accents ("mul jur" finds "Müller, Jürgen")."""
+    ignoring case and accents ("mul jur" finds "Müller, Jürgen"); a word
+    that is a date (ISO, or the clinic's date format) also matches the
+    birth date ("1975-04-03", "03.04.1975", "müller 1975-04-03"), so the
+    desk can find a patient by what they say at the counter."""
     stmt = select(Patient)
     q = q.strip()[:200]
     if q:
-        words = [w for w in fold(q.replace(",", " ")).split() if w][:10]
-        stmt = stmt.where(or_(Patient.puid == q, and_(*[contains(Patient.search_key, w) for w in words])))
+        words = [w for w in q.replace(",", " ").split() if w][:10]
+        clauses = []
+        for word in words:
+            match = contains(Patient.search_key, fold(word))
+            born = parse_day(word)
+            clauses.append(or_(match, Patient.birth_date == born) if born else match)
+        stmt = stmt.where(or_(Patient.puid == q, and_(*clauses)))
     return stmt.order_by(Patient.family_name, Patient.given_name, Patient.id)
+
+
+def parse_day(text: str) -> date | None:
+    """``text`` as a calendar date, ISO (2024-03-01) or in the clinic's date
+    format (01.03.2024); None when it is neither. Only those two: 01/03/2024
+    is the 1st of March or the 3rd of January depending on the clinic."""
+    from datetime import datetime
+
+    text = text.strip()
+    if not text or not text[0].isdigit():
+        return None
+    for pattern in ("%Y-%m-%d", clock.clinic_locale().date_pattern):
+        try:
+            return datetime.strptime(text, pattern).date()
+        except ValueError:
+            continue
+    return None
 
 
 def by_puid(puid: str) -> Patient | None:
