@@ -81,6 +81,11 @@ def create_request() -> Response:
     patient = ordering.patient_by_id(data.get("patient_id"))
     tests = ordering.tests_by_code(_test_codes(data))
     scheduled_at = checks.parse_scheduled(_str(data, "scheduled_at"))
+    if workflow.scheduled_in_past(scheduled_at) and not _bool(data, "confirm_past"):
+        # The page's "Yes, schedule in the past" box: a slip of the year is
+        # caught, a deliberate past time (a walk-in entered late) is kept.
+        raise invalid({"scheduled_at": "This time is more than an hour in the past; send confirm_past: true "
+                                       "to keep it."})
     physician = people.or_self(people.by_name(_str(data, "physician"), "physician"), user, Role.PHYSICIAN)
     order = ordering.Order(patient, tests, physician=physician, urgent=_bool(data, "urgent"),
                            clinical_context=_str(data, "clinical_context"), comment=_str(data, "comment"),

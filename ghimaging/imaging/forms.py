@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import (
@@ -17,9 +22,10 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
+from .. import clock
 from ..auth.forms import MultiCheckboxField
 from ..models import ReportStyle
-from .workflow import date_problem
+from .workflow import date_problem, scheduled_in_past
 
 
 class Plausible:
@@ -35,26 +41,87 @@ class Plausible:
             raise ValidationError(problem)
 
 
-class OrderForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship no types
-    patient = StringField("Patient", validators=[DataRequired("Choose a patient."), Length(max=64)],
-                          description="Type a name or PUID and pick from the list.")
-    tests = MultiCheckboxField("Tests", coerce=int, validators=[DataRequired("Choose at least one test.")])
-    urgent = BooleanField("Urgent")
-    physician = SelectField("Requesting physician", coerce=int)
-    scheduled_date = DateField("Scheduled date", validators=[Optional(), Plausible("The scheduled date")])
-    scheduled_time = TimeField("Scheduled time", validators=[Optional()])
-    clinical_context = TextAreaField("Clinical context", validators=[Optional(), Length(max=4000)],
-                                     description="Symptoms, question to answer, relevant history.")
-    comment = TextAreaField("Comment", validators=[Optional(), Length(max=4000)])
+class Stored(Field):  # type: ignore[misc]  # Flask-WTF and WTForms ship no types
+    """The value the form was opened with, from ``obj`` only: never drawn
+    and never read from what is posted, so a post cannot change it."""
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        pass
+
+    def __call__(self, **kwargs: Any) -> str:
+        return ""
 
 
-class EditRequestForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship no types
-    urgent = BooleanField("Urgent")
-    physician = SelectField("Requesting physician", coerce=int)
-    scheduled_date = DateField("Scheduled date", validators=[Optional(), Plausible("The scheduled date")])
-    scheduled_time = TimeField("Scheduled time", validators=[Optional()])
-    clinical_context = TextAreaField("Clinical context", validators=[Optional(), Length(max=4000)])
-    comment = TextAreaField("Comment", validators=[Optional(), Length(max=4000)])
+class Scheduling:
+    """A scheduled date and time (the clinic's wall clock) that lies in the
+    past (:func:`workflow.scheduled_in_past`) is refused at the date field
+    until "Yes, schedule in the past" is ticked; the box is shown from then
+    on (``asks_past``). An edit that keeps the time it was opened with is
+    not asked again (``scheduled_at``, the stored value)."""
+
+    scheduled_date: Field
+    scheduled_time: Field
+    confirm_past: Field
+    asks_past = False
+
+    def scheduled_utc(self) -> datetime | None:
+        if not self.scheduled_date.data:
+            return None
+        return clock.to_utc(datetime.combine(self.scheduled_date.data,
+                                             self.scheduled_time.data or datetime.min.time()))
+
+    def validate_scheduled_date(self, field: Field) -> None:
+        self.asks_past = bool(self.confirm_past.data)
+        if field.errors:
+            return
+        when = self.scheduled_utc()
+        if when is None or not scheduled_in_past(when):
+            return
+        was = getattr(self, "scheduled_at", None)
+        if was is not None and isinstance(was.data, datetime) and \
+                was.data.replace(second=0, microsecond=0) == when:
+            return  # not changed by this edit: said when it was set
+        self.asks_past = True
+        if not self.confirm_past.data:
+            raise ValidationError(_("This time is in the past. Tick \u201cYes, schedule in the past\u201d if "
+                                    "that is what you mean."))
+
+
+class OrderForm(Scheduling, FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship no types
+    patient = StringField(_l("Patient"), validators=[DataRequired(_l("Choose a patient.")), Length(max=64)],
+                          description=_l("Type a name, PUID or birth date and pick from the list."))
+    tests = MultiCheckboxField(_l("Tests"), coerce=int, validators=[DataRequired(_l("Choose at least one test."))])
+    urgent = BooleanField(_l("Urgent"))
+    physician = SelectField(_l("Requesting physician"), coerce=int)
+    scheduled_date = DateField(_l("Scheduled date"), validators=[Optional(), Plausible("The scheduled date")])
+    scheduled_time = TimeField(_l("Scheduled time"), validators=[Optional()])
+    confirm_past = BooleanField(_l("Yes, schedule in the past"))
+    clinical_context = TextAreaField(_l("Clinical context"), validators=[Optional(), Length(max=4000)],
+                                     description=_l("Symptoms, question to answer, relevant history."))
+    comment = TextAreaField(_l("Comment"), validators=[Optional(), Length(max=4000)])
+
+    def validate_patient(self, field: Field) -> None:
+        """Said with the other fields' errors: the patient the box names
+        (:func:`ordering.find_patient`: a PUID, or one match of a name or
+        birth date; never one of several)."""
+        from .ordering import find_patient
+        from .workflow import ValidationError as Refused
+
+        try:
+            find_patient(field.data or "")
+        except Refused as exc:
+            raise ValidationError(exc.errors["patient"]) from None
+
+
+class EditRequestForm(Scheduling, FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship no types
+    urgent = BooleanField(_l("Urgent"))
+    physician = SelectField(_l("Requesting physician"), coerce=int)
+    scheduled_date = DateField(_l("Scheduled date"), validators=[Optional(), Plausible("The scheduled date")])
+    scheduled_time = TimeField(_l("Scheduled time"), validators=[Optional()])
+    confirm_past = BooleanField(_l("Yes, schedule in the past"))
+    clinical_context = TextAreaField(_l("Clinical context"), validators=[Optional(), Length(max=4000)])
+    comment = TextAreaField(_l("Comment"), validators=[Optional(), Length(max=4000)])
+    scheduled_at = Stored()  # EditRequestForm(obj=req): the time the request had when opened
 
 
 class CancelForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship no types

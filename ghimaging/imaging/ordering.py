@@ -9,6 +9,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+from flask_babel import ngettext
+from sqlalchemy import func, select
+
 from ..catalog import service as catalog
 from ..extensions import db
 from ..models import ImagingRequest, ImagingTest, Patient, User
@@ -33,12 +37,45 @@ class Order:
     warnings: list[str] = field(default_factory=list)
 
 
+#: How many of several matching patients the form's error names.
+LISTED_MAX = 5
+
+
+def find_patient(text: str, field: str = "patient") -> Patient:
+    """The one patient ``text`` names, as typed in the order form's patient
+    box: an exact PUID (what the picker puts there) is that patient; else
+    a name, birth date or part of a PUID that matches exactly one patient
+    (:func:`patients.search_query`, the picker's own search) is that one.
+    Several matches are refused with their names, never one picked
+    silently; none says what was typed."""
+    typed = (text or "").strip()
+    patient = patients.by_puid(typed) if typed else None
+    if patient is not None:
+        return patient
+    if not typed:
+        raise ValidationError({field: _("Choose a patient.")})
+    query = patients.search_query(typed)
+    found = list(db.session.scalars(query.limit(LISTED_MAX + 1)))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise ValidationError({field: _("No patient matches \u201c%(typed)s\u201d. Check the spelling, or "
+                                        "register the patient first.", typed=typed)})
+    count = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or len(found)
+    names = "; ".join(f"{p.full_name} ({p.puid}{', ' + p.birth_date.isoformat() if p.birth_date else ''})"
+                      for p in found[:LISTED_MAX])
+    if count > LISTED_MAX:
+        names += "; \u2026"
+    raise ValidationError({field: ngettext(
+        "%(num)d patient matches \u201c%(typed)s\u201d \u2014 pick one from the list: %(names)s.",
+        "%(num)d patients match \u201c%(typed)s\u201d \u2014 pick one from the list: %(names)s.",
+        count, typed=typed, names=names)})
+
+
 def patient_by_puid(puid: str, field: str = "patient") -> Patient:
-    patient = patients.by_puid(puid or "")
-    if patient is None:
-        raise ValidationError({field: "No patient with this PUID. Pick one from the list, or register the "
-                                      "patient first."})
-    return patient
+    """The order page's name for :func:`find_patient` (kept until its call
+    is renamed)."""
+    return find_patient(puid, field)
 
 
 def patient_by_id(value: object, field: str = "patient_id") -> Patient:
@@ -87,5 +124,8 @@ def worklist_warnings(reqs: Iterable[ImagingRequest]) -> list[str]:
 
 
 def summary(created: Sequence[ImagingRequest]) -> str:
-    verb = "submitted" if created[0].state == "requested" else "saved as draft"
-    return f"Order {created[0].order_number}: {len(created)} request(s) {verb}."
+    if created[0].state == "requested":
+        return str(_("Order %(order)s: %(num)d request(s) submitted.", order=created[0].order_number,
+                     num=len(created)))
+    return str(_("Order %(order)s: %(num)d request(s) saved as draft.", order=created[0].order_number,
+                 num=len(created)))

@@ -14,13 +14,14 @@ the callers use, so ``workflow.X`` reaches the whole workflow.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
-from typing import TYPE_CHECKING
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, select
 
 from ..extensions import db
 from ..models import ImagingRequest, ImagingTest, Patient, RequestEvent, User
+from ..models._time import utcnow
 from . import checks, numbers, states
 from .checks import EARLIEST_DAY, LATEST_DAY, date_problem, parse_scheduled
 from .errors import TransitionError, ValidationError, WorkflowError, WorklistRefused, WorklistUnwritable
@@ -34,10 +35,73 @@ __all__ = [
     "EARLIEST_DAY", "EDITABLE", "LATEST_DAY", "TRANSITIONS", "NewImage", "TransitionError", "ValidationError",
     "WorkflowError", "WorklistRefused", "WorklistUnwritable", "add_addendum", "add_key_image", "announce_waiting",
     "can", "cancel", "create_order", "create_result", "date_problem", "editable", "finalise_result",
-    "not_editable_reason", "parse_scheduled", "request_changed", "submit", "update_request", "update_result", "waiting_without_file",
+    "not_editable_reason", "parse_scheduled", "request_changed", "scheduled_in_past", "submit", "update_request", "update_result", "waiting_without_file",
 ]
 
 S = states.S
+
+#: How far in the past a scheduled time may lie without asking "did you
+#: mean it?": a walk-in booked for "now", typed a few minutes late, is not
+#: a slip; a date days or years back usually is.
+PAST_GRACE = timedelta(hours=1)
+
+
+def scheduled_in_past(scheduled_at: datetime | None, now: datetime | None = None) -> bool:
+    """Whether ``scheduled_at`` (naive UTC) is more than :data:`PAST_GRACE`
+    before now: the order and edit pages and the API then ask for a
+    confirmation (a tick, ``confirm_past``) before saving it. Services and
+    imports (GNU Health) take past times as they come: asking is for people."""
+    return scheduled_at is not None and scheduled_at < (now or utcnow()) - PAST_GRACE
+
+
+#: Fields an edit can change, in the order its history entry lists them.
+CHANGED_FIELDS = ("scheduled_at", "requesting_physician", "urgent", "clinical_context", "comment")
+SHORT_TEXT = 80
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= SHORT_TEXT else text[:SHORT_TEXT - 1] + "\u2026"
+
+
+def _snapshot(req: ImagingRequest) -> dict[str, tuple[Any, Any]]:
+    """Each field an edit can change as (what is compared, what its history
+    records): the scheduled time as ISO naive UTC (shown in the clinic's
+    zone when read), the physician by name as named then (compared by id),
+    urgency as a bool (shown in words), texts shortened to a line (compared
+    whole)."""
+    doctor = req.requesting_physician
+    return {
+        "scheduled_at": (req.scheduled_at,
+                         req.scheduled_at.isoformat(timespec="minutes") if req.scheduled_at else None),
+        "requesting_physician": (doctor.id if doctor else None, doctor.display_name if doctor else None),
+        "urgent": (bool(req.urgent), bool(req.urgent)),
+        "clinical_context": (req.clinical_context or "", _short(req.clinical_context or "")),
+        "comment": (req.comment or "", _short(req.comment or "")),
+    }
+
+
+def _changes(before: dict[str, tuple[Any, Any]], after: dict[str, tuple[Any, Any]]) -> list[dict[str, Any]]:
+    return [{"field": name, "old": before[name][1], "new": after[name][1]}
+            for name in CHANGED_FIELDS if before[name][0] != after[name][0]]
+
+
+def _changes_note(changes: list[dict[str, Any]]) -> str:
+    """The changes as one English line ("Field: old -> new; ..."), for the
+    API's event ``note``; the pages read the structured ``changes``."""
+    def value(name: str, v: Any) -> str:
+        if name == "urgent":
+            return "urgent" if v else "routine"
+        if name == "scheduled_at" and v:
+            from .. import clock
+
+            return clock.to_local(datetime.fromisoformat(v)).strftime("%Y-%m-%d %H:%M")
+        return str(v) if v not in (None, "") else "(none)"
+
+    labels = {"scheduled_at": "Scheduled", "requesting_physician": "Requesting physician", "urgent": "Priority",
+              "clinical_context": "Clinical context", "comment": "Comment"}
+    return "; ".join(f"{labels[c['field']]}: {value(c['field'], c['old'])} -> {value(c['field'], c['new'])}"
+                     for c in changes)
 
 
 def _worklist_file(req: ImagingRequest, what: str = "") -> WorklistFileData:
@@ -135,6 +199,7 @@ def update_request(req: ImagingRequest, *, user: User | None, physician: User | 
     if errors:
         raise ValidationError(errors)
     states.hold_editable(req)  # in the database too: a result written at the same moment wins
+    before = _snapshot(req)
     req.requesting_physician = physician
     req.urgent = bool(urgent)
     req.clinical_context = clinical_context
@@ -146,8 +211,11 @@ def update_request(req: ImagingRequest, *, user: User | None, physician: User | 
         # The waiting item is rewritten with the edit, or the edit is refused:
         # never a saved edit that silently takes the item off the worklist.
         _write_worklists([(req, _worklist_file(req))])
-    req.events.append(RequestEvent(user_id=user.id if user else None, action="edit",
-                                   from_state=req.state, to_state=req.state))
+    changes = _changes(before, _snapshot(req))
+    if changes:  # a save that changed nothing leaves no "edit" entry
+        req.events.append(RequestEvent(user_id=user.id if user else None, action="edit",
+                                       from_state=req.state, to_state=req.state, changes=changes,
+                                       note=_changes_note(changes)))
     db.session.flush()
     states.announce(req, "edit")
     return req

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import enum
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import Model
@@ -125,9 +126,25 @@ class RequestEvent(Model):
     from_state: Mapped[str | None] = mapped_column(String(16))
     to_state: Mapped[str | None] = mapped_column(String(16))
     note: Mapped[str] = mapped_column(Text, default="")
+    # An edit's changes, [{"field", "old", "new"}] in the order the page
+    # lists them (workflow.CHANGED_FIELDS): kept as data, not sentences, so
+    # the history is shown in the reader's language (imaging/_history.html).
+    changes: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
     request: Mapped[ImagingRequest] = relationship(back_populates="events")
     user: Mapped[User | None] = relationship(lazy="joined")
+
+    def changed(self) -> list[dict[str, Any]]:
+        """``changes`` ready for the page: a scheduled time as the stored
+        instant (a datetime, for the ``localtime`` filter), the rest as kept."""
+        out = []
+        for change in self.changes or []:
+            change = dict(change)
+            if change.get("field") == "scheduled_at":
+                for key in ("old", "new"):
+                    change[key] = datetime.fromisoformat(change[key]) if change.get(key) else None
+            out.append(change)
+        return out
 
 
 class Result(Model):

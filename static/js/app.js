@@ -25,15 +25,20 @@
   });
 
   // A preview Orthanc cannot draw (an undecodable or non-image instance) is
-  // replaced by a placeholder that says so, instead of a broken image.
+  // replaced by a placeholder that says so, instead of a broken image. Its
+  // words come translated from the page: data-no-preview and
+  // data-no-preview-why on the image, else on <body>.
+  function said(el, name) {
+    return el.getAttribute(name) || document.body.getAttribute(name) || "";
+  }
   function noPreview(img) {
     if (!img.parentNode) return;
     var box = document.createElement("div");
     box.className = "noimg placeholder";
     var title = document.createElement("strong");
-    title.textContent = "No preview";
+    title.textContent = said(img, "data-no-preview");
     var why = document.createElement("span");
-    why.textContent = "Orthanc cannot draw this image. Open it in a DICOM viewer.";
+    why.textContent = said(img, "data-no-preview-why");
     box.appendChild(title);
     box.appendChild(why);
     img.parentNode.replaceChild(box, img);
@@ -58,6 +63,8 @@
   var timer = null, last = "", byPuid = {}, seq = 0;
   var alertBox = document.getElementById("patient-alerts");
   var hint = picked ? (picked.getAttribute("data-hint") || picked.textContent) : "";
+  // "{name} · born {born} · {sex}", translated by the page.
+  var pickedText = picked ? (picked.getAttribute("data-picked") || "{name} · {born} · {sex}") : "";
   // The picked patient's alerts and allergies, one per line, in red; none
   // shown while the box names nobody we know (never another patient's).
   function showAlerts(lines) {
@@ -72,13 +79,32 @@
     alertBox.hidden = !(lines && lines.length);
   }
   function show(p) {
-    if (picked) picked.textContent = p.name + " · born " + (p.born || p.birth_date || "—") + " · " + p.sex;
+    if (picked) {
+      picked.textContent = pickedText.replace("{name}", p.name).replace("{born}", p.born || p.birth_date || "—")
+        .replace("{sex}", p.sex);
+    }
     showAlerts(p.alerts);
   }
   function showNobody() {
     if (picked) picked.textContent = hint;
     showAlerts([]);
   }
+  // Enter in the box never sends the order (a half-typed name would be
+  // ordered for nobody, or for a guess): it puts the only suggestion's PUID
+  // in the box, or does nothing. Picking from the open list with the
+  // arrow keys and Enter is the browser's own and still works.
+  var rows = [];
+  input.addEventListener("keydown", function (ev) {
+    if (ev.key !== "Enter" || ev.isComposing) return;
+    ev.preventDefault();
+    var q = input.value.trim();
+    if (byPuid[q]) return;  // already names a patient
+    if (rows.length === 1 && last === q) {
+      input.value = rows[0].puid;
+      seq++;
+      show(rows[0]);
+    }
+  });
   input.addEventListener("input", function () {
     var q = input.value.trim();
     clearTimeout(timer);
@@ -86,17 +112,19 @@
     showNobody();
     if (!q || q === last) return;
     list.innerHTML = "";  // no stale suggestions while the new ones load
+    rows = [];
     timer = setTimeout(function () {
       last = q;
       var mine = ++seq;
       fetch(input.getAttribute("data-lookup") + "?q=" + encodeURIComponent(q), { credentials: "same-origin" })
         .then(function (r) { return r.ok ? r.json() : []; })
-        .then(function (rows) {
-          rows.forEach(function (p) { byPuid[p.puid] = p; });
+        .then(function (answer) {
+          answer.forEach(function (p) { byPuid[p.puid] = p; });
           if (mine !== seq || input.value.trim() !== q) {  // an older answer arriving late
             if (last === q) last = "";  // typing q again asks again
             return;
           }
+          rows = answer;
           list.innerHTML = "";
           rows.forEach(function (p) {
             var o = document.createElement("option");
@@ -105,7 +133,7 @@
             o.textContent = p.name + " · " + (p.born || p.birth_date || "—");
             list.appendChild(o);
           });
-          var exact = rows.find(function (p) { return p.puid === q; });
+          var exact = answer.find(function (p) { return p.puid === q; });
           if (exact) show(exact);
         });
     }, 180);
