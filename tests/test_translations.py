@@ -122,6 +122,7 @@ def masked_source(source: str, name: str) -> tuple[str, list[tuple[int, str]]]:
     # Jinja's own tokens (strings unquoted, operators named: lparen, assign…)
     tokens = [(t.lineno, t.type, t.value) for t in _env().lexer.tokenize(source, name)]
     in_trans = False
+    in_class = False  # {% block body_class %}login-page{% endblock %}: a CSS class, not words
     for i, (lineno, kind, value) in enumerate(tokens):
         if lineno > line:
             out.append(HOLE + "\n" * (lineno - line))
@@ -131,7 +132,11 @@ def masked_source(source: str, name: str) -> tuple[str, list[tuple[int, str]]]:
                 in_trans = True
             elif value == "endtrans":
                 in_trans = False
-        if kind == "data" and not in_trans:
+            elif value == "endblock":
+                in_class = False
+        if kind == "name" and i > 1 and tokens[i - 1][2] == "block" and tokens[i - 2][1] == "block_begin":
+            in_class = value.endswith("class")
+        if kind == "data" and not in_trans and not in_class:
             out.append(value)
             line += value.count("\n")
             continue
@@ -185,7 +190,7 @@ class _Unmarked(HTMLParser):
     def handle_data(self, data: str) -> None:
         text = None if self._skip else readable(data)
         if text:  # the line where the words start, not the chunk's leading newlines
-            leading = data[:len(data) - len(data.lstrip())]
+            leading = data[:len(data) - len(data.lstrip(HOLE + " \t\r\n"))]
             self.found.append((self.getpos()[0] + leading.count("\n"), text))
 
 
@@ -211,7 +216,7 @@ def test_the_template_check_sees_text_attributes_and_literals_but_not_marked_str
     """The check itself, on a template with one of each case."""
     page = tmp_path / "page.html"
     page.write_text(
-        "{% extends 'base.html' %}{% block title %}Orders{% endblock %}\n"
+        "{% extends 'base.html' %}{% block title %}Orders{% endblock %}{% block body_class %}x-y{% endblock %}\n"
         "<p>{{ _('Marked') }} · {{ n }}</p><p>Not marked {{ n }}</p>\n"
         "<input placeholder=\"Search\" class=\"wide-box\"><input type=\"submit\" value=\"{{ _('Save') }}\">\n"
         "{% trans %}Block text{% endtrans %}<a href=\"/orthanc/servers\" title=\"Orthanc\">DICOM</a>\n"
