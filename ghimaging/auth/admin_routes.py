@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+from flask_babel import ngettext
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -54,8 +56,8 @@ def new_user() -> ResponseReturnValue:
             _show_on_form(form, exc, "username")
         else:
             db.session.commit()
-            flash(f"User {user.username} created; they choose their own password when they first sign in.",
-                  "success")
+            flash(_("User %(name)s created; they choose their own password when they first sign in.",
+                    name=user.username), "success")
             return redirect(url_for("auth.users"))
     status = 400 if request.method == "POST" else 200
     return render_template("auth/user_form.html", form=form, user=None), status
@@ -78,7 +80,7 @@ def edit_user(user_id: int) -> ResponseReturnValue:
             flash(exc.message, "error")
         else:
             db.session.commit()
-            flash(f"User {user.username} saved.", "success")
+            flash(_("User %(name)s saved.", name=user.username), "success")
             return redirect(url_for("auth.users"))
     status = 400 if request.method == "POST" else 200
     return _user_page(user, form, reset), status
@@ -105,7 +107,7 @@ def _edit_service_account(user: User) -> ResponseReturnValue:
     if form.validate_on_submit():
         service.set_service_account_active(user, form.active.data)
         db.session.commit()
-        flash(f"Service account {user.username} saved.", "success")
+        flash(_("Service account %(name)s saved.", name=user.username), "success")
         return redirect(url_for("auth.users"))
     status = 400 if request.method == "POST" else 200
     return _service_account_page(user, form), status
@@ -124,8 +126,8 @@ def create_service_token(user_id: int) -> ResponseReturnValue:
     user = db.get_or_404(User, user_id)
     form = TokenForm(prefix="token")
     if not form.validate_on_submit():
-        flash("The token could not be created: " + "; ".join(e for errs in form.errors.values() for e in errs),
-              "error")
+        flash(_("The token could not be created: %(reasons)s",
+                reasons="; ".join(str(e) for errs in form.errors.values() for e in errs)), "error")
         return redirect(url_for("auth.edit_user", user_id=user.id))
     token = service.create_service_token(user, form.name.data or "")
     db.session.commit()
@@ -140,7 +142,7 @@ def delete_service_token(user_id: int, token_id: int) -> ResponseReturnValue:
     if not service.is_service_account(user) or not service.revoke_token(user, token_id):
         abort(404)
     db.session.commit()
-    flash("Token revoked.", "success")
+    flash(_("Token revoked."), "success")
     return redirect(url_for("auth.edit_user", user_id=user.id))
 
 
@@ -156,9 +158,13 @@ def reset_password(user_id: int) -> ResponseReturnValue:
             flash(exc.message, "error")
             return redirect(url_for("auth.edit_user", user_id=user.id))
         db.session.commit()
-        mine = user.id == current_user.id
-        flash(f"Password of {user.username} reset; their other sessions are signed out and their API tokens "
-              "revoked." + ("" if mine else " They choose their own password when they next sign in."), "success")
+        if user.id == current_user.id:
+            flash(_("Password of %(name)s reset; their other sessions are signed out and their API tokens "
+                    "revoked.", name=user.username), "success")
+        else:
+            flash(_("Password of %(name)s reset; their other sessions are signed out and their API tokens "
+                    "revoked. They choose their own password when they next sign in.", name=user.username),
+                  "success")
         return redirect(url_for("auth.edit_user", user_id=user.id))
     return _user_page(user, _edit_form(user), reset), 400
 
@@ -171,9 +177,10 @@ def end_user_sessions(user_id: int) -> ResponseReturnValue:
     db.session.commit()
     if user.id == current_user.id:
         _sign_out()
-        flash("You are signed out everywhere.", "info")
+        flash(_("You are signed out everywhere."), "info")
         return redirect(url_for("auth.login"))
-    flash(f"{user.username} is signed out everywhere ({ended} session{'s' if ended != 1 else ''} ended).",
+    flash(ngettext("%(name)s is signed out everywhere (%(num)d session ended).",
+                   "%(name)s is signed out everywhere (%(num)d sessions ended).", ended, name=user.username),
           "success")
     return redirect(url_for("auth.edit_user", user_id=user.id))
 
@@ -193,9 +200,9 @@ def clear_throttle() -> ResponseReturnValue:
     if not form.validate_on_submit():
         abort(400)
     if not throttle.clear(form.key.data):
-        flash("That throttle had already ended.", "info")
+        flash(_("That throttle had already ended."), "info")
     else:
-        flash("Throttle cleared.", "success")
+        flash(_("Throttle cleared."), "success")
     return redirect(url_for("auth.throttles"))
 
 
@@ -203,5 +210,5 @@ def clear_throttle() -> ResponseReturnValue:
 @requires(Action.MANAGE_USERS)
 def clear_all_throttles() -> ResponseReturnValue:
     cleared = throttle.clear_all()
-    flash(f"{cleared} throttle{'s' if cleared != 1 else ''} cleared.", "success")
+    flash(ngettext("%(num)d throttle cleared.", "%(num)d throttles cleared.", cleared), "success")
     return redirect(url_for("auth.throttles"))

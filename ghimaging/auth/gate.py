@@ -14,9 +14,16 @@ that person (one made before, by the CLI for instance) gets a 403
 
 from __future__ import annotations
 
-from flask import Flask, redirect, request, url_for
+import hmac
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from flask import Flask, current_app, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
+
+if TYPE_CHECKING:
+    from ..models import User
 
 #: What such a browser may still reach: the page to choose a password,
 #: signing out, and the style sheets and scripts those pages need.
@@ -25,6 +32,11 @@ MESSAGE = "Choose your own password before you continue: the one you signed in w
 #: What the API answers (403 ``password_change_required``) for such a person's token.
 API_MESSAGE = ("The token's user must choose their own password on the web pages before the token works "
                "again.")
+
+
+#: Where ``ghimaging init --create-admin`` keeps the password it printed
+#: (in the instance folder) until the administrator deletes the file.
+PRINTED_PASSWORD_FILE = "initial-admin-password"
 
 
 def init_app(app: Flask) -> None:
@@ -41,3 +53,18 @@ def _gate() -> ResponseReturnValue | None:
         target = request.full_path.rstrip("?") if request.method == "GET" else None
         return redirect(url_for("auth.choose_password", next=target))
     return None
+
+
+def check_printed_password(user: User, password: str) -> None:
+    """At sign-in: a password that is still the one ``init`` printed (its
+    file is still in the instance folder) must be replaced, whatever the
+    account's flag says. An install whose first administrator was made
+    before the flag existed (migration 0010 set it false for everyone)
+    would otherwise keep signing in with the printed password for good."""
+    path = Path(current_app.instance_path) / PRINTED_PASSWORD_FILE
+    try:
+        printed = path.read_text(encoding="utf-8").split("\n", 1)[0].strip()
+    except (OSError, ValueError):  # no file (deleted, as it should be), or unreadable
+        return
+    if printed and hmac.compare_digest(printed.encode(), password.encode()):
+        user.must_change_password = True

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_user, logout_user
 from flask_login.utils import decode_cookie
 from flask_wtf import FlaskForm
@@ -24,13 +26,14 @@ from .forms import (
     ChangePasswordForm,
     CredentialsForm,
     EmptyForm,
+    LanguageForm,
     LoginForm,
     TokenForm,
 )
 
 bp = Blueprint("auth", __name__)
 
-LOGIN_FAILED = "Unknown username or wrong password."
+LOGIN_FAILED = _l("Unknown username or wrong password.")
 
 
 @login_manager.user_loader  # type: ignore[untyped-decorator]  # Flask-Login ships no types
@@ -68,11 +71,12 @@ def login() -> ResponseReturnValue:
     if form.validate_on_submit():
         wait = throttle.wait_seconds(form.username.data, request.remote_addr)
         if wait:
-            flash(f"Too many failed sign-ins. Try again in {wait} seconds.", "error")
+            flash(_("Too many failed sign-ins. Try again in %(seconds)s seconds.", seconds=wait), "error")
             status = 429
         else:
             user = service.authenticate(form.username.data, form.password.data, request.remote_addr)
             if user:
+                gate.check_printed_password(user, form.password.data)
                 _sign_in(user, remember=form.remember.data)
                 db.session.commit()
                 return redirect(_safe_next(request.args.get("next")))
@@ -117,7 +121,7 @@ def logout() -> ResponseReturnValue:
         sessions.end(current_user, here.id)
         db.session.commit()
     _sign_out()
-    flash("You are signed out.", "info")
+    flash(_("You are signed out."), "info")
     return redirect(url_for("auth.login"))
 
 
@@ -133,10 +137,11 @@ def account() -> ResponseReturnValue:
             _show_on_form(form, exc, "current_password")
         else:
             db.session.commit()
-            done = "your other sessions are signed out"
             if form.revoke_tokens.data:
-                done += " and your API tokens revoked"
-            flash(f"Your password is changed; {done}.", "success")
+                flash(_("Your password is changed; your other sessions are signed out and your API tokens "
+                        "revoked."), "success")
+            else:
+                flash(_("Your password is changed; your other sessions are signed out."), "success")
             return redirect(url_for("auth.account"))
     status = 400 if request.method == "POST" and form.errors else 200
     return _account_page(form), status
@@ -149,10 +154,26 @@ def save_credentials() -> ResponseReturnValue:
     each person edits only their own."""
     form = CredentialsForm()
     if not form.validate_on_submit():
-        return _account_page(ChangePasswordForm(formdata=None), form), 400
+        return _account_page(ChangePasswordForm(formdata=None), credentials_form=form), 400
     current_user.credentials = " ".join((form.credentials.data or "").split())
     db.session.commit()
-    flash("Your credentials line is saved; printed reports you sign show it.", "success")
+    flash(_("Your credentials line is saved; printed reports you sign show it."), "success")
+    return redirect(url_for("auth.account"))
+
+
+@bp.route("/account/language", methods=["POST"])
+@requires(Action.OWN_ACCOUNT)
+def save_language() -> ResponseReturnValue:
+    """One's own language for the pages (issue 13): stored on the account,
+    read by :func:`ghimaging.i18n.select_locale`; "Automatic" (stored as
+    None) follows the browser's ``Accept-Language``."""
+    form = LanguageForm()
+    if not form.validate_on_submit():
+        return _account_page(ChangePasswordForm(formdata=None), language_form=form), 400
+    current_user.language = form.language.data or None
+    db.session.commit()
+    # Flashed after the commit: the next page, in the new language, shows it.
+    flash(_("Your language is saved."), "success")
     return redirect(url_for("auth.account"))
 
 
@@ -165,7 +186,7 @@ def choose_password() -> ResponseReturnValue:
     if not current_user.must_change_password:
         return redirect(url_for("auth.account"))
     form = ChangePasswordForm()
-    form.current_password.label.text = "Password you were given"
+    form.current_password.label.text = _("Password you were given")
     if form.validate_on_submit():
         try:
             service.change_own_password(current_user, form.current_password.data, form.new_password.data)
@@ -173,7 +194,7 @@ def choose_password() -> ResponseReturnValue:
             _show_on_form(form, exc, "current_password")
         else:
             db.session.commit()
-            flash("Your password is changed: from now on only you know it.", "success")
+            flash(_("Your password is changed: from now on only you know it."), "success")
             return redirect(_safe_next(request.args.get("next")))
     status = 400 if request.method == "POST" and form.errors else 200
     return render_template("auth/choose_password.html", form=form, message=gate.MESSAGE), status
@@ -187,11 +208,17 @@ def _show_on_form(form: FlaskForm, exc: service.UserError, default: str) -> None
         field.errors.append(message)
 
 
-def _account_page(form: ChangePasswordForm, credentials_form: CredentialsForm | None = None) -> str:
+def _account_page(form: ChangePasswordForm, *, credentials_form: CredentialsForm | None = None,
+                  language_form: LanguageForm | None = None) -> str:
+    """The account page; each form not given is filled from the account as
+    stored (never from the posted data of another form: a failed save of
+    one form leaves the others showing what is saved, issue 13)."""
     if credentials_form is None:
         credentials_form = CredentialsForm(formdata=None, credentials=current_user.credentials)
+    if language_form is None:
+        language_form = LanguageForm(formdata=None, language=current_user.language or "")
     return render_template("auth/account.html", form=form, token_form=TokenForm(prefix="token"),
-                           credentials_form=credentials_form,
+                           credentials_form=credentials_form, language_form=language_form,
                            tokens=current_user.tokens, delete_form=EmptyForm(),
                            sessions=sessions.active(current_user), here=current_user.current_session)
 
@@ -205,9 +232,9 @@ def end_session(session_id: int) -> ResponseReturnValue:
     db.session.commit()
     if here is not None and here.id == session_id:
         _sign_out()
-        flash("You are signed out.", "info")
+        flash(_("You are signed out."), "info")
         return redirect(url_for("auth.login"))
-    flash("That session is signed out.", "success")
+    flash(_("That session is signed out."), "success")
     return redirect(url_for("auth.account"))
 
 
@@ -219,7 +246,7 @@ def end_all_sessions() -> ResponseReturnValue:
     sessions.end_all(current_user)
     db.session.commit()
     _sign_out()
-    flash("You are signed out everywhere.", "info")
+    flash(_("You are signed out everywhere."), "info")
     return redirect(url_for("auth.login"))
 
 
@@ -228,7 +255,8 @@ def end_all_sessions() -> ResponseReturnValue:
 def create_token() -> ResponseReturnValue:
     form = TokenForm(prefix="token")
     if not form.validate_on_submit():
-        flash("The token could not be created: " + "; ".join(e for errs in form.errors.values() for e in errs), "error")
+        flash(_("The token could not be created: %(reasons)s",
+                reasons="; ".join(str(e) for errs in form.errors.values() for e in errs)), "error")
         return redirect(url_for("auth.account"))
     token = service.create_token(current_user, form.name.data or "")
     db.session.commit()
@@ -241,5 +269,5 @@ def delete_token(token_id: int) -> ResponseReturnValue:
     if not service.revoke_token(current_user, token_id):
         abort(404)
     db.session.commit()
-    flash("Token revoked.", "success")
+    flash(_("Token revoked."), "success")
     return redirect(url_for("auth.account"))

@@ -4,6 +4,7 @@ import enum
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from flask_babel import lazy_gettext as _l  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from sqlalchemy import ForeignKey, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -23,7 +24,15 @@ class Role(str, enum.Enum):
 
     @property
     def label(self) -> str:
-        return self.value.capitalize()
+        """The role's name as shown, in the reader's language (lazy: also
+        used in form choices made at import time)."""
+        return _ROLE_LABELS[self.value]
+
+
+_ROLE_LABELS: dict[str, str] = {
+    "admin": _l("Admin"), "physician": _l("Physician"), "technologist": _l("Technologist"),
+    "radiologist": _l("Radiologist"),
+}
 
 
 class User(Model):
@@ -42,6 +51,9 @@ class User(Model):
     #: What the signature block of a printed report puts under the name
     #: ("MD, Radiologist"); each person edits their own on the account page.
     credentials: Mapped[str] = mapped_column(String(200), default="")
+    #: The language this person reads the pages in ("es", "de", "en"); None
+    #: follows the browser's Accept-Language (ghimaging.i18n.select_locale).
+    language: Mapped[str | None] = mapped_column(String(8), default=None)
     #: When this person last looked at their start page: the physician's
     #: "results ready since your last visit" counts from here.
     queue_seen_at: Mapped[datetime | None] = mapped_column(default=None)
