@@ -5,6 +5,7 @@ here commits: the caller does, once."""
 
 from __future__ import annotations
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -36,17 +37,17 @@ def save(template: ReportTemplate | None, test: ImagingTest, *, name: str, text:
     name = (name or "").strip()
     text = (text or "").replace("\r\n", "\n").strip()
     if not name or len(name) > NAME_MAX:
-        raise CatalogError(f"The name is required (at most {NAME_MAX} characters).", "name")
+        raise CatalogError(_("The name is required (at most %(max)d characters).", max=NAME_MAX), "name")
     if any(ord(c) < 32 for c in name):
-        raise CatalogError("The name must not contain line breaks or control characters.", "name")
+        raise CatalogError(_("The name must not contain line breaks or control characters."), "name")
     if not text:
-        raise CatalogError("The text is empty: write the normal findings the template inserts.", "text")
+        raise CatalogError(_("The text is empty: write the normal findings the template inserts."), "text")
     if len(text) > TEXT_MAX:
-        raise CatalogError(f"At most {TEXT_MAX:,} characters.", "text")
+        raise CatalogError(_("At most %(max)s characters.", max=f"{TEXT_MAX:,}"), "text")
     other = db.session.scalar(select(ReportTemplate).where(ReportTemplate.test_id == test.id,
                                                             ReportTemplate.name == name))
     if other is not None and other is not template:
-        raise DuplicateCode(f"{test.name} already has a template named {name!r}.", "name")
+        raise DuplicateCode(_("%(test)s already has a template named '%(name)s'.", test=test.name, name=name), "name")
     if template is None:
         template = ReportTemplate(test=test, test_id=test.id)
         db.session.add(template)
@@ -55,7 +56,7 @@ def save(template: ReportTemplate | None, test: ImagingTest, *, name: str, text:
         db.session.flush()
     except IntegrityError:  # the same name saved at the same moment
         db.session.rollback()
-        raise DuplicateCode(f"{test.name} already has a template named {name!r}.", "name") from None
+        raise DuplicateCode(_("%(test)s already has a template named '%(name)s'.", test=test.name, name=name), "name") from None
     return template
 
 

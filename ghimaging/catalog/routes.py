@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+from flask_babel import ngettext
 from sqlalchemy import select
 
 from ..auth.decorators import requires
@@ -38,7 +40,7 @@ def modality(modality_id: int | None) -> ResponseReturnValue:
             getattr(form, exc.field or "code").errors.append(str(exc))
         else:
             db.session.commit()
-            flash("Modality type saved.", "success")
+            flash(_("Modality type saved."), "success")
             return redirect(url_for("catalog.index"))
     status = 400 if request.method == "POST" else 200
     return render_template("catalog/modality_form.html", form=form, modality=mt), status
@@ -63,7 +65,7 @@ def test(test_id: int | None) -> ResponseReturnValue:
         mt = db.session.get(ModalityType, form.modality.data)
         try:
             if mt is None:
-                raise service.CatalogError("Choose a modality type.", "modality")
+                raise service.CatalogError(_("Choose a modality type."), "modality")
             saved = service.save_test(t, code=form.code.data or "", name=form.name.data or "", modality=mt,
                                       ae_title=form.ae_title.data or "",
                                       worklist_template=form.worklist_template.data or "",
@@ -73,7 +75,7 @@ def test(test_id: int | None) -> ResponseReturnValue:
             getattr(form, exc.field or "code").errors.append(str(exc))
         else:
             db.session.commit()
-            flash("Imaging test saved.", "success")
+            flash(_("Imaging test saved."), "success")
             _flash_lost_worklists(saved)
             return redirect(url_for("catalog.index"))
     status = 400 if request.method == "POST" else 200
@@ -88,8 +90,10 @@ def _flash_lost_worklists(test: ImagingTest) -> None:
 
     lost = waiting_without_file(ImagingRequest.test_id == test.id)
     if lost:
-        flash(f"{len(lost)} waiting request(s) of this test are no longer in the worklist: "
-              f"{lost[0].accession_number}: {lost[0].worklist_problem}", "error")
+        flash(ngettext("%(num)d waiting request of this test is no longer in the worklist: %(accession)s: %(problem)s",
+                       "%(num)d waiting requests of this test are no longer in the worklist: %(accession)s: "
+                       "%(problem)s", len(lost), accession=lost[0].accession_number,
+                       problem=lost[0].worklist_problem), "error")
 
 
 @bp.route("/tests/<int:test_id>/report-templates")
@@ -117,7 +121,7 @@ def report_template(test_id: int, template_id: int | None) -> ResponseReturnValu
             getattr(form, exc.field or "name").errors.append(str(exc))
         else:
             db.session.commit()
-            flash("Report template saved.", "success")
+            flash(_("Report template saved."), "success")
             return redirect(url_for("catalog.report_templates_page", test_id=t.id))
     status = 400 if request.method == "POST" else 200
     return render_template("catalog/report_template_form.html", form=form, test=t, template=tpl), status
@@ -130,5 +134,5 @@ def delete_report_template(template_id: int) -> ResponseReturnValue:
     test_id = tpl.test_id
     report_templates.delete(tpl)  # CSRF is checked for every POST (extensions.csrf)
     db.session.commit()
-    flash("Report template deleted.", "success")
+    flash(_("Report template deleted."), "success")
     return redirect(url_for("catalog.report_templates_page", test_id=test_id))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -72,10 +73,10 @@ def test_by_code(code: str) -> ImagingTest | None:
 def save_modality(mt: ModalityType | None, code: str, name: str) -> ModalityType:
     code = code.strip().upper()
     if not CODE_RE.match(code):
-        raise CatalogError("The code is a DICOM Modality: up to 16 capitals, digits or underscores.", "code")
+        raise CatalogError(_("The code is a DICOM Modality: up to 16 capitals, digits or underscores."), "code")
     other = modality_by_code(code)
     if other is not None and other is not mt:
-        raise DuplicateCode(f"Modality type {code} already exists.", "code")
+        raise DuplicateCode(_("Modality type %(code)s already exists.", code=code), "code")
     if mt is None:
         mt = ModalityType(code=code, name=name.strip())
         db.session.add(mt)
@@ -90,29 +91,29 @@ def save_test(test: ImagingTest | None, *, code: str, name: str, modality: Modal
     code = code.strip()
     ae_title = ae_title.strip()
     if not code or len(code) > 32:
-        raise CatalogError("The code must be 1-32 characters.", "code")
+        raise CatalogError(_("The code must be 1-32 characters."), "code")
     if not name.strip() or len(name.strip()) > 200:
-        raise CatalogError("The name is required (at most 200 characters).", "name")
+        raise CatalogError(_("The name is required (at most %(max)d characters).", max=200), "name")
     if any(ord(c) < 32 and c not in "\t" for c in name):
-        raise CatalogError("The name must not contain line breaks or control characters.", "name")
+        raise CatalogError(_("The name must not contain line breaks or control characters."), "name")
     if not ae_title:
         # ScheduledStationAETitle is a Type 1 worklist key: a modality asks
         # for the items of its own AE title, and an item without one is
         # found by no modality that filters (PS3.4 Table K.6-1).
-        raise CatalogError("The scheduled station AE title is required: it is the AE title of the modality "
-                           "that performs this test, and the worklist needs it to offer the test to that "
-                           "modality.", "ae_title")
+        raise CatalogError(_("The scheduled station AE title is required: it is the AE title of the modality "
+                             "that performs this test, and the worklist needs it to offer the test to that "
+                             "modality."), "ae_title")
     if not AE_RE.match(ae_title):
-        raise CatalogError("An AE title is 1-16 printable ASCII characters without backslash.", "ae_title")
+        raise CatalogError(_("An AE title is 1-16 printable ASCII characters without backslash."), "ae_title")
     other = test_by_code(code)
     if other is not None and other is not test:
-        raise DuplicateCode(f"A test with code {code} already exists.", "code")
+        raise DuplicateCode(_("A test with code %(code)s already exists.", code=code), "code")
     worklist_template = (worklist_template or "").strip()
     if worklist_template and (test is None or worklist_template != test.worklist_template):
         from ..models import WorklistTemplate
 
         if db.session.scalar(select(WorklistTemplate.id).where(WorklistTemplate.name == worklist_template)) is None:
-            raise CatalogError(f"There is no worklist template named {worklist_template!r}.", "worklist_template")
+            raise CatalogError(_("There is no worklist template named '%(name)s'.", name=worklist_template), "worklist_template")
     if test is None:
         test = ImagingTest(code=code)
         db.session.add(test)
@@ -128,7 +129,7 @@ def save_test(test: ImagingTest | None, *, code: str, name: str, modality: Modal
         # The unique index saw a code the lookup above missed (on SQLite,
         # lower() folds only ASCII: 'CT-Ä' twice), or a simultaneous insert.
         db.session.rollback()
-        raise DuplicateCode(f"A test with code {code} already exists.", "code") from None
+        raise DuplicateCode(_("A test with code %(code)s already exists.", code=code), "code") from None
     from ..imaging.workflow import announce_waiting
     from ..models import ImagingRequest
 
