@@ -29,6 +29,7 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING
 
+from flask_babel import lazy_gettext as _l  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from sqlalchemy import ColumnElement, and_, exists, false, select, true
 
 from ..models import ImagingRequest, RequestState, Result
@@ -47,7 +48,8 @@ class Progress(str, enum.Enum):
 
     @property
     def label(self) -> str:
-        return _LABELS[self]
+        """In the reader's language (the labels are lazy: defined at import)."""
+        return str(_LABELS[self])
 
     @property
     def css(self) -> str:
@@ -55,12 +57,12 @@ class Progress(str, enum.Enum):
 
 
 _LABELS = {
-    Progress.DRAFT: "Draft",
-    Progress.SCHEDULED: "Scheduled",
-    Progress.IMAGES: "Images received",
-    Progress.PRELIMINARY: "Preliminary",
-    Progress.FINAL: "Final",
-    Progress.CANCELLED: "Cancelled",
+    Progress.DRAFT: _l("Draft"),
+    Progress.SCHEDULED: _l("Scheduled"),
+    Progress.IMAGES: _l("Images received"),
+    Progress.PRELIMINARY: _l("Preliminary"),
+    Progress.FINAL: _l("Final"),
+    Progress.CANCELLED: _l("Cancelled"),
 }
 
 

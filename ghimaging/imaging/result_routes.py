@@ -23,6 +23,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -95,10 +96,10 @@ def _saved_since(form: ResultForm, result: Result) -> bool:
     if form.version.data == drafts.version_of(result):
         return False
     who = drafts.last_saver(result)
-    form.report.errors = [*form.report.errors, (
-        f"{who.display_name if who else 'Someone'} saved this report after you opened it, so your text was not "
-        "saved. It is still below; the saved report is shown above it. Compare them, then save again to "
-        "replace the saved report with your text.")]
+    form.report.errors = [*form.report.errors, _(
+        "%(name)s saved this report after you opened it, so your text was not saved. It is still below; the "
+        "saved report is shown above it. Compare them, then save again to replace the saved report with your "
+        "text.", name=who.display_name if who else _("Someone"))]
     return True
 
 
@@ -117,7 +118,8 @@ def new_result(request_id: int) -> ResponseReturnValue:
     if req.result is not None:
         return redirect(url_for("imaging.view_result", result_id=req.result.id))
     if not workflow.can("complete", req):
-        flash(f"Request {req.accession_number} is {req.state}; only a requested request can get a result.", "error")
+        flash(_("Request %(number)s is %(state)s; only a requested request can get a result.",
+                number=req.accession_number, state=req.state), "error")
         return redirect(url_for("imaging.view_request", request_id=req.id))
     form = ResultForm()
     form.radiologist.choices = people.choices(Role.RADIOLOGIST)
@@ -139,9 +141,10 @@ def new_result(request_id: int) -> ResponseReturnValue:
             flash(str(exc), "error")
         else:
             db.session.commit()
-            flash(f"Result finalised; request {req.accession_number} is {req.state}." if result.is_final else
-                  f"Preliminary result saved for request {req.accession_number}; it is final once finalised.",
-                  "success")
+            flash(_("Result finalised; request %(number)s is %(state)s.", number=req.accession_number,
+                    state=req.state) if result.is_final else
+                  _("Preliminary result saved for request %(number)s; it is final once finalised.",
+                    number=req.accession_number), "success")
             return redirect(url_for("imaging.view_result", result_id=result.id))
     return _desk(form, req, None, 400 if request.method == "POST" else 200)
 
@@ -155,12 +158,12 @@ def save_draft(request_id: int) -> ResponseReturnValue:
     older saved report than the current one is refused (409)."""
     req = db.session.get(ImagingRequest, request_id)
     if req is None:
-        return jsonify(error="not_found", message="No such request."), 404
+        return jsonify(error="not_found", message=_("No such request.")), 404
     if (request.content_length or 0) > drafts.MAX_CHARS * 4 + 1024:
-        return jsonify(error="too_large", message="The draft is too long to keep."), 413
+        return jsonify(error="too_large", message=_("The draft is too long to keep.")), 413
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or "text" not in body:
-        return jsonify(error="invalid", message='Send JSON: {"text": "..."}.'), 400
+        return jsonify(error="invalid", message=_('Send JSON: %(example)s.', example='{"text": "..."}')), 400
     try:
         draft = drafts.save(req, current_user, body["text"], body.get("version"))
     except workflow.ValidationError as exc:
@@ -195,7 +198,7 @@ def add_key_image(result_id: int) -> ResponseReturnValue:
     caption = request.form.get("caption", "")
     with deadline(instances.setting("ORTHANC_PAGE_DEADLINE")):  # the radiologist waits
         step(lambda: reporting.add_key_image(result, current_user, server, instance_id, caption),
-             "Key image added to the report.")
+             _("Key image added to the report."))
     return redirect(url_for("imaging.view_result", result_id=result.id) + "#images")
 
 
@@ -204,7 +207,7 @@ def add_key_image(result_id: int) -> ResponseReturnValue:
 def edit_result(result_id: int) -> ResponseReturnValue:
     result = db.get_or_404(Result, result_id)
     if result.is_final:
-        flash("This result is final; add an addendum instead.", "error")
+        flash(_("This result is final; add an addendum instead."), "error")
         return redirect(url_for("imaging.view_result", result_id=result.id))
     form = ResultForm(obj=result)
     form.radiologist.choices = people.choices(Role.RADIOLOGIST)
@@ -232,8 +235,8 @@ def edit_result(result_id: int) -> ResponseReturnValue:
         else:
             db.session.commit()
             req = result.request
-            flash(f"Result finalised; request {req.accession_number} is {req.state}." if result.is_final else
-                  "Result saved.", "success")
+            flash(_("Result finalised; request %(number)s is %(state)s.", number=req.accession_number,
+                    state=req.state) if result.is_final else _("Result saved."), "success")
             return redirect(url_for("imaging.view_result", result_id=result.id))
     return _desk(form, result.request, result, 400 if request.method == "POST" else 200)
 
@@ -242,7 +245,7 @@ def edit_result(result_id: int) -> ResponseReturnValue:
 @requires(Action.REPORT)
 def finalise_result(result_id: int) -> ResponseReturnValue:
     result = db.get_or_404(Result, result_id)
-    step(lambda: reporting.finalise_result(result, current_user), "Result finalised; it is now read-only.")
+    step(lambda: reporting.finalise_result(result, current_user), _("Result finalised; it is now read-only."))
     return redirect(url_for("imaging.view_result", result_id=result.id))
 
 
@@ -252,7 +255,7 @@ def add_addendum(result_id: int) -> ResponseReturnValue:
     result = db.get_or_404(Result, result_id)
     form = AddendumForm()
     if form.validate_on_submit() and step(lambda: reporting.add_addendum(result, current_user, form.text.data or ""),
-                                          "Addendum added."):
+                                          _("Addendum added.")):
         return redirect(url_for("imaging.view_result", result_id=result.id))
     return _result_page(result, form), 400
 
@@ -264,7 +267,7 @@ def result_image(name: str) -> ResponseReturnValue:
     by shared caches."""
     if name.endswith(".thumb.jpg"):
         base = name[: -len(".thumb.jpg")]
-        candidates = [base + ext for _, ext in images.ALLOWED.values()]
+        candidates = [base + ext for _kind, ext in images.ALLOWED.values()]
     else:
         candidates = [name]
     row = db.session.scalar(select(ResultImage).where(ResultImage.stored_name.in_(candidates)))

@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -41,14 +42,15 @@ def scheduled(form: OrderForm | EditRequestForm) -> datetime | None:
     return clock.to_utc(datetime.combine(form.scheduled_date.data, t))
 
 
-def step(change: Callable[[], object], done: str, refused: str = "") -> bool:
+def step(change: Callable[[], object], done: str, refused: Callable[[str], str] | None = None) -> bool:
     """One button's change: call the service, then commit and say ``done``;
-    or roll back and say why not (after ``refused``). True if it was made."""
+    or roll back and say why not (``refused`` puts the reason in its own
+    translated sentence). True if it was made."""
     try:
         change()
     except workflow.WorkflowError as exc:
         db.session.rollback()
-        flash(f"{refused}{exc.message}", "error")
+        flash(refused(exc.message) if refused else exc.message, "error")
         return False
     db.session.commit()
     flash(done, "success")
@@ -188,8 +190,8 @@ def view_request(request_id: int) -> ResponseReturnValue:
 def edit_request(request_id: int) -> ResponseReturnValue:
     req = _get_request(request_id)
     if not workflow.editable(req):
-        flash(f"Request {req.accession_number} is {workflow.not_editable_reason(req)}; it can no longer be edited.",
-              "error")
+        flash(_("Request %(number)s is %(reason)s; it can no longer be edited.", number=req.accession_number,
+                reason=workflow.not_editable_reason(req)), "error")
         return redirect(url_for("imaging.view_request", request_id=req.id))
     form = EditRequestForm(obj=req)
     form.physician.choices = people.choices(Role.PHYSICIAN)
@@ -215,7 +217,7 @@ def edit_request(request_id: int) -> ResponseReturnValue:
             flash(str(exc), "error")
         else:
             db.session.commit()
-            flash("Request saved.", "success")
+            flash(_("Request saved."), "success")
             return redirect(url_for("imaging.view_request", request_id=req.id))
     status = 400 if request.method == "POST" else 200
     return render_template("imaging/request_edit.html", form=form, req=req, worklist_error=worklist_error), status
@@ -226,7 +228,8 @@ def edit_request(request_id: int) -> ResponseReturnValue:
 def submit_request(request_id: int) -> ResponseReturnValue:
     req = _get_request(request_id)
     number = req.accession_number
-    if step(lambda: workflow.submit(req, current_user), f"Request {number} submitted.", "Not submitted: "):
+    if step(lambda: workflow.submit(req, current_user), _("Request %(number)s submitted.", number=number),
+            lambda reason: _("Not submitted: %(reason)s", reason=reason)):
         for warning in ordering.worklist_warnings([req]):
             flash(warning, "info")
     return redirect(url_for("imaging.view_request", request_id=req.id))
@@ -239,7 +242,8 @@ def cancel_request(request_id: int) -> ResponseReturnValue:
     form = CancelForm()
     number = req.accession_number
     if form.validate_on_submit():
-        if step(lambda: workflow.cancel(req, current_user, form.reason.data or ""), f"Request {number} cancelled."):
+        if step(lambda: workflow.cancel(req, current_user, form.reason.data or ""),
+                _("Request %(number)s cancelled.", number=number)):
             return redirect(url_for("imaging.view_request", request_id=req.id))
     else:
         for errs in form.errors.values():

@@ -22,6 +22,7 @@ from typing import Any
 
 from flask import Response, current_app, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -94,7 +95,7 @@ def viewer_series(series_id: int) -> ResponseReturnValue:
     the window the images bring and the presets of the modality."""
     series = _series(series_id)
     if series is None:
-        return _error(404, "not_found", "This series is not in ghimaging (deleted, or not synchronised yet).")
+        return _error(404, "not_found", _("This series is not in ghimaging (deleted, or not synchronised yet)."))
     try:
         with instances.viewing(series.study.server, instances.setting("ORTHANC_PAGE_DEADLINE")) as client:
             items = client.series_instances(series.orthanc_id)
@@ -106,7 +107,7 @@ def viewer_series(series_id: int) -> ResponseReturnValue:
             listed.sort(key=lambda x: (x["number"], x["id"]))
             window = rendering.default_window(client, listed[0]["id"]) if listed else None
     except NotFound:
-        return _error(404, "not_found", "Orthanc no longer has this series.")
+        return _error(404, "not_found", _("Orthanc no longer has this series."))
     except (OrthancError, crypto.CredentialError) as exc:
         return _orthanc_failed(series.study.server, f"series {series.orthanc_id}", exc)
     instances.remember_members(series.orthanc_id, [i["id"] for i in listed])
@@ -138,11 +139,11 @@ def viewer_frame(series_id: int, orthanc_id: str, frame: int) -> ResponseReturnV
     """One frame as a PNG under the window ``c``/``w`` (rescaled units)."""
     source = _frame_source(series_id)
     if source is None or not instances.valid_id(orthanc_id) or frame >= MAX_FRAME:
-        return _error(404, "not_found", "This image is not in ghimaging.")
+        return _error(404, "not_found", _("This image is not in ghimaging."))
     series_orthanc_id, server = source
     window = _window()
     if window is None:
-        return _error(400, "bad_window", "The window must be two numbers, the width above zero.")
+        return _error(400, "bad_window", _("The window must be two numbers, the width above zero."))
     view = rendering.View(orthanc_id, frame, *window)
     etag = hashlib.sha256(repr(("v1", series_orthanc_id, view)).encode()).hexdigest()[:32]
     if request.if_none_match.contains(etag):
@@ -151,10 +152,10 @@ def viewer_frame(series_id: int, orthanc_id: str, frame: int) -> ResponseReturnV
         try:
             with instances.viewing(server, instances.setting("ORTHANC_PREVIEW_DEADLINE")) as client:
                 if not instances.in_series(client, series_orthanc_id, orthanc_id):
-                    return _error(404, "not_found", "This image is not in this series.")
+                    return _error(404, "not_found", _("This image is not in this series."))
                 data = rendering.frame_png(client, view)
         except NotFound:
-            return _error(404, "not_found", "Orthanc does not have this image (any more).")
+            return _error(404, "not_found", _("Orthanc does not have this image (any more)."))
         except (OrthancError, crypto.CredentialError) as exc:
             return _orthanc_failed(server, f"frame {frame} of {orthanc_id}", exc)
         resp = Response(data, mimetype="image/png")
@@ -194,30 +195,30 @@ def viewer_key_image(result_id: int) -> ResponseReturnValue:
     result = db.session.get(Result, result_id)
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
-        return _error(400, "bad_view", "The request must be a JSON object naming the series, image and window.")
+        return _error(400, "bad_view", _("The request must be a JSON object naming the series, image and window."))
     series_id = _row_id(data.get("series_id"))
     series = _series(series_id) if series_id is not None else None
     orthanc_id = str(data.get("instance_id", ""))
     if result is None or series is None or not instances.valid_id(orthanc_id):
-        return _error(404, "not_found", "This result or image is not in ghimaging.")
+        return _error(404, "not_found", _("This result or image is not in ghimaging."))
     frame, center, width = _row_id(data.get("frame", 0)), _level(data.get("center")), _level(data.get("width"))
     caption = "" if data.get("caption") is None else data["caption"]
     if (frame is None or frame >= MAX_FRAME or center is False or width is False
             or (center is None) != (width is None) or (width is not None and width <= 0)):
-        return _error(400, "bad_view", "The frame and window must be numbers, the width above zero.")
+        return _error(400, "bad_view", _("The frame and window must be numbers, the width above zero."))
     if not isinstance(caption, str):
-        return _error(400, "bad_view", "The caption must be text.")
+        return _error(400, "bad_view", _("The caption must be text."))
     view = rendering.View(orthanc_id, frame, center, width)
     server = series.study.server
     try:
         with instances.viewing(server, instances.setting("ORTHANC_PAGE_DEADLINE")) as client:
             if not instances.in_series(client, series.orthanc_id, orthanc_id):
-                return _error(404, "not_found", "This image is not in this series.")
+                return _error(404, "not_found", _("This image is not in this series."))
         with deadline(instances.setting("ORTHANC_PAGE_DEADLINE")):
             image = reporting.add_key_image(result, current_user, server, orthanc_id, caption, view=view)
     except workflow.ValidationError as exc:
         db.session.rollback()
-        return _error(422, "invalid", " ".join(exc.errors.values()))
+        return _error(422, "invalid", _(" ").join(exc.errors.values()))
     except workflow.WorkflowError as exc:
         db.session.rollback()
         return _error(409, "conflict", exc.message)

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Blueprint, flash, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -65,7 +66,7 @@ def upload() -> ResponseReturnValue:
     for a browser without it."""
     wants_json = request.accept_mimetypes.best == "application/json" or request.args.get("format") == "json"
     server = db.session.get(OrthancServer, bounded_int(request.form.get("server_id")) or 0)
-    files = [(f.filename or "(no name)", f.stream) for f in request.files.getlist("files") if f]
+    files = [(f.filename or _("(no name)"), f.stream) for f in request.files.getlist("files") if f]
     request_id = bounded_int(request.form.get("request_id")) if request.form.get("request_id") else None
     try:
         report, studies = service.upload(server, files, request_id, current_user)

@@ -21,6 +21,11 @@
   var submitting = false;
 
   function say(text) { if (status) status.textContent = text; }
+  // Sentences come translated from the form (data-text-*); %(name)s is filled in here.
+  function tr(key, values) {
+    var s = form.getAttribute("data-text-" + key) || "";
+    return s.replace(/%\((\w+)\)s/g, function (m, k) { return values && k in values ? values[k] : m; });
+  }
 
   function save(keepalive) {
     if (!report || submitting || stopped) return;
@@ -34,19 +39,19 @@
       body: body
     }).then(function (resp) {
       return resp.json().then(function (data) {
-        if (resp.status === 409) { stopped = true; say(data.message || "The report was saved since this page was opened."); return; }
-        if (!resp.ok) { sent = null; say("The draft could not be kept: " + (data.message || resp.status)); return; }
+        if (resp.status === 409) { stopped = true; say(data.message || tr("stale")); return; }
+        if (!resp.ok) { sent = null; say(tr("failed", { reason: data.message || resp.status })); return; }
         var at = new Date();
-        say(data.saved ? "Draft kept at " + at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) + "."
-                       : "No draft kept (the report is empty).");
+        say(data.saved ? tr("kept", { time: at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) })
+                       : tr("empty"));
         form.setAttribute("data-draft-saved", data.saved ? "1" : "0");
       });
-    }).catch(function () { sent = null; say("The draft could not be kept (no connection); keep this page open."); });
+    }).catch(function () { sent = null; say(tr("offline")); });
   }
 
   if (report) {
     report.addEventListener("input", function () {
-      say("Typing…");
+      say(tr("typing"));
       if (timer) clearTimeout(timer);
       timer = setTimeout(function () { timer = null; save(false); }, DELAY);
     });

@@ -9,10 +9,17 @@
   var result = document.getElementById("upload-result"), button = document.getElementById("upload-button");
   var maxBytes = parseInt(form.getAttribute("data-max-bytes"), 10), maxLabel = form.getAttribute("data-max-label");
   var maxFiles = parseInt(form.getAttribute("data-max-files"), 10);
+  // Every sentence comes translated from the page (templates/uploads/upload.html,
+  // data-upload-text); %(name)s is filled in here.
+  var words = JSON.parse((document.querySelector("script[data-upload-text]") || {}).textContent || "{}");
+  function t(key, values) {
+    var s = words[key] || key;
+    return s.replace(/%\((\w+)\)s/g, function (m, k) { return values && k in values ? values[k] : m; });
+  }
 
-  function size(n) { return n >= 1048576 ? (n / 1048576).toFixed(1) + " MB" : Math.ceil(n / 1024) + " KB"; }
+  function size(n) { return n >= 1048576 ? t("mb", { n: (n / 1048576).toFixed(1) }) : t("kb", { n: Math.ceil(n / 1024) }); }
   function total() { return files.reduce(function (a, f) { return a + f.file.size; }, 0); }
-  function show() { chosen.textContent = files.length ? files.length + " file(s), " + size(total()) : ""; }
+  function show() { chosen.textContent = files.length ? t("chosen", { count: files.length, size: size(total()) }) : ""; }
   function add(list) {
     for (var i = 0; i < list.length; i++) files.push({ file: list[i], name: list[i].webkitRelativePath || list[i].name });
     show();
@@ -55,9 +62,9 @@
 
   form.addEventListener("submit", function (e) {
     e.preventDefault();
-    if (!files.length) { chosen.textContent = "Choose files or a folder first."; return; }
-    if (total() > maxBytes) { chosen.textContent = "Too large: " + size(total()) + "; the limit is " + maxLabel + ". Upload in parts."; return; }
-    if (files.length > maxFiles) { chosen.textContent = "Too many files in one upload (" + files.length + "); the limit is " + maxFiles + " files. Upload in parts."; return; }
+    if (!files.length) { chosen.textContent = t("choose_first"); return; }
+    if (total() > maxBytes) { chosen.textContent = t("too_large", { size: size(total()), limit: maxLabel }); return; }
+    if (files.length > maxFiles) { chosen.textContent = t("too_many", { count: files.length, limit: maxFiles }); return; }
     var data = new FormData();
     ["csrf_token", "server_id", "request_id"].forEach(function (n) { data.append(n, form.elements[n].value); });
     files.forEach(function (f) { data.append("files", f.file, f.name); });
@@ -69,18 +76,18 @@
       if (!ev.lengthComputable) return;
       var pct = Math.round(ev.loaded * 100 / ev.total);
       bar.value = pct;
-      text.textContent = "Sending " + size(ev.loaded) + " of " + size(ev.total) + " (" + pct + "%)";
+      text.textContent = t("sending", { done: size(ev.loaded), total: size(ev.total), pct: pct });
     };
-    xhr.upload.onload = function () { bar.value = 100; text.textContent = "Sent; Orthanc is storing the images…"; };
-    xhr.onerror = function () { button.disabled = false; text.textContent = "The connection failed; nothing was confirmed. Try again."; };
+    xhr.upload.onload = function () { bar.value = 100; text.textContent = t("sent"); };
+    xhr.onerror = function () { button.disabled = false; text.textContent = t("connection_failed"); };
     xhr.onload = function () {
       button.disabled = false;
       var body; try { body = JSON.parse(xhr.responseText); } catch (err) { body = null; }
       if (xhr.status !== 200 || !body || !body.outcomes) {
-        text.textContent = (body && body.message) || ("The upload failed (HTTP " + xhr.status + ").");
+        text.textContent = (body && body.message) || t("failed_http", { status: xhr.status });
         return;
       }
-      text.textContent = "Done.";
+      text.textContent = t("done");
       files = []; show();
       render(body);
     };
@@ -89,18 +96,18 @@
 
   function el(tag, cls, txt) { var e = document.createElement(tag); if (cls) e.className = cls; if (txt !== undefined) e.textContent = txt; return e; }
   function render(body) {
-    var labels = { stored: "stored", already: "already stored", rejected: "rejected", failed: "failed" };
+    var labels = { stored: t("stored"), already: t("already"), rejected: t("rejected"), failed: t("failed") };
     var sec = el("section", "card flush upload-report");
     var c = body.counts;
-    sec.appendChild(el("h2", "pad", "Result: " + c.stored + " stored, " + c.already + " already stored, " + c.rejected + " rejected, " + c.failed + " failed"));
+    sec.appendChild(el("h2", "pad", t("result", { stored: c.stored, already: c.already, rejected: c.rejected, failed: c.failed })));
     if (body.aborted) sec.appendChild(el("div", "flash flash-error", body.aborted));
     if (body.study_links && body.study_links.length) {
-      var p = el("p", "pad"); p.appendChild(document.createTextNode("Studies: "));
+      var p = el("p", "pad"); p.appendChild(document.createTextNode(t("studies") + " "));
       body.study_links.forEach(function (s, i) { var a = el("a", "", s.label); a.href = s.url; p.appendChild(a); if (i < body.study_links.length - 1) p.appendChild(document.createTextNode(", ")); });
       sec.appendChild(p);
     }
     var t = el("table", "table compact"), tb = el("tbody");
-    var head = el("thead"), hr = el("tr"); ["File", "Outcome", "Detail"].forEach(function (h) { hr.appendChild(el("th", "", h)); }); head.appendChild(hr); t.appendChild(head);
+    var head = el("thead"), hr = el("tr"); [t("file"), t("outcome"), t("detail")].forEach(function (h) { hr.appendChild(el("th", "", h)); }); head.appendChild(hr); t.appendChild(head);
     body.outcomes.forEach(function (o) {
       var tr = el("tr", "outcome-" + o.status);
       tr.appendChild(el("td", "", o.name));

@@ -6,10 +6,21 @@
 
   function clamp(v, lo, hi) { return Math.max(lo, Math.min(hi, v)); }
   function round(v) { return Math.round(v * 100) / 100; }
+  // Every sentence the viewer says comes translated from the page
+  // (templates/imaging/_viewer.html, data-viewer-text); %(name)s is filled in here.
+  function texts(root) {
+    var el = root.querySelector("script[data-viewer-text]");
+    var all = el ? JSON.parse(el.textContent) : {};
+    return function (key, values) {
+      var s = all[key] || key;
+      return s.replace(/%\((\w+)\)s/g, function (m, k) { return values && k in values ? values[k] : m; });
+    };
+  }
 
   function Viewer(root) {
     var q = function (sel) { return root.querySelector(sel); };
     this.root = root;
+    this.t = texts(root);
     this.select = q("[data-series]");
     this.stage = q("[data-stage]");
     this.img = q("[data-image]");
@@ -35,7 +46,7 @@
     if (this.select) {
       var first = Array.prototype.find.call(this.select.options, function (o) { return !o.disabled; });
       if (first) { this.select.value = first.value; this.open(first.value); }
-      else this.say("This study holds no images to show.");
+      else this.say(this.t("no_images"));
     }
   }
 
@@ -49,7 +60,7 @@
   Viewer.prototype.open = function (url) {
     var self = this, seq = ++self.seq;
     self.say("");
-    self.counter.textContent = "Loading…";
+    self.counter.textContent = self.t("loading");
     self.shown = null; self.wanted = null;
     self.keyReady();
     fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
@@ -57,25 +68,25 @@
       .then(function (pair) {
         if (seq !== self.seq) return; // the user picked another series meanwhile
         var r = pair[0], body = pair[1];
-        if (!r.ok) { self.counter.textContent = ""; self.say(body.message || "The images cannot be shown now."); return; }
+        if (!r.ok) { self.counter.textContent = ""; self.say(body.message || self.t("cannot_show")); return; }
         self.series = body;
         self.frames = [];
         body.instances.forEach(function (it) {
           for (var f = 0; f < it.frames; f++) self.frames.push([it.id, f]);
         });
-        self.word = self.frames.length > body.instances.length ? "Frame " : "Image ";
+        self.word = self.frames.length > body.instances.length ? "frame_of" : "image_of";
         self.window = body.window ? body.window.slice() : null;
         self.index = 0;
         self.slider.max = Math.max(1, self.frames.length);
         self.slider.value = 1;
         self.buildPresets(body);
         self.fit();
-        if (!self.frames.length) { self.counter.textContent = ""; self.say("Orthanc lists no images in this series now."); return; }
+        if (!self.frames.length) { self.counter.textContent = ""; self.say(self.t("series_empty")); return; }
         self.show();
       })
       .catch(function () {
         if (seq !== self.seq) return;
-        self.counter.textContent = ""; self.say("The images cannot be shown now: ghimaging did not answer.");
+        self.counter.textContent = ""; self.say(self.t("no_answer"));
       });
   };
 
@@ -89,11 +100,11 @@
     var self = this;
     self.presets.textContent = "";
     if (!body.window) return; // a colour image has no window
-    var list = [{ label: "Default", center: body.window[0], width: body.window[1] }].concat(body.presets);
+    var list = [{ label: self.t("default"), center: body.window[0], width: body.window[1] }].concat(body.presets);
     list.forEach(function (p) {
       var b = document.createElement("button");
       b.type = "button"; b.className = "button small"; b.textContent = p.label;
-      b.title = "Window " + round(p.width) + ", level " + round(p.center);
+      b.title = self.t("preset_title", { width: round(p.width), level: round(p.center) });
       b.setAttribute("data-center", p.center); b.setAttribute("data-width", p.width);
       b.setAttribute("aria-pressed", "false");
       b.addEventListener("click", function () { self.setWindow(p.center, p.width); });
@@ -114,8 +125,8 @@
     if (!this.frames.length) return;
     this.index = clamp(this.index, 0, this.frames.length - 1);
     this.slider.value = this.index + 1;
-    this.counter.textContent = this.word + (this.index + 1) + " of " + this.frames.length;
-    this.wl.textContent = this.window ? "W " + Math.round(this.window[1]) + " · L " + Math.round(this.window[0]) : "";
+    this.counter.textContent = this.t(this.word, { n: this.index + 1, count: this.frames.length });
+    this.wl.textContent = this.window ? this.t("window_level", { width: Math.round(this.window[1]), level: Math.round(this.window[0]) }) : "";
     var win = this.window;
     Array.prototype.forEach.call(this.presets.querySelectorAll("button"), function (b) {
       var on = !!win && +b.getAttribute("data-center") === win[0] && +b.getAttribute("data-width") === win[1];
@@ -151,8 +162,8 @@
       self.loading = false;
       if (want.seq !== self.seq) { self.load(); return; }
       fetch(want.url, { credentials: "same-origin" }).then(function (r) { return r.json(); })
-        .then(function (b) { self.say(b.message || "This image cannot be shown."); })
-        .catch(function () { self.say("This image cannot be shown now."); })
+        .then(function (b) { self.say(b.message || self.t("image_cannot_show")); })
+        .catch(function () { self.say(self.t("image_cannot_show_now")); })
         .then(function () { self.load(); });
     };
     probe.src = want.url;
@@ -258,13 +269,13 @@
   // lists, which may already belong to another series).
   Viewer.prototype.addKey = function (button) {
     var self = this, shown = self.shown;
-    if (!shown) { self.keyStatus.textContent = "Wait for the image to load."; return; }
+    if (!shown) { self.keyStatus.textContent = self.t("wait_image"); return; }
     var body = { series_id: shown.series, instance_id: shown.instance, frame: shown.frame,
                  center: shown.window ? shown.window[0] : null, width: shown.window ? shown.window[1] : null,
                  caption: self.caption ? self.caption.value : "" };
     self.adding = true;
     button.disabled = true;
-    self.keyStatus.textContent = "Adding…";
+    self.keyStatus.textContent = self.t("adding");
     fetch(self.root.getAttribute("data-key-url"), {
       method: "POST", credentials: "same-origin",
       headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": self.root.getAttribute("data-csrf") },
@@ -272,16 +283,16 @@
     }).then(function (r) { return r.json().then(function (b) { return [r, b]; }); })
       .then(function (pair) {
         var r = pair[0], b = pair[1];
-        if (!r.ok) { self.keyStatus.textContent = b.message || "The key image was not added."; return; }
-        self.keyStatus.textContent = "Key image added to the report (image " + (shown.index + 1) + ").";
+        if (!r.ok) { self.keyStatus.textContent = b.message || self.t("key_not_added"); return; }
+        self.keyStatus.textContent = self.t("key_added", { n: shown.index + 1 });
         if (self.caption) self.caption.value = "";
         var fig = document.createElement("figure"); fig.className = "thumb";
-        var im = document.createElement("img"); im.src = b.thumb; im.alt = b.caption || "Key image";
+        var im = document.createElement("img"); im.src = b.thumb; im.alt = b.caption || self.t("key_image");
         var cap = document.createElement("figcaption"); cap.textContent = b.caption || "";
         fig.appendChild(im); fig.appendChild(cap); self.keyList.appendChild(fig);
         self.root.dispatchEvent(new CustomEvent("viewer:key-image", { detail: b, bubbles: true }));
       })
-      .catch(function () { self.keyStatus.textContent = "The key image was not added: ghimaging did not answer."; })
+      .catch(function () { self.keyStatus.textContent = self.t("key_no_answer"); })
       .then(function () { self.adding = false; self.keyReady(); });
   };
 
