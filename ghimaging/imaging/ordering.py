@@ -18,6 +18,7 @@ from ..extensions import db
 from ..models import ImagingRequest, ImagingTest, Patient, User
 from ..patients import service as patients
 from ..querytools import bounded_int
+from ..ui import day
 from . import workflow
 from .errors import ValidationError
 
@@ -62,7 +63,7 @@ def find_patient(text: str, field: str = "patient") -> Patient:
         raise ValidationError({field: _("No patient matches \u201c%(typed)s\u201d. Check the spelling, or "
                                         "register the patient first.", typed=typed)})
     count = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or len(found)
-    names = "; ".join(f"{p.full_name} ({p.puid}{', ' + p.birth_date.isoformat() if p.birth_date else ''})"
+    names = "; ".join(f"{p.full_name} ({p.puid}{', ' + day(p.birth_date) if p.birth_date else ''})"
                       for p in found[:LISTED_MAX])
     if count > LISTED_MAX:
         names += "; \u2026"
