@@ -59,6 +59,8 @@ ALLOWED_WORDS = {
     "DICOM": "the standard's name",
     "DICOMweb": "the standard's name",
     "PUID": "GNU Health's name for the patient's ID, as its own screens spell it",
+    "PatientID": "the DICOM attribute's keyword, as Orthanc and modalities show it",
+    "StudyInstanceUID": "the DICOM attribute's keyword",
     "HL7": "the standard's name",
     "XML-RPC": "a protocol's name",
     "PDF": "a file format's name",
@@ -83,11 +85,15 @@ _ALLOWED = re.compile("|".join(rf"(?<!\w){re.escape(w)}(?!\w)" for w in sorted(A
                                                                                        reverse=True)))
 
 
+#: A code shown as an example or a value: "CR", "GH00000123", "AE_TITLE".
+_CODE = re.compile(r"(?<!\w)(?:[A-Z]{1,4}|[A-Z0-9_]*\d[A-Z0-9_]*|[A-Z]+_[A-Z0-9_]+)(?!\w)")
+
+
 def readable(text: str) -> str | None:
     """The words of ``text`` a person would read and a translator must see,
-    or None when there are none (symbols, digits, URLs, allowed names)."""
+    or None when there are none (symbols, digits, URLs, codes, allowed names)."""
     text = " ".join(text.replace(HOLE, " ").split())
-    rest = _ALLOWED.sub(" ", _URL.sub(" ", text))
+    rest = _CODE.sub(" ", _ALLOWED.sub(" ", _URL.sub(" ", text)))
     return text if _LETTER.search(rest) else None
 
 
@@ -147,8 +153,9 @@ def masked_source(source: str, name: str) -> tuple[str, list[tuple[int, str]]]:
             before = [t[1] if t[1] != "name" else t[2] for t in tokens[max(0, i - 4):i]]
             is_msgid = (before[-2:] and before[-1] == "lparen" and before[-2] in GETTEXT_NAMES) or (
                 len(before) >= 4 and before[-1] == "comma" and before[-3] == "lparen" and before[-4] in GETTEXT_NAMES)
-            is_argument_name = i + 1 < len(tokens) and tokens[i + 1][1] == "assign"
-            if not is_msgid and not is_argument_name:
+            # a keyword argument's name, a dict's key: not shown
+            is_key = i + 1 < len(tokens) and tokens[i + 1][1] in ("assign", "colon")
+            if not is_msgid and not is_key:
                 literals.append((lineno, value))
     return "".join(out), literals
 
