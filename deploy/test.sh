@@ -166,6 +166,16 @@ echo "    $(pin_versions)"
 section "GNU Health test server"
 .venv/bin/python -m tests.support.gnuhealth build </dev/null
 
+# ------------------------------------------------------- axe-core (npm)
+# The accessibility rules the browser tests run in each page: one pinned
+# version, its registry tarball checked against the pinned sha512, unpacked
+# once per machine outside the checkout (${XDG_CACHE_HOME:-~/.cache}/ghimaging/);
+# no node or npm needed (tests/support/axe.py). Never served by the app.
+section "axe-core for the accessibility tests"
+GHIMAGING_TEST_AXE_JS=$(.venv/bin/python -m tests.support.axe fetch </dev/null)
+export GHIMAGING_TEST_AXE_JS
+echo "    $GHIMAGING_TEST_AXE_JS"
+
 # ---------------------------------------------- Debian rootfs for the installer
 # Built once per machine outside the checkout (see tests/support/rootfs.py)
 # and unpacked per test: amd64, and arm64 and armhf under qemu (slow only when cold).

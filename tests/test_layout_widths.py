@@ -13,6 +13,7 @@ from playwright.sync_api import expect
 
 from ghimaging.extensions import db
 from ghimaging.worklists.templates import load_shipped
+from tests.support import axe
 from tests.support.browser import shoot, sign_in
 from tests.support.factories import PASSWORD
 from tests.test_queues import _report, arrives
@@ -45,6 +46,7 @@ def clinic(app, make_user, create_request, create_patient, catalog, orthanc, ort
                     f"/results/{result.id}", f"/requests/{images.id}/result", f"/orthanc/studies/{study.id}",
                     f"/admin/users/{users['doc'].id}", f"/catalog/tests/{catalog['chest'].id}",
                     "/admin/worklists/templates/new", "/admin/settings/", "/requests/new", "/account"],
+        "desk": f"/requests/{images.id}/result",
     }
 
 
@@ -55,30 +57,80 @@ def _too_wide(page) -> int | None:
 
 
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))
-def test_no_page_is_wider_than_the_screen(browser, live, shots, clinic, viewport):
+def test_no_page_is_wider_than_the_screen_or_fails_axe(browser, live, shots, clinic, viewport):
+    """One load of each page serves both checks (the suite's time budget):
+    its width, and axe-core's serious and critical WCAG 2 A/AA violations.
+    At 820 the menu is checked folded (every page) and unfolded (once per
+    role: the menu is the same on every page)."""
     wide: dict[str, int] = {}
+    failing: list[str] = []
+
+    def check(label: str) -> None:
+        if (w := _too_wide(page)) is not None:
+            wide[label] = w
+        failing.extend(f"{label}: {line}" for line in axe.violations(page))
+
     for user in ROLES:
         ctx = browser.new_context(viewport=VIEWPORTS[viewport])
         page = ctx.new_page()
         try:
+            if user == "admin":  # the pages before signing in, once per width
+                page.goto(live + "/login")
+                check("login")
+                page.fill("#username", "admin")
+                page.fill("#password", "not the password")
+                page.get_by_role("button", name="Sign in").click()
+                check("login refused")
             sign_in(page, live, user, PASSWORD)
+            if viewport == "tablet":
+                page.get_by_role("button", name="Menu").click()
+                expect(page.locator("#mainnav")).to_be_visible()
+                check(f"{user} menu unfolded")
+                page.get_by_role("button", name="Menu").click()
             nav = page.eval_on_selector_all("#mainnav a", "els => els.map(a => a.getAttribute('href'))")
             assert len(nav) >= 4, nav
             for path in dict.fromkeys([p.split("#")[0] for p in nav] + clinic["details"]):
                 page.goto(live + path)
-                if (w := _too_wide(page)) is not None:
-                    wide[f"{user} {path}"] = w
+                check(f"{user} {path}")
+            _states(page, live, clinic, user, check)
             if user == "admin":
                 page.goto(live + "/admin/worklists/")
                 page.locator("table.table a[href*='/templates/']").first.click()
                 page.get_by_role("button", name="Preview").click()
                 expect(page.locator("pre.dump")).to_be_visible()
-                if (w := _too_wide(page)) is not None:
-                    wide["admin worklist template preview"] = w
+                check("admin worklist template preview")
                 shoot(page, shots, f"layout-template-preview-{viewport}")
         finally:
             ctx.close()
     assert not wide, f"wider than {VIEWPORTS[viewport]['width']} px: {wide}"
+    assert not failing, f"axe-core {axe.VERSION}, serious/critical at {viewport}:\n" + "\n".join(failing)
+
+
+def _states(page, live, clinic, user, check) -> None:
+    """Page states a link does not reach: an error page, a form showing its
+    errors, a flash message, the reporting desk with its viewer, the order
+    form with the patient picker's suggestions."""
+    patient = clinic["details"][0]
+    if user == "admin":
+        page.goto(live + "/no-such-page")
+        check("admin 404")
+    elif user == "doc":
+        page.goto(live + "/patients/new")
+        page.get_by_role("button", name="Save").click()
+        expect(page.locator("[aria-invalid=true]").first).to_be_visible()
+        check("doc patient form with errors")
+        page.goto(live + patient + "/edit")
+        page.get_by_role("button", name="Save").click()
+        expect(page.locator(".flash").first).to_be_visible()
+        check("doc flash after saving a patient")
+        page.goto(live + "/requests/new")
+        page.locator("#patient").press_sequentially("Fern")
+        expect(page.locator("#patient-options option").first).to_be_attached()
+        check("doc order form with suggestions")
+    elif user == "rad":
+        page.goto(live + clinic["desk"])
+        expect(page.locator("[data-viewer] select[data-series]")).to_be_visible()
+        check("rad desk with the viewer")
 
 
 def test_the_tablet_menu_folds_behind_its_button(browser, live, shots, clinic):
