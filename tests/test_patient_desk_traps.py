@@ -84,3 +84,163 @@ def test_search_by_name_and_puid_still_works_beside_dates(tech, born):
     assert listed(tech.get("/patients/?q=P-2")) == ["P-2"]
     assert listed(tech.get("/patients/?q=mamani")) == ["P-3"]
     assert listed(tech.get("/patients/?q=1975-13-45")) == []  # not a date: a word, found nowhere
+
+
+# -- optional PUID allocation ---------------------------------------------------
+
+def register(c: CsrfClient, path: str = "/patients/new", **kw):
+    data = {"family_name": "Quispe", "given_name": "Rosa", "birth_date": "1990-05-06", "sex": "F"}
+    data.update(kw)
+    return c.post(path, {k: v for k, v in data.items() if v is not None}, token_from="/patients/new")
+
+
+def test_without_allocation_the_puid_is_required_as_before(tech):
+    r = register(tech)
+    assert r.status_code == 400 and "PUID is required." in page(r)
+    assert patient_count() == 0
+
+
+def test_the_clinic_allocates_puids_from_its_pattern_when_turned_on(tech, make_user, login):
+    make_user("boss", "admin")
+    admin = login("boss")
+    r = admin.post("/admin/settings/", {**settings.clinic_settings(), "puid_auto": "y", "puid_pattern": "GH-####"},
+                   token_from="/admin/settings/")
+    assert r.status_code == 302, page(r)[:2000]
+    form = page(tech.get("/patients/new"))
+    assert "Assigned on save" in form and 'name="puid"' not in form
+    r = register(tech)
+    assert r.status_code == 302
+    r = register(tech, family_name="Mamani", given_name="Luis", puid="TYPED-BY-HAND")  # not offered: ignored
+    assert r.status_code == 302
+    assert sorted(db.session.scalars(select(Patient.puid))) == ["GH-0001", "GH-0002"]
+
+
+def test_a_pattern_without_a_number_is_refused_at_its_field(make_user, login):
+    make_user("boss", "admin")
+    admin = login("boss")
+    for bad in ("GH-", "GH-##-##", "P ###", "P\\###"):
+        r = admin.post("/admin/settings/", {**settings.clinic_settings(), "puid_auto": "y", "puid_pattern": bad},
+                       token_from="/admin/settings/")
+        assert r.status_code == 400, bad
+    assert settings.puid_pattern() is None
+
+
+def test_allocation_skips_a_puid_already_typed_by_hand(app, create_patient):
+    create_patient(puid="P-000001")
+    set_clinic(puid_auto="1", puid_pattern="P-######")
+    from ghimaging.patients import service
+
+    made = service.create_patient({"family_name": "Nuevo", "sex": "M"})
+    db.session.commit()
+    assert made.puid == "P-000002"
+
+
+def test_the_api_allocates_too_and_keeps_a_given_puid(api):
+    set_clinic(puid_auto="1", puid_pattern="API####")
+    c = api("technologist")
+    r = c.post("/api/v1/patients", json={"family_name": "Condori", "sex": "F"})
+    assert r.status_code == 201, r.json
+    assert r.json["puid"] == "API0001"
+    r = c.post("/api/v1/patients", json={"family_name": "Choque", "sex": "F", "puid": "EXT-77"})
+    assert r.status_code == 201 and r.json["puid"] == "EXT-77"
+
+
+def test_the_api_still_requires_a_puid_without_allocation(api):
+    r = api("technologist").post("/api/v1/patients", json={"family_name": "Condori", "sex": "F"})
+    assert r.status_code == 422 and "puid" in r.json["fields"]
+
+
+def test_patients_registered_at_the_same_moment_get_different_puids(app):
+    """Several workers register at once (threads with their own sessions,
+    as gunicorn's workers would): every PUID is different, none lost."""
+    import threading
+
+    from ghimaging.patients import service
+
+    set_clinic(puid_auto="1", puid_pattern="R-####")
+    start = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def register_one(n: int) -> None:
+        try:
+            with app.app_context():
+                start.wait()
+                service.create_patient({"family_name": f"Parallel{n}", "sex": "O"})
+                db.session.commit()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            with app.app_context():
+                db.session.remove()
+
+    threads = [threading.Thread(target=register_one, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    db.session.rollback()
+    assert sorted(db.session.scalars(select(Patient.puid))) == ["R-0001", "R-0002", "R-0003", "R-0004"]
+
+
+# -- probable duplicates ----------------------------------------------------------
+
+@pytest.fixture
+def mueller(create_patient):
+    return create_patient(puid="M-1", family_name="Müller", given_name="José Jürgen", birth_date=date(1975, 4, 3))
+
+
+def candidate_puids(body: str) -> list[str]:
+    return re.findall(r'<li class="candidate" data-puid="([^"]*)"', body)
+
+
+@pytest.mark.parametrize(("family", "given"), [
+    ("Muller", "Jose"), ("MÜLLER", "josé"), ("Mueller", "Jose"), ("Jose", "Muller"), ("Müler", "José"),
+])
+def test_a_similar_name_born_the_same_day_is_shown_before_saving(tech, mueller, family, given):
+    r = register(tech, puid="M-2", family_name=family, given_name=given, birth_date="1975-04-03", sex="M")
+    assert r.status_code == 409
+    body = page(r)
+    assert candidate_puids(body) == ["M-1"]
+    assert "Müller, José Jürgen" in body and f'href="/patients/{mueller.id}"' in body
+    assert "This is a different person" in body
+    assert patient_count() == 1
+
+
+def test_a_different_birth_date_or_name_never_warns(tech, mueller):
+    assert register(tech, puid="M-2", family_name="Muller", given_name="Jose", birth_date="1975-04-04").status_code == 302
+    assert register(tech, puid="M-3", family_name="Muller", given_name="Ana", birth_date="1975-04-03").status_code == 302
+    assert register(tech, puid="M-4", family_name="Schmidt", given_name="José", birth_date="1975-04-03").status_code == 302
+    assert register(tech, puid="M-5", family_name="Muller", given_name="Jose", birth_date=None).status_code == 302
+    assert patient_count() == 5
+
+
+def test_the_person_confirms_a_different_person_and_it_is_saved(tech, mueller):
+    r = register(tech, puid="M-2", family_name="Muller", given_name="Jose", birth_date="1975-04-03", sex="M",
+                 confirm_new="y")
+    assert r.status_code == 302
+    assert patient_count() == 2
+
+
+def test_use_existing_goes_back_to_the_order_for_that_patient(tech, mueller):
+    r = register(tech, "/patients/new?then=order", puid="M-2", family_name="Muller", given_name="Jose",
+                 birth_date="1975-04-03")
+    assert r.status_code == 409
+    use = re.search(r'<a class="button small primary use-existing" href="([^"]+)"', page(r)).group(1)
+    assert use == f"/requests/new?patient_id={mueller.id}"
+    r = register(tech, "/patients/new", puid="M-2", family_name="Muller", given_name="Jose", birth_date="1975-04-03")
+    use = re.search(r'<a class="button small primary use-existing" href="([^"]+)"', page(r)).group(1)
+    assert use == f"/patients/{mueller.id}"
+
+
+def test_the_api_answers_409_with_the_candidates_unless_confirmed(api, mueller):
+    c = api("technologist")
+    body = {"puid": "M-2", "family_name": "Muller", "given_name": "Jose", "birth_date": "1975-04-03", "sex": "M"}
+    r = c.post("/api/v1/patients", json=body)
+    assert r.status_code == 409 and r.json["error"] == "probable_duplicate"
+    assert [p["puid"] for p in r.json["candidates"]] == ["M-1"]
+    assert r.json["candidates"][0]["birth_date"] == "1975-04-03"
+    assert patient_count() == 1
+    assert c.post("/api/v1/patients", json={**body, "confirm_new": "yes"}).status_code == 422
+    r = c.post("/api/v1/patients", json={**body, "confirm_new": True})
+    assert r.status_code == 201 and patient_count() == 2

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from flask import Response, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 
 from ..extensions import db
 from ..models import Patient
 from ..patients import service as patients
 from ..permissions import Action
-from .errors import invalid, not_found
+from .errors import ApiError, invalid, not_found
 from .routes import _page, _paged, body, bp, need
 
 FIELDS = ("puid", "family_name", "given_name", "birth_date", "sex", "phone", "notes", "alerts")
@@ -37,13 +38,25 @@ def get_patient(patient_id: int) -> ResponseReturnValue:
 @bp.post("/patients")
 @need(Action.EDIT_PATIENTS)
 def create_patient() -> Response:
-    """A PUID another patient has is 409 (``conflict``), other bad fields 422."""
+    """A PUID another patient has is 409 (``conflict``), other bad fields
+    422. A patient born the same day with a similar name is 409
+    ``probable_duplicate`` with the ``candidates``, unless the body says
+    ``"confirm_new": true``. Without ``puid``, a clinic that allocates PUIDs
+    gives the next one (else 422: it is required)."""
     data = body()
-    wrong = {key: "Must be a string." for key in FIELDS
+    wrong = {key: _("Must be a string.") for key in FIELDS
              if data.get(key) is not None and not isinstance(data.get(key), str)}
+    confirm = data.get("confirm_new", False)
+    if not isinstance(confirm, bool):
+        wrong["confirm_new"] = _("Must be true or false.")
     if wrong:
         raise invalid(wrong)
-    p = patients.create_patient(data)
+    try:
+        p = patients.create_patient({k: data.get(k) for k in FIELDS if k in data}, confirm_new=confirm)
+    except patients.ProbableDuplicate as exc:
+        db.session.rollback()
+        raise ApiError(409, exc.code, exc.message,
+                       candidates=[patients.to_json(c) for c in exc.candidates]) from None
     db.session.commit()
     resp = jsonify(patients.to_json(p))
     resp.status_code = 201

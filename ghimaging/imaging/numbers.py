@@ -1,10 +1,12 @@
-"""Accession numbers, order numbers and StudyInstanceUIDs."""
+"""Accession numbers, order numbers, PUIDs (for a clinic that allocates
+them itself) and StudyInstanceUIDs."""
 
 from __future__ import annotations
 
 import uuid
 
 from flask import current_app
+from sqlalchemy import select
 
 from ..extensions import db
 from ..models import Counter
@@ -39,6 +41,53 @@ def new_accession_number() -> str:
 
 def new_order_number() -> str:
     return f"{current_app.config['ORDER_PREFIX']}{next_value('order'):06d}"
+
+
+PUID_MAX = 64  # DICOM LO: the PUID is the PatientID
+#: A PUID pattern's counter: one run of ``#``, each a digit (zero-padded).
+PUID_DIGIT = "#"
+
+
+def puid_pattern_problem(pattern: str) -> str:
+    """Why ``pattern`` cannot make PUIDs ("" when it can): exactly one run
+    of 1 to 12 ``#`` for the counter (P-###### gives P-000001), the rest
+    printable, without spaces or backslash, and room left under 64
+    characters for the counter to grow."""
+    from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+
+    digits = pattern.count(PUID_DIGIT)
+    if digits == 0 or PUID_DIGIT * digits not in pattern:
+        return str(_("The pattern needs one run of # for the number, such as P-######."))
+    if digits > 12:
+        return str(_("At most 12 # in the pattern."))
+    if any(c == "\\" or c == "^" or c == "=" or ord(c) < 32 or c.isspace() for c in pattern):
+        return str(_("The pattern may not hold spaces, \\, ^ or =."))
+    if len(pattern) > PUID_MAX - 4:
+        return str(_("The pattern is at most %(n)d characters.", n=PUID_MAX - 4))
+    return ""
+
+
+def format_puid(pattern: str, n: int) -> str:
+    """The PUID of counter value ``n`` (the counter outgrows its ``#``)."""
+    digits = pattern.count(PUID_DIGIT)
+    return pattern.replace(PUID_DIGIT * digits, f"{n:0{digits}d}", 1)
+
+
+def new_puid(pattern: str) -> str:
+    """The next PUID of the clinic's pattern, inside the caller's
+    transaction (the counter is :func:`next_value`'s, so two patients
+    registered at once never get the same one, and a rollback gives the
+    number back). A PUID already taken (typed by hand or imported before
+    allocation was turned on) is skipped."""
+    from ..models import Patient
+
+    for _ in range(10_000):
+        text = format_puid(pattern, next_value("puid"))
+        if len(text) > PUID_MAX:
+            break
+        if db.session.scalar(select(Patient.id).where(Patient.puid == text)) is None:
+            return text
+    raise RuntimeError("PUIDs exhausted for this pattern; choose one with more # digits")
 
 
 def new_study_uid() -> str:

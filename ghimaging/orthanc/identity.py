@@ -104,8 +104,30 @@ def patient_identity(patient: Patient) -> str:
 
 
 def same_patient(study: OrthancStudy, patient: Patient) -> bool:
-    """The study's PatientID is the patient's PUID. Nothing else makes two
-    identities one: an Orthanc patient linked to a register patient by hand
-    (one PUID typed on a form) only makes its studies likely matches, and
-    linking them still needs a confirmation and a reason."""
-    return dicom_id(study.patient_id) == patient.puid
+    """The study's PatientID is the patient's PUID, or a PUID this patient
+    had before an administrator changed it (:class:`PuidChange`: studies
+    made then carry the old one). An old PUID counts only while it is
+    nobody else's: not another patient's PUID now, nor recorded as another
+    patient's earlier PUID. Nothing else makes two identities one: an
+    Orthanc patient linked to a register patient by hand (one PUID typed on
+    a form) only makes its studies likely matches, and linking them still
+    needs a confirmation and a reason."""
+    pid = dicom_id(study.patient_id)
+    if pid == patient.puid:
+        return True
+    if not pid or not any(ch.old_puid == pid for ch in patient.puid_changes):
+        return False
+    return former_puid_is_only(pid, patient)
+
+
+def former_puid_is_only(puid: str, patient: Patient) -> bool:
+    """Whether ``puid``, once ``patient``'s, has been no one else's since."""
+    from sqlalchemy import exists, or_, select
+
+    from ..extensions import db
+    from ..models.patients import PuidChange
+
+    taken = exists().where(Patient.puid == puid, Patient.id != patient.id)
+    had = exists().where(PuidChange.patient_id != patient.id,
+                         or_(PuidChange.old_puid == puid, PuidChange.new_puid == puid))
+    return not db.session.scalar(select(or_(taken, had)))

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+from flask_babel import ngettext
+from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -9,11 +12,14 @@ from ..auth.decorators import requires
 from ..extensions import db
 from ..models import ImagingRequest, Patient
 from ..permissions import Action
+from ..settings import service as settings
 from ..ui import day, paginate
 from . import service
 from .forms import PatientForm
 
 bp = Blueprint("patients", __name__, url_prefix="/patients")
+
+_FIELDS = ("puid", "family_name", "given_name", "birth_date", "sex", "phone", "notes", "alerts")
 
 
 @bp.route("/")
@@ -38,46 +44,85 @@ def lookup() -> ResponseReturnValue:
                      "sex": p.sex, "alerts": p.alert_lines} for p in rows])
 
 
-def _save(form: PatientForm, patient: Patient | None) -> Patient | None:
-    """Create or update, and commit; None when a field is refused (said at
-    the field, nothing saved)."""
-    data = {k: getattr(form, k).data for k in ("puid", "family_name", "given_name", "birth_date",
-                                                 "sex", "phone", "notes", "alerts")}
-    try:
-        saved = service.create_patient(data) if patient is None else service.update_patient(patient, data)
-    except service.PatientError as exc:
-        db.session.rollback()
-        for field, message in exc.errors.items():
-            getattr(form, field).errors.append(message)
-        return None
-    db.session.commit()
-    return saved
+def _then_order() -> bool:
+    """Opened from the order form (``?then=order``): the patient saved or
+    chosen goes back to a new order for them."""
+    return request.args.get("then") == "order"
+
+
+def _after(patient: Patient) -> str:
+    if _then_order():
+        return url_for("imaging.new_order", patient_id=patient.id)
+    return url_for("patients.view", patient_id=patient.id)
+
+
+def _refused(form: PatientForm, exc: service.PatientError) -> None:
+    """A field the service refused: said at the field, nothing saved."""
+    db.session.rollback()
+    for field, message in exc.errors.items():
+        getattr(form, field).errors.append(message)
 
 
 @bp.route("/new", methods=["GET", "POST"])
 @requires(Action.EDIT_PATIENTS)
 def new() -> ResponseReturnValue:
+    """Register a patient. A look-alike already registered (same birth
+    date, similar name) is shown before saving, with "Use existing"; the
+    new patient is saved only once "This is a different person" is ticked."""
     form = PatientForm()
-    if form.validate_on_submit():
-        patient = _save(form, None)
-        if patient:
-            flash(f"Patient {patient.full_name} registered.", "success")
-            return redirect(url_for("patients.view", patient_id=patient.id))
+    allocated = settings.puid_pattern() is not None
+    candidates: list[Patient] = []
     status = 400 if request.method == "POST" else 200
-    return render_template("patients/form.html", form=form, patient=None), status
+    if form.validate_on_submit():
+        data = {k: getattr(form, k).data for k in _FIELDS}
+        if allocated:
+            data["puid"] = ""  # given on save; the field is not offered
+        try:
+            patient = service.create_patient(data, confirm_new=bool(form.confirm_new.data))
+        except service.PatientError as exc:
+            _refused(form, exc)
+        except service.ProbableDuplicate as exc:
+            db.session.rollback()
+            candidates, status = exc.candidates, 409
+        else:
+            db.session.commit()
+            flash(_("Patient %(name)s registered with PUID %(puid)s.", name=patient.full_name, puid=patient.puid),
+                  "success")
+            return redirect(_after(patient))
+    return render_template("patients/form.html", form=form, patient=None, allocated=allocated,
+                           candidates=candidates, then_order=_then_order(), puid_locked="",
+                           ask_reason=False), status
 
 
 @bp.route("/<int:patient_id>/edit", methods=["GET", "POST"])
 @requires(Action.EDIT_PATIENTS)
 def edit(patient_id: int) -> ResponseReturnValue:
+    """Edit a patient. A PUID that images already carry is read-only but to
+    an administrator, who must say why it changes."""
     patient = db.get_or_404(Patient, patient_id)
     form = PatientForm(obj=patient)
-    if form.validate_on_submit() and _save(form, patient):
-        flash("Patient saved.", "success")
-        _flash_lost_worklists(patient)
-        return redirect(url_for("patients.view", patient_id=patient.id))
+    locked = service.has_studies(patient)
+    may_change = service.may_change_linked_puid(current_user)
+    if form.validate_on_submit():
+        data = {k: getattr(form, k).data for k in _FIELDS}
+        if locked and not may_change:
+            data["puid"] = patient.puid  # shown read-only; the service refuses a change anyway
+        try:
+            service.update_patient(patient, data, user=current_user, reason=form.puid_reason.data or "")
+        except service.PatientError as exc:
+            _refused(form, exc)
+            patient = db.get_or_404(Patient, patient_id)
+        else:
+            db.session.commit()
+            flash(_("Patient saved."), "success")
+            _flash_lost_worklists(patient)
+            return redirect(url_for("patients.view", patient_id=patient.id))
     status = 400 if request.method == "POST" else 200
-    return render_template("patients/form.html", form=form, patient=patient), status
+    puid_locked = ""
+    if locked and not may_change:
+        puid_locked = _("Images already carry this PUID: only an administrator can change it, with a reason.")
+    return render_template("patients/form.html", form=form, patient=patient, allocated=False, candidates=[],
+                           then_order=False, puid_locked=puid_locked, ask_reason=locked and may_change), status
 
 
 def _flash_lost_worklists(patient: Patient) -> None:
@@ -88,8 +133,11 @@ def _flash_lost_worklists(patient: Patient) -> None:
 
     lost = waiting_without_file(ImagingRequest.patient_id == patient.id)
     if lost:
-        flash(f"{len(lost)} waiting request(s) of this patient are no longer in the worklist: "
-              f"{lost[0].accession_number}: {lost[0].worklist_problem}", "error")
+        flash(ngettext("%(num)d waiting request of this patient is no longer in the worklist: "
+                       "%(accession)s: %(problem)s",
+                       "%(num)d waiting requests of this patient are no longer in the worklist: "
+                       "%(accession)s: %(problem)s", len(lost),
+                       accession=lost[0].accession_number, problem=lost[0].worklist_problem), "error")
 
 
 @bp.route("/<int:patient_id>")
@@ -99,4 +147,5 @@ def view(patient_id: int) -> ResponseReturnValue:
     reqs = db.session.scalars(select(ImagingRequest).where(ImagingRequest.patient_id == patient.id)
                               .options(selectinload(ImagingRequest.result))  # the state shown needs it
                               .order_by(ImagingRequest.id.desc())).all()
-    return render_template("patients/view.html", patient=patient, requests=reqs)
+    return render_template("patients/view.html", patient=patient, requests=reqs,
+                           puid_changes=service.puid_history(patient))

@@ -4,17 +4,21 @@ Health import. Nothing here commits: the caller does, once."""
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, and_, or_, select
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+from sqlalchemy import Select, and_, exists, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import clock
 from ..exceptions import Conflict, Invalid
 from ..extensions import db
-from ..models import ImagingRequest, Patient, Sex
-from ..models.patients import alert_lines, fold
+from ..models import ImagingRequest, OrthancStudy, Patient, Role, Sex, StudyLink
+from ..models.patients import PuidChange, alert_lines, fold
 from ..querytools import contains
+
+if TYPE_CHECKING:
+    from ..models import User
 
 #: Alerts and allergies, one per line: shown on the order form and the desk,
 #: so short enough to be read at a glance.
@@ -41,30 +45,49 @@ class DuplicatePuid(PatientError, Conflict):
     code = "conflict"
 
 
-def validate(data: dict[str, Any], patient: Patient | None = None) -> dict[str, Any]:
+class ProbableDuplicate(Conflict):
+    """A new patient looks like one already registered (same birth date, a
+    similar name): saved only once the person confirms it is someone else.
+    ``candidates`` are the patients it looks like."""
+
+    code = "probable_duplicate"
+
+    def __init__(self, candidates: list[Patient]) -> None:
+        super().__init__(_("A patient with the same birth date and a similar name is already registered. "
+                           "Use that patient, or confirm that this is a different person."))
+        self.candidates = candidates
+
+
+def validate(data: dict[str, Any], patient: Patient | None = None, *, allocate: bool = False) -> dict[str, Any]:
     """Clean ``data`` (puid, family_name, given_name, birth_date, sex, phone,
     notes, alerts) or raise :class:`PatientError` with a message per field.
-    ``alerts`` left out keeps the patient's (a GNU Health import has none to give)."""
+    ``alerts`` left out keeps the patient's (a GNU Health import has none to give).
+    With ``allocate`` (a new patient of a clinic that allocates PUIDs) an
+    empty PUID is allowed, to be given on save."""
     errors: dict[str, str] = {}
     out: dict[str, Any] = {}
     duplicate = False
     puid = str(data.get("puid") or "").strip()
-    if not puid:
-        errors["puid"] = "PUID is required."
+    if not puid and allocate:
+        pass
+    elif not puid:
+        errors["puid"] = _("PUID is required.")
     elif len(puid) > 64 or set(puid) & _BAD_CHARS:
-        errors["puid"] = "PUID is at most 64 characters, without backslash or control characters."
+        errors["puid"] = _("PUID is at most 64 characters, without backslash or control characters.")
     else:
         other = db.session.scalar(select(Patient).where(Patient.puid == puid))
         duplicate = other is not None and other is not patient
         if duplicate:
-            errors["puid"] = f"Another patient already has PUID {puid}."
+            errors["puid"] = _("Another patient already has PUID %(puid)s.", puid=puid)
     out["puid"] = puid
-    for field, label, required in (("family_name", "Family name", True), ("given_name", "Given name(s)", False)):
+    for field, required in (("family_name", True), ("given_name", False)):
         value = str(data.get(field) or "").strip()
         if required and not value:
-            errors[field] = f"{label} is required."
+            errors[field] = _("Family name is required.")
         elif len(value) > 100 or set(value) & (_BAD_CHARS | {"^", "="}):
-            errors[field] = f"{label} is at most 100 characters, without ^ = \\ or control characters."
+            errors[field] = (_("Family name is at most 100 characters, without ^ = \\ or control characters.")
+                             if field == "family_name" else
+                             _("Given name(s) is at most 100 characters, without ^ = \\ or control characters."))
         out[field] = value
     bd = data.get("birth_date")
     if bd in (None, ""):
@@ -75,24 +98,24 @@ def validate(data: dict[str, Any], patient: Patient | None = None) -> dict[str, 
         try:
             out["birth_date"] = date.fromisoformat(str(bd))
         except ValueError:
-            errors["birth_date"] = "Birth date must be a date as YYYY-MM-DD."
+            errors["birth_date"] = _("Birth date must be a date as YYYY-MM-DD.")
     if out.get("birth_date") and out["birth_date"] > clock.today():  # the clinic's today, not the server's
-        errors["birth_date"] = "Birth date is in the future."
+        errors["birth_date"] = _("Birth date is in the future.")
     if out.get("birth_date") and out["birth_date"].year < 1880:
-        errors["birth_date"] = "Birth date is before 1880."
+        errors["birth_date"] = _("Birth date is before 1880.")
     sex = str(data.get("sex") or "").strip().upper()
     if sex not in {s.value for s in Sex}:
-        errors["sex"] = "Sex must be F, M or O."
+        errors["sex"] = _("Sex must be F, M or O.")
     out["sex"] = sex
     for field, limit in (("phone", 50), ("notes", 5000)):
         value = str(data.get(field) or "").strip()
         if len(value) > limit:
-            errors[field] = f"At most {limit} characters."
+            errors[field] = _("At most %(n)d characters.", n=limit)
         out[field] = value
     if "alerts" in data or patient is None:
         alerts = "\n".join(alert_lines(str(data.get("alerts") or "")))
         if len(alerts) > ALERTS_MAX:
-            errors["alerts"] = f"At most {ALERTS_MAX} characters."
+            errors["alerts"] = _("At most %(n)d characters.", n=ALERTS_MAX)
         out["alerts"] = alerts
     if errors:
         raise DuplicatePuid(errors) if duplicate and set(errors) == {"puid"} else PatientError(errors)
@@ -108,12 +131,30 @@ def _flush(puid: str) -> None:
     except IntegrityError:
         db.session.rollback()
         if by_puid(puid) is not None:
-            raise DuplicatePuid({"puid": f"Another patient already has PUID {puid}."}) from None
+            raise DuplicatePuid({"puid": _("Another patient already has PUID %(puid)s.", puid=puid)}) from None
         raise
 
 
-def create_patient(data: dict[str, Any]) -> Patient:
-    clean = validate(data)
+def create_patient(data: dict[str, Any], *, confirm_new: bool = True) -> Patient:
+    """Register a patient. When the clinic allocates PUIDs (a setting) and
+    ``data`` has none, the next one of its pattern is given here, for the
+    form and the API alike; a PUID given (an import, a client with its own
+    register) is kept, checked as always. The desk (form, API) passes ``confirm_new=False``
+    until the person has said a look-alike is someone else
+    (:class:`ProbableDuplicate`); an import from a register (GNU Health)
+    carries that register's identity and is not asked."""
+    from ..settings.service import puid_pattern
+
+    pattern = puid_pattern()
+    clean = validate(data, allocate=pattern is not None)
+    if not confirm_new:
+        candidates = probable_duplicates(clean["family_name"], clean["given_name"], clean["birth_date"])
+        if candidates:
+            raise ProbableDuplicate(candidates)
+    if not clean["puid"] and pattern is not None:
+        from ..imaging.numbers import new_puid
+
+        clean["puid"] = new_puid(pattern)
     patient = Patient(**clean)
     patient.refresh_search_key()
     db.session.add(patient)
@@ -121,16 +162,106 @@ def create_patient(data: dict[str, Any]) -> Patient:
     return patient
 
 
-def update_patient(patient: Patient, data: dict[str, Any]) -> Patient:
+def has_studies(patient: Patient) -> bool:
+    """Whether images exist under the patient's PUID: a study linked to one
+    of their requests, a request with images, or a study in Orthanc whose
+    PatientID is the PUID. Such a PUID is written in DICOM files already."""
+    of_patient = ImagingRequest.patient_id == patient.id
+    linked = exists().where(StudyLink.request_id == ImagingRequest.id, of_patient)
+    imaged = exists().where(of_patient, ImagingRequest.images_available.is_(True))
+    received = exists().where(OrthancStudy.patient_id == patient.puid)
+    return bool(db.session.scalar(select(or_(linked, imaged, received))))
+
+
+def may_change_linked_puid(user: User | None) -> bool:
+    """Only an administrator changes a PUID that images already carry."""
+    return user is not None and user.active and Role.ADMIN in user.roles
+
+
+def update_patient(patient: Patient, data: dict[str, Any], *, user: User | None = None,
+                   reason: str = "") -> Patient:
+    """Save the patient's fields. A new PUID for a patient with studies
+    (:func:`has_studies`) needs an administrator (``user``) and a reason; it
+    is recorded (:class:`PuidChange`), the waiting worklist items are
+    rewritten with it, and the studies under the old PUID stay this
+    patient's (``orthanc.identity.same_patient``)."""
+    old_puid = patient.puid
     clean = validate(data, patient)
+    change: PuidChange | None = None
+    if clean["puid"] != old_puid and has_studies(patient):
+        reason = " ".join((reason or "").split())
+        if not may_change_linked_puid(user):
+            raise PatientError({"puid": _("Images already carry this PUID: only an administrator can change it.")})
+        if not reason:
+            raise PatientError({"puid_reason": _("Say why the PUID changes: images already carry the old one.")})
+        if len(reason) > 1000:
+            raise PatientError({"puid_reason": _("At most %(n)d characters.", n=1000)})
+        assert user is not None
+        change = PuidChange(old_puid=old_puid, new_puid=clean["puid"], reason=reason, changed_by_id=user.id,
+                            changed_by_name=user.display_name)
     for k, v in clean.items():
         setattr(patient, k, v)
     patient.refresh_search_key()
+    if change is not None:
+        patient.puid_changes.append(change)
     _flush(clean["puid"])
     from ..imaging.workflow import announce_waiting
 
-    announce_waiting(ImagingRequest.patient_id == patient.id)  # the modality must see the new name
+    announce_waiting(ImagingRequest.patient_id == patient.id)  # the modality must see the new name and PUID
     return patient
+
+
+# -- probable duplicates -----------------------------------------------------
+
+def _words(text: str) -> list[str]:
+    """A name as folded words: case, accents, hyphens and the German
+    ae/oe/ue spellings forgiven (Müller, MULLER, Mueller are one word)."""
+    folded = fold(text)
+    for a, b in (("ae", "a"), ("oe", "o"), ("ue", "u")):
+        folded = folded.replace(a, b)
+    for sep in "-'.,":
+        folded = folded.replace(sep, " ")
+    return folded.split()
+
+
+def _same_word(a: str, b: str) -> bool:
+    """Equal, or one typo apart in a long word (Mamani/Mamany)."""
+    if a == b:
+        return True
+    if min(len(a), len(b)) < 5 or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        return sum(x != y for x, y in zip(a, b, strict=True)) == 1
+    short, long_ = sorted((a, b), key=len)
+    return any(long_[:i] + long_[i + 1:] == short for i in range(len(long_)))
+
+
+def _overlap(xs: list[str], ys: list[str]) -> bool:
+    return any(_same_word(x, y) for x in xs for y in ys)
+
+
+def similar_names(family_a: str, given_a: str, family_b: str, given_b: str) -> bool:
+    """Whether two people's names are probably one person's: a family name
+    in common and the same first given name (or one of them without given
+    names), or family and given names swapped."""
+    fa, ga, fb, gb = _words(family_a), _words(given_a), _words(family_b), _words(given_b)
+    if _overlap(fa, fb) and (not ga or not gb or _same_word(ga[0], gb[0])):
+        return True
+    return bool(ga and gb) and _overlap(fa, gb) and _overlap(ga, fb)
+
+
+def probable_duplicates(family_name: str, given_name: str, birth_date: date | None,
+                        exclude_id: int | None = None) -> list[Patient]:
+    """Registered patients born the same day with a similar name. Without
+    a birth date there is nothing to compare: a different birth date never
+    warns."""
+    if birth_date is None:
+        return []
+    stmt = select(Patient).where(Patient.birth_date == birth_date)
+    if exclude_id is not None:
+        stmt = stmt.where(Patient.id != exclude_id)
+    return [p for p in db.session.scalars(stmt.order_by(Patient.family_name, Patient.given_name, Patient.id))
+            if similar_names(family_name, given_name, p.family_name, p.given_name)]
 
 
 def search_query(q: str = "") -> Select[Patient]:
@@ -171,6 +302,10 @@ def parse_day(text: str) -> date | None:
 
 def by_puid(puid: str) -> Patient | None:
     return db.session.scalar(select(Patient).where(Patient.puid == puid.strip()))
+
+
+def puid_history(patient: Patient) -> list[PuidChange]:
+    return list(patient.puid_changes)
 
 
 def to_json(p: Patient) -> dict[str, Any]:

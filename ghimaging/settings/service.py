@@ -14,6 +14,8 @@ from io import BytesIO
 from pathlib import Path
 
 from flask import current_app
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from ..clock import DATE_FORMATS, DEFAULT_DATE_FORMAT, DEFAULT_ZONE
@@ -27,10 +29,10 @@ class SettingsError(Invalid):
 
 
 CLINIC_KEYS = {
-    "clinic_name": ("Clinic name", 200, "Radiology"),
-    "clinic_address": ("Address", 1000, ""),
-    "clinic_phone": ("Phone", 100, ""),
-    "report_footer": ("Report footer", 1000, ""),
+    "clinic_name": (_l("Clinic name"), 200, "Radiology"),
+    "clinic_address": (_l("Address"), 1000, ""),
+    "clinic_phone": (_l("Phone"), 100, ""),
+    "report_footer": (_l("Report footer"), 1000, ""),
 }
 
 LANGUAGES = {"en": "English", "es": "Español", "de": "Deutsch"}
@@ -39,6 +41,11 @@ PAPER_SIZES = {"A4": "A4 (210 × 297 mm)", "Letter": "Letter (8.5 × 11 in)"}
 #: Locale keys and their defaults; each checked by :func:`_check_locale`.
 LOCALE_KEYS = {"time_zone": DEFAULT_ZONE, "language": "en", "date_format": DEFAULT_DATE_FORMAT,
                "paper_size": "A4"}
+
+#: PUID allocation for a clinic without an external register (off unless
+#: ``puid_auto`` is "1"): the pattern's run of # is a counter
+#: (``imaging.numbers.new_puid``).
+PUID_KEYS = {"puid_auto": "", "puid_pattern": "P-######"}
 
 LOGO_KEY = "logo_file"
 LOGO_DIR = "logo"
@@ -54,9 +61,19 @@ def _stored() -> dict[str, str]:
 def clinic_settings() -> dict[str, str]:
     """The letterhead, footer and locale settings (defaults where unset)."""
     stored = _stored()
-    out = {k: stored.get(k, default) for k, (_, _, default) in CLINIC_KEYS.items()}
+    out = {k: stored.get(k, default) for k, (_label, _limit, default) in CLINIC_KEYS.items()}
     out.update({k: stored.get(k) or default for k, default in LOCALE_KEYS.items()})
+    out.update({k: stored.get(k) or default for k, default in PUID_KEYS.items()})
     return out
+
+
+def puid_pattern() -> str | None:
+    """The pattern new PUIDs are made from, or None when the clinic types
+    them (from its register): the default."""
+    rows = dict(db.session.execute(select(Setting.key, Setting.value).where(Setting.key.in_(PUID_KEYS))).all())
+    if rows.get("puid_auto") != "1":
+        return None
+    return rows.get("puid_pattern") or PUID_KEYS["puid_pattern"]
 
 
 def locale_settings() -> dict[str, str]:
@@ -80,14 +97,14 @@ def _check_locale(key: str, value: str) -> str:
         from zoneinfo import available_timezones
 
         if value not in available_timezones():
-            raise SettingsError({key: f"Unknown time zone \u201c{value}\u201d: choose one from the list, "
-                                      "such as Europe/Berlin or America/La_Paz."})
+            raise SettingsError({key: _("Unknown time zone \u201c%(zone)s\u201d: choose one from the list, "
+                                        "such as Europe/Berlin or America/La_Paz.", zone=value)})
     elif key == "language" and value not in LANGUAGES:
-        raise SettingsError({key: "Choose English, Spanish or German."})
+        raise SettingsError({key: _("Choose English, Spanish or German.")})
     elif key == "date_format" and value not in DATE_FORMATS:
-        raise SettingsError({key: "Choose one of the date formats offered."})
+        raise SettingsError({key: _("Choose one of the date formats offered.")})
     elif key == "paper_size" and value not in PAPER_SIZES:
-        raise SettingsError({key: "Choose A4 or Letter."})
+        raise SettingsError({key: _("Choose A4 or Letter.")})
     return value
 
 
@@ -97,15 +114,25 @@ def save_clinic_settings(values: dict[str, str]) -> None:
     worklist items in the same transaction: a modality reads their start
     time and offset in the clinic's zone."""
     checked: dict[str, str] = {}
-    for key, (label, limit, _) in CLINIC_KEYS.items():
+    for key, (label, limit, _default) in CLINIC_KEYS.items():
         if key in values:
             value = (values[key] or "").strip()
             if len(value) > limit:
-                raise SettingsError({key: f"{label}: at most {limit} characters."})
+                raise SettingsError({key: _("%(label)s: at most %(n)d characters.", label=label, n=limit)})
             checked[key] = value
     for key in LOCALE_KEYS:
         if key in values:
             checked[key] = _check_locale(key, (values[key] or "").strip())
+    if "puid_auto" in values:
+        checked["puid_auto"] = "1" if values["puid_auto"] in (True, "1", "on", "true") else ""
+    if "puid_pattern" in values:
+        pattern = (values["puid_pattern"] or "").strip() or PUID_KEYS["puid_pattern"]
+        from ..imaging.numbers import puid_pattern_problem
+
+        problem = puid_pattern_problem(pattern)
+        if problem:
+            raise SettingsError({"puid_pattern": problem})
+        checked["puid_pattern"] = pattern
     zone_before = clinic_settings()["time_zone"]
     for key, value in checked.items():
         _put(key, value)
@@ -144,19 +171,19 @@ def logo_problem(data: bytes) -> tuple[str, str]:
     from PIL import Image, UnidentifiedImageError
 
     if not data:
-        return "", "The file is empty."
+        return "", str(_("The file is empty."))
     if len(data) > LOGO_MAX_BYTES:
-        return "", f"The logo must be at most {LOGO_MAX_BYTES // (1024 * 1024)} MB."
+        return "", str(_("The logo must be at most %(n)d MB.", n=LOGO_MAX_BYTES // (1024 * 1024)))
     try:
         with Image.open(BytesIO(data)) as probe:
             kind = probe.format or ""
             if kind not in LOGO_FORMATS:
-                return "", "The logo must be a PNG or JPEG picture."
+                return "", str(_("The logo must be a PNG or JPEG picture."))
             if probe.width * probe.height > LOGO_MAX_PIXELS:
-                return "", "The picture is too large (at most 4000 × 4000 pixels)."
+                return "", str(_("The picture is too large (at most 4000 × 4000 pixels)."))
             probe.load()  # decodes every pixel: a truncated or corrupt file fails here
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        return "", "The file is not a PNG or JPEG picture that can be read."
+        return "", str(_("The file is not a PNG or JPEG picture that can be read."))
     return kind, ""
 
 
