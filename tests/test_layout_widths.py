@@ -106,6 +106,25 @@ def test_no_page_is_wider_than_the_screen_or_fails_axe(browser, live, shots, cli
     assert not failing, f"axe-core {axe.VERSION}, serious/critical at {viewport}:\n" + "\n".join(failing)
 
 
+@pytest.mark.parametrize("accept, lang", [("es-BO,es;q=0.9", "es"), ("de-DE", "de"), ("en-GB", "en")])
+def test_the_page_says_its_language(browser, live, clinic, accept, lang):
+    """<html lang> is the language the page is shown in (a screen reader
+    reads a Spanish page with Spanish rules), signed out and signed in."""
+    ctx = browser.new_context(viewport=VIEWPORTS["desktop"], extra_http_headers={"Accept-Language": accept})
+    page = ctx.new_page()
+    try:
+        page.goto(live + "/login")
+        expect(page.locator("html")).to_have_attribute("lang", lang)
+        page.fill("#username", "doc")
+        page.fill("#password", PASSWORD)
+        page.locator("form button[type=submit]").click()
+        expect(page.locator(".topbar")).to_be_visible()
+        page.goto(live + "/patients/")
+        expect(page.locator("html")).to_have_attribute("lang", lang)
+    finally:
+        ctx.close()
+
+
 def _states(page, live, clinic, user, check) -> None:
     """Page states a link does not reach: an error page, a form showing its
     errors, a flash message, the reporting desk with its viewer, the order
