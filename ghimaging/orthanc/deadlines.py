@@ -83,7 +83,12 @@ class _Watchdog:
                 self._thread = threading.Thread(target=self._run, name="orthanc-deadlines", daemon=True)
                 self._thread.start()
             heapq.heappush(self._heap, (at, next(self._seq), guard))
-            self._cond.notify()
+            # Woken only when this deadline comes before the one it sleeps
+            # until: a viewer scrolling asks for a frame every few
+            # milliseconds, each 5 s ahead of the last, and waking the thread
+            # for each one only to sleep again costs a thread switch per frame.
+            if self._heap[0][2] is guard:
+                self._cond.notify()
         return guard
 
     def cancel(self, guard: _Guard) -> None:
