@@ -8,6 +8,9 @@ from typing import TypeGuard
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import BooleanField, IntegerField, PasswordField, StringField
@@ -38,19 +41,19 @@ bp = Blueprint("gnuhealth", __name__)
 
 
 class SettingsForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF is untyped
-    enabled = BooleanField("Sync with GNU Health")
-    url = StringField("Server address", validators=[DataRequired(), Length(max=500)],
-                      description="trytond's address, e.g. http://gnuhealth.local:8000/")
-    database = StringField("Database", validators=[DataRequired(), Length(max=100)])
-    username = StringField("User", validators=[DataRequired(), Length(max=200)],
-                           description="A dedicated GNU Health user (see the README for its groups).")
-    password = PasswordField("Password", validators=[Optional(), Length(max=500)],
-                             description="Leave empty to keep the saved password (at the same address only: "
-                                         "a new server, scheme or port needs it again).")
-    default_professional_id = IntegerField("Default professional (GNU Health id)",
+    enabled = BooleanField(_l("Sync with GNU Health"))
+    url = StringField(_l("Server address"), validators=[DataRequired(), Length(max=500)],
+                      description=_l("trytond's address, e.g. %(example)s", example="http://gnuhealth.local:8000/"))
+    database = StringField(_l("Database"), validators=[DataRequired(), Length(max=100)])
+    username = StringField(_l("User"), validators=[DataRequired(), Length(max=200)],
+                           description=_l("A dedicated GNU Health user (see the README for its groups)."))
+    password = PasswordField(_l("Password"), validators=[Optional(), Length(max=500)],
+                             description=_l("Leave empty to keep the saved password (at the same address only: "
+                                            "a new server, scheme or port needs it again)."))
+    default_professional_id = IntegerField(_l("Default professional (GNU Health id)"),
                                            validators=[Optional(), NumberRange(min=1, max=2**31 - 1)],
-                                           description="The doctor of requests whose ordering user has no "
-                                                       "professional in GNU Health.")
+                                           description=_l("The doctor of requests whose ordering user has no "
+                                                          "professional in GNU Health."))
 
 
 @bp.route("/admin/gnuhealth/", methods=["GET", "POST"])
@@ -72,10 +75,10 @@ def settings_page() -> ResponseReturnValue:
         except SettingsError as exc:
             getattr(form, exc.field or "url").errors.append(str(exc))
         except (GnuHealthError, crypto.CredentialError) as exc:
-            flash(f"Not saved: {exc}", "error")
+            flash(_("Not saved: %(error)s", error=exc), "error")
         else:
             db.session.commit()
-            flash("Saved. " + " ".join(report.lines()), "success")
+            flash(_("Saved. %(report)s", report=" ".join(report.lines())), "success")
             return redirect(url_for("gnuhealth.settings_page"))
     return render_template("gnuhealth/settings.html", form=form, cfg=get_config(), counts=outbox.counts(),
                            problems=status.import_problems()), 400 if request.method == "POST" else 200
@@ -88,9 +91,9 @@ def check() -> ResponseReturnValue:
     try:
         report = run_check(total=page_deadline())
     except (GnuHealthError, SettingsError, crypto.CredentialError) as exc:
-        flash(f"Connection failed: {exc}", "error")
+        flash(_("Connection failed: %(error)s", error=exc), "error")
     else:
-        flash("Connection works. " + " ".join(report.lines()), "success")
+        flash(_("Connection works. %(report)s", report=" ".join(report.lines())), "success")
     db.session.commit()
     return redirect(url_for("gnuhealth.settings_page"))
 
@@ -111,14 +114,19 @@ def enable() -> ResponseReturnValue:
 @requires(Action.CONFIGURE)
 def sync_now() -> ResponseReturnValue:
     if active_config() is None:
-        flash("The GNU Health sync is off or not configured.", "error")
+        flash(_("The GNU Health sync is off or not configured."), "error")
         return redirect(url_for("gnuhealth.settings_page"))
     # One pull under the page's deadline; the outbox (up to a thousand
     # items) is the background loop's work: woken now, it sends at once.
     summary = worker.run_pull(total=page_deadline())
     outbox.wake.set()
     pending = outbox.counts()[OutboxState.PENDING.value]
-    flash(f"{summary.line()}; outbox: {pending} pending, being sent in the background.",
+    if summary.error:
+        pulled = _("Pull failed: %(error)s", error=summary.error)
+    else:
+        pulled = _("Pull: %(seen)s requested in GNU Health, %(imported)s imported, %(problems)s problem(s).",
+                   seen=summary.seen, imported=len(summary.imported), problems=len(summary.problems))
+    flash(_("%(pull)s Outbox: %(pending)s pending, being sent in the background.", pull=pulled, pending=pending),
           "error" if summary.error else "success")
     return redirect(url_for("gnuhealth.settings_page"))
 
@@ -142,7 +150,7 @@ def retry_item(item_id: int) -> ResponseReturnValue:
         flash(str(exc), "error")
     else:
         db.session.commit()
-        flash(f"Item {item_id} will be sent again now.", "success")
+        flash(_("Item %(id)s will be sent again now.", id=item_id), "success")
     return redirect(url_for("gnuhealth.outbox_page"))
 
 
@@ -152,7 +160,8 @@ def retry_request(request_id: int) -> ResponseReturnValue:
     req = db.get_or_404(ImagingRequest, request_id)
     n = outbox.retry_request(req)
     db.session.commit()
-    flash(f"GNU Health: {n} change(s) will be sent again now." if n else "GNU Health: nothing to send.",
+    flash(ngettext("GNU Health: %(num)d change will be sent again now.",
+                   "GNU Health: %(num)d changes will be sent again now.", n) if n else _("GNU Health: nothing to send."),
           "success" if n else "info")
     nxt = request.form.get("next")
     return redirect(nxt if _local(nxt) else url_for("imaging.view_request", request_id=req.id))
@@ -178,7 +187,7 @@ def tests_page() -> ResponseReturnValue:
         raw = (request.form.get("remote_id") or "").strip()
         remote_id = bounded_int(raw) if raw else None
         if raw and remote_id is None:
-            flash("The GNU Health test id must be a whole number from 1 to 2147483647.", "error")
+            flash(_("The GNU Health test id must be a whole number from 1 to %(max)s.", max=2147483647), "error")
             return redirect(url_for("gnuhealth.tests_page"))
         try:
             links.map_test(test.id, remote_id)
@@ -186,7 +195,7 @@ def tests_page() -> ResponseReturnValue:
             flash(str(exc), "error")
             return redirect(url_for("gnuhealth.tests_page"))
         db.session.commit()
-        flash(f"{test.code}: mapping saved.", "success")
+        flash(_("%(code)s: mapping saved.", code=test.code), "success")
         return redirect(url_for("gnuhealth.tests_page"))
     remote_tests, error = [], ""
     cfg = get_config()
@@ -225,8 +234,8 @@ def patient_import() -> ResponseReturnValue:
     cfg = active_config()
     remote_id = bounded_int(request.form.get("remote_id"))
     if cfg is None or not remote_id:
-        flash("GNU Health sync is off, or no patient was chosen (a GNU Health patient id is a whole number "
-              "from 1 to 2147483647).", "error")
+        flash(_("GNU Health sync is off, or no patient was chosen (a GNU Health patient id is a whole number "
+                "from 1 to %(max)s).", max=2147483647), "error")
         return redirect(url_for("gnuhealth.patient_search"))
     try:
         with client_for(cfg, total=page_deadline()) as client:
@@ -236,7 +245,7 @@ def patient_import() -> ResponseReturnValue:
         flash(str(exc), "error")
         return redirect(url_for("gnuhealth.patient_search", q=request.form.get("q", "")))
     db.session.commit()
-    flash(f"{patient.full_name} ({patient.puid}) imported from GNU Health.", "success")
+    flash(_("%(name)s (%(puid)s) imported from GNU Health.", name=patient.full_name, puid=patient.puid), "success")
     nxt = request.form.get("next")
     if _local(nxt):
         sep = "&" if "?" in nxt else "?"
