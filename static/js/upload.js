@@ -12,14 +12,14 @@
   // Every sentence comes translated from the page (templates/uploads/upload.html,
   // data-upload-text); %(name)s is filled in here.
   var words = JSON.parse((document.querySelector("script[data-upload-text]") || {}).textContent || "{}");
-  function t(key, values) {
+  function tx(key, values) {
     var s = words[key] || key;
     return s.replace(/%\((\w+)\)s/g, function (m, k) { return values && k in values ? values[k] : m; });
   }
 
-  function size(n) { return n >= 1048576 ? t("mb", { n: (n / 1048576).toFixed(1) }) : t("kb", { n: Math.ceil(n / 1024) }); }
+  function size(n) { return n >= 1048576 ? tx("mb", { n: (n / 1048576).toFixed(1) }) : tx("kb", { n: Math.ceil(n / 1024) }); }
   function total() { return files.reduce(function (a, f) { return a + f.file.size; }, 0); }
-  function show() { chosen.textContent = files.length ? t("chosen", { count: files.length, size: size(total()) }) : ""; }
+  function show() { chosen.textContent = files.length ? tx("chosen", { count: files.length, size: size(total()) }) : ""; }
   function add(list) {
     for (var i = 0; i < list.length; i++) files.push({ file: list[i], name: list[i].webkitRelativePath || list[i].name });
     show();
@@ -62,9 +62,9 @@
 
   form.addEventListener("submit", function (e) {
     e.preventDefault();
-    if (!files.length) { chosen.textContent = t("choose_first"); return; }
-    if (total() > maxBytes) { chosen.textContent = t("too_large", { size: size(total()), limit: maxLabel }); return; }
-    if (files.length > maxFiles) { chosen.textContent = t("too_many", { count: files.length, limit: maxFiles }); return; }
+    if (!files.length) { chosen.textContent = tx("choose_first"); return; }
+    if (total() > maxBytes) { chosen.textContent = tx("too_large", { size: size(total()), limit: maxLabel }); return; }
+    if (files.length > maxFiles) { chosen.textContent = tx("too_many", { count: files.length, limit: maxFiles }); return; }
     var data = new FormData();
     ["csrf_token", "server_id", "request_id"].forEach(function (n) { data.append(n, form.elements[n].value); });
     files.forEach(function (f) { data.append("files", f.file, f.name); });
@@ -76,18 +76,18 @@
       if (!ev.lengthComputable) return;
       var pct = Math.round(ev.loaded * 100 / ev.total);
       bar.value = pct;
-      text.textContent = t("sending", { done: size(ev.loaded), total: size(ev.total), pct: pct });
+      text.textContent = tx("sending", { done: size(ev.loaded), total: size(ev.total), pct: pct });
     };
-    xhr.upload.onload = function () { bar.value = 100; text.textContent = t("sent"); };
-    xhr.onerror = function () { button.disabled = false; text.textContent = t("connection_failed"); };
+    xhr.upload.onload = function () { bar.value = 100; text.textContent = tx("sent"); };
+    xhr.onerror = function () { button.disabled = false; text.textContent = tx("connection_failed"); };
     xhr.onload = function () {
       button.disabled = false;
       var body; try { body = JSON.parse(xhr.responseText); } catch (err) { body = null; }
       if (xhr.status !== 200 || !body || !body.outcomes) {
-        text.textContent = (body && body.message) || t("failed_http", { status: xhr.status });
+        text.textContent = (body && body.message) || tx("failed_http", { status: xhr.status });
         return;
       }
-      text.textContent = t("done");
+      text.textContent = tx("done");
       files = []; show();
       render(body);
     };
@@ -96,18 +96,18 @@
 
   function el(tag, cls, txt) { var e = document.createElement(tag); if (cls) e.className = cls; if (txt !== undefined) e.textContent = txt; return e; }
   function render(body) {
-    var labels = { stored: t("stored"), already: t("already"), rejected: t("rejected"), failed: t("failed") };
+    var labels = { stored: tx("stored"), already: tx("already"), rejected: tx("rejected"), failed: tx("failed") };
     var sec = el("section", "card flush upload-report");
     var c = body.counts;
-    sec.appendChild(el("h2", "pad", t("result", { stored: c.stored, already: c.already, rejected: c.rejected, failed: c.failed })));
+    sec.appendChild(el("h2", "pad", tx("result", { stored: c.stored, already: c.already, rejected: c.rejected, failed: c.failed })));
     if (body.aborted) sec.appendChild(el("div", "flash flash-error", body.aborted));
     if (body.study_links && body.study_links.length) {
-      var p = el("p", "pad"); p.appendChild(document.createTextNode(t("studies") + " "));
+      var p = el("p", "pad"); p.appendChild(document.createTextNode(tx("studies") + " "));
       body.study_links.forEach(function (s, i) { var a = el("a", "", s.label); a.href = s.url; p.appendChild(a); if (i < body.study_links.length - 1) p.appendChild(document.createTextNode(", ")); });
       sec.appendChild(p);
     }
     var t = el("table", "table compact"), tb = el("tbody");
-    var head = el("thead"), hr = el("tr"); [t("file"), t("outcome"), t("detail")].forEach(function (h) { hr.appendChild(el("th", "", h)); }); head.appendChild(hr); t.appendChild(head);
+    var head = el("thead"), hr = el("tr"); [tx("file"), tx("outcome"), tx("detail")].forEach(function (h) { hr.appendChild(el("th", "", h)); }); head.appendChild(hr); t.appendChild(head);
     body.outcomes.forEach(function (o) {
       var tr = el("tr", "outcome-" + o.status);
       tr.appendChild(el("td", "", o.name));
