@@ -57,6 +57,19 @@ def _builtin_names() -> frozenset[str]:
     return frozenset(dir(builtins))
 
 
+class UnknownVariables(SandboxError):
+    """Names a template uses that no request provides (a typo such as
+    ``${PatientNmae}``, ``${patient.name}``, ``${my.patient.nmae}``), all of
+    them at once: the editor lists them (issue 13). Such a template is
+    refused, not saved after a warning: the render is strict (an unknown
+    name is an error, never an empty value), so it would fail every submit
+    that reaches the name."""
+
+    def __init__(self, names: list[str], line: int | None = None) -> None:
+        super().__init__("Unknown variables: " + ", ".join(names), line)
+        self.names = names
+
+
 class _Checker:
     def __init__(self, body: str):
         self.body = body
@@ -64,6 +77,15 @@ class _Checker:
         self.attributes = allowed_attributes()
         self.builtins = _builtin_names()
         self.line: int | None = None
+        #: Unknown names (dotted as written), with the line of the first.
+        self.unknown: list[str] = []
+        self.unknown_line: int | None = None
+
+    def record_unknown(self, dotted: str) -> None:
+        if dotted not in self.unknown:
+            if not self.unknown:
+                self.unknown_line = self.line
+            self.unknown.append(dotted)
 
     # Where in the body: Genshi's own line numbers for text templates are
     # off by one now and then, so look for the source text near them.
@@ -225,6 +247,9 @@ class _Checker:
             self.name(node, bound)
             return
         if isinstance(node, ast.Attribute):
+            chain = _chain(node)
+            if chain is not None and self.dotted(chain, node, bound):
+                return
             self.node(node.value, bound)  # the leftmost problem first: __import__ before .system
             self.attribute(node.attr, node)
             return
@@ -283,6 +308,38 @@ class _Checker:
             return
         self.refuse(f"\u2018{_shown(node)}\u2019 ({kind.__name__}).")
 
+    def dotted(self, chain: list[str], node: ast.Attribute, bound: frozenset[str]) -> bool:
+        """``a.b.c`` read as one variable: an unknown root (``patient.nmae``)
+        or a field the request's model does not have (``my.patient.nmae``,
+        ``my.patient.name``: ``name`` is a field of the test, not of the
+        patient) is recorded whole; True when that settled the chain."""
+        if any(part.startswith("_") for part in chain):
+            return False  # refused, with the usual message, by the generic check
+        root = chain[0]
+        if root not in bound and root not in self.names:
+            if root in self.builtins or root in ("defined", "value_of", "Markup", "Undefined"):
+                return False  # a built-in: refused as such
+            self.record_unknown(".".join(chain))
+            return True
+        if root != "my" or root in bound:
+            return False
+        from .values import exposed_names, related_model, request_model
+
+        model: type | None = request_model()
+        for i, attr in enumerate(chain[1:], start=1):
+            if model is None:  # a column's value or a list: strings' methods and dates' fields follow
+                self.attribute(attr, node)
+                continue
+            if attr not in exposed_names(model):
+                if hasattr(model, attr):  # there, but hidden from templates (query, password_hash...)
+                    self.refuse(f"the attribute \u2018.{attr}\u2019 in \u2018{_shown(node)}\u2019 (a template may "
+                                "read the request's fields, e.g. my.urgent or my.patient.family_name; the list "
+                                "is beside the editor).")
+                self.record_unknown(".".join(chain[:i + 1]))
+                return True
+            model = related_model(model, attr)
+        return True
+
     def name(self, node: ast.Name, bound: frozenset[str]) -> None:
         name = node.id
         if not isinstance(node.ctx, ast.Load):
@@ -294,8 +351,7 @@ class _Checker:
         if name in self.builtins or name in ("defined", "value_of", "Markup", "Undefined"):
             self.refuse(f"\u2018{name}\u2019 (of Python's built-ins a template may use only "
                         f"{', '.join(sorted(FUNCTIONS))}).")
-        raise SandboxError(f"Unknown name \u2018{name}\u2019: a template may use the variables listed beside "
-                           "the editor, my (the request) and the names its own for/with define.", self.line)
+        self.record_unknown(name)
 
     def attribute(self, attr: str, node: ast.AST) -> None:
         if attr.startswith("_"):
@@ -346,6 +402,19 @@ class _Checker:
                     self.refuse(f"the width \u2018{m.group(0)}\u2019 in \u2018{_shown(node)}\u2019 (at most 999).")
 
 
+def _chain(node: ast.AST) -> list[str] | None:
+    """``a.b.c`` as ["a", "b", "c"]; None when the chain starts with
+    something other than a name (a call, a literal, an item)."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    parts.append(node.id)
+    return parts[::-1]
+
+
 def _shown(node: ast.AST) -> str:
     try:
         text = ast.unparse(node)
@@ -357,4 +426,7 @@ def _shown(node: ast.AST) -> str:
 def check_stream(stream: Iterable[tuple[Any, Any, Any]], body: str) -> None:
     """Refuse (:class:`SandboxError`, with the line) anything in a parsed
     Genshi text template that is not part of the worklist template language."""
-    _Checker(body).stream(stream, frozenset())
+    checker = _Checker(body)
+    checker.stream(stream, frozenset())
+    if checker.unknown:
+        raise UnknownVariables(checker.unknown, checker.unknown_line)

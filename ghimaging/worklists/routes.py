@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from sqlalchemy import select
 
 from ..auth.decorators import requires
@@ -75,10 +76,15 @@ def dicomfile_rows(item: Dataset) -> dict[str, str]:
 def rebuild() -> ResponseReturnValue:
     report = writer.rebuild()
     db.session.commit()
-    flash(f"Worklist folder rebuilt: {len(report.written)} written, {report.unchanged} unchanged, "
-          f"{len(report.removed)} removed, {len(report.foreign)} other file(s) left alone"
-          + (f"; {len(report.errors)} error(s): " + "; ".join(report.errors[:3]) if report.errors else "."),
-          "error" if report.errors else "success")
+    counts = {"written": len(report.written), "unchanged": report.unchanged, "removed": len(report.removed),
+              "foreign": len(report.foreign)}
+    if report.errors:
+        flash(_("Worklist folder rebuilt: %(written)s written, %(unchanged)s unchanged, %(removed)s removed, "
+                "%(foreign)s other file(s) left alone; %(count)s error(s): %(errors)s",
+                count=len(report.errors), errors="; ".join(report.errors[:3]), **counts), "error")
+    else:
+        flash(_("Worklist folder rebuilt: %(written)s written, %(unchanged)s unchanged, %(removed)s removed, "
+                "%(foreign)s other file(s) left alone.", **counts), "success")
     return redirect(url_for("worklists.index"))
 
 
@@ -86,7 +92,9 @@ def rebuild() -> ResponseReturnValue:
 @bp.route("/templates/<int:template_id>", methods=["GET", "POST"])
 @requires(Action.CONFIGURE)
 def edit_template(template_id: int | None) -> ResponseReturnValue:
-    """Preview the typed template against a request, or save it."""
+    """Preview the typed template against a request, or save it. A body
+    using names no request provides is refused at save, all of them listed
+    (the preview lists them too): see :class:`.checker.UnknownVariables`."""
     from . import editor, sandbox, templates
 
     tpl = db.get_or_404(WorklistTemplate, template_id) if template_id else None
@@ -109,15 +117,21 @@ def edit_template(template_id: int | None) -> ResponseReturnValue:
                 saved = templates.save(tpl, name=form.name.data, body=form.body.data, charset=form.charset.data,
                                        encoding=form.encoding.data, comment=form.comment.data or "",
                                        is_default=form.is_default.data, utf8_fallback=form.utf8_fallback.data)
+            except templates.TemplateUnknownVariables as exc:
+                said = editor.unknown_message(exc.names, exc.line)
+                form.body.errors.append(said)
+                shown = editor.DraftPreview(error=said, refused=True, unknown=exc.names)
+                status = 400
             except templates.TemplateError as exc:
                 getattr(form, exc.field).errors.append(exc.message)
                 status = 400
             else:
                 db.session.commit()
-                flash(f"Template {saved.name} saved. Run 'Rebuild folder' to rewrite waiting items.", "success")
+                flash(_("Template %(name)s saved. Run 'Rebuild folder' to rewrite waiting items.", name=saved.name),
+                      "success")
                 return redirect(url_for("worklists.edit_template", template_id=saved.id))
     elif request.method == "POST":
         status = 400
     return render_template("worklists/template_form.html", form=form, template=tpl, preview=shown.text,
-                           rows=shown.rows, error=shown.error, variables=VARIABLES,
+                           rows=shown.rows, error=shown.error, unknown=shown.unknown, variables=VARIABLES,
                            functions=sorted(sandbox.FUNCTIONS), methods=sorted(sandbox.METHODS)), status

@@ -14,6 +14,7 @@ from ..exceptions import Conflict, DomainError, Invalid
 from ..extensions import db
 from ..models import ImagingTest, WorklistTemplate
 from . import charsets
+from .checker import UnknownVariables
 from .errors import RenderError
 from .render import compile_template
 
@@ -38,6 +39,15 @@ class TemplateInvalid(TemplateError, Invalid):
     def __init__(self, message: str, field: str = "body", line: int | None = None) -> None:
         super().__init__(message, fields={field: message})
         self.field, self.line = field, line
+
+
+class TemplateUnknownVariables(TemplateInvalid):
+    """A body using names no request provides (:class:`.checker.UnknownVariables`):
+    refused, with every such name in ``names`` for the editor to list."""
+
+    def __init__(self, names: list[str], line: int | None = None) -> None:
+        super().__init__("Unknown variables: " + ", ".join(names), "body", line)
+        self.names = names
 
 
 class TemplateNameTaken(TemplateError, Conflict):
@@ -115,6 +125,8 @@ def validate(name: str, body: str, charset: str, encoding: str) -> tuple[str, st
         raise TemplateInvalid(str(exc), "encoding") from None
     try:
         compile_template(body or "")
+    except UnknownVariables as exc:
+        raise TemplateUnknownVariables(exc.names, exc.line) from None
     except RenderError as exc:
         raise TemplateInvalid(str(exc), "body", exc.line) from None
     return name, encoding

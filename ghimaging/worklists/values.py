@@ -120,6 +120,26 @@ def exposed_names(cls: type) -> frozenset[str]:
     return names
 
 
+def related_model(cls: type, name: str) -> type | None:
+    """The model ``my.<...>.name`` leads to when ``name`` is a one-valued
+    relationship of ``cls`` to a model templates may see (``my.patient`` is
+    a Patient); None for a column, a list or anything else."""
+    from sqlalchemy import inspect
+    from sqlalchemy.orm import Mapper
+
+    mapper: Mapper[Any] = inspect(cls)
+    rel = mapper.relationships.get(name)
+    if rel is None or rel.uselist or rel.mapper.class_ not in _model_classes():
+        return None
+    target: type = rel.mapper.class_
+    return target
+
+
+def request_model() -> type:
+    """The model ``my`` shows: the request."""
+    return _model_classes()[0]
+
+
 def all_exposed_names() -> frozenset[str]:
     """Every attribute name ``my`` can show, whatever the model (for the
     check made when a template is saved)."""
