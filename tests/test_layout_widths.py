@@ -4,9 +4,16 @@ navigation reaches and the main detail pages (a patient, a request in each
 state, a result, the reporting desk, a study, a user, a test, a worklist
 template with its preview, the settings). At 820 the menu is folded behind
 "Menu" until pressed (mouse or keyboard), then every link shows.
-Screenshots in test-artifacts/screenshots/layout-*.png."""
+
+The same page loads are checked with axe-core (tests/support/axe.py): no
+serious or critical WCAG 2 A/AA violation, for every role at both widths,
+plus states no link reaches (login, a refused sign-in, a 404, a form with
+errors, a flash, the desk's viewer, the order form's suggestions).
+Screenshots in test-artifacts/screenshots/layout-*.png and a11y-*.png."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from playwright.sync_api import expect
@@ -65,10 +72,12 @@ def test_no_page_is_wider_than_the_screen_or_fails_axe(browser, live, shots, cli
     wide: dict[str, int] = {}
     failing: list[str] = []
 
-    def check(label: str) -> None:
+    def check(label: str, shot: str | None = None) -> None:
         if (w := _too_wide(page)) is not None:
             wide[label] = w
         failing.extend(f"{label}: {line}" for line in axe.violations(page))
+        if shot:
+            shoot(page, shots, f"{shot}-{viewport}")
 
     for user in ROLES:
         ctx = browser.new_context(viewport=VIEWPORTS[viewport])
@@ -76,7 +85,7 @@ def test_no_page_is_wider_than_the_screen_or_fails_axe(browser, live, shots, cli
         try:
             if user == "admin":  # the pages before signing in, once per width
                 page.goto(live + "/login")
-                check("login")
+                check("login", shot="a11y-login")
                 page.fill("#username", "admin")
                 page.fill("#password", "not the password")
                 page.get_by_role("button", name="Sign in").click()
@@ -91,7 +100,8 @@ def test_no_page_is_wider_than_the_screen_or_fails_axe(browser, live, shots, cli
             assert len(nav) >= 4, nav
             for path in dict.fromkeys([p.split("#")[0] for p in nav] + clinic["details"]):
                 page.goto(live + path)
-                check(f"{user} {path}")
+                shot = user == "doc" and path in (clinic["details"][5], "/orthanc/studies")
+                check(f"{user} {path}", shot=f"a11y-{path.strip('/').replace('/', '-')}" if shot else None)
             _states(page, live, clinic, user, check)
             if user == "admin":
                 page.goto(live + "/admin/worklists/")
@@ -132,12 +142,17 @@ def _states(page, live, clinic, user, check) -> None:
     patient = clinic["details"][0]
     if user == "admin":
         page.goto(live + "/no-such-page")
-        check("admin 404")
+        check("admin 404", shot="a11y-404")
     elif user == "doc":
         page.goto(live + "/patients/new")
         page.get_by_role("button", name="Save").click()
         expect(page.locator("[aria-invalid=true]").first).to_be_visible()
-        check("doc patient form with errors")
+        # a field's error is read with the field (aria-describedby), not only seen below it
+        expect(page.get_by_label("Family name")).to_have_accessible_description(re.compile(r"\w"))
+        page.locator("[aria-invalid=true]").first.focus()
+        page.keyboard.press("Shift+Tab")
+        page.keyboard.press("Tab")  # the focus ring as the keyboard shows it
+        check("doc patient form with errors", shot="a11y-patient-form-errors")
         page.goto(live + patient + "/edit")
         page.get_by_role("button", name="Save").click()
         expect(page.locator(".flash").first).to_be_visible()
@@ -145,11 +160,11 @@ def _states(page, live, clinic, user, check) -> None:
         page.goto(live + "/requests/new")
         page.locator("#patient").press_sequentially("Fern")
         expect(page.locator("#patient-options option").first).to_be_attached()
-        check("doc order form with suggestions")
+        check("doc order form with suggestions", shot="a11y-order-suggestions")
     elif user == "rad":
         page.goto(live + clinic["desk"])
         expect(page.locator("[data-viewer] select[data-series]")).to_be_visible()
-        check("rad desk with the viewer")
+        check("rad desk with the viewer", shot="a11y-desk")
 
 
 def test_the_tablet_menu_folds_behind_its_button(browser, live, shots, clinic):
@@ -269,6 +284,7 @@ def test_the_test_worklist_table_scrolls_inside_its_card(browser, live, shots, m
               if (s === 'hidden' || s === 'clip') out.push(e.tagName + '.' + e.className);
             } return out; }""")
         assert not clipped, clipped
+        assert not axe.violations(page)
         shoot(page, shots, f"layout-test-worklist-{viewport}")
     finally:
         ctx.close()
