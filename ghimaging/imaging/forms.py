@@ -89,7 +89,7 @@ class Scheduling:
 
 class OrderForm(Scheduling, FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship no types
     patient = StringField(_l("Patient"), validators=[DataRequired(_l("Choose a patient.")), Length(max=64)],
-                          description=_l("Type a name, PUID or birth date and pick from the list."))
+                          description=_l("Type a name or PUID, or a birth date, and pick from the list."))
     tests = MultiCheckboxField(_l("Tests"), coerce=int, validators=[DataRequired(_l("Choose at least one test."))])
     urgent = BooleanField(_l("Urgent"))
     physician = SelectField(_l("Requesting physician"), coerce=int)
