@@ -5,6 +5,7 @@ left without images are put back on the worklist in the same transaction
 
 from __future__ import annotations
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from sqlalchemy import delete
 
 from ..exceptions import UpstreamFailure
@@ -23,12 +24,12 @@ class DeleteError(UpstreamFailure):
 
 def _refused(exc: OrthancError) -> DeleteError:
     if isinstance(exc, Unauthorized) or (isinstance(exc, BadAnswer) and exc.status in (403, 405)):
-        return DeleteError("Orthanc refused to delete (it may be read-only, or this user may not delete). "
-                           "Nothing was changed.", code="refused")
+        return DeleteError(_("Orthanc refused to delete (it may be read-only, or this user may not delete). "
+                             "Nothing was changed."), code="refused")
     if isinstance(exc, TimedOut):  # Orthanc may still finish what it was asked
-        return DeleteError("Orthanc did not confirm the deletion in time; it may still delete it. "
-                           "Sync the server, then look again.", timeout=True)
-    return DeleteError(f"Orthanc could not delete: {exc}. Nothing was changed.")
+        return DeleteError(_("Orthanc did not confirm the deletion in time; it may still delete it. "
+                             "Sync the server, then look again."), timeout=True)
+    return DeleteError(_("Orthanc could not delete: %(error)s. Nothing was changed.", error=exc))
 
 
 def _record(study: OrthancStudy, user: User | None, note: str) -> None:
@@ -62,12 +63,18 @@ def delete_study(study: OrthancStudy, user: User | None) -> str:
         raise _refused(exc) from None
     _record(study, user, f"deleted in Orthanc: {what}")
     _drop_study(study)
-    return f"Deleted {what}" + (" (it was already gone from Orthanc)." if gone_already else ".")
+    study_name = study.description or study.study_uid
+    patient = study.patient_name or study.patient_id
+    if gone_already:
+        return str(_("Deleted study %(study)s of %(patient)s (it was already gone from Orthanc).", study=study_name,
+                     patient=patient))
+    return str(_("Deleted study %(study)s of %(patient)s.", study=study_name, patient=patient))
 
 
 def delete_series(series: OrthancSeries, user: User | None) -> str:
     study = series.study
-    what = f"series {series.number or ''} {series.description or series.modality}".strip()
+    label = f"{series.number or ''} {series.description or series.modality}".strip()
+    what = f"series {label}"  # the audit note stays in the record's language (English)
     try:
         with client_for(study.server) as client:
             client.delete(f"/series/{series.orthanc_id}")
@@ -81,5 +88,6 @@ def delete_series(series: OrthancSeries, user: User | None) -> str:
     summarise(study)
     if not study.series:  # Orthanc drops a study with its last series; so do we
         _drop_study(study)
-        return f"Deleted {what}; it was the study's last series, so the study is gone too."
-    return f"Deleted {what}."
+        return str(_("Deleted series %(series)s; it was the study's last series, so the study is gone too.",
+                     series=label))
+    return str(_("Deleted series %(series)s.", series=label))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from flask_login import current_user
 
 from ..auth.decorators import requires
@@ -41,7 +42,7 @@ def link_study(study_id: int) -> ResponseReturnValue:
     study = db.get_or_404(OrthancStudy, study_id)
     req = _request_from_form()
     if req is None:
-        flash("No request with this id or accession number.", "error")
+        flash(_("No request with this id or accession number."), "error")
         return redirect(_back(url_for("orthanc.view_study", study_id=study.id)))
     confirm = request.form.get("confirm_other_patient") == "yes"
     try:
@@ -49,7 +50,7 @@ def link_study(study_id: int) -> ResponseReturnValue:
                              reason=request.form.get("reason", ""))
     except matching.OtherPatientError:
         if confirm:  # ticked, but no reason
-            flash("Give the reason for linking a study of another patient.", "error")
+            flash(_("Give the reason for linking a study of another patient."), "error")
         return redirect(url_for("orthanc.link_other", study_id=study.id, request_id=req.id,
                                 back=_back(url_for("orthanc.view_study", study_id=study.id))))
     except matching.LinkError as exc:
@@ -57,7 +58,7 @@ def link_study(study_id: int) -> ResponseReturnValue:
     else:
         db.session.commit()
         notes = matching.warnings_of(study) if (made.warning or made.other_patient) else []
-        flash(f"Study linked to request {req.accession_number}." + "".join(f" {n}" for n in notes),
+        flash(" ".join([_("Study linked to request %(accession)s.", accession=req.accession_number), *notes]),
               "error" if notes else "success")
     return redirect(_back(url_for("orthanc.view_study", study_id=study.id)))
 
@@ -88,7 +89,7 @@ def confirm_link(link_id: int) -> ResponseReturnValue:
         flash(str(exc), "error")
     else:
         db.session.commit()
-        flash(f"Identity checked for request {row.request.accession_number}.", "success")
+        flash(_("Identity checked for request %(accession)s.", accession=row.request.accession_number), "success")
     return redirect(_back(url_for("orthanc.unmatched")))
 
 
@@ -109,6 +110,7 @@ def unlink_study(study_id: int) -> ResponseReturnValue:
         flash(str(exc), "error")
     else:
         db.session.commit()
-        flash(f"Study unlinked from request {req.accession_number}; it will not be linked again automatically.",
+        flash(_("Study unlinked from request %(accession)s; it will not be linked again automatically.",
+                accession=req.accession_number),
               "success")
     return redirect(_back(url_for("orthanc.view_study", study_id=study.id)))

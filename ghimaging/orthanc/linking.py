@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from sqlalchemy import func, select
 
 from ..exceptions import Conflict
@@ -92,18 +93,20 @@ def link(study: OrthancStudy, req: ImagingRequest, user: User | None, *,
     needs ``confirm_other_patient`` and a reason; without them
     :class:`OtherPatientError` says whose study it is."""
     if req.state not in LINKABLE:
-        raise LinkError(f"Request {req.accession_number} is {req.state}; a study cannot be linked to it.")
+        raise LinkError(_("Request %(accession)s is %(state)s; a study cannot be linked to it.",
+                          accession=req.accession_number, state=req.state))
     if is_linked(study, req):
-        raise LinkError(f"The study is already linked to request {req.accession_number}.")
+        raise LinkError(_("The study is already linked to request %(accession)s.", accession=req.accession_number))
     reason = " ".join((reason or "").split())
     if len(reason) > 1000:
-        raise LinkError("The reason is at most 1000 characters.")
+        raise LinkError(_("The reason is at most %(max)d characters.", max=1000))
     other = not same_patient(study, req.patient)
     if other and not (confirm_other_patient and reason):
-        raise OtherPatientError(
-            f"This study is of another patient ({study_identity(study)}) than request {req.accession_number} "
-            f"({patient_identity(req.patient)}). To link it anyway, confirm that it belongs to this request "
-            "and give a reason.")
+        raise OtherPatientError(_(
+            "This study is of another patient (%(study_patient)s) than request %(accession)s (%(patient)s). "
+            "To link it anyway, confirm that it belongs to this request and give a reason.",
+            study_patient=study_identity(study), accession=req.accession_number,
+            patient=patient_identity(req.patient)))
     warning = "" if other else " ".join(identity_differences(study, req.patient))
     made = _link(study, req, "manual", user, warning=warning, other_patient=other, reason=reason if other else "")
     db.session.flush()
@@ -114,7 +117,7 @@ def link(study: OrthancStudy, req: ImagingRequest, user: User | None, *,
 def confirm(link_row: StudyLink, user: User) -> None:
     """A person checked a link whose identity differed and found it right."""
     if link_row.confirmed_at is not None or not link_row.warning:
-        raise LinkError("This link needs no confirmation.")
+        raise LinkError(_("This link needs no confirmation."))
     link_row.confirmed_at = utcnow()
     link_row.confirmed_by_id = user.id
     study = link_row.study
@@ -128,7 +131,7 @@ def confirm(link_row: StudyLink, user: User) -> None:
 def unlink(study: OrthancStudy, req: ImagingRequest, user: User | None) -> None:
     row = db.session.scalar(select(StudyLink).where(StudyLink.study_id == study.id, StudyLink.request_id == req.id))
     if row is None:
-        raise LinkError(f"The study is not linked to request {req.accession_number}.")
+        raise LinkError(_("The study is not linked to request %(accession)s.", accession=req.accession_number))
     db.session.delete(row)
     db.session.flush()
     req.images_available = bool(db.session.scalar(select(func.count()).select_from(StudyLink)

@@ -8,6 +8,7 @@ from datetime import date
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -22,6 +23,7 @@ from ..ui import paginate
 from . import background, instances, links, matching, queries, servers, streaming, sync
 from .client import NotFound, deadline
 from .forms import LinkForm, ServerForm
+from .summary import Summary
 
 bp = Blueprint("orthanc", __name__, url_prefix="/orthanc")
 
@@ -57,7 +59,8 @@ def new_server() -> ResponseReturnValue:
             getattr(form, exc.field or "url").errors.append(str(exc))
         else:
             db.session.commit()
-            flash(f"Orthanc {server.label} added (Orthanc {server.version}). The first sync starts shortly.", "success")
+            flash(_("Orthanc %(label)s added (Orthanc %(version)s). The first sync starts shortly.", label=server.label,
+                    version=server.version), "success")
             return redirect(url_for("orthanc.view_server", server_id=server.id))
     status = 400 if request.method == "POST" else 200
     return render_template("orthanc/server_form.html", form=form, server=None), status
@@ -81,13 +84,29 @@ def view_server(server_id: int) -> ResponseReturnValue:
             db.session.commit()
             if changed:
                 background.recheck_in_background(server.id)
-                flash("Saved; checking the new connection details in the background.", "info")
+                flash(_("Saved; checking the new connection details in the background."), "info")
             else:
-                flash("Saved.", "success")
+                flash(_("Saved."), "success")
             return redirect(url_for("orthanc.view_server", server_id=server.id))
     status = 400 if request.method == "POST" else 200
     return render_template("orthanc/server.html", server=server, form=form, action_form=EmptyForm(),
                            count=servers.study_count(server)), status
+
+
+def _sync_message(summary: Summary) -> str:
+    """The sync's outcome for the person who asked (``summary.line()`` is
+    the same in English for the log and the command line)."""
+    mode = {"full": _("full"), "incremental": _("incremental"), "auto": _("auto")}.get(summary.mode, summary.mode)
+    if summary.skipped:
+        return str(_("%(server)s: skipped (%(why)s)", server=summary.server, why=summary.skipped))
+    if summary.error:
+        return str(_("%(server)s: %(mode)s sync failed: %(error)s", server=summary.server, mode=mode,
+                     error=summary.error))
+    text = _("%(server)s: %(mode)s sync: %(updated)s studies updated, %(deleted)s removed, %(changes)s changes, "
+             "%(requests)s requests, index %(index)s, %(seconds)ss", server=summary.server, mode=mode,
+             updated=summary.studies_updated, deleted=summary.studies_deleted, changes=summary.changes,
+             requests=summary.requests, index=summary.last_change, seconds=f"{summary.seconds:.2f}")
+    return str(text + (" " + _("(Orthanc database reset detected)") if summary.reset_detected else ""))
 
 
 @bp.route("/servers/<int:server_id>/sync", methods=["POST"])
@@ -97,7 +116,7 @@ def sync_now(server_id: int) -> ResponseReturnValue:
     summary = sync.run(server.id, mode="full" if request.form.get("full") else "auto",
                        client_factory=servers.client_for_person)
     db.session.commit()
-    flash(summary.line(), "error" if summary.error else ("info" if summary.skipped else "success"))
+    flash(_sync_message(summary), "error" if summary.error else ("info" if summary.skipped else "success"))
     if current_user.can(Action.CONFIGURE):
         return redirect(url_for("orthanc.view_server", server_id=server.id))
     return redirect(url_for("orthanc.study_list", server=server.id))
@@ -110,7 +129,7 @@ def delete_server(server_id: int) -> ResponseReturnValue:
     label = server.label
     servers.delete_server(server)
     db.session.commit()
-    flash(f"Orthanc {label} removed from ghimaging (nothing was deleted in Orthanc).", "success")
+    flash(_("Orthanc %(label)s removed from ghimaging (nothing was deleted in Orthanc).", label=label), "success")
     return redirect(url_for("orthanc.server_list"))
 
 
@@ -121,7 +140,8 @@ def _date_arg(name: str) -> date | None:
     try:
         return date.fromisoformat(raw) if raw else None
     except ValueError:
-        flash(f"Ignored the {name.replace('_', ' ')}: use YYYY-MM-DD.", "error")
+        flash(_("Ignored the start date: use YYYY-MM-DD.") if name == "date_from"
+              else _("Ignored the end date: use YYYY-MM-DD."), "error")
         return None
 
 
@@ -159,7 +179,7 @@ def study_archive(study_id: int) -> ResponseReturnValue:
     except NotFound:
         abort(404)
     except streaming.DownloadFailed as exc:
-        flash(f"The study could not be downloaded: {exc} Try again later.", "error")
+        flash(_("The study could not be downloaded: %(error)s Try again later.", error=exc), "error")
         return redirect(url_for("orthanc.view_study", study_id=study.id))
 
 
@@ -168,7 +188,7 @@ def study_archive(study_id: int) -> ResponseReturnValue:
 def delete_study(study_id: int) -> ResponseReturnValue:
     study = db.get_or_404(OrthancStudy, study_id)
     if request.form.get("confirm") != study.study_uid:
-        flash("Deleting needs the confirmation that names the study.", "error")
+        flash(_("Deleting needs the confirmation that names the study."), "error")
         return redirect(url_for("orthanc.view_study", study_id=study.id))
     from . import deletion
 
@@ -192,7 +212,7 @@ def delete_series(series_id: int) -> ResponseReturnValue:
     series = db.get_or_404(OrthancSeries, series_id)
     study_id = series.study_id
     if request.form.get("confirm") != series.series_uid:
-        flash("Deleting needs the confirmation that names the series.", "error")
+        flash(_("Deleting needs the confirmation that names the series."), "error")
         return redirect(url_for("orthanc.view_study", study_id=study_id))
     try:
         with deadline(DELETE_DEADLINE):
@@ -224,11 +244,11 @@ def view_patient(row_id: int) -> ResponseReturnValue:
         if form.validate_on_submit():
             local = patients.by_puid(form.puid.data)
             if local is None:
-                form.puid.errors.append("No local patient with this PUID.")
+                form.puid.errors.append(_("No local patient with this PUID."))
             else:
                 links.link_patient(row, local, current_user)
                 db.session.commit()
-                flash(f"Linked to {local.full_name}.", "success")
+                flash(_("Linked to %(name)s.", name=local.full_name), "success")
                 return redirect(url_for("orthanc.view_patient", row_id=row.id))
     studies = db.session.scalars(select(OrthancStudy).where(OrthancStudy.patient_row_id == row.id)
                                  .order_by(OrthancStudy.study_date.desc())).all()
@@ -243,5 +263,5 @@ def unlink_patient(row_id: int) -> ResponseReturnValue:
     row = db.get_or_404(OrthancPatient, row_id)
     links.unlink_patient(row, current_user)
     db.session.commit()
-    flash("Unlinked; this Orthanc patient will not be linked automatically again.", "success")
+    flash(_("Unlinked; this Orthanc patient will not be linked automatically again."), "success")
     return redirect(url_for("orthanc.view_patient", row_id=row.id))
