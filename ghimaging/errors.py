@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from flask import Flask, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -23,20 +25,20 @@ def _wants_json() -> bool:
 
 
 _PAGE_STATUS: dict[type[DomainError], tuple[int, str]] = {
-    NotFound: (404, "Not found"),
-    Conflict: (409, "Not possible now"),
-    Invalid: (422, "Not accepted"),
-    UpstreamFailure: (502, "Not reachable"),
+    NotFound: (404, _l("Not found")),
+    Conflict: (409, _l("Not possible now")),
+    Invalid: (422, _l("Not accepted")),
+    UpstreamFailure: (502, _l("Not reachable")),
 }
 
 
 def init_app(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError) -> ResponseReturnValue:
-        message = "The form expired or was sent from another page. Go back, reload and try again."
+        message = _("The form expired or was sent from another page. Go back, reload and try again.")
         if _wants_json():
             return jsonify(error="csrf", message=message), 400
-        return render_template("error.html", code=400, title="Form expired", message=message), 400
+        return render_template("error.html", code=400, title=_("Form expired"), message=message), 400
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge) -> ResponseReturnValue:
@@ -45,19 +47,19 @@ def init_app(app: Flask) -> None:
         limit = request.max_content_length or app.config.get("MAX_CONTENT_LENGTH") or 0
         if request.content_length is not None and request.content_length <= limit:
             parts = request.max_form_parts or 0
-            message = f"Too many files in one upload; the limit is {max(parts - 100, 0)} files. Upload in parts."
+            message = _("Too many files in one upload; the limit is %(max)s files. Upload in parts.", max=max(parts - 100, 0))
         else:
-            message = f"The upload is too large; the limit is {human_size(limit)}."
+            message = _("The upload is too large; the limit is %(limit)s.", limit=human_size(limit))
         if _wants_json():
             return jsonify(error="too_large", message=message), 413
-        return render_template("error.html", code=413, title="Too large", message=message), 413
+        return render_template("error.html", code=413, title=_("Too large"), message=message), 413
 
     @app.errorhandler(DomainError)
     def domain_error(exc: DomainError) -> ResponseReturnValue:
         from .extensions import db
 
         db.session.rollback()
-        status, title = 400, "Not possible"
+        status, title = 400, _("Not possible")
         for kind, (code, name) in _PAGE_STATUS.items():
             if isinstance(exc, kind):
                 status, title = code, name
@@ -76,10 +78,10 @@ def init_app(app: Flask) -> None:
         code = exc.code or 500
         if _wants_json():
             return jsonify(error=exc.name.lower().replace(" ", "_"), message=exc.description), code, headers
-        titles = {403: "Not allowed", 404: "Not found", 405: "Not allowed here"}
+        titles = {403: _("Not allowed"), 404: _("Not found"), 405: _("Not allowed here")}
         messages = {
-            403: "Your role does not allow this. Ask an administrator if you need it.",
-            404: "There is nothing here. It may have been removed, or the address is mistyped.",
+            403: _("Your role does not allow this. Ask an administrator if you need it."),
+            404: _("There is nothing here. It may have been removed, or the address is mistyped."),
         }
         return render_template("error.html", code=code, title=titles.get(code, exc.name),
                                message=messages.get(code, exc.description or "")), code, headers
@@ -91,6 +93,6 @@ def init_app(app: Flask) -> None:
 
         db.session.rollback()
         if _wants_json():
-            return jsonify(error="internal", message="An internal error occurred; it has been logged."), 500
-        return render_template("error.html", code=500, title="Something went wrong",
-                               message="An internal error occurred; it has been logged."), 500
+            return jsonify(error="internal", message=_("An internal error occurred; it has been logged.")), 500
+        return render_template("error.html", code=500, title=_("Something went wrong"),
+                               message=_("An internal error occurred; it has been logged.")), 500

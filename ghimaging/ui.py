@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from flask import Flask, Response, current_app, request
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from flask_login import current_user
 from flask_sqlalchemy.pagination import Pagination
 from sqlalchemy import Select
@@ -221,7 +222,7 @@ def init_app(app: Flask) -> None:
             values += list(chain.from_iterable(request.form.listvalues()))
             values += [f.filename or "" for f in request.files.values()]
         if any("\x00" in v for v in values):
-            abort(400, "Text must not contain NUL characters.")
+            abort(400, _("Text must not contain NUL characters."))
 
     @app.after_request
     def _security_headers(resp: Response) -> Response:
