@@ -26,6 +26,9 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+from flask_babel import lazy_gettext as _l
+
 from .client import BadAnswer, NotFound, OrthancClient, OrthancError
 
 if TYPE_CHECKING:
@@ -64,67 +67,67 @@ class Kind:
         return self.key == "pdf"
 
 
-IMAGE = Kind("image", "Image")
-PDF = Kind("pdf", "PDF document")
-DOCUMENT = Kind("document", "Document")
+IMAGE = Kind("image", _l("Image"))
+PDF = Kind("pdf", _l("PDF document"))
+DOCUMENT = Kind("document", _l("Document"))
 
 # SOP classes that hold no picture Orthanc can render, most specific first.
 # Anything else is treated as an image (an image Orthanc then fails to decode
 # still gets a placeholder in the page, from static/js/app.js).
 _NON_IMAGE_SOP: tuple[tuple[str, Kind], ...] = (
     ("1.2.840.10008.5.1.4.1.1.104.1", PDF),
-    ("1.2.840.10008.5.1.4.1.1.104", Kind("document", "Document (CDA or 3D model)")),
-    ("1.2.840.10008.5.1.4.1.1.88.59", Kind("key-objects", "Key object selection")),
-    ("1.2.840.10008.5.1.4.1.1.88", Kind("report", "Structured report")),
-    ("1.2.840.10008.5.1.4.1.1.11", Kind("presentation", "Presentation state")),
+    ("1.2.840.10008.5.1.4.1.1.104", Kind("document", _l("Document (CDA or 3D model)"))),
+    ("1.2.840.10008.5.1.4.1.1.88.59", Kind("key-objects", _l("Key object selection"))),
+    ("1.2.840.10008.5.1.4.1.1.88", Kind("report", _l("Structured report"))),
+    ("1.2.840.10008.5.1.4.1.1.11", Kind("presentation", _l("Presentation state"))),
     ("1.2.840.10008.5.1.4.1.1.481.1", IMAGE),  # RT Image is a real image
-    ("1.2.840.10008.5.1.4.1.1.481.2", Kind("rt", "RT dose")),
-    ("1.2.840.10008.5.1.4.1.1.481.3", Kind("rt", "RT structure set")),
-    ("1.2.840.10008.5.1.4.1.1.481.5", Kind("rt", "RT plan")),
-    ("1.2.840.10008.5.1.4.1.1.481.8", Kind("rt", "RT ion plan")),
-    ("1.2.840.10008.5.1.4.1.1.481", Kind("rt", "RT treatment record")),
-    ("1.2.840.10008.5.1.4.34", Kind("rt", "RT object")),
-    ("1.2.840.10008.5.1.4.1.1.9", Kind("waveform", "Waveform (ECG, audio…)")),
-    ("1.2.840.10008.5.1.4.1.1.66.4", Kind("segmentation", "Segmentation")),
-    ("1.2.840.10008.5.1.4.1.1.66.2", Kind("fiducials", "Fiducials")),
-    ("1.2.840.10008.5.1.4.1.1.66", Kind("registration", "Registration or raw data")),
-    ("1.2.840.10008.5.1.4.1.1.67", Kind("measurements", "Real world value mapping")),
-    ("1.2.840.10008.5.1.4.1.1.68", Kind("surface", "Surface model")),
-    ("1.2.840.10008.5.1.4.1.1.78", Kind("measurements", "Measurements")),
-    ("1.2.840.10008.5.1.4.1.1.79", Kind("measurements", "Measurements")),
-    ("1.2.840.10008.5.1.4.1.1.80", Kind("measurements", "Measurements")),
-    ("1.2.840.10008.5.1.4.1.1.81", Kind("measurements", "Measurements")),
-    ("1.2.840.10008.5.1.4.1.1.82", Kind("measurements", "Measurements")),
-    ("1.2.840.10008.5.1.4.1.1.90", Kind("report", "Content assessment")),
-    ("1.2.840.10008.5.1.4.1.1.200", Kind("protocol", "Acquisition protocol")),
-    ("1.2.840.10008.5.1.4.38", Kind("other", "Hanging protocol")),
-    ("1.2.840.10008.5.1.4.39", Kind("other", "Color palette")),
-    ("1.2.840.10008.5.1.4.43", Kind("other", "Implant template")),
-    ("1.2.840.10008.5.1.4.44", Kind("other", "Implant template")),
-    ("1.2.840.10008.5.1.4.45", Kind("other", "Implant template")),
+    ("1.2.840.10008.5.1.4.1.1.481.2", Kind("rt", _l("RT dose"))),
+    ("1.2.840.10008.5.1.4.1.1.481.3", Kind("rt", _l("RT structure set"))),
+    ("1.2.840.10008.5.1.4.1.1.481.5", Kind("rt", _l("RT plan"))),
+    ("1.2.840.10008.5.1.4.1.1.481.8", Kind("rt", _l("RT ion plan"))),
+    ("1.2.840.10008.5.1.4.1.1.481", Kind("rt", _l("RT treatment record"))),
+    ("1.2.840.10008.5.1.4.34", Kind("rt", _l("RT object"))),
+    ("1.2.840.10008.5.1.4.1.1.9", Kind("waveform", _l("Waveform (ECG, audio…)"))),
+    ("1.2.840.10008.5.1.4.1.1.66.4", Kind("segmentation", _l("Segmentation"))),
+    ("1.2.840.10008.5.1.4.1.1.66.2", Kind("fiducials", _l("Fiducials"))),
+    ("1.2.840.10008.5.1.4.1.1.66", Kind("registration", _l("Registration or raw data"))),
+    ("1.2.840.10008.5.1.4.1.1.67", Kind("measurements", _l("Real world value mapping"))),
+    ("1.2.840.10008.5.1.4.1.1.68", Kind("surface", _l("Surface model"))),
+    ("1.2.840.10008.5.1.4.1.1.78", Kind("measurements", _l("Measurements"))),
+    ("1.2.840.10008.5.1.4.1.1.79", Kind("measurements", _l("Measurements"))),
+    ("1.2.840.10008.5.1.4.1.1.80", Kind("measurements", _l("Measurements"))),
+    ("1.2.840.10008.5.1.4.1.1.81", Kind("measurements", _l("Measurements"))),
+    ("1.2.840.10008.5.1.4.1.1.82", Kind("measurements", _l("Measurements"))),
+    ("1.2.840.10008.5.1.4.1.1.90", Kind("report", _l("Content assessment"))),
+    ("1.2.840.10008.5.1.4.1.1.200", Kind("protocol", _l("Acquisition protocol"))),
+    ("1.2.840.10008.5.1.4.38", Kind("other", _l("Hanging protocol"))),
+    ("1.2.840.10008.5.1.4.39", Kind("other", _l("Color palette"))),
+    ("1.2.840.10008.5.1.4.43", Kind("other", _l("Implant template"))),
+    ("1.2.840.10008.5.1.4.44", Kind("other", _l("Implant template"))),
+    ("1.2.840.10008.5.1.4.45", Kind("other", _l("Implant template"))),
 )
 
 # Modalities that say enough by themselves. "DOC" (a PDF or a CDA), "OT"
 # (anything) and an empty modality are decided by the SOP class instead.
 _NON_IMAGE_MODALITY = {
-    "SR": Kind("report", "Structured report"),
-    "KO": Kind("key-objects", "Key object selection"),
-    "PR": Kind("presentation", "Presentation state"),
-    "RTDOSE": Kind("rt", "RT dose"),
-    "RTSTRUCT": Kind("rt", "RT structure set"),
-    "RTPLAN": Kind("rt", "RT plan"),
-    "RTRECORD": Kind("rt", "RT treatment record"),
-    "PLAN": Kind("protocol", "Plan"),
-    "REG": Kind("registration", "Registration"),
-    "FID": Kind("fiducials", "Fiducials"),
-    "SEG": Kind("segmentation", "Segmentation"),
-    "RWV": Kind("measurements", "Real world value mapping"),
-    "AU": Kind("waveform", "Audio"),
-    "ECG": Kind("waveform", "ECG waveform"),
-    "HD": Kind("waveform", "Hemodynamic waveform"),
-    "EPS": Kind("waveform", "Electrophysiology waveform"),
-    "RESP": Kind("waveform", "Respiratory waveform"),
-    "M3D": Kind("surface", "3D model"),
+    "SR": Kind("report", _l("Structured report")),
+    "KO": Kind("key-objects", _l("Key object selection")),
+    "PR": Kind("presentation", _l("Presentation state")),
+    "RTDOSE": Kind("rt", _l("RT dose")),
+    "RTSTRUCT": Kind("rt", _l("RT structure set")),
+    "RTPLAN": Kind("rt", _l("RT plan")),
+    "RTRECORD": Kind("rt", _l("RT treatment record")),
+    "PLAN": Kind("protocol", _l("Plan")),
+    "REG": Kind("registration", _l("Registration")),
+    "FID": Kind("fiducials", _l("Fiducials")),
+    "SEG": Kind("segmentation", _l("Segmentation")),
+    "RWV": Kind("measurements", _l("Real world value mapping")),
+    "AU": Kind("waveform", _l("Audio")),
+    "ECG": Kind("waveform", _l("ECG waveform")),
+    "HD": Kind("waveform", _l("Hemodynamic waveform")),
+    "EPS": Kind("waveform", _l("Electrophysiology waveform")),
+    "RESP": Kind("waveform", _l("Respiratory waveform")),
+    "M3D": Kind("surface", _l("3D model")),
 }
 _UNDECIDED_MODALITY = {"", "DOC", "OT"}
 
@@ -239,7 +242,7 @@ def display_png(client: OrthancClient, instance_id: str) -> bytes:
     meta = client.instance_metadata(instance_id)
     kind = kind_of_sop_class(meta.get("SopClassUid", ""))
     if not kind.image:
-        raise NotAnImage(f"this is not an image ({kind.label}); there is no picture to show.")
+        raise NotAnImage(_("this is not an image (%(kind)s); there is no picture to show.", kind=kind.label))
     try:
         if _window_width(client, instance_id) is not None:
             data, ctype = client.rendered(instance_id)
@@ -248,9 +251,11 @@ def display_png(client: OrthancClient, instance_id: str) -> bytes:
     except BadAnswer as exc:
         if exc.status == 415:
             syntax = meta.get("TransferSyntax", "")
-            name = _SYNTAX_NAMES.get(syntax, f"transfer syntax {syntax}" if syntax else "its transfer syntax")
-            raise CannotDecode(f"Orthanc cannot decode this image ({name}). Installing the orthanc-gdcm "
-                               "plugin on the Orthanc server adds JPEG 2000 and other compressed formats.") from None
+            name = _SYNTAX_NAMES.get(syntax) or (_("transfer syntax %(uid)s", uid=syntax) if syntax
+                                                 else _("its transfer syntax"))
+            raise CannotDecode(_("Orthanc cannot decode this image (%(syntax)s). Installing the orthanc-gdcm "
+                                 "plugin on the Orthanc server adds JPEG 2000 and other compressed formats.",
+                                 syntax=name)) from None
         raise
     if not data.startswith(PNG_SIGNATURE) or ctype.split(";")[0].strip().lower() != "image/png":
         raise BadAnswer(f"Orthanc answered {ctype or 'no content type'} instead of a PNG image.")
@@ -341,8 +346,8 @@ def frame_png(client: OrthancClient, view: View) -> bytes:
         data, ctype = client.rendered_frame(view.instance_id, view.frame, view.center, view.width)
     except BadAnswer as exc:
         if exc.status == 415:
-            raise CannotDecode("Orthanc cannot decode this image. Installing the orthanc-gdcm plugin on the "
-                               "Orthanc server adds JPEG 2000 and other compressed formats.") from None
+            raise CannotDecode(_("Orthanc cannot decode this image. Installing the orthanc-gdcm plugin on the "
+                                 "Orthanc server adds JPEG 2000 and other compressed formats.")) from None
         if exc.status == 400:  # a frame number past the end
             raise NotFound(f"frame {view.frame} of {view.instance_id} not found in Orthanc.") from None
         raise
