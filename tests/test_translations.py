@@ -274,7 +274,7 @@ def shown_exceptions() -> set[str]:
 
 
 #: Calls whose first argument (or ``message=``) is shown to a person.
-SHOWN_CALLS = {"flash"} | shown_exceptions()
+SHOWN_CALLS = {"flash", "DataRequired", "InputRequired"} | shown_exceptions()  # a validator's message
 
 
 def unmarked_in_python(path: Path) -> list[tuple[int, str]]:
