@@ -540,3 +540,21 @@ def test_accept_language_de_gives_german_login(client):
 def test_the_login_page_stays_english_for_a_language_not_shipped(client):
     body = _login_page(client, "fr")
     assert "Sign in" in body and "Password" in body
+
+
+def test_a_message_made_outside_a_request_is_in_the_clinics_language(app):
+    """A background loop or a command (an application context, no request)
+    translates its messages into the clinic's language instead of failing
+    with "Working outside of request context" (Flask-Babel asks the locale
+    selector, which reads the request's Accept-Language)."""
+    from flask_babel import gettext, refresh
+
+    from ghimaging.extensions import db
+    from ghimaging.models import Setting
+
+    refresh()
+    assert gettext("Imaging report") == "Imaging report"
+    db.session.merge(Setting(key="language", value="de"))
+    db.session.commit()
+    refresh()  # Flask-Babel keeps the locale it chose for the rest of the context
+    assert gettext("Imaging report") == "Radiologischer Befund"
