@@ -101,7 +101,7 @@ def test_a_save_that_changes_nothing_leaves_no_edit_entry(app, desk, booked):
     assert edits(booked) == []
     db.session.expire_all()
     assert len(db.session.get(ImagingRequest, booked.id).events) == before
-    assert "Edited" not in history(app, booked)
+    assert " Edit " not in history(app, booked)
 
 
 def test_clearing_a_time_and_a_physician_says_so(app, desk, booked):

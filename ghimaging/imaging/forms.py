@@ -125,20 +125,20 @@ class EditRequestForm(Scheduling, FlaskForm):  # type: ignore[misc]  # Flask-WTF
 
 
 class CancelForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship no types
-    reason = TextAreaField("Reason", validators=[DataRequired("Give a reason for cancelling."), Length(max=2000)])
+    reason = TextAreaField(_l("Reason"), validators=[DataRequired(_l("Give a reason for cancelling.")), Length(max=2000)])
 
 
 class ImageSlot(Form):  # type: ignore[misc]  # Flask-WTF and WTForms ship no types
-    file = FileField("Image (PNG or JPEG)")
-    caption = StringField("Caption", validators=[Optional(), Length(max=500)])
+    file = FileField(_l("Image (PNG or JPEG)"))
+    caption = StringField(_l("Caption"), validators=[Optional(), Length(max=500)])
 
 
 class ResultForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship no types
-    radiologist = SelectField("Evaluating radiologist", coerce=int)
-    result_date = DateField("Date", validators=[DataRequired("Give the date of the result."),
+    radiologist = SelectField(_l("Evaluating radiologist"), coerce=int)
+    result_date = DateField(_l("Date"), validators=[DataRequired(_l("Give the date of the result.")),
                                                 Plausible("The date of the result")])
-    report_style = SelectField("Report style", choices=[(s.value, s.label) for s in ReportStyle])
-    report = TextAreaField("Report", validators=[Optional(), Length(max=100_000)])
+    report_style = SelectField(_l("Report style"), choices=[(s.value, s.label) for s in ReportStyle])
+    report = TextAreaField(_l("Report"), validators=[Optional(), Length(max=100_000)])
     # Not "images": ResultForm(obj=result) would fill the upload slots from
     # the result's stored images.
     new_images = FieldList(FormField(ImageSlot), min_entries=3, max_entries=12)
@@ -148,4 +148,4 @@ class ResultForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship
 
 
 class AddendumForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship no types
-    text = TextAreaField("Addendum", validators=[DataRequired("The addendum is empty."), Length(max=20_000)])
+    text = TextAreaField(_l("Addendum"), validators=[DataRequired(_l("The addendum is empty.")), Length(max=20_000)])

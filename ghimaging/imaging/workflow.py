@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from flask import has_request_context
+from flask_babel import gettext  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from sqlalchemy import ColumnElement, select
 
 from ..extensions import db
@@ -39,6 +41,15 @@ __all__ = [
 ]
 
 S = states.S
+
+
+def _(message: str, **values: object) -> str:
+    """A refusal in the reader's language on a page or API call; as written
+    (English) for the CLI and background jobs, where Flask-Babel's locale
+    selector (the request's Accept-Language) cannot run."""
+    if has_request_context():
+        return str(gettext(message, **values))
+    return message % values if values else message
 
 #: How far in the past a scheduled time may lie without asking "did you
 #: mean it?": a walk-in booked for "now", typed a few minutes late, is not
@@ -109,16 +120,17 @@ def _worklist_file(req: ImagingRequest, what: str = "") -> WorklistFileData:
     state changes, or :class:`WorklistRefused` saying why it cannot be."""
     from ..worklists import UnencodableError, build_file
 
-    what = what or f"Request {req.accession_number} ({req.test.name})"
+    what = what or _("Request %(accession)s (%(test)s)", accession=req.accession_number, test=req.test.name)
     try:
         return build_file(req)
     except UnencodableError as exc:
-        raise WorklistRefused(f"{what} cannot be offered to the modality: {exc}", code="worklist_charset",
+        raise WorklistRefused(_("%(what)s cannot be offered to the modality: %(reason)s", what=what, reason=str(exc)),
+                              code="worklist_charset",
                               characters=exc.characters, template=exc.template,
                               accession_number=req.accession_number) from None
     except ValueError as exc:  # RenderError, DumpError: a broken template
-        raise WorklistRefused(f"{what} cannot be offered to the modality: its worklist template does not "
-                              f"work: {exc}", code="worklist_template",
+        raise WorklistRefused(_("%(what)s cannot be offered to the modality: its worklist template does not "
+                                "work: %(reason)s", what=what, reason=str(exc)), code="worklist_template",
                               accession_number=req.accession_number) from None
 
 
@@ -133,8 +145,8 @@ def _write_worklists(files: list[tuple[ImagingRequest, WorklistFileData]]) -> No
         try:
             writer.put(req, data)
         except OSError as exc:
-            raise WorklistUnwritable(f"The worklist file could not be written ({exc.strerror or exc}); "
-                                     "nothing was changed.") from None
+            raise WorklistUnwritable(_("The worklist file could not be written (%(reason)s); nothing was changed.",
+                                       reason=str(exc.strerror or exc))) from None
 
 
 def create_order(patient: Patient, tests: Iterable[ImagingTest], *, user: User | None,
@@ -145,12 +157,12 @@ def create_order(patient: Patient, tests: Iterable[ImagingTest], *, user: User |
     tests = list(tests)
     errors: dict[str, str] = {}
     if not tests:
-        errors["tests"] = "Choose at least one test."
+        errors["tests"] = _("Choose at least one test.")
     if len({t.id for t in tests}) != len(tests):
-        errors["tests"] = "A test is chosen twice."
+        errors["tests"] = _("A test is chosen twice.")
     inactive = [t.code for t in tests if not t.active]
     if inactive:
-        errors["tests"] = f"Test(s) no longer offered: {', '.join(inactive)}."
+        errors["tests"] = _("Test(s) no longer offered: %(codes)s.", codes=", ".join(inactive))
     clinical_context = checks.text(errors, "clinical_context", clinical_context, checks.TEXT_MAX)
     comment = checks.text(errors, "comment", comment, checks.TEXT_MAX)
     checks.physician(errors, physician)
@@ -175,7 +187,7 @@ def create_order(patient: Patient, tests: Iterable[ImagingTest], *, user: User |
     if submit:
         # All or nothing: an order whose items cannot all be offered to the
         # modality is refused whole, and the form keeps what was typed.
-        files = [(req, _worklist_file(req, f"The order of {req.test.name}")) for req in created]
+        files = [(req, _worklist_file(req, _("The order of %(test)s", test=req.test.name))) for req in created]
         for req in created:
             states.transition(req, "submit", user)
         _write_worklists(files)
@@ -189,8 +201,8 @@ def update_request(req: ImagingRequest, *, user: User | None, physician: User | 
                    urgent: bool, clinical_context: str, comment: str,
                    scheduled_at: datetime | None) -> ImagingRequest:
     if not editable(req):
-        raise TransitionError(f"Request {req.accession_number} is {not_editable_reason(req)}; it can no longer "
-                              "be edited.", state=req.state)
+        raise TransitionError(_("Request %(accession)s is %(state)s; it can no longer be edited.",
+                                accession=req.accession_number, state=not_editable_reason(req)), state=req.state)
     errors: dict[str, str] = {}
     clinical_context = checks.text(errors, "clinical_context", clinical_context, checks.TEXT_MAX)
     comment = checks.text(errors, "comment", comment, checks.TEXT_MAX)
@@ -262,9 +274,9 @@ def submit(req: ImagingRequest, user: User | None) -> ImagingRequest:
 def cancel(req: ImagingRequest, user: User | None, reason: str) -> ImagingRequest:
     reason = (reason or "").strip()
     if not reason:
-        raise ValidationError({"reason": "Give a reason for cancelling."})
+        raise ValidationError({"reason": _("Give a reason for cancelling.")})
     if len(reason) > checks.REASON_MAX:
-        raise ValidationError({"reason": f"At most {checks.REASON_MAX} characters."})
+        raise ValidationError({"reason": _("At most %(num)d characters.", num=checks.REASON_MAX)})
     states.transition(req, "cancel", user, note=reason)
     req.cancel_reason = reason
     db.session.flush()
