@@ -1,5 +1,5 @@
 """Issue 13: a worklist template using a variable no request provides is
-not saved silently. Decision (ghimaging/worklists/checker.UnknownVariables):
+not saved silently. Decision (ghimaging/worklists/names.UnknownVariables):
 it is refused, every unknown name listed at once ("Unknown variables:
 patient.nmae, foo"), rather than saved after a confirmation: templates
 render strictly (an unknown name is an error, never an empty value), so

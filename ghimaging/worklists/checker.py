@@ -25,6 +25,7 @@ from genshi.template.directives import (
 )
 from genshi.template.eval import _parse as genshi_parse
 
+from .names import UnknownVariables, chain, walk_my
 from .sandbox import (
     DATE_CALLS,
     FUNCTIONS,
@@ -55,19 +56,6 @@ def _builtin_names() -> frozenset[str]:
     import builtins
 
     return frozenset(dir(builtins))
-
-
-class UnknownVariables(SandboxError):
-    """Names a template uses that no request provides (a typo such as
-    ``${PatientNmae}``, ``${patient.name}``, ``${my.patient.nmae}``), all of
-    them at once: the editor lists them (issue 13). Such a template is
-    refused, not saved after a warning: the render is strict (an unknown
-    name is an error, never an empty value), so it would fail every submit
-    that reaches the name."""
-
-    def __init__(self, names: list[str], line: int | None = None) -> None:
-        super().__init__("Unknown variables: " + ", ".join(names), line)
-        self.names = names
 
 
 class _Checker:
@@ -247,8 +235,8 @@ class _Checker:
             self.name(node, bound)
             return
         if isinstance(node, ast.Attribute):
-            chain = _chain(node)
-            if chain is not None and self.dotted(chain, node, bound):
+            parts = chain(node)
+            if parts is not None and self.dotted(parts, node, bound):
                 return
             self.node(node.value, bound)  # the leftmost problem first: __import__ before .system
             self.attribute(node.attr, node)
@@ -308,36 +296,26 @@ class _Checker:
             return
         self.refuse(f"\u2018{_shown(node)}\u2019 ({kind.__name__}).")
 
-    def dotted(self, chain: list[str], node: ast.Attribute, bound: frozenset[str]) -> bool:
-        """``a.b.c`` read as one variable: an unknown root (``patient.nmae``)
-        or a field the request's model does not have (``my.patient.nmae``,
-        ``my.patient.name``: ``name`` is a field of the test, not of the
-        patient) is recorded whole; True when that settled the chain."""
-        if any(part.startswith("_") for part in chain):
-            return False  # refused, with the usual message, by the generic check
-        root = chain[0]
-        if root not in bound and root not in self.names:
-            if root in self.builtins or root in ("defined", "value_of", "Markup", "Undefined"):
-                return False  # a built-in: refused as such
-            self.record_unknown(".".join(chain))
+    def dotted(self, parts: list[str], node: ast.Attribute, bound: frozenset[str]) -> bool:
+        """``a.b.c`` as one variable (:mod:`.names`): an unknown one is
+        recorded whole; True when that settled it."""
+        root = parts[0]
+        if any(p.startswith("_") for p in parts) or root in bound or root in self.builtins or root in (
+                "defined", "value_of", "Markup", "Undefined"):
+            return False  # the generic check says what it is
+        if root not in self.names:
+            self.record_unknown(".".join(parts))
             return True
-        if root != "my" or root in bound:
+        if root != "my":
             return False
-        from .values import exposed_names, related_model, request_model
-
-        model: type | None = request_model()
-        for i, attr in enumerate(chain[1:], start=1):
-            if model is None:  # a column's value or a list: strings' methods and dates' fields follow
-                self.attribute(attr, node)
-                continue
-            if attr not in exposed_names(model):
-                if hasattr(model, attr):  # there, but hidden from templates (query, password_hash...)
-                    self.refuse(f"the attribute \u2018.{attr}\u2019 in \u2018{_shown(node)}\u2019 (a template may "
-                                "read the request's fields, e.g. my.urgent or my.patient.family_name; the list "
-                                "is beside the editor).")
-                self.record_unknown(".".join(chain[:i + 1]))
-                return True
-            model = related_model(model, attr)
+        kind, i = walk_my(parts)
+        if kind == "hidden":
+            self.refuse(f"the attribute \u2018.{parts[i]}\u2019 in \u2018{_shown(node)}\u2019 (a template may read "
+                        "the request's fields, e.g. my.urgent or my.patient.family_name; the list is beside the editor).")
+        if kind == "unknown":
+            self.record_unknown(".".join(parts[:i + 1]))
+        for attr in parts[i:] if kind == "value" else ():
+            self.attribute(attr, node)
         return True
 
     def name(self, node: ast.Name, bound: frozenset[str]) -> None:
@@ -400,19 +378,6 @@ class _Checker:
             for number in (width, precision):
                 if number == "*" or (number and len(number) > 3):
                     self.refuse(f"the width \u2018{m.group(0)}\u2019 in \u2018{_shown(node)}\u2019 (at most 999).")
-
-
-def _chain(node: ast.AST) -> list[str] | None:
-    """``a.b.c`` as ["a", "b", "c"]; None when the chain starts with
-    something other than a name (a call, a literal, an item)."""
-    parts: list[str] = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if not isinstance(node, ast.Name):
-        return None
-    parts.append(node.id)
-    return parts[::-1]
 
 
 def _shown(node: ast.AST) -> str:

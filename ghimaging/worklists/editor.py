@@ -12,8 +12,8 @@ from sqlalchemy import select
 from ..extensions import db
 from ..models import ImagingRequest, WorklistTemplate
 from . import build_file, dicomfile
-from .checker import UnknownVariables
 from .errors import RenderError
+from .names import UnknownVariables
 
 
 @dataclass
@@ -32,7 +32,7 @@ class DraftPreview:
 def unknown_message(names: list[str], line: int | None) -> str:
     """What the editor says of a template using names no request provides,
     at save and in the preview (it is refused: see
-    :class:`.checker.UnknownVariables`); ``line``: the first one's."""
+    :class:`.names.UnknownVariables`); ``line``: the first one's."""
     listed = ", ".join(names)
     if line:
         return str(_("Unknown variables: %(names)s (the first on line %(line)s). A template may use the variables "

@@ -94,7 +94,7 @@ def rebuild() -> ResponseReturnValue:
 def edit_template(template_id: int | None) -> ResponseReturnValue:
     """Preview the typed template against a request, or save it. A body
     using names no request provides is refused at save, all of them listed
-    (the preview lists them too): see :class:`.checker.UnknownVariables`."""
+    (the preview lists them too): see :class:`.names.UnknownVariables`."""
     from . import editor, sandbox, templates
 
     tpl = db.get_or_404(WorklistTemplate, template_id) if template_id else None

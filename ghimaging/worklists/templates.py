@@ -14,8 +14,8 @@ from ..exceptions import Conflict, DomainError, Invalid
 from ..extensions import db
 from ..models import ImagingTest, WorklistTemplate
 from . import charsets
-from .checker import UnknownVariables
 from .errors import RenderError
+from .names import UnknownVariables
 from .render import compile_template
 
 DEFAULT_NAME = "general"
@@ -42,7 +42,7 @@ class TemplateInvalid(TemplateError, Invalid):
 
 
 class TemplateUnknownVariables(TemplateInvalid):
-    """A body using names no request provides (:class:`.checker.UnknownVariables`):
+    """A body using names no request provides (:class:`.names.UnknownVariables`):
     refused, with every such name in ``names`` for the editor to list."""
 
     def __init__(self, names: list[str], line: int | None = None) -> None:
