@@ -1,5 +1,6 @@
 """axe-core (npm) in the browser tests: the accessibility rules a clinic's
-auditor would run, evaluated in a page by Playwright.
+auditor would run, put into pages by Playwright (``prepare`` for a whole
+browser context, else evaluated into the page on first use).
 
 One pinned version, checked against the registry's sha512 before it is
 unpacked; kept outside the checkout (it is a test tool, never served by the
@@ -81,6 +82,13 @@ _RUN = """async tags => {
     targets: v.nodes.map(n => n.target.join(' ') + (n.failureSummary ? ' -- ' + n.failureSummary.split('\\n').slice(1).join(' ').trim() : '')),
   }));
 }"""
+
+
+def prepare(context) -> None:
+    """axe in every page the browser context opens, before the page's own
+    scripts (an init script, outside the page's Content-Security-Policy):
+    cheaper than evaluating it into each page after it loads."""
+    context.add_init_script(script=_source())
 
 
 def violations(page) -> list[str]:
