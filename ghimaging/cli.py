@@ -118,7 +118,9 @@ def _tell_first_password(password: str) -> None:
     private file (written after the commit: no file for a user not made)."""
     import os
 
-    path = os.path.join(current_app_object().instance_path, "initial-admin-password")
+    from .auth.gate import PRINTED_PASSWORD_FILE
+
+    path = os.path.join(current_app_object().instance_path, PRINTED_PASSWORD_FILE)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(password + "\n")

@@ -41,9 +41,17 @@ def supported(code: str | None) -> str | None:
 
 
 def select_locale() -> str:
-    """The language of a page: the person's own choice (an account field,
-    once one exists), else the browser's ``Accept-Language``, else the
-    clinic's language (a browser that names none of ours)."""
+    """The language of a page: the person's own choice (``users.language``,
+    chosen on the account page), else the browser's ``Accept-Language``,
+    else the clinic's language (a browser that names none of ours).
+
+    Outside a request (the CLI, the background worker) messages are in the
+    clinic's language: there is no reader to ask, and without this a
+    translated message raised by a service would fail there."""
+    from flask import has_request_context
+
+    if not has_request_context():
+        return _clinic_language()
     from flask_login import current_user
 
     chosen = supported(getattr(current_user, "language", None)) if current_user else None
@@ -55,9 +63,20 @@ def select_locale() -> str:
         found = supported(tag)
         if found:
             return found
+    return _clinic_language()
+
+
+def _clinic_language() -> str:
+    """The clinic's language setting; English while the database cannot say
+    (``ghimaging init`` before the settings table exists)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from . import clock
 
-    return supported(clock.clinic_locale().language) or DEFAULT
+    try:
+        return supported(clock.clinic_locale().language) or DEFAULT
+    except SQLAlchemyError:
+        return DEFAULT
 
 
 def init_app(app: Flask) -> None:

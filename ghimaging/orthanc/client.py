@@ -121,15 +121,8 @@ class OrthancClient:
         import requests
 
         self.request_count += 1
-        timeout = kw.pop("timeout", self.timeout)
         started = time.monotonic()
-        total = self.total_timeout if total is None else total
-        end = end_of_call(started, total)
-        if end is not None:
-            left = end - started
-            if left <= 0:
-                raise TimedOut(f"Orthanc at {self.url} did not answer in time (no time was left to ask).")
-            timeout = (min(timeout[0], left), min(timeout[1], left))
+        end, timeout = self._bounds(started, kw.pop("timeout", self.timeout), total)
         arm(end)
         try:
             resp = self.session.request(method, self.url + path, timeout=timeout, stream=stream, **kw)
@@ -201,14 +194,8 @@ class OrthancClient:
 
         self.request_count += 1
         adapter = self._adapter
-        timeout = self.timeout
         started = time.monotonic()
-        end = end_of_call(started, self.total_timeout)
-        if end is not None:
-            left = end - started
-            if left <= 0:
-                raise TimedOut(f"Orthanc at {self.url} did not answer in time (no time was left to ask).")
-            timeout = (min(timeout[0], left), min(timeout[1], left))
+        end, timeout = self._bounds(started, self.timeout, None)
         headers = {"Accept": "image/png", "Connection": "keep-alive", **self._auth_header}
         arm(end)
         try:
@@ -229,6 +216,18 @@ class OrthancClient:
         if resp.status >= 400:
             raise self._refused(resp.status, "GET", path, resp.data if resp.status not in (401, 403, 404) else b"")
         return resp.data, resp.headers.get("Content-Type", "image/png")
+
+    def _bounds(self, started: float, timeout: tuple[float, float],
+                total: float | None) -> tuple[float | None, tuple[float, float]]:
+        """(when the call must be over, its (connect, read) timeouts cut to
+        that); ``total`` None means the client's ``total_timeout``."""
+        end = end_of_call(started, self.total_timeout if total is None else total)
+        if end is None:
+            return None, timeout
+        left = end - started
+        if left <= 0:
+            raise TimedOut(f"Orthanc at {self.url} did not answer in time (no time was left to ask).")
+        return end, (min(timeout[0], left), min(timeout[1], left))
 
     def _late(self, started: float) -> TimedOut:
         return TimedOut(f"Orthanc at {self.url} did not answer in time "
