@@ -17,8 +17,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from flask import has_request_context
-from flask_babel import gettext  # type: ignore[import-untyped]  # Flask-Babel ships no types
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from sqlalchemy import ColumnElement, select
 
 from ..extensions import db
@@ -41,15 +40,6 @@ __all__ = [
 ]
 
 S = states.S
-
-
-def _(message: str, **values: object) -> str:
-    """A refusal in the reader's language on a page or API call; as written
-    (English) for the CLI and background jobs, where Flask-Babel's locale
-    selector (the request's Accept-Language) cannot run."""
-    if has_request_context():
-        return str(gettext(message, **values))
-    return message % values if values else message
 
 #: How far in the past a scheduled time may lie without asking "did you
 #: mean it?": a walk-in booked for "now", typed a few minutes late, is not
