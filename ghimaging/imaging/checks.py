@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+
 from ..models import ReportStyle, User
 from ..permissions import Action
 from .errors import ValidationError
@@ -24,7 +26,7 @@ CAPTION_MAX = 500
 def text(errors: dict[str, str], field: str, value: str | None, limit: int) -> str:
     value = (value or "").strip()
     if len(value) > limit:
-        errors[field] = f"At most {limit} characters."
+        errors[field] = _("At most %(limit)s characters.", limit=limit)
     return value
 
 
@@ -34,7 +36,9 @@ def date_problem(value: date | datetime | None, what: str) -> str:
         return ""
     day = value.date() if isinstance(value, datetime) else value
     if not EARLIEST_DAY <= day <= LATEST_DAY:
-        return f"{what} must be between {EARLIEST_DAY.year} and {LATEST_DAY.year}."
+        problem: str = _("%(what)s must be between %(first)s and %(last)s.", what=what,
+                         first=EARLIEST_DAY.year, last=LATEST_DAY.year)
+        return problem
     return ""
 
 
@@ -53,16 +57,16 @@ def parse_scheduled(value: str) -> datetime | None:
 
     if not value:
         return None
-    usage = "Use YYYY-MM-DDTHH:MM (clinic local time)."
+    usage = _("Use YYYY-MM-DDTHH:MM (clinic local time).")
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
         raise ValidationError({"scheduled_at": usage}) from None
-    problem = date_problem(when, "The scheduled time")
+    problem = date_problem(when, _("The scheduled time"))
     stored = None
     if not problem:
         stored = clock.to_utc(when)  # cannot overflow within the years allowed
-        problem = date_problem(stored, "The scheduled time")
+        problem = date_problem(stored, _("The scheduled time"))
     if problem or stored is None:
         raise ValidationError({"scheduled_at": problem or usage})
     return stored
@@ -76,8 +80,8 @@ def parse_result_date(value: str) -> date:
     try:
         day = date.fromisoformat(value) if value else clock.today()
     except ValueError:
-        raise ValidationError({"date": "Use YYYY-MM-DD."}) from None
-    problem = date_problem(day, "The date of the result")
+        raise ValidationError({"date": _("Use YYYY-MM-DD.")}) from None
+    problem = date_problem(day, _("The date of the result"))
     if problem:
         raise ValidationError({"date": problem})
     return day
@@ -85,7 +89,7 @@ def parse_result_date(value: str) -> date:
 
 def physician(errors: dict[str, str], user: User | None) -> None:
     if user is not None and not user.can(Action.ORDER):
-        errors["physician"] = "The requesting physician must be an active user with the physician role."
+        errors["physician"] = _("The requesting physician must be an active user with the physician role.")
 
 
 def caption(value: str | None, what: str) -> str:
@@ -93,18 +97,19 @@ def caption(value: str | None, what: str) -> str:
     an error (on ``images``), whichever way the caption arrives."""
     value = (value or "").strip()
     if len(value) > CAPTION_MAX:
-        raise ValidationError({"images": f"{what}: the caption is longer than {CAPTION_MAX} characters."})
+        raise ValidationError({"images": _("%(what)s: the caption is longer than %(limit)s characters.", what=what,
+                                             limit=CAPTION_MAX)})
     return value
 
 
 def result_fields(radiologist: User | None, report: str, report_style: str,
                   result_date: date | None = None) -> dict[str, str]:
     errors: dict[str, str] = {}
-    plausible_date(errors, "result_date", result_date, "The date of the result")
+    plausible_date(errors, "result_date", result_date, _("The date of the result"))
     if radiologist is not None and not radiologist.can(Action.REPORT):
-        errors["radiologist"] = "The evaluating radiologist must be an active user with the radiologist role."
+        errors["radiologist"] = _("The evaluating radiologist must be an active user with the radiologist role.")
     if len(report or "") > REPORT_MAX:
-        errors["report"] = "The report is too long (100,000 characters at most)."
+        errors["report"] = _("The report is too long (100,000 characters at most).")
     if report_style not in {s.value for s in ReportStyle}:
-        errors["report_style"] = "Unknown report style."
+        errors["report_style"] = _("Unknown report style.")
     return errors

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
@@ -74,12 +75,12 @@ def save(req: ImagingRequest, user: User, text: object, version: object) -> Repo
     refused (TransitionError): someone (or this user, a moment ago) saved
     the report since the page was opened."""
     if not isinstance(text, str):
-        raise ValidationError({"text": "The draft must be text."})
+        raise ValidationError({"text": _("The draft must be text.")})
     if len(text) > MAX_CHARS:
-        raise ValidationError({"text": f"The draft is longer than {MAX_CHARS:,} characters."})
+        raise ValidationError({"text": _("The draft is longer than %(limit)s characters.", limit=f"{MAX_CHARS:,}")})
     result = req.result
     if result is not None and result.is_final:
-        raise TransitionError("This result is final; drafts are no longer kept.", state=req.state)
+        raise TransitionError(_("This result is final; drafts are no longer kept."), state=req.state)
     draft = mine(req, user)
     if not text.strip():
         if draft is not None:
@@ -87,7 +88,7 @@ def save(req: ImagingRequest, user: User, text: object, version: object) -> Repo
             db.session.flush()
         return None
     if not isinstance(version, str):
-        raise ValidationError({"version": "Say which saved report the draft was typed over."})
+        raise ValidationError({"version": _("Say which saved report the draft was typed over.")})
     if version != version_of(result):
         raise TransitionError(stale_message(result), state=req.state)
     based_on: datetime | None = None if result is None else result.updated_at
@@ -111,9 +112,14 @@ def save(req: ImagingRequest, user: User, text: object, version: object) -> Repo
 
 def stale_message(result: Result | None) -> str:
     who = last_saver(result) if result is not None else None
-    return ("The report was saved" + (f" by {who.display_name}" if who else "") +
-            " after this page was opened; this text is not kept as a draft. "
-            "Copy it, then reload the page to see the saved report.")
+    message: str
+    if who:
+        message = _("The report was saved by %(name)s after this page was opened; this text is not kept as a "
+                    "draft. Copy it, then reload the page to see the saved report.", name=who.display_name)
+    else:
+        message = _("The report was saved after this page was opened; this text is not kept as a draft. "
+                    "Copy it, then reload the page to see the saved report.")
+    return message
 
 
 def saved(result: Result, user: User) -> None:

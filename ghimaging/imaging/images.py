@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from flask import current_app
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 
 from ..config import private_dir, write_private
 from ..exceptions import Invalid
@@ -56,17 +57,18 @@ def store(stream: BinaryIO, filename: str) -> StoredImage:
     limit = current_app.config["RESULT_IMAGE_MAX_BYTES"]
     data = stream.read(limit + 1)
     if len(data) > limit:
-        raise ImageError(f"{filename}: larger than {human_size(limit)}.")
+        raise ImageError(_("%(file)s: larger than %(size)s.", file=filename, size=human_size(limit)))
     if not data:
-        raise ImageError(f"{filename}: the file is empty.")
+        raise ImageError(_("%(file)s: the file is empty.", file=filename))
     try:
         with Image.open(io.BytesIO(data)) as probe:
             fmt = probe.format
             width, height = probe.size
             if fmt not in ALLOWED:
-                raise ImageError(f"{filename}: only PNG and JPEG images can be attached.")
+                raise ImageError(_("%(file)s: only PNG and JPEG images can be attached.", file=filename))
             if width * height > MAX_PIXELS:
-                raise ImageError(f"{filename}: the image is too large ({width}×{height}).")
+                raise ImageError(_("%(file)s: the image is too large (%(width)s×%(height)s).", file=filename,
+                                   width=width, height=height))
             probe.verify()
         with Image.open(io.BytesIO(data)) as img:
             img.load()
@@ -75,7 +77,7 @@ def store(stream: BinaryIO, filename: str) -> StoredImage:
     except ImageError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        raise ImageError(f"{filename}: not a readable PNG or JPEG image.") from None
+        raise ImageError(_("%(file)s: not a readable PNG or JPEG image.", file=filename)) from None
     content_type, ext = ALLOWED[fmt]
     name = uuid.uuid4().hex + ext
     folder = image_dir()

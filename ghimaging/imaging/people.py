@@ -3,6 +3,7 @@ username (the API) or id (the pages), and who is meant when nobody is."""
 
 from __future__ import annotations
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from sqlalchemy import select
 
 from ..auth import service as auth
@@ -33,7 +34,7 @@ def by_name(name: str, field: str) -> User | None:
         return None
     user = auth.find_user(name)
     if user is None:
-        raise ValidationError({field: f"No user {name!r}."})
+        raise ValidationError({field: _("No user %(name)s.", name=repr(name))})
     return user
 
 

@@ -18,6 +18,7 @@ from datetime import date
 from functools import partial
 from typing import TYPE_CHECKING, BinaryIO
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
@@ -88,9 +89,10 @@ def create_result(req: ImagingRequest, user: User, *, radiologist: User | None, 
     requested; ``final`` finalises it in the same transaction (checked
     before anything is written), which closes the request."""
     if final and not (report or "").strip():
-        raise ValidationError({"report": "Write the report before finalising it."})
+        raise ValidationError({"report": _("Write the report before finalising it.")})
     if req.result is not None:
-        raise TransitionError(f"Request {req.accession_number} already has a result.", state=req.state)
+        raise TransitionError(_("Request %(number)s already has a result.", number=req.accession_number),
+                              state=req.state)
     errors = checks.result_fields(radiologist, report, report_style, result_date)
     if errors:
         raise ValidationError(errors)
@@ -107,7 +109,8 @@ def create_result(req: ImagingRequest, user: User, *, radiologist: User | None, 
         db.session.flush()
     except IntegrityError:  # another result was saved at the same moment
         db.session.rollback()
-        raise TransitionError(f"Request {req.accession_number} already has a result.", state=req.state) from None
+        raise TransitionError(_("Request %(number)s already has a result.", number=req.accession_number),
+                              state=req.state) from None
     if final:
         finalise_result(result, user)
     else:
@@ -119,11 +122,11 @@ def update_result(result: Result, user: User, *, radiologist: User | None, resul
                   report: str, report_style: str, new_images: Iterable[NewImage] = (),
                   captions: dict[int, str] | None = None, remove_images: Iterable[int] = ()) -> Result:
     if result.is_final:
-        raise TransitionError("This result is final; add an addendum instead.", state=result.request.state)
+        raise TransitionError(_("This result is final; add an addendum instead."), state=result.request.state)
     errors = checks.result_fields(radiologist, report, report_style, result_date)
     if errors:
         raise ValidationError(errors)
-    captions = {img.id: checks.caption(captions[img.id], img.original_name or "An image")
+    captions = {img.id: checks.caption(captions[img.id], img.original_name or _("An image"))
                 for img in result.images if captions and img.id in captions}
     stored = _store(new_images)
     result.radiologist = radiologist
@@ -145,12 +148,13 @@ def update_result(result: Result, user: User, *, radiologist: User | None, resul
 
 def finalise_result(result: Result, user: User) -> Result:
     if result.is_final:
-        raise TransitionError("This result is already final.", state=result.request.state)
+        raise TransitionError(_("This result is already final."), state=result.request.state)
     if not result.report.strip():
-        raise ValidationError({"report": "Write the report before finalising it."})
+        raise ValidationError({"report": _("Write the report before finalising it.")})
     req = result.request
     if req.state_enum is states.S.CANCELLED:  # never a final report on a cancelled order
-        raise TransitionError(f"Request {req.accession_number} is cancelled; its result cannot be finalised.",
+        raise TransitionError(_("Request %(number)s is cancelled; its result cannot be finalised.",
+                                number=req.accession_number),
                               state=req.state)
     if states.can("complete", req):  # a request closed before (by an older rule) stays as it is
         states.transition(req, "complete", user)
@@ -170,11 +174,12 @@ def finalise_result(result: Result, user: User) -> Result:
 def add_addendum(result: Result, user: User, text: str) -> ResultAddendum:
     text = (text or "").strip()
     if not text:
-        raise ValidationError({"text": "The addendum is empty."})
+        raise ValidationError({"text": _("The addendum is empty.")})
     if len(text) > checks.ADDENDUM_MAX:
-        raise ValidationError({"text": "At most 20,000 characters."})
+        raise ValidationError({"text": _("At most %(limit)s characters.", limit="20,000")})
     if not result.is_final:
-        raise TransitionError("Addenda are for final results; edit the report instead.", state=result.request.state)
+        raise TransitionError(_("Addenda are for final results; edit the report instead."),
+                              state=result.request.state)
     add = ResultAddendum(result=result, text=text, author_id=user.id)
     db.session.add(add)
     _event(result, user, "addendum")
@@ -192,22 +197,22 @@ def add_key_image(result: Result, user: User, server: OrthancServer, instance_id
     from ..orthanc.servers import client_for
 
     if result.is_final:
-        raise TransitionError("This result is final; key images can no longer be added.",
+        raise TransitionError(_("This result is final; key images can no longer be added."),
                               state=result.request.state)
-    caption = checks.caption(caption, "The key image")
+    caption = checks.caption(caption, _("The key image"))
     try:
         with client_for(server) as client:
             parent = str(client.instance(instance_id).get("ParentSeries", ""))
             linked = {se.orthanc_id for link in studies_of(result.request) if link.study.server_id == server.id
                       for se in link.study.series}
             if parent not in linked:
-                raise ValidationError({"images": "This image is not from a study linked to this request."})
+                raise ValidationError({"images": _("This image is not from a study linked to this request.")})
             if view is not None and view.instance_id == instance_id:
                 data = frame_png(client, view)  # what the viewer shows
             else:
                 data = display_png(client, instance_id)  # the picture the preview showed
     except OrthancError as exc:
-        raise ValidationError({"images": f"Orthanc could not render the image: {exc}"}) from None
+        raise ValidationError({"images": _("Orthanc could not render the image: %(reason)s", reason=exc)}) from None
     _attach(result, _store([NewImage(io.BytesIO(data), f"{instance_id}.png", caption)]))
     _event(result, user, "key image", note=f"instance {instance_id}")
     db.session.flush()

@@ -22,6 +22,7 @@ all, files included (see :mod:`.effects`).
 from __future__ import annotations
 
 from blinker import Namespace
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from sqlalchemy import ColumnElement, exists, select, update
 
 from ..extensions import db
@@ -38,7 +39,6 @@ TRANSITIONS: dict[str, tuple[frozenset[RequestState], RequestState]] = {
     "complete": (frozenset({S.REQUESTED}), S.DONE),
 }
 EDITABLE = frozenset({S.DRAFT, S.REQUESTED})
-_DONE_WORD = {"submit": "submitted", "cancel": "cancelled", "complete": "completed"}
 
 _signals = Namespace()
 #: Sent when a request takes a new state or is edited, in the transaction
@@ -65,15 +65,23 @@ def editable(req: ImagingRequest) -> bool:
 def check(action: str, req: ImagingRequest) -> None:
     """:class:`TransitionError` with the standard message unless ``req``
     may take ``action`` now."""
-    allowed, _ = TRANSITIONS[action]
+    allowed, _target = TRANSITIONS[action]
     current = req.state_enum
     if action == "cancel" and current in allowed and has_result(req):
-        raise TransitionError(f"Request {req.accession_number} has a result; it cannot be cancelled.",
-                              state=current.value)
+        raise TransitionError(_("Request %(number)s has a result; it cannot be cancelled.",
+                                number=req.accession_number), state=current.value)
     if current not in allowed:
-        raise TransitionError(
-            f"Request {req.accession_number} is {current.value}; it cannot be {_DONE_WORD[action]} "
-            f"(allowed from {', '.join(sorted(s.value for s in allowed))}).", state=current.value)
+        values = {"number": req.accession_number, "state": current.value,
+                  "allowed": ", ".join(sorted(s.value for s in allowed))}
+        refused = {
+            "submit": _("Request %(number)s is %(state)s; it cannot be submitted (allowed from %(allowed)s).",
+                        **values),
+            "cancel": _("Request %(number)s is %(state)s; it cannot be cancelled (allowed from %(allowed)s).",
+                        **values),
+            "complete": _("Request %(number)s is %(state)s; it cannot be completed (allowed from %(allowed)s).",
+                          **values),
+        }
+        raise TransitionError(refused[action], state=current.value)
 
 
 def transition(req: ImagingRequest, action: str, user: User | None, note: str = "") -> None:
@@ -133,8 +141,8 @@ def _conditional(req: ImagingRequest, conditions: list[ColumnElement[bool]], **v
         db.session.rollback()
         db.session.refresh(req)
         now = "reported" if has_result(req) and req.state_enum in EDITABLE else req.state
-        raise TransitionError(f"Request {req.accession_number} was just changed by someone else; "
-                              f"it is now {now}.", state=req.state)
+        raise TransitionError(_("Request %(number)s was just changed by someone else; it is now %(state)s.",
+                                number=req.accession_number, state=now), state=req.state)
 
 
 def announce(req: ImagingRequest, action: str) -> None:

@@ -21,6 +21,8 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import IO
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+
 from ..exceptions import Invalid
 
 DICM_OFFSET = 128
@@ -89,9 +91,10 @@ class Budget:
         self.files += 1
         self.bytes += size
         if self.files > self.limits.max_files:
-            raise LimitExceeded(f"more than {self.limits.max_files} files in the upload")
+            raise LimitExceeded(_("more than %(count)s files in the upload", count=self.limits.max_files))
         if self.bytes > self.limits.max_expanded_bytes:
-            raise LimitExceeded(f"the upload expands to more than {self.limits.max_expanded_bytes // 1024**2} MB")
+            raise LimitExceeded(_("the upload expands to more than %(mb)s MB",
+                                   mb=self.limits.max_expanded_bytes // 1024**2))
 
 
 def kind(head: bytes, name: str) -> str:
@@ -122,9 +125,10 @@ def check_member(name: str, expanded: int, compressed: int, limits: Limits) -> N
     gzip stream declares nothing trustworthy, so it is checked as it expands
     and stops as soon as the rule is broken."""
     if expanded > RATIO_FREE_BYTES and expanded > limits.max_ratio * max(compressed, 1):
-        raise LimitExceeded(f"{name} expands {expanded // max(compressed, 1)} times (a zip bomb?)")
+        raise LimitExceeded(_("%(name)s expands %(ratio)s times (a zip bomb?)", name=name,
+                               ratio=expanded // max(compressed, 1)))
     if expanded > limits.max_member_bytes:
-        raise LimitExceeded(f"{name} is larger than {limits.max_member_bytes // 1024**2} MB")
+        raise LimitExceeded(_("%(name)s is larger than %(mb)s MB", name=name, mb=limits.max_member_bytes // 1024**2))
 
 
 class _Counted:
@@ -160,7 +164,7 @@ def _spool(src: IO[bytes] | gzip.GzipFile, limit: int,
                 break
             size += len(chunk)
             if size > limit:
-                raise LimitExceeded(f"a file expands to more than {limit // 1024**2} MB")
+                raise LimitExceeded(_("a file expands to more than %(mb)s MB", mb=limit // 1024**2))
             if check is not None:
                 check(size)
             tmp.write(chunk)
@@ -287,7 +291,8 @@ def _walk_tar(f: IO[bytes], name: str, limits: Limits, budget: Budget, depth: in
                 yield Rejected(member, "not a regular file (link or device); skipped")
                 continue
             if info.size > limits.max_member_bytes:
-                raise LimitExceeded(f"{member} is larger than {limits.max_member_bytes // 1024**2} MB")
+                raise LimitExceeded(_("%(name)s is larger than %(mb)s MB", name=member,
+                                       mb=limits.max_member_bytes // 1024**2))
             try:
                 src = tf.extractfile(info)
                 if src is None:

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import IO, Any, BinaryIO, cast
 
 from flask import current_app
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 
 from ..exceptions import Invalid
 from ..models import ImagingRequest, OrthancServer, OrthancStudy, User
@@ -70,13 +71,13 @@ def check(server: OrthancServer | None, count: int) -> OrthancServer:
     stores nothing (archive members can only be counted as they are opened:
     past the limit there, the upload stops where it is)."""
     if server is None:
-        raise UploadRefused("Choose the Orthanc server to send the files to.", code="bad_request")
+        raise UploadRefused(_("Choose the Orthanc server to send the files to."), code="bad_request")
     if not count:
-        raise UploadRefused("Choose files or a folder to upload.", code="bad_request")
+        raise UploadRefused(_("Choose files or a folder to upload."), code="bad_request")
     limit = current_app.config["UPLOAD_MAX_FILES"]
     if count > limit:
-        raise UploadRefused(f"Too many files in one upload ({count}); the limit is {limit} files. "
-                            "Upload in parts.", code="too_large")
+        raise UploadRefused(_("Too many files in one upload (%(count)s); the limit is %(limit)s files. "
+                              "Upload in parts.", count=count, limit=limit), code="too_large")
     return server
 
 
@@ -185,7 +186,7 @@ def process(server: OrthancServer, files: Iterable[tuple[str, IO[bytes]]]) -> Re
     stop = threading.Event()  # set once Orthanc failed to answer: queued files are not sent
     workers = max(1, int(current_app.config["UPLOAD_CONNECTIONS"]))
     # Clients are made here, in the app context; each sending thread takes one.
-    clients = [client_for(server, timeout=(deadlines.connect, deadlines.answer)) for _ in range(workers)]
+    clients = [client_for(server, timeout=(deadlines.connect, deadlines.answer)) for _worker in range(workers)]
     free: queue.SimpleQueue[OrthancClient] = queue.SimpleQueue()
     for c in clients:
         free.put(c)
@@ -197,8 +198,9 @@ def process(server: OrthancServer, files: Iterable[tuple[str, IO[bytes]]]) -> Re
         mine: OrthancClient = local.client
         return mine
 
-    late = (f"The upload was stopped after {deadlines.total:.0f} s: Orthanc is storing slowly. The files "
-            "listed were handled as shown; upload the rest again (files stored now will show as already stored).")
+    late = _("The upload was stopped after %(seconds)s s: Orthanc is storing slowly. The files listed were "
+             "handled as shown; upload the rest again (files stored now will show as already stored).",
+             seconds=f"{deadlines.total:.0f}")
 
     def refusal(name: str) -> tuple[Outcome, str] | None:
         """Why ``name`` may not be sent any more (its line, and the message
@@ -250,20 +252,20 @@ def process(server: OrthancServer, files: Iterable[tuple[str, IO[bytes]]]) -> Re
                             item.close()
                             break
                         if len(in_flight) >= 2 * workers:
-                            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                            done, _pending = wait(in_flight, return_when=FIRST_COMPLETED)
                             in_flight.difference_update(done)
                         future = pool.submit(send, item)
                         in_flight.add(future)
                         pending.append(future)
                 except archive.LimitExceeded as exc:
                     pending.append(Outcome(name, "failed", f"stopped: {exc}"))
-                    report.aborted = f"The upload was stopped: {exc}."
+                    report.aborted = _("The upload was stopped: %(reason)s.", reason=exc)
                     break
                 except Exception:
                     log.exception("upload: reading %s failed", name)
                     pending.append(Outcome(name, "failed", "could not be read: an error on this server (logged)"))
-                    report.aborted = ("The upload was stopped by an error on this server (logged); "
-                                      "the files listed before it were handled as shown.")
+                    report.aborted = _("The upload was stopped by an error on this server (logged); "
+                                       "the files listed before it were handled as shown.")
                     break
                 finally:
                     if walker is not None:
