@@ -83,7 +83,11 @@ def init_app(app: Flask) -> None:
     from flask_babel import Babel  # type: ignore[import-untyped]  # Flask-Babel ships no types
 
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(TRANSLATIONS))
+    from flask_babel import get_locale
+
     Babel(app, locale_selector=select_locale, default_locale=DEFAULT)
+    # <html lang> says the language the page is shown in (WCAG 3.1.1).
+    app.jinja_env.globals["page_language"] = lambda: str(get_locale() or DEFAULT)
 
 
 class Translator(Protocol):

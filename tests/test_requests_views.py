@@ -93,7 +93,7 @@ def test_unknown_puid_is_a_field_error(browser, catalog):
                                        "action": "submit"}, token_from="/requests/new")
     assert r.status_code == 400
     body = page(r)
-    assert re.search(r'class="field picker has-error".*No patient with this PUID', body, re.S)
+    assert re.search(r'class="field picker has-error".*No patient matches', body, re.S)
     assert 'value="NOBODY-1"' in body
     assert count_requests() == 0
 

@@ -27,7 +27,7 @@ def la_paz(app):
 
 def order(doc_api, patient, when: str) -> ImagingRequest:
     r = doc_api.post("/api/v1/requests", json={"patient_id": patient.id, "test_code": "XR-CHEST",
-                                                "scheduled_at": when, "submit": True})
+                                                "scheduled_at": when, "submit": True, "confirm_past": True})
     assert r.status_code == 201, r.get_json()
     return db.session.get(ImagingRequest, r.get_json()["id"])
 

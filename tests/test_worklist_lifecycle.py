@@ -126,7 +126,8 @@ def test_editing_through_the_page_rewrites_the_file(app, folder, create_request,
     req = create_request(physician=doc, submit=True, scheduled_at=datetime(2025, 5, 6, 7, 8))
     c = login("doc")
     r = c.post(f"/requests/{req.id}/edit", {"physician": str(doc.id), "scheduled_date": "2025-06-01",
-                                             "scheduled_time": "09:15", "comment": "", "clinical_context": ""},
+                                             "scheduled_time": "09:15", "comment": "", "clinical_context": "",
+                                             "confirm_past": "y"},
                token_from=f"/requests/{req.id}/edit")
     assert r.status_code == 302
     assert read(wl(folder, req)).ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate == "20250601"

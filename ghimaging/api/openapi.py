@@ -66,15 +66,18 @@ SCHEMAS: dict[str, Any] = {
                                             "description": "worklist_charset: the characters that do not fit"},
                              "template": {"type": ["string", "null"],
                                           "description": "worklist_charset: the worklist template"}}},
-    "PatientIn": {"type": "object", "required": ["puid", "family_name", "sex"], "properties": {
-        "puid": {"type": "string", "minLength": 1, "maxLength": 64},
+    "PatientIn": {"type": "object", "required": ["family_name", "sex"], "properties": {
+        "puid": {"type": "string", "minLength": 1, "maxLength": 64,
+                 "description": "required unless the clinic allocates PUIDs (Settings); omit it then"},
         "family_name": {"type": "string", "minLength": 1, "maxLength": 100},
         "given_name": {"type": "string", "maxLength": 100},
         "birth_date": {"type": ["string", "null"], "format": "date"},
         "sex": {"type": "string", "enum": ["F", "M", "O"]}, "phone": {"type": "string"},
         "notes": {"type": "string"},
         "alerts": {"type": "string", "maxLength": 2000,
-                   "description": "Alerts and allergies, one per line (shown on the order form and the desk)"}}},
+                   "description": "Alerts and allergies, one per line (shown on the order form and the desk)"},
+        "confirm_new": {"type": "boolean", "description": "true: register even when a patient born the same day "
+                        "with a similar name exists (else 409 probable_duplicate with candidates)"}}},
     "Patient": {"allOf": [{"type": "object", "properties": {"id": {"type": "integer"}}}, _ref("PatientIn")]},
     "TestIn": {"type": "object", "required": ["code", "name", "modality", "ae_title"], "properties": {
         "code": {"type": "string", "minLength": 1, "maxLength": 32},
@@ -93,7 +96,9 @@ SCHEMAS: dict[str, Any] = {
         "scheduled_at": {"type": "string", "description": "YYYY-MM-DDTHH:MM, clinic local time, or with a UTC "
                          "offset (converted to clinic local time); years 1900-2199, else 422 on scheduled_at"},
         "physician": {"type": "string", "description": "username of the requesting physician"},
-        "submit": {"type": "boolean", "description": "create as requested instead of draft"}}},
+        "submit": {"type": "boolean", "description": "create as requested instead of draft"},
+        "confirm_past": {"type": "boolean", "description": "true: accept a scheduled_at more than an hour in "
+                         "the past (else 422 on scheduled_at)"}}},
     "Request": {"type": "object", "properties": {
         "id": {"type": "integer"}, "order_number": {"type": "string"},
         "state": {"type": "string", "enum": ["draft", "requested", "done", "cancelled"]},
@@ -222,7 +227,7 @@ def document(server_url: str) -> dict[str, Any]:
                 "roles": {"type": "array", "items": {"type": "string"}}}})},
             "/patients": {
                 "get": _op("List or search patients", "Patients", _list("Patient"), 400,
-                           params=[_q("puid", desc="exact PUID"), _q("q", desc="name or PUID"), *_PAGE]),
+                           params=[_q("puid", desc="exact PUID"), _q("q", desc="name, PUID or birth date"), *_PAGE]),
                 "post": _op("Register a patient", "Created", _ref("Patient"), 400, 403, 409, 422,
                             body=_ref("PatientIn"), code="201"),
             },

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from ..catalog import service as catalog
 from ..extensions import db
 from ..models import ImagingRequest, ImagingTest, Patient, User
+from ..models.patients import fold
 from ..patients import service as patients
 from ..querytools import bounded_int
 from ..ui import day
@@ -44,11 +45,15 @@ LISTED_MAX = 5
 
 def find_patient(text: str, field: str = "patient") -> Patient:
     """The one patient ``text`` names, as typed in the order form's patient
-    box: an exact PUID (what the picker puts there) is that patient; else
-    a name, birth date or part of a PUID that matches exactly one patient
-    (:func:`patients.search_query`, the picker's own search) is that one.
-    Several matches are refused with their names, never one picked
-    silently; none says what was typed."""
+    box: an exact PUID (what the picker puts there) is that patient; else a
+    patient whom every typed word *names* — a whole word of their name
+    ("garcia ana" for "García López, Ana") or their birth date — when
+    exactly one patient is so named. A word that is only part of a name or
+    of a PUID does not name anyone: "Ana" is not "Anabel", and "P-1" is not
+    "P-10" (an order placed for the wrong person is the worst outcome here,
+    a second look at the list the cheapest). Several named, or only partly
+    matched, patients are listed, never one picked; none says what was
+    typed."""
     typed = (text or "").strip()
     patient = patients.by_puid(typed) if typed else None
     if patient is not None:
@@ -57,8 +62,13 @@ def find_patient(text: str, field: str = "patient") -> Patient:
         raise ValidationError({field: _("Choose a patient.")})
     query = patients.search_query(typed)
     found = list(db.session.scalars(query.limit(LISTED_MAX + 1)))
-    if len(found) == 1:
-        return found[0]
+    named = [p for p in found if _names(typed, p)]
+    if len(named) == 1 and len(found) <= LISTED_MAX:
+        return named[0]
+    if len(named) == 1:  # more matched than were read: count the named ones among all
+        named = [p for p in db.session.scalars(query) if _names(typed, p)]
+        if len(named) == 1:
+            return named[0]
     if not found:
         raise ValidationError({field: _("No patient matches \u201c%(typed)s\u201d. Check the spelling, or "
                                         "register the patient first.", typed=typed)})
@@ -71,6 +81,20 @@ def find_patient(text: str, field: str = "patient") -> Patient:
         "%(num)d patient matches \u201c%(typed)s\u201d \u2014 pick one from the list: %(names)s.",
         "%(num)d patients match \u201c%(typed)s\u201d \u2014 pick one from the list: %(names)s.",
         count, typed=typed, names=names)})
+
+
+def _names(typed: str, patient: Patient) -> bool:
+    """Whether every word of ``typed`` is a whole word of the patient's name
+    (accents and case aside, "López-Ruiz" being two words) or their birth
+    date."""
+    words = set(fold(f"{patient.family_name} {patient.given_name}").replace("-", " ").replace(",", " ").split())
+    for word in typed.replace(",", " ").split():
+        day = patients.parse_day(word)
+        if day is not None and day == patient.birth_date:
+            continue
+        if not set(fold(word).replace("-", " ").split()) <= words:
+            return False
+    return True
 
 
 def patient_by_puid(puid: str, field: str = "patient") -> Patient:

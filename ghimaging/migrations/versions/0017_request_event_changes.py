@@ -6,16 +6,12 @@ Revises: 0016
 Create Date: 2026-11-30 20:00:00
 
 """
-import pathlib
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0017'
-# Slots 0015 and 0016 are written at the same time as this one: follow the
-# newest of them that exists.
-_here = pathlib.Path(__file__).parent
-down_revision = next((rev for rev in ('0016', '0015') if list(_here.glob(f'{rev}_*.py'))), '0014')
+down_revision = '0016'
 branch_labels = None
 depends_on = None
 
