@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from sqlalchemy import Select, exists, select
 
 from ..extensions import db
@@ -79,17 +80,18 @@ def warnings_of(study: OrthancStudy) -> list[str]:
     """Everything a person must know before trusting this study's links."""
     out = []
     if study.uid_shared:
-        out.append("This StudyInstanceUID is shared by studies of two patients "
-                   f"(PatientIDs {', '.join([dicom_id(study.patient_id), *uid_partners(study)])}).")
+        out.append(_("This StudyInstanceUID is shared by studies of two patients (PatientIDs %(ids)s).",
+                     ids=", ".join([dicom_id(study.patient_id), *uid_partners(study)])))
     links = requests_of(study)
     if len({lk.request.patient_id for lk in links}) > 1:
-        out.append("This study is linked to requests of different patients. Check the links.")
+        out.append(_("This study is linked to requests of different patients. Check the links."))
     for lk in links:
         if lk.other_patient:
-            out.append(f"Linked by hand to request {lk.request.accession_number} of another patient "
-                       f"({lk.request.patient.full_name}). Reason: {lk.reason}")
+            out.append(_("Linked by hand to request %(accession)s of another patient (%(name)s). Reason: %(reason)s",
+                         accession=lk.request.accession_number, name=lk.request.patient.full_name, reason=lk.reason))
         elif lk.needs_review:
-            out.append(f"Request {lk.request.accession_number}: {lk.warning}")
+            out.append(_("Request %(accession)s: %(warning)s", accession=lk.request.accession_number,
+                         warning=lk.warning))
     return out
 
 
@@ -97,7 +99,7 @@ def patient_conflict(study: OrthancStudy) -> str:
     """A warning when one study is linked to requests of different patients."""
     patients = {lk.request.patient_id for lk in requests_of(study)}
     if len(patients) > 1:
-        return "This study is linked to requests of different patients. Check the links."
+        return str(_("This study is linked to requests of different patients. Check the links."))
     return ""
 
 

@@ -8,6 +8,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from sqlalchemy import and_, func, or_, select
 
 from .. import clock
@@ -97,31 +98,31 @@ def suggestions(study: OrthancStudy, limit: int = 5) -> list[Suggestion]:
         reasons, score = [], 0
         same = same_patient(study, p)
         if same:
-            reasons.append("same patient (PatientID = PUID)")
+            reasons.append(_("same patient (PatientID = PUID)"))
             score += 10
         else:
             if manual_local == p.id:
-                reasons.append("Orthanc patient linked to this patient by hand")
+                reasons.append(_("Orthanc patient linked to this patient by hand"))
                 score += 6
             near = near_id_reason(study.patient_id, p.puid)
             if near:
-                reasons.append(f"PatientID differs from the PUID only by {near}")
+                reasons.append(_("PatientID differs from the PUID only by %(difference)s", difference=near))
                 score += 6
             if birth and dicom_date(p.birth_date) == birth and surnames & set(
                     w for w in fold(p.family_name).replace("-", " ").split()):
-                reasons.append("same birth date and family name")
+                reasons.append(_("same birth date and family name"))
                 score += 6
         if req.id in by_rule:
-            reasons.append({"study_uid": "its StudyInstanceUID names this request",
-                            "accession": "its AccessionNumber names this request",
-                            "merge_id": "its merge id names this request"}[by_rule[req.id]])
+            reasons.append({"study_uid": _("its StudyInstanceUID names this request"),
+                            "accession": _("its AccessionNumber names this request"),
+                            "merge_id": _("its merge id names this request")}[by_rule[req.id]])
             score += 6
         if req.test.modality.code in mods:
-            reasons.append(f"same modality ({req.test.modality.code})")
+            reasons.append(_("same modality (%(modality)s)", modality=req.test.modality.code))
             score += 2
         when = req.scheduled_at or req.created_at
         if day and when and abs((clock.local_date(when) - day).days) <= SUGGEST_DAYS:
-            reasons.append("scheduled within a few days" if req.scheduled_at else "ordered within a few days")
+            reasons.append(_("scheduled within a few days") if req.scheduled_at else _("ordered within a few days"))
             score += 1
         if req.state == RequestState.REQUESTED.value:
             score += 1
@@ -130,7 +131,7 @@ def suggestions(study: OrthancStudy, limit: int = 5) -> list[Suggestion]:
             # only while it still waits for its images.
             continue
         if not same:
-            reasons.append("another patient: linking needs a confirmation and a reason")
+            reasons.append(_("another patient: linking needs a confirmation and a reason"))
         out.append(Suggestion(req, reasons, score, same))
     out.sort(key=lambda s: (not s.same_patient, -s.score, -s.request.id))
     return out[:limit]
