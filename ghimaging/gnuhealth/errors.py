@@ -13,6 +13,8 @@ from __future__ import annotations
 import xmlrpc.client
 from typing import TYPE_CHECKING, ClassVar
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+
 from ..exceptions import UpstreamFailure
 
 if TYPE_CHECKING:
@@ -93,43 +95,45 @@ class SessionRefused(GnuHealthError):
 
 
 def http_error(status: int, method: str, client: GnuHealthClient) -> GnuHealthError:
-    where = f"GNU Health at {client.url}"
+    where = _("GNU Health at %(url)s", url=client.url)
     if method == "common.db.login":
         if status == 401:
-            return WrongPassword(f"{where} refused the user name or password of {client.user!r}.")
+            return WrongPassword(_("%(where)s refused the user name or password of '%(user)s'.", where=where,
+                                   user=client.user))
         if status == 404:
-            return UnknownDatabase(f"{where} has no database {client.database!r}.")
+            return UnknownDatabase(_("%(where)s has no database '%(database)s'.", where=where, database=client.database))
         if status == 429:
-            return TooManyAttempts(f"{where} refuses logins for a while after too many failed attempts; "
-                                   "wait, then check the password.")
+            return TooManyAttempts(_("%(where)s refuses logins for a while after too many failed attempts; "
+                                     "wait, then check the password.", where=where))
     if status == 401:
-        return SessionRefused(f"{where} refused the session.")
+        return SessionRefused(_("%(where)s refused the session.", where=where))
     if status == 403:
-        return NotAllowed(f"{where} does not allow {method} over XML-RPC.")
+        return NotAllowed(_("%(where)s does not allow %(method)s over XML-RPC.", where=where, method=method))
     if status == 404:
-        return UnknownDatabase(f"{where} has no database {client.database!r} (or the address is not "
-                               "trytond's).")
+        return UnknownDatabase(_("%(where)s has no database '%(database)s' (or the address is not trytond's).",
+                                 where=where, database=client.database))
     if status == 429:
-        return TooManyAttempts(f"{where} asks to slow down (429).")
+        return TooManyAttempts(_("%(where)s asks to slow down (429).", where=where))
     if 500 <= status < 600:
-        return ServerFault(f"{where} answered {status} (server error).")
-    return BadAnswer(f"{where} answered HTTP {status} to {method}.")
+        return ServerFault(_("%(where)s answered %(status)s (server error).", where=where, status=status))
+    return BadAnswer(_("%(where)s answered HTTP %(status)s to %(method)s.", where=where, status=status,
+                             method=method))
 
 
 def fault_error(fault: xmlrpc.client.Fault, method: str) -> GnuHealthError:
     text = str(fault.faultString or "")
     if fault.faultCode == 1 or text.startswith(("You are not allowed", "SM-")):
-        message, _, description = text.partition(" - ")
+        message, _sep, description = text.partition(" - ")
         shown = message.strip().rstrip(".") + (f" ({description.strip()})" if description.strip() else "")
         if "SM-CORE-0007" in text:
-            return NoProfessional("The GNU Health user is not linked to a health professional (SM-CORE-0007): "
-                                  "set it as the Internal User of a professional's party in GNU Health, or "
-                                  "choose a default professional here.")
+            return NoProfessional(_("The GNU Health user is not linked to a health professional (SM-CORE-0007): "
+                                    "set it as the Internal User of a professional's party in GNU Health, or "
+                                    "choose a default professional here."))
         if message.startswith("You are not allowed") or ("access" in message.lower() and "denied" in message.lower()):
-            return NotAllowed(f"GNU Health: {shown}. Give the user the groups listed in the README.")
-        return RemoteUserError(f"GNU Health refused {method}: {shown}")
+            return NotAllowed(_("GNU Health: %(error)s. Give the user the groups listed in the README.", error=shown))
+        return RemoteUserError(_("GNU Health refused %(method)s: %(error)s", method=method, error=shown))
     model = method.split(".")[1:-1]
     if text.strip("'\"") == ".".join(model) and model:
-        return ModuleMissing(f"GNU Health has no {'.'.join(model)}: its module is not activated.")
-    return ServerFault(f"GNU Health failed on {method}: {text[:300] or 'an internal error'} "
-                       f"(fault {fault.faultCode}; its log has the details).")
+        return ModuleMissing(_("GNU Health has no %(model)s: its module is not activated.", model=".".join(model)))
+    return ServerFault(_("GNU Health failed on %(method)s: %(error)s (fault %(code)s; its log has the details).",
+                         method=method, error=text[:300] or _("an internal error"), code=fault.faultCode))
