@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from flask import current_app
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+from flask_babel import lazy_gettext as _l
 
 from .. import crypto
 from ..exceptions import Invalid
@@ -37,14 +39,15 @@ class CheckReport:
     uses_default_professional: bool = False
 
     def lines(self) -> list[str]:
-        out = [f"GNU Health server: trytond {self.version}"]
-        out.append("Modules: " + ", ".join(
-            f"{m} {'active' if m in self.modules else 'not active'}" for m in (REQUIRED_MODULE, *OPTIONAL_MODULES)))
+        out = [str(_("GNU Health server: trytond %(version)s", version=self.version))]
+        out.append(_("Modules: %(modules)s", modules=", ".join(
+            f"{m} {_('active') if m in self.modules else _('not active')}" for m in (REQUIRED_MODULE, *OPTIONAL_MODULES))))
         if self.uses_default_professional:
-            out.append(f"The user has no health professional; requests use the default professional "
-                       f"{self.professional_name} (id {self.professional_id}).")
+            out.append(_("The user has no health professional; requests use the default professional "
+                         "%(name)s (id %(id)s).", name=self.professional_name, id=self.professional_id))
         else:
-            out.append(f"Linked to health professional: {self.professional_name} (id {self.professional_id})")
+            out.append(_("Linked to health professional: %(name)s (id %(id)s)", name=self.professional_name,
+                         id=self.professional_id))
         return out
 
 
@@ -94,8 +97,8 @@ def origin(url: str) -> tuple[str, str, int]:
     return parts.scheme.lower(), (parts.hostname or "").lower(), port
 
 
-PASSWORD_AGAIN = ("Enter the password again for the new address: the saved one is only ever sent to the "
-                  "server it was given for.")
+PASSWORD_AGAIN = _l("Enter the password again for the new address: the saved one is only ever sent to the "
+                    "server it was given for.")
 
 
 def check(client: GnuHealthClient, *, default_professional_id: int | None = None) -> CheckReport:
@@ -107,8 +110,9 @@ def check(client: GnuHealthClient, *, default_professional_id: int | None = None
     rows = client.search_read("ir.module", [("name", "in", wanted), ("state", "=", "activated")], ["name"])
     modules = sorted(str(r["name"]) for r in rows)
     if REQUIRED_MODULE not in modules:
-        raise ModuleMissing(f"GNU Health at {client.url} does not have {REQUIRED_MODULE} activated: activate "
-                            "the module (trytond-admin -u health_imaging --activate-dependencies).")
+        raise ModuleMissing(_("GNU Health at %(url)s does not have %(module)s activated: activate the module "
+                              "(%(command)s).", url=client.url, module=REQUIRED_MODULE,
+                              command="trytond-admin -u health_imaging --activate-dependencies"))
     report = CheckReport(version=version, uid=uid, modules=modules)
     profs = client.search_read("gnuhealth.healthprofessional", [("party.internal_user", "=", uid)],
                                ["rec_name"], limit=1)
@@ -119,7 +123,7 @@ def check(client: GnuHealthClient, *, default_professional_id: int | None = None
         found = client.search_read("gnuhealth.healthprofessional", [("id", "=", default_professional_id)],
                                    ["rec_name"], limit=1)
         if not found:
-            raise SettingsError(f"GNU Health has no health professional with id {default_professional_id}.",
+            raise SettingsError(_("GNU Health has no health professional with id %(id)s.", id=default_professional_id),
                                 "default_professional_id")
         report.professional_id, report.professional_name = default_professional_id, str(found[0]["rec_name"])
         report.uses_default_professional = True
@@ -127,24 +131,25 @@ def check(client: GnuHealthClient, *, default_professional_id: int | None = None
     # Ask GNU Health itself: the default doctor of a new request is the
     # user's professional, and it answers SM-CORE-0007 when there is none.
     client.call("model.gnuhealth.imaging.test.request.default_get", ["doctor"])
-    raise NoProfessional("The GNU Health user is not linked to a health professional (SM-CORE-0007): set it as "
-                         "the Internal User of a professional's party in GNU Health, or choose a default "
-                         "professional here.")
+    raise NoProfessional(_("The GNU Health user is not linked to a health professional (SM-CORE-0007): set it as "
+                           "the Internal User of a professional's party in GNU Health, or choose a default "
+                           "professional here."))
 
 
 def _clean(url: str, database: str, username: str) -> tuple[str, str, str]:
     if len(url or "") > 500:
-        raise SettingsError("The address is at most 500 characters.", "url")
+        raise SettingsError(_("The address is at most %(max)d characters.", max=500), "url")
     try:
         url = check_url(url)
     except ValueError as exc:
         raise SettingsError(str(exc), "url") from None
     database = (database or "").strip()
     if not database or len(database) > 100 or "/" in database or any(ord(c) < 32 for c in database):
-        raise SettingsError("The database name is required (at most 100 characters, no '/').", "database")
+        raise SettingsError(_("The database name is required (at most %(max)d characters, no '/').", max=100),
+                            "database")
     username = (username or "").strip()
     if not username or len(username) > 200:
-        raise SettingsError("The user is required (at most 200 characters).", "username")
+        raise SettingsError(_("The user is required (at most %(max)d characters).", max=200), "username")
     return url, database, username
 
 
@@ -156,19 +161,19 @@ def configure(*, url: str, database: str, username: str, password: str | None, e
     check would otherwise send it to whatever address was typed."""
     url, database, username = _clean(url, database, username)
     if default_professional_id is not None and default_professional_id < 1:
-        raise SettingsError("The default professional is a GNU Health id (a whole number from 1).",
+        raise SettingsError(_("The default professional is a GNU Health id (a whole number from 1)."),
                             "default_professional_id")
     cfg = get_config()
     if password is None:
         if cfg is None or not cfg.password_enc:
-            raise SettingsError("The password is required.", "password")
+            raise SettingsError(_("The password is required."), "password")
         if origin(url) != origin(cfg.url):
-            raise SettingsError(PASSWORD_AGAIN, "password")
+            raise SettingsError(str(PASSWORD_AGAIN), "password")
         password = crypto.decrypt(cfg.password_enc)
     if not password:
-        raise SettingsError("The password is required.", "password")
+        raise SettingsError(_("The password is required."), "password")
     if len(password) > 500:
-        raise SettingsError("The password is at most 500 characters.", "password")
+        raise SettingsError(_("The password is at most %(max)d characters.", max=500), "password")
     with GnuHealthClient(url, database, username, password, timeout=timeout(), total=total) as client:
         report = check(client, default_professional_id=default_professional_id)
     cfg = config_or_new()
@@ -184,7 +189,7 @@ def configure(*, url: str, database: str, username: str, password: str | None, e
 def set_enabled(enabled: bool) -> None:
     cfg = get_config()
     if cfg is None or not cfg.configured:
-        raise SettingsError("Configure the GNU Health server first.")
+        raise SettingsError(_("Configure the GNU Health server first."))
     cfg.enabled = bool(enabled)
 
 
@@ -193,7 +198,7 @@ def run_check(*, total: float | None = None) -> CheckReport:
     recorded too, then raised: the caller commits in either case."""
     cfg = get_config()
     if cfg is None or not cfg.configured:
-        raise SettingsError("GNU Health is not configured: give its address, database, user and password.")
+        raise SettingsError(_("GNU Health is not configured: give its address, database, user and password."))
     try:
         with client_for(cfg, total=total) as client:
             report = check(client, default_professional_id=cfg.default_professional_id)
