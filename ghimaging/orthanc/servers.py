@@ -10,6 +10,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import current_app
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
 from .. import crypto
@@ -84,7 +86,7 @@ def check(client: OrthancClient) -> CheckResult:
         info = client.system()
         last = client.last_change()
     except NotFound:
-        raise BadAnswer(f"{client.url} answers, but it is not an Orthanc server (no /system).") from None
+        raise BadAnswer(_("%(url)s answers, but it is not an Orthanc server (no /system).", url=client.url)) from None
     try:
         # Orthanc lists its explorer extension script among the plugins.
         plugins = [p for p in client.plugins() if p != "explorer.js"]
@@ -123,14 +125,14 @@ def apply_check(server: OrthancServer, result: CheckResult) -> None:
 def _clean(label: str, url: str, browser_url: str, username: str) -> tuple[str, str, str, str]:
     label = (label or "").strip()
     if not label or len(label) > 64:
-        raise ServerError("The label is required (at most 64 characters).", "label")
+        raise ServerError(_("The label is required (at most %(max)d characters).", max=64), "label")
     if len(url or "") > 500 or len(browser_url or "") > 500:
-        raise ServerError("An address is at most 500 characters.", "url")
+        raise ServerError(_("An address is at most %(max)d characters.", max=500), "url")
     if len(username or "") > 200:
-        raise ServerError("The username is at most 200 characters.", "username")
+        raise ServerError(_("The username is at most %(max)d characters.", max=200), "username")
     problem = _unsendable((username or "").strip(), "username")
     if problem or ":" in (username or ""):
-        raise ServerError(problem or "The username cannot contain ':' (HTTP Basic authentication).", "username")
+        raise ServerError(problem or _("The username cannot contain ':' (HTTP Basic authentication)."), "username")
     try:
         url = check_url(url)
     except ValueError as exc:
@@ -150,17 +152,21 @@ def _unsendable(text: str, what: str) -> str:
     as Latin-1: a password with an em dash made every call to Orthanc fail
     inside the HTTP library (a 500 on the pages, a crashed re-check)."""
     if any(ord(c) < 32 or ord(c) == 127 for c in text):
-        return f"The {what} cannot contain control characters."
+        return str(_("The username cannot contain control characters.") if what == "username"
+                   else _("The password cannot contain control characters."))
     try:
         text.encode("latin-1")
     except UnicodeEncodeError:
-        return f"The {what} can only use Latin-1 characters (HTTP Basic authentication cannot carry others)."
+        return str(_("The username can only use Latin-1 characters (HTTP Basic authentication cannot carry "
+                     "others).") if what == "username" else
+                   _("The password can only use Latin-1 characters (HTTP Basic authentication cannot carry "
+                     "others)."))
     return ""
 
 
 def _check_password(password: str | None) -> None:
     if password and len(password) > 500:
-        raise ServerError("The password is at most 500 characters.", "password")
+        raise ServerError(_("The password is at most %(max)d characters.", max=500), "password")
     problem = _unsendable(password or "", "password")
     if problem:
         raise ServerError(problem, "password")
@@ -199,7 +205,7 @@ def add_server(*, label: str, url: str, username: str = "", password: str = "", 
     label, url, browser_url, username = _clean(label, url, browser_url, username)
     _check_password(password)
     if _label_taken(label, None):
-        raise LabelTaken(f"A server labelled {label!r} already exists.", "label")
+        raise LabelTaken(_("A server labelled '%(label)s' already exists.", label=label), "label")
     result = check_credentials(url, username, password, timeout)
     server = OrthancServer(label=label, url=url, browser_url=browser_url, username=username,
                            password_enc=crypto.encrypt(password), needs_full_sync=True)
@@ -209,7 +215,7 @@ def add_server(*, label: str, url: str, username: str = "", password: str = "", 
     return server
 
 
-PASSWORD_AGAIN = "Enter the password again for the new address."
+PASSWORD_AGAIN = _l("Enter the password again for the new address.")
 CHANGED = "Connection details changed; checking again."
 
 
@@ -238,12 +244,12 @@ def update_server(server: OrthancServer, *, label: str, url: str, username: str,
     label, url, browser_url, username = _clean(label, url, browser_url, username)
     _check_password(password)
     if _label_taken(label, server):
-        raise LabelTaken(f"A server labelled {label!r} already exists.", "label")
+        raise LabelTaken(_("A server labelled '%(label)s' already exists.", label=label), "label")
     moved = origin(url) != origin(server.url)
     drop_password = False
     if moved and not password and server.password_enc:
         if username:
-            raise ServerError(PASSWORD_AGAIN, "password")
+            raise ServerError(str(PASSWORD_AGAIN), "password")
         drop_password = True
     changed = url != server.url or username != server.username or bool(password) or drop_password
     server.label, server.url, server.browser_url, server.username = label, url, browser_url, username
