@@ -257,10 +257,12 @@ def test_worklists_write_reports_a_broken_template_and_writes_the_rest(app, fold
 # -- pages and API -----------------------------------------------------------
 
 def test_request_page_shows_the_worklist_text_and_attributes(app, folder, create_request, create_patient, doc,
-                                                           login):
+                                                           make_user, login):
+    """To those who manage worklist templates (tests/test_worklist_details_visibility.py: others see plain words)."""
     patient = create_patient(puid="PUID-5", family_name="Müller", given_name="Jürgen")
     req = create_request(patient, physician=doc, submit=True)
-    html = unescape(login("doc").get(f"/requests/{req.id}").get_data(as_text=True))
+    make_user("boss", "admin")
+    html = unescape(login("boss").get(f"/requests/{req.id}").get_data(as_text=True))
     assert "in the worklist" in html and f"{req.accession_number}.wl" in html
     assert f"(0008,0050) SH [{req.accession_number}]" in html  # the dump2dcm text
     assert "(0010,0010) PN [Müller^Jürgen]" in html

@@ -4,6 +4,7 @@ import enum
 from datetime import date, datetime
 from typing import Any
 
+from flask_babel import lazy_gettext as _l  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from sqlalchemy import JSON, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -32,11 +33,11 @@ class ReportStyle(str, enum.Enum):
 
     @property
     def label(self) -> str:
-        return {
-            "with_images": "With images and captions",
-            "without_images": "Without images",
-            "without_captions": "Images without captions",
-        }[self.value]
+        return str({
+            "with_images": _l("With images and captions"),
+            "without_images": _l("Without images"),
+            "without_captions": _l("Images without captions"),
+        }[self.value])
 
 
 class Counter(Model):
