@@ -9,6 +9,7 @@ so re-running the installer leaves exactly one.
 
 from __future__ import annotations
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from sqlalchemy import delete
 
 from ..auth import service as auth
@@ -34,17 +35,17 @@ def push_account(username: str = DEFAULT_USER) -> User:
         return auth.create_service_account(username, FULL_NAME)
     if user.roles:
         if user.full_name != LEGACY_FULL_NAME:
-            raise Conflict(f"User {user.username!r} is a person's account (roles: "
-                           f"{', '.join(sorted(r.value for r in user.roles))}); choose another name for the "
-                           "push account.", code="not_service_account")
+            raise Conflict(_("User '%(user)s' is a person's account (roles: %(roles)s); choose another name for "
+                             "the push account.", user=user.username,
+                             roles=", ".join(sorted(r.value for r in user.roles))), code="not_service_account")
         db.session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
         user.set_roles([])
         user.full_name = FULL_NAME
         db.session.flush()
         db.session.expire(user, ["tokens"])
     if not user.active:
-        raise Conflict(f"The push account {user.username!r} is disabled; enable it on the Users page first.",
-                       code="inactive")
+        raise Conflict(_("The push account '%(user)s' is disabled; enable it on the Users page first.",
+                         user=user.username), code="inactive")
     return user
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from sqlalchemy import select
 
 from ..extensions import db
@@ -72,8 +73,8 @@ def register(*, url: str, username: str, password: str, label: str = "",
     try:
         result = check_credentials(_normal(url), username.strip(), password)
     except UnicodeError:  # what update_server would refuse: say it the same way
-        raise ServerError("The username or password can only use Latin-1 characters (HTTP Basic "
-                          "authentication cannot carry others).", "password") from None
+        raise ServerError(_("The username or password can only use Latin-1 characters (HTTP Basic "
+                            "authentication cannot carry others)."), "password") from None
     update_server(existing, label=label or existing.label, url=url, username=username,
                   browser_url=existing.browser_url, password=password)
     apply_check(existing, result)

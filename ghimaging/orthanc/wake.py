@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from sqlalchemy import update
 
 from ..exceptions import NotFound
@@ -35,7 +36,7 @@ def want_sync(server_id: int) -> datetime:
     commits, then calls :func:`nudge`). Unknown server: :class:`NotFound`."""
     server = db.session.get(OrthancServer, server_id)
     if server is None:
-        raise NotFound("Orthanc server not found.")
+        raise NotFound(_("Orthanc server not found."))
     server.sync_wanted_at = utcnow()
     db.session.flush()
     return server.sync_wanted_at
