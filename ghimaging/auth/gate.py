@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from flask import Flask, current_app, redirect, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import lazy_gettext as _l  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from flask_login import current_user
 
 if TYPE_CHECKING:
@@ -28,10 +29,12 @@ if TYPE_CHECKING:
 #: What such a browser may still reach: the page to choose a password,
 #: signing out, and the style sheets and scripts those pages need.
 EXEMPT = frozenset({"auth.choose_password", "auth.logout", "static", "health.healthz"})
-MESSAGE = "Choose your own password before you continue: the one you signed in with was given to you."
+#: Lazy, so each page and answer is in its reader's language (``str()`` where a
+#: plain string is needed).
+MESSAGE = _l("Choose your own password before you continue: the one you signed in with was given to you.")
 #: What the API answers (403 ``password_change_required``) for such a person's token.
-API_MESSAGE = ("The token's user must choose their own password on the web pages before the token works "
-               "again.")
+API_MESSAGE = _l("The token's user must choose their own password on the web pages before the token works "
+                 "again.")
 
 
 #: Where ``ghimaging init --create-admin`` keeps the password it printed

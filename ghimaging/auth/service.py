@@ -11,6 +11,8 @@ import hashlib
 import secrets
 from datetime import timedelta
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete, select
 
 from ..exceptions import Conflict, DomainError, Invalid
@@ -20,9 +22,11 @@ from ..models._time import utcnow
 from . import sessions, throttle
 
 MIN_PASSWORD_LENGTH = 8
-NO_ROLE = "Give the user at least one role."
-SERVICE_ACCOUNT_FIXED = "A service account has no roles and no password; it can only be enabled or disabled."
-SAME_PASSWORD = "Choose a password different from the one you signed in with."
+# Lazy: each is translated when it is raised, into the reader's language
+# (str() where an exception needs a plain string).
+NO_ROLE = _l("Give the user at least one role.")
+SERVICE_ACCOUNT_FIXED = _l("A service account has no roles and no password; it can only be enabled or disabled.")
+SAME_PASSWORD = _l("Choose a password different from the one you signed in with.")
 # A hash to check against when the username does not exist, so that a wrong
 # username costs the same time as a wrong password.
 _DUMMY_HASH: str | None = None
@@ -45,9 +49,9 @@ class UserConflict(UserError, Conflict):
 
 def password_problem(password: str) -> str | None:
     if len(password) < MIN_PASSWORD_LENGTH:
-        return f"Password must be at least {MIN_PASSWORD_LENGTH} characters."
+        return str(_("Password must be at least %(count)s characters.", count=MIN_PASSWORD_LENGTH))
     if password.strip() == "" or len(set(password)) < 3:
-        return "Password is too simple."
+        return str(_("Password is too simple."))
     return None
 
 
@@ -67,10 +71,10 @@ def is_service_account(user: User) -> bool:
 def _free_username(username: str) -> str:
     username = username.strip()
     if not username or len(username) > 64 or any(c.isspace() for c in username):
-        raise UserInvalid("Username must be 1-64 characters without spaces.",
-                          fields={"username": "Username must be 1-64 characters without spaces."})
+        message = _("Username must be 1-64 characters without spaces.")
+        raise UserInvalid(message, fields={"username": message})
     if find_user(username):
-        raise UserConflict(f"A user named {username!r} already exists.", code="duplicate")
+        raise UserConflict(_("A user named %(name)s already exists.", name=repr(username)), code="duplicate")
     return username
 
 
@@ -84,7 +88,7 @@ def create_user(username: str, password: str, roles: list[Role], full_name: str 
     if problem:
         raise UserInvalid(problem, fields={"password": problem})
     if not roles:
-        raise UserInvalid(NO_ROLE, fields={"roles": NO_ROLE})
+        raise UserInvalid(str(NO_ROLE), fields={"roles": str(NO_ROLE)})
     user = User(username=username, full_name=full_name.strip(), email=email.strip(), active=active,
                 must_change_password=must_change_password)
     user.set_password(password)
@@ -114,7 +118,7 @@ def set_service_account_active(user: User, active: bool) -> None:
     so that enabling it again does not mean reconfiguring Orthanc; a token
     to end for good is revoked on the same page."""
     if not is_service_account(user):
-        raise UserConflict("This is a person's account, not a service account.", code="not_service_account")
+        raise UserConflict(_("This is a person's account, not a service account."), code="not_service_account")
     user.active = active
     db.session.flush()
 
@@ -123,11 +127,11 @@ def update_user(user: User, *, full_name: str, email: str, roles: list[Role], ac
                 acting: User) -> None:
     if is_service_account(user):
         # Giving it a role would turn a program's account into a person's.
-        raise UserConflict(SERVICE_ACCOUNT_FIXED, code="service_account")
+        raise UserConflict(str(SERVICE_ACCOUNT_FIXED), code="service_account")
     if not roles:
-        raise UserInvalid(NO_ROLE, fields={"roles": NO_ROLE})
+        raise UserInvalid(str(NO_ROLE), fields={"roles": str(NO_ROLE)})
     if user.id == acting.id and (not active or Role.ADMIN not in roles):
-        raise UserConflict("You cannot disable yourself or remove your own admin role.", code="own_account")
+        raise UserConflict(_("You cannot disable yourself or remove your own admin role."), code="own_account")
     if (user.active and not active) or (Role.ADMIN in user.roles and Role.ADMIN not in roles):
         _ensure_other_admin(user)
     if user.active and not active:
@@ -145,7 +149,7 @@ def _ensure_other_admin(user: User) -> None:
         if Role.ADMIN in u.roles
     ]
     if not others:
-        raise UserConflict("This is the last active administrator; keep at least one.", code="last_admin")
+        raise UserConflict(_("This is the last active administrator; keep at least one."), code="last_admin")
 
 
 def change_password(user: User, password: str, *, keep: UserSession | None = None,
@@ -156,7 +160,7 @@ def change_password(user: User, password: str, *, keep: UserSession | None = Non
     ``chosen_by_user`` must be changed at the next sign-in; one they chose
     lifts that."""
     if is_service_account(user):
-        raise UserConflict(SERVICE_ACCOUNT_FIXED, code="service_account")
+        raise UserConflict(str(SERVICE_ACCOUNT_FIXED), code="service_account")
     problem = password_problem(password)
     if problem:
         raise UserInvalid(problem, fields={"password": problem})
@@ -172,11 +176,11 @@ def change_own_password(user: User, current: str, password: str, *, revoke_token
     """The account page's change: the current password first, then
     :func:`change_password` keeping the session that asks."""
     if not user.check_password(current):
-        raise UserInvalid(fields={"current_password": "This is not your current password."})
+        raise UserInvalid(fields={"current_password": _("This is not your current password.")})
     if user.check_password(password):
         # Above all for a one-time password: keeping it would keep a
         # password someone else knows.
-        raise UserInvalid(SAME_PASSWORD, fields={"new_password": SAME_PASSWORD})
+        raise UserInvalid(str(SAME_PASSWORD), fields={"new_password": str(SAME_PASSWORD)})
     change_password(user, password, keep=user.current_session, revoke_tokens=revoke_tokens, chosen_by_user=True)
 
 
@@ -244,7 +248,7 @@ def create_service_token(user: User, name: str = "") -> str:
     """A token an administrator makes for a service account (a person's
     tokens are made by that person only)."""
     if not is_service_account(user):
-        raise UserConflict("Only a service account's tokens are made by an administrator.",
+        raise UserConflict(_("Only a service account's tokens are made by an administrator."),
                            code="not_service_account")
     return create_token(user, name)
 

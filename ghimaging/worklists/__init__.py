@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from flask import Flask
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 
 from ..exceptions import Invalid
 from ..models import ImagingRequest, WorklistTemplate
@@ -113,27 +114,33 @@ def build_file(req: ImagingRequest, template: WorklistTemplate | None = None) ->
     fallback = False
     if bad:
         where = _elements_with(text, bad)
-        label = f" ({COMMON[declared]})" if declared in COMMON else ""
-        told = (f"Template \u2018{template.name}\u2019 writes {declared}{label}, which cannot hold "
-                f"{describe_chars(bad)} in {', '.join(where)}.")
+        # One whole sentence per message (the translator sees it all); the
+        # character set's label is a name ("Latin-1 (Western Europe)").
+        facts = {"template": template.name, "charset": declared, "chars": describe_chars(bad),
+                 "elements": ", ".join(where), "utf8": UTF8,
+                 "label": f" ({COMMON[declared]})" if declared in COMMON else ""}
         if not template.utf8_fallback:
             raise UnencodableError(
-                f"{told} Use a template with {UTF8} (UTF-8) for this test, or let the template "
-                f"fall back to {UTF8} (Worklists \u203a template).",
+                _("Template \u2018%(template)s\u2019 writes %(charset)s%(label)s, which cannot hold %(chars)s in "
+                  "%(elements)s. Use a template with %(utf8)s (UTF-8) for this test, or let the template fall "
+                  "back to %(utf8)s (Worklists \u203a template).", **facts),
                 characters=bad, template=template.name, charset=declared, elements=where)
         template, text, warnings = _render(req, template, UTF8)
         declared = _declared(text, template)
         if declared != UTF8:
             raise UnencodableError(
-                f"{told} The template is set to fall back to {UTF8}, but it writes its character set as "
-                f"fixed text instead of ${{SpecificCharacterSet}}, so it cannot.",
+                _("Template \u2018%(template)s\u2019 writes %(charset)s%(label)s, which cannot hold %(chars)s in "
+                  "%(elements)s. The template is set to fall back to %(utf8)s, but it writes its character set "
+                  "as fixed text instead of ${SpecificCharacterSet}, so it cannot.", **facts),
                 characters=bad, template=template.name, charset=declared, elements=where)
         fallback = True
-        warnings = [f"Written in {UTF8} (UTF-8), not {template.charset}: {told[:-1]}, and the template is set "
-                    f"to fall back to {UTF8}. The modality must understand UTF-8 to show these names.", *warnings]
+        warnings = [_("Written in %(utf8)s (UTF-8), not %(own)s: template \u2018%(template)s\u2019 writes "
+                      "%(charset)s%(label)s, which cannot hold %(chars)s in %(elements)s, and the template is set "
+                      "to fall back to %(utf8)s. The modality must understand UTF-8 to show these names.",
+                      own=template.charset, **facts), *warnings]
     if not (req.test.ae_title or "").strip():
-        warnings.append(f"Test {req.test.code} has no scheduled station AE title (a Type 1 key): a modality "
-                        "that asks for its own AE title will not find this item.")
+        warnings.append(_("Test %(code)s has no scheduled station AE title (a Type 1 key): a modality that asks "
+                          "for its own AE title will not find this item.", code=req.test.code))
     return WorklistFileData(template, text, dicomfile.to_bytes(text), declared, fallback, warnings)
 
 
@@ -158,12 +165,12 @@ def _not_offered_reason(req: ImagingRequest) -> str:
 
     state = req.state
     if state == RequestState.DRAFT.value:
-        return "A draft is not offered to the modality; submitting it writes the file."
+        return str(_("A draft is not offered to the modality; submitting it writes the file."))
     if state == RequestState.CANCELLED.value:
-        return "The request is cancelled: its item was withdrawn from the worklist."
+        return str(_("The request is cancelled: its item was withdrawn from the worklist."))
     if state == RequestState.DONE.value:
-        return "The request is done: its item was withdrawn from the worklist."
-    return "Images have arrived for this request: its item was withdrawn from the worklist."
+        return str(_("The request is done: its item was withdrawn from the worklist."))
+    return str(_("Images have arrived for this request: its item was withdrawn from the worklist."))
 
 
 def file_status(req: ImagingRequest) -> FileStatus:
@@ -182,15 +189,17 @@ def file_status(req: ImagingRequest) -> FileStatus:
     try:
         on_disk = (writer.folder() / name).exists()
     except OSError as exc:
-        return FileStatus("missing", name, f"The worklist folder cannot be used ({exc.strerror or exc}).")
+        return FileStatus("missing", name, _("The worklist folder cannot be used (%(error)s).",
+                                             error=exc.strerror or exc))
     if row is not None and on_disk:
         return FileStatus("written", name, written_at=row.written_at, charset=req.worklist_charset)
     if row is not None:
-        return FileStatus("missing", name, "The file is gone from the worklist folder (removed outside "
-                          "ghimaging?); \u2018Rebuild folder\u2019 on the Worklists page writes it again.")
+        return FileStatus("missing", name, _("The file is gone from the worklist folder (removed outside "
+                                             "ghimaging?); \u2018Rebuild folder\u2019 on the Worklists page writes "
+                                             "it again."))
     return FileStatus("missing", name, req.worklist_problem or (
-        "The file was never written for this request; \u2018Rebuild folder\u2019 on the Worklists page "
-        "writes it."))
+        _("The file was never written for this request; \u2018Rebuild folder\u2019 on the Worklists page "
+          "writes it.")))
 
 
 @dataclass

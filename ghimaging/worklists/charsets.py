@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import codecs
 
-# Friendly labels for the ones clinics use most.
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+from flask_babel import lazy_gettext as _l
+
+# Friendly labels for the ones clinics use most (lazy: shown in the reader's language).
 COMMON = {
-    "ISO_IR 192": "Unicode (UTF-8)",
-    "ISO_IR 100": "Latin-1 (Western Europe)",
-    "ISO_IR 101": "Latin-2 (Central Europe)",
-    "ISO_IR 144": "Cyrillic",
-    "ISO_IR 127": "Arabic",
-    "ISO_IR 126": "Greek",
-    "ISO_IR 138": "Hebrew",
-    "ISO_IR 148": "Latin-5 (Turkish)",
-    "ISO_IR 166": "Thai",
-    "GB18030": "Chinese (GB18030)",
-    "GBK": "Chinese (GBK)",
-    "ISO_IR 6": "ASCII only",
+    "ISO_IR 192": _l("Unicode (UTF-8)"),
+    "ISO_IR 100": _l("Latin-1 (Western Europe)"),
+    "ISO_IR 101": _l("Latin-2 (Central Europe)"),
+    "ISO_IR 144": _l("Cyrillic"),
+    "ISO_IR 127": _l("Arabic"),
+    "ISO_IR 126": _l("Greek"),
+    "ISO_IR 138": _l("Hebrew"),
+    "ISO_IR 148": _l("Latin-5 (Turkish)"),
+    "ISO_IR 166": _l("Thai"),
+    "GB18030": _l("Chinese (GB18030)"),
+    "GBK": _l("Chinese (GBK)"),
+    "ISO_IR 6": _l("ASCII only"),
 }
 
 
@@ -47,8 +50,8 @@ def codec_for(term: str) -> str:
     try:
         return known_terms()[term]
     except KeyError:
-        raise ValueError(f"{term!r} is not a DICOM character set term pydicom knows "
-                         f"(for example ISO_IR 192, ISO_IR 100, GB18030).") from None
+        raise ValueError(_("%(term)s is not a DICOM character set term pydicom knows (for example ISO_IR 192, "
+                           "ISO_IR 100, GB18030).", term=repr(term))) from None
 
 
 def check_pair(term: str, encoding: str) -> str:
@@ -57,9 +60,10 @@ def check_pair(term: str, encoding: str) -> str:
     try:
         given = _norm(encoding.strip())
     except LookupError:
-        raise ValueError(f"{encoding!r} is not a Python encoding.") from None
+        raise ValueError(_("%(encoding)s is not a Python encoding.", encoding=repr(encoding))) from None
     if given != _norm(expected):
-        raise ValueError(f"{term} is encoded as {expected}, not {encoding}.")
+        raise ValueError(_("%(term)s is encoded as %(expected)s, not %(encoding)s.", term=term, expected=expected,
+                           encoding=encoding))
     return given
 
 
@@ -95,7 +99,9 @@ def unencodable(text: str, term: str) -> list[str]:
 def describe_chars(chars: list[str], limit: int = 12) -> str:
     """'Ł' (U+0141), 'Ş' (U+015E) ... for messages a person reads."""
     shown = ", ".join(f"\u2018{c}\u2019 (U+{ord(c):04X})" for c in chars[:limit])
-    return shown + (f" and {len(chars) - limit} more" if len(chars) > limit else "")
+    if len(chars) > limit:
+        return str(_("%(chars)s and %(count)s more", chars=shown, count=len(chars) - limit))
+    return shown
 
 
 # Orthanc's DefaultEncoding values (its Enumerations.cpp) -> Python codecs.

@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterable
 from typing import Any, NoReturn
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+from flask_babel import lazy_gettext as _l
 from genshi.template.base import EXEC, EXPR, INCLUDE, SUB, TEXT
 from genshi.template.directives import (
     ChooseDirective,
@@ -42,12 +44,12 @@ _DIRECTIVE_NAMES = {IfDirective: "if", ForDirective: "for", ChooseDirective: "ch
 _RESERVED_TARGETS = frozenset(FUNCTIONS) | {"iter", "defined", "value_of"}
 
 _COMPARE_OPS = (ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn, ast.Is, ast.IsNot)
-_REFUSED_KINDS = {
-    ast.Lambda: "lambda functions", ast.ListComp: "comprehensions", ast.SetComp: "comprehensions",
-    ast.DictComp: "comprehensions", ast.GeneratorExp: "generator expressions", ast.NamedExpr: "':=' assignments",
-    ast.Starred: "'*' unpacking", ast.Dict: "dictionaries", ast.Set: "sets", ast.Await: "await",
-    ast.Yield: "yield", ast.YieldFrom: "yield",
-    ast.JoinedStr: "f-strings (Genshi cannot compile them; use + or '%s' % value)",
+_REFUSED_KINDS = {  # lazy: named in the reader's language when refused
+    ast.Lambda: _l("lambda functions"), ast.ListComp: _l("comprehensions"), ast.SetComp: _l("comprehensions"),
+    ast.DictComp: _l("comprehensions"), ast.GeneratorExp: _l("generator expressions"),
+    ast.NamedExpr: _l("':=' assignments"), ast.Starred: _l("'*' unpacking"), ast.Dict: _l("dictionaries"),
+    ast.Set: _l("sets"), ast.Await: "await", ast.Yield: "yield", ast.YieldFrom: "yield",
+    ast.JoinedStr: _l("f-strings (Genshi cannot compile them; use + or '%s' % value)"),
 }
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?([-#0 +]*)(\*|\d+)?(?:\.(\*|\d+))?[hlL]?(.)", re.S)
 
@@ -101,7 +103,8 @@ class _Checker:
         return min(candidates, key=lambda n: (abs(n - hint), n))
 
     def refuse(self, message: str) -> NoReturn:
-        raise SandboxError(f"Not allowed in a worklist template: {message}", self.line)
+        """``message`` is already translated: what is refused, as a phrase."""
+        raise SandboxError(_("Not allowed in a worklist template: %(what)s", what=message), self.line)
 
     # -- the stream ---------------------------------------------------------
     def stream(self, events: Iterable[tuple[Any, Any, Any]], bound: frozenset[str]) -> None:
@@ -123,51 +126,51 @@ class _Checker:
                 self.stream(substream, inner)
             elif kind is EXEC:
                 self.line = self.locate(None, hint, "python")
-                self.refuse("Python code blocks ({% python %}).")
+                self.refuse(_("Python code blocks (%(code)s).", code="{% python %}"))
             elif kind is INCLUDE:
                 self.line = self.locate(None, hint, "include")
-                self.refuse("include directives (a template cannot read other files).")
+                self.refuse(_("include directives (a template cannot read other files)."))
             else:
                 self.line = hint
-                self.refuse(f"this part of the template ({kind}).")
+                self.refuse(_("this part of the template (%(kind)s).", kind=kind))
 
     def directive(self, cls: type, name: str, value: Any, bound: frozenset[str]) -> frozenset[str]:
         if cls in (IfDirective, ChooseDirective, WhenDirective):
             if value is not None and not isinstance(value, str):
-                self.refuse(f"{{% {name} %}} with this value.")
+                self.refuse(_("%(code)s with this value.", code=f"{{% {name} %}}"))
             if value and value.strip():
                 self.expression(value, bound)
             elif cls is IfDirective:
-                self.refuse("{% if %} needs a condition.")
+                self.refuse(_("%(code)s needs a condition.", code="{% if %}"))
             return bound
         if cls is OtherwiseDirective:
             return bound  # Genshi ignores its value
         if cls is ForDirective:
             if not isinstance(value, str) or " in " not in value:
-                self.refuse("{% for %} must read {% for NAME in VALUES %}.")
+                self.refuse(_("%(code)s must read %(form)s.", code="{% for %}", form="{% for NAME in VALUES %}"))
             target, values = value.split(" in ", 1)  # exactly as Genshi splits it
             names = self.targets(self.statements(target), "for")
             # Genshi compiles 'iter(<values>)': check that very expression.
             call = self.expression_tree(f"iter({values.strip()})")
             if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "iter"
                     and len(call.args) == 1 and not call.keywords):
-                self.refuse(f"{{% for %}} over \u2018{values.strip()}\u2019.")
+                self.refuse(_("%(code)s over \u2018%(values)s\u2019.", code="{% for %}", values=values.strip()))
             self.whole(call.args[0], bound)
             return bound | names
         if cls is WithDirective:
             if not isinstance(value, str):
-                self.refuse("{% with %} with this value.")
+                self.refuse(_("%(code)s with this value.", code="{% with %}"))
             inner = set(bound)
             for statement in self.statements(value.strip()):
                 if not isinstance(statement, ast.Assign):
-                    self.refuse("{% with %} takes only assignments (NAME = VALUE; ...).")
+                    self.refuse(_("%(code)s takes only assignments (NAME = VALUE; ...).", code="{% with %}"))
                 self.whole(statement.value, frozenset(inner))
                 for assigned in statement.targets:
                     inner |= self._target_names(assigned, "with")
             return frozenset(inner)
         if cls is DefDirective:
-            self.refuse("{% def %} (template functions).")
-        self.refuse(f"the directive \u2018{name}\u2019.")
+            self.refuse(_("%(code)s (template functions).", code="{% def %}"))
+        self.refuse(_("the directive \u2018%(name)s\u2019.", name=name))
 
     def expression_tree(self, source: str) -> ast.expr:
         tree: ast.Expression = self.parse(source, "eval")
@@ -183,32 +186,34 @@ class _Checker:
         try:
             return genshi_parse(source, mode)  # the very parse Genshi compiles
         except SyntaxError as exc:
-            raise SandboxError(f"{exc.msg} in \u2018{source.strip()}\u2019", self.line) from None
-        except (ValueError, RecursionError, MemoryError) as exc:
-            raise SandboxError(f"\u2018{source.strip()[:80]}\u2019 cannot be read ({exc.__class__.__name__})",
+            raise SandboxError(_("%(error)s in \u2018%(source)s\u2019", error=exc.msg, source=source.strip()),
                                self.line) from None
+        except (ValueError, RecursionError, MemoryError) as exc:
+            raise SandboxError(_("\u2018%(source)s\u2019 cannot be read (%(error)s)", source=source.strip()[:80],
+                                 error=exc.__class__.__name__), self.line) from None
 
     def targets(self, statements: list[ast.stmt], what: str) -> frozenset[str]:
         first = statements[0] if len(statements) == 1 else None
         if not isinstance(first, ast.Expr):
-            self.refuse(f"{{% {what} %}} must assign to names.")
+            self.refuse(_("%(code)s must assign to names.", code=f"{{% {what} %}}"))
         return self._target_names(first.value, what)
 
     def _target_names(self, node: ast.AST, what: str) -> frozenset[str]:
         if isinstance(node, ast.Name):
             if node.id.startswith("_") or node.id in _RESERVED_TARGETS:
-                self.refuse(f"{{% {what} %}} may not define the name \u2018{node.id}\u2019.")
+                self.refuse(_("%(code)s may not define the name \u2018%(name)s\u2019.", code=f"{{% {what} %}}", name=node.id))
             return frozenset({node.id})
         if isinstance(node, ast.Tuple):
             out: frozenset[str] = frozenset()
             for elt in node.elts:
                 out |= self._target_names(elt, what)
             return out
-        self.refuse(f"{{% {what} %}} must assign to names, not to \u2018{ast.unparse(node)}\u2019.")
+        self.refuse(_("%(code)s must assign to names, not to \u2018%(target)s\u2019.", code=f"{{% {what} %}}",
+                      target=ast.unparse(node)))
 
     def expression(self, source: str | None, bound: frozenset[str]) -> None:
         if not isinstance(source, str):
-            self.refuse("an expression Genshi built from something other than text.")
+            self.refuse(_("an expression Genshi built from something other than text."))
         self.whole(self.expression_tree(source), bound)
 
     def whole(self, node: ast.AST, bound: frozenset[str]) -> None:
@@ -216,20 +221,20 @@ class _Checker:
         try:
             self.node(node, bound)
         except RecursionError:
-            raise SandboxError("the expression is nested too deeply", self.line) from None
+            raise SandboxError(_("the expression is nested too deeply"), self.line) from None
         operators = sum(isinstance(n, ast.BinOp) for n in ast.walk(node))
         if operators > MAX_OPERATORS:
-            self.refuse(f"{operators} operators in one expression (at most {MAX_OPERATORS}; "
-                        "{% with %} can name a part).")
+            self.refuse(_("%(count)s operators in one expression (at most %(most)s; %(code)s can name a part).",
+                          count=operators, most=MAX_OPERATORS, code="{% with %}"))
 
     # -- one expression -------------------------------------------------------
     def node(self, node: ast.AST, bound: frozenset[str]) -> None:
         kind = type(node)
         if kind in _REFUSED_KINDS:
-            self.refuse(f"{_REFUSED_KINDS[kind]} (\u2018{_shown(node)}\u2019).")
+            self.refuse(_("%(kind)s (\u2018%(code)s\u2019).", kind=_REFUSED_KINDS[kind], code=_shown(node)))
         if isinstance(node, ast.Constant):
             if not (node.value is None or isinstance(node.value, (str, bool, int, float))):
-                self.refuse(f"the literal \u2018{_shown(node)}\u2019.")
+                self.refuse(_("the literal \u2018%(code)s\u2019.", code=_shown(node)))
             return
         if isinstance(node, ast.Name):
             self.name(node, bound)
@@ -246,10 +251,10 @@ class _Checker:
             return
         if isinstance(node, ast.Subscript):
             if not isinstance(node.ctx, ast.Load):
-                self.refuse(f"assignment (\u2018{_shown(node)}\u2019).")
+                self.refuse(_("assignment (\u2018%(code)s\u2019).", code=_shown(node)))
             index = node.slice
             if isinstance(index, ast.Constant) and not isinstance(index.value, (int, bool)):
-                self.refuse(f"the item \u2018{_shown(node)}\u2019 (only numbers and slices index a value).")
+                self.refuse(_("the item \u2018%(code)s\u2019 (only numbers and slices index a value).", code=_shown(node)))
             self.node(node.value, bound)
             self.node(index, bound)
             return
@@ -264,13 +269,13 @@ class _Checker:
             elif isinstance(node.op, ast.Mod):
                 self.percent(node)
             else:
-                self.refuse(f"the operator in \u2018{_shown(node)}\u2019 (only +, - and '...' % values).")
+                self.refuse(_("the operator in \u2018%(code)s\u2019 (only +, - and '...' %% values).", code=_shown(node)))
             self.node(node.left, bound)
             self.node(node.right, bound)
             return
         if isinstance(node, ast.UnaryOp):
             if not isinstance(node.op, (ast.Not, ast.USub, ast.UAdd)):
-                self.refuse(f"the operator in \u2018{_shown(node)}\u2019.")
+                self.refuse(_("the operator in \u2018%(code)s\u2019.", code=_shown(node)))
             self.node(node.operand, bound)
             return
         if isinstance(node, ast.BoolOp):
@@ -279,7 +284,7 @@ class _Checker:
             return
         if isinstance(node, ast.Compare):
             if not all(isinstance(op, _COMPARE_OPS) for op in node.ops):
-                self.refuse(f"the comparison \u2018{_shown(node)}\u2019.")
+                self.refuse(_("the comparison \u2018%(code)s\u2019.", code=_shown(node)))
             self.node(node.left, bound)
             for value in node.comparators:
                 self.node(value, bound)
@@ -290,11 +295,11 @@ class _Checker:
             return
         if isinstance(node, (ast.Tuple, ast.List)):
             if not isinstance(node.ctx, ast.Load):
-                self.refuse(f"assignment (\u2018{_shown(node)}\u2019).")
+                self.refuse(_("assignment (\u2018%(code)s\u2019).", code=_shown(node)))
             for elt in node.elts:
                 self.node(elt, bound)
             return
-        self.refuse(f"\u2018{_shown(node)}\u2019 ({kind.__name__}).")
+        self.refuse(_("\u2018%(code)s\u2019 (%(kind)s).", code=_shown(node), kind=kind.__name__))
 
     def dotted(self, parts: list[str], node: ast.Attribute, bound: frozenset[str]) -> bool:
         """``a.b.c`` as one variable (:mod:`.names`): an unknown one is
@@ -310,8 +315,9 @@ class _Checker:
             return False
         kind, i = walk_my(parts)
         if kind == "hidden":
-            self.refuse(f"the attribute \u2018.{parts[i]}\u2019 in \u2018{_shown(node)}\u2019 (a template may read "
-                        "the request's fields, e.g. my.urgent or my.patient.family_name; the list is beside the editor).")
+            self.refuse(_("the attribute \u2018.%(attr)s\u2019 in \u2018%(code)s\u2019 (a template may read the request's "
+                          "fields, e.g. my.urgent or my.patient.family_name; the list is beside the editor).",
+                          attr=parts[i], code=_shown(node)))
         if kind == "unknown":
             self.record_unknown(".".join(parts[:i + 1]))
         for attr in parts[i:] if kind == "value" else ():
@@ -321,23 +327,23 @@ class _Checker:
     def name(self, node: ast.Name, bound: frozenset[str]) -> None:
         name = node.id
         if not isinstance(node.ctx, ast.Load):
-            self.refuse(f"assignment to \u2018{name}\u2019.")
+            self.refuse(_("assignment to \u2018%(name)s\u2019.", name=name))
         if name.startswith("_"):
-            self.refuse(f"the name \u2018{name}\u2019 (names starting with _ are never available).")
+            self.refuse(_("the name \u2018%(name)s\u2019 (names starting with _ are never available).", name=name))
         if name in bound or name in self.names:
             return
         if name in self.builtins or name in ("defined", "value_of", "Markup", "Undefined"):
-            self.refuse(f"\u2018{name}\u2019 (of Python's built-ins a template may use only "
-                        f"{', '.join(sorted(FUNCTIONS))}).")
+            self.refuse(_("\u2018%(name)s\u2019 (of Python's built-ins a template may use only %(functions)s).",
+                          name=name, functions=", ".join(sorted(FUNCTIONS))))
         self.record_unknown(name)
 
     def attribute(self, attr: str, node: ast.AST) -> None:
         if attr.startswith("_"):
-            self.refuse(f"\u2018{_shown(node)}\u2019 (attributes starting with _ are never available).")
+            self.refuse(_("\u2018%(code)s\u2019 (attributes starting with _ are never available).", code=_shown(node)))
         if attr not in self.attributes:
-            self.refuse(f"the attribute \u2018.{attr}\u2019 in \u2018{_shown(node)}\u2019 (a template may read "
-                        "the request's fields, e.g. my.urgent or my.patient.family_name, and call string methods "
-                        "such as upper(); the list is beside the editor).")
+            self.refuse(_("the attribute \u2018.%(attr)s\u2019 in \u2018%(code)s\u2019 (a template may read the request's "
+                          "fields, e.g. my.urgent or my.patient.family_name, and call string methods such as "
+                          "upper(); the list is beside the editor).", attr=attr, code=_shown(node)))
 
     def call(self, node: ast.Call, bound: frozenset[str]) -> None:
         func = node.func
@@ -348,36 +354,38 @@ class _Checker:
         if isinstance(func, ast.Name):
             if func.id not in FUNCTIONS or func.id in bound:
                 self.name(func, bound)  # refuses built-ins and unknown names with their own message
-                self.refuse(f"calling \u2018{func.id}\u2019 (a template may call only "
-                            f"{', '.join(sorted(FUNCTIONS))} and string methods).")
+                self.refuse(_("calling \u2018%(name)s\u2019 (a template may call only %(functions)s and string methods).",
+                              name=func.id, functions=", ".join(sorted(FUNCTIONS))))
         elif isinstance(func, ast.Attribute):
             if func.attr not in METHODS and func.attr not in DATE_CALLS:
                 self.attribute(func.attr, func)
-                self.refuse(f"calling \u2018.{func.attr}()\u2019 (a template may call string methods such as "
-                            "upper(); the list is beside the editor).")
+                self.refuse(_("calling \u2018.%(name)s()\u2019 (a template may call string methods such as upper(); "
+                              "the list is beside the editor).", name=func.attr))
         else:
-            self.refuse(f"calling \u2018{_shown(func)}\u2019 (only named functions and string methods).")
+            self.refuse(_("calling \u2018%(code)s\u2019 (only named functions and string methods).", code=_shown(func)))
         for arg in node.args:
             self.node(arg, bound)
         for keyword in node.keywords:
             if keyword.arg is None:
-                self.refuse(f"'**' in \u2018{_shown(node)}\u2019.")
+                self.refuse(_("'**' in \u2018%(code)s\u2019.", code=_shown(node)))
             if keyword.arg.startswith("_"):
-                self.refuse(f"the argument \u2018{keyword.arg}\u2019.")
+                self.refuse(_("the argument \u2018%(name)s\u2019.", name=keyword.arg))
             self.node(keyword.value, bound)
 
     def percent(self, node: ast.BinOp) -> None:
         left = node.left
         if not (isinstance(left, ast.Constant) and isinstance(left.value, str)):
-            self.refuse(f"\u2018{_shown(node)}\u2019 (% formats only a literal text: '%s-%s' % (A, B)).")
+            self.refuse(_("\u2018%(code)s\u2019 (%% formats only a literal text: '%%s-%%s' %% (A, B)).", code=_shown(node)))
         conversions = list(_PERCENT_SPEC.finditer(left.value))
         if len(conversions) > MAX_CONVERSIONS:
-            self.refuse(f"{len(conversions)} conversions in one '%' format (at most {MAX_CONVERSIONS}).")
+            self.refuse(_("%(count)s conversions in one '%%' format (at most %(most)s).", count=len(conversions),
+                          most=MAX_CONVERSIONS))
         for m in conversions:
             width, precision = m.group(2), m.group(3)
             for number in (width, precision):
                 if number == "*" or (number and len(number) > 3):
-                    self.refuse(f"the width \u2018{m.group(0)}\u2019 in \u2018{_shown(node)}\u2019 (at most 999).")
+                    self.refuse(_("the width \u2018%(width)s\u2019 in \u2018%(code)s\u2019 (at most 999).", width=m.group(0),
+                                      code=_shown(node)))
 
 
 def _shown(node: ast.AST) -> str:
