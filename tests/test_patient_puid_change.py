@@ -216,3 +216,24 @@ def test_an_old_puid_two_patients_have_had_is_nobodys_old_puid(imaged, staff, cr
     db.session.expire_all()
     assert not same_patient(study, p)
     assert not same_patient(study, db.session.get(Patient, b.id))
+
+
+def test_the_desk_lists_unlinked_studies_under_the_old_puid_and_not_someone_elses(imaged, staff, orthanc_row,
+                                                                                  upload, create_patient):
+    """The reporting desk's "studies in Orthanc that answer no request"
+    include those made under the patient's old PUID, and stop including
+    them once that PUID has been given to someone else."""
+    from ghimaging.imaging.desk import unlinked_studies
+
+    p, second = imaged["patient"], imaged["second"]
+    change_puid(p, "NEW-1", staff["admin"])
+    study_with(orthanc_row, upload, "OLD-1")  # a second study, unlinked: no accession
+    old = db.session.scalar(select(OrthancStudy).where(OrthancStudy.patient_id == "OLD-1",
+                                                       OrthancStudy.id != imaged["study"].id))
+    assert old is not None
+    other = study_with(orthanc_row, upload, "OTHER-9")
+    listed = {u.study.id for u in unlinked_studies(second)}
+    assert old.id in listed and other.id not in listed
+    create_patient(puid="OLD-1", family_name="Mamani", given_name="Luis")
+    db.session.expire_all()
+    assert old.id not in {u.study.id for u in unlinked_studies(db.session.get(type(second), second.id))}

@@ -76,9 +76,15 @@ def unlinked_studies(req: ImagingRequest, limit: int = PRIORS_MAX) -> list[Unlin
     (:func:`..orthanc.identity.identity_differences`) and the study's own
     warnings (a UID shared with another patient's study), and the desk
     shows it as "check before using", never as a plain prior."""
+    from ..orthanc.identity import former_puid_is_only
+
+    patient = req.patient
+    # Studies made before an administrator changed the PUID carry the old
+    # one: theirs too, while that old PUID has been nobody else's since.
+    ids = [patient.puid, *(c.old_puid for c in patient.puid_changes if former_puid_is_only(c.old_puid, patient))]
     linked = select(StudyLink.study_id)
     rows = db.session.scalars(
-        select(OrthancStudy).where(OrthancStudy.patient_id == req.patient.puid, OrthancStudy.id.not_in(linked))
+        select(OrthancStudy).where(OrthancStudy.patient_id.in_(ids), OrthancStudy.id.not_in(linked))
         .order_by(OrthancStudy.study_date.desc(), OrthancStudy.id.desc()).limit(limit))
     return [UnlinkedStudy(st, matching.identity_differences(st, req.patient) + matching.warnings_of(st))
             for st in rows]

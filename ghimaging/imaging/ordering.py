@@ -97,12 +97,6 @@ def _names(typed: str, patient: Patient) -> bool:
     return True
 
 
-def patient_by_puid(puid: str, field: str = "patient") -> Patient:
-    """The order page's name for :func:`find_patient` (kept until its call
-    is renamed)."""
-    return find_patient(puid, field)
-
-
 def patient_by_id(value: object, field: str = "patient_id") -> Patient:
     if not isinstance(value, int) or isinstance(value, bool):
         raise ValidationError({field: "Must be the id of a patient (a whole number)."})

@@ -137,7 +137,7 @@ def new_order() -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             order = ordering.Order(
-                ordering.patient_by_puid(form.patient.data), ordering.tests_by_id(form.tests.data, tests),
+                ordering.find_patient(form.patient.data), ordering.tests_by_id(form.tests.data, tests),
                 physician=people.by_id(form.physician.data), urgent=form.urgent.data,
                 clinical_context=form.clinical_context.data or "", comment=form.comment.data or "",
                 scheduled_at=scheduled(form), submit=request.form.get("action") == "submit")
