@@ -10,7 +10,7 @@ browser is set to English.
 Catalogues live in ``ghimaging/translations/<lang>/LC_MESSAGES/`` as
 ``messages.po`` with the compiled ``messages.mo`` beside it, both committed:
 a Raspberry Pi installs the checkout with pip and no build step, so the
-``.mo`` must already be there; ``tests/test_print_catalogues.py`` fails when
+``.mo`` must already be there; ``tests/test_translations.py`` fails when
 a committed ``.mo`` no longer matches its ``.po``. Recompile after editing a
 catalogue with ``pybabel compile -d ghimaging/translations``.
 """
