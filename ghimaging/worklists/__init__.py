@@ -48,7 +48,7 @@ class UnencodableError(Invalid, ValueError):
 
 def render_text(req: ImagingRequest, template: WorklistTemplate | None = None,
                 charset: str | None = None) -> tuple[WorklistTemplate, str]:
-    template, text, _ = _render(req, template, charset)
+    template, text, _warnings = _render(req, template, charset)
     return template, text
 
 

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+from flask_babel import ngettext
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
@@ -38,7 +40,7 @@ class DumpError(Invalid, ValueError):
         self.message = message
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.message}"
+        return str(_("line %(line)s: %(message)s", line=self.line, message=self.message))
 
 
 @dataclass
@@ -64,7 +66,7 @@ def _value(rest: str, vr: str, lineno: int) -> Any:
     if rest.startswith("["):
         end = rest.rfind("]")
         if end < 0:
-            raise DumpError("a value opened with [ is not closed with ]", lineno)
+            raise DumpError(_("a value opened with [ is not closed with ]"), lineno)
         text = rest[1:end]
     elif rest.startswith("(no value") or rest.startswith("#") or not rest:
         text = ""
@@ -78,10 +80,11 @@ def _value(rest: str, vr: str, lineno: int) -> Any:
         try:
             nums = [_NUMERIC[vr](x) for x in text.split("\\")]
         except ValueError:
-            raise DumpError(f"{vr} needs numbers, not {text!r}", lineno) from None
+            raise DumpError(_("%(vr)s needs numbers, not %(text)s", vr=vr, text=repr(text)), lineno) from None
         low_high = _RANGES.get(vr)
         if low_high and any(not low_high[0] <= n <= low_high[1] for n in nums):
-            raise DumpError(f"{text} is out of range for {vr} ({low_high[0]} to {low_high[1]})", lineno)
+            raise DumpError(_("%(text)s is out of range for %(vr)s (%(low)s to %(high)s)", text=text, vr=vr,
+                                  low=low_high[0], high=low_high[1]), lineno)
         return nums[0] if len(nums) == 1 else nums
     if vr in _BYTES:
         if text == "":
@@ -89,7 +92,7 @@ def _value(rest: str, vr: str, lineno: int) -> Any:
         try:
             return bytes(int(x, 16) for x in text.split("\\"))
         except ValueError:
-            raise DumpError(f"{vr} needs hex bytes like 00\\01, not {text!r}", lineno) from None
+            raise DumpError(_("%(vr)s needs hex bytes like 00\\01, not %(text)s", vr=vr, text=repr(text)), lineno) from None
     if "\\" in text:
         return text.split("\\")
     return text
@@ -106,31 +109,32 @@ def parse(text: str) -> Parsed:
             continue
         m = _LINE.match(line)
         if not m:
-            raise DumpError(f"expected '(gggg,eeee) VR [value]', got {line[:60]!r}", lineno)
+            raise DumpError(_("expected %(form)s, got %(line)s", form="'(gggg,eeee) VR [value]'", line=repr(line[:60])),
+                            lineno)
         group, elem, vr, rest = int(m[1], 16), int(m[2], 16), (m[3] or "").upper(), m[4]
         tag = (group << 16) | elem
         if (not vr or vr == "-") and group != 0xFFFE:
-            raise DumpError("a VR (two letters such as LO) is required after the tag", lineno)
+            raise DumpError(_("a VR (two letters such as LO) is required after the tag"), lineno)
         kind, top = stack[-1]
         if tag == ITEM:
             if kind != "seq":
-                raise DumpError("an item (fffe,e000) outside a sequence", lineno)
+                raise DumpError(_("an item (fffe,e000) outside a sequence"), lineno)
             item = Dataset()
             top.append(item)
             stack.append(("ds", item))
             continue
         if tag == ITEM_END:
             if kind != "ds" or len(stack) < 2:
-                raise DumpError("(fffe,e00d) without an open item", lineno)
+                raise DumpError(_("(fffe,e00d) without an open item"), lineno)
             stack.pop()
             continue
         if tag == SEQ_END:
             if kind != "seq":
-                raise DumpError("(fffe,e0dd) without an open sequence", lineno)
+                raise DumpError(_("(fffe,e0dd) without an open sequence"), lineno)
             stack.pop()
             continue
         if kind != "ds":
-            raise DumpError("an element directly inside a sequence; open an item with (fffe,e000) first", lineno)
+            raise DumpError(_("an element directly inside a sequence; open an item with (fffe,e000) first"), lineno)
         if group == 0x0002:
             if elem != 0x0000:
                 meta.add(DataElement(tag, vr, _value(rest, vr, lineno)))
@@ -138,7 +142,7 @@ def parse(text: str) -> Parsed:
         if elem == 0x0000:
             continue  # group lengths are computed on writing, as dump2dcm does by default
         if vr not in _known_vrs() and vr != "SQ":
-            raise DumpError(f"{vr} is not a DICOM VR", lineno)
+            raise DumpError(_("%(vr)s is not a DICOM VR", vr=vr), lineno)
         if vr == "SQ":
             seq = Sequence()
             top.add(DataElement(tag, "SQ", seq))  # type: ignore[union-attr]
@@ -173,7 +177,7 @@ def to_bytes(text: str) -> bytes:
     try:
         ds.save_as(buf, enforce_file_format=True, little_endian=True, implicit_vr=False)
     except (ValueError, TypeError, OverflowError, NotImplementedError, OSError, LookupError) as exc:
-        raise DumpError(f"the values cannot be written as DICOM: {exc}", 0) from None
+        raise DumpError(_("the values cannot be written as DICOM: %(error)s", error=exc), 0) from None
     return buf.getvalue()
 
 
@@ -189,7 +193,8 @@ def describe(data: bytes) -> list[tuple[int, str, str, str, str]]:
         for el in d:
             tag = f"({el.tag.group:04X},{el.tag.element:04X})"
             if el.VR == "SQ":
-                rows.append((depth, tag, el.keyword or "", "SQ", f"{len(el.value)} item(s)"))
+                rows.append((depth, tag, el.keyword or "", "SQ",
+                             str(ngettext("%(num)s item", "%(num)s items", len(el.value)))))
                 for item in el.value:
                     walk(item, depth + 1)
             else:

@@ -5,6 +5,8 @@ the callers that catch every encoding problem of a worklist file at once."""
 
 from __future__ import annotations
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+
 from ..exceptions import Invalid
 
 
@@ -19,4 +21,4 @@ class RenderError(Invalid, ValueError):
         self.line = line
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.message}" if self.line else self.message
+        return str(_("line %(line)s: %(message)s", line=self.line, message=self.message)) if self.line else self.message

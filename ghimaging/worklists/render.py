@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from genshi.template.base import BadDirectiveError, TemplateSyntaxError
 from genshi.template.eval import UndefinedError
 
@@ -49,23 +50,24 @@ def compile_template(body: str) -> sandbox.SandboxedNewTextTemplate | sandbox.Sa
             line = next((n for n, text in enumerate(body.splitlines(), start=1)
                          if re.match(r"\s*#" + word + r"\b", text) or re.search(r"\{%\s*" + word + r"\b", text)),
                         None)
-            raise SandboxError(f"Not allowed in a worklist template: #{word} directives.", line) from None
+            raise SandboxError(_("Not allowed in a worklist template: %(what)s",
+                                 what=_("%(code)s directives.", code="#" + word)), line) from None
         raise RenderError(msg, _locate(body, msg, getattr(exc, "lineno", None))) from None
     except TemplateSyntaxError as exc:
         msg = getattr(exc, "msg", str(exc))
         if "Python code blocks not allowed" in msg:
             line = next((n for n, text in enumerate(body.splitlines(), start=1)
                          if re.search(r"\{%\s*python\b", text)), None)
-            raise SandboxError("Not allowed in a worklist template: Python code blocks ({% python %}).",
-                               line) from None
+            raise SandboxError(_("Not allowed in a worklist template: %(what)s",
+                                 what=_("Python code blocks (%(code)s).", code="{% python %}")), line) from None
         raise RenderError(msg, _locate(body, msg, getattr(exc, "lineno", None))) from None
     except Exception as exc:  # Genshi raises several kinds for bad input
         unhandled = re.search(r"Unhandled node type <class 'ast\.(\w+)'>", str(exc))
         if unhandled:  # Genshi's code generator predates f-strings, ':=' and a few other forms
             kind = unhandled.group(1)
             what = {"JoinedStr": "f-strings", "FormattedValue": "f-strings",
-                    "NamedExpr": "':=' assignments"}.get(kind, kind)
-            raise RenderError(f"Genshi cannot compile {what}; write + or '%s' % value instead.",
+                    "NamedExpr": _("':=' assignments")}.get(kind, kind)
+            raise RenderError(_("Genshi cannot compile %(what)s; write + or '%%s' %% value instead.", what=what),
                               _line_with_node(body, kind)) from None
         raise RenderError(f"{exc.__class__.__name__}: {exc}") from None
 
@@ -142,7 +144,7 @@ def render(body: str, variables: dict[str, Any]) -> str:
         for chunk in template.generate(**variables).serialize(method=None):
             size += len(chunk)
             if size > sandbox.MAX_OUTPUT:
-                raise SandboxError(f"The template wrote more than {sandbox.MAX_OUTPUT} characters.")
+                raise SandboxError(_("The template wrote more than %(count)s characters.", count=sandbox.MAX_OUTPUT))
             out.append(chunk)
         return "".join(out)
     except SandboxError as exc:
@@ -155,7 +157,7 @@ def render(body: str, variables: dict[str, Any]) -> str:
         msg = getattr(exc, "msg", str(exc))
         raise RenderError(msg, _locate(body, msg, getattr(exc, "lineno", None))) from None
     except RecursionError:
-        raise RenderError("The template nests too deeply.") from None
+        raise RenderError(_("The template nests too deeply.")) from None
     except Exception as exc:
         raise RenderError(f"{exc.__class__.__name__}: {exc}") from None
     finally:

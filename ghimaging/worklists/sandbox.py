@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime
 from typing import Any, NoReturn
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from genshi.template import NewTextTemplate, OldTextTemplate
 from genshi.template.base import INCLUDE, Template
 from genshi.template.eval import UNDEFINED, StrictLookup, UndefinedError
@@ -67,11 +68,20 @@ class SandboxError(RenderError):
     (the editor, the submit, the folder rebuild) handles this one too."""
 
 
+def _too_long() -> SandboxError:
+    return SandboxError(_("A worklist template may not build text longer than %(count)s characters.", count=MAX_TEXT))
+
+
+def _refused(what: str) -> SandboxError:
+    """``what`` (translated) is the thing refused, as a phrase."""
+    return SandboxError(_("Not allowed in a worklist template: %(what)s", what=what))
+
+
 # -- what a template may use --------------------------------------------------
 
 def _bounded(text: str) -> str:
     if len(text) > MAX_TEXT:
-        raise SandboxError(f"A worklist template may not build text longer than {MAX_TEXT} characters.")
+        raise _too_long()
     return text
 
 
@@ -120,7 +130,7 @@ def _iter(items: Iterable[Any]) -> Iterator[Any]:
     budget = _budget.get(None) or [MAX_ITEMS]
     for item in items:
         if budget[0] <= 0:
-            raise SandboxError(f"The template's loops went through more than {MAX_ITEMS} items.")
+            raise SandboxError(_("The template's loops went through more than %(count)s items.", count=MAX_ITEMS))
         budget[0] -= 1
         yield item
 
@@ -144,7 +154,7 @@ def _replace(s: str, old: str, new: str, count: int = -1) -> str:
     if count >= 0:
         hits = min(hits, count)
     if len(s) + hits * max(0, len(new) - len(old)) > MAX_TEXT:
-        raise SandboxError(f"A worklist template may not build text longer than {MAX_TEXT} characters.")
+        raise _too_long()
     return s.replace(old, new, count)
 
 
@@ -153,7 +163,7 @@ def _padding(name: str) -> Callable[..., str]:
 
     def pad(s: str, width: int, *args: Any) -> str:
         if int(width) > MAX_TEXT:
-            raise SandboxError(f"A worklist template may not build text longer than {MAX_TEXT} characters.")
+            raise _too_long()
         return method(s, width, *args)
     return pad
 
@@ -161,7 +171,7 @@ def _padding(name: str) -> Callable[..., str]:
 def _join(s: str, items: Iterable[Any]) -> str:
     items = list(_iter(items))
     if sum(len(i) for i in items if isinstance(i, str)) + len(s) * max(0, len(items) - 1) > MAX_TEXT:
-        raise SandboxError(f"A worklist template may not build text longer than {MAX_TEXT} characters.")
+        raise _too_long()
     return s.join(items)
 
 
@@ -204,7 +214,7 @@ def _strftime(value: date, pattern: Any) -> str:
     """``value.strftime(pattern)`` for the directives of
     :data:`STRFTIME_DIRECTIVES`; any other is refused, naming those."""
     if not isinstance(pattern, str):
-        raise SandboxError("strftime takes a text pattern, e.g. strftime('%Y%m%d').")
+        raise SandboxError(_("strftime takes a text pattern, e.g. %(example)s.", example="strftime('%Y%m%d')"))
     _bounded(pattern)
     out: list[str] = []
     chars = iter(pattern)
@@ -214,8 +224,8 @@ def _strftime(value: date, pattern: Any) -> str:
             continue
         code = next(chars, "")
         if code not in STRFTIME_DIRECTIVES:
-            raise SandboxError(f"strftime in a worklist template takes only {_STRFTIME_HELP}; "
-                               f"not \u2018%{code}\u2019.")
+            raise SandboxError(_("strftime in a worklist template takes only %(codes)s; not \u2018%(code)s\u2019.",
+                                 codes=_STRFTIME_HELP, code="%" + code))
         out.append(STRFTIME_DIRECTIVES[code](value))
     return _bounded("".join(out))
 
@@ -259,15 +269,14 @@ class SandboxLookup(StrictLookup):  # type: ignore[misc]  # Genshi ships no type
     def lookup_name(cls, data: dict[str, Any], name: str) -> Any:
         __traceback_hide__ = True
         if name.startswith("_") or name in ("defined", "value_of"):
-            raise SandboxError(f"Not allowed in a worklist template: the name \u2018{name}\u2019.")
+            raise _refused(_("the name \u2018%(name)s\u2019.", name=name))
         if name in _RUNTIME_FUNCTIONS:
             return _RUNTIME_FUNCTIONS[name]
         value = data.get(name, UNDEFINED)
         if value is UNDEFINED:
             raise UndefinedError(name)
         if not _value_allowed(value):
-            raise SandboxError(f"Not allowed in a worklist template: \u2018{name}\u2019 holds a "
-                               f"{type(value).__name__}.")
+            raise _refused(_("\u2018%(name)s\u2019 holds a %(kind)s.", name=name, kind=type(value).__name__))
         if isinstance(value, str):
             _bounded(value)
         return value
@@ -276,7 +285,7 @@ class SandboxLookup(StrictLookup):  # type: ignore[misc]  # Genshi ships no type
     def lookup_attr(cls, obj: Any, key: Any) -> Any:
         __traceback_hide__ = True
         if not isinstance(key, str) or key.startswith("_"):
-            raise SandboxError(f"Not allowed in a worklist template: the attribute \u2018{key}\u2019.")
+            raise _refused(_("the attribute \u2018%(name)s\u2019.", name=key))
         if isinstance(obj, SafeProxy):
             try:
                 return getattr(obj, key)
@@ -289,8 +298,7 @@ class SandboxLookup(StrictLookup):  # type: ignore[misc]  # Genshi ships no type
             return lambda pattern: _strftime(obj, pattern)
         if isinstance(obj, (date, datetime)) and key in DATE_ATTRS:
             return getattr(obj, key)
-        raise SandboxError(f"Not allowed in a worklist template: \u2018.{key}\u2019 on a "
-                           f"{type(obj).__name__} value.")
+        raise _refused(_("\u2018.%(name)s\u2019 on a %(kind)s value.", name=key, kind=type(obj).__name__))
 
     @classmethod
     def lookup_item(cls, obj: Any, key: Any) -> Any:
@@ -300,10 +308,10 @@ class SandboxLookup(StrictLookup):  # type: ignore[misc]  # Genshi ships no type
         if isinstance(key, str):
             if isinstance(obj, SafeProxy):
                 return cls.lookup_attr(obj, key)
-            raise SandboxError(f"Not allowed in a worklist template: the item [{key!r}].")
+            raise _refused(_("the item %(item)s.", item=f"[{key!r}]"))
         if isinstance(obj, (str, list, tuple)) and isinstance(key, (int, slice)):
             return obj[key]
-        raise SandboxError(f"Not allowed in a worklist template: an item of a {type(obj).__name__} value.")
+        raise _refused(_("an item of a %(kind)s value.", kind=type(obj).__name__))
 
     @classmethod
     def undefined(cls, key: str, owner: Any = UNDEFINED) -> Any:
@@ -317,7 +325,7 @@ class _NoLoader:
     auto_reload = True
 
     def load(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise SandboxError("Not allowed in a worklist template: {% include %}.")
+        raise _refused("{% include %}.")
 
 
 class _Sandboxed(Template):  # type: ignore[misc]  # Genshi ships no types
@@ -350,7 +358,7 @@ def _refuse_includes(stream: Iterable[tuple[Any, Any, Any]], ctxt: Any, **vars: 
     refused, not dropped silently."""
     for kind, data, pos in stream:
         if kind is INCLUDE:
-            raise SandboxError("Not allowed in a worklist template: include directives.")
+            raise _refused(_("include directives."))
         yield kind, data, pos
 
 
