@@ -8,7 +8,9 @@ or with an old PUID someone else has had since, is still another patient's.
 A real Orthanc holds the studies; ghimaging's sync finds and links them.
 Each test here failed on the code before the change (the PUID was editable
 by anyone, nothing was recorded, and the old PatientID made the studies
-another patient's)."""
+another patient's), but for the refusals of other PatientIDs, which are
+guards: they passed before and fail on a looser rule (checked with one
+that took any PatientID beginning "old-1", whatever its case)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from ghimaging.models import OrthancStudy, Patient, StudyLink
 from ghimaging.models.patients import PuidChange
 from ghimaging.orthanc import linking, sync
 from ghimaging.orthanc.identity import same_patient
+from ghimaging.orthanc.rules import assess
 from ghimaging.patients import service as patients
 from tests.support import dicomgen
 
@@ -237,3 +240,57 @@ def test_the_desk_lists_unlinked_studies_under_the_old_puid_and_not_someone_else
     create_patient(puid="OLD-1", family_name="Mamani", given_name="Luis")
     db.session.expire_all()
     assert old.id not in {u.study.id for u in unlinked_studies(db.session.get(type(second), second.id))}
+
+
+# -- the sync links a later study under the old PUID, and only that one ----------------
+
+def linked_to(study_id: int) -> list[int]:
+    db.session.expire_all()
+    return list(db.session.scalars(select(StudyLink.request_id).where(StudyLink.study_id == study_id)))
+
+
+def late_study(orthanc_row, upload, patient_id: str, accession: str) -> OrthancStudy:
+    """A study made under ``patient_id`` for the request with ``accession``,
+    sent to Orthanc after the PUID changed and found by the sync."""
+    upload([dicomgen.make_instance(patient_id, "QUISPE^ROSA", accession=accession,
+                                   patient_birth_date="19800203")])
+    synced(orthanc_row)
+    study = db.session.scalar(select(OrthancStudy).where(OrthancStudy.patient_id == patient_id,
+                                                         OrthancStudy.accession_number == accession))
+    assert study is not None
+    return study
+
+
+def test_the_sync_links_a_later_study_under_the_old_puid_by_its_accession(imaged, staff, orthanc_row, upload):
+    """The modality still had OLD-1 (a worklist item fetched before the
+    change, or typed from the old label): the study names the second
+    request by its AccessionNumber and is the patient's, so the sync links
+    it without a person, as it would have before the change."""
+    p, second = imaged["patient"], imaged["second"]
+    change_puid(p, "NEW-1", staff["admin"])
+    study = late_study(orthanc_row, upload, "OLD-1", second.accession_number)
+    assert linked_to(study.id) == [second.id]
+
+
+@pytest.mark.parametrize("patient_id", ["OLD-10", "old-1"])
+def test_the_sync_still_refuses_another_patient_id_with_the_requests_accession(imaged, staff, orthanc_row,
+                                                                               upload, patient_id):
+    """The accession alone never makes a study the patient's: a PatientID
+    that is neither the PUID nor an old one (a longer id, another letter
+    case) is refused as before the change."""
+    p, second = imaged["patient"], imaged["second"]
+    change_puid(p, "NEW-1", staff["admin"])
+    study = late_study(orthanc_row, upload, patient_id, second.accession_number)
+    assert linked_to(study.id) == []
+    reasons = " ".join(assess(study).reasons)
+    assert second.accession_number in reasons and f"\u201c{patient_id}\u201d" in reasons
+
+
+def test_the_sync_refuses_an_old_puid_someone_else_has_had_since(imaged, staff, orthanc_row, upload,
+                                                                 create_patient):
+    p, second = imaged["patient"], imaged["second"]
+    change_puid(p, "NEW-1", staff["admin"])
+    create_patient(puid="OLD-1", family_name="Mamani", given_name="Luis")
+    study = late_study(orthanc_row, upload, "OLD-1", second.accession_number)
+    assert linked_to(study.id) == []
+    assert "another patient" in " ".join(assess(study).reasons)

@@ -11,7 +11,14 @@ from sqlalchemy import exists, or_, select
 
 from ..extensions import db
 from ..models import ImagingRequest, LinkEvent, OrthancStudy, RequestState, StudyLink
-from .identity import dicom_id, identity_differences, near_id_reason, patient_identity, study_identity
+from .identity import (
+    dicom_id,
+    identity_differences,
+    near_id_reason,
+    patient_identity,
+    same_patient,
+    study_identity,
+)
 
 # Requests a study may be linked to, automatically or by hand.
 LINKABLE = (RequestState.REQUESTED.value, RequestState.DONE.value)
@@ -113,7 +120,7 @@ def assess(study: OrthancStudy) -> Assessment:
             out.reasons.append(f"Staff unlinked this study from request {req.accession_number}; "
                                "it is not linked again automatically.")
             continue
-        if dicom_id(study.patient_id) != req.patient.puid:
+        if not same_patient(study, req.patient):
             near = near_id_reason(study.patient_id, req.patient.puid)
             lead = (f"Its PatientID differs from the PUID of request {req.accession_number}'s patient only by "
                     f"{near}: it may be the same patient, but the ids must agree before a link is made."
