@@ -36,7 +36,7 @@ CLINIC_KEYS = {
 }
 
 LANGUAGES = {"en": "English", "es": "Español", "de": "Deutsch"}
-PAPER_SIZES = {"A4": "A4 (210 × 297 mm)", "Letter": "Letter (8.5 × 11 in)"}
+PAPER_SIZES = {"A4": _l("A4 (210 × 297 mm)"), "Letter": _l("Letter (8.5 × 11 in)")}  # lazy: the form's choices
 
 #: Locale keys and their defaults; each checked by :func:`_check_locale`.
 LOCALE_KEYS = {"time_zone": DEFAULT_ZONE, "language": "en", "date_format": DEFAULT_DATE_FORMAT,

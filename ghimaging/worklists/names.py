@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+
 from .sandbox import SandboxError
 from .values import exposed_names, related_model, request_model
 
@@ -18,7 +20,7 @@ class UnknownVariables(SandboxError):
     ``my.patient.name``), as written, with the first one's line."""
 
     def __init__(self, names: list[str], line: int | None = None) -> None:
-        super().__init__("Unknown variables: " + ", ".join(names), line)
+        super().__init__(_("Unknown variables: %(names)s", names=", ".join(names)), line)
         self.names = names
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from pydicom.dataset import Dataset
 
 from ..models import OrthancServer
@@ -52,8 +53,8 @@ def find(host: str, port: int, called_aet: str, query: Dataset, calling_aet: str
     ae.add_requested_context(ModalityWorklistInformationFind)
     assoc = ae.associate(host, port, ae_title=called_aet)
     if not assoc.is_established:
-        return FindResult(False, message=f"No DICOM association with {called_aet}@{host}:{port}.",
-                          hint="Check Orthanc's DICOM port and AET, and that it is running.")
+        return FindResult(False, message=_("No DICOM association with %(target)s.", target=f"{called_aet}@{host}:{port}"),
+                          hint=_("Check Orthanc's DICOM port and AET, and that it is running."))
     items: list[Dataset] = []
     final_status = None
     try:
@@ -69,15 +70,17 @@ def find(host: str, port: int, called_aet: str, query: Dataset, calling_aet: str
         if assoc.is_established:
             assoc.release()
     if final_status is None or aborted:
-        return FindResult(False, items, "Orthanc accepted the association, then dropped the worklist query.",
-                          "Orthanc 1.10 refuses worklist queries unless \"DicomAlwaysAllowFindWorklist\": true "
-                          "is in its configuration, or the calling AET (" + calling_aet + ") is declared in "
-                          "\"DicomModalities\" with \"AllowFindWorklist\": true. Also check that the "
-                          "worklists plugin is enabled.")
+        return FindResult(False, items, _("Orthanc accepted the association, then dropped the worklist query."),
+                          _("Orthanc 1.10 refuses worklist queries unless %(always)s is in its configuration, or "
+                            "the calling AET (%(aet)s) is declared in %(modalities)s with %(allow)s. Also check "
+                            "that the worklists plugin is enabled.", always='"DicomAlwaysAllowFindWorklist": true',
+                            aet=calling_aet, modalities='"DicomModalities"', allow='"AllowFindWorklist": true'))
     if final_status == 0xC000 or final_status == 0x0122 or final_status not in (0x0000, 0xFF00, 0xFF01):
-        return FindResult(False, items, f"Orthanc answered the worklist query with status 0x{final_status:04X}.",
-                          "Is the worklists plugin loaded (\"Worklists\": {\"Enable\": true, \"Database\": ...})?")
-    return FindResult(True, items, f"{len(items)} worklist item(s) found.")
+        return FindResult(False, items, _("Orthanc answered the worklist query with status %(status)s.",
+                                          status=f"0x{final_status:04X}"),
+                          _("Is the worklists plugin loaded (%(config)s)?",
+                            config='"Worklists": {"Enable": true, "Database": ...}'))
+    return FindResult(True, items, _("%(count)s worklist item(s) found.", count=len(items)))
 
 
 def target_for(server: OrthancServer, calling_aet: str = CALLING_AET) -> tuple[str, int, str]:
@@ -116,18 +119,19 @@ def compare(items: list[Dataset]) -> list[str]:
         name, pid = _pn(item.get("PatientName")), _text(item.get("PatientID"))
         req = requests.get(acc)
         if req is None:
-            out.append(f"AccessionNumber \u201c{acc}\u201d (PatientName \u201c{name}\u201d, PatientID "
-                       f"\u201c{pid}\u201d): no request in ghimaging has this accession number.")
+            out.append(_("AccessionNumber \u201c%(acc)s\u201d (PatientName \u201c%(name)s\u201d, PatientID \u201c%(pid)s\u201d): no "
+                         "request in ghimaging has this accession number.", acc=acc, name=name, pid=pid))
             continue
         expected = _pn(person_name(req.patient.family_name, req.patient.given_name))
         if name != expected:
-            out.append(f"{acc}: PatientName reaches the modality as \u201c{name}\u201d; the register has "
-                       f"\u201c{expected}\u201d.")
+            out.append(_("%(acc)s: PatientName reaches the modality as \u201c%(got)s\u201d; the register has "
+                         "\u201c%(expected)s\u201d.", acc=acc, got=name, expected=expected))
         if pid != req.patient.puid.strip():
-            out.append(f"{acc}: PatientID reaches the modality as \u201c{pid}\u201d; the register has "
-                       f"\u201c{req.patient.puid}\u201d.")
+            out.append(_("%(acc)s: PatientID reaches the modality as \u201c%(got)s\u201d; the register has "
+                         "\u201c%(expected)s\u201d.", acc=acc, got=pid, expected=req.patient.puid))
         if acc != req.accession_number:
-            out.append(f"{acc}: AccessionNumber differs from the request's \u201c{req.accession_number}\u201d.")
+            out.append(_("%(acc)s: AccessionNumber differs from the request's \u201c%(expected)s\u201d.", acc=acc,
+                         expected=req.accession_number))
     return out
 
 
@@ -144,13 +148,15 @@ def self_test(server: OrthancServer, worklist_dir: str, calling_aet: str = CALLI
         from ..orthanc.servers import encoding_warnings
 
         result.ok = False
-        result.message = (f"{len(result.items)} worklist item(s) found, but {len(result.differences)} value(s) "
-                          "differ from the database: the modality does not see what the register holds.")
+        result.message = _("%(count)s worklist item(s) found, but %(differ)s value(s) differ from the database: the "
+                           "modality does not see what the register holds.", count=len(result.items),
+                           differ=len(result.differences))
         hints = encoding_warnings(server)
         result.hint = " ".join(hints) if hints else (
-            "Compare the worklist templates and Orthanc's DefaultEncoding setting with what the register holds.")
+            _("Compare the worklist templates and Orthanc's DefaultEncoding setting with what the register holds."))
     else:
-        result.message += " Every PatientName, PatientID and AccessionNumber matches the database."
+        result.message = _("%(count)s worklist item(s) found. Every PatientName, PatientID and AccessionNumber "
+                           "matches the database.", count=len(result.items))
     return result
 
 
@@ -175,11 +181,12 @@ def _refresh_encoding(server: OrthancServer) -> None:
 
 def _query(server: OrthancServer, worklist_dir: str, calling_aet: str = CALLING_AET) -> FindResult:
     if "worklists" not in server.plugin_set:
-        return FindResult(False, message=f"The worklists plugin is not loaded in {server.label}.",
-                          hint=f'Add the plugin and "Worklists": {{"Enable": true, "Database": "{worklist_dir}"}} '
-                               "to Orthanc's configuration, restart Orthanc, then check the server again.")
+        return FindResult(False, message=_("The worklists plugin is not loaded in %(server)s.", server=server.label),
+                          hint=_("Add the plugin and %(config)s to Orthanc's configuration, restart Orthanc, then "
+                                 "check the server again.",
+                                 config=f'"Worklists": {{"Enable": true, "Database": "{worklist_dir}"}}'))
     host, port, aet = target_for(server, calling_aet)
     try:
         return find(host, port, aet, query_dataset(), calling_aet)
     except (OSError, RuntimeError, ValueError) as exc:
-        return FindResult(False, message=f"The worklist query failed: {exc}")
+        return FindResult(False, message=_("The worklist query failed: %(error)s", error=exc))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from sqlalchemy import select
 
 from .. import resource_dir
@@ -46,7 +47,7 @@ class TemplateUnknownVariables(TemplateInvalid):
     refused, with every such name in ``names`` for the editor to list."""
 
     def __init__(self, names: list[str], line: int | None = None) -> None:
-        super().__init__("Unknown variables: " + ", ".join(names), "body", line)
+        super().__init__(_("Unknown variables: %(names)s", names=", ".join(names)), "body", line)
         self.names = names
 
 
@@ -83,8 +84,9 @@ def check_shipped() -> None:
         try:
             compile_template(entry["body"])
         except RenderError as exc:
-            raise TemplateInvalid(f"Shipped worklist template {entry['name']!r} (worklist_templates/"
-                                f"{files[entry['name']]}): {exc}", "body", exc.line) from None
+            raise TemplateInvalid(_("Shipped worklist template %(name)s (%(file)s): %(error)s",
+                                    name=repr(entry["name"]), file=f"worklist_templates/{files[entry['name']]}",
+                                    error=exc), "body", exc.line) from None
 
 
 def load_shipped() -> int:
@@ -118,7 +120,7 @@ def load_shipped() -> int:
 def validate(name: str, body: str, charset: str, encoding: str) -> tuple[str, str]:
     name = (name or "").strip()
     if not name or len(name) > 100:
-        raise TemplateInvalid("A name of 1-100 characters is required.", "name")
+        raise TemplateInvalid(_("A name of 1-100 characters is required."), "name")
     try:
         encoding = charsets.check_pair(charset, encoding)
     except ValueError as exc:
@@ -140,7 +142,7 @@ def save(template: WorklistTemplate | None, *, name: str, body: str, charset: st
     name, encoding = validate(name, body, charset, encoding)
     other = db.session.scalar(select(WorklistTemplate).where(WorklistTemplate.name == name))
     if other is not None and other is not template:
-        raise TemplateNameTaken(f"A template named {name!r} exists.")
+        raise TemplateNameTaken(_("A template named %(name)s exists.", name=repr(name)))
     if template is None:
         template = WorklistTemplate(name=name)
         db.session.add(template)
