@@ -23,7 +23,13 @@ class RequestState(str, enum.Enum):
 
     @property
     def label(self) -> str:
-        return self.value.capitalize()
+        """The state as shown, in the reader's language."""
+        return str({
+            "draft": _l("Draft"),
+            "requested": _l("Requested"),
+            "done": _l("Done"),
+            "cancelled": _l("Cancelled"),
+        }[self.value])
 
 
 class ReportStyle(str, enum.Enum):

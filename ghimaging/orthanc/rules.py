@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flask import current_app
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from sqlalchemy import exists, or_, select
 
 from ..extensions import db
@@ -93,40 +94,53 @@ def assess(study: OrthancStudy) -> Assessment:
             seen.add(req.id)
             out.candidates.append(req)
     if not out.candidates:
-        out.reasons.append("No request carries this study's StudyInstanceUID or AccessionNumber.")
+        out.reasons.append(_("No request carries this study's StudyInstanceUID or AccessionNumber."))
         return out
     if study.uid_shared:
-        partners = ", ".join(f"\u201c{p}\u201d" for p in uid_partners(study)) or "another"
-        out.reasons.append(f"Its StudyInstanceUID is shared by studies of two patients (PatientID "
-                           f"\u201c{dicom_id(study.patient_id)}\u201d and {partners}): only a person can tell "
-                           "which one belongs to the order.")
+        partners = ", ".join(f"\u201c{p}\u201d" for p in uid_partners(study))
+        out.reasons.append(_("Its StudyInstanceUID is shared by studies of two patients (PatientID "
+                             "\u201c%(patient_id)s\u201d and %(partners)s): only a person can tell which one "
+                             "belongs to the order.", patient_id=dicom_id(study.patient_id), partners=partners)
+                           if partners else
+                           _("Its StudyInstanceUID is shared by studies of two patients (PatientID "
+                             "\u201c%(patient_id)s\u201d and another): only a person can tell which one "
+                             "belongs to the order.", patient_id=dicom_id(study.patient_id)))
     if by_uid and by_acc and {r.id for r in by_uid} != {r.id for r in by_acc}:
-        out.reasons.append(f"Its StudyInstanceUID names request {by_uid[0].accession_number} but its "
-                           f"AccessionNumber names request {by_acc[0].accession_number}.")
+        out.reasons.append(_("Its StudyInstanceUID names request %(by_uid)s but its AccessionNumber names "
+                             "request %(by_acc)s.", by_uid=by_uid[0].accession_number,
+                             by_acc=by_acc[0].accession_number))
     if len(by_acc) > 1:
-        out.reasons.append(f"Its AccessionNumber {acc} matches {len(by_acc)} requests.")
+        out.reasons.append(_("Its AccessionNumber %(accession)s matches %(count)d requests.", accession=acc,
+                             count=len(by_acc)))
     if out.reasons:
         return out
     for req in out.candidates:
         if req.state == RequestState.DRAFT.value:
-            out.reasons.append(f"Request {req.accession_number} is still a draft: submit it, then link the study.")
+            out.reasons.append(_("Request %(accession)s is still a draft: submit it, then link the study.",
+                                 accession=req.accession_number))
             continue
         if req.state not in LINKABLE:
-            out.reasons.append(f"Request {req.accession_number} is {req.state}.")
+            out.reasons.append(_("Request %(accession)s is cancelled.", accession=req.accession_number)
+                               if req.state == RequestState.CANCELLED.value else
+                               _("Request %(accession)s is in the state \u201c%(state)s\u201d.",
+                                 accession=req.accession_number, state=req.state))
             continue
         if is_linked(study, req):
             continue
         if _manually_unlinked(study, req.id):
-            out.reasons.append(f"Staff unlinked this study from request {req.accession_number}; "
-                               "it is not linked again automatically.")
+            out.reasons.append(_("Staff unlinked this study from request %(accession)s; it is not linked again "
+                                 "automatically.", accession=req.accession_number))
             continue
         if not same_patient(study, req.patient):
             near = near_id_reason(study.patient_id, req.patient.puid)
-            lead = (f"Its PatientID differs from the PUID of request {req.accession_number}'s patient only by "
-                    f"{near}: it may be the same patient, but the ids must agree before a link is made."
+            lead = (_("Its PatientID differs from the PUID of request %(accession)s's patient only by %(how)s: "
+                      "it may be the same patient, but the ids must agree before a link is made.",
+                      accession=req.accession_number, how=near)
                     if near else
-                    f"It names request {req.accession_number}, but it is of another patient.")
-            out.reasons.append(f"{lead} Study: {study_identity(study)}. Request: {patient_identity(req.patient)}.")
+                    _("It names request %(accession)s, but it is of another patient.",
+                      accession=req.accession_number))
+            out.reasons.append(_("%(reason)s Study: %(study)s. Request: %(patient)s.", reason=lead,
+                                 study=study_identity(study), patient=patient_identity(req.patient)))
             continue
         out.links.append((req, methods[req.id], " ".join(identity_differences(study, req.patient))))
     return out
