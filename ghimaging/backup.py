@@ -36,6 +36,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from flask import current_app
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import URL, make_url
 
@@ -82,8 +83,9 @@ def backup(target: Path) -> Summary:
     except OSError as exc:  # the installed command runs as the service user: /root is not its
         import getpass
 
-        raise BackupError(f"The backup cannot write into {target.parent} ({exc.strerror}): choose a folder user "
-                          f"{getpass.getuser()} may write, such as /var/backups/ghimaging.") from None
+        raise BackupError(_("The backup cannot write into %(folder)s (%(error)s): choose a folder user %(user)s "
+                            "may write, such as /var/backups/ghimaging.", folder=target.parent, error=exc.strerror,
+                            user=getpass.getuser())) from None
     with folder as tmp:
         work = Path(tmp)
         if kind == "sqlite":
@@ -93,10 +95,10 @@ def backup(target: Path) -> Summary:
             dump, name = work / "database.pgdump", "database.pgdump"
             _pg("pg_dump", url, "--format=custom", "--no-owner", "--no-privileges", "--file", str(dump))
         else:
-            raise BackupError(f"Backups of a {kind} database are not supported.")
+            raise BackupError(_("Backups of a %(kind)s database are not supported.", kind=kind))
         members = list(_instance_files(instance))
         manifest = {"format": FORMAT, "created_at": utcnow().isoformat(timespec="seconds") + "Z",
-                    "database": kind, "revision": revision, "files": [rel for rel, _ in members]}
+                    "database": kind, "revision": revision, "files": [rel for rel, _path in members]}
         (work / "manifest.json").write_text(json.dumps(manifest, indent=1))
         partial = work / "backup.tar.gz"
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
@@ -142,11 +144,12 @@ def _pg(program: str, url: URL, *args: str) -> None:
            "PGPASSWORD": url.password or "", "PGDATABASE": url.database or ""}
     exe = shutil.which(program)
     if exe is None:
-        raise UpstreamFailure(f"{program} is not installed (Debian: apt-get install postgresql-client).",
-                              code="pg_tools")
+        raise UpstreamFailure(_("%(program)s is not installed (Debian: apt-get install postgresql-client).",
+                                program=program), code="pg_tools")
     done = subprocess.run([exe, *args], env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise UpstreamFailure(f"{program} failed: {done.stderr.strip()[-500:]}", code="pg_tools")
+        raise UpstreamFailure(_("%(program)s failed: %(error)s", program=program, error=done.stderr.strip()[-500:]),
+                              code="pg_tools")
 
 
 # -- restore -----------------------------------------------------------------------
@@ -161,11 +164,11 @@ def restore(source: Path, *, force: bool = False) -> Summary:
         work = Path(tmp)
         manifest = _unpack(source, work)
         if manifest.get("database") != kind:
-            raise BackupError(f"This backup holds a {manifest.get('database')} database; this instance uses "
-                              f"{kind}. Restore into an instance of the same kind.")
+            raise BackupError(_("This backup holds a %(theirs)s database; this instance uses %(ours)s. Restore "
+                                "into an instance of the same kind.", theirs=manifest.get("database"), ours=kind))
         if not force and _has_data():
-            raise Conflict("This instance already holds data; restore goes into an empty instance "
-                           "(use --force to replace everything in it).", code="not_empty")
+            raise Conflict(_("This instance already holds data; restore goes into an empty instance (use --force "
+                             "to replace everything in it)."), code="not_empty")
         db.session.remove()
         db.engine.dispose()
         if kind == "sqlite":
@@ -184,14 +187,15 @@ def _unpack(source: Path, work: Path) -> dict[str, Any]:
     try:
         tar = tarfile.open(source, "r:gz")  # noqa: SIM115 - closed by the with below; open errors are ours to word
     except (OSError, tarfile.TarError) as exc:
-        raise BackupError(f"{source} is not a ghimaging backup ({exc}).") from None
+        raise BackupError(_("%(file)s is not a ghimaging backup (%(error)s).", file=source, error=exc)) from None
     with tar:
         for member in tar.getmembers():
             parts = PurePosixPath(member.name).parts
             allowed = (member.name in ("manifest.json", "database.sqlite", "database.pgdump")
                        or (len(parts) >= 2 and parts[0] == "files"))
             if not member.isfile() or not allowed or ".." in parts or member.name.startswith("/"):
-                raise BackupError(f"{source} holds an unexpected entry ({member.name!r}); nothing was restored.")
+                raise BackupError(_("%(file)s holds an unexpected entry (%(entry)s); nothing was restored.",
+                                    file=source, entry=repr(member.name)))
         if hasattr(tarfile, "data_filter"):  # Python 3.11.4+; Debian 12 ships 3.11.2
             tar.extractall(work, filter="data")
         else:
@@ -199,9 +203,10 @@ def _unpack(source: Path, work: Path) -> dict[str, Any]:
     try:
         manifest: dict[str, Any] = json.loads((work / "manifest.json").read_text())
     except (OSError, ValueError):
-        raise BackupError(f"{source} has no readable manifest; nothing was restored.") from None
+        raise BackupError(_("%(file)s has no readable manifest; nothing was restored.", file=source)) from None
     if manifest.get("format") != FORMAT:
-        raise BackupError(f"{source} is not a backup this version can read (format {manifest.get('format')!r}).")
+        raise BackupError(_("%(file)s is not a backup this version can read (format %(format)s).", file=source,
+                            format=repr(manifest.get("format"))))
     return manifest
 
 
@@ -218,7 +223,7 @@ def _sqlite_restore(copy: Path, target: Path) -> None:
     finally:
         check.close()
     if ok != "ok":
-        raise BackupError(f"The database in the backup is damaged ({ok}); nothing was restored.")
+        raise BackupError(_("The database in the backup is damaged (%(error)s); nothing was restored.", error=ok))
     for suffix in ("-wal", "-shm"):
         Path(f"{target}{suffix}").unlink(missing_ok=True)
     os.chmod(copy, PRIVATE_FILE)
@@ -230,7 +235,7 @@ def _place_files(files: Path, instance: Path, manifest: dict[str, Any]) -> int:
     for rel in manifest.get("files", []):
         source = files / rel
         if not source.is_file():
-            raise BackupError(f"The backup lacks {rel}, which its manifest lists.")
+            raise BackupError(_("The backup lacks %(file)s, which its manifest lists.", file=rel))
         dest = instance / rel
         dest.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
         os.chmod(source, PRIVATE_FILE)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import current_app
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 
 from .config import write_private
 from .exceptions import UpstreamFailure
@@ -61,6 +62,6 @@ def decrypt(token: str) -> str:
     try:
         return Fernet(_key()).decrypt(token.encode()).decode()
     except InvalidToken:
-        raise CredentialError(
-            f"a stored password cannot be decrypted: {KEY_FILE} in the instance folder has changed; "
-            "enter the password again") from None
+        raise CredentialError(_(
+            "a stored password cannot be decrypted: %(file)s in the instance folder has changed; enter the "
+            "password again", file=KEY_FILE)) from None

@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+
 from .errors import (
     BadAnswer,
     ConnectionLost,
@@ -107,14 +109,14 @@ def check_url(url: str) -> str:
     url = (url or "").strip()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("The GNU Health address must start with http:// or https:// and name a host "
-                         "(for example http://gnuhealth.local:8000/).")
+        raise ValueError(_("The GNU Health address must start with http:// or https:// and name a host "
+                           "(for example http://gnuhealth.local:8000/)."))
     if parts.query or parts.fragment or parts.username or parts.password:
-        raise ValueError("The GNU Health address takes no user, query or fragment: give the user below.")
+        raise ValueError(_("The GNU Health address takes no user, query or fragment: give the user below."))
     try:
-        _ = parts.port
+        parts.port  # noqa: B018 - read only to have urllib check it
     except ValueError:
-        raise ValueError("The port of the GNU Health address is not a number between 1 and 65535.") from None
+        raise ValueError(_("The port of the GNU Health address is not a number between 1 and 65535.")) from None
     return url if url.endswith("/") else url + "/"
 
 
@@ -236,8 +238,8 @@ class GnuHealthClient:
         if self._deadline is None:
             return self._send_now(proxy, method, args)
         left = self._deadline - time.monotonic()
-        late = Timeout(f"GNU Health at {self.url} did not finish within {self.total:g} s (the limit for a "
-                       "page); try again, or let the background sync do it.")
+        late = Timeout(_("GNU Health at %(url)s did not finish within %(seconds)s s (the limit for a page); try "
+                         "again, or let the background sync do it.", url=self.url, seconds=f"{self.total:g}"))
         if left <= 0:
             raise late
         transport.limit, transport.aborted = left, False
@@ -260,7 +262,7 @@ class GnuHealthClient:
 
     def _send_now(self, proxy: xmlrpc.client.ServerProxy, method: str, args: tuple[Any, ...]) -> Any:
         self.calls += 1
-        where = f"GNU Health at {self.url}"
+        where = _("GNU Health at %(url)s", url=self.url)
         try:
             return from_wire(getattr(proxy, method)(*to_wire(list(args))))
         except xmlrpc.client.Fault as fault:
@@ -268,23 +270,27 @@ class GnuHealthClient:
         except xmlrpc.client.ProtocolError as exc:
             raise http_error(exc.errcode, method, self) from None
         except TimeoutError:
-            raise Timeout(f"{where} did not answer within {self.timeout:g} s.") from None
+            raise Timeout(_("%(where)s did not answer within %(seconds)s s.", where=where,
+                            seconds=f"{self.timeout:g}")) from None
         except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-            raise ConnectionLost(f"{where} closed the connection before answering; the change may or may "
-                                 "not have been made there.") from None
+            raise ConnectionLost(_("%(where)s closed the connection before answering; the change may or may "
+                                   "not have been made there.", where=where)) from None
         except ConnectionRefusedError:
-            raise Unreachable(f"{where} refused the connection: is the server running on that port?") from None
+            raise Unreachable(_("%(where)s refused the connection: is the server running on that port?",
+                                where=where)) from None
         except socket.gaierror:
-            raise Unreachable(f"{where}: the host name is unknown.") from None
+            raise Unreachable(_("%(where)s: the host name is unknown.", where=where)) from None
         except (OSError, http.client.HTTPException) as exc:
             if getattr(exc, "errno", None) in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-                raise Unreachable(f"{where} cannot be reached (no route).") from None
-            raise Unreachable(f"{where} cannot be reached: {exc}") from None
+                raise Unreachable(_("%(where)s cannot be reached (no route).", where=where)) from None
+            raise Unreachable(_("%(where)s cannot be reached: %(error)s", where=where, error=exc)) from None
         except xmlrpc.client.ResponseError:
-            raise BadAnswer(f"{where} sent an answer that is not XML-RPC: is it a GNU Health server?") from None
+            raise BadAnswer(_("%(where)s sent an answer that is not XML-RPC: is it a GNU Health server?",
+                              where=where)) from None
         except Exception as exc:  # expat errors on an HTML page, and the like
             if type(exc).__name__ == "ExpatError":
-                raise BadAnswer(f"{where} sent an answer that is not XML-RPC: is it a GNU Health server?") from None
+                raise BadAnswer(_("%(where)s sent an answer that is not XML-RPC: is it a GNU Health server?",
+                                  where=where)) from None
             raise
 
     def version(self) -> str:
@@ -309,8 +315,8 @@ class GnuHealthClient:
                     _sessions.pop(self._key, None)
                 raise
             if not (isinstance(answer, list) and len(answer) == 2):
-                raise BadAnswer(f"GNU Health at {self.url} answered the login with {type(answer).__name__}, "
-                                "not a session.")
+                raise BadAnswer(_("GNU Health at %(url)s answered the login with %(kind)s, not a session.",
+                                  url=self.url, kind=type(answer).__name__))
             cached = (int(answer[0]), str(answer[1]))
             with _sessions_lock:
                 _sessions[self._key] = cached
@@ -356,7 +362,7 @@ class GnuHealthClient:
     def run_wizard(self, name: str, state: str, active_model: str, ids: list[int]) -> Any:
         """Create the wizard session, execute ``state`` on ``ids``, delete it."""
         ctx = {"active_model": active_model, "active_ids": ids, "active_id": ids[0]}
-        sid, _, _ = self.call(f"wizard.{name}.create")
+        sid, _state, _buttons = self.call(f"wizard.{name}.create")
         try:
             return self.call(f"wizard.{name}.execute", sid, {}, state, context=ctx)
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from sqlalchemy import select
 
 from ..exceptions import Conflict
@@ -66,7 +67,7 @@ def map_test(test_id: int, remote_id: int | None) -> None:
     code again). A GNU Health test is mapped to one local test at most."""
     taken = by_remote(LinkKind.TEST, remote_id) if remote_id else None
     if taken is not None and taken.local_id != test_id:
-        raise Conflict("That GNU Health test is already mapped to another test.", code="test_mapped")
+        raise Conflict(_("That GNU Health test is already mapped to another test."), code="test_mapped")
     current = get(LinkKind.TEST, test_id)
     if current is not None:
         db.session.delete(current)

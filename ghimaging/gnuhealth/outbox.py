@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from flask import current_app, has_app_context
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session, UOWTransaction
 
@@ -250,9 +251,9 @@ def retry(item_id: int) -> OutboxItem:
     """A failed (or waiting) item goes again now, its count of attempts reset."""
     item = db.session.get(OutboxItem, item_id)
     if item is None:
-        raise NotFound(f"No outbox item {item_id}.")
+        raise NotFound(_("No outbox item %(id)s.", id=item_id))
     if item.state == OutboxState.SENT.value:
-        raise Conflict("This item was sent already.", code="already_sent")
+        raise Conflict(_("This item was sent already."), code="already_sent")
     item.state, item.attempts, item.next_try_at = OutboxState.PENDING.value, 0, utcnow()
     wake.set()
     return item

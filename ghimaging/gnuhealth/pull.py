@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from sqlalchemy import event, insert, or_, select, update
 from sqlalchemy.orm import Session, UOWTransaction
 
@@ -62,7 +63,8 @@ def search_patients(client: GnuHealthClient, query: str) -> list[tuple[RemotePat
     if not query:
         return []
     if len(query) > 100:
-        raise Invalid("Search for at most 100 characters.", fields={"q": "Search for at most 100 characters."})
+        too_long = _("Search for at most 100 characters.")
+        raise Invalid(too_long, fields={"q": too_long})
     found = Remote(client).find_patients(query)
     known = links.local_ids(LinkKind.PATIENT, [p.id for p in found])
     out = []
@@ -81,7 +83,7 @@ def import_patient(client: GnuHealthClient, remote_id: int) -> Patient:
     """GNU Health's patient ``remote_id`` in the register (see ``upsert_patient``)."""
     rp = Remote(client).patient(remote_id)
     if rp is None:
-        raise ImportProblem(f"GNU Health has no patient {remote_id}.")
+        raise ImportProblem(_("GNU Health has no patient %(id)s.", id=remote_id))
     return upsert_patient(rp)
 
 
@@ -91,7 +93,8 @@ def upsert_patient(rp: RemotePatient) -> Patient:
     from ..patients import service as patients
 
     if not rp.puid:
-        raise ImportProblem(f"GNU Health patient {rp.full_name} (id {rp.id}) has no PUID: give it one there.")
+        raise ImportProblem(_("GNU Health patient %(name)s (id %(id)s) has no PUID: give it one there.",
+                              name=rp.full_name, id=rp.id))
     link = links.by_remote(LinkKind.PATIENT, rp.id)
     patient = db.session.get(Patient, link.local_id) if link and link.local_id else None
     if patient is None:
@@ -102,11 +105,12 @@ def upsert_patient(rp: RemotePatient) -> Patient:
         differs = rp.differs_from(patient.family_name, patient.given_name, patient.birth_date) \
             if patient is not None else []
         if patient is not None and differs:
-            born = patient.birth_date.isoformat() if patient.birth_date else "birth date unknown"
-            raise ImportProblem(
-                f"GNU Health patient {rp.puid} (id {rp.id}) is {rp.identity()}, but here {rp.puid} is "
-                f"{patient.full_name} ({born}): the {', '.join(differs)} differ. Nothing was imported or "
-                "changed; correct the PUID or the identity on one side first.")
+            born = patient.birth_date.isoformat() if patient.birth_date else _("birth date unknown")
+            raise ImportProblem(_(
+                "GNU Health patient %(puid)s (id %(id)s) is %(there)s, but here %(puid)s is %(name)s (%(born)s): "
+                "the %(what)s differ. Nothing was imported or changed; correct the PUID or the identity on one "
+                "side first.", puid=rp.puid, id=rp.id, there=rp.identity(), name=patient.full_name, born=born,
+                what=", ".join(differs)))
     data = {"puid": rp.puid, "family_name": rp.family_name or rp.given_name, "given_name": rp.given_name,
             "birth_date": rp.birth_date, "sex": rp.sex}
     try:
@@ -119,7 +123,8 @@ def upsert_patient(rp: RemotePatient) -> Patient:
                 patients.update_patient(patient, {**current, **data})
             origin = link.origin if link else "found"
     except patients.PatientError as exc:
-        raise ImportProblem(f"GNU Health patient {rp.puid} cannot be imported: {exc}") from None
+        raise ImportProblem(_("GNU Health patient %(puid)s cannot be imported: %(error)s", puid=rp.puid,
+                              error=exc)) from None
     links.put(LinkKind.PATIENT, patient.id, rp.id, origin=origin, label=rp.puid)
     db.session.flush()
     return patient
@@ -138,8 +143,9 @@ def _local_test(row: dict[str, Any]) -> ImagingTest:
     code, name = str(info.get("code") or ""), str(info.get("name") or "")
     test = db.session.scalar(select(ImagingTest).where(ImagingTest.code == code)) if code else None
     if test is None:
-        raise ImportProblem(f"GNU Health test {code} ({name}) has no ghimaging test: add one with code {code} "
-                            "to the catalogue, or map it on the GNU Health tests page.")
+        raise ImportProblem(_("GNU Health test %(code)s (%(name)s) has no ghimaging test: add one with code "
+                              "%(code)s to the catalogue, or map it on the GNU Health tests page.", code=code,
+                              name=name))
     links.put(LinkKind.TEST, test.id, remote_test, origin="found", label=code)
     return test
 
@@ -152,20 +158,22 @@ def import_request(remote: Remote, row: dict[str, Any]) -> ImagingRequest:
 
     rp = remote.patient(int(row["patient"]))
     if rp is None:
-        raise ImportProblem(f"GNU Health request {row['id']}: its patient cannot be read.")
+        raise ImportProblem(_("GNU Health request %(id)s: its patient cannot be read.", id=row["id"]))
     patient = upsert_patient(rp)
     test = _local_test(row)
     doctor = (row.get("doctor.") or {}).get("rec_name") or ""
     context = (row.get("context.") or {}).get("rec_name") or ""
-    note = f"GNU Health order {row.get('request') or row['id']}" + (f", requested by {doctor}" if doctor else "")
+    order = row.get("request") or row["id"]
+    note = (_("GNU Health order %(order)s, requested by %(doctor)s", order=order, doctor=doctor) if doctor
+            else _("GNU Health order %(order)s", order=order))
     comment = "\n\n".join(p for p in ((row.get("comment") or "").strip(), note) if p)[:4000]
     db.session.info[IMPORTING] = {"remote_id": int(row["id"]), "label": str(row.get("request") or "")}
     try:
         req = workflow.create_order(patient, [test], user=None, physician=None, urgent=bool(row.get("urgent")),
                                     clinical_context=context[:4000], comment=comment, submit=True)[0]
     except workflow.WorkflowError as exc:
-        raise ImportProblem(f"GNU Health request {row.get('request') or row['id']} for {patient.puid}: {exc}") \
-            from None
+        raise ImportProblem(_("GNU Health request %(order)s for %(puid)s: %(error)s", order=order,
+                              puid=patient.puid, error=exc)) from None
     finally:
         db.session.info.pop(IMPORTING, None)
     return req
@@ -251,18 +259,18 @@ def check_imported(remote: Remote) -> list[str]:
         ImagingRequest.state.in_([RequestState.DRAFT.value, RequestState.REQUESTED.value]))).all()
     if not rows:
         return []
-    states = remote.requests([link.remote_id for link, _ in rows])
+    states = remote.requests([link.remote_id for link, _req in rows])
     problems = []
     for link, req in rows:
         there = states.get(link.remote_id)
         if there is None:
             link.remote_state = "deleted"
-            link.problem = (f"Deleted in GNU Health (order {link.remote_label or link.remote_id}): cancel it here "
-                            "if it is no longer wanted.")
+            link.problem = _("Deleted in GNU Health (order %(order)s): cancel it here if it is no longer wanted.",
+                             order=link.remote_label or link.remote_id)
         elif there["state"] != "requested":
             link.remote_state = str(there["state"])
-            link.problem = (f"GNU Health's request {link.remote_label or link.remote_id} is now {there['state']} "
-                            "there, without a result from ghimaging.")
+            link.problem = _("GNU Health's request %(order)s is now %(state)s there, without a result from "
+                             "ghimaging.", order=link.remote_label or link.remote_id, state=there["state"])
         else:
             link.remote_state, link.problem = "requested", ""
             continue

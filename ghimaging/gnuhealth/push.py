@@ -6,11 +6,17 @@ folded into one) does the same as one run. What is created there is looked
 up first by a key ghimaging chose: the patient's PUID, the test's code, our
 accession number as the request's order line, the request as the result's,
 our file names as the attachments'.
+
+What is written there for people (the request's comment, the addenda's
+heading, a problem) is in the clinic's language: pushes run in the outbox
+worker or the CLI, outside any request (``i18n.select_locale``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 
 from .. import clock
 from ..exceptions import Conflict
@@ -55,11 +61,12 @@ def ensure_patient(remote: Remote, patient: Patient) -> int:
     if there is not None:
         differs = there.differs_from(patient.family_name, patient.given_name, patient.birth_date)
         if differs:
-            born = patient.birth_date.isoformat() if patient.birth_date else "birth date unknown"
-            raise PatientMismatch(
-                f"GNU Health's patient with PUID {patient.puid} (id {found}) is {there.identity()}, but here "
-                f"{patient.puid} is {patient.full_name} ({born}): the {', '.join(differs)} differ. Nothing was "
-                "sent; correct the PUID or the identity on one side, then retry.")
+            born = patient.birth_date.isoformat() if patient.birth_date else _("birth date unknown")
+            raise PatientMismatch(_(
+                "GNU Health's patient with PUID %(puid)s (id %(id)s) is %(there)s, but here %(puid)s is "
+                "%(name)s (%(born)s): the %(what)s differ. Nothing was sent; correct the PUID or the identity on "
+                "one side, then retry.", puid=patient.puid, id=found, there=there.identity(),
+                name=patient.full_name, born=born, what=", ".join(differs)))
     links.put(LinkKind.PATIENT, patient.id, found, origin=origin, label=patient.puid)
     return found
 
@@ -93,13 +100,14 @@ def doctor_for(remote: Remote, cfg: GnuHealthConfig, req: ImagingRequest) -> int
         return cfg.default_professional_id
     if cfg.professional_id:
         return cfg.professional_id
-    raise NoProfessional("No GNU Health professional for this request: the ordering user has none there, no "
-                         "default professional is set and the GNU Health user is not linked to one.")
+    raise NoProfessional(_("No GNU Health professional for this request: the ordering user has none there, no "
+                           "default professional is set and the GNU Health user is not linked to one."))
 
 
 def _comment(req: ImagingRequest) -> str:
     parts = [p for p in (req.clinical_context.strip(), req.comment.strip()) if p]
-    parts.append(f"ghimaging order {req.order_number}, accession {req.accession_number}")
+    parts.append(_("ghimaging order %(order)s, accession %(accession)s", order=req.order_number,
+                   accession=req.accession_number))
     return "\n\n".join(parts)
 
 
@@ -141,8 +149,8 @@ def push_request(remote: Remote, cfg: GnuHealthConfig, req: ImagingRequest) -> i
         state = "requested"
     problem = ""
     if req.state == RequestState.CANCELLED.value and state in ("draft", "requested"):
-        problem = (f"Cancelled in ghimaging ({req.cancel_reason}); GNU Health has no cancelled state: "
-                   "cancel or delete it there.")
+        problem = _("Cancelled in ghimaging (%(reason)s); GNU Health has no cancelled state: cancel or delete "
+                    "it there.", reason=req.cancel_reason)
     links.put(LinkKind.REQUEST, req.id, remote_id, origin=origin, remote_state=state,
               label=req.order_number, problem=problem)
     return remote_id
@@ -157,7 +165,9 @@ def report_text(result: Result) -> str:
     for add in result.addenda:
         author = add.author.display_name if add.author else ""
         when = f"{local_time(add.created_at)} ({clock.zone().key})"  # the clinic's clock, as its pages show
-        text += f"\n\nAddendum {when}{(' — ' + author) if author else ''}:\n{add.text}"
+        heading = (_("Addendum %(when)s — %(author)s:", when=when, author=author) if author
+                   else _("Addendum %(when)s:", when=when))
+        text += f"\n\n{heading}\n{add.text}"
     return text
 
 

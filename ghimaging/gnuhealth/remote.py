@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+
 from .client import GnuHealthClient, RemoteUserError
 
 PATIENT = "gnuhealth.patient"
@@ -57,22 +59,23 @@ class RemotePatient:
         return f"{self.family_name}, {self.given_name}" if self.given_name else self.family_name
 
     def identity(self) -> str:
-        born = self.birth_date.isoformat() if self.birth_date else "birth date unknown"
+        born = self.birth_date.isoformat() if self.birth_date else _("birth date unknown")
         return f"{self.full_name} ({born})"
 
     def differs_from(self, family_name: str, given_name: str, birth_date: date | None) -> list[str]:
         """What makes this GNU Health patient another person than the one
         named: family or given name (compared without case and accents),
-        birth date (when both are known). Empty when they agree."""
+        birth date (when both are known), in the reader's language. Empty
+        when they agree."""
         from ..models.patients import fold
 
         out = []
         if fold(self.family_name or self.given_name).strip() != fold(family_name).strip():
-            out.append("family name")
+            out.append(_("family name"))
         if fold(self.given_name).strip() != fold(given_name).strip():
-            out.append("given name")
+            out.append(_("given name"))
         if self.birth_date and birth_date and self.birth_date != birth_date:
-            out.append("birth date")
+            out.append(_("birth date"))
         return out
 
 
@@ -161,7 +164,7 @@ class Remote:
                                                                                      "name": type_name}])[0])
         uoms = self.client.search("product.uom", [("symbol", "=", "u")], limit=1)
         if not uoms:
-            raise RemoteUserError("GNU Health has no unit 'u' for the test's product.")
+            raise RemoteUserError(_("GNU Health has no unit 'u' for the test's product."))
         template = int(self.client.create("product.template", [{
             "name": name, "type": "service", "default_uom": uoms[0], "products": [("create", [{}])]}])[0])
         products = self.client.search("product.product", [("template", "=", template)], limit=1)
@@ -211,8 +214,8 @@ class Remote:
             return made[0]
         found = self.result_of_request(request_id)
         if found is None:
-            raise RemoteUserError(f"GNU Health's result wizard made no result for request {request_id} "
-                                  f"(it answered {str(answer)[:200]}).")
+            raise RemoteUserError(_("GNU Health's result wizard made no result for request %(id)s (it answered "
+                                    "%(answer)s).", id=request_id, answer=str(answer)[:200]))
         return found
 
     def write_result(self, result_id: int, values: dict[str, Any]) -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import uuid
 
 from flask import current_app
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from sqlalchemy import select
 
+from ..exceptions import Conflict
 from ..extensions import db
 from ..models import Counter
 from ..querytools import insert_for_upsert
@@ -35,7 +37,9 @@ def new_accession_number() -> str:
     width = max(1, min(8, ACCESSION_MAX - len(prefix)))
     text = f"{prefix}{n:0{width}d}"
     if len(text) > ACCESSION_MAX:
-        raise RuntimeError("accession numbers exhausted for this prefix; choose a shorter prefix")
+        # A Conflict, not a crash: the person saving the order reads why.
+        raise Conflict(_("Accession numbers are exhausted for this prefix; choose a shorter prefix."),
+                       code="accession_numbers_exhausted")
     return text
 
 
@@ -53,8 +57,6 @@ def puid_pattern_problem(pattern: str) -> str:
     of 1 to 12 ``#`` for the counter (P-###### gives P-000001), the rest
     printable, without spaces or backslash, and room left under 64
     characters for the counter to grow."""
-    from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
-
     digits = pattern.count(PUID_DIGIT)
     if digits == 0 or PUID_DIGIT * digits not in pattern:
         return str(_("The pattern needs one run of # for the number, such as P-######."))
@@ -81,13 +83,13 @@ def new_puid(pattern: str) -> str:
     allocation was turned on) is skipped."""
     from ..models import Patient
 
-    for _ in range(10_000):
+    for _attempt in range(10_000):
         text = format_puid(pattern, next_value("puid"))
         if len(text) > PUID_MAX:
             break
         if db.session.scalar(select(Patient.id).where(Patient.puid == text)) is None:
             return text
-    raise RuntimeError("PUIDs exhausted for this pattern; choose one with more # digits")
+    raise Conflict(_("PUIDs are exhausted for this pattern; choose one with more # digits."), code="puids_exhausted")
 
 
 def new_study_uid() -> str:

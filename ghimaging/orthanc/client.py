@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlencode, urlsplit
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+
 from .deadlines import arm, deadline, disarm, end_of_call, remaining, struck
 from .errors import BadAnswer, NotFound, OrthancError, TimedOut, Unauthorized, Unreachable
 
@@ -45,17 +47,17 @@ def check_url(url: str) -> str:
     url = (url or "").strip()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("Give the full address, like http://127.0.0.1:8042")
+        raise ValueError(_("Give the full address, like http://127.0.0.1:8042"))
     if parts.query or parts.fragment:
-        raise ValueError("The address must not contain ? or #.")
+        raise ValueError(_("The address must not contain ? or #."))
     if parts.username or parts.password:
-        raise ValueError("Put the username and password in their own fields, not in the address.")
+        raise ValueError(_("Put the username and password in their own fields, not in the address."))
     try:
         port = parts.port
     except ValueError:
-        raise ValueError("The port must be a number from 1 to 65535.") from None
+        raise ValueError(_("The port must be a number from 1 to 65535.")) from None
     if port == 0:
-        raise ValueError("The port must be a number from 1 to 65535.")
+        raise ValueError(_("The port must be a number from 1 to 65535."))
     return url.rstrip("/")
 
 
@@ -131,17 +133,18 @@ class OrthancClient:
         except requests.exceptions.SSLError as exc:
             if struck():
                 raise self._late(started) from None
-            raise Unreachable(f"TLS error talking to {self.url}: {exc.__class__.__name__}.") from None
+            raise Unreachable(_("TLS error talking to %(url)s: %(error)s.", url=self.url,
+                                error=exc.__class__.__name__)) from None
         except requests.ConnectionError as exc:
             text = str(exc).lower()
             if struck() or "timed out" in text or "timeout" in text:  # a read timeout after the retries
                 raise self._late(started) from None
-            reason = "connection refused" if "refused" in text else "cannot connect"
-            raise Unreachable(f"Orthanc at {self.url}: {reason}.") from None
+            raise self._unreachable("refused" in text) from None
         except requests.RequestException as exc:
             if struck():
                 raise self._late(started) from None
-            raise Unreachable(f"Orthanc at {self.url}: {exc.__class__.__name__}.") from None
+            raise Unreachable(_("Orthanc at %(url)s: %(error)s.", url=self.url, error=exc.__class__.__name__)) \
+                from None
         finally:
             fired = disarm()
         if fired:  # the answer may look whole and still be cut short: never use it
@@ -157,9 +160,9 @@ class OrthancClient:
     def _refused(status: int, method: str, path: str, body: bytes) -> OrthancError:
         """The error for an answer with status ``status`` (400 or more)."""
         if status in (401, 403):
-            return Unauthorized("Orthanc refused the username or password.")
+            return Unauthorized(_("Orthanc refused the username or password."))
         if status == 404:
-            return NotFound(f"{path} not found in Orthanc.")
+            return NotFound(_("%(path)s not found in Orthanc.", path=path))
         detail = ""
         if body:
             import json
@@ -169,8 +172,10 @@ class OrthancClient:
                 detail = (parsed.get("Details") or parsed.get("Message") or "") if isinstance(parsed, dict) else ""
             except ValueError:
                 detail = body[:200].decode("utf-8", "replace")
-        return BadAnswer(f"Orthanc answered {status} to {method} {path}" + (f": {detail}" if detail else "."),
-                         status=status)
+        return BadAnswer(_("Orthanc answered %(status)s to %(method)s %(path)s: %(detail)s", status=status,
+                           method=method, path=path, detail=detail) if detail else
+                         _("Orthanc answered %(status)s to %(method)s %(path)s.", status=status, method=method,
+                           path=path), status=status)
 
     def _get_image(self, path: str, params: dict[str, str] | None = None) -> tuple[bytes, str]:
         """``GET path`` answered by a picture: (body, content type).
@@ -207,8 +212,7 @@ class OrthancClient:
             text = f"{exc} {reason}".lower()
             if struck() or "timed out" in text or "timeout" in text:
                 raise self._late(started) from None
-            raise Unreachable(f"Orthanc at {self.url}: "
-                              f"{'connection refused' if 'refused' in text else 'cannot connect'}.") from None
+            raise self._unreachable("refused" in text) from None
         finally:
             fired = disarm()
         if fired:
@@ -226,26 +230,32 @@ class OrthancClient:
             return None, timeout
         left = end - started
         if left <= 0:
-            raise TimedOut(f"Orthanc at {self.url} did not answer in time (no time was left to ask).")
+            raise TimedOut(_("Orthanc at %(url)s did not answer in time (no time was left to ask).", url=self.url))
         return end, (min(timeout[0], left), min(timeout[1], left))
 
     def _late(self, started: float) -> TimedOut:
-        return TimedOut(f"Orthanc at {self.url} did not answer in time "
-                        f"(gave up after {time.monotonic() - started:.0f} s).")
+        return TimedOut(_("Orthanc at %(url)s did not answer in time (gave up after %(seconds)s s).", url=self.url,
+                          seconds=f"{time.monotonic() - started:.0f}"))
+
+    def _unreachable(self, refused: bool) -> Unreachable:
+        """No connection: refused (nothing listens on that port) or not made."""
+        return Unreachable(_("Orthanc at %(url)s: connection refused.", url=self.url) if refused else
+                           _("Orthanc at %(url)s: cannot connect.", url=self.url))
 
     def get_json(self, path: str, **params: Any) -> Any:
         resp = self._request("GET", path, params=params or None)
         try:
             return resp.json()
         except ValueError:
-            raise BadAnswer(f"{self.url}{path} did not answer JSON; is this an Orthanc server?") from None
+            raise BadAnswer(_("%(url)s did not answer JSON; is this an Orthanc server?", url=self.url + path)) \
+                from None
 
     def post_json(self, path: str, body: Any) -> Any:
         resp = self._request("POST", path, json=body)
         try:
             return resp.json()
         except ValueError:
-            raise BadAnswer(f"{self.url}{path} did not answer JSON.") from None
+            raise BadAnswer(_("%(url)s did not answer JSON.", url=self.url + path)) from None
 
     def delete(self, path: str) -> None:
         self._request("DELETE", path)
@@ -255,7 +265,8 @@ class OrthancClient:
     def system(self) -> dict[str, Any]:
         data = self.get_json("/system")
         if not isinstance(data, dict) or "Version" not in data or "ApiVersion" not in data:
-            raise BadAnswer(f"{self.url} answers, but it is not an Orthanc server (no Version in /system).")
+            raise BadAnswer(_("%(url)s answers, but it is not an Orthanc server (no Version in /system).",
+                              url=self.url))
         return data
 
     def last_change(self) -> int:
@@ -268,13 +279,13 @@ class OrthancClient:
     @staticmethod
     def _changes_shape(data: Any) -> dict[str, Any]:
         if not isinstance(data, dict) or not {"Changes", "Done", "Last"} <= set(data):
-            raise BadAnswer("Orthanc's /changes answer has an unexpected shape.")
+            raise BadAnswer(_("Orthanc's %(what)s answer has an unexpected shape.", what="/changes"))
         return data
 
     def plugins(self) -> list[str]:
         data = self.get_json("/plugins")
         if not isinstance(data, list):
-            raise BadAnswer("Orthanc's /plugins answer has an unexpected shape.")
+            raise BadAnswer(_("Orthanc's %(what)s answer has an unexpected shape.", what="/plugins"))
         return [str(p) for p in data]
 
     def page(self, level: str, since: int, limit: int, expand: bool = True) -> list[Any]:
@@ -284,7 +295,7 @@ class OrthancClient:
             params["expand"] = ""
         data = self.get_json(f"/{level}", **params)
         if not isinstance(data, list):
-            raise BadAnswer(f"Orthanc's /{level} answer has an unexpected shape.")
+            raise BadAnswer(_("Orthanc's %(what)s answer has an unexpected shape.", what=f"/{level}"))
         return data
 
     def iter_pages(self, level: str, limit: int = 500, expand: bool = True) -> Iterator[list[Any]]:
@@ -349,7 +360,7 @@ class OrthancClient:
         """The instance's elements by keyword (``/tags?simplify``; no pixel data)."""
         data = self.get_json(f"/instances/{orthanc_id}/tags", simplify="")
         if not isinstance(data, dict):
-            raise BadAnswer("Orthanc's instance tags answer has an unexpected shape.")
+            raise BadAnswer(_("Orthanc's instance tags answer has an unexpected shape."))
         return data
 
     def instance_metadata(self, orthanc_id: str) -> dict[str, str]:
@@ -357,7 +368,7 @@ class OrthancClient:
         ``TransferSyntax``…), read from its index without opening the file."""
         data = self.get_json(f"/instances/{orthanc_id}/metadata", expand="")
         if not isinstance(data, dict):
-            raise BadAnswer("Orthanc's instance metadata answer has an unexpected shape.")
+            raise BadAnswer(_("Orthanc's instance metadata answer has an unexpected shape."))
         return {str(k): str(v) for k, v in data.items()}
 
     def instance_tag(self, orthanc_id: str, tag: str) -> str | None:
@@ -396,5 +407,5 @@ class OrthancClient:
         try:
             answer: dict[str, Any] = resp.json()
         except ValueError:
-            raise BadAnswer("Orthanc's answer to an upload is not JSON.") from None
+            raise BadAnswer(_("Orthanc's answer to an upload is not JSON.")) from None
         return answer

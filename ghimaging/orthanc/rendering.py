@@ -258,7 +258,7 @@ def display_png(client: OrthancClient, instance_id: str) -> bytes:
                                  syntax=name)) from None
         raise
     if not data.startswith(PNG_SIGNATURE) or ctype.split(";")[0].strip().lower() != "image/png":
-        raise BadAnswer(f"Orthanc answered {ctype or 'no content type'} instead of a PNG image.")
+        raise _not_png(ctype)
     return data
 
 
@@ -349,8 +349,16 @@ def frame_png(client: OrthancClient, view: View) -> bytes:
             raise CannotDecode(_("Orthanc cannot decode this image. Installing the orthanc-gdcm plugin on the "
                                  "Orthanc server adds JPEG 2000 and other compressed formats.")) from None
         if exc.status == 400:  # a frame number past the end
-            raise NotFound(f"frame {view.frame} of {view.instance_id} not found in Orthanc.") from None
+            raise NotFound(_("frame %(frame)s of %(instance)s not found in Orthanc.", frame=view.frame,
+                             instance=view.instance_id)) from None
         raise
     if not data.startswith(PNG_SIGNATURE) or ctype.split(";")[0].strip().lower() != "image/png":
-        raise BadAnswer(f"Orthanc answered {ctype or 'no content type'} instead of a PNG image.")
+        raise _not_png(ctype)
     return data
+
+
+def _not_png(ctype: str) -> BadAnswer:
+    """Orthanc's answer to a rendering call was not a picture."""
+    if not ctype:
+        return BadAnswer(_("Orthanc answered with no content type instead of a PNG image."))
+    return BadAnswer(_("Orthanc answered %(type)s instead of a PNG image.", type=ctype))

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 
 import requests
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -38,16 +39,17 @@ def iter_body(resp: requests.Response, *, idle: float, floor: int = 64 * 1024,
         try:
             chunk = raw.read1(size, decode_content=True)
         except (ReadTimeoutError, TimeoutError):
-            raise TimedOut(f"Orthanc stopped sending for {idle:.0f} s.") from None
+            raise TimedOut(_("Orthanc stopped sending for %(seconds)s s.", seconds=f"{idle:.0f}")) from None
         except (HTTPError, OSError) as exc:
-            raise Unreachable(f"Orthanc's answer broke off ({exc.__class__.__name__}).") from None
+            raise Unreachable(_("Orthanc's answer broke off (%(error)s).", error=exc.__class__.__name__)) from None
         if not chunk:
             return
         reading += time.monotonic() - started
         got += len(chunk)
         if reading >= idle:
             if got < floor:
-                raise TimedOut(f"Orthanc sent only {got} bytes in {reading:.0f} s.")
+                raise TimedOut(_("Orthanc sent only %(bytes)s bytes in %(seconds)s s.", bytes=got,
+                                 seconds=f"{reading:.0f}"))
             reading, got = 0.0, 0
         yield chunk
 
