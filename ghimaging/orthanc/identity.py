@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from datetime import date
 
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+
 from ..models import OrthancStudy, Patient
 from ..models.patients import fold
 
@@ -21,21 +23,21 @@ def dicom_id(value: str | None) -> str:
 
 def near_id_reason(patient_id: str, puid: str) -> str:
     """Why two different ids look like one patient's (case, leading zeros,
-    spaces), or "" when they do not. They stay different for linking."""
+    spaces), or "" when they do not. They stay different for linking.
+    Translated: it is shown inside a sentence ("… only by %(difference)s")."""
     a, b = dicom_id(patient_id), dicom_id(puid)
     if not a or not b or a == b:
         return ""
-    what = []
     if a.casefold() == b.casefold():
-        what.append("letter case")
-    elif a.replace(" ", "").casefold() == b.replace(" ", "").casefold():
-        what.append("spaces")
-    else:
-        def strip0(x: str) -> str:
-            return x.replace(" ", "").casefold().lstrip("0")
-        if strip0(a) and strip0(a) == strip0(b):
-            what.append("leading zeros")
-    return " and ".join(what)
+        return str(_("letter case"))
+    if a.replace(" ", "").casefold() == b.replace(" ", "").casefold():
+        return str(_("spaces"))
+
+    def strip0(x: str) -> str:
+        return x.replace(" ", "").casefold().lstrip("0")
+    if strip0(a) and strip0(a) == strip0(b):
+        return str(_("leading zeros"))
+    return ""
 
 
 def _translit(text: str) -> str:
@@ -71,36 +73,37 @@ def dicom_date(value: date | None) -> str:
 
 
 def _show_date(da: str) -> str:
-    return f"{da[:4]}-{da[4:6]}-{da[6:8]}" if len(da) == 8 and da.isdigit() else (da or "birth date not given")
+    return f"{da[:4]}-{da[4:6]}-{da[6:8]}" if len(da) == 8 and da.isdigit() else (da or str(_("birth date not given")))
 
 
 def _show_name(pn: str) -> str:
     from ..ui import dicom_name
 
-    return dicom_name(pn) or "no name"
+    return dicom_name(pn) or str(_("no name"))
 
 
 def identity_differences(study: OrthancStudy, patient: Patient) -> list[str]:
     """What the study says about the patient that the register does not."""
     out = []
     if not name_matches(study.patient_name, patient.family_name, patient.given_name):
-        out.append(f"The name in the study ({_show_name(study.patient_name)}) differs from the register "
-                   f"({patient.full_name}).")
+        out.append(_("The name in the study (%(study)s) differs from the register (%(register)s).",
+                     study=_show_name(study.patient_name), register=patient.full_name))
     reg = dicom_date(patient.birth_date)
     if study.birth_date and reg and dicom_id(study.birth_date) != reg:
-        out.append(f"The birth date in the study ({_show_date(study.birth_date)}) differs from the register "
-                   f"({_show_date(reg)}).")
+        out.append(_("The birth date in the study (%(study)s) differs from the register (%(register)s).",
+                     study=_show_date(study.birth_date), register=_show_date(reg)))
     return out
 
 
 def study_identity(study: OrthancStudy) -> str:
-    return (f"PatientID \u201c{dicom_id(study.patient_id)}\u201d, {_show_name(study.patient_name)}, "
-            f"born {_show_date(study.birth_date)}")
+    return str(_("PatientID \u201c%(id)s\u201d, %(name)s, born %(born)s", id=dicom_id(study.patient_id),
+                 name=_show_name(study.patient_name), born=_show_date(study.birth_date)))
 
 
 def patient_identity(patient: Patient) -> str:
-    born = patient.birth_date.isoformat() if patient.birth_date else "birth date not given"
-    return f"PUID \u201c{patient.puid}\u201d, {patient.full_name}, born {born}"
+    born = patient.birth_date.isoformat() if patient.birth_date else _("birth date not given")
+    return str(_("PUID \u201c%(puid)s\u201d, %(name)s, born %(born)s", puid=patient.puid, name=patient.full_name,
+                 born=born))
 
 
 def same_patient(study: OrthancStudy, patient: Patient) -> bool:
