@@ -14,7 +14,6 @@ from collections.abc import Iterable
 from typing import Any, NoReturn
 
 from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
-from flask_babel import lazy_gettext as _l
 from genshi.template.base import EXEC, EXPR, INCLUDE, SUB, TEXT
 from genshi.template.directives import (
     ChooseDirective,
@@ -34,6 +33,7 @@ from .sandbox import (
     MAX_CONVERSIONS,
     MAX_OPERATORS,
     METHODS,
+    REFUSED_KINDS,
     SandboxError,
     allowed_attributes,
     allowed_names,
@@ -44,13 +44,6 @@ _DIRECTIVE_NAMES = {IfDirective: "if", ForDirective: "for", ChooseDirective: "ch
 _RESERVED_TARGETS = frozenset(FUNCTIONS) | {"iter", "defined", "value_of"}
 
 _COMPARE_OPS = (ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn, ast.Is, ast.IsNot)
-_REFUSED_KINDS = {  # lazy: named in the reader's language when refused
-    ast.Lambda: _l("lambda functions"), ast.ListComp: _l("comprehensions"), ast.SetComp: _l("comprehensions"),
-    ast.DictComp: _l("comprehensions"), ast.GeneratorExp: _l("generator expressions"),
-    ast.NamedExpr: _l("':=' assignments"), ast.Starred: _l("'*' unpacking"), ast.Dict: _l("dictionaries"),
-    ast.Set: _l("sets"), ast.Await: "await", ast.Yield: "yield", ast.YieldFrom: "yield",
-    ast.JoinedStr: _l("f-strings (Genshi cannot compile them; use + or '%s' % value)"),
-}
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?([-#0 +]*)(\*|\d+)?(?:\.(\*|\d+))?[hlL]?(.)", re.S)
 
 
@@ -137,7 +130,7 @@ class _Checker:
     def directive(self, cls: type, name: str, value: Any, bound: frozenset[str]) -> frozenset[str]:
         if cls in (IfDirective, ChooseDirective, WhenDirective):
             if value is not None and not isinstance(value, str):
-                self.refuse(_("%(code)s with this value.", code=f"{{% {name} %}}"))
+                self.refuse(_("%(code)s with this value.", code="{% " + name + " %}"))
             if value and value.strip():
                 self.expression(value, bound)
             elif cls is IfDirective:
@@ -195,20 +188,20 @@ class _Checker:
     def targets(self, statements: list[ast.stmt], what: str) -> frozenset[str]:
         first = statements[0] if len(statements) == 1 else None
         if not isinstance(first, ast.Expr):
-            self.refuse(_("%(code)s must assign to names.", code=f"{{% {what} %}}"))
+            self.refuse(_("%(code)s must assign to names.", code="{% " + what + " %}"))
         return self._target_names(first.value, what)
 
     def _target_names(self, node: ast.AST, what: str) -> frozenset[str]:
         if isinstance(node, ast.Name):
             if node.id.startswith("_") or node.id in _RESERVED_TARGETS:
-                self.refuse(_("%(code)s may not define the name \u2018%(name)s\u2019.", code=f"{{% {what} %}}", name=node.id))
+                self.refuse(_("%(code)s may not define the name ‘%(name)s’.", code="{% " + what + " %}", name=node.id))
             return frozenset({node.id})
         if isinstance(node, ast.Tuple):
             out: frozenset[str] = frozenset()
             for elt in node.elts:
                 out |= self._target_names(elt, what)
             return out
-        self.refuse(_("%(code)s must assign to names, not to \u2018%(target)s\u2019.", code=f"{{% {what} %}}",
+        self.refuse(_("%(code)s must assign to names, not to \u2018%(target)s\u2019.", code="{% " + what + " %}",
                       target=ast.unparse(node)))
 
     def expression(self, source: str | None, bound: frozenset[str]) -> None:
@@ -230,8 +223,8 @@ class _Checker:
     # -- one expression -------------------------------------------------------
     def node(self, node: ast.AST, bound: frozenset[str]) -> None:
         kind = type(node)
-        if kind in _REFUSED_KINDS:
-            self.refuse(_("%(kind)s (\u2018%(code)s\u2019).", kind=_REFUSED_KINDS[kind], code=_shown(node)))
+        if kind in REFUSED_KINDS:
+            self.refuse(_("%(kind)s (\u2018%(code)s\u2019).", kind=REFUSED_KINDS[kind], code=_shown(node)))
         if isinstance(node, ast.Constant):
             if not (node.value is None or isinstance(node.value, (str, bool, int, float))):
                 self.refuse(_("the literal \u2018%(code)s\u2019.", code=_shown(node)))
@@ -254,7 +247,7 @@ class _Checker:
                 self.refuse(_("assignment (\u2018%(code)s\u2019).", code=_shown(node)))
             index = node.slice
             if isinstance(index, ast.Constant) and not isinstance(index.value, (int, bool)):
-                self.refuse(_("the item \u2018%(code)s\u2019 (only numbers and slices index a value).", code=_shown(node)))
+                self.refuse(_("the item ‘%(code)s’ (only numbers and slices index a value).", code=_shown(node)))
             self.node(node.value, bound)
             self.node(index, bound)
             return
@@ -269,7 +262,7 @@ class _Checker:
             elif isinstance(node.op, ast.Mod):
                 self.percent(node)
             else:
-                self.refuse(_("the operator in \u2018%(code)s\u2019 (only +, - and '...' %% values).", code=_shown(node)))
+                self.refuse(_("the operator in ‘%(code)s’ (only +, - and '...' %% values).", code=_shown(node)))
             self.node(node.left, bound)
             self.node(node.right, bound)
             return
@@ -315,7 +308,7 @@ class _Checker:
             return False
         kind, i = walk_my(parts)
         if kind == "hidden":
-            self.refuse(_("the attribute \u2018.%(attr)s\u2019 in \u2018%(code)s\u2019 (a template may read the request's "
+            self.refuse(_("the attribute ‘.%(attr)s’ in ‘%(code)s’ (a template may read the request's "
                           "fields, e.g. my.urgent or my.patient.family_name; the list is beside the editor).",
                           attr=parts[i], code=_shown(node)))
         if kind == "unknown":
@@ -341,7 +334,7 @@ class _Checker:
         if attr.startswith("_"):
             self.refuse(_("\u2018%(code)s\u2019 (attributes starting with _ are never available).", code=_shown(node)))
         if attr not in self.attributes:
-            self.refuse(_("the attribute \u2018.%(attr)s\u2019 in \u2018%(code)s\u2019 (a template may read the request's "
+            self.refuse(_("the attribute ‘.%(attr)s’ in ‘%(code)s’ (a template may read the request's "
                           "fields, e.g. my.urgent or my.patient.family_name, and call string methods such as "
                           "upper(); the list is beside the editor).", attr=attr, code=_shown(node)))
 
@@ -354,7 +347,7 @@ class _Checker:
         if isinstance(func, ast.Name):
             if func.id not in FUNCTIONS or func.id in bound:
                 self.name(func, bound)  # refuses built-ins and unknown names with their own message
-                self.refuse(_("calling \u2018%(name)s\u2019 (a template may call only %(functions)s and string methods).",
+                self.refuse(_("calling ‘%(name)s’ (a template may call only %(functions)s and string methods).",
                               name=func.id, functions=", ".join(sorted(FUNCTIONS))))
         elif isinstance(func, ast.Attribute):
             if func.attr not in METHODS and func.attr not in DATE_CALLS:
@@ -375,7 +368,7 @@ class _Checker:
     def percent(self, node: ast.BinOp) -> None:
         left = node.left
         if not (isinstance(left, ast.Constant) and isinstance(left.value, str)):
-            self.refuse(_("\u2018%(code)s\u2019 (%% formats only a literal text: '%%s-%%s' %% (A, B)).", code=_shown(node)))
+            self.refuse(_("‘%(code)s’ (%% formats only a literal text: '%%s-%%s' %% (A, B)).", code=_shown(node)))
         conversions = list(_PERCENT_SPEC.finditer(left.value))
         if len(conversions) > MAX_CONVERSIONS:
             self.refuse(_("%(count)s conversions in one '%%' format (at most %(most)s).", count=len(conversions),
@@ -384,7 +377,7 @@ class _Checker:
             width, precision = m.group(2), m.group(3)
             for number in (width, precision):
                 if number == "*" or (number and len(number) > 3):
-                    self.refuse(_("the width \u2018%(width)s\u2019 in \u2018%(code)s\u2019 (at most 999).", width=m.group(0),
+                    self.refuse(_("the width ‘%(width)s’ in ‘%(code)s’ (at most 999).", width=m.group(0),
                                       code=_shown(node)))
 
 

@@ -92,7 +92,8 @@ def _value(rest: str, vr: str, lineno: int) -> Any:
         try:
             return bytes(int(x, 16) for x in text.split("\\"))
         except ValueError:
-            raise DumpError(_("%(vr)s needs hex bytes like 00\\01, not %(text)s", vr=vr, text=repr(text)), lineno) from None
+            raise DumpError(_("%(vr)s needs hex bytes like 00\\01, not %(text)s", vr=vr, text=repr(text)),
+                            lineno) from None
     if "\\" in text:
         return text.split("\\")
     return text

@@ -35,12 +35,14 @@ the run-time half; :mod:`.checker` the check of the parsed template.
 
 from __future__ import annotations
 
+import ast
 import contextvars
 from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime
 from typing import Any, NoReturn
 
 from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+from flask_babel import lazy_gettext as _l
 from genshi.template import NewTextTemplate, OldTextTemplate
 from genshi.template.base import INCLUDE, Template
 from genshi.template.eval import UNDEFINED, StrictLookup, UndefinedError
@@ -60,6 +62,16 @@ MAX_ITEMS = 10000
 #: few megabytes however it nests.
 MAX_OPERATORS = 16
 MAX_CONVERSIONS = 32
+
+#: Syntax a template may not use, named (lazily, in the reader's language) when
+#: :mod:`.checker` refuses it.
+REFUSED_KINDS: dict[type[ast.AST], Any] = {
+    ast.Lambda: _l("lambda functions"), ast.ListComp: _l("comprehensions"), ast.SetComp: _l("comprehensions"),
+    ast.DictComp: _l("comprehensions"), ast.GeneratorExp: _l("generator expressions"),
+    ast.NamedExpr: _l("':=' assignments"), ast.Starred: _l("'*' unpacking"), ast.Dict: _l("dictionaries"),
+    ast.Set: _l("sets"), ast.Await: "await", ast.Yield: "yield", ast.YieldFrom: "yield",
+    ast.JoinedStr: _l("f-strings (Genshi cannot compile them; use + or '%s' % value)"),
+}
 
 
 class SandboxError(RenderError):
@@ -308,7 +320,7 @@ class SandboxLookup(StrictLookup):  # type: ignore[misc]  # Genshi ships no type
         if isinstance(key, str):
             if isinstance(obj, SafeProxy):
                 return cls.lookup_attr(obj, key)
-            raise _refused(_("the item %(item)s.", item=f"[{key!r}]"))
+            raise _refused(_("the item %(item)s.", item="[" + repr(key) + "]"))
         if isinstance(obj, (str, list, tuple)) and isinstance(key, (int, slice)):
             return obj[key]
         raise _refused(_("an item of a %(kind)s value.", kind=type(obj).__name__))

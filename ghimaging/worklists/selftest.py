@@ -53,7 +53,8 @@ def find(host: str, port: int, called_aet: str, query: Dataset, calling_aet: str
     ae.add_requested_context(ModalityWorklistInformationFind)
     assoc = ae.associate(host, port, ae_title=called_aet)
     if not assoc.is_established:
-        return FindResult(False, message=_("No DICOM association with %(target)s.", target=f"{called_aet}@{host}:{port}"),
+        target = f"{called_aet}@{host}:{port}"  # formatted outside the gettext call: pybabel skips f-strings there
+        return FindResult(False, message=_("No DICOM association with %(target)s.", target=target),
                           hint=_("Check Orthanc's DICOM port and AET, and that it is running."))
     items: list[Dataset] = []
     final_status = None
@@ -76,8 +77,9 @@ def find(host: str, port: int, called_aet: str, query: Dataset, calling_aet: str
                             "that the worklists plugin is enabled.", always='"DicomAlwaysAllowFindWorklist": true',
                             aet=calling_aet, modalities='"DicomModalities"', allow='"AllowFindWorklist": true'))
     if final_status == 0xC000 or final_status == 0x0122 or final_status not in (0x0000, 0xFF00, 0xFF01):
+        shown = f"0x{final_status:04X}"
         return FindResult(False, items, _("Orthanc answered the worklist query with status %(status)s.",
-                                          status=f"0x{final_status:04X}"),
+                                          status=shown),
                           _("Is the worklists plugin loaded (%(config)s)?",
                             config='"Worklists": {"Enable": true, "Database": ...}'))
     return FindResult(True, items, _("%(count)s worklist item(s) found.", count=len(items)))
@@ -119,7 +121,7 @@ def compare(items: list[Dataset]) -> list[str]:
         name, pid = _pn(item.get("PatientName")), _text(item.get("PatientID"))
         req = requests.get(acc)
         if req is None:
-            out.append(_("AccessionNumber \u201c%(acc)s\u201d (PatientName \u201c%(name)s\u201d, PatientID \u201c%(pid)s\u201d): no "
+            out.append(_("AccessionNumber “%(acc)s” (PatientName “%(name)s”, PatientID “%(pid)s”): no "
                          "request in ghimaging has this accession number.", acc=acc, name=name, pid=pid))
             continue
         expected = _pn(person_name(req.patient.family_name, req.patient.given_name))
@@ -184,7 +186,7 @@ def _query(server: OrthancServer, worklist_dir: str, calling_aet: str = CALLING_
         return FindResult(False, message=_("The worklists plugin is not loaded in %(server)s.", server=server.label),
                           hint=_("Add the plugin and %(config)s to Orthanc's configuration, restart Orthanc, then "
                                  "check the server again.",
-                                 config=f'"Worklists": {{"Enable": true, "Database": "{worklist_dir}"}}'))
+                                 config='"Worklists": {"Enable": true, "Database": "' + worklist_dir + '"}'))
     host, port, aet = target_for(server, calling_aet)
     try:
         return find(host, port, aet, query_dataset(), calling_aet)

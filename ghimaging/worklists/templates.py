@@ -85,7 +85,7 @@ def check_shipped() -> None:
             compile_template(entry["body"])
         except RenderError as exc:
             raise TemplateInvalid(_("Shipped worklist template %(name)s (%(file)s): %(error)s",
-                                    name=repr(entry["name"]), file=f"worklist_templates/{files[entry['name']]}",
+                                    name=repr(entry["name"]), file="worklist_templates/" + files[entry["name"]],
                                     error=exc), "body", exc.line) from None
 
 
