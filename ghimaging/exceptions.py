@@ -59,7 +59,9 @@ class Invalid(DomainError):
             fields, message = message, ""
         self.fields: dict[str, str] = dict(fields or {})
         if not message:
-            message = "; ".join(self.fields.values()) if len(self.fields) == 1 else "Some fields are not valid."
+            from flask_babel import gettext  # type: ignore[import-untyped]  # Flask-Babel ships no types
+
+            message = "; ".join(self.fields.values()) if len(self.fields) == 1 else gettext("Some fields are not valid.")
         super().__init__(message, code=code)
 
 

@@ -213,7 +213,7 @@ def test_in_chromium_the_first_admin_chooses_a_password_and_reaches_the_start_pa
         browser_sign_in(page, live, "admin", PASSWORD)
         assert urlsplit(page.url).path == CHOOSE
         expect(page.get_by_role("heading", name="Choose your password")).to_be_visible()
-        expect(page.get_by_text(gate.MESSAGE)).to_be_visible()
+        expect(page.get_by_text(str(gate.MESSAGE))).to_be_visible()
         shoot(page, shots, "first-password-1366")
         page.set_viewport_size({"width": 820, "height": 1180})
         # The page fits a tablet: the menu is hidden until a password is
@@ -228,7 +228,7 @@ def test_in_chromium_the_first_admin_chooses_a_password_and_reaches_the_start_pa
         page.fill("#new_password", PASSWORD)
         page.fill("#confirm", PASSWORD)
         page.get_by_role("button", name="Save my password").click()
-        expect(page.get_by_text(service.SAME_PASSWORD)).to_be_visible()
+        expect(page.get_by_text(str(service.SAME_PASSWORD))).to_be_visible()
         page.fill("#current_password", PASSWORD)
         page.fill("#new_password", OWN)
         page.fill("#confirm", OWN)

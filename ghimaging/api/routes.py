@@ -86,7 +86,7 @@ def _authenticate() -> None:
     if user is None:
         raise ApiError(401, "unauthorized", "The token is not valid.")
     if user.must_change_password:  # a password someone else chose: auth/gate.py
-        raise ApiError(403, "password_change_required", gate.API_MESSAGE)
+        raise ApiError(403, "password_change_required", str(gate.API_MESSAGE))
     # The token's last use is stored whatever the call does next (a GET
     # commits nothing else, a refused POST rolls back).
     db.session.commit()

@@ -197,7 +197,7 @@ def choose_password() -> ResponseReturnValue:
             flash(_("Your password is changed: from now on only you know it."), "success")
             return redirect(_safe_next(request.args.get("next")))
     status = 400 if request.method == "POST" and form.errors else 200
-    return render_template("auth/choose_password.html", form=form, message=gate.MESSAGE), status
+    return render_template("auth/choose_password.html", form=form, message=str(gate.MESSAGE)), status
 
 
 def _show_on_form(form: FlaskForm, exc: service.UserError, default: str) -> None:

@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
 from flask.typing import ResponseReturnValue
-from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+from flask_babel import get_locale  # type: ignore[import-untyped]  # Flask-Babel ships no types
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
@@ -65,6 +66,10 @@ _SAVED = (*service.CLINIC_KEYS, *service.LOCALE_KEYS, *service.PUID_KEYS)
 @requires(Action.CONFIGURE)
 def clinic() -> ResponseReturnValue:
     form = ClinicForm(data=service.clinic_settings()) if request.method == "GET" else ClinicForm()
+    # The page's language is settled before anything is saved: a refused
+    # save must not answer in the language it was refused to set (the
+    # clinic's language is the fallback of a browser that names none).
+    get_locale()
     if form.validate_on_submit():
         upload = form.logo.data
         data = upload.read(service.LOGO_MAX_BYTES + 1) if upload and upload.filename else b""
