@@ -10,7 +10,14 @@ from datetime import date
 
 import pytest
 
-from tests.test_order_traps import desk, doc, order, patient_errors, requests  # noqa: F401 - fixtures
+from tests.test_order_traps import order, patient_errors, requests
+
+
+@pytest.fixture
+def desk(make_user, login):
+    """A physician signed in, CSRF on."""
+    make_user("doc", "physician", full_name="Dr Alice Doe")
+    return login("doc")
 
 
 @pytest.mark.parametrize("typed", ["P-1", "p-10", "Ana", "quisp", "quispe anab"])

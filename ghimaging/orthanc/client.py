@@ -19,7 +19,7 @@ from urllib.parse import urlencode, urlsplit
 from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 
 from .deadlines import arm, deadline, disarm, end_of_call, remaining, struck
-from .errors import BadAnswer, NotFound, OrthancError, TimedOut, Unauthorized, Unreachable
+from .errors import BadAnswer, NotFound, OrthancError, TimedOut, Unauthorized, Unreachable, refused
 
 if TYPE_CHECKING:
     import requests
@@ -153,29 +153,8 @@ class OrthancClient:
         if resp.status_code >= 400:
             body = b"" if stream or resp.status_code in (401, 403, 404) else resp.content
             resp.close()
-            raise self._refused(resp.status_code, method, path, body)
+            raise refused(resp.status_code, method, path, body)
         return resp
-
-    @staticmethod
-    def _refused(status: int, method: str, path: str, body: bytes) -> OrthancError:
-        """The error for an answer with status ``status`` (400 or more)."""
-        if status in (401, 403):
-            return Unauthorized(_("Orthanc refused the username or password."))
-        if status == 404:
-            return NotFound(_("%(path)s not found in Orthanc.", path=path))
-        detail = ""
-        if body:
-            import json
-
-            try:
-                parsed = json.loads(body)
-                detail = (parsed.get("Details") or parsed.get("Message") or "") if isinstance(parsed, dict) else ""
-            except ValueError:
-                detail = body[:200].decode("utf-8", "replace")
-        return BadAnswer(_("Orthanc answered %(status)s to %(method)s %(path)s: %(detail)s", status=status,
-                           method=method, path=path, detail=detail) if detail else
-                         _("Orthanc answered %(status)s to %(method)s %(path)s.", status=status, method=method,
-                           path=path), status=status)
 
     def _get_image(self, path: str, params: dict[str, str] | None = None) -> tuple[bytes, str]:
         """``GET path`` answered by a picture: (body, content type).
@@ -218,7 +197,7 @@ class OrthancClient:
         if fired:
             raise self._late(started)
         if resp.status >= 400:
-            raise self._refused(resp.status, "GET", path, resp.data if resp.status not in (401, 403, 404) else b"")
+            raise refused(resp.status, "GET", path, resp.data if resp.status not in (401, 403, 404) else b"")
         return resp.data, resp.headers.get("Content-Type", "image/png")
 
     def _bounds(self, started: float, timeout: tuple[float, float],

@@ -59,3 +59,27 @@ class BadAnswer(OrthancError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+def refused(status: int, method: str, path: str, body: bytes) -> OrthancError:
+    """The error for an answer of Orthanc with status ``status`` (400 or
+    more) to ``method path``; ``body`` (may be empty) for its details."""
+    from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+
+    if status in (401, 403):
+        return Unauthorized(_("Orthanc refused the username or password."))
+    if status == 404:
+        return NotFound(_("%(path)s not found in Orthanc.", path=path))
+    detail = ""
+    if body:
+        import json
+
+        try:
+            parsed = json.loads(body)
+            detail = (parsed.get("Details") or parsed.get("Message") or "") if isinstance(parsed, dict) else ""
+        except ValueError:
+            detail = body[:200].decode("utf-8", "replace")
+    return BadAnswer(_("Orthanc answered %(status)s to %(method)s %(path)s: %(detail)s", status=status,
+                       method=method, path=path, detail=detail) if detail else
+                     _("Orthanc answered %(status)s to %(method)s %(path)s.", status=status, method=method,
+                       path=path), status=status)
