@@ -291,3 +291,37 @@ def test_the_test_worklist_table_scrolls_inside_its_card(browser, live, shots, m
         shoot(page, shots, f"layout-test-worklist-{viewport}")
     finally:
         ctx.close()
+
+
+@pytest.mark.parametrize("accept", ["de-DE,de;q=0.9", "es-BO,es;q=0.9"])
+def test_translated_pages_fit_the_tablet(browser, live, shots, clinic, accept):
+    """German and Spanish words are longer than English ones: every page an
+    administrator and a physician reach still fits 820 px (the menu folded
+    and unfolded), and the page really is in that language."""
+    lang = accept[:2]
+    wide: dict[str, int] = {}
+    for user in ("admin", "doc"):
+        ctx = browser.new_context(viewport=VIEWPORTS["tablet"], extra_http_headers={"Accept-Language": accept})
+        page = ctx.new_page()
+        try:
+            page.goto(live + "/login")
+            expect(page.locator("html")).to_have_attribute("lang", lang)
+            page.fill("#username", user)
+            page.fill("#password", PASSWORD)
+            page.locator("form button[type=submit]").click()
+            expect(page.locator(".topbar")).to_be_visible()
+            assert "/login" not in page.url
+            page.locator("button[aria-controls=mainnav]").click()
+            expect(page.locator("#mainnav")).to_be_visible()
+            if (w := _too_wide(page)) is not None:
+                wide[f"{user} menu unfolded"] = w
+            nav = page.eval_on_selector_all("#mainnav a", "els => els.map(a => a.getAttribute('href'))")
+            for path in dict.fromkeys([p.split("#")[0] for p in nav] + clinic["details"]):
+                page.goto(live + path)
+                if (w := _too_wide(page)) is not None:
+                    wide[f"{user} {path}"] = w
+                if user == "doc" and path in ("/", clinic["details"][4], "/requests/new"):
+                    shoot(page, shots, f"layout-{lang}-{path.strip('/').replace('/', '-') or 'start'}-820")
+        finally:
+            ctx.close()
+    assert not wide, f"wider than 820 px in {lang}: {wide}"
