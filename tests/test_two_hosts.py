@@ -367,8 +367,8 @@ def test_a_puid_another_host_registers_between_the_check_and_the_insert_is_a_409
 
     real_validate = service.validate
 
-    def validate_then_other_host_commits(data, patient=None):
-        clean = real_validate(data, patient)
+    def validate_then_other_host_commits(data, patient=None, **kw):
+        clean = real_validate(data, patient, **kw)
         with db.engine.begin() as other:  # another connection: the other host
             other.execute(text(
                 "INSERT INTO patients (puid, family_name, given_name, sex, phone, notes, alerts, search_key,"
