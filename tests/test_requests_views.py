@@ -244,7 +244,7 @@ def test_request_page_shows_history_with_who_and_when(browser, create_request, d
     stamp = r'<span class="when">\d{4}-\d\d-\d\d \d\d:\d\d</span>'
     assert re.search(stamp + r" <strong>Create</strong>.*by Dr Alice Doe", items[0], re.S)
     assert re.search(stamp + r" <strong>Submit</strong>\s*draft → requested.*by Dr Bob Roe", items[1], re.S)
-    assert re.search(stamp + r" <strong>Cancel</strong>\s*requested → cancelled.*by Dr Bob Roe.*Patient moved away",
+    assert re.search(stamp + r" <strong>Cancelled</strong>\s*requested → cancelled.*by Dr Bob Roe.*Patient moved away",
                      items[2], re.S)
 
 

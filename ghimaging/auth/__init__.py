@@ -17,7 +17,10 @@ def init_app(app: Flask) -> None:
     gate.init_app(app)
 
     login_manager.login_view = "auth.login"
-    login_manager.login_message = "Please sign in to continue."
+    from flask_babel import lazy_gettext  # type: ignore[import-untyped]  # Flask-Babel ships no types
+
+    login_manager.login_message = lazy_gettext("Please sign in to continue.")
+    login_manager.localize_callback = str  # flashed as text in the reader's language (a lazy one cannot be stored)
     login_manager.login_message_category = "info"
     login_manager.session_protection = "basic"
     app.register_blueprint(bp)

@@ -56,8 +56,8 @@ def test(test_id: int | None) -> ResponseReturnValue:
     from ..worklists.templates import all_templates
 
     names = [t.name for t in all_templates()]
-    form.worklist_template.choices = [("", "Default template")] + [(n, n) for n in names] + (
-        [(t.worklist_template, f"{t.worklist_template} (missing)")]
+    form.worklist_template.choices = [("", _("Default template"))] + [(n, n) for n in names] + (
+        [(t.worklist_template, _("%(name)s (missing)", name=t.worklist_template))]
         if t is not None and t.worklist_template and t.worklist_template not in names else [])
     if request.method == "GET" and t is not None:
         form.modality.data = t.modality_id

@@ -32,11 +32,11 @@ class Plausible:
     """A date in the years the workflow accepts (see workflow.date_problem):
     the page says so at the field instead of failing later."""
 
-    def __init__(self, what: str) -> None:
-        self.what = what
+    def __init__(self, what: object) -> None:
+        self.what = what  # lazy: translated when the form is checked
 
     def __call__(self, form: object, field: Field) -> None:
-        problem = date_problem(field.data, self.what)
+        problem = date_problem(field.data, str(self.what))
         if problem:
             raise ValidationError(problem)
 
@@ -93,7 +93,7 @@ class OrderForm(Scheduling, FlaskForm):  # type: ignore[misc]  # Flask-WTF and W
     tests = MultiCheckboxField(_l("Tests"), coerce=int, validators=[DataRequired(_l("Choose at least one test."))])
     urgent = BooleanField(_l("Urgent"))
     physician = SelectField(_l("Requesting physician"), coerce=int)
-    scheduled_date = DateField(_l("Scheduled date"), validators=[Optional(), Plausible("The scheduled date")])
+    scheduled_date = DateField(_l("Scheduled date"), validators=[Optional(), Plausible(_l("The scheduled date"))])
     scheduled_time = TimeField(_l("Scheduled time"), validators=[Optional()])
     confirm_past = BooleanField(_l("Yes, schedule in the past"))
     clinical_context = TextAreaField(_l("Clinical context"), validators=[Optional(), Length(max=4000)],
@@ -116,7 +116,7 @@ class OrderForm(Scheduling, FlaskForm):  # type: ignore[misc]  # Flask-WTF and W
 class EditRequestForm(Scheduling, FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship no types
     urgent = BooleanField(_l("Urgent"))
     physician = SelectField(_l("Requesting physician"), coerce=int)
-    scheduled_date = DateField(_l("Scheduled date"), validators=[Optional(), Plausible("The scheduled date")])
+    scheduled_date = DateField(_l("Scheduled date"), validators=[Optional(), Plausible(_l("The scheduled date"))])
     scheduled_time = TimeField(_l("Scheduled time"), validators=[Optional()])
     confirm_past = BooleanField(_l("Yes, schedule in the past"))
     clinical_context = TextAreaField(_l("Clinical context"), validators=[Optional(), Length(max=4000)])
@@ -136,7 +136,7 @@ class ImageSlot(Form):  # type: ignore[misc]  # Flask-WTF and WTForms ship no ty
 class ResultForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship no types
     radiologist = SelectField(_l("Evaluating radiologist"), coerce=int)
     result_date = DateField(_l("Date"), validators=[DataRequired(_l("Give the date of the result.")),
-                                                Plausible("The date of the result")])
+                                                Plausible(_l("The date of the result"))])
     report_style = SelectField(_l("Report style"), choices=[(s.value, s.label) for s in ReportStyle])
     report = TextAreaField(_l("Report"), validators=[Optional(), Length(max=100_000)])
     # Not "images": ResultForm(obj=result) would fill the upload slots from

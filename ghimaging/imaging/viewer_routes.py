@@ -218,7 +218,7 @@ def viewer_key_image(result_id: int) -> ResponseReturnValue:
             image = reporting.add_key_image(result, current_user, server, orthanc_id, caption, view=view)
     except workflow.ValidationError as exc:
         db.session.rollback()
-        return _error(422, "invalid", _(" ").join(exc.errors.values()))
+        return _error(422, "invalid", " ".join(exc.errors.values()))
     except workflow.WorkflowError as exc:
         db.session.rollback()
         return _error(409, "conflict", exc.message)

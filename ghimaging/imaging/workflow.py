@@ -156,7 +156,7 @@ def create_order(patient: Patient, tests: Iterable[ImagingTest], *, user: User |
     clinical_context = checks.text(errors, "clinical_context", clinical_context, checks.TEXT_MAX)
     comment = checks.text(errors, "comment", comment, checks.TEXT_MAX)
     checks.physician(errors, physician)
-    checks.plausible_date(errors, "scheduled_at", scheduled_at, "The scheduled time")
+    checks.plausible_date(errors, "scheduled_at", scheduled_at, _("The scheduled time"))
     if errors:
         raise ValidationError(errors)
     order_number = numbers.new_order_number()
@@ -197,7 +197,7 @@ def update_request(req: ImagingRequest, *, user: User | None, physician: User | 
     clinical_context = checks.text(errors, "clinical_context", clinical_context, checks.TEXT_MAX)
     comment = checks.text(errors, "comment", comment, checks.TEXT_MAX)
     checks.physician(errors, physician)
-    checks.plausible_date(errors, "scheduled_at", scheduled_at, "The scheduled time")
+    checks.plausible_date(errors, "scheduled_at", scheduled_at, _("The scheduled time"))
     if errors:
         raise ValidationError(errors)
     states.hold_editable(req)  # in the database too: a result written at the same moment wins

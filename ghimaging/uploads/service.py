@@ -258,7 +258,7 @@ def process(server: OrthancServer, files: Iterable[tuple[str, IO[bytes]]]) -> Re
                         in_flight.add(future)
                         pending.append(future)
                 except archive.LimitExceeded as exc:
-                    pending.append(Outcome(name, "failed", f"stopped: {exc}"))
+                    pending.append(Outcome(name, "failed", _("stopped: %(reason)s", reason=exc)))
                     report.aborted = _("The upload was stopped: %(reason)s.", reason=exc)
                     break
                 except Exception:
