@@ -119,7 +119,7 @@ def new_result(request_id: int) -> ResponseReturnValue:
         return redirect(url_for("imaging.view_result", result_id=req.result.id))
     if not workflow.can("complete", req):
         flash(_("Request %(number)s is %(state)s; only a requested request can get a result.",
-                number=req.accession_number, state=req.state), "error")
+                number=req.accession_number, state=req.state_enum.word), "error")
         return redirect(url_for("imaging.view_request", request_id=req.id))
     form = ResultForm()
     form.radiologist.choices = people.choices(Role.RADIOLOGIST)
@@ -142,7 +142,7 @@ def new_result(request_id: int) -> ResponseReturnValue:
         else:
             db.session.commit()
             flash(_("Result finalised; request %(number)s is %(state)s.", number=req.accession_number,
-                    state=req.state) if result.is_final else
+                    state=req.state_enum.word) if result.is_final else
                   _("Preliminary result saved for request %(number)s; it is final once finalised.",
                     number=req.accession_number), "success")
             return redirect(url_for("imaging.view_result", result_id=result.id))
@@ -236,7 +236,7 @@ def edit_result(result_id: int) -> ResponseReturnValue:
             db.session.commit()
             req = result.request
             flash(_("Result finalised; request %(number)s is %(state)s.", number=req.accession_number,
-                    state=req.state) if result.is_final else _("Result saved."), "success")
+                    state=req.state_enum.word) if result.is_final else _("Result saved."), "success")
             return redirect(url_for("imaging.view_result", result_id=result.id))
     return _desk(form, result.request, result, 400 if request.method == "POST" else 200)
 

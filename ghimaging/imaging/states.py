@@ -71,8 +71,8 @@ def check(action: str, req: ImagingRequest) -> None:
         raise TransitionError(_("Request %(number)s has a result; it cannot be cancelled.",
                                 number=req.accession_number), state=current.value)
     if current not in allowed:
-        values = {"number": req.accession_number, "state": current.value,
-                  "allowed": ", ".join(sorted(s.value for s in allowed))}
+        values = {"number": req.accession_number, "state": current.word,
+                  "allowed": ", ".join(sorted(s.word for s in allowed))}
         refused = {
             "submit": _("Request %(number)s is %(state)s; it cannot be submitted (allowed from %(allowed)s).",
                         **values),
@@ -140,7 +140,7 @@ def _conditional(req: ImagingRequest, conditions: list[ColumnElement[bool]], **v
     if getattr(res, "rowcount", 1) != 1:
         db.session.rollback()
         db.session.refresh(req)
-        now = "reported" if has_result(req) and req.state_enum in EDITABLE else req.state
+        now = _("reported") if has_result(req) and req.state_enum in EDITABLE else req.state_enum.word
         raise TransitionError(_("Request %(number)s was just changed by someone else; it is now %(state)s.",
                                 number=req.accession_number, state=now), state=req.state)
 

@@ -225,7 +225,7 @@ def update_request(req: ImagingRequest, *, user: User | None, physician: User | 
 
 def not_editable_reason(req: ImagingRequest) -> str:
     """Why the order can no longer be changed, in the words of its page."""
-    return "reported" if states.has_result(req) and req.state_enum in EDITABLE else req.state
+    return _("reported") if states.has_result(req) and req.state_enum in EDITABLE else req.state_enum.word
 
 
 def announce_waiting(condition: ColumnElement[bool]) -> int:

@@ -31,6 +31,17 @@ class RequestState(str, enum.Enum):
             "cancelled": _l("Cancelled"),
         }[self.value])
 
+    @property
+    def word(self) -> str:
+        """The state inside a sentence ("request GH1 is cancelled"), in the
+        reader's language: never the stored English value."""
+        return str({
+            "draft": _l("draft"),
+            "requested": _l("requested"),
+            "done": _l("done"),
+            "cancelled": _l("cancelled"),
+        }[self.value])
+
 
 class ReportStyle(str, enum.Enum):
     WITH_IMAGES = "with_images"

@@ -94,7 +94,7 @@ def link(study: OrthancStudy, req: ImagingRequest, user: User | None, *,
     :class:`OtherPatientError` says whose study it is."""
     if req.state not in LINKABLE:
         raise LinkError(_("Request %(accession)s is %(state)s; a study cannot be linked to it.",
-                          accession=req.accession_number, state=req.state))
+                          accession=req.accession_number, state=req.state_enum.word))
     if is_linked(study, req):
         raise LinkError(_("The study is already linked to request %(accession)s.", accession=req.accession_number))
     reason = " ".join((reason or "").split())

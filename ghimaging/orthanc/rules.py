@@ -123,7 +123,7 @@ def assess(study: OrthancStudy) -> Assessment:
             out.reasons.append(_("Request %(accession)s is cancelled.", accession=req.accession_number)
                                if req.state == RequestState.CANCELLED.value else
                                _("Request %(accession)s is in the state \u201c%(state)s\u201d.",
-                                 accession=req.accession_number, state=req.state))
+                                 accession=req.accession_number, state=req.state_enum.word))
             continue
         if is_linked(study, req):
             continue
