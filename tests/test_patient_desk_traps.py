@@ -215,11 +215,61 @@ def test_a_different_birth_date_or_name_never_warns(tech, mueller):
     assert patient_count() == 5
 
 
+def confirmed_for(body: str) -> str:
+    """The hidden "what was confirmed" the warning carries."""
+    return re.search(r'<input id="confirmed_for" name="confirmed_for" type="hidden" value="([^"]*)"', body).group(1)
+
+
+def checkbox_ticked(body: str) -> bool:
+    return bool(re.search(r'<input checked id="confirm_new"', body))
+
+
 def test_the_person_confirms_a_different_person_and_it_is_saved(tech, mueller):
+    r = register(tech, puid="M-2", family_name="Muller", given_name="Jose", birth_date="1975-04-03", sex="M")
+    assert r.status_code == 409 and not checkbox_ticked(page(r))
     r = register(tech, puid="M-2", family_name="Muller", given_name="Jose", birth_date="1975-04-03", sex="M",
-                 confirm_new="y")
+                 confirm_new="y", confirmed_for=confirmed_for(page(r)))
     assert r.status_code == 302
     assert patient_count() == 2
+
+
+def test_a_confirmation_counts_only_for_the_name_and_birth_date_it_was_given_for(tech, mueller, create_patient):
+    """Ticked for "Muller, Jose", then the name and birth date corrected to
+    ones like another registered patient: warned again, with that patient,
+    and the box is unticked until the person confirms again."""
+    quispe = create_patient(puid="Q-1", family_name="Quispe", given_name="Rosa", birth_date=date(1990, 5, 6))
+    r = register(tech, puid="M-2", family_name="Muller", given_name="Jose", birth_date="1975-04-03", sex="M")
+    assert r.status_code == 409 and candidate_puids(page(r)) == ["M-1"]
+    first = confirmed_for(page(r))
+    r = register(tech, puid="M-2", family_name="Quispe", given_name="Rosa", birth_date="1990-05-06", sex="F",
+                 confirm_new="y", confirmed_for=first)
+    assert r.status_code == 409
+    body = page(r)
+    assert candidate_puids(body) == ["Q-1"] and f'href="/patients/{quispe.id}"' in body
+    assert not checkbox_ticked(body) and confirmed_for(body) != first
+    assert patient_count() == 2
+    r = register(tech, puid="M-2", family_name="Quispe", given_name="Rosa", birth_date="1990-05-06", sex="F",
+                 confirm_new="y")  # no warning seen for these: nothing confirmed
+    assert r.status_code == 409 and patient_count() == 2
+    r = register(tech, puid="M-2", family_name="QUISPE", given_name="Rosa", birth_date="1990-05-06", sex="F",
+                 confirm_new="y", confirmed_for=confirmed_for(body))  # letter case is the same name
+    assert r.status_code == 302 and patient_count() == 3
+
+
+def test_a_confirmed_tick_survives_an_unrelated_error(tech, mueller, create_patient):
+    create_patient(puid="TAKEN-1", family_name="Other")
+    r = register(tech, puid="TAKEN-1", family_name="Muller", given_name="Jose", birth_date="1975-04-03")
+    assert r.status_code == 400  # the PUID is checked first: no warning yet
+    r = register(tech, puid="M-2", family_name="Muller", given_name="Jose", birth_date="1975-04-03")
+    token = confirmed_for(page(r))
+    r = register(tech, puid="TAKEN-1", family_name="Muller", given_name="Jose", birth_date="1975-04-03",
+                 confirm_new="y", confirmed_for=token)
+    assert r.status_code == 400
+    body = page(r)
+    assert checkbox_ticked(body) and confirmed_for(body) == token
+    r = register(tech, puid="M-2", family_name="Muller", given_name="Jose", birth_date="1975-04-03",
+                 confirm_new="y", confirmed_for=token)
+    assert r.status_code == 302
 
 
 def test_use_existing_goes_back_to_the_order_for_that_patient(tech, mueller):

@@ -7,7 +7,7 @@ import uuid
 
 from flask import current_app
 from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
-from sqlalchemy import select
+from sqlalchemy import exists, or_, select
 
 from ..exceptions import Conflict
 from ..extensions import db
@@ -80,14 +80,22 @@ def new_puid(pattern: str) -> str:
     transaction (the counter is :func:`next_value`'s, so two patients
     registered at once never get the same one, and a rollback gives the
     number back). A PUID already taken (typed by hand or imported before
-    allocation was turned on) is skipped."""
-    from ..models import Patient
+    allocation was turned on) is skipped, and so is one that was another
+    patient's before an administrator changed it, or that images mirrored
+    from Orthanc carry as PatientID (a walk-in's, typed at the modality):
+    the new patient would take those images over."""
+    from ..models import OrthancPatient, OrthancStudy, Patient
+    from ..models.patients import PuidChange
 
     for _attempt in range(10_000):
         text = format_puid(pattern, next_value("puid"))
         if len(text) > PUID_MAX:
             break
-        if db.session.scalar(select(Patient.id).where(Patient.puid == text)) is None:
+        used = or_(exists().where(Patient.puid == text),
+                   exists().where(or_(PuidChange.old_puid == text, PuidChange.new_puid == text)),
+                   exists().where(OrthancStudy.patient_id == text),
+                   exists().where(OrthancPatient.patient_id == text))
+        if not db.session.scalar(select(used)):
             return text
     raise Conflict(_("PUIDs are exhausted for this pattern; choose one with more # digits."), code="puids_exhausted")
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, DateField, SelectField, StringField, TextAreaField
+from wtforms import BooleanField, DateField, HiddenField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
 from ..models import Sex
@@ -29,3 +29,6 @@ class PatientForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms shi
                                                "with this reason."))
     # Only after a probable-duplicate warning: the person checked the candidates.
     confirm_new = BooleanField(_l("This is a different person"))
+    # The name and birth date the warning was about (service.identity_fingerprint):
+    # the tick counts only while they are what is saved.
+    confirmed_for = HiddenField()

@@ -73,17 +73,21 @@ def new() -> ResponseReturnValue:
     allocated = settings.puid_pattern() is not None
     candidates: list[Patient] = []
     status = 400 if request.method == "POST" else 200
+    confirmed = False
     if form.validate_on_submit():
         data = {k: getattr(form, k).data for k in _FIELDS}
         if allocated:
             data["puid"] = ""  # given on save; the field is not offered
+        confirmed = _confirmed(form)
         try:
-            patient = service.create_patient(data, confirm_new=bool(form.confirm_new.data))
+            patient = service.create_patient(data, confirm_new=confirmed)
         except service.PatientError as exc:
             _refused(form, exc)
         except service.ProbableDuplicate as exc:
             db.session.rollback()
             candidates, status = exc.candidates, 409
+            # A new warning, for what is typed now: asked afresh.
+            form.confirm_new.data, form.confirmed_for.data = False, exc.fingerprint
         else:
             db.session.commit()
             flash(_("Patient %(name)s registered with PUID %(puid)s.", name=patient.full_name, puid=patient.puid),
@@ -91,7 +95,23 @@ def new() -> ResponseReturnValue:
             return redirect(_after(patient))
     return render_template("patients/form.html", form=form, patient=None, allocated=allocated,
                            candidates=candidates, then_order=_then_order(), puid_locked="",
-                           ask_reason=False), status
+                           ask_reason=False, confirmed=confirmed), status
+
+
+def _confirmed(form: PatientForm) -> bool:
+    """"This is a different person" ticked for the name and birth date
+    being saved: a tick given for other ones (corrected since, and perhaps
+    like another registered patient now) does not count."""
+    if not form.confirm_new.data:
+        return False
+    import hmac
+
+    now = service.identity_fingerprint(form.family_name.data or "", form.given_name.data or "",
+                                       form.birth_date.data)
+    if hmac.compare_digest(now, str(form.confirmed_for.data or "")):
+        return True
+    form.confirm_new.data = False
+    return False
 
 
 @bp.route("/<int:patient_id>/edit", methods=["GET", "POST"])
@@ -121,8 +141,10 @@ def edit(patient_id: int) -> ResponseReturnValue:
     puid_locked = ""
     if locked and not may_change:
         puid_locked = _("Images already carry this PUID: only an administrator can change it, with a reason.")
+    # A new PUID that images carry asks an administrator for a reason too.
+    ask_reason = may_change and (locked or bool(form.puid_reason.errors or form.puid_reason.data))
     return render_template("patients/form.html", form=form, patient=patient, allocated=False, candidates=[],
-                           then_order=False, puid_locked=puid_locked, ask_reason=locked and may_change), status
+                           then_order=False, puid_locked=puid_locked, ask_reason=ask_reason, confirmed=False), status
 
 
 def _flash_lost_worklists(patient: Patient) -> None:

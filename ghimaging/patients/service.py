@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from .. import clock
 from ..exceptions import Conflict, Invalid
 from ..extensions import db
-from ..models import ImagingRequest, OrthancStudy, Patient, Role, Sex, StudyLink
+from ..models import ImagingRequest, OrthancPatient, OrthancStudy, Patient, Role, Sex, StudyLink
 from ..models.patients import PuidChange, alert_lines, fold
 from ..querytools import contains
 
@@ -52,10 +52,51 @@ class ProbableDuplicate(Conflict):
 
     code = "probable_duplicate"
 
-    def __init__(self, candidates: list[Patient]) -> None:
+    def __init__(self, candidates: list[Patient], fingerprint: str = "") -> None:
         super().__init__(_("A patient with the same birth date and a similar name is already registered. "
                            "Use that patient, or confirm that this is a different person."))
         self.candidates = candidates
+        #: What the warning was about (:func:`identity_fingerprint`): a
+        #: confirmation counts for this name and birth date only.
+        self.fingerprint = fingerprint
+
+
+def identity_fingerprint(family_name: str, given_name: str, birth_date: date | str | None) -> str:
+    """What a "this is a different person" confirmation was given for: the
+    folded name and the birth date, keyed with the app's secret so a form
+    carries it opaquely. Not a secret (the person could tick the box
+    anyway): it only stops a confirmation given for one name and birth
+    date from counting for another typed since, which may look like a
+    different registered patient."""
+    import hashlib
+    import hmac
+
+    from flask import current_app
+
+    born = birth_date.isoformat() if isinstance(birth_date, date) else str(birth_date or "").strip()
+    text = "|".join((" ".join(_words(family_name or "")), " ".join(_words(given_name or "")), born))
+    key = str(current_app.config["SECRET_KEY"]).encode()
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def former_owner(puid: str, patient: Patient | None = None) -> PuidChange | None:
+    """The latest record of ``puid`` as another patient's PUID before an
+    administrator changed it (or None). Images made then carry it, and
+    ``orthanc.identity.same_patient`` gives them to that patient: a second
+    patient with it would take them over (the desk, the mirror's automatic
+    link, the sync's rules)."""
+    stmt = select(PuidChange).where(or_(PuidChange.old_puid == puid, PuidChange.new_puid == puid))
+    if patient is not None and patient.id is not None:
+        stmt = stmt.where(PuidChange.patient_id != patient.id)
+    return db.session.scalars(stmt.order_by(PuidChange.changed_at.desc(), PuidChange.id.desc()).limit(1)).first()
+
+
+def images_carry(puid: str) -> bool:
+    """Whether studies or patients mirrored from Orthanc carry ``puid`` as
+    their PatientID (typed at a modality for a walk-in, or a former PUID)."""
+    study = exists().where(OrthancStudy.patient_id == puid)
+    mirrored = exists().where(OrthancPatient.patient_id == puid)
+    return bool(db.session.scalar(select(or_(study, mirrored))))
 
 
 def validate(data: dict[str, Any], patient: Patient | None = None, *, allocate: bool = False) -> dict[str, Any]:
@@ -79,6 +120,15 @@ def validate(data: dict[str, Any], patient: Patient | None = None, *, allocate: 
         duplicate = other is not None and other is not patient
         if duplicate:
             errors["puid"] = _("Another patient already has PUID %(puid)s.", puid=puid)
+        elif patient is None or puid != patient.puid:
+            former = former_owner(puid, patient)
+            if former is not None:
+                from ..ui import day
+
+                duplicate = True
+                errors["puid"] = _("PUID %(puid)s belonged to %(name)s (now %(now)s) until %(day)s; images may "
+                                   "carry it: choose another.", puid=puid, name=former.patient.full_name,
+                                   now=former.patient.puid, day=day(former.changed_at))
     out["puid"] = puid
     for field, required in (("family_name", True), ("given_name", False)):
         value = str(data.get(field) or "").strip()
@@ -150,7 +200,8 @@ def create_patient(data: dict[str, Any], *, confirm_new: bool = True) -> Patient
     if not confirm_new:
         candidates = probable_duplicates(clean["family_name"], clean["given_name"], clean["birth_date"])
         if candidates:
-            raise ProbableDuplicate(candidates)
+            raise ProbableDuplicate(candidates, identity_fingerprint(clean["family_name"], clean["given_name"],
+                                                                     clean["birth_date"]))
     if not clean["puid"] and pattern is not None:
         from ..imaging.numbers import new_puid
 
@@ -181,19 +232,29 @@ def may_change_linked_puid(user: User | None) -> bool:
 def update_patient(patient: Patient, data: dict[str, Any], *, user: User | None = None,
                    reason: str = "") -> Patient:
     """Save the patient's fields. A new PUID for a patient with studies
-    (:func:`has_studies`) needs an administrator (``user``) and a reason; it
-    is recorded (:class:`PuidChange`), the waiting worklist items are
-    rewritten with it, and the studies under the old PUID stay this
-    patient's (``orthanc.identity.same_patient``)."""
+    (:func:`has_studies`), or one that studies in Orthanc already carry
+    (:func:`images_carry`: the patient takes them over), needs an
+    administrator (``user``) and a reason; it is recorded
+    (:class:`PuidChange`), the waiting worklist items are rewritten with
+    it, and the studies under the old PUID stay this patient's
+    (``orthanc.identity.same_patient``)."""
     old_puid = patient.puid
     clean = validate(data, patient)
     change: PuidChange | None = None
-    if clean["puid"] != old_puid and has_studies(patient):
+    new_puid = clean["puid"]
+    locked = new_puid != old_puid and has_studies(patient)
+    takes_over = new_puid != old_puid and not locked and images_carry(new_puid)
+    if locked or takes_over:
         reason = " ".join((reason or "").split())
         if not may_change_linked_puid(user):
-            raise PatientError({"puid": _("Images already carry this PUID: only an administrator can change it.")})
+            raise PatientError({"puid": _("Images already carry this PUID: only an administrator can change it.")
+                                if locked else
+                                _("Images already carry PUID %(puid)s: only an administrator can give it to this "
+                                  "patient.", puid=new_puid)})
         if not reason:
-            raise PatientError({"puid_reason": _("Say why the PUID changes: images already carry the old one.")})
+            raise PatientError({"puid_reason": _("Say why the PUID changes: images already carry the old one.")
+                                if locked else
+                                _("Say why the PUID changes: images already carry the new one.")})
         if len(reason) > 1000:
             raise PatientError({"puid_reason": _("At most %(n)d characters.", n=1000)})
         assert user is not None
