@@ -107,6 +107,12 @@ def test_a_unique_name_typed_without_picking_orders_for_that_patient(desk, live,
     open_form(page, live)
     page.locator("#patient").fill("mbeki thandi")
     page.get_by_role("button", name="Save as draft").click()
+    # Found by name: shown (PUID in the box, name and birth date said) and
+    # not ordered until sent again after a look.
+    expect(page.locator("#patient")).to_have_value(people["mbeki"].puid)
+    expect(page.locator(".field.picker .error")).to_contain_text("Found Mbeki, Thandi")
+    assert ordered() == []
+    page.get_by_role("button", name="Save as draft").click()
     expect(page.locator(".flash-success")).to_contain_text("saved as draft")
     [req] = ordered()
     assert req.patient_id == people["mbeki"].id

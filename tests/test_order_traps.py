@@ -68,13 +68,26 @@ def form_time(when: datetime) -> dict[str, str]:
     return {"scheduled_date": when.strftime("%Y-%m-%d"), "scheduled_time": when.strftime("%H:%M")}
 
 
+def order_after_a_look(desk, typed: str, catalog, patient, **kw):
+    """What was typed finds ``patient``: the first send orders nothing and
+    comes back with their PUID in the box, their name and birth date said at
+    it; the second send (the PUID now) places the order."""
+    r = order(desk, typed, catalog, **kw)
+    assert r.status_code == 400 and requests() == [], "ordered before anyone looked at who it is"
+    said = " ".join(patient_errors(r))
+    assert f"Found {patient.full_name} (PUID {patient.puid}" in said, said
+    assert f'value="{patient.puid}"' in page(r)
+    r = order(desk, patient.puid, catalog, **kw)
+    assert r.status_code == 302, patient_errors(r)
+    return r
+
+
 # -- the patient box ----------------------------------------------------------
 
 def test_a_unique_name_orders_for_that_patient(desk, catalog, create_patient):
     create_patient(family_name="Mbeki", given_name="Thandi")
     garcia = create_patient(family_name="García López", given_name="Ana")
-    r = order(desk, "garcia ana", catalog)
-    assert r.status_code == 302, patient_errors(r)
+    order_after_a_look(desk, "garcia ana", catalog, garcia)
     assert [req.patient_id for req in requests()] == [garcia.id]
 
 
@@ -83,8 +96,7 @@ def test_a_birth_date_matching_one_patient_orders_for_them(desk, catalog, create
 
     create_patient(family_name="Mbeki", birth_date=date(1990, 5, 1))
     born = create_patient(family_name="Okafor", birth_date=date(1975, 4, 3))
-    r = order(desk, "1975-04-03", catalog)
-    assert r.status_code == 302, patient_errors(r)
+    order_after_a_look(desk, "1975-04-03", catalog, born)
     assert [req.patient_id for req in requests()] == [born.id]
 
 

@@ -103,14 +103,26 @@ class OrderForm(Scheduling, FlaskForm):  # type: ignore[misc]  # Flask-WTF and W
     def validate_patient(self, field: Field) -> None:
         """Said with the other fields' errors: the patient the box names
         (:func:`ordering.find_patient`: a PUID, or one match of a name or
-        birth date; never one of several)."""
+        birth date; never one of several). A patient found by name or birth
+        date is not ordered for yet: the box is given their PUID and the
+        form comes back with their name, birth date and alerts shown, so a
+        person looks at who it is before the order is sent (an order for the
+        wrong person is the worst outcome; one more press is the cheapest)."""
+        from ..ui import day
         from .ordering import find_patient
         from .workflow import ValidationError as Refused
 
+        typed = (field.data or "").strip()
         try:
-            find_patient(field.data or "")
+            patient = find_patient(typed)
         except Refused as exc:
             raise ValidationError(exc.errors["patient"]) from None
+        if patient.puid != typed:
+            field.data = patient.puid
+            raise ValidationError(_(
+                "Found %(name)s (PUID %(puid)s, born %(born)s). Check that this is the patient, and their "
+                "alerts below, then send the order again.", name=patient.full_name, puid=patient.puid,
+                born=day(patient.birth_date) if patient.birth_date else "\u2014"))
 
 
 class EditRequestForm(Scheduling, FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship no types

@@ -53,7 +53,8 @@ def find_patient(text: str, field: str = "patient") -> Patient:
     "P-10" (an order placed for the wrong person is the worst outcome here,
     a second look at the list the cheapest). Several named, or only partly
     matched, patients are listed, never one picked; none says what was
-    typed."""
+    typed. The order form asks once more before ordering for a patient
+    found this way (``forms.OrderForm.validate_patient``)."""
     typed = (text or "").strip()
     patient = patients.by_puid(typed) if typed else None
     if patient is not None:
@@ -92,7 +93,8 @@ def _names(typed: str, patient: Patient) -> bool:
         day = patients.parse_day(word)
         if day is not None and day == patient.birth_date:
             continue
-        if not set(fold(word).replace("-", " ").split()) <= words:
+        parts = set(fold(word).replace("-", " ").split())
+        if not parts or not parts <= words:  # "-" alone names nobody, not everybody
             return False
     return True
 
