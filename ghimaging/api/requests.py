@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import Response, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 
 from ..extensions import db
 from ..imaging import checks, ordering, people, queries, reporting, workflow
@@ -84,8 +85,8 @@ def create_request() -> Response:
     if workflow.scheduled_in_past(scheduled_at) and not _bool(data, "confirm_past"):
         # The page's "Yes, schedule in the past" box: a slip of the year is
         # caught, a deliberate past time (a walk-in entered late) is kept.
-        raise invalid({"scheduled_at": "This time is more than an hour in the past; send confirm_past: true "
-                                       "to keep it."})
+        raise invalid({"scheduled_at": _("This time is more than an hour in the past; send confirm_past: true "
+                                         "to keep it.")})
     physician = people.or_self(people.by_name(_str(data, "physician"), "physician"), user, Role.PHYSICIAN)
     order = ordering.Order(patient, tests, physician=physician, urgent=_bool(data, "urgent"),
                            clinical_context=_str(data, "clinical_context"), comment=_str(data, "comment"),

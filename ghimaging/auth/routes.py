@@ -172,7 +172,11 @@ def save_language() -> ResponseReturnValue:
         return _account_page(ChangePasswordForm(formdata=None), language_form=form), 400
     current_user.language = form.language.data or None
     db.session.commit()
-    # Flashed after the commit: the next page, in the new language, shows it.
+    # Said in the language just chosen: should anything have settled this
+    # request's language before the change, it is chosen again.
+    from flask_babel import refresh
+
+    refresh()
     flash(_("Your language is saved."), "success")
     return redirect(url_for("auth.account"))
 
