@@ -60,6 +60,7 @@ from .suggestions import SUGGEST_DAYS, Suggestion, suggestions
 __all__ = [
     "LINKABLE", "SUGGEST_DAYS", "Assessment", "LinkError", "OtherPatientError", "Suggestion", "assess", "confirm",
     "dicom_id", "flag_shared", "forget_studies", "history", "identity_differences", "inbox_notes", "link",
+    "link_warning",
     "match_generation", "match_study", "name_matches", "near_id_reason", "patient_conflict", "patient_identity",
     "reoffer", "requests_of", "same_patient", "studies_of", "study_identity", "suggestions", "to_review", "unlink",
     "unmatched", "warnings_of",
@@ -91,8 +92,18 @@ def warnings_of(study: OrthancStudy) -> list[str]:
                          accession=lk.request.accession_number, name=lk.request.patient.full_name, reason=lk.reason))
         elif lk.needs_review:
             out.append(_("Request %(accession)s: %(warning)s", accession=lk.request.accession_number,
-                         warning=lk.warning))
+                         warning=link_warning(lk)))
     return out
+
+
+def link_warning(link: StudyLink) -> str:
+    """What a link to check says, in the reader's language: the identity
+    differences as they are now (the check that stored ``link.warning``
+    when the link was made, in the language of whoever or whatever made it:
+    often the sync, in the clinic's), else the stored text when register
+    and study no longer differ (the link still waits for a person)."""
+    now = " ".join(identity_differences(link.study, link.request.patient)) if link.warning else ""
+    return now or link.warning
 
 
 def patient_conflict(study: OrthancStudy) -> str:

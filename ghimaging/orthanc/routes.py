@@ -26,6 +26,7 @@ from .forms import LinkForm, ServerForm
 from .summary import Summary
 
 bp = Blueprint("orthanc", __name__, url_prefix="/orthanc")
+bp.app_template_global("link_warning")(matching.link_warning)
 
 # An admin waits for a delete; Orthanc may need a while for a large study, and
 # a delete cut short may still complete in Orthanc (the next reconciliation
