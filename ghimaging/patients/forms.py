@@ -23,10 +23,11 @@ class PatientForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms shi
     alerts = TextAreaField(_l("Alerts and allergies (one per line)"),
                            validators=[Optional(), Length(max=2000, message=_l("At most 2000 characters."))],
                            description=_l("Shown in red on the order form and the reporting desk."))
-    # Only when the PUID of a patient with images changes (an administrator).
+    # Only when the PUID of a patient with images changes, or changes to one that
+    # images carry (an administrator).
     puid_reason = TextAreaField(_l("Why the PUID changes"), validators=[Optional(), Length(max=1000)],
-                                description=_l("Images already carry the old PUID; the change is recorded "
-                                               "with this reason."))
+                                description=_l("Images already carry the old or the new PUID; the change is "
+                                               "recorded with this reason."))
     # Only after a probable-duplicate warning: the person checked the candidates.
     confirm_new = BooleanField(_l("This is a different person"))
     # The name and birth date the warning was about (service.identity_fingerprint):
