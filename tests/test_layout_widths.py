@@ -73,6 +73,7 @@ def test_no_page_is_wider_than_the_screen_or_fails_axe(browser, live, shots, cli
     failing: list[str] = []
 
     def check(label: str, shot: str | None = None) -> None:
+        page.wait_for_load_state("load")  # styled before it is measured
         if (w := _too_wide(page)) is not None:
             wide[label] = w
         failing.extend(f"{label}: {line}" for line in axe.violations(page))
@@ -90,6 +91,7 @@ def test_no_page_is_wider_than_the_screen_or_fails_axe(browser, live, shots, cli
                 page.fill("#username", "admin")
                 page.fill("#password", "not the password")
                 page.get_by_role("button", name="Sign in").click()
+                expect(page.locator(".flash").first).to_be_visible()
                 check("login refused")
             sign_in(page, live, user, PASSWORD)
             if viewport == "tablet":

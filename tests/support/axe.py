@@ -95,6 +95,10 @@ def violations(page) -> list[str]:
     """Serious and critical WCAG 2 A/AA violations on the page as it is now,
     one line each: page, rule, what axe says, and every element at fault
     (its selector and why), so a failure says what to fix and where."""
+    # A click that submits a form returns once the next page is committed,
+    # before its stylesheet applies: axe would judge unstyled inputs (seen
+    # once in CI: 21 px high fields on the refused sign-in).
+    page.wait_for_load_state("load")
     if not page.evaluate("typeof window.axe !== 'undefined'"):
         # Evaluated, not added as a <script>: the app's Content-Security-Policy
         # (script-src 'self') stays in force for the page's own scripts.
