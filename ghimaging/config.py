@@ -58,6 +58,11 @@ class Defaults:
     # that many hops); 0 when clients connect directly.
     PROXY_COUNT = 0
     PERMANENT_SESSION_LIFETIME = timedelta(hours=12)
+    # The session cookie is sent again when the server-side session is
+    # touched (once a minute of use, auth/sessions.py), so its expiry moves
+    # with the session's; signing it anew on every request cost a sixth of
+    # a viewer frame's time in ghimaging (bench/bench_viewer.py).
+    SESSION_REFRESH_EACH_REQUEST = False
     WTF_CSRF_TIME_LIMIT = 12 * 3600
     WORKLIST_DIR: str | None = None
     # Seconds between incremental Orthanc syncs and between deletion

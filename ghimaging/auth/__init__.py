@@ -11,9 +11,10 @@ from ..extensions import login_manager
 
 
 def init_app(app: Flask) -> None:
-    from . import admin_routes, gate  # noqa: F401  # admin_routes: the administration pages, on bp too
+    from . import admin_routes, gate, light  # noqa: F401  # admin_routes: the administration pages, on bp too
     from .routes import bp  # also registers the user loader
 
+    light.init_app(app)  # before the gate, the first hook to ask who is signed in
     gate.init_app(app)
 
     login_manager.login_view = "auth.login"

@@ -24,10 +24,11 @@ from flask import Response, current_app, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 
 from .. import crypto
 from ..auth.decorators import requires
+from ..auth.light import light
 from ..extensions import db
 from ..models import ImagingRequest, OrthancSeries, OrthancServer, OrthancStudy, Result
 from ..orthanc import instances, rendering
@@ -58,17 +59,24 @@ def _series(series_id: int) -> OrthancSeries | None:
     return db.session.get(OrthancSeries, series_id)
 
 
+def _frame_source_statement() -> Select[Any]:
+    se, st, sv = OrthancSeries.__table__.c, OrthancStudy.__table__.c, OrthancServer.__table__.c
+    return (select(se.orthanc_id, sv.id, sv.url, sv.username, sv.password_enc, sv.label)
+            .select_from(OrthancSeries.__table__.join(OrthancStudy.__table__, st.id == se.study_id)
+                         .join(OrthancServer.__table__, sv.id == st.server_id))
+            .where(se.id == bindparam("series_id")))
+
+
+# Built once: building the statement cost as much as running it.
+_FRAME_SOURCE = _frame_source_statement()
+
+
 def _frame_source(series_id: int) -> tuple[str, instances.ServerRef] | None:
     """(the series' Orthanc id, its server's columns) for a mirrored series,
     in one query that loads no rows: a frame is asked for at every scroll
     step, and loading the study with its patient costs more than the rest
     of the request."""
-    row = db.session.execute(
-        select(OrthancSeries.orthanc_id, OrthancServer.id, OrthancServer.url, OrthancServer.username,
-               OrthancServer.password_enc, OrthancServer.label)
-        .join(OrthancStudy, OrthancStudy.id == OrthancSeries.study_id)
-        .join(OrthancServer, OrthancServer.id == OrthancStudy.server_id)
-        .where(OrthancSeries.id == series_id)).first()
+    row = db.session.execute(_FRAME_SOURCE, {"series_id": series_id}).first()
     return None if row is None else (row[0], instances.ServerRef(*row[1:]))
 
 
@@ -134,6 +142,7 @@ def _window() -> tuple[float | None, float | None] | None:
 
 
 @bp.route("/viewer/series/<int:series_id>/instances/<orthanc_id>/frames/<int:frame>")
+@light  # asked at every scroll step: the signed-in person is read in one light statement
 @requires(Action.VIEW)
 def viewer_frame(series_id: int, orthanc_id: str, frame: int) -> ResponseReturnValue:
     """One frame as a PNG under the window ``c``/``w`` (rescaled units)."""

@@ -1,0 +1,78 @@
+"""A light sign-in check for the endpoints asked for many times a second.
+
+The viewer asks for a frame at every scroll step. Loading the signed-in
+person the usual way (their session, user and roles as ORM objects, see
+:func:`.sessions.load`) was a third of what ghimaging spent on a frame
+(bench/bench_viewer.py). An endpoint marked :func:`light` gets, when its
+session is live, a :class:`SeenUser` read by :func:`.sessions.peek` in one
+statement instead; every check after that is the usual one: the gate (a
+password to change), ``requires`` and the permission map, the view itself.
+
+Whenever the light read cannot decide, it steps aside and the usual loader
+runs: no session, an ended or expired one (the loader then clears the
+cookies), a disabled user, a session due its once-a-minute touch, a failed
+session protection check. The light user has no ORM object behind it: a
+marked view must not need one (``current_user`` there is only asked who it
+is and what it may do).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Flask, current_app, g, request, session
+
+from ..extensions import login_manager
+from ..models import Role
+from ..permissions import Action, allowed
+from . import sessions
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def light(view: F) -> F:
+    """Mark ``view`` as one that takes the light sign-in check."""
+    view.light_sign_in = True  # type: ignore[attr-defined]
+    return view
+
+
+class SeenUser:
+    """The signed-in person as :func:`.sessions.peek` read them: what
+    Flask-Login, the gate, ``requires`` and the page language ask of a
+    user, and no more."""
+
+    is_authenticated = True
+    is_active = True  # peek passes active users only
+    is_anonymous = False
+    active = True
+
+    def __init__(self, seen: sessions.Seen, cookie_id: str):
+        self.id = seen.user_id
+        self.roles: frozenset[Role] = seen.roles
+        self.must_change_password = seen.must_change_password
+        self.language = seen.language
+        self._cookie_id = cookie_id
+
+    def get_id(self) -> str:
+        return self._cookie_id
+
+    def can(self, action: Action | str) -> bool:
+        return allowed(self.roles, action)  # active: see is_active
+
+
+def init_app(app: Flask) -> None:
+    """Registered before the gate, which is the first to ask who is signed in."""
+    app.before_request(_light_sign_in)
+
+
+def _light_sign_in() -> None:
+    view = current_app.view_functions.get(request.endpoint or "")
+    if not getattr(view, "light_sign_in", False) or "_login_user" in g:
+        return
+    cookie_id = session.get("_user_id")
+    if not isinstance(cookie_id, str) or login_manager._session_protection_failed():
+        return  # the loader decides (a remember-me cookie, a protection failure)
+    seen = sessions.peek(cookie_id)
+    if seen is not None:
+        g._login_user = SeenUser(seen, cookie_id)  # what Flask-Login's current_user returns
