@@ -8,12 +8,14 @@ session is live, a :class:`SeenUser` read by :func:`.sessions.peek` in one
 statement instead; every check after that is the usual one: the gate (a
 password to change), ``requires`` and the permission map, the view itself.
 
-Whenever the light read cannot decide, it steps aside and the usual loader
-runs: no session, an ended or expired one (the loader then clears the
-cookies), a disabled user, a session due its once-a-minute touch, a failed
-session protection check. The light user has no ORM object behind it: a
-marked view must not need one (``current_user`` there is only asked who it
-is and what it may do).
+The light read is used only for a request that will pass: whenever it
+cannot decide, or the answer is a refusal, it steps aside and the usual
+loader runs: no session, an ended or expired one (the loader then clears
+the cookies), a disabled user, a session due its once-a-minute touch, a
+failed session protection check, a password to change, a role the
+endpoint's ``requires`` does not allow. The light user has no ORM object
+behind it: a marked view must not need one (``current_user`` there is only
+asked who it is and what it may do).
 """
 
 from __future__ import annotations
@@ -32,7 +34,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def light(view: F) -> F:
-    """Mark ``view`` as one that takes the light sign-in check."""
+    """Mark ``view`` as one that takes the light sign-in check; written
+    above its ``@requires(...)``, whose action the check reads."""
+    if getattr(view, "required_action", None) is None:
+        raise TypeError(f"@light goes above @requires(...) on {view.__name__}")
     view.light_sign_in = True  # type: ignore[attr-defined]
     return view
 
@@ -74,5 +79,9 @@ def _light_sign_in() -> None:
     if not isinstance(cookie_id, str) or login_manager._session_protection_failed():
         return  # the loader decides (a remember-me cookie, a protection failure)
     seen = sessions.peek(cookie_id)
-    if seen is not None:
-        g._login_user = SeenUser(seen, cookie_id)  # what Flask-Login's current_user returns
+    action = getattr(view, "required_action", None)  # set by requires()
+    if seen is None or seen.must_change_password or action is None or not allowed(seen.roles, action):
+        # The loader, the gate and requires() answer as for any page, and a
+        # refusal page is drawn for the full user (its name, its menu).
+        return
+    g._login_user = SeenUser(seen, cookie_id)  # what Flask-Login's current_user returns
