@@ -19,9 +19,13 @@ from .exceptions import Conflict, DomainError, Invalid, NotFound, UpstreamFailur
 
 
 def _wants_json() -> bool:
-    """The API, and the upload page's script (it asks for JSON)."""
+    """The API, the upload page's script (it asks for JSON), and the
+    endpoints of the light sign-in (the viewer's frames: the widget reads
+    the message, and a page would be drawn for a light user)."""
+    from .auth.light import is_light
+
     return (request.path.startswith("/api/") or request.args.get("format") == "json"
-            or request.accept_mimetypes.best == "application/json")
+            or request.accept_mimetypes.best == "application/json" or is_light())
 
 
 _PAGE_STATUS: dict[type[DomainError], tuple[int, str]] = {

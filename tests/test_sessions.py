@@ -411,3 +411,14 @@ def test_neither_cookie_is_secure_by_default(app, alice):
     r = remembered_sign_in(app)
     assert "secure" not in cookie_attributes(r, "session")
     assert "secure" not in cookie_attributes(r, "remember_token")
+
+
+@pytest.mark.parametrize("named", ["²:secret", "١:secret", "1234567890:secret", "1:", ":secret", "x:y", ""])
+def test_a_cookie_that_names_no_session_is_refused_not_a_crash(app, alice, named):
+    """Only ASCII digits name a user (``isdigit`` passes "²", which ``int``
+    refuses); both the loader and the light read say "nobody"."""
+    from ghimaging.auth import sessions
+
+    with app.test_request_context("/"):
+        assert sessions.load(named) is None
+        assert sessions.peek(named) is None

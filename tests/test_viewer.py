@@ -182,6 +182,25 @@ def test_orthanc_down_or_silent_is_a_message_not_a_500(linked, login, orthanc):
         assert "did not answer in time" in slow.get_json()["message"]
 
 
+def test_an_unexpected_failure_of_a_frame_answers_json_to_every_role(linked, login, staff, monkeypatch):
+    """A bug or a database failure inside the frame view (stood in for by an
+    exception where it reads the series: no real part fails this way on
+    demand): the widget gets the JSON message. The frame's signed-in person
+    is the light user (auth/light.py), and the error page drawn for it
+    crashed for a physician (no queues) and named nobody for others."""
+    from ghimaging.imaging import viewer_routes
+
+    _req, _result, series, ids = linked
+
+    def broken(series_id):
+        raise RuntimeError("stand-in for a bug")
+
+    monkeypatch.setattr(viewer_routes, "_frame_source", broken)
+    for who in ("doc", "rad"):
+        r = login(who).get(frame_url(series, ids[1]), headers={"Accept": "image/avif,image/webp,*/*"})
+        assert r.status_code == 500 and r.get_json()["error"] == "internal", (who, r.data[:200])
+
+
 def test_add_as_key_image_stores_the_frame_and_window_shown(linked, login, app):
     _req, result, series, ids = linked
     rad = login("rad")

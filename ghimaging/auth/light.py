@@ -71,6 +71,13 @@ def init_app(app: Flask) -> None:
     app.before_request(_light_sign_in)
 
 
+def is_light() -> bool:
+    """Whether this request's endpoint is marked :func:`light`. Such an
+    endpoint answers its failures as JSON (errors.py): an error page would be
+    drawn for a :class:`SeenUser`, whose name and queues it does not have."""
+    return bool(getattr(current_app.view_functions.get(request.endpoint or ""), "light_sign_in", False))
+
+
 def _light_sign_in() -> None:
     view = current_app.view_functions.get(request.endpoint or "")
     if not getattr(view, "light_sign_in", False) or "_login_user" in g:

@@ -13,6 +13,7 @@ once-a-minute touch of :func:`load`).
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -68,7 +69,7 @@ def _named(user_id: str) -> tuple[int, str] | None:
     """(user id, secret) from a cookie's ``<id>:<secret>``; None for anything
     else (also every cookie from before sessions were kept here)."""
     uid_text, _, secret = user_id.partition(":")
-    if not uid_text.isdigit() or len(uid_text) > 9 or not secret:
+    if not re.fullmatch(r"[0-9]{1,9}", uid_text) or not secret:  # isdigit() passes "²", which int() refuses
         return None
     return int(uid_text), secret
 
