@@ -60,8 +60,8 @@ class Defaults:
     PERMANENT_SESSION_LIFETIME = timedelta(hours=12)
     # The session cookie is sent again when the server-side session is
     # touched (once a minute of use, auth/sessions.py), so its expiry moves
-    # with the session's; signing it anew on every request cost a sixth of
-    # a viewer frame's time in ghimaging (bench/bench_viewer.py).
+    # with the session's; signing it anew on every request was about a
+    # sixth of ghimaging's own time on a viewer frame (measured in process).
     SESSION_REFRESH_EACH_REQUEST = False
     WTF_CSRF_TIME_LIMIT = 12 * 3600
     WORKLIST_DIR: str | None = None

@@ -2,8 +2,8 @@
 
 The viewer asks for a frame at every scroll step. Loading the signed-in
 person the usual way (their session, user and roles as ORM objects, see
-:func:`.sessions.load`) was a third of what ghimaging spent on a frame
-(bench/bench_viewer.py). An endpoint marked :func:`light` gets, when its
+:func:`.sessions.load`) was over a third of ghimaging's own time on a
+frame (measured in process; the frame's figures are in bench/README.md). An endpoint marked :func:`light` gets, when its
 session is live, a :class:`SeenUser` read by :func:`.sessions.peek` in one
 statement instead; every check after that is the usual one: the gate (a
 password to change), ``requires`` and the permission map, the view itself.
