@@ -173,6 +173,8 @@ def test_an_admin_makes_and_revokes_its_tokens(app, as_admin, pusher):
                       token_from=f"/admin/users/{pusher.id}")
     assert r.status_code == 200
     token = html.unescape(re.search(r'<pre class="token" id="token">([^<]+)</pre>', r.get_data(as_text=True)).group(1))
+    # How to use it, as markup (it showed "<code>Authorization: …" as text).
+    assert f"<code>Authorization: Bearer {html.escape(token[:10])}…</code>" in r.get_data(as_text=True)
     call = bearer(app, token)
     assert call("GET", "/api/v1/me").get_json()["username"] == "orthanc-push"
     page = as_admin.get(f"/admin/users/{pusher.id}").get_data(as_text=True)

@@ -434,7 +434,7 @@ def test_worklist_page_lists_folder_templates_and_foreign_files(app, admin, fold
     (folder / "FOREIGN.wl").write_bytes(b"x")
     html = admin.get("/admin/worklists/").get_data(as_text=True)
     assert str(folder) in html
-    assert "2 <code>.wl</code> file(s): 1 written by ghimaging, 1 by something else (left alone)" in html
+    assert "2 <code>.wl</code> file(s), 1 of them written by ghimaging. 1 of them written by something else (left alone)." in html
     for name in ("general", "latin1", "gnuhealth-legacy"):
         assert f">{name}</a>" in html
     assert wl(folder, req).exists()
