@@ -5,7 +5,8 @@ here commits: the caller does, once."""
 
 from __future__ import annotations
 
-from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+from flask_babel import format_number  # type: ignore[import-untyped]  # Flask-Babel ships no types
+from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -43,7 +44,7 @@ def save(template: ReportTemplate | None, test: ImagingTest, *, name: str, text:
     if not text:
         raise CatalogError(_("The text is empty: write the normal findings the template inserts."), "text")
     if len(text) > TEXT_MAX:
-        raise CatalogError(_("At most %(max)s characters.", max=f"{TEXT_MAX:,}"), "text")
+        raise CatalogError(_("At most %(max)s characters.", max=format_number(TEXT_MAX)), "text")
     other = db.session.scalar(select(ReportTemplate).where(ReportTemplate.test_id == test.id,
                                                             ReportTemplate.name == name))
     if other is not None and other is not template:

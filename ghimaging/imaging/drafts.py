@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask_babel import gettext as _  # type: ignore[import-untyped]  # Flask-Babel ships no types
+from flask_babel import format_number  # type: ignore[import-untyped]  # Flask-Babel ships no types
+from flask_babel import gettext as _
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
@@ -77,7 +78,7 @@ def save(req: ImagingRequest, user: User, text: object, version: object) -> Repo
     if not isinstance(text, str):
         raise ValidationError({"text": _("The draft must be text.")})
     if len(text) > MAX_CHARS:
-        raise ValidationError({"text": _("The draft is longer than %(limit)s characters.", limit=f"{MAX_CHARS:,}")})
+        raise ValidationError({"text": _("The draft is longer than %(limit)s characters.", limit=format_number(MAX_CHARS))})
     result = req.result
     if result is not None and result.is_final:
         raise TransitionError(_("This result is final; drafts are no longer kept."), state=req.state)

@@ -149,7 +149,7 @@ class ResultForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF and WTForms ship
     radiologist = SelectField(_l("Evaluating radiologist"), coerce=int)
     result_date = DateField(_l("Date"), validators=[DataRequired(_l("Give the date of the result.")),
                                                 Plausible(_l("The date of the result"))])
-    report_style = SelectField(_l("Report style"), choices=[(s.value, s.label) for s in ReportStyle])
+    report_style = SelectField(_l("Report style"), choices=[(s.value, s.lazy_label) for s in ReportStyle])
     report = TextAreaField(_l("Report"), validators=[Optional(), Length(max=100_000)])
     # Not "images": ResultForm(obj=result) would fill the upload slots from
     # the result's stored images.

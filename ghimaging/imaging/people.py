@@ -21,7 +21,7 @@ def with_role(role: Role) -> list[User]:
 
 def choices(role: Role) -> list[tuple[int, str]]:
     """A select's choices: none, then the active users with ``role``."""
-    return [(0, "— none —")] + [(u.id, u.display_name) for u in with_role(role)]
+    return [(0, _("— none —"))] + [(u.id, u.display_name) for u in with_role(role)]
 
 
 def by_id(user_id: int | None) -> User | None:

@@ -49,12 +49,20 @@ class ReportStyle(str, enum.Enum):
     WITHOUT_CAPTIONS = "without_captions"
 
     @property
-    def label(self) -> str:
-        return str({
+    def lazy_label(self) -> Any:
+        """The style as shown, translated when rendered: for choices made
+        once at import (a form class), which ``label`` would fix in the
+        language of that moment."""
+        return {
             "with_images": _l("With images and captions"),
             "without_images": _l("Without images"),
             "without_captions": _l("Images without captions"),
-        }[self.value])
+        }[self.value]
+
+    @property
+    def label(self) -> str:
+        """The style as shown, in the reader's language."""
+        return str(self.lazy_label)
 
 
 class Counter(Model):

@@ -96,14 +96,19 @@ def identity_differences(study: OrthancStudy, patient: Patient) -> list[str]:
 
 
 def study_identity(study: OrthancStudy) -> str:
+    if not study.birth_date:  # "born birth date not given" read badly in every language
+        return str(_("PatientID \u201c%(id)s\u201d, %(name)s, birth date not given", id=dicom_id(study.patient_id),
+                     name=_show_name(study.patient_name)))
     return str(_("PatientID \u201c%(id)s\u201d, %(name)s, born %(born)s", id=dicom_id(study.patient_id),
                  name=_show_name(study.patient_name), born=_show_date(study.birth_date)))
 
 
 def patient_identity(patient: Patient) -> str:
-    born = patient.birth_date.isoformat() if patient.birth_date else _("birth date not given")
+    if not patient.birth_date:
+        return str(_("PUID \u201c%(puid)s\u201d, %(name)s, birth date not given", puid=patient.puid,
+                     name=patient.full_name))
     return str(_("PUID \u201c%(puid)s\u201d, %(name)s, born %(born)s", puid=patient.puid, name=patient.full_name,
-                 born=born))
+                 born=patient.birth_date.isoformat()))
 
 
 def same_patient(study: OrthancStudy, patient: Patient) -> bool:

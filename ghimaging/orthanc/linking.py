@@ -61,18 +61,21 @@ def _link(study: OrthancStudy, req: ImagingRequest, method: str, user: User | No
                      warning=warning, other_patient=other_patient, reason=reason)
     db.session.add(link)
     req.images_available = True
-    note = f"{study_identity(study)}; accession \u201c{study.accession_number}\u201d"
+    note = _("%(identity)s; accession \u201c%(accession)s\u201d", identity=study_identity(study),
+             accession=study.accession_number)
     if warning:
         note += f". {warning}"
     if other_patient:
-        note += f". Linked to another patient's request ({patient_identity(req.patient)}). Reason: {reason}"
+        note += ". " + _("Linked to another patient's request (%(patient)s). Reason: %(reason)s",
+                         patient=patient_identity(req.patient), reason=reason)
     db.session.add(LinkEvent(server_id=study.server_id, study_uid=study.study_uid,
                              patient_id=dicom_id(study.patient_id)[:64], request_id=req.id, action="link",
                              method=method, user_id=user.id if user else None, note=note))
     if other_patient:
         db.session.add(RequestEvent(request_id=req.id, user_id=user.id if user else None,
                                     action="other patient's study", from_state=req.state, to_state=req.state,
-                                    note=f"Linked a study of {study_identity(study)}. Reason: {reason}"))
+                                    note=_("Linked a study of %(identity)s. Reason: %(reason)s",
+                                           identity=study_identity(study), reason=reason)))
     return link
 
 

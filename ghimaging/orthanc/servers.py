@@ -323,15 +323,22 @@ def encoding_warnings(server: OrthancServer) -> list[str]:
     encoding = (server.default_encoding or "").strip()
     if not encoding or encoding in UNICODE_ENCODINGS:
         return []
-    fix = "Set \"DefaultEncoding\": \"Utf8\" in Orthanc's configuration file and restart Orthanc."
+    fix = _("Set \"DefaultEncoding\": \"Utf8\" in Orthanc's configuration file and restart Orthanc.")
     codec = orthanc_codec(encoding)
     if codec is None:
-        return [f"Orthanc's default encoding is {encoding}, which ghimaging does not know: names may reach "
-                f"the modality damaged. {fix}"]
-    out = [f"Orthanc's default encoding is {encoding}: it transcodes every worklist answer to it, so names "
-           f"that {encoding} cannot hold (for example Greek, Cyrillic, Arabic, Hebrew, Chinese, Japanese or "
-           f"Korean names{' and letters outside Latin-1' if encoding == 'Latin1' else ''}) reach the modality "
-           f"as '^' or with letters dropped. {fix}"]
+        return [_("Orthanc's default encoding is %(encoding)s, which ghimaging does not know: names may reach "
+                  "the modality damaged. %(fix)s", encoding=encoding, fix=fix)]
+    if encoding == "Latin1":
+        general = _("Orthanc's default encoding is %(encoding)s: it transcodes every worklist answer to it, so "
+                    "names that %(encoding)s cannot hold (for example Greek, Cyrillic, Arabic, Hebrew, Chinese, "
+                    "Japanese or Korean names and letters outside Latin-1) reach the modality as '^' or with "
+                    "letters dropped. %(fix)s", encoding=encoding, fix=fix)
+    else:
+        general = _("Orthanc's default encoding is %(encoding)s: it transcodes every worklist answer to it, so "
+                    "names that %(encoding)s cannot hold (for example Greek, Cyrillic, Arabic, Hebrew, Chinese, "
+                    "Japanese or Korean names) reach the modality as '^' or with letters dropped. %(fix)s",
+                    encoding=encoding, fix=fix)
+    out = [general]
     lost: list[str] = []
     count = 0
     for family, given, puid in db.session.execute(select(Patient.family_name, Patient.given_name, Patient.puid)):
@@ -342,9 +349,9 @@ def encoding_warnings(server: OrthancServer) -> list[str]:
             if len(lost) < 3:
                 lost.append(f"{family}, {given} ({puid})" if given else f"{family} ({puid})")
     if count:
-        out.append(f"{count} patient name(s) in the register cannot be written in Orthanc's default encoding "
-                   f"{encoding}, for example {'; '.join(lost)}: their worklist items reach the modality "
-                   f"damaged. {fix}")
+        out.append(_("%(count)s patient name(s) in the register cannot be written in Orthanc's default encoding "
+                     "%(encoding)s, for example %(examples)s: their worklist items reach the modality damaged. "
+                     "%(fix)s", count=count, encoding=encoding, examples="; ".join(lost), fix=fix))
     return out
 
 
