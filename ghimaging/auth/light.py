@@ -71,23 +71,29 @@ def init_app(app: Flask) -> None:
     app.before_request(_light_sign_in)
 
 
+def _light_view() -> Any:
+    """This request's view when it is marked :func:`light`, else None."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    return view if getattr(view, "light_sign_in", False) else None
+
+
 def is_light() -> bool:
     """Whether this request's endpoint is marked :func:`light`. Such an
     endpoint answers its failures as JSON (errors.py): an error page would be
     drawn for a :class:`SeenUser`, whose name and queues it does not have."""
-    return bool(getattr(current_app.view_functions.get(request.endpoint or ""), "light_sign_in", False))
+    return _light_view() is not None
 
 
 def _light_sign_in() -> None:
-    view = current_app.view_functions.get(request.endpoint or "")
-    if not getattr(view, "light_sign_in", False) or "_login_user" in g:
+    view = _light_view()
+    if view is None or "_login_user" in g:
         return
     cookie_id = session.get("_user_id")
     if not isinstance(cookie_id, str) or login_manager._session_protection_failed():
         return  # the loader decides (a remember-me cookie, a protection failure)
     seen = sessions.peek(cookie_id)
-    action = getattr(view, "required_action", None)  # set by requires()
-    if seen is None or seen.must_change_password or action is None or not allowed(seen.roles, action):
+    # view.required_action: set by requires(), which light() insists on.
+    if seen is None or seen.must_change_password or not allowed(seen.roles, view.required_action):
         # The loader, the gate and requires() answer as for any page, and a
         # refusal page is drawn for the full user (its name, its menu).
         return

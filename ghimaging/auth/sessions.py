@@ -80,6 +80,12 @@ def _live(named_user: int, row_user: int, expires_at: datetime, active: bool, no
     return row_user == named_user and expires_at > now and active
 
 
+def _touch_due(last_seen_at: datetime, now: datetime) -> bool:
+    """Whether a live session's row is due its once-a-minute touch (only
+    :func:`load` writes it)."""
+    return now - last_seen_at >= TOUCH_EVERY
+
+
 def load(user_id: str) -> User | None:
     """The user of a live session named by a cookie's ``<id>:<secret>``, or
     None (unknown, ended or expired session, or a disabled user). The
@@ -97,7 +103,7 @@ def load(user_id: str) -> User | None:
     now = utcnow()
     if row is None or not _live(uid, row.user_id, row.expires_at, row.user.active, now):
         return None
-    if now - row.last_seen_at >= TOUCH_EVERY:
+    if _touch_due(row.last_seen_at, now):
         row.last_seen_at = now
         if not row.remember:
             row.expires_at = now + _lifetime(False)
@@ -145,7 +151,7 @@ def peek(user_id: str) -> Seen | None:
     rows = db.session.execute(_PEEK, {"secret_hash": _hash(named[1])}).all()
     now = utcnow()
     if not rows or not _live(named[0], rows[0].user_id, rows[0].expires_at, rows[0].active, now) \
-            or now - rows[0].last_seen_at >= TOUCH_EVERY:
+            or _touch_due(rows[0].last_seen_at, now):
         return None
     return Seen(rows[0].user_id, frozenset(Role(r.role) for r in rows if r.role is not None),
                 rows[0].must_change_password, rows[0].language)
